@@ -1,0 +1,1 @@
+"""The `kubegate` command: one module per command group."""

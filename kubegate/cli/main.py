@@ -1,0 +1,24 @@
+"""Entry point: assembles the command groups into one `kubegate` command."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="kubegate",
+    help="An access gateway between AI agents, people and Kubernetes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _register() -> None:
+    from kubegate.cli import serve
+
+    serve.register(app)
+
+
+def main() -> None:
+    _register()
+    app()

@@ -1,0 +1,1 @@
+"""Kubernetes wire facts: request info parsing, Status objects, header rules."""
