@@ -113,6 +113,14 @@ class IdentityConfig(Strict):
     admin_groups: list[str] = []
     auditor_groups: list[str] = []
 
+    @model_validator(mode="after")
+    def _unique_issuers(self) -> IdentityConfig:
+        urls = [i.url for i in self.issuers]
+        dupes = sorted({u for u in urls if urls.count(u) > 1})
+        if dupes:
+            raise ValueError(f"each issuer url may appear once: {', '.join(dupes)}")
+        return self
+
 
 class KubeconfigAuth(Strict):
     path: Path

@@ -14,9 +14,13 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from kubegate.cli import serve
+    from kubegate.cli import demo, kubeconfig, sandbox, serve, token
 
     serve.register(app)
+    demo.register(app)
+    kubeconfig.register(app)
+    token.register(app)
+    sandbox.register(app)
 
 
 def main() -> None:

@@ -145,11 +145,10 @@ def parse_request_info(method: str, raw_path: str, query_string: str = "") -> Re
         verb = METHOD_VERBS.get(method, "")
 
     namespace = ""
-    if rest[0] == "namespaces":
-        if len(rest) > 1:
-            namespace = rest[1]
-            if len(rest) > 2 and rest[2] not in NAMESPACE_SUBRESOURCES:
-                rest = rest[2:]
+    if rest[0] == "namespaces" and len(rest) > 1:
+        namespace = rest[1]
+        if len(rest) > 2 and rest[2] not in NAMESPACE_SUBRESOURCES:
+            rest = rest[2:]
 
     resource = name = subresource = ""
     if len(rest) >= 3 and verb not in SPECIAL_VERBS_NO_SUBRESOURCES:

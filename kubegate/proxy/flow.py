@@ -26,9 +26,10 @@ if TYPE_CHECKING:
 class Flow:
     """Everything known about one request as it travels the pipeline.
 
-    `headers` are the headers that will be sent upstream: already stripped of hop-by-hop,
-    Authorization and Impersonate-* headers. `decision` is set by the policy stage; `extras` is
-    where a stage keeps what only it and later stages need (keyed by stage name).
+    `is_stream` marks responses that never end on their own (watch, logs -f): stages must pass
+    their chunks on as they come. `headers` are the headers that will be sent upstream: already
+    stripped of hop-by-hop, Authorization and Impersonate-* headers. `decision` is set by the
+    policy stage; `extras` is where a stage keeps what only it and later stages need.
     """
 
     request: web.Request
@@ -45,6 +46,8 @@ class Flow:
     info: RequestInfo | None = None
     decision: Any = None
     is_upgrade: bool = False
+    is_stream: bool = False
+    rewrites_body: bool = False
     response_status: int = 0
     response_headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
     refusal: Any = None
@@ -67,6 +70,9 @@ class Stage:
     - `on_response(flow)`: upstream status and headers are known, body not yet sent; reverse order.
       A stage may still raise Refused here (for example a body it cannot mask) and nothing is sent.
     - `on_chunk(flow, data) -> bytes`: each piece of response body on its way out; reverse order.
+      A stage that changes the body sets `flow.rewrites_body` in on_response (Content-Length is then
+      dropped) and may hold data back, returning it later or from `on_eof`.
+    - `on_eof(flow) -> bytes`: the upstream body ended; return what the stage still holds.
     - `on_end(flow)`: the exchange is over (flow.error or flow.refusal say how); reverse order.
     - `close()`: the gateway is shutting down.
     """
@@ -81,6 +87,9 @@ class Stage:
 
     async def on_chunk(self, flow: Flow, data: bytes) -> bytes:
         return data
+
+    async def on_eof(self, flow: Flow) -> bytes:
+        return b""
 
     async def on_end(self, flow: Flow) -> None:
         return None

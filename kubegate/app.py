@@ -1,0 +1,182 @@
+"""Wires the parts into one aiohttp Application: the pipeline, probes, metrics and the admin API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from kubegate.approvals.stage import ReviewGate
+from kubegate.config import Config
+from kubegate.identity.oidc import Verifier
+from kubegate.identity.stage import AuthenticationStage
+from kubegate.kube.stage import RequestInfoStage
+from kubegate.kube.status import Refused, status_response
+from kubegate.masking.masker import Masker
+from kubegate.masking.stage import MaskingStage
+from kubegate.metrics import Metrics, MetricsStage
+from kubegate.policy.engine import PolicyEngine
+from kubegate.policy.stage import PolicyStage
+from kubegate.proxy.flow import Flow
+from kubegate.proxy.headers import connection_tokens, upstream_request_headers
+from kubegate.proxy.pipeline import Pipeline
+from kubegate.recording.recorder import Recorder
+from kubegate.recording.stage import RecorderStage
+from kubegate.store.engine import Store
+from kubegate.upstream.connection import Connection
+from kubegate.web import sessions_api
+from kubegate.web.auth import make_authorize
+
+log = logging.getLogger(__name__)
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
+K8S_PREFIX = "/k8s/"
+
+
+@dataclass(eq=False)
+class Gateway:
+    """Everything one running kubegate holds; built from Config, started and closed with the app."""
+
+    config: Config
+    verifier: Verifier
+    policy: PolicyEngine
+    masker: Masker
+    metrics: Metrics = field(default_factory=Metrics)
+    connections: dict[str, Connection] = field(default_factory=dict)
+    store: Store | None = None
+    recorder: Recorder | None = None
+    pipeline: Pipeline | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, config: Config) -> Gateway:
+        gateway = cls(config=config, verifier=Verifier(config.identity), policy=PolicyEngine.from_config(config),
+                      masker=Masker(config.masking))
+        gateway.connections = {c.name: Connection(c) for c in config.connections}
+        return gateway
+
+    async def start(self) -> None:
+        self.store = await Store.open(self.config.store_url)
+        self.recorder = Recorder(self.store, self.config.store)
+        await self.recorder.start()
+        await self.verifier.start()
+        self.pipeline = Pipeline([
+            MetricsStage(self.metrics),
+            AuthenticationStage(self.verifier),
+            RequestInfoStage(),
+            PolicyStage(self.policy),
+            ReviewGate(),
+            RecorderStage(self.recorder),
+            MaskingStage(self.masker),
+        ])
+        self.tasks.append(asyncio.create_task(self.policy.watch(), name="policy-reload"))
+
+    async def close(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for stage in self.pipeline.stages if self.pipeline else []:
+            await stage.close()
+        if self.recorder is not None:
+            await self.recorder.close()
+        for conn in self.connections.values():
+            await conn.close()
+        await self.verifier.close()
+        if self.store is not None:
+            await self.store.close()
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        checks: dict[str, Any] = {}
+        ok = True
+        try:
+            assert self.store is not None
+            await asyncio.wait_for(self.store.ping(), 5)
+            checks["store"] = "ok"
+        except Exception as exc:
+            ok, checks["store"] = False, f"unavailable: {exc.__class__.__name__}: {exc}"
+        issuers = self.verifier.ready()
+        checks["issuers"] = issuers
+        if issuers and not any(v == "ok" for v in issuers.values()):
+            ok = False
+        checks["policy"] = self.policy.status()
+        return ok, checks
+
+
+def _split_target(target: str) -> tuple[str, str, str] | None:
+    """(connection, raw path, raw query) from the raw request target `/k8s/<conn>/<path>?<query>`."""
+    if not target.startswith(K8S_PREFIX):
+        return None
+    path, _, query = target.partition("?")
+    conn, slash, rest = path[len(K8S_PREFIX):].partition("/")
+    return conn, "/" + rest if slash else "/", query
+
+
+async def handle_kube(request: web.Request) -> web.StreamResponse:
+    gateway = request.app[GATEWAY]
+    split = _split_target(request.raw_path)
+    connection = gateway.connections.get(split[0]) if split else None
+    if split is None or connection is None:
+        names = ", ".join(sorted(gateway.connections)) or "none"
+        return status_response(404, f"kubegate has no connection named {split[0] if split else ''!r}; "
+                               f"registered connections: {names}", reason="NotFound")
+    upgrade = "upgrade" in connection_tokens(request.headers) and "Upgrade" in request.headers
+    try:
+        body = b"" if upgrade else await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return status_response(413, f"request body is larger than kubegate accepts "
+                               f"({gateway.config.max_request_body_bytes} bytes)")
+    flow = Flow(request=request, connection=connection, method=request.method, raw_path=split[1],
+                query_string=split[2], headers=upstream_request_headers(request.headers), body=body,
+                is_upgrade=upgrade)
+    assert gateway.pipeline is not None
+    return await gateway.pipeline.run(flow)
+
+
+async def handle_healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def handle_readyz(request: web.Request) -> web.Response:
+    ok, checks = await request.app[GATEWAY].readiness()
+    return web.Response(status=200 if ok else 503, content_type="application/json",
+                        body=orjson.dumps({"ready": ok, "checks": checks}))
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[GATEWAY].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@web.middleware
+async def refusals(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Admin API handlers refuse by raising Refused; the client gets a Status, never a traceback."""
+    try:
+        return await handler(request)
+    except Refused as refusal:
+        return refusal.response()
+
+
+def build_app(config: Config) -> web.Application:
+    gateway = Gateway.from_config(config)
+    app = web.Application(client_max_size=config.max_request_body_bytes, middlewares=[refusals])
+    app[GATEWAY] = gateway
+    app.router.add_get("/healthz", handle_healthz)
+    app.router.add_get("/livez", handle_healthz)
+    app.router.add_get("/readyz", handle_readyz)
+    app.router.add_get("/metrics", handle_metrics)
+    sessions_api.setup_routes(app, lambda: gateway.store, make_authorize(gateway.verifier, config.identity))
+    app.router.add_route("*", "/k8s/{tail:.*}", handle_kube)
+
+    async def lifecycle(app: web.Application) -> Any:
+        await gateway.start()
+        yield
+        await gateway.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app

@@ -1,0 +1,1 @@
+"""Just-in-time approval of requests the policy sends to review."""

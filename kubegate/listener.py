@@ -1,0 +1,51 @@
+"""The HTTPS listener: configured certificate, or a CA and serving certificate kubegate makes itself."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from kubegate.app import build_app
+from kubegate.config import Config
+from kubegate.tls import ensure_serving_cert, server_ssl_context
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Listening:
+    runner: web.AppRunner
+    url: str
+    ca_file: Path | None
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+def tls_files(config: Config) -> tuple[Path, Path, Path | None]:
+    """(cert, key, CA to tell clients about); a self-made CA when none is configured."""
+    if config.listen.tls is not None:
+        return config.listen.tls.cert, config.listen.tls.key, None
+    hosts = {config.listen.host, "127.0.0.1", "localhost"}
+    if config.listen.host in ("0.0.0.0", "::", ""):
+        hosts.discard(config.listen.host)
+    files = ensure_serving_cert(config.state_dir / "tls", sorted(hosts))
+    return files.cert, files.key, files.ca
+
+
+async def start_gateway(config: Config) -> Listening:
+    """Build, start and bind kubegate; port 0 picks a free port (the URL says which)."""
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    cert, key, ca = tls_files(config)
+    runner = web.AppRunner(build_app(config), handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.listen.host, config.listen.port, ssl_context=server_ssl_context(cert, key),
+                       backlog=1024)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    host = config.listen.host if config.listen.host not in ("0.0.0.0", "::") else "127.0.0.1"
+    url = config.listen.external_url or f"https://{host}:{port}"
+    return Listening(runner, url, ca)

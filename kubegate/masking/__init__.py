@@ -1,0 +1,1 @@
+"""Masking: sensitive values are replaced in flight, so no client and no recording ever holds them."""

@@ -1,0 +1,73 @@
+"""Text detectors: byte patterns for credentials that show up in logs, exec output and free-text fields.
+
+Patterns use the `regex` module, whose partial matching tells the stream masker how much of a
+chunk's tail could still grow into a secret (see text.py). A pattern with a group named `secret`
+masks only that group (`password=` stays readable); otherwise the whole match is masked.
+Detectors match within one line; PEM private keys are the multi-line exception and are handled by
+the stream masker as a block (BEGIN line, body, END line).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import regex
+
+SECRET_GROUP = "secret"
+
+_KEYWORDS = (rb"passw(?:or)?d|passwd|secret|token|api_?key|apikey|access_?key|private_?key|"
+             rb"credentials?|auth_?key")
+_VALUE = (rb"(?:\"(?P<secret>[^\"\r\n]+)\"?|'(?P<secret>[^'\r\n]+)'?"
+          rb"|(?P<secret>[^\s\"',;&}\]\[)(<>]+))")
+
+BUILTIN_PATTERNS: dict[str, bytes] = {
+    "aws-access-key-id": rb"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])",
+    "aws-secret-access-key": (
+        rb"(?i)(?:aws_?secret_?(?:access_?)?key|secret_?access_?key)[\"']?[ \t]*[:=>][ \t]*[\"']?"
+        rb"(?P<secret>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"),
+    "jwt": rb"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
+    "github-token": rb"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})",
+    "gitlab-token": rb"(?<![A-Za-z0-9_-])gl(?:pat|dt|rt|ptt|soat)-[A-Za-z0-9_-]{20,}",
+    "slack-token": rb"(?<![A-Za-z0-9_-])xox[baprs]-[A-Za-z0-9-]{10,}",
+    "bearer-token": rb"(?i)(?<![A-Za-z0-9_-])bearer[ \t]+(?P<secret>[A-Za-z0-9._~+/-]{8,}=*)",
+    "url-credentials": (rb"(?i)(?<![A-Za-z0-9+.-])[a-z][a-z0-9+.-]{1,20}://[^\s:/@\"'<>]{1,128}:"
+                        rb"(?P<secret>[^\s@/\"'<>]{1,256})@"),
+    "password-assignment": (
+        rb"(?i)(?<![A-Za-z0-9_.-])[A-Za-z0-9_.-]{0,64}?(?:" + _KEYWORDS + rb")[A-Za-z0-9_.-]{0,64}"
+        rb"[\"']?[ \t]*(?::|=|=>)[ \t]*" + _VALUE),
+}
+
+PEM_BEGIN = regex.compile(rb"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
+PEM_END = regex.compile(rb"-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
+PEM_DETECTOR = "pem-private-key"
+
+
+@dataclass(frozen=True, slots=True)
+class Detector:
+    name: str
+    pattern: regex.Pattern[bytes]
+
+    @property
+    def has_secret_group(self) -> bool:
+        return SECRET_GROUP in self.pattern.groupindex
+
+    def secret_spans(self, m: regex.Match[bytes]) -> list[tuple[int, int]]:
+        """The byte ranges of one match that get the marker."""
+        if not self.has_secret_group:
+            return [m.span()]
+        return [s for s in m.spans(SECRET_GROUP) if s[0] < s[1]]
+
+
+def compile_detector(name: str, pattern: str | bytes) -> Detector:
+    """Compile a detector, or raise ValueError saying what is wrong with the pattern."""
+    raw = pattern.encode() if isinstance(pattern, str) else pattern
+    try:
+        compiled = regex.compile(raw)
+    except regex.error as exc:
+        raise ValueError(f"detector {name}: {pattern!r} is not a valid regular expression: {exc}") from exc
+    if compiled.search(b"") is not None:
+        raise ValueError(f"detector {name}: {pattern!r} matches the empty string, so it would mask nothing")
+    return Detector(name, compiled)
+
+
+BUILTIN_DETECTORS: tuple[Detector, ...] = tuple(compile_detector(n, p) for n, p in BUILTIN_PATTERNS.items())

@@ -1,0 +1,186 @@
+"""Masking credentials in text as it streams: log lines, exec output, and free-text fields.
+
+A secret may arrive split across chunks, so the masker holds back the shortest tail that could
+still grow into a match (the `regex` module's partial matching says where that tail starts) and
+releases everything before it at once; a newline always releases the line before it, because
+detectors match within a line. PEM private keys are a block: the BEGIN line passes, the body is
+replaced by one marker as it arrives (never buffered), and the END line passes.
+
+Two bounds keep memory flat on hostile input: a held tail longer than `max_hold` is released
+masked as if the stream ended there, and the rest of that line is dropped (fail closed); a PEM
+body longer than `max_hold` is taken for something else than a key and scanning resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import regex
+
+from kubegate.masking.detectors import PEM_BEGIN, PEM_END, Detector
+from kubegate.masking.marker import MARKER_BYTES
+
+CONTEXT = 64  # bytes of already released input kept so lookbehinds see across chunk boundaries
+MAX_HOLD = 64 * 1024
+_TO_LINE_END = regex.compile(rb"[^\n]*")
+_Found = tuple[int, int, Detector, "regex.Match[bytes]"]  # start, end, detector, match
+
+
+@dataclass(frozen=True, slots=True)
+class TextRules:
+    """The detectors of one mask plan; `stream()` for a byte stream, `mask()` for one string."""
+
+    detectors: tuple[Detector, ...]
+    pem: bool
+
+    def __bool__(self) -> bool:
+        return bool(self.detectors) or self.pem
+
+    def stream(self, max_hold: int = MAX_HOLD) -> TextMasker:
+        return TextMasker(self.detectors, self.pem, max_hold)
+
+    def mask(self, value: str) -> str:
+        raw = value.encode()
+        masker = self.stream()
+        out = masker.feed(raw) + masker.flush()
+        return value if out == raw else out.decode(errors="replace")
+
+
+class TextMasker:
+    """Streaming detector: `feed` returns what is safe to send now, `flush` the rest at the end."""
+
+    def __init__(self, detectors: Sequence[Detector], pem: bool, max_hold: int = MAX_HOLD) -> None:
+        self._detectors = tuple(detectors)
+        self._pem = pem
+        self._max_hold = max_hold
+        self._buf = b""
+        self._ctx = b""
+        self._in_pem = False
+        self._pem_dropped = 0
+        self._drop_line = False
+
+    def feed(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        self._buf += data
+        return self._drain(final=False)
+
+    def flush(self) -> bytes:
+        out = self._drain(final=True)
+        self._buf = b""
+        return out
+
+    def _drain(self, final: bool) -> bytes:
+        out = bytearray()
+        buf = self._buf
+        while buf:
+            if self._drop_line:
+                end = _TO_LINE_END.match(buf).end()
+                buf = buf[end:]
+                if not buf:
+                    break
+                self._drop_line = False
+                continue
+            if self._in_pem:
+                buf = self._pem_body(buf, out, final)
+                if self._in_pem:
+                    break
+                continue
+            begin = PEM_BEGIN.search(buf) if self._pem else None
+            text = self._ctx + buf
+            base = len(self._ctx)
+            if begin is not None:
+                cut = base + begin.start()
+                out += self._release(text, base, cut, cut)
+                out += begin.group() + MARKER_BYTES
+                self._remember(text[: base + begin.end()])
+                buf = buf[begin.end():]
+                self._in_pem, self._pem_dropped = True, 0
+                continue
+            hold, spans = self._scan(text, base, final)
+            if len(text) - hold > self._max_hold:
+                hold, spans = self._scan(text, base, final=True)
+                self._drop_line = True
+            out += self._release(text, base, hold, hold, spans)
+            self._remember(text[:hold])
+            buf = text[hold:]
+            break
+        self._buf = buf
+        return bytes(out)
+
+    def _pem_body(self, buf: bytes, out: bytearray, final: bool) -> bytes:
+        end = PEM_END.search(buf)
+        if end is not None:
+            out += end.group()
+            self._remember(buf[: end.end()])
+            self._in_pem = False
+            return buf[end.end():]
+        keep_from = len(buf) if final else _partial_start(PEM_END, buf, 0, len(buf))
+        self._pem_dropped += keep_from
+        if self._pem_dropped > self._max_hold:
+            self._in_pem = False
+        return buf[keep_from:]
+
+    def _remember(self, released: bytes) -> None:
+        self._ctx = (self._ctx + released)[-CONTEXT:] if len(released) < CONTEXT else released[-CONTEXT:]
+
+    def _scan(self, text: bytes, start: int, final: bool) -> tuple[int, list[_Found]]:
+        """Where to stop releasing (everything from there on may still be part of a secret), and the
+        complete matches before it."""
+        end = len(text)
+        hold = end
+        matches: list[_Found] = []
+        for d in self._detectors:
+            for m in d.pattern.finditer(text, start, end, partial=not final):
+                s, e = m.span()
+                if s == e:
+                    continue
+                if not final and (m.partial or e == end):
+                    hold = min(hold, s)
+                    break
+                matches.append((s, e, d, m))
+        if final:
+            return end, matches
+        if self._pem:
+            hold = min(hold, _partial_start(PEM_BEGIN, text, start, end))
+        changed = True
+        while changed:
+            changed = False
+            for s, e, _, _ in matches:
+                if s < hold < e:
+                    hold, changed = s, True
+        line_end = text.rfind(b"\n", start, end) + 1
+        if hold < line_end:
+            hold = line_end
+            hold = max([hold, *(e for s, e, _, _ in matches if s < hold < e)])
+        return hold, matches
+
+    def _release(self, text: bytes, start: int, stop: int, scan_end: int,
+                 matches: list[_Found] | None = None) -> bytes:
+        """text[start:stop] with every complete match inside it masked."""
+        if matches is None:
+            matches = [(m.start(), m.end(), d, m) for d in self._detectors
+                       for m in d.pattern.finditer(text, start, scan_end) if m.end() > m.start()]
+        regions = sorted(span for _, e, d, m in matches if e <= stop for span in d.secret_spans(m))
+        merged: list[list[int]] = []
+        for s, e in regions:
+            if merged and s <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], e)
+            else:
+                merged.append([s, e])
+        out = bytearray()
+        pos = start
+        for s, e in merged:
+            out += text[pos:s]
+            out += MARKER_BYTES
+            pos = e
+        out += text[pos:stop]
+        return bytes(out)
+
+def _partial_start(pattern: regex.Pattern[bytes], text: bytes, start: int, end: int) -> int:
+    """Where a match of pattern that the next bytes could complete begins (end if none)."""
+    for m in pattern.finditer(text, start, end, partial=True):
+        if m.partial and m.start() < end:
+            return m.start()
+    return end

@@ -1,0 +1,128 @@
+"""Runs one Flow through the stages in order, forwards it, and streams the answer back through them.
+
+Request hooks run first to last; response hooks run last to first, so the stage nearest the
+cluster sees the response first (masking before recording, recording before metrics).
+Every stage's `on_end` runs for every flow, refused or not, so refusals are counted and recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from kubegate.kube.status import Refused
+from kubegate.proxy.flow import Flow, Stage
+from kubegate.proxy.headers import add_headers, downstream_response_headers
+from kubegate.upstream.credentials import CredentialError
+
+log = logging.getLogger(__name__)
+
+
+def _overrides(stage: Stage, hook: str) -> bool:
+    return getattr(type(stage), hook) is not getattr(Stage, hook)
+
+
+class Pipeline:
+    def __init__(self, stages: Sequence[Stage]) -> None:
+        self.stages = list(stages)
+        self._request = [s for s in self.stages if _overrides(s, "on_request")]
+        self._response = [s for s in reversed(self.stages) if _overrides(s, "on_response")]
+        self._chunk = [s for s in reversed(self.stages) if _overrides(s, "on_chunk")]
+        self._eof = [s for s in reversed(self.stages) if _overrides(s, "on_eof")]
+        self._end = [s for s in reversed(self.stages) if _overrides(s, "on_end")]
+
+    async def run(self, flow: Flow) -> web.StreamResponse:
+        try:
+            return await self._run(flow)
+        except Refused as refusal:
+            flow.refusal = refusal
+            flow.response_status = refusal.code
+            return refusal.response()
+        finally:
+            for stage in self._end:
+                try:
+                    await stage.on_end(flow)
+                except Exception:
+                    log.exception("stage %s failed in on_end", stage.name)
+
+    async def _run(self, flow: Flow) -> web.StreamResponse:
+        for stage in self._request:
+            await stage.on_request(flow)
+        if flow.is_upgrade:
+            raise Refused(501, "kubegate does not bridge upgraded connections (exec, attach, port-forward) "
+                          "yet, and never passes them through unrecorded", reason="NotImplemented")
+        return await self._forward(flow)
+
+    async def _forward(self, flow: Flow) -> web.StreamResponse:
+        conn = flow.connection
+        assert flow.identity is not None
+        try:
+            add_headers(flow.headers, await conn.upstream_identity_headers(flow.identity))
+        except CredentialError as exc:
+            raise Refused(502, f"kubegate could not get its own credentials for connection {conn.name}: "
+                          f"{exc}", reason="BadGateway") from exc
+        url = conn.server + flow.raw_path + (f"?{flow.query_string}" if flow.query_string else "")
+        read_timeout = None if flow.is_stream else conn.config.request_timeout_seconds
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=read_timeout)
+        try:
+            async with conn.session.request(
+                flow.method, url, headers=flow.headers, data=flow.body or None, allow_redirects=False,
+                timeout=timeout,
+            ) as upstream:
+                return await self._respond(flow, upstream)
+        except TimeoutError as exc:
+            raise Refused(504, f"the API server of connection {conn.name} did not answer in time",
+                          reason="Timeout") from exc
+        except aiohttp.ClientError as exc:
+            raise Refused(502, f"kubegate could not reach the API server of connection {conn.name}: "
+                          f"{exc.__class__.__name__}", reason="BadGateway") from exc
+
+    async def _respond(self, flow: Flow, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+        """Stream the body through the response hooks. Headers go out with the first byte, so a stage
+        that holds the whole body (masking) can still refuse it with a clean Status."""
+        flow.response_status = upstream.status
+        flow.response_headers = CIMultiDict(upstream.headers)
+        for stage in self._response:
+            await stage.on_response(flow)
+        response = web.StreamResponse(
+            status=upstream.status, reason=upstream.reason,
+            headers=downstream_response_headers(upstream.headers, drop_length=flow.rewrites_body),
+        )
+        try:
+            async for data in upstream.content.iter_any():
+                await self._send(flow, response, await self._through(flow, data, self._chunk))
+            for stage in self._eof:
+                tail = await stage.on_eof(flow)
+                earlier = [s for s in self._chunk if self.stages.index(s) < self.stages.index(stage)]
+                await self._send(flow, response, await self._through(flow, tail, earlier))
+        except (Refused, aiohttp.ClientError, TimeoutError) as exc:
+            if not response.prepared:
+                raise
+            flow.error = f"response cut short: {exc}"
+            if flow.request.transport is not None:
+                flow.request.transport.close()
+            return response
+        if not response.prepared:
+            await response.prepare(flow.request)
+        await response.write_eof()
+        return response
+
+    @staticmethod
+    async def _send(flow: Flow, response: web.StreamResponse, data: bytes) -> None:
+        if not data:
+            return
+        if not response.prepared:
+            await response.prepare(flow.request)
+        await response.write(data)
+
+    @staticmethod
+    async def _through(flow: Flow, data: bytes, stages: list[Stage]) -> bytes:
+        for stage in stages:
+            if not data:
+                return b""
+            data = await stage.on_chunk(flow, data)
+        return data

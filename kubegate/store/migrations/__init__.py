@@ -1,0 +1,1 @@
+"""Alembic migrations, run by `Store.open` and `kubegate db upgrade` (no alembic.ini needed)."""

@@ -1,0 +1,1 @@
+"""How kubegate reaches a cluster: its own credentials, impersonation, pooled clients."""

@@ -1,0 +1,87 @@
+"""A registered cluster at run time: where it is, how kubegate proves itself to it, and a pooled client."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import aiohttp
+
+from kubegate.config import ConnectionConfig
+from kubegate.identity.model import Identity
+from kubegate.upstream.credentials import (
+    ClientCertificate,
+    CredentialError,
+    Credentials,
+    StaticToken,
+    TokenFile,
+    ssl_context_for,
+)
+from kubegate.upstream.impersonation import impersonation_headers
+from kubegate.upstream.kubeconfig import KubeconfigTarget, load_kubeconfig
+
+
+def _target(config: ConnectionConfig) -> KubeconfigTarget:
+    """Credentials and TLS trust for a connection; explicit connection fields beat the kubeconfig's."""
+    auth = config.auth
+    credentials: Credentials
+    if auth.kubeconfig is not None:
+        kube = load_kubeconfig(auth.kubeconfig.path, auth.kubeconfig.context)
+        if config.certificate_authority is None:
+            return kube if config.server is None else replace(kube, server=config.server)
+        credentials = kube.credentials
+    elif auth.token_file is not None:
+        credentials = TokenFile(auth.token_file)
+    elif auth.token is not None:
+        credentials = StaticToken(auth.token)
+    elif auth.client_certificate is not None and auth.client_key is not None:
+        credentials = ClientCertificate(auth.client_certificate, auth.client_key)
+    elif auth.eks is not None:
+        from kubegate.upstream.eks import EKSCredentials
+
+        credentials = EKSCredentials(auth.eks, config.identity_mode)
+    else:
+        raise CredentialError(f"connection {config.name}: no usable auth")
+    return KubeconfigTarget(server=config.server or "", ca_file=config.certificate_authority, ca_data=None,
+                            insecure=False, credentials=credentials)
+
+
+class Connection:
+    """One cluster: its base URL, TLS trust, kubegate's credentials and a keep-alive connection pool."""
+
+    def __init__(self, config: ConnectionConfig) -> None:
+        self.config = config
+        self.name = config.name
+        target = _target(config)
+        self.credentials = target.credentials
+        self.server = target.server.rstrip("/")
+        self.ssl = ssl_context_for(target.ca_file, target.ca_data,
+                                   config.insecure_skip_tls_verify or target.insecure,
+                                   self.credentials.client_cert())
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(ssl=self.ssl, limit=0, keepalive_timeout=60,
+                                             enable_cleanup_closed=True)
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            )
+        return self._session
+
+    async def upstream_identity_headers(self, identity: Identity) -> list[tuple[str, str]]:
+        """kubegate's own Authorization plus impersonation of the verified caller."""
+        headers: list[tuple[str, str]] = []
+        authorization = await self.credentials.authorization(identity)
+        if authorization:
+            headers.append(("Authorization", authorization))
+        if self.config.identity_mode == "impersonation":
+            headers += impersonation_headers(identity, self.config.pass_groups)
+        return headers
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        await self.credentials.close()

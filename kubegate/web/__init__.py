@@ -1,0 +1,1 @@
+"""kubegate's own HTTP surface: admin API, probes and the web UI."""
