@@ -62,7 +62,7 @@ class Gateway:
 
     async def start(self) -> None:
         self.store = await Store.open(self.config.store_url)
-        self.recorder = Recorder(self.store, self.config.store)
+        self.recorder = Recorder.from_config(self.store, self.config.store)
         await self.recorder.start()
         await self.verifier.start()
         self.pipeline = Pipeline([

@@ -10,6 +10,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from kubegate.approvals.config import ApprovalsConfig
+from kubegate.masking.config import MaskingConfig
 from kubegate.policy.model import PolicyRule
 
 DEFAULT_STATE_DIR = Path(os.environ.get("KUBEGATE_STATE_DIR", "~/.local/state/kubegate")).expanduser()
@@ -182,6 +184,8 @@ class Config(Strict):
     policies: list[PolicyRule] = []
     policy_dirs: list[Path] = []
     max_request_body_bytes: int = Field(default=3 * 1024 * 1024, gt=0)
+    masking: MaskingConfig = MaskingConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
 
     @model_validator(mode="after")
     def _unique_connections(self) -> Config:

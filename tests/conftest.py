@@ -86,7 +86,7 @@ class World:
         gateway = self.env.gateway.runner.app[GATEWAY]
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if done(set(gateway.policy.rule_names())):
+            if done({r.name for r in gateway.policy.rules}):
                 return
             time.sleep(0.1)
         raise AssertionError(f"policy not reloaded: {gateway.policy.status()}")

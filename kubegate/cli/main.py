@@ -14,13 +14,10 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from kubegate.cli import demo, kubeconfig, sandbox, serve, token
+    from kubegate.cli import audit, db, demo, kubeconfig, policy, sandbox, serve, sessions, token
 
-    serve.register(app)
-    demo.register(app)
-    kubeconfig.register(app)
-    token.register(app)
-    sandbox.register(app)
+    for module in (serve, demo, kubeconfig, token, sandbox, policy, sessions, audit, db):
+        module.register(app)
 
 
 def main() -> None:

@@ -79,9 +79,6 @@ class Verifier:
         self._keys: dict[str, IssuerKeys] = {}
         self._cache: dict[str, tuple[Identity, float]] = {}
         for issuer in config.issuers:
-            if issuer.url in self._issuers:
-                raise ValueError(f"identity.issuers: {issuer.url} is listed twice; list each issuer once "
-                                 "with all its audiences")
             self._issuers[issuer.url] = issuer
             self._keys[issuer.url] = IssuerKeys(
                 issuer.url, jwks_url=issuer.jwks_url, ssl_context=self._ssl_context(issuer),

@@ -26,7 +26,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kubegate.masking.detectors import PEM_DETECTOR, BUILTIN_PATTERNS, compile_detector
+from kubegate.masking.detectors import BUILTIN_PATTERNS, PEM_DETECTOR, compile_detector
 from kubegate.masking.paths import parse_path
 
 SECRET_VALUES = "secret-values"

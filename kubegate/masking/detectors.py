@@ -15,27 +15,37 @@ import regex
 
 SECRET_GROUP = "secret"
 
-_KEYWORDS = (rb"passw(?:or)?d|passwd|secret|token|api_?key|apikey|access_?key|private_?key|"
-             rb"credentials?|auth_?key")
+# Factored by first letter (password, passwd, private_key, secret, token, api_key, apikey,
+# access_key, auth_key, credential(s)): the scan then tests one character per position.
+_KEYWORDS = rb"p(?:assw(?:or)?d|rivate_?key)|secret|token|a(?:pi_?key|ccess_?key|uth_?key)|credentials?"
 _VALUE = (rb"(?:\"(?P<secret>[^\"\r\n]+)\"?|'(?P<secret>[^'\r\n]+)'?"
           rb"|(?P<secret>[^\s\"',;&}\]\[)(<>]+))")
 
 BUILTIN_PATTERNS: dict[str, bytes] = {
     "aws-access-key-id": rb"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])",
     "aws-secret-access-key": (
-        rb"(?i)(?:aws_?secret_?(?:access_?)?key|secret_?access_?key)[\"']?[ \t]*[:=>][ \t]*[\"']?"
+        rb"(?i)(?:aws_?)?secret_?(?:access_?)?key[\"']?[ \t]*[:=>][ \t]*[\"']?"
         rb"(?P<secret>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"),
     "jwt": rb"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
     "github-token": rb"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})",
     "gitlab-token": rb"(?<![A-Za-z0-9_-])gl(?:pat|dt|rt|ptt|soat)-[A-Za-z0-9_-]{20,}",
     "slack-token": rb"(?<![A-Za-z0-9_-])xox[baprs]-[A-Za-z0-9-]{10,}",
     "bearer-token": rb"(?i)(?<![A-Za-z0-9_-])bearer[ \t]+(?P<secret>[A-Za-z0-9._~+/-]{8,}=*)",
-    "url-credentials": (rb"(?i)(?<![A-Za-z0-9+.-])[a-z][a-z0-9+.-]{1,20}://[^\s:/@\"'<>]{1,128}:"
-                        rb"(?P<secret>[^\s@/\"'<>]{1,256})@"),
+    # The next two start at the anchor rather than at the start of the key or scheme (which stay
+    # unmasked anyway): scanning is several times faster.
+    "url-credentials": rb"://[^\s:/@\"'<>]{1,128}:(?P<secret>[^\s@/\"'<>]{1,256})@",
     "password-assignment": (
-        rb"(?i)(?<![A-Za-z0-9_.-])[A-Za-z0-9_.-]{0,64}?(?:" + _KEYWORDS + rb")[A-Za-z0-9_.-]{0,64}"
-        rb"[\"']?[ \t]*(?::|=|=>)[ \t]*" + _VALUE),
+        rb"(?i)(?:" + _KEYWORDS + rb")[A-Za-z0-9_.-]{0,64}[\"']?[ \t]*(?::|=|=>)[ \t]*" + _VALUE),
 }
+
+# Every match of a built-in pattern contains one of these (lower-cased), so lines without any are
+# skipped after a few fast bytes.find calls instead of running every detector over them.
+TRIGGERS: tuple[bytes, ...] = (
+    b"akia", b"asia", b"eyj", b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"github_pat_",
+    b"glpat-", b"gldt-", b"glrt-", b"glptt-", b"glsoat-", b"xoxb-", b"xoxa-", b"xoxp-", b"xoxr-", b"xoxs-",
+    b"bearer", b"://", b"passw", b"secret", b"token", b"apikey", b"api_key", b"accesskey", b"access_key",
+    b"privatekey", b"private_key", b"credential", b"authkey", b"auth_key",
+)
 
 PEM_BEGIN = regex.compile(rb"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
 PEM_END = regex.compile(rb"-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----")
@@ -46,6 +56,7 @@ PEM_DETECTOR = "pem-private-key"
 class Detector:
     name: str
     pattern: regex.Pattern[bytes]
+    triggered: bool = False  # every match contains one of TRIGGERS (built-ins only)
 
     @property
     def has_secret_group(self) -> bool:
@@ -58,7 +69,7 @@ class Detector:
         return [s for s in m.spans(SECRET_GROUP) if s[0] < s[1]]
 
 
-def compile_detector(name: str, pattern: str | bytes) -> Detector:
+def compile_detector(name: str, pattern: str | bytes, triggered: bool = False) -> Detector:
     """Compile a detector, or raise ValueError saying what is wrong with the pattern."""
     raw = pattern.encode() if isinstance(pattern, str) else pattern
     try:
@@ -67,7 +78,8 @@ def compile_detector(name: str, pattern: str | bytes) -> Detector:
         raise ValueError(f"detector {name}: {pattern!r} is not a valid regular expression: {exc}") from exc
     if compiled.search(b"") is not None:
         raise ValueError(f"detector {name}: {pattern!r} matches the empty string, so it would mask nothing")
-    return Detector(name, compiled)
+    return Detector(name, compiled, triggered)
 
 
-BUILTIN_DETECTORS: tuple[Detector, ...] = tuple(compile_detector(n, p) for n, p in BUILTIN_PATTERNS.items())
+BUILTIN_DETECTORS: tuple[Detector, ...] = tuple(compile_detector(n, p, triggered=True)
+                                                for n, p in BUILTIN_PATTERNS.items())

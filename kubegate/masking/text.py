@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import regex
 
-from kubegate.masking.detectors import PEM_BEGIN, PEM_END, Detector
+from kubegate.masking.detectors import PEM_BEGIN, PEM_END, TRIGGERS, Detector
 from kubegate.masking.marker import MARKER_BYTES
 
 CONTEXT = 64  # bytes of already released input kept so lookbehinds see across chunk boundaries
@@ -87,23 +87,24 @@ class TextMasker:
                 if self._in_pem:
                     break
                 continue
-            begin = PEM_BEGIN.search(buf) if self._pem else None
+            begin = PEM_BEGIN.search(buf) if self._pem and b"-----BEGIN" in buf else None
             text = self._ctx + buf
             base = len(self._ctx)
             if begin is not None:
                 cut = base + begin.start()
-                out += self._release(text, base, cut, cut)
+                _, found = self._scan(text, base, cut, final=True)
+                out += self._release(text, base, cut, found)
                 out += begin.group() + MARKER_BYTES
-                self._remember(text[: base + begin.end()])
+                self._ctx = text[max(0, base + begin.end() - CONTEXT): base + begin.end()]
                 buf = buf[begin.end():]
                 self._in_pem, self._pem_dropped = True, 0
                 continue
-            hold, spans = self._scan(text, base, final)
+            hold, found = self._scan(text, base, len(text), final)
             if len(text) - hold > self._max_hold:
-                hold, spans = self._scan(text, base, final=True)
+                hold, found = self._scan(text, base, len(text), final=True)
                 self._drop_line = True
-            out += self._release(text, base, hold, hold, spans)
-            self._remember(text[:hold])
+            out += self._release(text, base, hold, found)
+            self._ctx = text[max(0, hold - CONTEXT):hold]
             buf = text[hold:]
             break
         self._buf = buf
@@ -113,7 +114,7 @@ class TextMasker:
         end = PEM_END.search(buf)
         if end is not None:
             out += end.group()
-            self._remember(buf[: end.end()])
+            self._ctx = (self._ctx + buf[: end.end()])[-CONTEXT:]
             self._in_pem = False
             return buf[end.end():]
         keep_from = len(buf) if final else _partial_start(PEM_END, buf, 0, len(buf))
@@ -122,47 +123,63 @@ class TextMasker:
             self._in_pem = False
         return buf[keep_from:]
 
-    def _remember(self, released: bytes) -> None:
-        self._ctx = (self._ctx + released)[-CONTEXT:] if len(released) < CONTEXT else released[-CONTEXT:]
-
-    def _scan(self, text: bytes, start: int, final: bool) -> tuple[int, list[_Found]]:
+    def _scan(self, text: bytes, start: int, end: int, final: bool) -> tuple[int, list[_Found]]:
         """Where to stop releasing (everything from there on may still be part of a secret), and the
-        complete matches before it."""
-        end = len(text)
+        complete matches in text[start:end]."""
         hold = end
-        matches: list[_Found] = []
+        found: list[_Found] = []
+        tail = end if final else text.rfind(b"\n", start, end) + 1 or start
+        windows = self._windows(text, start, tail, end)
         for d in self._detectors:
-            for m in d.pattern.finditer(text, start, end, partial=not final):
-                s, e = m.span()
-                if s == e:
-                    continue
-                if not final and (m.partial or e == end):
-                    hold = min(hold, s)
-                    break
-                matches.append((s, e, d, m))
+            for ws, we in windows if d.triggered else ((start, end),):
+                for m in d.pattern.finditer(text, ws, we, partial=not final and we == end):
+                    s, e = m.span()
+                    if s == e:
+                        continue
+                    if not final and (m.partial or e == end):
+                        hold = min(hold, s)
+                        break
+                    found.append((s, e, d, m))
         if final:
-            return end, matches
+            return end, found
         if self._pem:
-            hold = min(hold, _partial_start(PEM_BEGIN, text, start, end))
+            hold = min(hold, _partial_start(PEM_BEGIN, text, tail, end))
         changed = True
         while changed:
             changed = False
-            for s, e, _, _ in matches:
+            for s, e, _, _ in found:
                 if s < hold < e:
                     hold, changed = s, True
-        line_end = text.rfind(b"\n", start, end) + 1
-        if hold < line_end:
-            hold = line_end
-            hold = max([hold, *(e for s, e, _, _ in matches if s < hold < e)])
-        return hold, matches
+        if hold < tail:  # only a detector spanning lines gets here: a newline releases the line anyway
+            hold = max([tail, *(e for s, e, _, _ in found if s < tail < e)])
+        return hold, found
 
-    def _release(self, text: bytes, start: int, stop: int, scan_end: int,
-                 matches: list[_Found] | None = None) -> bytes:
+    @staticmethod
+    def _windows(text: bytes, start: int, tail: int, end: int) -> list[tuple[int, int]]:
+        """The lines of text[start:tail] that hold a trigger, plus the unfinished line text[tail:end]:
+        the only places a built-in detector can match or start to match."""
+        lowered = text[start:tail].lower()
+        lines: list[tuple[int, int]] = []
+        for trigger in TRIGGERS:
+            i = lowered.find(trigger)
+            while i >= 0:
+                line_end = lowered.find(b"\n", i + len(trigger)) + 1 or len(lowered)
+                lines.append((lowered.rfind(b"\n", 0, i) + 1, line_end))
+                i = lowered.find(trigger, line_end)
+        merged: list[tuple[int, int]] = []
+        for s, e in sorted(lines):
+            if merged and s <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+            else:
+                merged.append((s, e))
+        windows = [(start + s, start + e) for s, e in merged]
+        if tail < end:
+            windows.append((tail, end))
+        return windows
+
+    def _release(self, text: bytes, start: int, stop: int, found: list[_Found]) -> bytes:
         """text[start:stop] with every complete match inside it masked."""
-        if matches is None:
-            matches = [(m.start(), m.end(), d, m) for d in self._detectors
-                       for m in d.pattern.finditer(text, start, scan_end) if m.end() > m.start()]
-        regions = sorted(span for _, e, d, m in matches if e <= stop for span in d.secret_spans(m))
+        regions = sorted(span for _, e, d, m in found if e <= stop for span in d.secret_spans(m))
         merged: list[list[int]] = []
         for s, e in regions:
             if merged and s <= merged[-1][1]:

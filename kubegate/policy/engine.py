@@ -14,8 +14,8 @@ a rule about "what happens inside pr-*" should not silently grant making namespa
 create its own namespaces, write a rule with `namespaces: [""]`, `resources: [namespaces]`,
 `verbs: [create]` and `names: ["pr-*"]` (for a create, `names` matches the name in the body).
 
-Rules are compiled once per load and indexed by verb and resource, so a decision tests only the
-rules that could apply; the CEL condition of a rule runs only when everything else matched.
+Rules are compiled once per load and indexed by verb/resource, namespace and subject, so a decision
+tests only the rules that could apply; a rule's CEL condition runs only when everything else matched.
 """
 
 from __future__ import annotations
@@ -23,59 +23,41 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kubegate.config import Config, ConfigError, load_config
 from kubegate.identity.model import Identity
 from kubegate.kube.requestinfo import RequestInfo
-from kubegate.policy.decision import Decision, ReviewerSpec, RuleMatch, RuleMiss
+from kubegate.policy.decision import Decision, ReviewerSpec, RoleScope, RuleMatch, RuleMiss
+from kubegate.policy.index import RuleIndex, positions
 from kubegate.policy.loader import SourcedRule, fingerprint, load_rules, policy_files
 from kubegate.policy.model import PolicyRule
 from kubegate.policy.rules import CompiledRule, Facts, compile_rule
 
 log = logging.getLogger("kubegate.policy")
 
-_ANY = None
-_CACHE_LIMIT = 4096
 
-
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class RuleSet:
     """One load's rules, compiled and indexed; replaced whole on reload so a decision never sees half."""
 
     rules: tuple[CompiledRule, ...]
-    index: dict[tuple[str | None, str | None], tuple[int, ...]]
+    index: RuleIndex
     needs_object: bool
-    _candidates: dict[tuple[str, str], tuple[CompiledRule, ...]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, sourced: Sequence[SourcedRule]) -> RuleSet:
         rules = tuple(compile_rule(sr.rule, i, sr.source) for i, sr in enumerate(sourced))
-        index: dict[tuple[str | None, str | None], list[int]] = {}
-        for r in rules:
-            for verb in r.verb_keys or (_ANY,):
-                for resource in r.resource_keys or (_ANY,):
-                    index.setdefault((verb, resource), []).append(r.position)
         # A body is needed for conditions that read `object` and for `names` on a create (name in the body).
         needs_object = any((sr.rule.condition and "object" in sr.rule.condition) or sr.rule.match.names
                            for sr in sourced)
-        return cls(rules, {k: tuple(v) for k, v in index.items()}, needs_object)
+        return cls(rules, RuleIndex.build([sr.rule for sr in sourced]), needs_object)
 
-    def candidates(self, verb: str, resource: str) -> tuple[CompiledRule, ...]:
-        """Rules that could match this verb and resource, in load order."""
-        key = (verb, resource)
-        found = self._candidates.get(key)
-        if found is None:
-            positions: set[int] = set()
-            for k in ((verb, resource), (verb, _ANY), (_ANY, resource), (_ANY, _ANY)):
-                positions.update(self.index.get(k, ()))
-            found = tuple(self.rules[p] for p in sorted(positions))
-            if len(self._candidates) >= _CACHE_LIMIT:  # resources come from request paths: keep it bounded
-                self._candidates.clear()
-            self._candidates[key] = found
-        return found
+    def candidates(self, identity: Identity, info: RequestInfo) -> list[CompiledRule]:
+        """Rules that could match, in load order."""
+        return [self.rules[p] for p in positions(self.index.candidates(identity, info))]
 
 
 def _describe_request(identity: Identity, info: RequestInfo, connection: str, name: str) -> str:
@@ -87,7 +69,7 @@ def _describe_request(identity: Identity, info: RequestInfo, connection: str, na
     return f"{identity.username!r} to {info.verb} {target}{group} {where} on connection {connection!r}"
 
 
-def _choose_role(matches: Sequence[CompiledRule], namespaced: bool) -> tuple[str | None, Any]:
+def _choose_role(matches: Sequence[CompiledRule], namespaced: bool) -> tuple[str | None, RoleScope | None]:
     with_role = [r.rule for r in matches if r.rule.role]
     fitting = [r for r in with_role if namespaced or r.scope == "cluster"] or with_role
     return (fitting[0].role, fitting[0].scope) if fitting else (None, None)
@@ -203,8 +185,7 @@ class PolicyEngine:
 
     def decide(self, identity: Identity, info: RequestInfo, connection: str, obj: Any = None) -> Decision:
         facts = Facts.of(identity, info, connection, obj)
-        resource = info.resource if info.is_resource_request else ""
-        matched = [r for r in self._ruleset.candidates(info.verb, resource) if r.matches(facts)]
+        matched = [r for r in self._ruleset.candidates(identity, info) if r.matches(facts)]
         return build_decision(facts, matched)
 
     def explain(self, identity: Identity, info: RequestInfo, connection: str, obj: Any = None) -> Decision:

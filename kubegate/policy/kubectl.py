@@ -9,7 +9,6 @@ object is a patch: use --verb patch), `edit` the patch, `delete --all`/`-l` a de
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,7 +159,7 @@ def resolve_type(token: str) -> ResourceType:
     return ResourceType(group, "v1", plural, True, "")
 
 
-def _path(rt: ResourceType, namespace: str, name: str = "", sub: str = "") -> str:
+def api_path(rt: ResourceType, namespace: str, name: str = "", sub: str = "") -> str:
     base = f"/api/{rt.version}" if not rt.group else f"/apis/{rt.group}/{rt.version}"
     ns = f"/namespaces/{quote(namespace, safe='')}" if rt.namespaced and namespace else ""
     tail = f"/{quote(name, safe='')}" if name else ""
@@ -232,7 +231,7 @@ def parse_kubectl(argv: list[str], default_namespace: str = "default") -> Kubect
         meta = obj.get("metadata") or {}
         obj_ns = args.flag("-n", "--namespace") or meta.get("namespace") or default_namespace
         name = "" if method == "POST" else str(meta.get("name", ""))
-        return method, _path(rt, obj_ns, name)
+        return method, api_path(rt, obj_ns, name)
 
     if verb in ("get", "describe"):
         raw = args.flag("--raw")
@@ -248,7 +247,7 @@ def parse_kubectl(argv: list[str], default_namespace: str = "default") -> Kubect
         else:
             rt, name = resolve_type(first), (args.positional[1] if len(args.positional) > 1 else "")
         watch = args.has("-w", "--watch", "--watch-only")
-        method, path = "GET", _path(rt, ns, "" if watch else name)
+        method, path = "GET", api_path(rt, ns, "" if watch else name)
         if watch:
             query.append(("watch", "1"))
             if name:
@@ -262,22 +261,26 @@ def parse_kubectl(argv: list[str], default_namespace: str = "default") -> Kubect
         rt = resolve_type(pos[0])
         obj = {"apiVersion": f"{rt.group}/{rt.version}".lstrip("/"), "kind": rt.kind,
                "metadata": {"name": pos[1]} | ({"namespace": ns} if rt.namespaced and ns else {})}
-        method, path = "POST", _path(rt, ns)
+        role = args.flag("--clusterrole") or args.flag("--role")
+        if rt.plural in ("rolebindings", "clusterrolebindings") and role:
+            kind = "ClusterRole" if args.flag("--clusterrole") else "Role"
+            obj["roleRef"] = {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role}
+        method, path = "POST", api_path(rt, ns)
     elif verb == "run":
         if not args.positional:
             raise KubectlParseError("kubectl run needs a pod name")
         name = args.positional[0]
         obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
                "spec": {"containers": [{"name": name, "image": args.flag("--image") or ""}]}}
-        method, path = "POST", _path(RESOURCE_TYPES["pods"], ns)
+        method, path = "POST", api_path(RESOURCE_TYPES["pods"], ns)
     elif verb == "delete":
         if args.has("-f", "--filename"):
             method, path = from_file("DELETE")
         elif args.positional and ("/" in args.positional[0] or len(args.positional) >= 2):
             rt, name = _name_arg(args, verb)
-            method, path = "DELETE", _path(rt, ns, name)
+            method, path = "DELETE", api_path(rt, ns, name)
         elif args.positional:
-            method, path = "DELETE", _path(resolve_type(args.positional[0]), ns)
+            method, path = "DELETE", api_path(resolve_type(args.positional[0]), ns)
         else:
             raise KubectlParseError("kubectl delete needs TYPE NAME, TYPE/NAME, -f FILE or TYPE --all")
     elif verb in ("patch", "edit", "label", "annotate", "set", "rollout", "cordon", "uncordon", "drain",
@@ -285,16 +288,13 @@ def parse_kubectl(argv: list[str], default_namespace: str = "default") -> Kubect
         index = 1 if verb in ("set", "rollout") else 0
         if verb in ("cordon", "uncordon", "drain"):
             rt, name = RESOURCE_TYPES["nodes"], _pod_arg(args, verb)
-        elif verb == "taint":
-            rt, name = _name_arg(args, verb) if "/" in (args.positional or [""])[0] else (
-                RESOURCE_TYPES["nodes"], args.positional[1] if len(args.positional) > 1 else "")
         else:
             rt, name = _name_arg(args, verb, index)
         read_only = verb == "rollout" and args.positional[:1] in (["status"], ["history"])
-        method, path = ("GET" if read_only else "PATCH"), _path(rt, ns, name)
+        method, path = ("GET" if read_only else "PATCH"), api_path(rt, ns, name)
     elif verb == "scale":
         rt, name = _name_arg(args, verb)
-        method, path = "PATCH", _path(rt, ns, name, "scale")
+        method, path = "PATCH", api_path(rt, ns, name, "scale")
     elif verb in ("exec", "attach"):
         pod = _pod_arg(args, verb)
         if verb == "exec" and not args.command:
@@ -304,19 +304,19 @@ def parse_kubectl(argv: list[str], default_namespace: str = "default") -> Kubect
         if container:
             query.append(("container", container))
         query += [("stdout", "true"), ("stderr", "true")]
-        method, path = "POST", _path(RESOURCE_TYPES["pods"], ns, pod, verb)
+        method, path = "POST", api_path(RESOURCE_TYPES["pods"], ns, pod, verb)
     elif verb == "logs":
-        method, path = "GET", _path(RESOURCE_TYPES["pods"], ns, _pod_arg(args, verb), "log")
+        method, path = "GET", api_path(RESOURCE_TYPES["pods"], ns, _pod_arg(args, verb), "log")
     elif verb == "port-forward":
-        method, path = "POST", _path(RESOURCE_TYPES["pods"], ns, _pod_arg(args, verb), "portforward")
+        method, path = "POST", api_path(RESOURCE_TYPES["pods"], ns, _pod_arg(args, verb), "portforward")
     elif verb == "cp":
         return _cp(args, ns, default_namespace)
     elif verb == "debug":
         target = args.positional[0] if args.positional else ""
         if target.startswith(("node/", "nodes/", "no/")) or args.has("--copy-to"):
-            method, path = "POST", _path(RESOURCE_TYPES["pods"], ns)
+            method, path = "POST", api_path(RESOURCE_TYPES["pods"], ns)
         else:
-            method, path = "PATCH", _path(RESOURCE_TYPES["pods"], ns, _pod_arg(args, verb), "ephemeralcontainers")
+            method, path = "PATCH", api_path(RESOURCE_TYPES["pods"], ns, _pod_arg(args, verb), "ephemeralcontainers")
     elif verb == "auth":
         sub = args.positional[0] if args.positional else ""
         if sub == "whoami":
@@ -326,10 +326,9 @@ def parse_kubectl(argv: list[str], default_namespace: str = "default") -> Kubect
     elif verb == "top":
         what = resolve_type(args.positional[0] if args.positional else "pods")
         rt = ResourceType("metrics.k8s.io", "v1beta1", what.plural, what.namespaced, "")
-        method, path = "GET", _path(rt, ns)
-    elif verb in ("version", "api-versions", "api-resources", "cluster-info"):
-        method, path = "GET", {"version": "/version", "cluster-info": "/api/v1/namespaces/kube-system/services"}.get(
-            verb, "/apis")
+        method, path = "GET", api_path(rt, ns)
+    elif verb in ("version", "api-versions", "api-resources"):
+        method, path = "GET", "/version" if verb == "version" else "/apis"
     else:
         raise KubectlParseError(f"explain does not know `kubectl {verb}`; use --verb, --resource, --namespace "
                                 "and --name instead")
@@ -358,11 +357,7 @@ def _cp(args: _Args, ns: str, default_namespace: str) -> KubectlRequest:
     container = args.flag("-c", "--container")
     if container:
         query.append(("container", container))
-    path = _path(RESOURCE_TYPES["pods"], namespace, pod, "exec")
+    path = api_path(RESOURCE_TYPES["pods"], namespace, pod, "exec")
     qs = urlencode(query)
     return KubectlRequest(parse_request_info("POST", path, qs), None, "POST", f"{path}?{qs}")
 
-
-def split_command(text: str) -> list[str]:
-    """A command line as argv (for the admin API, which receives a string)."""
-    return shlex.split(text)

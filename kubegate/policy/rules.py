@@ -15,7 +15,7 @@ from kubegate.kube.requestinfo import RequestInfo
 from kubegate.policy import cel
 from kubegate.policy.decision import ReviewerSpec
 from kubegate.policy.model import PolicyRule
-from kubegate.policy.patterns import ArgvMatcher, GlobSet, is_glob
+from kubegate.policy.patterns import ArgvMatcher, GlobSet
 
 
 @dataclass(slots=True)
@@ -189,14 +189,12 @@ def _condition_check(rule: PolicyRule) -> Check:
 
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
-    """A rule ready to test: its checks in order, plus the keys the engine indexes it under."""
+    """A rule ready to test: its checks in order."""
 
     position: int
     rule: PolicyRule
     source: str
     checks: tuple[Check, ...]
-    verb_keys: frozenset[str] | None
-    resource_keys: frozenset[str] | None
     reviewers: ReviewerSpec | None
 
     @property
@@ -224,22 +222,17 @@ def compile_rule(rule: PolicyRule, position: int = 0, source: str = "") -> Compi
                             lambda f: f"verb {f.info.verb!r} is in {_show(verbs)}",
                             lambda f: f"verb {f.info.verb!r} is not in {_show(verbs)}"))
     resource_fields = bool(m.api_groups or m.resources or m.subresources or m.namespaces or m.names or m.exec)
-    resource_keys: frozenset[str] | None = None
     if m.non_resource_urls:
         checks.append(Check(lambda f: not f.info.is_resource_request,
                             lambda f: "",
                             lambda f: "the rule is about non-resource URLs and this is a resource request"))
         checks.append(_glob_check("path", m.non_resource_urls, lambda f: f.info.path))
-        resource_keys = frozenset({""})
     elif resource_fields:
         checks.append(Check(lambda f: f.info.is_resource_request,
                             lambda f: "",
                             lambda f: f"the rule is about resources and {f.info.path!r} is a non-resource URL"))
     if m.resources or m.subresources:
         checks.append(_resource_check(m.resources, m.subresources))
-        plain = [r.partition("/")[0] for r in m.resources]
-        if plain and not any(is_glob(r) for r in plain):
-            resource_keys = frozenset(plain)
     if m.namespaces:
         checks.append(_glob_check("namespace", m.namespaces, lambda f: f.info.namespace))
     if m.api_groups:
@@ -257,5 +250,4 @@ def compile_rule(rule: PolicyRule, position: int = 0, source: str = "") -> Compi
     if rule.reviewers is not None:
         r = rule.reviewers
         reviewers = ReviewerSpec(tuple(r.groups), tuple(r.users), r.min_approvals, r.mode, r.timeout_seconds)
-    return CompiledRule(position, rule, source, tuple(checks), frozenset(verbs) if verbs else None,
-                        resource_keys, reviewers)
+    return CompiledRule(position, rule, source, tuple(checks), reviewers)

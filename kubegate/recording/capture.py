@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from kubegate.kube.stage import is_stream as stream_request
+
 if TYPE_CHECKING:
     from kubegate.proxy.flow import Flow
 
@@ -108,7 +110,4 @@ def is_stream(flow: Flow) -> bool:
     if flow.is_stream or flow.is_upgrade:
         return True
     info = flow.info
-    if info is None:
-        return False
-    follow = next((v for k, v in info.query if k == "follow"), "")
-    return info.verb == "watch" or follow.lower() in ("true", "1")
+    return info is not None and stream_request(flow.method, info.verb, info.subresource, info.query)

@@ -56,16 +56,19 @@ def session_seal(row: dict[str, object]) -> str:
     return canonical({name: row[name] for name in SESSION_FIELDS})
 
 
-async def append(conn: AsyncConnection, batch: Sequence[NewEvent]) -> list[int]:
-    """Chain and insert `batch` inside the caller's transaction; return each event's seq.
-
-    The head row is read FOR UPDATE (PostgreSQL; SQLite's write lock is already held), so
-    concurrent appenders queue here instead of forking the chain.
-    """
+async def lock_head(conn: AsyncConnection) -> tuple[int, str]:
+    """Read the chain head FOR UPDATE (PostgreSQL; SQLite's write lock is already held), so concurrent
+    appenders, in this process or another replica, queue here instead of forking the chain.
+    Call it first in a write transaction, before touching other rows, so lock order is always the same."""
     head = (await conn.execute(
         sa.select(chain_head.c.seq, chain_head.c.hash).where(chain_head.c.id == 1).with_for_update()
     )).one()
-    seq, prev = head.seq, head.hash
+    return head.seq, head.hash
+
+
+async def append(conn: AsyncConnection, head: tuple[int, str], batch: Sequence[NewEvent]) -> list[int]:
+    """Chain and insert `batch` after `head` (from `lock_head`, same transaction); return each seq."""
+    seq, prev = head
     rows, seqs = [], []
     for ev in batch:
         seq += 1

@@ -112,6 +112,8 @@ class Store:
         parsed = normalize_url(url)
         if parsed.get_backend_name() == "sqlite":
             path = Path(parsed.database or "").expanduser()
+            if not migrate and not path.exists():
+                raise StoreError(f"there is no database at {path}")
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:

@@ -77,3 +77,96 @@ chain_checkpoints = sa.Table(
     sa.Column("sessions_removed", sa.Integer, nullable=False),
 )
 """Where retention cut the chain: the remaining chain starts after `through_seq` from `last_hash`."""
+
+_PENDING = sa.text("state = 'pending'")
+
+access_requests = sa.Table(
+    "access_requests", metadata,
+    sa.Column("id", sa.String(16), primary_key=True),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=True),
+    sa.Column("username", sa.Text, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("issuer", sa.Text, nullable=False),
+    sa.Column("groups", sa.JSON, nullable=False),
+    sa.Column("claims", sa.JSON, nullable=False),
+    sa.Column("connection", sa.Text, nullable=False),
+    sa.Column("method", sa.String(16), nullable=False, server_default=""),
+    sa.Column("path", sa.Text, nullable=False, server_default=""),
+    sa.Column("query", sa.Text, nullable=False, server_default=""),
+    sa.Column("info", sa.JSON, nullable=True),
+    sa.Column("content_type", sa.Text, nullable=False, server_default=""),
+    sa.Column("body_sha256", sa.String(64), nullable=False, server_default=""),
+    sa.Column("body_bytes", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("kubectl_command", sa.Text, nullable=False, server_default=""),
+    sa.Column("summary", sa.Text, nullable=False, server_default=""),
+    sa.Column("scope", sa.JSON, nullable=True),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("rules", sa.JSON, nullable=False),
+    sa.Column("mode", sa.String(8), nullable=False),
+    sa.Column("session_id", sa.String(32), nullable=True),
+    sa.Column("server", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("decided_at", sa.Double, nullable=True),
+    sa.Column("decided_by", sa.Text, nullable=False, server_default=""),
+    sa.Column("decision_reason", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_access_requests_pending", "fingerprint", unique=True, sqlite_where=_PENDING,
+             postgresql_where=_PENDING),
+    sa.Index("ix_access_requests_created", "created_at", "id"),
+    sa.Index("ix_access_requests_state", "state"),
+)
+"""One request for a human's yes: an exact request (`kind` request, keyed by `fingerprint`) or a scope.
+At most one pending row per fingerprint, so identical attempts (WebSocket and SPDY, a retried job) join it."""
+
+approval_votes = sa.Table(
+    "approval_votes", metadata,
+    sa.Column("request_id", sa.String(16), primary_key=True),
+    sa.Column("reviewer", sa.Text, primary_key=True),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("groups", sa.JSON, nullable=False),
+    sa.Column("comment", sa.Text, nullable=False, server_default=""),
+    sa.Column("at", sa.Double, nullable=False),
+)
+"""One reviewer's approval of one request; the groups are kept as they were when the reviewer approved."""
+
+grants = sa.Table(
+    "grants", metadata,
+    sa.Column("request_id", sa.String(16), primary_key=True),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("username", sa.Text, nullable=False),
+    sa.Column("connection", sa.Text, nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=True),
+    sa.Column("scope", sa.JSON, nullable=True),
+    sa.Column("rules", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("max_uses", sa.Integer, nullable=True),
+    sa.Column("uses", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_used_at", sa.Double, nullable=True),
+    sa.Column("revoked_at", sa.Double, nullable=True),
+    sa.Column("revoked_by", sa.Text, nullable=False, server_default=""),
+    sa.Column("revoke_reason", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_grants_fingerprint", "fingerprint"),
+    sa.Index("ix_grants_holder", "username", "connection"),
+)
+"""What an approval creates: single use (`max_uses` 1) for one fingerprint, or a scope until it expires."""
+
+notification_outbox = sa.Table(
+    "notification_outbox", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(16), nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("webhook", sa.String(63), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.Double, nullable=False),
+    sa.Column("delivered_at", sa.Double, nullable=True),
+    sa.Column("failed_at", sa.Double, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=False, server_default=""),
+    sa.Index("ix_notification_outbox_due", "next_attempt_at"),
+)
+"""Notifications written in the same transaction as the change they announce, delivered and retried
+from here, so a webhook that is down delays a message but never loses it."""

@@ -212,11 +212,13 @@ class EKSCredentials(Credentials):
     async def _sts(self) -> BaseClient:
         async with self._client_lock:
             if self._client is None:
-                endpoint = self._sts_endpoint_url or regional_sts_endpoint(self._auth.region)
-                self._client = await self._aws(
-                    "create the STS client", self._session.create_client, "sts",
-                    region_name=self._auth.region, endpoint_url=endpoint, config=_BOTO_CONFIG)
+                self._client = await self._aws("create the STS client", self._new_sts_client)
             return self._client
+
+    def _new_sts_client(self) -> BaseClient:
+        endpoint = self._sts_endpoint_url or regional_sts_endpoint(self._auth.region)
+        return self._session.create_client("sts", region_name=self._auth.region, endpoint_url=endpoint,
+                                           config=_BOTO_CONFIG)
 
     async def _aws(self, action: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking botocore call in a thread; its failures become AWSCredentialError."""

@@ -30,6 +30,7 @@ from kubegate.upstream.eks import (
     AWSCredentialError,
     EKSCredentials,
     build_eks_token,
+    regional_sts_endpoint,
     role_session_name,
 )
 
@@ -129,6 +130,16 @@ def test_build_eks_token_signature_and_partition_endpoint() -> None:
     assert recompute_signature(url, "cn-cluster", signer) == query(url)["X-Amz-Signature"]
     wrong = ReadOnlyCredentials("AKIAEXAMPLEKEY000001", "another-secret", None)
     assert recompute_signature(url, "cn-cluster", wrong) != query(url)["X-Amz-Signature"]
+
+
+@pytest.mark.parametrize(("region", "endpoint"), [
+    ("us-east-1", "https://sts.us-east-1.amazonaws.com"),  # regional, not the global sts.amazonaws.com
+    ("eu-west-1", "https://sts.eu-west-1.amazonaws.com"),
+    ("us-gov-west-1", "https://sts.us-gov-west-1.amazonaws.com"),
+    ("cn-northwest-1", "https://sts.cn-northwest-1.amazonaws.com.cn"),
+])
+def test_sts_endpoints_are_regional(region: str, endpoint: str) -> None:
+    assert regional_sts_endpoint(region) == endpoint
 
 
 async def test_presigned_url_answers_get_caller_identity_for_the_assumed_role(

@@ -32,6 +32,7 @@ class Kind:
     create_on_update: bool = False
     name_rule: str = "subdomain"    # "subdomain" (DNS-1123 subdomain), "label" (DNS-1123 label) or "path"
     stored: bool = True             # False for review kinds that are only ever created and answered
+    returns_deleted: bool = False   # DELETE answers with the object (else with a Success Status)
     list_kind: str = field(default="")
 
     @property
@@ -69,9 +70,9 @@ _STATUS = Subresource("status", STATUS_VERBS)
 KINDS: tuple[Kind, ...] = (
     Kind("", "v1", "namespaces", "Namespace", False, "namespace",
          verbs=("create", "delete", "get", "list", "patch", "update", "watch"), short_names=("ns",),
-         subresources=(_STATUS,), name_rule="label"),
+         subresources=(_STATUS,), name_rule="label", returns_deleted=True),
     Kind("", "v1", "pods", "Pod", True, "pod", short_names=("po",), categories=("all",),
-         subresources=(Subresource("log", ("get",)), _STATUS)),
+         subresources=(Subresource("log", ("get",)), _STATUS), returns_deleted=True),
     Kind("", "v1", "secrets", "Secret", True, "secret"),
     Kind("", "v1", "configmaps", "ConfigMap", True, "configmap", short_names=("cm",)),
     Kind("", "v1", "serviceaccounts", "ServiceAccount", True, "serviceaccount", short_names=("sa",),
@@ -80,7 +81,8 @@ KINDS: tuple[Kind, ...] = (
          name_rule="path"),
     Kind("", "v1", "services", "Service", True, "service",
          verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
-         short_names=("svc",), categories=("all",), subresources=(_STATUS,), name_rule="label"),
+         short_names=("svc",), categories=("all",), subresources=(_STATUS,), name_rule="label",
+         returns_deleted=True),
     Kind("apps", "v1", "deployments", "Deployment", True, "deployment", short_names=("deploy",),
          categories=("all",),
          subresources=(Subresource("scale", STATUS_VERBS, kind="Scale", group="autoscaling"), _STATUS)),
@@ -94,6 +96,8 @@ KINDS: tuple[Kind, ...] = (
          "clusterrolebinding", create_on_update=True, name_rule="path"),
     Kind("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False,
          "selfsubjectaccessreview", verbs=("create",), stored=False),
+    Kind("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", False,
+         "selfsubjectrulesreview", verbs=("create",), stored=False),
     Kind("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", False,
          "selfsubjectreview", verbs=("create",), stored=False),
 )

@@ -123,7 +123,7 @@ class Authorizer:
             return [], missing
         return list(role.get("rules") or []), ""
 
-    def _grants(self, user: User, namespace: str) -> Iterator[tuple[str, list[dict[str, Any]], str]]:
+    def grants(self, user: User, namespace: str) -> Iterator[tuple[str, list[dict[str, Any]], str]]:
         """(source description, rules, error) for every binding that names `user`."""
         for binding in self.store.list(CLUSTER_BINDINGS):
             for subject in binding.get("subjects") or []:
@@ -151,7 +151,7 @@ class Authorizer:
             return Decision(True)
         errors: list[str] = []
         namespace = a.namespace if a.resource_request else ""
-        for source, rules, err in self._grants(a.user, namespace):
+        for source, rules, err in self.grants(a.user, namespace):
             if err:
                 errors.append(err)
             if any(rule_allows(a, rule) for rule in rules):

@@ -1,0 +1,89 @@
+"""The `approvals:` section of kubegate.yaml: how long requests wait, how long grants last, who is told."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+def _seconds(value: str | float) -> float:
+    # Imported here: kubegate.config imports this module to type Config.approvals.
+    from kubegate.config import parse_duration
+
+    return parse_duration(value)
+
+
+def _positive_duration(value: str | float) -> str | float:
+    if _seconds(value) <= 0:
+        raise ValueError("must be longer than zero")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WebhookConfig(_Strict):
+    """One notification target. `json` posts kubegate's own event document; `slack` posts a Slack
+    incoming-webhook message (text plus blocks), which Mattermost and Teams workflows also accept.
+    The URL and headers stay in the config: the outbox stores only the webhook's name."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+    url: str = Field(repr=False)
+    format: Literal["json", "slack"] = "json"
+    headers: dict[str, str] = Field(default={}, repr=False)
+    events: list[Literal["created", "approved", "denied", "expired", "revoked"]] = ["created", "approved", "denied"]
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an https:// URL (http:// only for a receiver you trust on the network)")
+        return value
+
+
+class ApprovalsConfig(_Strict):
+    """Timeouts are durations (10m, 1h). `default_timeout` applies to review rules that set none."""
+
+    default_timeout: str | float = "10m"
+    grant_lifetime: str | float = "15m"
+    max_scope_duration: str | float = "8h"
+    poll_interval: float = Field(default=0.5, gt=0, le=5)
+    notifications: list[WebhookConfig] = []
+    retry_max_interval: str | float = "5m"
+    retry_give_up_after: str | float = "24h"
+
+    _durations = field_validator("default_timeout", "grant_lifetime", "max_scope_duration", "retry_max_interval",
+                                 "retry_give_up_after")(_positive_duration)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ApprovalsConfig:
+        names = [w.name for w in self.notifications]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"notification names must be unique: {', '.join(dupes)}")
+        return self
+
+    @property
+    def default_timeout_seconds(self) -> float:
+        return _seconds(self.default_timeout)
+
+    @property
+    def grant_lifetime_seconds(self) -> float:
+        return _seconds(self.grant_lifetime)
+
+    @property
+    def max_scope_seconds(self) -> float:
+        return _seconds(self.max_scope_duration)
+
+    @property
+    def retry_max_seconds(self) -> float:
+        return _seconds(self.retry_max_interval)
+
+    @property
+    def give_up_seconds(self) -> float:
+        return _seconds(self.retry_give_up_after)
+
+    def webhook(self, name: str) -> WebhookConfig | None:
+        return next((w for w in self.notifications if w.name == name), None)

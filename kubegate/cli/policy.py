@@ -1,0 +1,216 @@
+"""`kubegate policy check|explain`: validate policy files, and show how a request would be decided."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kubegate.config import Config, ConfigError, load_config, load_yaml
+from kubegate.identity.model import Identity
+from kubegate.kube.requestinfo import BadPath, RequestInfo, parse_request_info
+from kubegate.policy.decision import Decision
+from kubegate.policy.engine import PolicyEngine
+from kubegate.policy.kubectl import KubectlParseError, ResourceType, api_path, parse_kubectl, resolve_type
+
+policy_app = typer.Typer(help="Check policy files and explain decisions.", no_args_is_help=True)
+
+_METHODS = {"get": "GET", "list": "GET", "watch": "GET", "create": "POST", "update": "PUT", "patch": "PATCH",
+            "delete": "DELETE", "deletecollection": "DELETE"}
+_COLORS = {"allow": "green", "deny": "red", "review": "yellow"}
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", envvar="KUBEGATE_CONFIG",
+                                                help="kubegate.yaml (its policies and policy_dirs)")]
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(code)
+
+
+def _engine(config_path: Path | None, paths: list[Path]) -> tuple[PolicyEngine, Config | None]:
+    """An engine over kubegate.yaml and/or policy files and folders; ConfigError lists every problem."""
+    config = load_config(config_path) if config_path else None
+    dirs = [p for p in paths if p.is_dir()]
+    files = [p for p in paths if not p.is_dir()]
+    rules = config.policies if config else []
+    dirs = (list(config.policy_dirs) if config else []) + dirs
+    engine = PolicyEngine(rules, dirs, files)
+    return engine, config
+
+
+@policy_app.command("check")
+def check(
+    paths: Annotated[list[Path] | None, typer.Argument(help="policy files or folders")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Validate policy files (and the policies of kubegate.yaml); exit 1 listing every problem."""
+    paths = paths or []
+    if config is None and not paths:
+        raise _fail("give policy files or folders, or --config kubegate.yaml", 2)
+    try:
+        engine, _ = _engine(config, paths)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(f"ok: {len(engine.rules)} rules")
+
+
+def _claims(values: list[str]) -> dict[str, str]:
+    claims = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise _fail(f"--claim {value!r}: write NAME=VALUE, for example --claim repository=acme/app", 2)
+        claims[key] = val
+    return claims
+
+
+def _identity(config: Config | None, sub: str, user: str | None, issuer: str, groups: list[str],
+              claims: dict[str, str]) -> Identity:
+    """The identity the gateway would build: username prefixed as the matching issuer config says."""
+    prefix = ""
+    for iss in config.identity.issuers if config else []:
+        if iss.url == issuer.rstrip("/") or iss.url == issuer:
+            prefix = iss.user_prefix
+    return Identity(issuer=issuer, subject=sub, username=user or f"{prefix}{sub}", groups=tuple(groups),
+                    claims=claims)
+
+
+def _request_from_flags(verb: str, resource: str, subresource: str, api_group: str | None, namespace: str,
+                        name: str, command: str) -> RequestInfo:
+    if verb not in _METHODS:
+        raise _fail(f"--verb {verb!r}: use one of {', '.join(_METHODS)} (exec is --verb create "
+                    "--resource pods/exec)", 2)
+    res, _, sub = resource.partition("/")
+    sub = sub or subresource
+    rt = resolve_type(res)
+    if api_group is not None:
+        rt = ResourceType(api_group, rt.version if rt.group == api_group else "v1", rt.plural, rt.namespaced, rt.kind)
+    collection = verb in ("list", "watch", "deletecollection") or (verb == "create" and not sub)
+    path = api_path(rt, namespace, "" if collection else name, sub)
+    query = [("command", c) for c in shlex.split(command)] if command else []
+    if verb == "watch":
+        query.append(("watch", "1"))
+        if name:
+            query.append(("fieldSelector", f"metadata.name={name}"))
+    try:
+        return parse_request_info(_METHODS[verb], path, urlencode(query))
+    except BadPath as exc:
+        raise _fail(f"that request cannot be built: {exc}", 2) from exc
+
+
+def _print(decision: Decision, identity: Identity, info: RequestInfo, connection: str, show_all: bool) -> None:
+    console = Console(highlight=False)
+    color = _COLORS[decision.action]
+    console.print(f"[bold {color}]{decision.action.upper()}[/]  ", end="")
+    console.print(decision.message, markup=False, soft_wrap=True)
+    who = f"{identity.username} groups={list(identity.groups)}" + (
+        f" claims={dict(identity.claims)}" if identity.claims else "")
+    what = (f"{info.verb} {info.api_group + '/' if info.api_group else ''}{info.resource_path}"
+            f"{' ' + repr(info.name) if info.name else ''} namespace={info.namespace!r}"
+            if info.is_resource_request else f"{info.verb} {info.path}")
+    if info.command:
+        what += f" command={list(info.command)}"
+    console.print(f"request: {who} -> {what} connection={connection!r}", markup=False, soft_wrap=True)
+    if decision.masks:
+        console.print(f"masks: {', '.join(decision.masks)}", markup=False)
+    if decision.role:
+        console.print(f"role: {decision.role} ({decision.role_scope})", markup=False)
+    if decision.reviewers:
+        r = decision.reviewers
+        console.print(f"reviewers: groups={list(r.groups)} users={list(r.users)} min_approvals={r.min_approvals} "
+                      f"mode={r.mode} timeout={r.timeout:g}s", markup=False)
+    if decision.matches:
+        table = Table(title="matching rules", title_justify="left")
+        for col in ("rule", "action", "why", "source"):
+            table.add_column(col, overflow="fold")
+        for m in decision.matches:
+            table.add_row(m.rule, f"[{_COLORS.get(m.action, 'white')}]{m.action}[/]",
+                          "\n".join(m.why), m.source)
+        console.print(table)
+    else:
+        console.print("no rule matched", markup=False)
+    if show_all and decision.misses:
+        table = Table(title="rules that did not match", title_justify="left")
+        for col in ("rule", "action", "why not", "source"):
+            table.add_column(col, overflow="fold")
+        for miss in decision.misses:
+            table.add_row(miss.rule, miss.action, miss.why_not, miss.source)
+        console.print(table)
+
+
+@policy_app.command("explain", context_settings={"allow_interspersed_args": False})
+def explain(
+    kubectl: Annotated[list[str] | None, typer.Argument(help="after --: a kubectl command line")] = None,
+    config: ConfigOpt = None,
+    policy: Annotated[list[Path] | None, typer.Option("--policy", "-p", help="policy file or folder")] = None,
+    sub: Annotated[str, typer.Option("--sub", help="token subject")] = "",
+    user: Annotated[str | None, typer.Option("--user", help="Kubernetes username (default: issuer prefix + sub)")]
+    = None,
+    group: Annotated[list[str] | None, typer.Option("--group", "-g")] = None,
+    claim: Annotated[list[str] | None, typer.Option("--claim", help="NAME=VALUE")] = None,
+    issuer: Annotated[str, typer.Option("--issuer")] = "",
+    connection: Annotated[str | None, typer.Option("--connection")] = None,
+    verb: Annotated[str | None, typer.Option("--verb")] = None,
+    resource: Annotated[str, typer.Option("--resource", help="pods, deploy, pods/exec, ...")] = "",
+    subresource: Annotated[str, typer.Option("--subresource")] = "",
+    api_group: Annotated[str | None, typer.Option("--api-group")] = None,
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "",
+    name: Annotated[str, typer.Option("--name")] = "",
+    command: Annotated[str, typer.Option("--command", help="exec argv as one shell-quoted string")] = "",
+    object_file: Annotated[Path | None, typer.Option("--object", help="JSON/YAML body for create/update/patch")]
+    = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    show_all: Annotated[bool, typer.Option("--all", "-a", help="also list rules that did not match")] = False,
+) -> None:
+    """Show the decision for one request, every rule that matched and why.
+
+    kubegate policy explain --policy examples/policies --sub bot --group ci-agents -- kubectl delete ns prod
+    """
+    if output not in ("table", "json"):
+        raise _fail("--output must be table or json", 2)
+    if config is None and not policy:
+        raise _fail("give --config kubegate.yaml or --policy FILE (or folder)", 2)
+    try:
+        engine, cfg = _engine(config, list(policy or []))
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+    if connection is None:
+        names = [c.name for c in cfg.connections] if cfg else []
+        connection = names[0] if len(names) == 1 else ""
+    obj: Any = None
+    if object_file is not None:
+        try:
+            obj = load_yaml(object_file)
+        except ConfigError as exc:
+            raise _fail(str(exc), 2) from exc
+    try:
+        if kubectl:
+            req = parse_kubectl(kubectl)
+            info, obj = req.info, obj if obj is not None else req.obj
+        elif verb and resource:
+            info = _request_from_flags(verb, resource, subresource, api_group, namespace, name, command)
+        else:
+            raise _fail("describe the request: --verb V --resource R [--namespace N --name X], "
+                        "or -- kubectl COMMAND", 2)
+    except KubectlParseError as exc:
+        raise _fail(str(exc), 2) from exc
+    identity = _identity(cfg, sub, user, issuer, list(group or []), _claims(list(claim or [])))
+    decision = engine.explain(identity, info, connection, obj)
+    if output == "json":
+        body = {"identity": identity.as_dict(), "connection": connection, "request": info.as_dict(),
+                "decision": decision.as_dict() if show_all else
+                {k: v for k, v in decision.as_dict().items() if k != "misses"}}
+        typer.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
+    else:
+        _print(decision, identity, info, connection, show_all)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(policy_app, name="policy")

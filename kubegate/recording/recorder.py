@@ -1,0 +1,343 @@
+"""Sessions and events, written by one background task that commits many requests' events at once.
+
+Each request's event waits in a queue; the writer takes everything queued, writes it in one
+transaction, commits, and only then resolves each waiter. Under load a commit carries many events
+(group commit), so recording costs one fsync per batch, not per request, and the commit-before-forward
+promise still holds for every request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from kubegate.config import StoreConfig, parse_duration
+from kubegate.recording.chain import NewEvent, append, canonical, lock_head, session_seal
+from kubegate.store.engine import Store, StoreError, describe
+from kubegate.store.tables import chain_checkpoints, events, session_groups, sessions
+
+if TYPE_CHECKING:
+    from kubegate.proxy.flow import Flow
+
+log = logging.getLogger(__name__)
+
+OUTCOME_RANK = {"ok": 0, "error": 1, "refused": 2, "denied": 3}
+"""A session's outcome is the worst one seen among its requests."""
+
+_CACHE_PRUNE_AT = 10_000
+_KUBECTL_SESSION_MAX = 128
+_KUBECTL_SESSION_INDEX_WHERE = sa.text("kubectl_session <> ''")
+"""Literal, not a bound parameter: PostgreSQL cannot match a parameter to the partial index once it
+switches a prepared statement to a generic plan (after five executions)."""
+
+
+@dataclass(slots=True)
+class _Item:
+    event: NewEvent
+    future: asyncio.Future[int] | None
+    outcome: str | None
+    counts_request: bool
+
+
+@dataclass(slots=True)
+class _SessionState:
+    id: str
+    last_seen: float
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionResult:
+    cutoff: float
+    through_seq: int
+    events_removed: int
+    sessions_removed: int
+
+
+_STOP = object()
+
+
+class Recorder:
+    """Finds or creates sessions and records events into the store's hash chain."""
+
+    def __init__(self, store: Store, *, max_body_bytes: int = 65536, retention_seconds: float | None = None,
+                 idle_seconds: float = 300.0, batch_max: int = 512, queue_max: int = 10_000,
+                 commit_timeout: float = 10.0, retention_interval: float = 3600.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.max_body_bytes = max_body_bytes
+        self.retention_seconds = retention_seconds
+        self.idle_seconds = idle_seconds
+        self.commit_timeout = commit_timeout
+        self.retention_interval = retention_interval
+        self.clock = clock
+        self.commits = 0
+        self.lost_events = 0
+        self.healthy = True
+        self._batch_max = batch_max
+        self._queue: asyncio.Queue[_Item | asyncio.Future[int] | object] = asyncio.Queue(maxsize=queue_max)
+        self._sessions: dict[tuple[str, str, str], _SessionState] = {}
+        self._new_sessions: dict[str, dict[str, Any]] = {}
+        self._alias: dict[str, str] = {}
+        self._writer: asyncio.Task[None] | None = None
+        self._retention: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, store: Store, config: StoreConfig, **kwargs: Any) -> Recorder:
+        return cls(store, max_body_bytes=config.max_body_bytes,
+                   retention_seconds=parse_duration(config.retention), **kwargs)
+
+    async def start(self) -> None:
+        """Start the writer and, when a retention is set, the retention loop."""
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._run(), name="kubegate-recorder-writer")
+        if self.retention_seconds and self._retention is None:
+            self._retention = asyncio.create_task(self._retention_loop(), name="kubegate-recorder-retention")
+
+    async def close(self) -> None:
+        """Write what is queued, then stop."""
+        self._closed = True
+        if self._retention is not None:
+            self._retention.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention
+        if self._writer is not None:
+            await self._queue.put(_STOP)
+            await self._writer
+
+    # -- sessions -------------------------------------------------------------------------------------
+
+    def session_for(self, flow: Flow) -> str:
+        """The session a request belongs to: its kubectl invocation, or for clients that send no
+        Kubectl-Session, the identity's recent requests on that connection (an idle window)."""
+        now = self.clock()
+        identity = flow.identity
+        username = identity.username if identity else ""
+        connection = str(getattr(flow.connection, "name", ""))
+        kubectl_session = flow.kubectl_session[:_KUBECTL_SESSION_MAX]
+        key = ("kubectl", kubectl_session, username) if kubectl_session else ("window", username, connection)
+        state = self._sessions.get(key)
+        if state is not None and (kubectl_session or now - state.last_seen <= self.idle_seconds):
+            state.last_seen = now
+            state.id = self._alias.get(state.id, state.id)
+            return state.id
+        if len(self._sessions) >= _CACHE_PRUNE_AT:
+            self._prune(now)
+        session_id = uuid.uuid4().hex
+        self._new_sessions[session_id] = {
+            "id": session_id, "kubectl_session": kubectl_session,
+            "subject": identity.subject if identity else "", "username": username,
+            "issuer": identity.issuer if identity else "",
+            "groups": list(identity.groups) if identity else [],
+            "claims": dict(identity.claims) if identity else {},
+            "connection": connection, "command": flow.kubectl_command,
+            "user_agent": flow.request.headers.get("User-Agent", ""), "source": flow.request.remote or "",
+            "started_at": now, "ended_at": now, "outcome": "", "requests": 0,
+        }
+        self._sessions[key] = _SessionState(session_id, now)
+        return session_id
+
+    def _prune(self, now: float) -> None:
+        horizon = now - max(self.idle_seconds, 3600.0)
+        for key in [k for k, s in self._sessions.items() if s.last_seen < horizon]:
+            del self._sessions[key]
+
+    # -- events ---------------------------------------------------------------------------------------
+
+    async def record_event(self, session_id: str | None, type: str, data: Mapping[str, Any], *, durable: bool,
+                           outcome: str | None = None, counts_request: bool = False) -> int:
+        """Queue an event for the chain. durable=True waits until it is committed and returns its seq
+        (raises StoreError when the store fails or does not answer within commit_timeout);
+        durable=False returns 0 at once, and a failed write is logged and counted in `lost_events`."""
+        if self._closed:
+            raise StoreError("the recorder is shut down")
+        if outcome is not None and outcome not in OUTCOME_RANK:
+            raise ValueError(f"unknown outcome {outcome!r}")
+        await self.start()
+        info = data.get("info") if isinstance(data.get("info"), dict) else {}
+        event = NewEvent(
+            session_id=self._alias.get(session_id, session_id) if session_id else None,
+            ts=self.clock(), type=type, data=canonical(dict(data)),
+            verb=info.get("verb") or None, resource=info.get("resource") or None,
+            namespace=info.get("namespace") or None,
+        )
+        future: asyncio.Future[int] | None = asyncio.get_running_loop().create_future() if durable else None
+        await self._queue.put(_Item(event, future, outcome, counts_request))
+        if future is None:
+            return 0
+        try:
+            return await asyncio.wait_for(future, self.commit_timeout)
+        except TimeoutError as exc:
+            raise StoreError(f"the store did not confirm the write within {self.commit_timeout:g}s") from exc
+
+    async def flush(self) -> None:
+        """Wait until every event queued before this call was written (or its write failed)."""
+        if self._writer is None or self._writer.done():
+            return
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        await self._queue.put(done)
+        await done
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch: list[_Item] = []
+            flushes: list[asyncio.Future[int]] = []
+            item = await self._queue.get()
+            while True:
+                if item is _STOP:
+                    stopping = True
+                elif isinstance(item, asyncio.Future):
+                    flushes.append(item)
+                else:
+                    assert isinstance(item, _Item)
+                    batch.append(item)
+                if stopping or len(batch) >= self._batch_max or self._queue.empty():
+                    break
+                item = self._queue.get_nowait()
+            if batch:
+                await self._commit(batch)
+            for waiter in flushes:
+                if not waiter.done():
+                    waiter.set_result(0)
+
+    async def _commit(self, batch: list[_Item]) -> None:
+        try:
+            seqs = await self._write(batch)
+        except Exception as exc:
+            self.healthy = False
+            error = StoreError(describe(exc))
+            lost = 0
+            for item in batch:
+                if item.future is None:
+                    lost += 1
+                elif not item.future.done():
+                    item.future.set_exception(error)
+            self.lost_events += lost
+            log.error("recording a batch of %d events failed: %s", len(batch), error)
+            return
+        self.healthy = True
+        self.commits += 1
+        for item, seq in zip(batch, seqs, strict=True):
+            if item.future is not None and not item.future.done():
+                item.future.set_result(seq)
+
+    async def _write(self, batch: list[_Item]) -> list[int]:
+        new_ids = [sid for sid in dict.fromkeys(i.event.session_id for i in batch) if sid in self._new_sessions]
+        remap: dict[str, str] = {}
+        async with self.store.write() as conn:
+            head = await lock_head(conn)
+            seals: list[NewEvent] = []
+            for sid in new_ids:
+                row = self._new_sessions[sid]
+                actual = await self._insert_session(conn, row)
+                if actual == sid:
+                    seals.append(NewEvent(sid, row["started_at"], "session", session_seal(row)))
+                else:
+                    remap[sid] = actual
+            chained = [replace(i.event, session_id=remap.get(s, s) if (s := i.event.session_id) else None)
+                       for i in batch]
+            seqs = await append(conn, head, seals + chained)
+            await self._touch_sessions(conn, batch, chained)
+        for sid in new_ids:
+            del self._new_sessions[sid]
+        self._alias.update(remap)
+        return seqs[len(seals):]
+
+    async def _insert_session(self, conn: AsyncConnection, row: dict[str, Any]) -> str:
+        """Insert a session; for a kubectl session another replica may have inserted first: use theirs."""
+        if not row["kubectl_session"]:
+            await conn.execute(sa.insert(sessions), row)
+        else:
+            insert = (postgresql.insert if self.store.dialect == "postgresql" else sqlite.insert)(sessions)
+            await conn.execute(insert.values(row).on_conflict_do_nothing(
+                index_elements=["kubectl_session", "username"], index_where=_KUBECTL_SESSION_INDEX_WHERE))
+            existing = (await conn.execute(sa.select(sessions.c.id).where(
+                sessions.c.kubectl_session == row["kubectl_session"], sessions.c.username == row["username"]))).one()
+            if existing.id != row["id"]:
+                return str(existing.id)
+        if row["groups"]:
+            await conn.execute(sa.insert(session_groups),
+                               [{"session_id": row["id"], "name": g} for g in dict.fromkeys(row["groups"])])
+        return str(row["id"])
+
+    @staticmethod
+    async def _touch_sessions(conn: AsyncConnection, batch: list[_Item], chained: list[NewEvent]) -> None:
+        """Advance each touched session's end time, request count and worst outcome."""
+        touched: dict[str, tuple[float, int, str | None]] = {}
+        for item, ev in zip(batch, chained, strict=True):
+            if ev.session_id is None:
+                continue
+            last, count, outcome = touched.get(ev.session_id, (ev.ts, 0, None))
+            if item.outcome and (outcome is None or OUTCOME_RANK[item.outcome] > OUTCOME_RANK[outcome]):
+                outcome = item.outcome
+            touched[ev.session_id] = (max(last, ev.ts), count + item.counts_request, outcome)
+        if not touched:
+            return
+        rank = sa.case(OUTCOME_RANK, value=sessions.c.outcome, else_=-1)
+        update = sa.update(sessions).where(sessions.c.id == sa.bindparam("b_id")).values(
+            ended_at=sa.case((sessions.c.ended_at < sa.bindparam("b_last"), sa.bindparam("b_last")),
+                             else_=sessions.c.ended_at),
+            requests=sessions.c.requests + sa.bindparam("b_count"),
+            outcome=sa.case((rank < sa.bindparam("b_rank"), sa.bindparam("b_outcome")), else_=sessions.c.outcome),
+        )
+        await conn.execute(update, [
+            {"b_id": sid, "b_last": last, "b_count": count, "b_rank": OUTCOME_RANK[outcome] if outcome else -1,
+             "b_outcome": outcome or ""}
+            for sid, (last, count, outcome) in touched.items()])
+
+    # -- retention ------------------------------------------------------------------------------------
+
+    async def apply_retention(self, now: float | None = None) -> RetentionResult | None:
+        """Remove events older than the retention (a prefix of the chain) and sessions left without
+        events, then record a checkpoint row and a `retention` event, so the rest still verifies."""
+        if not self.retention_seconds:
+            return None
+        now = self.clock() if now is None else now
+        cutoff = now - self.retention_seconds
+        async with self.store.write() as conn:
+            head = await lock_head(conn)
+            oldest_kept = sa.select(sa.func.min(events.c.seq)).where(events.c.ts >= cutoff)
+            first_kept = (await conn.execute(oldest_kept)).scalar()
+            through = first_kept - 1 if first_kept is not None else head[0]
+            done = (await conn.execute(sa.select(sa.func.max(chain_checkpoints.c.through_seq)))).scalar() or 0
+            if through <= done:
+                return None
+            last_hash = (await conn.execute(sa.select(events.c.hash).where(events.c.seq == through))).scalar()
+            if last_hash is None:
+                raise StoreError(f"event {through} is missing: run kubegate audit verify before retention")
+            removed = (await conn.execute(sa.delete(events).where(events.c.seq <= through))).rowcount
+            orphaned = sa.select(sessions.c.id).where(
+                sessions.c.ended_at < cutoff, ~sa.exists().where(events.c.session_id == sessions.c.id))
+            ids = list((await conn.execute(orphaned)).scalars())
+            for start in range(0, len(ids), 500):
+                chunk = ids[start:start + 500]
+                await conn.execute(sa.delete(session_groups).where(session_groups.c.session_id.in_(chunk)))
+                await conn.execute(sa.delete(sessions).where(sessions.c.id.in_(chunk)))
+            result = RetentionResult(cutoff, through, removed, len(ids))
+            await conn.execute(sa.insert(chain_checkpoints).values(
+                created_at=now, cutoff=cutoff, through_seq=through, last_hash=last_hash,
+                events_removed=removed, sessions_removed=len(ids)))
+            note = {"through_seq": through, "last_hash": last_hash, "cutoff": cutoff,
+                    "events_removed": removed, "sessions_removed": len(ids)}
+            await append(conn, head, [NewEvent(None, now, "retention", canonical(note))])
+        log.info("retention removed %d events and %d sessions older than %s", removed, len(ids), cutoff)
+        return result
+
+    async def _retention_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.retention_interval)
+            try:
+                await self.apply_retention()
+            except Exception as exc:
+                log.error("retention failed: %s", describe(exc))

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import asyncio
+import socket
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import typer
+from typer.testing import CliRunner
+
+from kubegate.cli import db
+from kubegate.store.engine import Store, StoreError, head_revision, normalize_url
+from kubegate.store.tables import GENESIS_HASH, chain_head
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_urls_map_to_async_drivers() -> None:
+    assert normalize_url("sqlite:////var/lib/kubegate/k.db").drivername == "sqlite+aiosqlite"
+    assert normalize_url("postgres://u@db/k").drivername == "postgresql+asyncpg"
+    assert normalize_url("postgresql+asyncpg://u@db/k").drivername == "postgresql+asyncpg"
+    with pytest.raises(StoreError, match="needs a file path"):
+        normalize_url("sqlite://")
+    with pytest.raises(StoreError, match="not supported"):
+        normalize_url("mysql://u@db/k")
+
+
+async def _check_fresh(store: Store) -> None:
+    assert await store.revision() == head_revision()
+    async with store.read() as conn:
+        head = (await conn.execute(sa.select(chain_head))).one()
+    assert (head.id, head.seq, head.hash) == (1, 0, GENESIS_HASH)
+    await store.ping()
+
+
+async def test_sqlite_open_migrates_durably(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "dir" / "kubegate.db"
+    store = await Store.open(f"sqlite:///{path}")
+    try:
+        await _check_fresh(store)
+        async with store.read() as conn:
+            assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+            assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == 2  # FULL
+    finally:
+        await store.close()
+    again = await Store.open(f"sqlite:///{path}")  # migrating an up-to-date store changes nothing
+    await _check_fresh(again)
+    await again.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_open_migrates_once_under_concurrent_replicas(pg_url: str) -> None:
+    stores = await asyncio.gather(*(Store.open(pg_url) for _ in range(3)))
+    try:
+        for store in stores:
+            await _check_fresh(store)
+        assert stores[0].dialect == "postgresql"
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_unreachable_postgres_is_a_store_error_without_password() -> None:
+    with pytest.raises(StoreError) as caught:
+        await Store.open(f"postgresql://kubegate:s3cret@127.0.0.1:{_closed_port()}/kubegate")
+    assert "cannot open the store" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+
+
+async def test_ping_fails_when_the_sqlite_file_is_removed_or_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "kubegate.db"
+    store = await Store.open(f"sqlite:///{path}")
+    try:
+        path.rename(tmp_path / "moved.db")
+        with pytest.raises(StoreError, match="is gone"):
+            await store.ping()
+        sqlite3.connect(path).close()
+        with pytest.raises(StoreError, match="was replaced"):
+            await store.ping()
+    finally:
+        await store.close()
+
+
+def test_db_upgrade_command(tmp_path: Path) -> None:
+    app = typer.Typer()
+    db.register(app)
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    result = CliRunner().invoke(app, ["db", "upgrade", "--store-url", url])
+    assert result.exit_code == 0, result.output
+    assert f"is at revision {head_revision()}" in result.output
+    config = tmp_path / "kubegate.yaml"
+    config.write_text(f"store: {{url: 'sqlite:///{tmp_path / 'other.db'}'}}\n")
+    result = CliRunner().invoke(app, ["db", "upgrade", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "other.db").exists()
+    bad = CliRunner().invoke(app, ["db", "upgrade", "--store-url", f"postgresql://x@127.0.0.1:{_closed_port()}/x"])
+    assert bad.exit_code == 2
+    assert "cannot open the store" in bad.output
