@@ -12,10 +12,13 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from kubegate.approvals.stage import ReviewGate
+from kubegate.approvals.service import ApprovalService
+from kubegate.approvals.stage import ApprovalStage
 from kubegate.config import Config
+from kubegate.identity.model import Identity
 from kubegate.identity.oidc import Verifier
 from kubegate.identity.stage import AuthenticationStage
+from kubegate.kube.body import RequestBodyStage
 from kubegate.kube.stage import RequestInfoStage
 from kubegate.kube.status import Refused, status_response
 from kubegate.masking.masker import Masker
@@ -29,9 +32,11 @@ from kubegate.proxy.pipeline import Pipeline
 from kubegate.recording.recorder import Recorder
 from kubegate.recording.stage import RecorderStage
 from kubegate.store.engine import Store
+from kubegate.upstream.bindings import TemporaryBindings
 from kubegate.upstream.connection import Connection
-from kubegate.web import sessions_api
-from kubegate.web.auth import make_authorize
+from kubegate.upstream.stage import UpstreamAccessStage
+from kubegate.web import approvals_api, policy_api, sessions_api
+from kubegate.web.auth import make_authorize, roles_of
 
 log = logging.getLogger(__name__)
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
@@ -48,9 +53,11 @@ class Gateway:
     masker: Masker
     metrics: Metrics = field(default_factory=Metrics)
     connections: dict[str, Connection] = field(default_factory=dict)
+    bindings: dict[str, TemporaryBindings] = field(default_factory=dict)
     store: Store | None = None
     recorder: Recorder | None = None
     pipeline: Pipeline | None = None
+    approvals: ApprovalService | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @classmethod
@@ -58,6 +65,7 @@ class Gateway:
         gateway = cls(config=config, verifier=Verifier(config.identity), policy=PolicyEngine.from_config(config),
                       masker=Masker(config.masking))
         gateway.connections = {c.name: Connection(c) for c in config.connections}
+        gateway.bindings = {name: TemporaryBindings(conn) for name, conn in gateway.connections.items()}
         return gateway
 
     async def start(self) -> None:
@@ -65,16 +73,23 @@ class Gateway:
         self.recorder = Recorder.from_config(self.store, self.config.store)
         await self.recorder.start()
         await self.verifier.start()
+        self.approvals = ApprovalService(self.store, self.recorder, self.policy, self.config.approvals,
+                                         connections=tuple(self.connections))
+        await self.approvals.start()
         self.pipeline = Pipeline([
             MetricsStage(self.metrics),
             AuthenticationStage(self.verifier),
             RequestInfoStage(),
+            RequestBodyStage(),
             PolicyStage(self.policy),
-            ReviewGate(),
-            RecorderStage(self.recorder),
+            ApprovalStage(self.approvals, self.config.listen.external_url),
+            RecorderStage(self.recorder, self.masker),
             MaskingStage(self.masker),
+            UpstreamAccessStage(self.bindings, self.recorder),
         ])
         self.tasks.append(asyncio.create_task(self.policy.watch(), name="policy-reload"))
+        for name, bindings in self.bindings.items():
+            self.tasks.append(asyncio.create_task(bindings.run_reaper(), name=f"reap-bindings-{name}"))
 
     async def close(self) -> None:
         for task in self.tasks:
@@ -170,7 +185,16 @@ def build_app(config: Config) -> web.Application:
     app.router.add_get("/livez", handle_healthz)
     app.router.add_get("/readyz", handle_readyz)
     app.router.add_get("/metrics", handle_metrics)
-    sessions_api.setup_routes(app, lambda: gateway.store, make_authorize(gateway.verifier, config.identity))
+    authorize = make_authorize(gateway.verifier, config.identity)
+    sessions_api.setup_routes(app, lambda: gateway.store, authorize)
+    policy_api.setup_routes(app, lambda: gateway.policy, config, authorize)
+
+    def is_reviewer(identity: Identity) -> bool:
+        return gateway.approvals is not None and gateway.approvals.is_reviewer(identity)
+
+    approvals_api.setup_routes(app, lambda: gateway.approvals,
+                               make_authorize(gateway.verifier, config.identity, is_reviewer),
+                               lambda identity: roles_of(identity, config.identity, is_reviewer))
     app.router.add_route("*", "/k8s/{tail:.*}", handle_kube)
 
     async def lifecycle(app: web.Application) -> Any:

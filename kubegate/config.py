@@ -165,6 +165,15 @@ class ConnectionConfig(Strict):
     identity_mode: Literal["impersonation", "eks-session-name"] = "impersonation"
     pass_groups: bool = True
     request_timeout_seconds: float = Field(default=60, gt=0)
+    binding_ttl: str | float = Field(default="1h", description="lifetime of a temporary RBAC binding, renewed "
+                                     "while in use")
+
+    @field_validator("binding_ttl")
+    @classmethod
+    def _binding_ttl(cls, v: str | float) -> str | float:
+        if parse_duration(v) <= 0:
+            raise ValueError("must be longer than zero")
+        return v
 
     @model_validator(mode="after")
     def _server(self) -> ConnectionConfig:
@@ -173,6 +182,27 @@ class ConnectionConfig(Strict):
         if self.server is not None and not self.server.startswith(("https://", "http://")):
             raise ValueError("server must be an https:// URL")
         return self
+
+    @model_validator(mode="after")
+    def _session_name_needs_eks_role(self) -> ConnectionConfig:
+        """Without impersonation the caller must travel as an assumed-role session; any other auth would
+        send every caller's request as kubegate itself."""
+        if self.identity_mode == "eks-session-name" and (self.auth.eks is None or not self.auth.eks.role_arn):
+            raise ValueError("identity_mode eks-session-name needs auth.eks with a role_arn: the caller travels "
+                             "as the RoleSessionName of that role")
+        return self
+
+    @property
+    def binding_ttl_seconds(self) -> float:
+        return parse_duration(self.binding_ttl)
+
+
+class StreamsConfig(Strict):
+    """Long-lived streams: watches, followed logs, exec, attach and port-forward."""
+
+    close_on_token_expiry: bool = Field(default=True, description="end a stream when the caller's token expires")
+    retry_window_seconds: float = Field(default=15, gt=0, le=300, description="how long a refused WebSocket "
+                                        "upgrade is remembered, so kubectl's SPDY retry is the same attempt")
 
 
 class Config(Strict):
@@ -186,6 +216,7 @@ class Config(Strict):
     max_request_body_bytes: int = Field(default=3 * 1024 * 1024, gt=0)
     masking: MaskingConfig = MaskingConfig()
     approvals: ApprovalsConfig = ApprovalsConfig()
+    streams: StreamsConfig = StreamsConfig()
 
     @model_validator(mode="after")
     def _unique_connections(self) -> Config:

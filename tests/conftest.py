@@ -68,6 +68,17 @@ class World:
         return subprocess.Popen([KUBECTL, f"--kubeconfig={cfg}", *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=kubectl_env())
 
+    def cli(self, *args: str, sub: str = "audrey", groups: tuple[str, ...] = ("auditors",),
+            check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """`kubegate ...` as a separate process, authenticated against this world's admin API."""
+        assert self.env.gateway is not None
+        argv = [sys.executable, "-m", "kubegate", *args, "--server", self.env.gateway.url,
+                "--token", self.token(sub, groups), "--ca", str(self.env.gateway.ca_file)]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubegate {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+        return proc
+
     def set_policies(self, name: str, rules: list[dict[str, Any]]) -> None:
         """Write a policy file and wait until the gateway has loaded it."""
         path = self.env.policy_dir / f"{name}.yaml"

@@ -7,7 +7,7 @@ import datetime as dt
 import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -99,9 +99,9 @@ class ResourceRef:
 
     @classmethod
     def parse(cls, text: str) -> ResourceRef:
-        main, _, sub = text.strip().partition("/")
-        resource, _, group = main.partition(".")
-        if not resource or "/" in sub or (_ and not sub):
+        main, slash, sub = text.strip().partition("/")
+        resource, dot, group = main.partition(".")
+        if not resource or "/" in sub or (slash and not sub) or (dot and not group):
             raise ValueError(f"{text!r} is not RESOURCE[.GROUP][/SUBRESOURCE], for example pods or pods/log")
         return cls(resource, group, sub)
 
@@ -338,4 +338,3 @@ class NewRequest:
     reason: str = ""
     session_id: str | None = None
     server: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,27 +1,116 @@
-"""The approval step of the pipeline: a `review` decision never reaches the cluster unapproved."""
+"""The approval step of the pipeline: a `review` decision never reaches the cluster unapproved.
+
+A request the policy sends to review passes only with a grant: the single use of an approval of
+exactly this request (same identity, connection, verb, path, query and body digest), or a scope
+grant that covers it, approved under every review rule the request meets now. Otherwise it becomes
+an access request: in `wait` mode kubectl is held until a reviewer decides or the request expires;
+in `async` mode it is refused at once with the command a reviewer runs.
+"""
 
 from __future__ import annotations
 
+from kubegate.approvals.model import AccessRequest, Grant, NewRequest, body_digest, fingerprint
+from kubegate.approvals.service import ApprovalService, review_rules
+from kubegate.approvals.summary import summarize
 from kubegate.kube.status import Refused
 from kubegate.proxy.flow import Flow, Stage
+from kubegate.store.engine import StoreError
 
 
-class ReviewGate(Stage):
-    """Refuses every request the policy sends to review, naming who could approve it.
+def server_url(flow: Flow, external_url: str | None) -> str:
+    """The URL a reviewer's CLI reaches this gateway at: the configured one, else what the client used."""
+    return (external_url or f"{flow.request.scheme}://{flow.request.host}").rstrip("/")
 
-    This is the fail-closed behaviour while no approval service is configured: nothing that
-    needs a human's yes is ever forwarded without one.
-    """
 
+def _who(request: AccessRequest) -> str:
+    r = request.reviewers
+    return ", ".join([*(f"group {g}" for g in r["groups"]), *(f"user {u}" for u in r["users"])])
+
+
+def _lifetime(seconds: float) -> str:
+    return f"{seconds / 60:g} minutes" if seconds >= 60 else f"{seconds:g} seconds"
+
+
+class ApprovalStage(Stage):
     name = "approval"
+
+    def __init__(self, service: ApprovalService, external_url: str | None = None) -> None:
+        self.service = service
+        self.external_url = external_url
 
     async def on_request(self, flow: Flow) -> None:
         decision = flow.decision
         if decision is None or decision.action != "review":
             return
-        reviewers = getattr(decision, "reviewers", None)
-        who = ", ".join([*getattr(reviewers, "groups", ()), *getattr(reviewers, "users", ())]) or "a reviewer"
-        rules = ", ".join(m.rule for m in decision.matches if m.action == "review")
-        raise Refused(403, f"this request needs approval by {who} (policy rule {rules}), and approvals are not "
-                      "enabled on this kubegate; ask the kubegate operator to enable them or to change the rule",
-                      reason="Forbidden", kind="review")
+        if flow.identity is None or flow.info is None:
+            raise Refused(500, "kubegate could not hold this request for approval: it has no identity or request "
+                          "info. This is a kubegate bug; please report it", kind="review")
+        try:
+            await self._decide(flow)
+        except StoreError as exc:
+            raise Refused(503, f"this request needs approval and kubegate cannot reach its store: {exc}; try "
+                          "again or contact the kubegate operator", reason="ServiceUnavailable", kind="review") from exc
+
+    async def _decide(self, flow: Flow) -> None:
+        assert flow.identity is not None and flow.info is not None and flow.decision is not None
+        svc, identity, info = self.service, flow.identity, flow.info
+        rules = review_rules(flow.decision)
+        names = [r.rule for r in rules]
+        digest = body_digest(flow.body)
+        fp = fingerprint(identity.username, flow.connection.name, info, flow.method, flow.raw_path,
+                         flow.query_string, digest)
+        session_id = svc.recorder.session_for(flow) if svc.recorder is not None else None
+        grant = await svc.use_grant(session_id, fp, identity, flow.connection.name, info, names, flow.id)
+        if grant is not None:
+            flow.extras[self.name] = grant
+            return
+        pending = await svc.pending_for(fp)
+        new = NewRequest(
+            kind="request", identity=identity, connection=flow.connection.name, rules=rules,
+            mode=flow.decision.reviewers.mode if flow.decision.reviewers else "wait",
+            expires_in=svc.timeout_for(rules), fingerprint=fp, method=flow.method, path=flow.raw_path,
+            query=flow.query_string, info=info.as_dict(), content_type=flow.headers.get("Content-Type", ""),
+            body_sha256=digest, body_bytes=len(flow.body), kubectl_command=flow.kubectl_command,
+            summary="" if pending else await summarize(flow), session_id=session_id,
+            server=server_url(flow, self.external_url))
+        request, _ = await svc.ask(new, flow.id)
+        if request.mode == "async":
+            raise Refused(403, f"{request.describe()}: this needs approval by {_who(request)} (policy rule "
+                          f"{', '.join(names)}). Access request {request.id} is waiting; a reviewer approves it with: "
+                          f"{request.approve_command(new.server)} -- then run the same command again (the approval "
+                          f"lets the identical request through once within "
+                          f"{_lifetime(svc.config.grant_lifetime_seconds)})",
+                          reason="Forbidden", details={"name": request.id, "kind": "accessrequest"}, kind="review")
+        decided = await svc.wait(request.id)
+        if decided.state == "approved":
+            grant = await svc.use_grant(session_id, fp, identity, flow.connection.name, info, names, flow.id)
+            if grant is not None:
+                flow.extras[self.name] = grant
+                return
+            raise Refused(403, f"access request {request.id} was approved, but its single use was taken by an "
+                          "identical request; run the command again to ask anew", reason="Forbidden", kind="review")
+        raise Refused(403, _refusal(decided), reason="Forbidden", details={"name": request.id,
+                                                                          "kind": "accessrequest"}, kind="review")
+
+    async def on_end(self, flow: Flow) -> None:
+        """An upgrade that never opened (kubectl then retries exec over SPDY) did not use its approval."""
+        grant: Grant | None = flow.extras.get(self.name)
+        if grant is None or grant.kind != "once" or not flow.is_upgrade or flow.response_status == 101:
+            return
+        svc = self.service
+        session_id = svc.recorder.session_for(flow) if svc.recorder is not None else None
+        await svc.release(session_id, grant, flow.id, f"the upgrade was answered {flow.response_status}")
+
+    async def close(self) -> None:
+        await self.service.close()
+
+
+def _refusal(request: AccessRequest) -> str:
+    if request.state == "denied":
+        return (f"access request {request.id} was denied by {request.decided_by}: {request.decision_reason}")
+    if request.state == "expired":
+        return (f"access request {request.id} was not approved in time (it expired); run the command again to ask "
+                f"anew, and ask {_who(request)} to review it")
+    return (f"access request {request.id} was {request.state}"
+            + (f" by {request.decided_by}" if request.decided_by else "")
+            + (f": {request.decision_reason}" if request.decision_reason else ""))

@@ -14,9 +14,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from kubegate.cli import audit, db, demo, kubeconfig, policy, sandbox, serve, sessions, token
+    from kubegate.cli import audit, db, demo, kubeconfig, policy, requests, sandbox, serve, sessions, token
 
-    for module in (serve, demo, kubeconfig, token, sandbox, policy, sessions, audit, db):
+    for module in (serve, demo, kubeconfig, token, sandbox, policy, sessions, requests, audit, db):
         module.register(app)
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 import orjson
 import typer
@@ -14,15 +12,13 @@ from rich.table import Table
 
 from kubegate.config import Config, ConfigError, load_config, load_yaml
 from kubegate.identity.model import Identity
-from kubegate.kube.requestinfo import BadPath, RequestInfo, parse_request_info
+from kubegate.kube.requestinfo import RequestInfo
 from kubegate.policy.decision import Decision
 from kubegate.policy.engine import PolicyEngine
-from kubegate.policy.kubectl import KubectlParseError, ResourceType, api_path, parse_kubectl, resolve_type
+from kubegate.policy.explain import ExplainError, identity_for, request_from_flags, request_from_kubectl
 
 policy_app = typer.Typer(help="Check policy files and explain decisions.", no_args_is_help=True)
 
-_METHODS = {"get": "GET", "list": "GET", "watch": "GET", "create": "POST", "update": "PUT", "patch": "PATCH",
-            "delete": "DELETE", "deletecollection": "DELETE"}
 _COLORS = {"allow": "green", "deny": "red", "review": "yellow"}
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", envvar="KUBEGATE_CONFIG",
@@ -69,40 +65,6 @@ def _claims(values: list[str]) -> dict[str, str]:
             raise _fail(f"--claim {value!r}: write NAME=VALUE, for example --claim repository=acme/app", 2)
         claims[key] = val
     return claims
-
-
-def _identity(config: Config | None, sub: str, user: str | None, issuer: str, groups: list[str],
-              claims: dict[str, str]) -> Identity:
-    """The identity the gateway would build: username prefixed as the matching issuer config says."""
-    prefix = ""
-    for iss in config.identity.issuers if config else []:
-        if iss.url == issuer.rstrip("/") or iss.url == issuer:
-            prefix = iss.user_prefix
-    return Identity(issuer=issuer, subject=sub, username=user or f"{prefix}{sub}", groups=tuple(groups),
-                    claims=claims)
-
-
-def _request_from_flags(verb: str, resource: str, subresource: str, api_group: str | None, namespace: str,
-                        name: str, command: str) -> RequestInfo:
-    if verb not in _METHODS:
-        raise _fail(f"--verb {verb!r}: use one of {', '.join(_METHODS)} (exec is --verb create "
-                    "--resource pods/exec)", 2)
-    res, _, sub = resource.partition("/")
-    sub = sub or subresource
-    rt = resolve_type(res)
-    if api_group is not None:
-        rt = ResourceType(api_group, rt.version if rt.group == api_group else "v1", rt.plural, rt.namespaced, rt.kind)
-    collection = verb in ("list", "watch", "deletecollection") or (verb == "create" and not sub)
-    path = api_path(rt, namespace, "" if collection else name, sub)
-    query = [("command", c) for c in shlex.split(command)] if command else []
-    if verb == "watch":
-        query.append(("watch", "1"))
-        if name:
-            query.append(("fieldSelector", f"metadata.name={name}"))
-    try:
-        return parse_request_info(_METHODS[verb], path, urlencode(query))
-    except BadPath as exc:
-        raise _fail(f"that request cannot be built: {exc}", 2) from exc
 
 
 def _print(decision: Decision, identity: Identity, info: RequestInfo, connection: str, show_all: bool) -> None:
@@ -192,16 +154,16 @@ def explain(
             raise _fail(str(exc), 2) from exc
     try:
         if kubectl:
-            req = parse_kubectl(kubectl)
-            info, obj = req.info, obj if obj is not None else req.obj
+            info, parsed = request_from_kubectl(kubectl)
+            obj = obj if obj is not None else parsed
         elif verb and resource:
-            info = _request_from_flags(verb, resource, subresource, api_group, namespace, name, command)
+            info = request_from_flags(verb, resource, subresource, api_group, namespace, name, command)
         else:
             raise _fail("describe the request: --verb V --resource R [--namespace N --name X], "
                         "or -- kubectl COMMAND", 2)
-    except KubectlParseError as exc:
+    except ExplainError as exc:
         raise _fail(str(exc), 2) from exc
-    identity = _identity(cfg, sub, user, issuer, list(group or []), _claims(list(claim or [])))
+    identity = identity_for(cfg, sub, user, issuer, list(group or []), _claims(list(claim or [])))
     decision = engine.explain(identity, info, connection, obj)
     if output == "json":
         body = {"identity": identity.as_dict(), "connection": connection, "request": info.as_dict(),

@@ -3,98 +3,21 @@ caller's own OIDC token, so only auditors and admins see them and every read is 
 
 from __future__ import annotations
 
-import shlex
-import ssl
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Annotated, Any
-from urllib.error import HTTPError, URLError
-from urllib.parse import quote, urlencode
-from urllib.request import Request, urlopen
+from urllib.parse import quote
 
 import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from kubegate.cli.client import ApiError, CaOpt, OutputOpt, ServerOpt, TokenCommandOpt, TokenOpt, fail, make_client
 from kubegate.recording.replay import parse_time, replay_steps, summarize
 
 sessions_app = typer.Typer(help="Find, show, replay and export recorded kubectl sessions.", no_args_is_help=True)
-
-ServerOpt = Annotated[str, typer.Option("--server", envvar="KUBEGATE_SERVER", help="kubegate URL, https://HOST:PORT")]
-TokenOpt = Annotated[str | None, typer.Option("--token", envvar="KUBEGATE_TOKEN", show_default=False,
-                                              help="your OIDC token (auditor or admin group)")]
-TokenCommandOpt = Annotated[str | None, typer.Option("--token-command", envvar="KUBEGATE_TOKEN_COMMAND",
-                                                     help="a command that prints your OIDC token")]
-CaOpt = Annotated[Path | None, typer.Option("--ca", envvar="KUBEGATE_CA",
-                                            help="CA bundle that signed kubegate's certificate")]
-OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table or json")]
-
-
-class ApiError(Exception):
-    """The admin API could not be reached or refused; the message says which and why."""
-
-
-class AdminClient:
-    """GETs against kubegate's admin API with a bearer token; errors come back as Status messages."""
-
-    def __init__(self, server: str, token: str, ca: Path | None = None, timeout: float = 30.0) -> None:
-        self.server = server.rstrip("/")
-        self._token = token
-        self._context = ssl.create_default_context(cafile=str(ca) if ca else None)
-        self._timeout = timeout
-
-    def _open(self, path: str, params: dict[str, Any] | None) -> Any:
-        query = urlencode({k: v for k, v in (params or {}).items() if v not in (None, "")})
-        request = Request(f"{self.server}{path}" + (f"?{query}" if query else ""),
-                          headers={"Authorization": f"Bearer {self._token}", "Accept": "application/json"})
-        try:
-            return urlopen(request, context=self._context, timeout=self._timeout)
-        except HTTPError as exc:
-            try:
-                message = orjson.loads(exc.read()).get("message") or exc.reason
-            except (ValueError, AttributeError):
-                message = exc.reason
-            raise ApiError(f"kubegate answered {exc.code}: {message}") from exc
-        except URLError as exc:
-            raise ApiError(f"cannot reach kubegate at {self.server}: {exc.reason}") from exc
-
-    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
-        with self._open(path, params) as response:
-            return orjson.loads(response.read())
-
-    def lines(self, path: str, params: dict[str, Any] | None = None) -> Iterator[bytes]:
-        with self._open(path, params) as response:
-            yield from (line.rstrip(b"\n") for line in response if line.strip())
-
-    def pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """Every item of a paginated list, following `metadata.continue`."""
-        token = ""
-        while True:
-            page = self.get(path, {**params, "continue": token})
-            yield from page["items"]
-            token = page["metadata"]["continue"]
-            if not token:
-                return
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    Console(stderr=True, highlight=False).print(f"error: {message}", markup=False)
-    return typer.Exit(code)
-
-
-def _client(server: str, token: str | None, token_command: str | None, ca: Path | None) -> AdminClient:
-    if not token and token_command:
-        done = subprocess.run(shlex.split(token_command), capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            raise _fail(f"--token-command exited with {done.returncode}: {done.stderr.strip()[:200]}")
-        token = done.stdout.strip()
-    if not token:
-        raise _fail("no token: pass --token, set KUBEGATE_TOKEN, or use --token-command", 2)
-    return AdminClient(server, token, ca)
 
 
 def _session_path(session_id: str, suffix: str = "") -> str:
@@ -121,14 +44,14 @@ def list_command(
     output: OutputOpt = "table",
 ) -> None:
     """List sessions, newest first."""
-    client = _client(server, token, token_command, ca)
+    client = make_client(server, token, token_command, ca)
     params = _filters(user=user, group=group, connection=connection, verb=verb, resource=resource,
                       namespace=namespace, command=command, outcome=outcome, since=since, until=until,
                       limit=limit, **{"continue": continue_token})
     try:
         page = client.get("/api/v1/sessions", params)
     except ApiError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     more = page["metadata"]["continue"]
     if output == "json":
         typer.echo(orjson.dumps(page, option=orjson.OPT_INDENT_2).decode())
@@ -149,12 +72,12 @@ def show_command(
     output: OutputOpt = "table",
 ) -> None:
     """Show a session: who, where, and the timeline of its events."""
-    client = _client(server, token, token_command, ca)
+    client = make_client(server, token, token_command, ca)
     try:
         session = client.get(_session_path(session_id))
         events = list(client.pages(_session_path(session_id, "/events"), {"limit": 1000}))
     except ApiError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if output == "json":
         typer.echo(orjson.dumps({"session": session, "events": events}, option=orjson.OPT_INDENT_2).decode())
         return
@@ -182,7 +105,7 @@ def replay_command(
     max_wait: Annotated[float, typer.Option(min=0.0, help="cap any pause at this many seconds")] = 5.0,
 ) -> None:
     """Play a session back: the kubectl command, then each request and answer with the original timing."""
-    client = _client(server, token, token_command, ca)
+    client = make_client(server, token, token_command, ca)
     try:
         session = client.get(_session_path(session_id))
         events = client.pages(_session_path(session_id, "/events"), {"limit": 1000})
@@ -191,7 +114,7 @@ def replay_command(
             sys.stdout.write(step.text)
             sys.stdout.flush()
     except ApiError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
 
 @sessions_app.command("export")
@@ -204,10 +127,8 @@ def export_command(
 ) -> None:
     """Export sessions and their events as JSON lines (a session line, then its events)."""
     if fmt != "jsonl":
-        raise _fail("--format must be jsonl", 2)
-    if not server:
-        raise _fail("--server (or KUBEGATE_SERVER) is required", 2)
-    client = _client(server, token, token_command, ca)
+        raise fail("--format must be jsonl", 2)
+    client = make_client(server, token, token_command, ca)
     out = sys.stdout.buffer
     try:
         if session_id:
@@ -221,7 +142,7 @@ def export_command(
                 out.write(line + b"\n")
         out.flush()
     except ApiError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
 
 def register(app: typer.Typer) -> None:

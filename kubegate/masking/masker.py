@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
+import yaml
 
 from kubegate.masking.config import MaskingConfig
 from kubegate.masking.fields import PARTIAL, mask_fields
@@ -88,6 +89,25 @@ class Masker:
             return copy
         mask_document(plan, copy, kind_hint)
         return copy
+
+    def mask_request_bytes(self, body: bytes, profiles: Sequence[str], kind_hint: str | None = None) -> bytes:
+        """A request body as it may be recorded: decoded, masked and re-encoded as JSON. A body that
+        cannot be decoded (protobuf, CBOR) but whose kind the profiles mask is replaced whole."""
+        if not body:
+            return body
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            try:
+                obj = yaml.safe_load(body)
+            except yaml.YAMLError:
+                obj = None
+            if not isinstance(obj, dict | list):
+                plan = self.plan(profiles)
+                touched = kind_hint is None or plan.touches(kind_hint) or plan.annotation_plan.touches(kind_hint)
+                return MARKER.encode() if plan.masks_objects and touched else body
+        kind = obj.get("kind") if isinstance(obj, dict) and isinstance(obj.get("kind"), str) else kind_hint
+        return orjson.dumps(self.mask_request_body(obj, profiles, kind))
 
     def text_stream(self, profiles: Sequence[str]) -> TextMasker:
         """A streaming masker for log and exec output under these profiles."""

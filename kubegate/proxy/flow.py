@@ -39,6 +39,8 @@ class Flow:
     query_string: str
     headers: CIMultiDict[str]
     body: bytes = b""
+    object: Any = None
+    object_error: str = ""
     token: str = field(default="", repr=False)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.monotonic)

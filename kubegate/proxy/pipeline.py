@@ -7,17 +7,25 @@ Every stage's `on_end` runs for every flow, refused or not, so refusals are coun
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import aiohttp
+import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from kubegate.kube.status import Refused
+from kubegate.config import StreamsConfig
+from kubegate.kube.status import Refused, status_object
 from kubegate.proxy.flow import Flow, Stage
 from kubegate.proxy.headers import add_headers, downstream_response_headers
 from kubegate.upstream.credentials import CredentialError
+
+if TYPE_CHECKING:
+    from kubegate.proxy.upgrade import UpgradeBridge
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +35,11 @@ def _overrides(stage: Stage, hook: str) -> bool:
 
 
 class Pipeline:
-    def __init__(self, stages: Sequence[Stage]) -> None:
+    def __init__(self, stages: Sequence[Stage], upgrades: UpgradeBridge | None = None,
+                 streams: StreamsConfig | None = None) -> None:
         self.stages = list(stages)
+        self.upgrades = upgrades
+        self.streams = streams or StreamsConfig()
         self._request = [s for s in self.stages if _overrides(s, "on_request")]
         self._response = [s for s in reversed(self.stages) if _overrides(s, "on_response")]
         self._chunk = [s for s in reversed(self.stages) if _overrides(s, "on_chunk")]
@@ -53,11 +64,17 @@ class Pipeline:
         for stage in self._request:
             await stage.on_request(flow)
         if flow.is_upgrade:
-            raise Refused(501, "kubegate does not bridge upgraded connections (exec, attach, port-forward) "
-                          "yet, and never passes them through unrecorded", reason="NotImplemented")
+            if self.upgrades is None:
+                raise Refused(501, "this kubegate has no bridge for upgraded connections (exec, attach, "
+                              "port-forward), and never passes them through unrecorded", reason="NotImplemented")
+            await self._identify(flow)
+            return await self.upgrades.run(flow, self._opened)
+        await self._identify(flow)
         return await self._forward(flow)
 
-    async def _forward(self, flow: Flow) -> web.StreamResponse:
+    @staticmethod
+    async def _identify(flow: Flow) -> None:
+        """kubegate's own credentials and the caller's impersonation, added last (see headers.py)."""
         conn = flow.connection
         assert flow.identity is not None
         try:
@@ -65,6 +82,21 @@ class Pipeline:
         except CredentialError as exc:
             raise Refused(502, f"kubegate could not get its own credentials for connection {conn.name}: "
                           f"{exc}", reason="BadGateway") from exc
+
+    async def _opened(self, flow: Flow) -> None:
+        """An upgrade was answered 101: the response hooks see it before any byte crosses."""
+        for stage in self._response:
+            await stage.on_response(flow)
+
+    def _expiry(self, flow: Flow) -> float | None:
+        """Seconds until the caller's token expires, for streams that outlive requests; None: never cut."""
+        expires = flow.identity.expires_at if flow.identity is not None else 0.0
+        if not flow.is_stream or not self.streams.close_on_token_expiry or not expires:
+            return None
+        return max(0.0, expires - time.time())
+
+    async def _forward(self, flow: Flow) -> web.StreamResponse:
+        conn = flow.connection
         url = conn.server + flow.raw_path + (f"?{flow.query_string}" if flow.query_string else "")
         read_timeout = None if flow.is_stream else conn.config.request_timeout_seconds
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=read_timeout)
@@ -93,8 +125,15 @@ class Pipeline:
             headers=downstream_response_headers(upstream.headers, drop_length=flow.rewrites_body),
         )
         try:
-            async for data in upstream.content.iter_any():
-                await self._send(flow, response, await self._through(flow, data, self._chunk))
+            try:
+                async with asyncio.timeout(self._expiry(flow)) as deadline:
+                    async for data in upstream.content.iter_any():
+                        await self._send(flow, response, await self._through(flow, data, self._chunk))
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+                await self._expired(flow, response)
+                return response
             for stage in self._eof:
                 tail = await stage.on_eof(flow)
                 earlier = [s for s in self._chunk if self.stages.index(s) < self.stages.index(stage)]
@@ -110,6 +149,18 @@ class Pipeline:
             await response.prepare(flow.request)
         await response.write_eof()
         return response
+
+    async def _expired(self, flow: Flow, response: web.StreamResponse) -> None:
+        """The caller's token expired mid-stream: a JSON watch gets an ERROR event saying so, then ends."""
+        flow.error = "token expired"
+        message = "kubegate ended this stream: your token expired; get a new token and run the command again"
+        if flow.info is not None and flow.info.verb == "watch" and \
+                flow.response_headers.get("Content-Type", "").startswith("application/json"):
+            event = {"type": "ERROR", "object": status_object(401, message, "Unauthorized")}
+            await self._send(flow, response, orjson.dumps(event) + b"\n")
+        if not response.prepared:
+            await response.prepare(flow.request)
+        await response.write_eof()
 
     @staticmethod
     async def _send(flow: Flow, response: web.StreamResponse, data: bytes) -> None:

@@ -1,5 +1,5 @@
 """What of a request and its response goes into an event: never a token or an Authorization header,
-bodies up to a limit, and Secret values on the request side masked before they are stored."""
+bodies up to a limit, and sensitive values on the request side masked before they are stored."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from kubegate.kube.stage import is_stream as stream_request
+from kubegate.masking.masker import kind_for
 
 if TYPE_CHECKING:
+    from kubegate.masking.masker import Masker
     from kubegate.proxy.flow import Flow
 
-MASK_TEXT = "<masked by kubegate>"
-MASK_B64 = base64.b64encode(MASK_TEXT.encode()).decode()
-SECRET_FIELDS = ("data", "stringData")
+REQUEST_PROFILES = ("secret-values",)  # recorded on top of the decision's masks, whatever the policy says
 
 
 def body_fields(body: bytes, limit: int, *, total: int | None = None) -> dict[str, Any]:
@@ -44,43 +44,12 @@ def _utf8(data: bytes, *, cut: bool) -> str | None:
     return None
 
 
-def _mask_secret_object(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        out = dict(obj)
-        if isinstance(out.get("data"), dict):
-            out["data"] = dict.fromkeys(out["data"], MASK_B64)
-        if isinstance(out.get("stringData"), dict):
-            out["stringData"] = dict.fromkeys(out["stringData"], MASK_TEXT)
-        return out
-    if isinstance(obj, list):  # a JSON patch: mask values written under /data or /stringData
-        return [
-            {**op, "value": MASK_B64 if not isinstance(op.get("value"), dict) else dict.fromkeys(op["value"], MASK_B64)}
-            if isinstance(op, dict) and "value" in op
-            and str(op.get("path", "")).lstrip("/").split("/")[0] in SECRET_FIELDS
-            else op
-            for op in obj
-        ]
-    return obj
-
-
-def mask_secret_body(body: bytes, *, is_secret_request: bool) -> bytes:
-    """Replace Secret values in a request body with a mask: a body sent to `secrets`, or one whose kind
-    is Secret. A Secret body that is not JSON (protobuf, YAML) is replaced whole: fail closed."""
-    if not body:
-        return body
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return MASK_TEXT.encode() if is_secret_request else body
-    if is_secret_request or (isinstance(obj, dict) and obj.get("kind") == "Secret"):
-        return orjson.dumps(_mask_secret_object(obj))
-    return body
-
-
-def request_fields(flow: Flow, limit: int) -> dict[str, Any]:
-    """The request as kubegate understood and decided it; enough to replay and to audit."""
+def request_fields(flow: Flow, limit: int, masker: Masker) -> dict[str, Any]:
+    """The request as kubegate understood and decided it; enough to replay and to audit. The body is
+    masked with Secret values always and with whatever else the decision masks."""
     info = flow.info
-    is_secret = info is not None and info.resource == "secrets"
+    masks = tuple(getattr(flow.decision, "masks", ()))
+    kind = kind_for(info.resource, info.subresource) if info is not None else None
     decision = flow.decision
     if decision is not None and hasattr(decision, "as_dict"):
         decision = decision.as_dict()
@@ -95,7 +64,12 @@ def request_fields(flow: Flow, limit: int) -> dict[str, Any]:
         "decision": decision,
         "content_type": flow.headers.get("Content-Type", ""),
     }
-    body = mask_secret_body(flow.body, is_secret_request=is_secret)
+    profiles = (*REQUEST_PROFILES, *masks)
+    if flow.object is not None:  # read once by the body stage, protobuf included: record it as JSON
+        body = orjson.dumps(masker.mask_request_body(flow.object, profiles, kind))
+        fields["decoded"] = True
+    else:
+        body = masker.mask_request_bytes(flow.body, profiles, kind)
     fields.update(body_fields(body, limit))
     return fields
 

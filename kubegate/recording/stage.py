@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubegate.kube.status import Refused
+from kubegate.masking.config import MaskingConfig
+from kubegate.masking.masker import Masker
 from kubegate.proxy.flow import Flow, Stage
 from kubegate.recording.capture import body_fields, is_stream, request_fields, response_headers
 from kubegate.recording.recorder import Recorder
@@ -33,11 +35,12 @@ class RecorderStage(Stage):
 
     name = "recorder"
 
-    def __init__(self, recorder: Recorder) -> None:
+    def __init__(self, recorder: Recorder, masker: Masker | None = None) -> None:
         self.recorder = recorder
+        self.masker = masker or Masker(MaskingConfig())
 
     async def on_request(self, flow: Flow) -> None:
-        data = request_fields(flow, self.recorder.max_body_bytes)
+        data = request_fields(flow, self.recorder.max_body_bytes, self.masker)
         try:
             session_id = self.recorder.session_for(flow)
             seq = await self.recorder.record_event(session_id, "request", data, durable=True, counts_request=True)
@@ -101,7 +104,7 @@ class RecorderStage(Stage):
         if rec is not None:
             data["request_seq"] = rec.request_seq
         else:
-            data.update(request_fields(flow, self.recorder.max_body_bytes))
+            data.update(request_fields(flow, self.recorder.max_body_bytes, self.masker))
         session_id = rec.session_id if rec is not None else self.recorder.session_for(flow)
         await self._record(session_id, "refused", data, outcome="denied" if denied else "refused",
                            counts_request=rec is None)

@@ -20,8 +20,11 @@ from kubegate.sandbox.issuer import DevIssuer
 
 CONNECTION = "sandbox"
 DEMO_GROUPS = ("developers",)
+# The cluster holds no permanent grant for the demo identities: developers get cluster-admin from the
+# policy, as a temporary ClusterRoleBinding kubegate makes on their first request and reaps when unused.
 DEMO_POLICIES: list[dict[str, Any]] = [
     {"name": "developers-work-everywhere", "subjects": {"groups": ["developers"]}, "action": "allow",
+     "role": "cluster-admin", "role_scope": "cluster",
      "mask": ["secret-values", "last-applied", "env-credentials", "serviceaccount-tokens", "credentials-in-text"]},
     {"name": "kube-system-is-read-only", "match": {"namespaces": ["kube-system"],
                                                    "verbs": ["create", "update", "patch", "delete",
@@ -104,21 +107,13 @@ def gateway_config(state_dir: Path, cluster_kubeconfig: Path, issuer: DevIssuer,
     }
 
 
-async def start_environment(state_dir: Path, *, listen: str = "127.0.0.1:0", store_url: str = "",
-                            seed_demo_rbac: bool = True) -> Environment:
+async def start_environment(state_dir: Path, *, listen: str = "127.0.0.1:0", store_url: str = "") -> Environment:
     """Start the sandbox cluster and issuer, write kubegate.yaml for them, and start the gateway on it."""
     state_dir.mkdir(parents=True, exist_ok=True)
     cluster = SandboxCluster(state_dir / "cluster")
     await cluster.start()
     issuer = DevIssuer(state_dir / "issuer")
     await issuer.start()
-    if seed_demo_rbac:
-        cluster.seed([{
-            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": "demo-developers"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g} for g in DEMO_GROUPS],
-        }])
     cluster_kubeconfig = cluster.write_kubeconfig(state_dir / "cluster" / "gateway.kubeconfig")
     env = Environment(state_dir=state_dir, cluster=cluster, issuer=issuer,
                       config_file=state_dir / "kubegate.yaml")

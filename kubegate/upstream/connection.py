@@ -19,6 +19,8 @@ from kubegate.upstream.credentials import (
 from kubegate.upstream.impersonation import impersonation_headers
 from kubegate.upstream.kubeconfig import KubeconfigTarget, load_kubeconfig
 
+EKS_USER_PREFIX = "kubegate:"  # the access entry's username template is "kubegate:{{SessionName}}"
+
 
 def _target(config: ConnectionConfig) -> KubeconfigTarget:
     """Credentials and TLS trust for a connection; explicit connection fields beat the kubeconfig's."""
@@ -80,6 +82,15 @@ class Connection:
         if self.config.identity_mode == "impersonation":
             headers += impersonation_headers(identity, self.config.pass_groups)
         return headers
+
+    def kubernetes_user(self, identity: Identity) -> str:
+        """The user the cluster authorizes for `identity`, whom temporary bindings name: the impersonated
+        user, or in eks-session-name mode the user EKS maps the caller's session to (docs/eks.md)."""
+        if self.config.identity_mode == "eks-session-name":
+            from kubegate.upstream.eks import role_session_name
+
+            return EKS_USER_PREFIX + role_session_name(identity)
+        return identity.username
 
     async def close(self) -> None:
         if self._session is not None:

@@ -49,11 +49,15 @@ class StaticToken(Credentials):
 
 
 class TokenFile(Credentials):
-    """A token file re-read when it changes (projected service-account tokens rotate in place)."""
+    """A token file re-read when it changes (projected service-account tokens rotate in place).
+
+    A change is a new inode (the kubelet swaps in a new file), a new mtime or a new size: the inode
+    catches a same-sized token written within the file system's timestamp granularity.
+    """
 
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._value = ""
 
     async def authorization(self, identity: Identity | None) -> str | None:
@@ -61,7 +65,7 @@ class TokenFile(Credentials):
             st = self._path.stat()
         except OSError as exc:
             raise CredentialError(f"cannot read token file {self._path}: {exc.strerror}") from exc
-        stamp = (st.st_mtime_ns, st.st_size)
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
         if stamp != self._stamp:
             token = self._path.read_text().strip()
             if not token:

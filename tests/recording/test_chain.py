@@ -4,11 +4,11 @@ import sqlite3
 
 import pytest
 import sqlalchemy as sa
-from conftest import FlowFactory
 
 from kubegate.recording import chain
 from kubegate.recording.recorder import Recorder
 from kubegate.store.engine import Store
+from tests.recording.conftest import FlowFactory
 
 
 async def _populate(recorder: Recorder, make_flow: FlowFactory, requests: int = 4) -> None:

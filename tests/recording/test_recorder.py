@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import ALICE, FlowFactory
 from sqlalchemy import event
 
 from kubegate.recording import chain
 from kubegate.recording.recorder import Recorder
 from kubegate.store.engine import Store, StoreError
 from kubegate.store.tables import chain_checkpoints, events, session_groups, sessions
+from tests.recording.conftest import ALICE, FlowFactory
 
 
 class Clock:

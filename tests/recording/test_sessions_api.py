@@ -8,7 +8,6 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from conftest import ALICE, FlowFactory
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from kubegate.identity.model import Identity
@@ -17,6 +16,7 @@ from kubegate.recording.recorder import Recorder
 from kubegate.recording.stage import RecorderStage
 from kubegate.store.engine import Store, normalize_url
 from kubegate.web.sessions_api import parse_time, setup_routes
+from tests.recording.conftest import ALICE, FlowFactory
 
 BOB = Identity(issuer="https://idp.example", subject="bob", username="idp#bob", groups=("sre",))
 AUDITOR = Identity(issuer="https://idp.example", subject="carol", username="idp#carol", groups=("auditors",))

@@ -12,15 +12,15 @@ from pathlib import Path
 import orjson
 import pytest
 import sqlalchemy as sa
-from conftest import FlowFactory
 from sqlalchemy.engine import make_url
 
 from kubegate.kube.status import Refused
-from kubegate.recording.capture import MASK_B64, MASK_TEXT
+from kubegate.masking.marker import MARKER, MARKER_B64
 from kubegate.recording.recorder import Recorder
 from kubegate.recording.stage import RecorderStage
 from kubegate.store.engine import Store
 from kubegate.store.tables import events, sessions
+from tests.recording.conftest import FlowFactory
 
 
 async def _events(store: Store, *types: str) -> list[tuple[str, dict]]:
@@ -65,10 +65,10 @@ async def test_secret_bodies_are_masked_before_they_are_stored(recorder: Recorde
                                      body=b'{"kind":"ConfigMap","data":{"a":"b"}}'))
     bodies = [d["body"] for _, d in await _events(store, "request")]
     created = orjson.loads(bodies[0])
-    assert created["data"] == {"password": MASK_B64} and created["stringData"] == {"token": MASK_TEXT}
+    assert created["data"] == {"password": MARKER_B64} and created["stringData"] == {"token": MARKER}
     assert created["metadata"] == {"name": "db"}
-    assert orjson.loads(bodies[1]) == [{"op": "replace", "path": "/data/password", "value": MASK_B64}]
-    assert bodies[2] == MASK_TEXT
+    assert orjson.loads(bodies[1]) == [{"op": "replace", "path": "/data/password", "value": MARKER}]
+    assert bodies[2] == MARKER
     assert orjson.loads(bodies[3])["data"] == {"a": "b"}
     assert not any("hunter" in b or "t0k3n" in b or "aHVudGVy" in b for b in bodies)
 

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sandbox_kubectl import Kubectl
 
 from kubegate.sandbox.cluster import SandboxCluster
+from tests.sandbox.sandbox_kubectl import Kubectl
 
 
 @pytest.fixture(scope="session")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from sandbox_kubectl import Kubectl
-
 from kubegate.sandbox.cluster import SandboxCluster
+from tests.sandbox.sandbox_kubectl import Kubectl
 
 
 def _binding(namespace: str, name: str, role: str, user: str) -> dict[str, object]:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from sandbox_kubectl import Kubectl
-
 from kubegate.sandbox.cluster import SandboxCluster
+from tests.sandbox.sandbox_kubectl import Kubectl
 
 
 def _pod(name: str, log: str = "") -> dict[str, object]:

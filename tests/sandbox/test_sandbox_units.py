@@ -1,4 +1,4 @@
-"""The sandbox's pure parts: patch semantics, field ownership, selectors, protobuf decoding, RBAC matching,
+"""The sandbox's pure parts: patch semantics, field ownership, selectors, RBAC matching,
 and the printers' durations."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from kubegate.sandbox.cluster import managedfields, patching, protobuf, selectors, tables
+from kubegate.sandbox.cluster import managedfields, patching, selectors, tables
 from kubegate.sandbox.cluster.errors import ApiError, not_found
 from kubegate.sandbox.cluster.kinds import find
 from kubegate.sandbox.cluster.rbac import Attributes, User, rule_allows
@@ -101,31 +101,6 @@ def test_field_selectors() -> None:
         selectors.field_selector("configmaps", "status.phase=Running")
 
 
-def _varint(n: int) -> bytes:
-    out = b""
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out += bytes([byte | (0x80 if n else 0)])
-        if not n:
-            return out
-
-
-def _field(number: int, payload: bytes | int) -> bytes:
-    if isinstance(payload, int):
-        return _varint(number << 3) + _varint(payload)
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def test_protobuf_bodies_decode_to_json_objects() -> None:
-    meta = _field(1, b"cfg") + _field(11, _field(1, b"app") + _field(2, b"web"))
-    obj = _field(1, meta) + _field(2, _field(1, b"k") + _field(2, b"v")) + _field(4, 0)
-    body = protobuf.MAGIC + _field(1, _field(1, b"v1") + _field(2, b"ConfigMap")) + _field(2, obj)
-    assert protobuf.decode_body(body) == {"apiVersion": "v1", "kind": "ConfigMap", "immutable": False,
-                                          "metadata": {"name": "cfg", "labels": {"app": "web"}}, "data": {"k": "v"}}
-    unknown = protobuf.MAGIC + _field(1, _field(1, b"batch/v1") + _field(2, b"Job"))
-    with pytest.raises(ApiError) as refused:
-        protobuf.decode_body(unknown)
-    assert refused.value.code == 415
 
 
 def test_rbac_rule_matching() -> None:

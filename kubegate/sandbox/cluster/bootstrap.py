@@ -77,8 +77,11 @@ def cluster_objects() -> list[dict[str, Any]]:
             _rule([""], ["users", "groups", "serviceaccounts"], ["impersonate"]),
             # RBAC has no `userextras/*` wildcard: `*` in this group covers uids and every userextras key.
             _rule(["authentication.k8s.io"], ["*"], ["impersonate"]),
-            _rule(["rbac.authorization.k8s.io"], ["roles", "clusterroles"], ["bind", "escalate"]),
-            _rule(["rbac.authorization.k8s.io"], ["rolebindings"], ["create", "delete"]),
+            # temporary bindings, as deploy/rbac.yaml grants them: manage bindings, bind the standard roles only
+            _rule(["rbac.authorization.k8s.io"], ["rolebindings", "clusterrolebindings"],
+                  ["get", "list", "create", "update", "patch", "delete"]),
+            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"],
+             "resourceNames": ["cluster-admin", "admin", "edit", "view"]},
         ]),
     ]
     bindings = [

@@ -98,8 +98,10 @@ class SandboxCluster:
         """Create objects as the admin (any supported kind); an invalid one raises ApiError."""
         self._on_loop(lambda: self._create_all(objects))
 
-    def append_log(self, namespace: str, pod: str, text: str, container: str | None = None) -> None:
-        self._on_loop(lambda: self.logs.append(namespace, pod, text, container))
+    def append_log(self, namespace: str, pod: str, text: str, container: str | None = None,
+                   partial: bool = False) -> None:
+        """Append log lines; `partial` leaves text without a final newline open, sent to followers as is."""
+        self._on_loop(lambda: self.logs.append(namespace, pod, text, container, partial))
 
     def _create_all(self, objects: list[dict[str, Any]]) -> None:
         for obj in objects:

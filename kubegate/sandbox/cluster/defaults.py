@@ -3,6 +3,7 @@ looks: pods scheduled and Running, deployments fully rolled out, services with a
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import itertools
 import uuid
@@ -103,6 +104,15 @@ def _default_service(s: dict[str, Any]) -> None:
     s.setdefault("status", {"loadBalancer": {}})
 
 
+def _fold_string_data(secret: dict[str, Any]) -> None:
+    """stringData is write-only: kube-apiserver merges it into data (base64) and never stores it."""
+    string_data = secret.pop("stringData", None) or {}
+    if string_data:
+        data = secret.get("data") or {}
+        data.update({k: base64.b64encode(str(v).encode()).decode() for k, v in string_data.items()})
+        secret["data"] = data
+
+
 def apply_defaults(kind: Kind, obj: dict[str, Any]) -> None:
     """Defaulting that kube-apiserver applies on every write."""
     if kind.resource == "pods":
@@ -113,6 +123,7 @@ def apply_defaults(kind: Kind, obj: dict[str, Any]) -> None:
         _default_service(obj)
     elif kind.resource == "secrets":
         obj.setdefault("type", "Opaque")
+        _fold_string_data(obj)
     elif kind.resource == "namespaces":
         obj.setdefault("spec", {"finalizers": ["kubernetes"]})
         obj["status"] = obj.get("status") or {"phase": "Active"}

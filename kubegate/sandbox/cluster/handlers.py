@@ -25,10 +25,12 @@ from .errors import (
     resource_not_found,
     unsupported_media_type,
 )
+from .exec import Runtime, serve_attach, serve_exec
 from .kinds import Kind
 from .logs import LogBook, serve_log
 from .negotiation import negotiate
 from .patching import APPLY_PATCH, PATCH_TYPES, apply_patch
+from .portforward import serve_portforward
 from .rbac import Authorizer, User
 from .resources import Resources, Write
 from .responses import decode_object, media_type, read_object, respond
@@ -81,7 +83,8 @@ def _decode_continue(token: str) -> tuple[str, str]:
 
 class Api:
     def __init__(self, store: Store, resources: Resources, logs: LogBook, authz: Authorizer,
-                 tokens: Tokens) -> None:
+                 tokens: Tokens, runtime: Runtime | None = None) -> None:
+        self.runtime = runtime or Runtime(store, logs)
         self.store = store
         self.resources = resources
         self.logs = logs
@@ -274,6 +277,12 @@ class Api:
             raise method_not_allowed()
         if sub.name == "log":
             return await serve_log(call.request, self.logs, self._existing(call))
+        if sub.name == "exec":
+            return await serve_exec(call.request, self._existing(call), self.runtime)
+        if sub.name == "attach":
+            return await serve_attach(call.request, self._existing(call), self.runtime)
+        if sub.name == "portforward":
+            return await serve_portforward(call.request, self._existing(call))
         if sub.name == "token":
             account = self._existing(call)
             body = await read_object(call.request)

@@ -17,12 +17,18 @@ LOG_ANNOTATION = "sandbox.kubegate.dev/log"
 
 @dataclass(frozen=True)
 class Line:
+    """A piece of log output: a whole line, or part of one when text was appended without a newline
+    (followers get it at once, as a container writing half a line is seen through the kubelet)."""
+
     time: str
     container: str | None       # None: the pod's default (first) container
     text: str
+    starts: bool = True
+    ends: bool = True
 
     def render(self, timestamps: bool) -> bytes:
-        return (f"{self.time} {self.text}\n" if timestamps else f"{self.text}\n").encode()
+        prefix = f"{self.time} " if timestamps and self.starts else ""
+        return f"{prefix}{self.text}{chr(10) if self.ends else ''}".encode()
 
 
 def _stamp() -> str:
@@ -37,11 +43,19 @@ class LogBook:
         self._lines: dict[tuple[str, str], list[Line]] = {}
         self._followers: dict[tuple[str, str], set[asyncio.Queue[Line | None]]] = {}
 
-    def append(self, namespace: str, pod: str, text: str, container: str | None = None) -> None:
+    def append(self, namespace: str, pod: str, text: str, container: str | None = None,
+               partial: bool = False) -> None:
+        """Append lines; with `partial`, text not ending in a newline stays an open line that the
+        next append continues."""
+        lines = self._lines.setdefault((namespace, pod), [])
+        continues = bool(lines) and not lines[-1].ends
         body = text[:-1] if text.endswith("\n") else text
-        for part in body.split("\n"):
-            line = Line(_stamp(), container, part)
-            self._lines.setdefault((namespace, pod), []).append(line)
+        parts = body.split("\n")
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            line = Line(_stamp(), container, part, starts=not (i == 0 and continues),
+                        ends=not (last and partial and not text.endswith("\n")))
+            lines.append(line)
             for q in self._followers.get((namespace, pod), set()):
                 q.put_nowait(line)
 

@@ -9,8 +9,9 @@ import orjson
 import yaml
 from aiohttp import web
 
+from kubegate.kube.protobuf import PROTOBUF, ProtobufError, UnknownKind, decode_body
+
 from .errors import ApiError, bad_request, unsupported_media_type
-from .protobuf import PROTOBUF, decode_body
 
 GZIP_THRESHOLD = 128 * 1024
 BODY_TYPES = ["application/json", "application/yaml", PROTOBUF]
@@ -56,7 +57,12 @@ def decode_object(body: bytes, content_type: str) -> Any:
         except yaml.YAMLError as exc:
             raise bad_request(f"error converting YAML to JSON: {exc}") from None
     if content_type == PROTOBUF:
-        return decode_body(body)
+        try:
+            return decode_body(body)
+        except UnknownKind:
+            raise unsupported_media_type(PROTOBUF, ["application/json", "application/yaml"]) from None
+        except ProtobufError as exc:
+            raise bad_request(str(exc)) from None
     raise unsupported_media_type(content_type, BODY_TYPES)
 
 

@@ -1,0 +1,303 @@
+"""kubegate's end-to-end benchmark: four targets, the same upstream, the same load, in one run.
+
+    .venv/bin/python -m bench.run [--quick] [--components] [--workers N]
+
+Starts a TLS upstream on loopback serving recorded Kubernetes JSON (nginx when installed or
+installable, else bench.upstream), the targets (direct, kubectl proxy, kubegate identity only,
+kubegate full pipeline), and measures each scenario with a load generator in its own process
+(wrk, else bench.loadgen), targets interleaved round by round. Prints the table and appends it to
+bench/results.md. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+from bench import nginx
+from bench.fixtures import POD_PATH, PODS_PATH, SECRETS_PATH, WATCH_PATH, write_fixtures
+from bench.loadgen import Load, run_load, wrk_path
+from bench.report import DIRECT, FULL, IDENTITY, PROXY, TARGETS, Row, added_at_most, append, at_least_ratio, \
+    at_most, at_most_ratio, render
+from bench.targets import REPO, UPSTREAM_TOKEN, Process, Target, free_port, gateway_config, start_kubectl_proxy, \
+    start_kubegate
+from kubegate.sandbox.issuer import DevIssuer
+from kubegate.tls import ensure_serving_cert
+
+RESULTS = Path(__file__).with_name("results.md")
+COMPONENTS = ("bench.policy_decide", "bench.recording", "bench.masking")
+
+
+@dataclass
+class Settings:
+    seconds: float = 5
+    rounds: int = 3
+    watches: int = 1000
+    events: int = 20
+    event_interval: float = 0.5
+    secrets: int = 10_000
+    pods: int = 500
+    upstream: str = "auto"
+    loadgen: str = "auto"
+    install: bool = True
+    workers: int = 1
+    components: bool = False
+    results: Path | None = RESULTS
+
+    @classmethod
+    def quick(cls, **kw: object) -> Settings:
+        return cls(**{"seconds": 2, "rounds": 1, "events": 5, **kw})  # type: ignore[arg-type]
+
+    @classmethod
+    def smoke(cls, **kw: object) -> Settings:
+        """Seconds, not minutes: every part runs once with tiny figures (CI's check that nothing rotted)."""
+        return cls(**{"seconds": 0.3, "rounds": 1, "watches": 4, "events": 2, "event_interval": 0.05,
+                      "secrets": 20, "pods": 5, **kw})  # type: ignore[arg-type]
+
+
+@dataclass
+class World:
+    targets: dict[str, Target]
+    events_url: str
+    tool: str
+    setup: list[str] = field(default_factory=list)
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+@contextlib.asynccontextmanager
+async def world(settings: Settings, workdir: Path) -> AsyncIterator[World]:
+    """Start everything; stop everything on the way out, whatever happened."""
+    setup: list[str] = []
+    if settings.install and (settings.upstream in ("auto", "nginx") or settings.loadgen in ("auto", "wrk")):
+        setup += nginx.ensure_tools(install=True)
+    use_nginx = settings.upstream == "nginx" or (settings.upstream == "auto" and nginx.nginx_path() is not None)
+    tool = "wrk" if settings.loadgen == "wrk" or (settings.loadgen == "auto" and wrk_path()) else "python"
+    root = workdir / "fixtures"
+    sizes = write_fixtures(root, secrets=settings.secrets, pods=settings.pods)
+    certs = ensure_serving_cert(workdir / "tls", ["127.0.0.1", "localhost"], cn="bench upstream")
+    processes: list[Process] = []
+    issuer = DevIssuer(workdir / "issuer")
+    try:
+        events, match = await Process.start("bench.upstream", [
+            sys.executable, "-m", "bench.upstream", "--root", str(root), "--cert", str(certs.cert),
+            "--key", str(certs.key)], r"listening (\d+)")
+        processes.append(events)
+        events_port = int(match.group(1))
+        if use_nginx:
+            port = free_port()
+            proc = await nginx.start_nginx(workdir, root, certs.cert, certs.key, port, events_port)
+            processes.append(Process("nginx", proc))
+            await _wait_serving(f"https://127.0.0.1:{port}{POD_PATH}")
+            upstream = f"https://127.0.0.1:{port}"
+            setup.append("upstream: nginx (Debian nginx-light, 1 worker) serving recorded JSON over TLS; "
+                         "watches proxied to bench.upstream")
+        else:
+            upstream = f"https://127.0.0.1:{events_port}"
+            setup.append("upstream: bench.upstream (aiohttp + uvloop) over TLS; nginx not available")
+        setup.append(f"load generator: {'wrk (Debian), 1 thread, Lua script' if tool == 'wrk' else 'bench.loadgen'}"
+                     f" in its own process; watches: bench.watchclient")
+        await issuer.start()
+        token = issuer.mint("bench", ["developers"], lifetime=6 * 3600)
+        targets = {DIRECT: Target(DIRECT, upstream, f"Bearer {UPSTREAM_TOKEN}")}
+        starts = [start_kubectl_proxy(workdir, upstream, certs.ca)]
+        for name, pipeline in ((IDENTITY, "identity"), (FULL, "full")):
+            config = gateway_config(workdir, pipeline, upstream, certs.ca, issuer.url, issuer.ca_file)
+            starts.append(start_kubegate(name, config, pipeline, token, settings.workers))
+        started = await asyncio.gather(*starts, return_exceptions=True)
+        for result in started:
+            if isinstance(result, Target):
+                targets[result.name] = result
+                if result.process is not None:
+                    processes.append(result.process)
+        failed = [r for r in started if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
+        setup.append(f"targets: direct (TLS), kubectl proxy (plain HTTP on loopback, as it serves), "
+                     f"kubegate identity only and full pipeline (TLS, {settings.workers} worker(s), "
+                     "SQLite recording, all built-in masks)")
+        setup.append(f"runs: {settings.rounds} round(s) of {settings.seconds:g} s per target and scenario, "
+                     "targets interleaved; figure = median of rounds")
+        yield World({t: targets[t] for t in TARGETS}, f"https://127.0.0.1:{events_port}", tool, setup, sizes)
+    finally:
+        await issuer.stop()
+        for process in reversed(processes):
+            await process.stop()
+
+
+async def _wait_serving(url: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(url, ssl=False) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                if time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.1)
+
+
+async def measure(w: World, settings: Settings, workdir: Path, path: str, connections: int) -> dict[str, list[Load]]:
+    """Rounds of one request shape against every target, interleaved, after a warm-up each."""
+    loads: dict[str, list[Load]] = {t: [] for t in w.targets}
+    for target in w.targets.values():
+        await run_load(target.url(path), target.authorization, connections, min(1, settings.seconds), workdir, w.tool)
+    for _ in range(settings.rounds):
+        for name, target in w.targets.items():
+            loads[name].append(await run_load(target.url(path), target.authorization, connections,
+                                              settings.seconds, workdir, w.tool))
+    return loads
+
+
+def _median(loads: list[Load], attr: str) -> float | None:
+    good = [getattr(load, attr) for load in loads if load.ok]
+    return statistics.median(good) if good else None
+
+
+def _errors(loads: dict[str, list[Load]]) -> str:
+    bad = [f"{name}: {sum(x.errors + x.status_errors for x in runs)} errors" for name, runs in loads.items()
+           if any(not x.ok for x in runs)]
+    return "; ".join(bad)
+
+
+async def http_rows(w: World, settings: Settings, workdir: Path) -> list[Row]:
+    rows: list[Row] = []
+    c1 = await measure(w, settings, workdir, POD_PATH, 1)
+    rows.append(Row("GET one pod, concurrency 1: p50", "ms", {t: _median(c1[t], "p50_ms") for t in TARGETS},
+                    added_at_most(0.5, "ms"), _errors(c1)))
+    rows.append(Row("GET one pod, concurrency 1: p99", "ms", {t: _median(c1[t], "p99_ms") for t in TARGETS},
+                    note=_errors(c1)))
+    c32 = await measure(w, settings, workdir, POD_PATH, 32)
+    rows.append(Row("GET one pod, concurrency 32", "req/s", {t: _median(c32[t], "rps") for t in TARGETS},
+                    at_least_ratio(1.0, PROXY), _errors(c32)))
+    pods = await measure(w, settings, workdir, PODS_PATH, 1)
+    rows.append(Row(f"LIST {settings.pods} pods ({w.sizes[PODS_PATH] / 1e6:.1f} MB), concurrency 1: p50", "ms",
+                    {t: _median(pods[t], "p50_ms") for t in TARGETS}, note=_errors(pods)))
+    secrets = await measure(w, settings, workdir, SECRETS_PATH, 1)
+    rows.append(Row(f"masked LIST {settings.secrets:,} Secrets ({w.sizes[SECRETS_PATH] / 1e6:.1f} MB), "
+                    "concurrency 1: p50", "ms", {t: _median(secrets[t], "p50_ms") for t in TARGETS},
+                    at_most_ratio(2.0, DIRECT), _errors(secrets)))
+    return rows
+
+
+async def watch_once(w: World, target: Target, settings: Settings) -> tuple[dict[str, float], int | None]:
+    """Open the watches, fire the events, return the client's figures and the target's peak RSS."""
+    client, match = await Process.start(
+        "bench.watchclient", [sys.executable, "-m", "bench.watchclient", "--url", target.url(WATCH_PATH + "?watch=1"),
+                              "--watches", str(settings.watches), "--events", str(settings.events)],
+        r"^ready (\d+)", timeout=180, env=_env(target.authorization))
+    try:
+        if int(match.group(1)) < settings.watches:
+            raise RuntimeError(f"only {match.group(1)} of {settings.watches} watches opened through {target.name}")
+        rss = target.rss()
+        async with aiohttp.ClientSession() as http:
+            for _ in range(settings.events):
+                async with http.post(f"{w.events_url}/bench/fire", ssl=False) as response:
+                    await response.read()
+                await asyncio.sleep(settings.event_interval)
+        rss = max(rss or 0, target.rss() or 0) or None
+        await asyncio.wait_for(client.proc.wait(), 120)
+        figures = orjson.loads(next(line for line in reversed(client.lines) if line.startswith("{")))
+    finally:
+        await client.stop()
+    await _wait_watchers_gone(w.events_url)
+    return figures, rss
+
+
+async def _wait_watchers_gone(events_url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            async with http.get(f"{events_url}/bench/watchers", ssl=False) as response:
+                if (await response.json())["watchers"] == 0:
+                    return
+            await asyncio.sleep(0.1)
+
+
+def _env(authorization: str) -> dict[str, str]:
+    import os
+
+    return {**os.environ, "BENCH_AUTHORIZATION": authorization}
+
+
+async def watch_rows(w: World, settings: Settings) -> list[Row]:
+    rss: dict[str, float | None] = {}
+    p99: dict[str, float | None] = {}
+    notes: list[str] = []
+    for name, target in w.targets.items():
+        figures, peak = await watch_once(w, target, settings)
+        rss[name] = peak / 1e6 if peak is not None else None
+        p99[name] = figures["p99_ms"]
+        if figures["received"] < figures["expected"]:
+            notes.append(f"{name}: {figures['received']} of {figures['expected']} events arrived")
+    label = f"{settings.watches:,} watches, {settings.events} events fanned out"
+    return [Row(f"{label}: RSS of the proxy", "MB", rss, at_most(200, "MB"), "; ".join(notes)),
+            Row(f"{label}: event latency p99", "ms", p99, at_most(50, "ms"), "; ".join(notes))]
+
+
+async def components() -> str:
+    """The component benchmarks, run as they are (each is one place for its own figures)."""
+    out = []
+    for module in COMPONENTS:
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", module, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT, cwd=REPO)
+        text, _ = await proc.communicate()
+        out.append(f"$ python -m {module}\n{text.decode(errors='replace').rstrip()}")
+    return "Component figures:\n\n```\n" + "\n\n".join(out) + "\n```"
+
+
+async def run(settings: Settings) -> str:
+    with tempfile.TemporaryDirectory(prefix="kubegate-bench-") as tmp:
+        workdir = Path(tmp)
+        async with world(settings, workdir) as w:
+            rows = await http_rows(w, settings, workdir)
+            rows += await watch_rows(w, settings)
+            rows.append(Row("exec stream throughput, recording on", "MB/s", {},
+                            note="n/a (exec bridge not implemented)"))
+            setup = w.setup
+    extra = await components() if settings.components else ""
+    text = render(rows, setup, extra)
+    print(text, flush=True)
+    if settings.results is not None:
+        append(settings.results, text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one short round (about two minutes)")
+    parser.add_argument("--smoke", action="store_true", help="seconds, tiny figures: checks the harness works")
+    parser.add_argument("--seconds", type=float, help="length of each measured run")
+    parser.add_argument("--rounds", type=int, help="rounds per scenario (median is reported)")
+    parser.add_argument("--watches", type=int, help="watches held open at once")
+    parser.add_argument("--workers", type=int, default=1, help="kubegate serve --workers for the full pipeline")
+    parser.add_argument("--upstream", choices=("auto", "nginx", "python"), default="auto")
+    parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument("--no-install", action="store_true", help="never apt-get install nginx or wrk")
+    parser.add_argument("--components", action="store_true", help="also run the component benchmarks")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where to append the table")
+    args = parser.parse_args()
+    given = {k: v for k, v in {"seconds": args.seconds, "rounds": args.rounds, "watches": args.watches}.items()
+             if v is not None}
+    common = dict(upstream=args.upstream, loadgen=args.loadgen, install=not args.no_install, workers=args.workers,
+                  components=args.components, results=args.results, **given)
+    make = Settings.smoke if args.smoke else Settings.quick if args.quick else Settings
+    import uvloop
+
+    uvloop.run(run(make(**common)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The pipeline step nearest the cluster: give the caller the role its policy names, then forward.
+
+It runs after policy, approval and the recorder's request event, so a binding is only ever made for a
+request that was allowed (or approved) and durably recorded; a binding it cannot make refuses the request
+(fail closed) rather than forwarding it without the role the policy meant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from kubegate.kube.status import Refused
+from kubegate.proxy.flow import Flow, Stage
+from kubegate.recording.recorder import Recorder
+from kubegate.store.engine import StoreError
+from kubegate.upstream.bindings import BindingError, Ensured, TemporaryBindings, binding_for, rfc3339
+from kubegate.upstream.credentials import CredentialError
+
+
+class UpstreamAccessStage(Stage):
+    """Ensures the temporary RBAC binding of a decision's role before the request is forwarded.
+
+    A binding made or renewed is recorded as a `binding` event of the caller's session.
+    """
+
+    name = "upstream-access"
+
+    def __init__(self, bindings: Mapping[str, TemporaryBindings], recorder: Recorder | None = None) -> None:
+        self.bindings = bindings
+        self.recorder = recorder
+
+    async def on_request(self, flow: Flow) -> None:
+        decision, identity, conn = flow.decision, flow.identity, flow.connection
+        role = getattr(decision, "role", None)
+        bindings = self.bindings.get(conn.name)
+        if not role or identity is None or bindings is None:
+            return
+        namespace = flow.info.namespace if flow.info is not None else ""
+        try:
+            spec = binding_for(conn.kubernetes_user(identity), role, decision.role_scope or "namespace", namespace)
+        except ValueError as exc:
+            raise Refused(403, f"kubegate cannot grant the role of this request's policy rule: {exc}",
+                          reason="Forbidden") from exc
+        if spec is None:
+            return
+        session = self.recorder.session_for(flow) if self.recorder is not None else (flow.kubectl_session or flow.id)
+        try:
+            ensured = await bindings.ensure(spec, identity.username, session)
+        except BindingError as exc:
+            raise Refused(exc.code, exc.message, reason=exc.reason) from exc
+        except CredentialError as exc:
+            raise Refused(502, f"kubegate could not get its own credentials for connection {conn.name}: {exc}",
+                          reason="BadGateway") from exc
+        flow.extras[self.name] = ensured
+        if ensured.action in ("created", "renewed"):
+            await self._record(flow, session, ensured)
+
+    async def _record(self, flow: Flow, session: str, ensured: Ensured) -> None:
+        if self.recorder is None:
+            return
+        spec = ensured.spec
+        try:
+            await self.recorder.record_event(session, "binding", {
+                "flow": flow.id, "action": ensured.action, "kind": spec.kind, "name": spec.name,
+                "namespace": spec.namespace, "role_kind": spec.role_kind, "role": spec.role, "user": spec.user,
+                "expires_at": rfc3339(ensured.expires_at)}, durable=False)
+        except StoreError:
+            self.recorder.lost_events += 1

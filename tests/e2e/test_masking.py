@@ -1,0 +1,129 @@
+"""Masking end to end: secret values never reach kubectl or the recording, in any output format."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import ssl
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from kubegate.masking.marker import MARKER, MARKER_B64
+from tests.conftest import World
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def secret(world: World) -> tuple[str, str, str]:
+    ns = f"mask-{uuid.uuid4().hex[:8]}"
+    value = f"s3cr3t-{uuid.uuid4().hex}"
+    world.kubectl("create", "namespace", ns)
+    world.kubectl("create", "secret", "generic", "db", "-n", ns, f"--from-literal=password={value}")
+    return ns, "db", value
+
+
+def recorded_text(world: World) -> str:
+    assert world.env.config is not None
+    db = world.env.config.store_url.removeprefix("sqlite:///")
+    with sqlite3.connect(db) as conn:
+        return "\n".join(r[0] for r in conn.execute("SELECT data FROM events"))
+
+
+def assert_nowhere(world: World, value: str, *outputs: str) -> None:
+    encoded = base64.b64encode(value.encode()).decode()
+    for out in outputs:
+        assert value not in out and encoded not in out
+    time.sleep(0.2)
+    text = recorded_text(world)
+    assert value not in text and encoded not in text
+
+
+def test_get_secret_yaml_json_and_jsonpath_show_the_marker(world: World, secret: tuple[str, str, str]) -> None:
+    ns, name, value = secret
+    as_yaml = world.kubectl("get", "secret", name, "-n", ns, "-o", "yaml").stdout
+    as_json = json.loads(world.kubectl("get", "secret", name, "-n", ns, "-o", "json").stdout)
+    assert as_json["data"] == {"password": MARKER_B64} and as_json["metadata"]["name"] == name
+    path = world.kubectl("get", "secret", name, "-n", ns, "-o", "jsonpath={.data.password}").stdout
+    assert base64.b64decode(path).decode() == MARKER
+    table = world.kubectl("get", "secrets", "-A").stdout
+    assert name in table and "Opaque" in table
+    assert_nowhere(world, value, as_yaml, json.dumps(as_json), table)
+
+
+def test_a_watch_streams_masked_objects(world: World, secret: tuple[str, str, str]) -> None:
+    ns, _, value = secret
+    watcher = world.popen("get", "secrets", "-n", ns, "-w", "-o", "json")
+    try:
+        time.sleep(1.5)
+        later = f"later-{uuid.uuid4().hex}"
+        world.kubectl("create", "secret", "generic", "late", "-n", ns, f"--from-literal=token={later}")
+        seen = ""
+        deadline = time.monotonic() + 20
+        assert watcher.stdout is not None
+        while time.monotonic() < deadline and '"late"' not in seen:
+            seen += watcher.stdout.readline()
+        assert '"late"' in seen and MARKER_B64 in seen
+    finally:
+        watcher.kill()
+    assert_nowhere(world, value, seen)
+    assert_nowhere(world, later, seen)
+
+
+def test_apply_of_a_secret_answers_masked(world: World) -> None:
+    ns = f"mask-{uuid.uuid4().hex[:8]}"
+    world.kubectl("create", "namespace", ns)
+    value = f"applied-{uuid.uuid4().hex}"
+    manifest = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "app", "namespace": ns},
+                "stringData": {"token": value}}
+    out = world.kubectl("apply", "-f", "-", "-o", "json", input=json.dumps(manifest)).stdout
+    returned = json.loads(out)
+    assert returned["data"] == {"token": MARKER_B64}
+    again = world.kubectl("apply", "-f", "-", input=json.dumps(manifest)).stdout
+    assert "unchanged" in again or "configured" in again
+    assert_nowhere(world, value, out)
+
+
+def test_create_token_is_masked(world: World) -> None:
+    out = world.kubectl("create", "token", "default", "-n", "default").stdout.strip()
+    assert out == MARKER
+
+
+def test_logs_follow_masks_a_key_split_across_chunks(world: World) -> None:
+    ns = f"mask-{uuid.uuid4().hex[:8]}"
+    world.kubectl("create", "namespace", ns)
+    world.kubectl("run", "app", "-n", ns, "--image=busybox")
+    key = "AKIA" + uuid.uuid4().hex[:16].upper()
+    follower = world.popen("logs", "-f", "app", "-n", ns)
+    try:
+        time.sleep(1.0)
+        world.cluster.append_log(ns, "app", f"starting with key {key[:9]}", partial=True)
+        time.sleep(0.3)
+        world.cluster.append_log(ns, "app", f"{key[9:]} done\n")
+        assert follower.stdout is not None
+        line = follower.stdout.readline()
+    finally:
+        follower.kill()
+    assert "starting with" in line and "done" in line
+    assert key not in line and key[:9] + key[9:] not in line
+    assert_nowhere(world, key, line)
+
+
+def test_protobuf_is_never_passed_on_unmasked(world: World, secret: tuple[str, str, str]) -> None:
+    ns, name, value = secret
+    assert world.env.gateway is not None
+    ctx = ssl.create_default_context(cafile=str(world.env.gateway.ca_file))
+    req = urllib.request.Request(f"{world.env.server}/api/v1/namespaces/{ns}/secrets/{name}", headers={
+        "Authorization": f"Bearer {world.token()}",
+        "Accept": "application/vnd.kubernetes.protobuf, application/json",
+        "Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+        body = resp.read()
+        assert resp.headers["Content-Type"].startswith("application/json")
+        assert resp.headers.get("Content-Encoding") is None
+    assert json.loads(body)["data"]["password"] == MARKER_B64
+    assert_nowhere(world, value, body.decode())
