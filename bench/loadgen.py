@@ -22,6 +22,8 @@ import aiohttp
 import orjson
 import uvloop
 
+from bench.processes import die_with_parent
+
 WRK_SCRIPT = """\
 local authorization = os.getenv("BENCH_AUTHORIZATION")
 wrk.headers["Accept"] = "application/json"
@@ -72,7 +74,7 @@ async def run_load(url: str, authorization: str, connections: int, seconds: floa
         argv = [sys.executable, "-m", "bench.loadgen", "--url", url, "--connections", str(connections),
                 "--seconds", str(seconds)]
     proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE)
+                                                stderr=asyncio.subprocess.PIPE, preexec_fn=die_with_parent)
     out, err = await proc.communicate()
     line = next((raw for raw in out.splitlines() if raw.startswith(b"{")), None)
     if proc.returncode != 0 or line is None:

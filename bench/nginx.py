@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 from bench.fixtures import WATCH_PATH
+from bench.processes import die_with_parent
 
 PACKAGES = {"nginx": "nginx-light", "wrk": "wrk"}
 
@@ -83,4 +84,5 @@ async def start_nginx(workdir: Path, root: Path, cert: Path, key: Path, port: in
                                   root=root, watch_prefix=WATCH_PATH.rsplit("/", 1)[0] + "/"))
     return await asyncio.create_subprocess_exec(nginx_path() or "nginx", "-c", str(conf), "-e",
                                                 str(conf_dir / "error.log"), stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.PIPE)
+                                                stderr=asyncio.subprocess.PIPE,
+                                                preexec_fn=die_with_parent)

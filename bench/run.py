@@ -14,24 +14,40 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
+import uvloop
 
 from bench import nginx
 from bench.fixtures import POD_PATH, PODS_PATH, SECRETS_PATH, WATCH_PATH, write_fixtures
 from bench.loadgen import Load, run_load, wrk_path
-from bench.report import DIRECT, FULL, IDENTITY, PROXY, TARGETS, Row, added_at_most, append, at_least_ratio, \
-    at_most, at_most_ratio, render
-from bench.targets import REPO, UPSTREAM_TOKEN, Process, Target, free_port, gateway_config, start_kubectl_proxy, \
-    start_kubegate
+from bench.processes import REPO, Process, free_port
+from bench.report import (
+    DIRECT,
+    FULL,
+    IDENTITY,
+    PROXY,
+    TARGETS,
+    Row,
+    added_at_most,
+    append,
+    at_least_ratio,
+    at_most,
+    at_most_ratio,
+    render,
+)
+from bench.targets import UPSTREAM_TOKEN, Target, gateway_config, start_kubectl_proxy, start_kubegate
 from kubegate.sandbox.issuer import DevIssuer
 from kubegate.tls import ensure_serving_cert
 
@@ -135,18 +151,20 @@ async def world(settings: Settings, workdir: Path) -> AsyncIterator[World]:
             await process.stop()
 
 
-async def _wait_serving(url: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
+async def _wait_serving(url: str, within: float = 20) -> None:
+    deadline = time.monotonic() + within
+    status: int | str = "no answer"
     async with aiohttp.ClientSession() as http:
-        while True:
+        while time.monotonic() < deadline:
             try:
                 async with http.get(url, ssl=False) as response:
                     if response.status == 200:
                         return
-            except aiohttp.ClientError:
-                if time.monotonic() > deadline:
-                    raise
+                    status = response.status
+            except aiohttp.ClientError as exc:
+                status = repr(exc)
             await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer 200 within {within:g}s (last: {status})")
 
 
 async def measure(w: World, settings: Settings, workdir: Path, path: str, connections: int) -> dict[str, list[Load]]:
@@ -197,7 +215,7 @@ async def watch_once(w: World, target: Target, settings: Settings) -> tuple[dict
     client, match = await Process.start(
         "bench.watchclient", [sys.executable, "-m", "bench.watchclient", "--url", target.url(WATCH_PATH + "?watch=1"),
                               "--watches", str(settings.watches), "--events", str(settings.events)],
-        r"^ready (\d+)", timeout=180, env=_env(target.authorization))
+        r"^ready (\d+)", within=180, env=_env(target.authorization))
     try:
         if int(match.group(1)) < settings.watches:
             raise RuntimeError(f"only {match.group(1)} of {settings.watches} watches opened through {target.name}")
@@ -216,8 +234,8 @@ async def watch_once(w: World, target: Target, settings: Settings) -> tuple[dict
     return figures, rss
 
 
-async def _wait_watchers_gone(events_url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
+async def _wait_watchers_gone(events_url: str, within: float = 30) -> None:
+    deadline = time.monotonic() + within
     async with aiohttp.ClientSession() as http:
         while time.monotonic() < deadline:
             async with http.get(f"{events_url}/bench/watchers", ssl=False) as response:
@@ -227,8 +245,6 @@ async def _wait_watchers_gone(events_url: str, timeout: float = 30) -> None:
 
 
 def _env(authorization: str) -> dict[str, str]:
-    import os
-
     return {**os.environ, "BENCH_AUTHORIZATION": authorization}
 
 
@@ -261,6 +277,7 @@ async def components() -> str:
 async def run(settings: Settings) -> str:
     with tempfile.TemporaryDirectory(prefix="kubegate-bench-") as tmp:
         workdir = Path(tmp)
+        workdir.chmod(0o755)  # nginx's workers run as nobody and read the fixtures from here
         async with world(settings, workdir) as w:
             rows = await http_rows(w, settings, workdir)
             rows += await watch_rows(w, settings)
@@ -294,9 +311,14 @@ def main() -> None:
     common = dict(upstream=args.upstream, loadgen=args.loadgen, install=not args.no_install, workers=args.workers,
                   components=args.components, results=args.results, **given)
     make = Settings.smoke if args.smoke else Settings.quick if args.quick else Settings
-    import uvloop
+    uvloop.run(stoppable(run(make(**common))))
 
-    uvloop.run(run(make(**common)))
+
+async def stoppable(work: Coroutine[Any, Any, str]) -> str:
+    """SIGTERM cancels the run like Ctrl-C does, so every child process is stopped on the way out."""
+    task = asyncio.ensure_future(work)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await task
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from kubegate.policy.stage import PolicyStage
 from kubegate.proxy.flow import Flow
 from kubegate.proxy.headers import connection_tokens, upstream_request_headers
 from kubegate.proxy.pipeline import Pipeline
+from kubegate.proxy.upgrade import UpgradeBridge, UpgradeGate
 from kubegate.recording.recorder import Recorder
 from kubegate.recording.stage import RecorderStage
 from kubegate.store.engine import Store
@@ -37,6 +38,7 @@ from kubegate.upstream.connection import Connection
 from kubegate.upstream.stage import UpstreamAccessStage
 from kubegate.web import approvals_api, policy_api, sessions_api
 from kubegate.web.auth import make_authorize, roles_of
+from kubegate.web.ui import setup_ui
 
 log = logging.getLogger(__name__)
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway")
@@ -80,13 +82,14 @@ class Gateway:
             MetricsStage(self.metrics),
             AuthenticationStage(self.verifier),
             RequestInfoStage(),
+            UpgradeGate(self.config.streams),
             RequestBodyStage(),
             PolicyStage(self.policy),
             ApprovalStage(self.approvals, self.config.listen.external_url),
             RecorderStage(self.recorder, self.masker),
             MaskingStage(self.masker),
             UpstreamAccessStage(self.bindings, self.recorder),
-        ])
+        ], upgrades=UpgradeBridge(self.recorder, self.masker, self.config.streams), streams=self.config.streams)
         self.tasks.append(asyncio.create_task(self.policy.watch(), name="policy-reload"))
         for name, bindings in self.bindings.items():
             self.tasks.append(asyncio.create_task(bindings.run_reaper(), name=f"reap-bindings-{name}"))
@@ -98,6 +101,8 @@ class Gateway:
                 await task
         for stage in self.pipeline.stages if self.pipeline else []:
             await stage.close()
+        if self.pipeline is not None and self.pipeline.upgrades is not None:
+            await self.pipeline.upgrades.close()
         if self.recorder is not None:
             await self.recorder.close()
         for conn in self.connections.values():
@@ -196,6 +201,7 @@ def build_app(config: Config) -> web.Application:
                                make_authorize(gateway.verifier, config.identity, is_reviewer),
                                lambda identity: roles_of(identity, config.identity, is_reviewer))
     app.router.add_route("*", "/k8s/{tail:.*}", handle_kube)
+    setup_ui(app, gateway, config)
 
     async def lifecycle(app: web.Application) -> Any:
         await gateway.start()

@@ -205,6 +205,44 @@ class StreamsConfig(Strict):
                                         "upgrade is remembered, so kubectl's SPDY retry is the same attempt")
 
 
+class UIConfig(Strict):
+    """The web UI's OpenID Connect client: sign-in by authorization code with PKCE at one of the
+    identity issuers, whose `audience` must include `client_id` (an ID token's aud is the client id)."""
+
+    enabled: bool = True
+    issuer: str | None = Field(default=None, description="URL of the identity issuer to sign in with; "
+                               "default: the first of identity.issuers")
+    client_id: str = "kubegate"
+    client_secret: str | None = Field(default=None, repr=False, description="for a confidential client; "
+                                      "PKCE alone for a public one")
+    scopes: list[str] = ["openid", "profile", "email"]
+    base_url: str | None = Field(default=None, description="URL browsers reach kubegate at, for the redirect "
+                                 "URI BASE/ui/auth/callback; default: listen.external_url, else the request's")
+    session_secret: str | None = Field(default=None, repr=False, min_length=32, description="encrypts session "
+                                       "cookies; replicas must share it; default: a key kept in state_dir")
+    session_lifetime: str = "8h"
+    vendor_dir: Path | None = Field(default=None, description="node_modules holding htmx.org and "
+                                    "asciinema-player; default: the one beside the kubegate source")
+
+    @field_validator("session_lifetime")
+    @classmethod
+    def _lifetime(cls, v: str) -> str:
+        if parse_duration(v) <= 0:
+            raise ValueError("must be longer than zero")
+        return v
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid(cls, v: list[str]) -> list[str]:
+        if "openid" not in v:
+            raise ValueError("must include openid")
+        return v
+
+    @property
+    def session_lifetime_seconds(self) -> float:
+        return parse_duration(self.session_lifetime)
+
+
 class Config(Strict):
     listen: ListenConfig = ListenConfig()
     state_dir: Path = DEFAULT_STATE_DIR
@@ -217,6 +255,14 @@ class Config(Strict):
     masking: MaskingConfig = MaskingConfig()
     approvals: ApprovalsConfig = ApprovalsConfig()
     streams: StreamsConfig = StreamsConfig()
+    ui: UIConfig = UIConfig()
+
+    @model_validator(mode="after")
+    def _ui_issuer(self) -> Config:
+        urls = [i.url for i in self.identity.issuers]
+        if self.ui.issuer is not None and self.ui.issuer.rstrip("/") not in urls:
+            raise ValueError(f"ui.issuer {self.ui.issuer} is not one of identity.issuers ({', '.join(urls) or 'none'})")
+        return self
 
     @model_validator(mode="after")
     def _unique_connections(self) -> Config:

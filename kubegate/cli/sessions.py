@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kubegate.cli.client import ApiError, CaOpt, OutputOpt, ServerOpt, TokenCommandOpt, TokenOpt, fail, make_client
+from kubegate.recording.asciicast import cast_from_events, play
 from kubegate.recording.replay import parse_time, replay_steps, summarize
 
 sessions_app = typer.Typer(help="Find, show, replay and export recorded kubectl sessions.", no_args_is_help=True)
@@ -102,13 +103,22 @@ def replay_command(
     session_id: Annotated[str, typer.Argument(metavar="ID")],
     server: ServerOpt, token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
     speed: Annotated[float, typer.Option(min=0.01, help="2 plays twice as fast")] = 1.0,
-    max_wait: Annotated[float, typer.Option(min=0.0, help="cap any pause at this many seconds")] = 5.0,
+    max_wait: Annotated[float, typer.Option("--idle-limit", "--max-wait", min=0.0,
+                                            help="cap any pause at this many seconds")] = 5.0,
 ) -> None:
-    """Play a session back: the kubectl command, then each request and answer with the original timing."""
+    """Play a session back. An exec or attach session plays its terminal output with the original timing;
+    any other, the kubectl command and then each request and answer."""
     client = make_client(server, token, token_command, ca)
     try:
         session = client.get(_session_path(session_id))
-        events = client.pages(_session_path(session_id, "/events"), {"limit": 1000})
+        events = list(client.pages(_session_path(session_id, "/events"), {"limit": 1000}))
+        cast = cast_from_events(session, events)
+        if cast is not None:
+            def write(text: str) -> None:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            play(cast, write, time.sleep, speed=speed, idle_limit=max_wait)
+            return
         for step in replay_steps(session, events):
             time.sleep(min(step.delay / speed, max_wait))
             sys.stdout.write(step.text)
@@ -121,14 +131,20 @@ def replay_command(
 def export_command(
     session_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="one session; default: all matching")] = None,
     server: ServerOpt = "", token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="jsonl: one JSON object per line, for a SIEM")] = "jsonl",
+    fmt: Annotated[str, typer.Option("--format", help="jsonl: one JSON object per line, for a SIEM; asciicast: "
+                                     "an exec or attach session as an asciicast v2 file for asciinema")] = "jsonl",
+    output: Annotated[str | None, typer.Option("--output", "-o", help="write to this file (default: stdout)")] = None,
     user: str | None = None, group: str | None = None, connection: str | None = None,
     outcome: str | None = None, since: str | None = None, until: str | None = None,
 ) -> None:
-    """Export sessions and their events as JSON lines (a session line, then its events)."""
-    if fmt != "jsonl":
-        raise fail("--format must be jsonl", 2)
+    """Export sessions and their events as JSON lines (a session line, then its events), or one exec
+    session as asciicast."""
+    if fmt not in ("jsonl", "asciicast"):
+        raise fail("--format must be jsonl or asciicast", 2)
     client = make_client(server, token, token_command, ca)
+    if fmt == "asciicast":
+        _export_cast(client, session_id, output)
+        return
     out = sys.stdout.buffer
     try:
         if session_id:
@@ -143,6 +159,23 @@ def export_command(
         out.flush()
     except ApiError as exc:
         raise fail(str(exc)) from exc
+
+
+def _export_cast(client: Any, session_id: str | None, output: str | None) -> None:
+    if not session_id:
+        raise fail("--format asciicast exports one session: give its ID", 2)
+    try:
+        session = client.get(_session_path(session_id))
+        cast = cast_from_events(session, client.pages(_session_path(session_id, "/events"), {"limit": 1000}))
+    except ApiError as exc:
+        raise fail(str(exc)) from exc
+    if cast is None:
+        raise fail(f"session {session_id} has no exec or attach stream to export as asciicast", 1)
+    if output:
+        with open(output, "w", encoding="utf-8") as out:
+            out.write(cast.dumps())
+    else:
+        sys.stdout.write(cast.dumps())
 
 
 def register(app: typer.Typer) -> None:

@@ -80,12 +80,18 @@ class RecorderStage(Stage):
     async def on_end(self, flow: Flow) -> None:
         rec: _FlowRecord | None = flow.extras.get(self.name)
         duration_ms = round((time.monotonic() - flow.started) * 1000, 3)
-        if flow.refusal is not None:
+        if flow.refusal is not None and "retry_of" in flow.extras:
+            await self._record(self.recorder.session_for(flow), "retry", {
+                "flow": flow.id, "retry_of": flow.extras["retry_of"], "method": flow.method,
+                "upgrade": flow.request.headers.get("Upgrade", ""), "duration_ms": duration_ms})
+        elif flow.refusal is not None:
             await self._record_refusal(flow, rec, duration_ms)
         elif rec is not None and rec.stream:
             await self._record(rec.session_id, "end", {
                 "flow": flow.id, "request_seq": rec.request_seq, "duration_ms": duration_ms, "bytes": rec.size,
-                "chunks": rec.chunks, "error": flow.error}, outcome="error" if flow.error else "ok")
+                "chunks": rec.chunks, "error": flow.error,
+                **({"upgrade": flow.extras["upgrade_summary"]} if "upgrade_summary" in flow.extras else {})},
+                outcome="error" if flow.error else "ok")
         elif rec is not None:
             failed = bool(flow.error) or flow.response_status >= 400 or flow.response_status == 0
             await self._record(rec.session_id, "response", {

@@ -1,7 +1,8 @@
-"""A development OIDC issuer for the demo and the tests: discovery, JWKS and a token-minting endpoint.
+"""A development OIDC issuer for the demo and the tests: discovery, JWKS, a token-minting endpoint and
+a login page for the web UI (authorization code flow with PKCE, see kubegate.sandbox.login).
 
-NOT for production. `POST /token` hands a signed token to anyone who asks, so it answers loopback
-clients only; the signing keys live unencrypted in the state directory. Keys persist there so tokens
+NOT for production. `POST /token` and the login page hand a signed token to anyone who asks, so they
+answer loopback clients only; the signing keys live unencrypted in the state directory. Keys persist there so tokens
 stay valid across restarts, and `rotate()` / `retire()` exercise key rotation.
 """
 
@@ -24,6 +25,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from kubegate.config import parse_duration
+from kubegate.sandbox.login import (
+    ID_TOKEN_LIFETIME,
+    AuthorizationCodes,
+    LoginError,
+    authorization_request,
+    login_page,
+    redirect_with,
+)
 from kubegate.tls import ensure_serving_cert, server_ssl_context
 
 ALGORITHM = "RS256"
@@ -55,6 +64,7 @@ class DevIssuer:
                                     cn="kubegate dev issuer")
         self.ca_file = certs.ca
         self._certs = certs
+        self._codes = AuthorizationCodes()
         self._load_keys()
 
     # keys
@@ -151,6 +161,8 @@ class DevIssuer:
         app.router.add_get("/.well-known/openid-configuration", self._discovery)
         app.router.add_get("/jwks", self._jwks)
         app.router.add_post("/token", self._token)
+        app.router.add_get("/authorize", self._authorize)
+        app.router.add_post("/authorize", self._authorize)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self._port,
@@ -177,10 +189,14 @@ class DevIssuer:
             "issuer": self.url,
             "jwks_uri": f"{self.url}/jwks",
             "token_endpoint": f"{self.url}/token",
-            "response_types_supported": ["id_token"],
+            "authorization_endpoint": f"{self.url}/authorize",
+            "response_types_supported": ["code", "id_token"],
+            "grant_types_supported": ["authorization_code"],
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": [ALGORITHM],
-            "claims_supported": ["sub", "aud", "exp", "iat", "iss", "nbf", "jti", "groups"],
+            "claims_supported": ["sub", "aud", "exp", "iat", "iss", "nbf", "jti", "groups", "nonce"],
         })
 
     async def _jwks(self, request: web.Request) -> web.Response:
@@ -191,6 +207,8 @@ class DevIssuer:
         if not _is_loopback(request.remote):
             return web.json_response(
                 {"error": "the development issuer mints tokens for loopback clients only"}, status=403)
+        if request.content_type != "application/json" and (await request.post()).get("grant_type"):
+            return await self._exchange_code(request)
         try:
             fields = await _token_fields(request)
             token = self.mint(**fields)
@@ -198,6 +216,44 @@ class DevIssuer:
             return web.json_response({"error": str(exc)}, status=400)
         expires_at = jwt.decode(token, options={"verify_signature": False}).get("exp")
         return web.json_response({"token": token, "expires_at": expires_at})
+
+    async def _authorize(self, request: web.Request) -> web.Response:
+        """GET: the login page for an authorization request; POST: sign in and redirect back with a code."""
+        if not _is_loopback(request.remote):
+            return web.Response(status=403, text="the development issuer signs in loopback clients only")
+        params = request.query if request.method == "GET" else await request.post()
+        try:
+            req = authorization_request({k: str(v) for k, v in params.items()})
+        except LoginError as exc:
+            return web.Response(status=400, text=f"bad authorization request: {exc}")
+        if request.method == "GET":
+            return web.Response(text=login_page(req), content_type="text/html")
+        extra = str(params.get("extra_groups", "")).split(",")
+        groups = [str(g) for g in params.getall("groups", [])] + [g.strip() for g in extra]
+        try:
+            code = self._codes.issue(req, str(params.get("sub", "")).strip(), groups)
+        except LoginError as exc:
+            return web.Response(status=400, text=login_page(req, error=str(exc)), content_type="text/html")
+        raise web.HTTPSeeOther(redirect_with(req["redirect_uri"], code=code, state=req["state"]))
+
+    async def _exchange_code(self, request: web.Request) -> web.Response:
+        """RFC 6749 section 4.1.3 with PKCE: the code and its verifier for an ID token."""
+        form = await request.post()
+        if form.get("grant_type") != "authorization_code":
+            return web.json_response({"error": "unsupported_grant_type"}, status=400)
+        client_id = str(form.get("client_id", ""))
+        basic = request.headers.get("Authorization", "")
+        if not client_id and basic.startswith("Basic "):
+            client_id = base64.b64decode(basic[6:]).decode(errors="replace").partition(":")[0]
+        try:
+            grant = self._codes.redeem(str(form.get("code", "")), client_id, str(form.get("redirect_uri", "")),
+                                       str(form.get("code_verifier", "")))
+        except LoginError as exc:
+            return web.json_response({"error": "invalid_grant", "error_description": str(exc)}, status=400)
+        claims = {"nonce": grant.nonce} if grant.nonce else {}
+        token = self.mint(grant.sub, grant.groups, claims, lifetime=ID_TOKEN_LIFETIME, audience=grant.client_id)
+        return web.json_response({"access_token": token, "id_token": token, "token_type": "Bearer",
+                                  "expires_in": ID_TOKEN_LIFETIME}, headers={"Cache-Control": "no-store"})
 
 
 def _is_loopback(remote: str | None) -> bool:

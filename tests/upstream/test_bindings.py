@@ -344,3 +344,24 @@ async def test_reaper_leaves_a_binding_renewed_after_it_was_listed(
     finally:
         for c in conns:
             await c.close()
+
+
+async def test_the_reaper_keeps_running_after_a_failed_round(bindings: TemporaryBindings,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    rounds: list[float | None] = []
+    done = asyncio.Event()
+
+    async def reap(now: float | None = None) -> int:
+        rounds.append(now)
+        if len(rounds) == 1:
+            raise BindingError(502, "cluster unreachable", "BadGateway")
+        done.set()
+        return 0
+
+    monkeypatch.setattr(bindings, "reap", reap)
+    task = asyncio.create_task(bindings.run_reaper(interval=0))
+    await asyncio.wait_for(done.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(rounds) >= 2

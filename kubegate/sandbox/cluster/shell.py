@@ -171,7 +171,7 @@ class Filesystem:
 
 # -- words and commands -----------------------------------------------------------------------------
 
-OPERATORS = ("&&", "||", ";", "|", "\n", ">>", ">", "<", "2>&1", "2>")
+OPERATORS = ("&&", "||", ";", "|", "\n", "2>&1", "1>&2", ">&2", "2>", ">>", ">", "<")
 
 
 class SyntaxErr(Exception):
@@ -246,7 +246,7 @@ def tokenize(script: str, env: dict[str, str], status: int) -> list[tuple[str, s
             i += 1
         else:
             op = next((o for o in OPERATORS if script.startswith(o, i)), None)
-            if op is None or (op.startswith("2") and in_word):
+            if op is None or (op[0] in "12" and in_word):
                 word.append(c)
                 in_word, i = True, i + 1
                 continue
@@ -265,6 +265,7 @@ class Simple:
     stdin_file: str | None = None
     stderr_file: str | None = None
     stderr_to_stdout: bool = False
+    stdout_to_stderr: bool = False
 
 
 def parse(tokens: list[tuple[str, str]]) -> list[tuple[list[Simple], str]]:
@@ -290,6 +291,8 @@ def parse(tokens: list[tuple[str, str]]) -> list[tuple[list[Simple], str]]:
             i += 1
         elif text == "2>&1":
             current.stderr_to_stdout = True
+        elif text in ("1>&2", ">&2"):
+            current.stdout_to_stderr = True
         elif text == "|":
             if not current.argv:
                 raise SyntaxErr("syntax error: unexpected '|'")
@@ -440,6 +443,8 @@ class Shell:
                 async def capture(data: bytes) -> None:
                     captured.append(data)
                 stdout = capture
+            if cmd.stdout_to_stderr:
+                stdout = stderr
             if cmd.stderr_to_stdout:
                 stderr = stdout
             elif cmd.stderr_file is not None:

@@ -1,0 +1,196 @@
+"""exec, attach, cp and port-forward through kubegate with the real kubectl: decided before the upgrade,
+bridged over WebSocket, masked as they flow, recorded as asciicast and port-forward connections."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pexpect
+import pytest
+
+from kubegate.masking.marker import MARKER
+from tests.conftest import KUBECTL, World, kubectl_env
+
+pytestmark = pytest.mark.e2e
+SECRET = "s3cr3t-Pa55word-xyz"
+
+
+@pytest.fixture(scope="module")
+def ns(world: World) -> str:
+    name = f"streams-{uuid.uuid4().hex[:6]}"
+    world.cluster.seed([
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "app", "namespace": name},
+         "spec": {"containers": [{"name": "app", "image": "busybox", "ports": [{"containerPort": 8080}],
+                                  "env": [{"name": "DB_PASSWORD", "value": SECRET},
+                                          {"name": "GREETING", "value": "hello"}]}]}},
+    ])
+    return name
+
+
+def _sessions(world: World, user: str, command: str) -> list[dict[str, Any]]:
+    listing = json.loads(world.cli("sessions", "list", "--user", f"sandbox:{user}", "--command", command,
+                                   "--output", "json").stdout)
+    return list(listing["items"])
+
+
+def _events(world: World, session_id: str) -> list[dict[str, Any]]:
+    return list(json.loads(world.cli("sessions", "show", session_id, "--output", "json").stdout)["events"])
+
+
+def _only_session(world: World, user: str, command: str) -> tuple[str, list[dict[str, Any]]]:
+    [session] = _sessions(world, user, command)
+    return session["id"], _events(world, session["id"])
+
+
+def _cast_text(events: list[dict[str, Any]], code: str = "o") -> str:
+    return "".join(text for e in events if e["type"] == "cast" for _, c, text in e["data"]["events"] if c == code)
+
+
+def test_env_with_a_credential_is_masked_on_screen_and_in_the_recording(world: World, ns: str) -> None:
+    cfg = world.kubeconfig("erin")
+    out = world.kubectl("exec", "app", "-n", ns, "--", "env", kubeconfig=cfg).stdout
+    assert "GREETING=hello" in out and SECRET not in out and f"DB_PASSWORD={MARKER}" in out
+    _, events = _only_session(world, "erin", "exec")
+    stream = next(e for e in events if e["type"] == "stream")
+    assert stream["data"]["kind"] == "exec" and stream["data"]["command"] == ["env"]
+    assert stream["data"]["protocol"] == "v5.channel.k8s.io" and not stream["data"]["tty"]
+    recorded = _cast_text(events)
+    assert "GREETING=hello" in recorded and SECRET not in json.dumps(events)
+    end = next(e for e in events if e["type"] == "end")
+    assert end["data"]["upgrade"]["exit_code"] == 0
+
+
+def test_exit_codes_and_piped_stdin(world: World, ns: str) -> None:
+    cfg = world.kubeconfig("xavier")
+    failed = world.kubectl("exec", "app", "-n", ns, "--", "sh", "-c", "echo out; echo err >&2; exit 3",
+                           kubeconfig=cfg, check=False)
+    assert failed.returncode == 3 and failed.stdout == "out\n" and "err" in failed.stderr
+    piped = subprocess.run(f"echo x | {KUBECTL} --kubeconfig={cfg} exec -i app -n {ns} -- cat", shell=True,
+                           capture_output=True, text=True, timeout=60, env=kubectl_env())
+    assert piped.returncode == 0 and piped.stdout == "x\n", piped.stderr
+
+
+def test_interactive_tty_session_is_recorded_and_replayable(world: World, ns: str, tmp_path: Path) -> None:
+    cfg = world.kubeconfig("tina")
+    child = pexpect.spawn(KUBECTL, [f"--kubeconfig={cfg}", "exec", "-it", "app", "-n", ns, "--", "sh"],
+                          env=kubectl_env(), timeout=30, dimensions=(33, 101))
+    try:
+        child.expect_exact("app:/# ")
+        child.sendline("echo marker-$GREETING; stty size")
+        child.expect_exact("marker-hello\r\n33 101\r\n")
+        child.sendline("exit 5")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 5
+    session_id, events = _only_session(world, "tina", "exec")
+    assert "marker-hello" in _cast_text(events)
+    assert "echo marker-$GREETING" in _cast_text(events, "i").replace("\r", "\n")
+    assert any(c == "r" and text == "101x33" for e in events if e["type"] == "cast"
+               for _, c, text in e["data"]["events"])
+    replay = world.cli("sessions", "replay", session_id, "--speed", "50", "--idle-limit", "0.1").stdout
+    assert "marker-hello" in replay and "33 101" in replay
+    cast_file = tmp_path / "session.cast"
+    world.cli("sessions", "export", session_id, "--format", "asciicast", "--output", str(cast_file))
+    header = json.loads(cast_file.read_text().splitlines()[0])
+    assert header["version"] == 2 and (header["width"], header["height"]) == (101, 33)
+    asciinema = shutil.which("asciinema", path=str(Path(sys.executable).parent)) or "asciinema"
+    played = subprocess.run([asciinema, "cat", str(cast_file)], capture_output=True, text=True, timeout=60)
+    assert played.returncode == 0 and "marker-hello" in played.stdout, played.stderr
+
+
+def test_cp_both_ways_keeps_checksums(world: World, ns: str, tmp_path: Path) -> None:
+    cfg = world.kubeconfig("carl")
+    payload = os.urandom(300_000)
+    src = tmp_path / "up.bin"
+    src.write_bytes(payload)
+    world.kubectl("cp", str(src), f"{ns}/app:/tmp/up.bin", kubeconfig=cfg)
+    remote = world.kubectl("exec", "app", "-n", ns, "--", "sha256sum", "/tmp/up.bin", kubeconfig=cfg).stdout
+    assert remote.split()[0] == hashlib.sha256(payload).hexdigest()
+    down = tmp_path / "down.bin"
+    world.kubectl("cp", f"{ns}/app:/tmp/up.bin", str(down), kubeconfig=cfg)
+    assert hashlib.sha256(down.read_bytes()).hexdigest() == hashlib.sha256(payload).hexdigest()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_port_forward_carries_http_and_records_each_connection(world: World, ns: str) -> None:
+    cfg = world.kubeconfig("pat")
+    local = _free_port()
+    forward = world.popen("port-forward", "-n", ns, "pod/app", f"{local}:8080", kubeconfig=cfg)
+    try:
+        assert forward.stdout is not None
+        assert "Forwarding from 127.0.0.1" in forward.stdout.readline()
+        request = urllib.request.Request(f"http://127.0.0.1:{local}/ping", data=b"hello pod", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            doc = json.loads(answer.read())
+        assert doc["pod"] == "app" and doc["port"] == 8080 and doc["body"] == "hello pod"
+    finally:
+        forward.kill()
+        forward.wait()
+    _, events = _only_session(world, "pat", "port-forward")
+    stream = next(e for e in events if e["type"] == "stream")
+    assert stream["data"]["kind"] == "portforward" and stream["data"]["protocol"] == "SPDY/3.1+portforward.k8s.io"
+    [conn] = [e["data"] for e in events if e["type"] == "forward"]
+    assert conn["port"] == 8080 and conn["bytes_to_pod"] > len("hello pod") and conn["bytes_from_pod"] > 100
+
+
+def test_an_exec_denied_by_policy_never_upgrades_and_is_one_denial(world: World, ns: str) -> None:
+    world.set_policies("no-exec-for-ivan", [{
+        "name": "ivan-may-not-exec", "subjects": {"users": ["sandbox:ivan"]},
+        "match": {"verbs": ["create"], "resources": ["pods/exec"]}, "action": "deny",
+        "message": "ivan may not exec into pods"}])
+    try:
+        seen_before = len(world.cluster.requests)
+        out = world.kubectl("exec", "app", "-n", ns, "--", "env", kubeconfig=world.kubeconfig("ivan"), check=False)
+        assert out.returncode != 0 and "ivan may not exec into pods" in out.stderr
+        assert not [r for r in world.cluster.requests[seen_before:] if r.path.endswith("/exec")]
+        _, events = _only_session(world, "ivan", "exec")
+        assert len([e for e in events if e["type"] == "refused"]) == 1
+        retries = [e for e in events if e["type"] == "retry"]
+        assert len(retries) == 1 and retries[0]["data"]["upgrade"].lower().startswith("spdy")
+    finally:
+        world.clear_policies("no-exec-for-ivan")
+
+
+def test_exec_command_rules_match_the_argv(world: World, ns: str) -> None:
+    world.set_policies("no-shell-for-sam", [{
+        "name": "sam-runs-no-shell", "subjects": {"users": ["sandbox:sam"]},
+        "match": {"exec": [{"command": ["sh", "-c", "*"]}]}, "action": "deny",
+        "message": "no shell scripts in pods, sam"}])
+    try:
+        cfg = world.kubeconfig("sam")
+        denied = world.kubectl("exec", "app", "-n", ns, "--", "sh", "-c", "id", kubeconfig=cfg, check=False)
+        assert denied.returncode != 0 and "no shell scripts in pods, sam" in denied.stderr
+        assert "GREETING=hello" in world.kubectl("exec", "app", "-n", ns, "--", "env", kubeconfig=cfg).stdout
+    finally:
+        world.clear_policies("no-shell-for-sam")
+
+
+def test_spdy_only_clients_are_told_to_use_websockets(world: World, ns: str) -> None:
+    env = {**kubectl_env(), "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}
+    out = subprocess.run([KUBECTL, f"--kubeconfig={world.kubeconfig('olga')}", "exec", "app", "-n", ns, "--", "env"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode != 0 and "kubectl 1.30 or newer" in out.stderr
+    assert SECRET not in out.stdout
+
+
+def test_an_exec_ends_when_the_token_expires(world: World, ns: str) -> None:
+    cfg = world.kubeconfig("kate", token=world.token("kate", lifetime=2))
+    out = world.kubectl("exec", "app", "-n", ns, "--", "sleep", "60", kubeconfig=cfg, check=False, timeout=50)
+    assert out.returncode != 0 and "token expired" in out.stderr
