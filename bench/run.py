@@ -33,6 +33,7 @@ from bench import nginx
 from bench.fixtures import POD_PATH, PODS_PATH, SECRETS_PATH, WATCH_PATH, write_fixtures
 from bench.loadgen import Load, run_load, wrk_path
 from bench.processes import REPO, Process, free_port
+from bench.profile import Profiler, top
 from bench.report import (
     DIRECT,
     FULL,
@@ -70,6 +71,9 @@ class Settings:
     workers: int = 1
     components: bool = False
     results: Path | None = RESULTS
+    profile: Path | None = None
+    only: str | None = None
+    warmup: bool = True
 
     @classmethod
     def quick(cls, **kw: object) -> Settings:
@@ -79,7 +83,7 @@ class Settings:
     def smoke(cls, **kw: object) -> Settings:
         """Seconds, not minutes: every part runs once with tiny figures (CI's check that nothing rotted)."""
         return cls(**{"seconds": 0.3, "rounds": 1, "watches": 4, "events": 2, "event_interval": 0.05,
-                      "secrets": 20, "pods": 5, **kw})  # type: ignore[arg-type]
+                      "secrets": 20, "pods": 5, "warmup": False, **kw})  # type: ignore[arg-type]
 
 
 @dataclass
@@ -89,6 +93,27 @@ class World:
     tool: str
     setup: list[str] = field(default_factory=list)
     sizes: dict[str, int] = field(default_factory=dict)
+    profiles: list[str] = field(default_factory=list)
+
+
+@contextlib.asynccontextmanager
+async def profiled(w: World, settings: Settings, scenario: str) -> AsyncIterator[None]:
+    """py-spy on each kubegate target while the block runs (with --profile); summaries go to w.profiles."""
+    if settings.profile is None:
+        yield
+        return
+    settings.profile.mkdir(parents=True, exist_ok=True)
+    profilers = [Profiler(t.process.pid, settings.profile / f"{scenario}-{name.replace(' ', '-')}.txt")
+                 for name, t in w.targets.items() if name in (IDENTITY, FULL) and t.process is not None]
+    for profiler in profilers:
+        await profiler.start()
+    try:
+        yield
+    finally:
+        for profiler in profilers:
+            await profiler.stop()
+            if profiler.output.exists():
+                w.profiles.append(top(profiler.output))
 
 
 @contextlib.asynccontextmanager
@@ -167,15 +192,17 @@ async def _wait_serving(url: str, within: float = 20) -> None:
     raise RuntimeError(f"{url} did not answer 200 within {within:g}s (last: {status})")
 
 
-async def measure(w: World, settings: Settings, workdir: Path, path: str, connections: int) -> dict[str, list[Load]]:
+async def measure(w: World, settings: Settings, workdir: Path, scenario: str, path: str,
+                  connections: int) -> dict[str, list[Load]]:
     """Rounds of one request shape against every target, interleaved, after a warm-up each."""
     loads: dict[str, list[Load]] = {t: [] for t in w.targets}
-    for target in w.targets.values():
+    for target in w.targets.values() if settings.warmup else ():
         await run_load(target.url(path), target.authorization, connections, min(1, settings.seconds), workdir, w.tool)
-    for _ in range(settings.rounds):
-        for name, target in w.targets.items():
-            loads[name].append(await run_load(target.url(path), target.authorization, connections,
-                                              settings.seconds, workdir, w.tool))
+    async with profiled(w, settings, scenario):
+        for _ in range(settings.rounds):
+            for name, target in w.targets.items():
+                loads[name].append(await run_load(target.url(path), target.authorization, connections,
+                                                  settings.seconds, workdir, w.tool))
     return loads
 
 
@@ -192,18 +219,18 @@ def _errors(loads: dict[str, list[Load]]) -> str:
 
 async def http_rows(w: World, settings: Settings, workdir: Path) -> list[Row]:
     rows: list[Row] = []
-    c1 = await measure(w, settings, workdir, POD_PATH, 1)
+    c1 = await measure(w, settings, workdir, "get-c1", POD_PATH, 1)
     rows.append(Row("GET one pod, concurrency 1: p50", "ms", {t: _median(c1[t], "p50_ms") for t in TARGETS},
                     added_at_most(0.5, "ms"), _errors(c1)))
     rows.append(Row("GET one pod, concurrency 1: p99", "ms", {t: _median(c1[t], "p99_ms") for t in TARGETS},
                     note=_errors(c1)))
-    c32 = await measure(w, settings, workdir, POD_PATH, 32)
+    c32 = await measure(w, settings, workdir, "get-c32", POD_PATH, 32)
     rows.append(Row("GET one pod, concurrency 32", "req/s", {t: _median(c32[t], "rps") for t in TARGETS},
                     at_least_ratio(1.0, PROXY), _errors(c32)))
-    pods = await measure(w, settings, workdir, PODS_PATH, 1)
+    pods = await measure(w, settings, workdir, "list-pods", PODS_PATH, 1)
     rows.append(Row(f"LIST {settings.pods} pods ({w.sizes[PODS_PATH] / 1e6:.1f} MB), concurrency 1: p50", "ms",
                     {t: _median(pods[t], "p50_ms") for t in TARGETS}, note=_errors(pods)))
-    secrets = await measure(w, settings, workdir, SECRETS_PATH, 1)
+    secrets = await measure(w, settings, workdir, "list-secrets", SECRETS_PATH, 1)
     rows.append(Row(f"masked LIST {settings.secrets:,} Secrets ({w.sizes[SECRETS_PATH] / 1e6:.1f} MB), "
                     "concurrency 1: p50", "ms", {t: _median(secrets[t], "p50_ms") for t in TARGETS},
                     at_most_ratio(2.0, DIRECT), _errors(secrets)))
@@ -253,7 +280,8 @@ async def watch_rows(w: World, settings: Settings) -> list[Row]:
     p99: dict[str, float | None] = {}
     notes: list[str] = []
     for name, target in w.targets.items():
-        figures, peak = await watch_once(w, target, settings)
+        async with profiled(w, settings, "watch") if name == FULL else contextlib.nullcontext():
+            figures, peak = await watch_once(w, target, settings)
         rss[name] = peak / 1e6 if peak is not None else None
         p99[name] = figures["p99_ms"]
         if figures["received"] < figures["expected"]:
@@ -279,12 +307,15 @@ async def run(settings: Settings) -> str:
         workdir = Path(tmp)
         workdir.chmod(0o755)  # nginx's workers run as nobody and read the fixtures from here
         async with world(settings, workdir) as w:
-            rows = await http_rows(w, settings, workdir)
-            rows += await watch_rows(w, settings)
+            rows = await http_rows(w, settings, workdir) if settings.only in (None, "http") else []
+            rows += await watch_rows(w, settings) if settings.only in (None, "watch") else []
             rows.append(Row("exec stream throughput, recording on", "MB/s", {},
                             note="n/a (exec bridge not implemented)"))
             setup = w.setup
+            profiles = w.profiles
     extra = await components() if settings.components else ""
+    if profiles:
+        extra += ("\n\n" if extra else "") + "Profiles (py-spy):\n\n```\n" + "\n\n".join(profiles) + "\n```"
     text = render(rows, setup, extra)
     print(text, flush=True)
     if settings.results is not None:
@@ -305,11 +336,13 @@ def main() -> None:
     parser.add_argument("--no-install", action="store_true", help="never apt-get install nginx or wrk")
     parser.add_argument("--components", action="store_true", help="also run the component benchmarks")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to append the table")
+    parser.add_argument("--profile", type=Path, help="record py-spy profiles of kubegate into this folder")
+    parser.add_argument("--only", choices=("http", "watch"), help="run only these scenarios")
     args = parser.parse_args()
     given = {k: v for k, v in {"seconds": args.seconds, "rounds": args.rounds, "watches": args.watches}.items()
              if v is not None}
     common = dict(upstream=args.upstream, loadgen=args.loadgen, install=not args.no_install, workers=args.workers,
-                  components=args.components, results=args.results, **given)
+                  components=args.components, results=args.results, profile=args.profile, only=args.only, **given)
     make = Settings.smoke if args.smoke else Settings.quick if args.quick else Settings
     uvloop.run(stoppable(run(make(**common))))
 

@@ -2,8 +2,10 @@
 
 A watch answers at once with one ADDED event (as a real watch sends the current state), then holds
 the stream open. `POST /bench/fire` writes one MODIFIED event to every open watch; the event's pod
-carries the monotonic clock of the moment the fan-out started, so the watch client measures the
-latency of each delivery across processes. `GET /bench/watchers` counts open watches.
+carries the monotonic clock of the moment it was written to that watch, so the watch client measures
+what lies between the upstream and the client (the proxy) for each delivery, across processes, and
+not the time the upstream itself takes to write to a thousand streams one after the other.
+`GET /bench/watchers` counts open watches.
 
 Run (the harness does): python -m bench.upstream --root DIR --cert C --key K [--port P]
 It prints `listening PORT` once it serves.
@@ -24,6 +26,11 @@ from bench.fixtures import WATCH_PATH, make_pod
 from kubegate.tls import server_ssl_context
 
 SENT_ANNOTATION = "bench.kubegate.dev/sent-ns"
+STAMP = b"0" * 19
+
+
+def stamped(line: bytes) -> bytes:
+    return line.replace(STAMP, str(time.monotonic_ns()).zfill(19).encode(), 1)
 
 
 class Upstream:
@@ -34,7 +41,8 @@ class Upstream:
         self.pod = make_pod("web-0", "watch")
 
     def event(self, kind: str) -> bytes:
-        self.pod["metadata"]["annotations"] = {SENT_ANNOTATION: str(time.monotonic_ns())}
+        """The event line, its stamp a placeholder `stamped` fills in as it is written to each watch."""
+        self.pod["metadata"]["annotations"] = {SENT_ANNOTATION: STAMP.decode()}
         return orjson.dumps({"type": kind, "object": self.pod}) + b"\n"
 
     async def static(self, request: web.Request) -> web.StreamResponse:
@@ -49,7 +57,7 @@ class Upstream:
     async def watch(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
-        await response.write(self.event("ADDED"))
+        await response.write(stamped(self.event("ADDED")))
         self.watchers.add(response)
         try:
             await asyncio.Event().wait()  # until the client goes away (the handler is cancelled)
@@ -62,7 +70,7 @@ class Upstream:
         sent = 0
         for response in list(self.watchers):
             try:
-                await response.write(line)
+                await response.write(stamped(line))
                 sent += 1
             except (ConnectionError, RuntimeError):
                 self.watchers.discard(response)

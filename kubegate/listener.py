@@ -36,14 +36,17 @@ def tls_files(config: Config) -> tuple[Path, Path, Path | None]:
     return files.cert, files.key, files.ca
 
 
-async def start_gateway(config: Config) -> Listening:
-    """Build, start and bind kubegate; port 0 picks a free port (the URL says which)."""
+async def start_gateway(config: Config, *, reuse_port: bool = False) -> Listening:
+    """Build, start and bind kubegate; port 0 picks a free port (the URL says which).
+
+    reuse_port binds with SO_REUSEPORT, so several worker processes share one port and the kernel
+    spreads new connections across them (`kubegate serve --workers N`)."""
     config.state_dir.mkdir(parents=True, exist_ok=True)
     cert, key, ca = tls_files(config)
     runner = web.AppRunner(build_app(config), handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.listen.host, config.listen.port, ssl_context=server_ssl_context(cert, key),
-                       backlog=1024)
+                       backlog=1024, reuse_port=reuse_port or None)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     host = config.listen.host if config.listen.host not in ("0.0.0.0", "::") else "127.0.0.1"

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 from kubegate.proxy.flow import Flow, Stage
 
@@ -31,18 +33,28 @@ class MetricsStage(Stage):
 
     def __init__(self, metrics: Metrics) -> None:
         self._m = metrics
+        # prometheus_client's labels() validates and locks on every call; the child it returns for a
+        # label set never changes, so it is looked up once (this holds no more label sets than the metric).
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def _child(self, metric: MetricWrapperBase, *labels: str) -> Any:
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     async def on_response(self, flow: Flow) -> None:
         if flow.is_stream:
             flow.extras["metrics.stream"] = True
-            self._m.open_streams.labels(flow.connection.name).inc()
+            self._child(self._m.open_streams, flow.connection.name).inc()
 
     async def on_end(self, flow: Flow) -> None:
         verb = flow.info.verb if flow.info else "unknown"
         resource = flow.info.resource_path if flow.info else ""
         code = str(flow.response_status or (flow.refusal.code if flow.refusal else 0))
-        self._m.requests.labels(flow.connection.name, verb, resource, code).inc()
+        self._child(self._m.requests, flow.connection.name, verb, resource, code).inc()
         if flow.extras.pop("metrics.stream", False):
-            self._m.open_streams.labels(flow.connection.name).dec()
+            self._child(self._m.open_streams, flow.connection.name).dec()
         else:
-            self._m.latency.labels(flow.connection.name, verb).observe(time.monotonic() - flow.started)
+            self._child(self._m.latency, flow.connection.name, verb).observe(time.monotonic() - flow.started)

@@ -24,6 +24,11 @@ METHOD_VERBS = {"POST": "create", "GET": "get", "HEAD": "get", "PUT": "update", 
 
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _ENCODED_SEPARATOR = re.compile(r"%(2[Ff]|5[Cc]|00)")
+_BACKSLASH_OR_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
+_EMPTY_OR_DOT_SEGMENT = re.compile(r"(?:^|/)\.{0,2}(?:/|$)")
+_INT = re.compile(r"[+-]?\d+")
+_SELECTOR_TERMS = re.compile(r"(?<!\\),")
+_NAME_TERM = re.compile(r"\s*metadata\.name\s*(==|=)\s*(.*?)\s*")
 
 
 class BadPath(ValueError):
@@ -74,21 +79,25 @@ def decode_path(raw_path: str) -> str:
     """Percent-decode a raw path, refusing anything that could be read two ways."""
     if not raw_path.startswith("/"):
         raise BadPath("the path must start with '/'")
-    if _BAD_ESCAPE.search(raw_path):
-        raise BadPath("the path has an invalid percent-escape")
-    if _ENCODED_SEPARATOR.search(raw_path):
-        raise BadPath("the path has an encoded '/', '\\' or NUL")
-    decoded = unquote(raw_path, errors="strict")
-    if "\\" in decoded or any(ord(c) < 0x20 or ord(c) == 0x7F for c in decoded):
+    decoded = raw_path
+    if "%" in raw_path:
+        if _BAD_ESCAPE.search(raw_path):
+            raise BadPath("the path has an invalid percent-escape")
+        if _ENCODED_SEPARATOR.search(raw_path):
+            raise BadPath("the path has an encoded '/', '\\' or NUL")
+        decoded = unquote(raw_path, errors="strict")
+    if _BACKSLASH_OR_CONTROL.search(decoded):
         raise BadPath("the path has a backslash or a control character")
     body = decoded[1:].removesuffix("/")
-    if body and any(seg in ("", ".", "..") for seg in body.split("/")):
+    if body and _EMPTY_OR_DOT_SEGMENT.search(body):
         raise BadPath("the path has an empty, '.' or '..' segment")
     return decoded
 
 
 def parse_query(query_string: str) -> tuple[tuple[str, str], ...]:
     """Parse a query string as Go's url.ParseQuery does (pairs with ';' in the key are dropped)."""
+    if not query_string:
+        return ()
     pairs = parse_qsl(query_string, keep_blank_values=True, separator="&", errors="strict")
     return tuple((k, v) for k, v in pairs if ";" not in k)
 
@@ -103,13 +112,13 @@ def _query_bool(value: str | None) -> bool:
 
 
 def _valid_int(value: str | None) -> bool:
-    return value is None or re.fullmatch(r"[+-]?\d+", value) is not None
+    return value is None or _INT.fullmatch(value) is not None
 
 
 def _exact_name_from_field_selector(selector: str) -> str | None:
     """metadata.name=X (or ==X) in a field selector narrows a list/watch to one name."""
-    for term in re.split(r"(?<!\\),", selector):
-        m = re.fullmatch(r"\s*metadata\.name\s*(==|=)\s*(.*?)\s*", term)
+    for term in _SELECTOR_TERMS.split(selector):
+        m = _NAME_TERM.fullmatch(term)
         if m:
             name = m.group(2).replace("\\,", ",").replace("\\=", "=").replace("\\\\", "\\")
             if name not in ("", ".", "..") and "/" not in name and "%" not in name:

@@ -45,6 +45,9 @@ class Pipeline:
         self._chunk = [s for s in reversed(self.stages) if _overrides(s, "on_chunk")]
         self._eof = [s for s in reversed(self.stages) if _overrides(s, "on_eof")]
         self._end = [s for s in reversed(self.stages) if _overrides(s, "on_end")]
+        # What an on_eof tail still passes through: the chunk hooks of the stages before the one that held it.
+        self._after_eof = {id(stage): [s for s in self._chunk if self.stages.index(s) < self.stages.index(stage)]
+                           for stage in self._eof}
 
     async def run(self, flow: Flow) -> web.StreamResponse:
         try:
@@ -136,8 +139,7 @@ class Pipeline:
                 return response
             for stage in self._eof:
                 tail = await stage.on_eof(flow)
-                earlier = [s for s in self._chunk if self.stages.index(s) < self.stages.index(stage)]
-                await self._send(flow, response, await self._through(flow, tail, earlier))
+                await self._send(flow, response, await self._through(flow, tail, self._after_eof[id(stage)]))
         except (Refused, aiohttp.ClientError, TimeoutError) as exc:
             if not response.prepared:
                 raise

@@ -533,6 +533,10 @@ class UpgradeBridge:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            async with p.lock:
+                tail = p.session.finish()
+            with contextlib.suppress(ConnectionResetError, aiohttp.ClientError):
+                await self._send(p.client, tail)
             await self._close(p)
 
     async def _pump(self, p: _Pumps, from_client: bool) -> None:
@@ -559,10 +563,6 @@ class UpgradeBridge:
             p.flow.error = p.flow.error or f"connection lost: {exc.__class__.__name__}"
         if not p.ended_by:
             p.ended_by = "client" if from_client else "upstream"
-        if not from_client and not p.flow.error:
-            async with p.lock:
-                tail = p.session.finish()
-            await self._send(p.client, tail)
 
     @staticmethod
     async def _send(ws: Any, messages: Messages) -> None:

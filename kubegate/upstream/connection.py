@@ -20,6 +20,7 @@ from kubegate.upstream.impersonation import impersonation_headers
 from kubegate.upstream.kubeconfig import KubeconfigTarget, load_kubeconfig
 
 EKS_USER_PREFIX = "kubegate:"  # the access entry's username template is "kubegate:{{SessionName}}"
+IMPERSONATION_CACHE_MAX = 4096
 
 
 def _target(config: ConnectionConfig) -> KubeconfigTarget:
@@ -60,6 +61,10 @@ class Connection:
                                    config.insecure_skip_tls_verify or target.insecure,
                                    self.credentials.client_cert())
         self._session: aiohttp.ClientSession | None = None
+        # The verifier hands out one Identity object per cached token, so its impersonation headers are
+        # built once per token, not per request. Keyed by id(); the entry holds the identity itself, so
+        # the id cannot be reused while the entry lives, and `is` proves a hit.
+        self._impersonating: dict[int, tuple[Identity, list[tuple[str, str]]]] = {}
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -80,7 +85,17 @@ class Connection:
         if authorization:
             headers.append(("Authorization", authorization))
         if self.config.identity_mode == "impersonation":
-            headers += impersonation_headers(identity, self.config.pass_groups)
+            headers += self._impersonation(identity)
+        return headers
+
+    def _impersonation(self, identity: Identity) -> list[tuple[str, str]]:
+        entry = self._impersonating.get(id(identity))
+        if entry is not None and entry[0] is identity:
+            return entry[1]
+        headers = impersonation_headers(identity, self.config.pass_groups)
+        if len(self._impersonating) >= IMPERSONATION_CACHE_MAX:
+            del self._impersonating[next(iter(self._impersonating))]
+        self._impersonating[id(identity)] = (identity, headers)
         return headers
 
     def kubernetes_user(self, identity: Identity) -> str:

@@ -112,13 +112,23 @@ async def test_identical_requests_collapse_into_one(service: ApprovalService) ->
     stage = ApprovalStage(service)
     first, request_id = await held(stage, service, session="kubectl-1")
     second = asyncio.create_task(stage.on_request(make_flow(session="kubectl-2")))  # a retried CI job
-    await asyncio.sleep(0.05)
+    await _joined(service)
     assert await pending_ids(service) == [request_id]
     await service.approve(request_id, BOB)
     outcomes = await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 10)
     refused = [o for o in outcomes if isinstance(o, Refused)]
     assert outcomes.count(None) == 1 and len(refused) == 1  # single use: one goes through, the other asks again
     assert "its single use was taken by an identical request" in refused[0].message
+
+
+async def _joined(service: ApprovalService) -> None:
+    """Until a second attempt has joined the pending request (its `joined` event is committed)."""
+    while True:
+        async with service.store.read() as conn:
+            types = (await conn.execute(sa.select(events.c.data).where(events.c.type == "access_request"))).scalars()
+            if any(orjson.loads(data)["action"] == "joined" for data in types):
+                return
+        await asyncio.sleep(0.01)
 
 
 async def test_websocket_exec_and_its_spdy_fallback_are_one_request(service: ApprovalService) -> None:

@@ -3,6 +3,7 @@ and a store that cannot write."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -103,7 +104,7 @@ def test_sigkill_during_a_burst_loses_no_request_event(world: World, gateway: Ga
         while not stop.is_set():
             try:
                 gateway.get(f"/api/v1/namespaces/default/configmaps?labelSelector=b%3D{marker}-{worker}-{i}", token)
-            except (OSError, urllib.error.URLError, json.JSONDecodeError):
+            except (OSError, urllib.error.URLError, json.JSONDecodeError, http.client.HTTPException):
                 return
             i += 1
 

@@ -194,3 +194,9 @@ def test_an_exec_ends_when_the_token_expires(world: World, ns: str) -> None:
     cfg = world.kubeconfig("kate", token=world.token("kate", lifetime=2))
     out = world.kubectl("exec", "app", "-n", ns, "--", "sleep", "60", kubeconfig=cfg, check=False, timeout=50)
     assert out.returncode != 0 and "token expired" in out.stderr
+
+
+def test_a_watch_ends_when_the_token_expires(world: World) -> None:
+    cfg = world.kubeconfig("walt", token=world.token("walt", lifetime=2))
+    out = world.kubectl("get", "configmaps", "-n", "default", "-w", kubeconfig=cfg, check=False, timeout=50)
+    assert "your token expired" in out.stdout + out.stderr

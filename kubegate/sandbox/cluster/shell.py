@@ -40,10 +40,13 @@ class Pipe:
         return self._eof
 
     async def write(self, data: bytes) -> None:
+        """Raises BrokenPipeError once the pipe is closed (its reader is gone), as SIGPIPE would stop a writer."""
         while self._depth and len(self._chunks) >= self._depth and not self._eof:
             self._writable.clear()
             await self._writable.wait()
-        if data and not self._eof:
+        if self._eof:
+            raise BrokenPipeError("write on a closed pipe")
+        if data:
             self._chunks.append(data)
             self._readable.set()
 
@@ -422,9 +425,13 @@ class Shell:
                 return await self.run_simple(cmd, Io(pipes[i - 1] if i else io.stdin, out, io.stderr))
             except ExitShell as done:
                 return done.code
+            except BrokenPipeError:
+                return 141
             finally:
                 if i < len(pipes):
                     pipes[i].close()
+                if i:
+                    pipes[i - 1].close()
 
         codes = await asyncio.gather(*(stage(i, c) for i, c in enumerate(pipeline)))
         return codes[-1]
@@ -607,14 +614,22 @@ async def _head(sh: Shell, argv: list[str], io: Io) -> int:
             await io.stdout(block[:count])
             count -= min(count, CHUNK)
         return 0
-    try:
-        data = await io.stdin.read_all() if name == "-" else sh.fs.read(sh.path(name))
-    except FsError as exc:
-        return await _fail(io, f"head: {exc}")
-    if unit == "c":
-        await _write_chunks(io, data[:count])
+    if name != "-":
+        try:
+            source = Pipe.of(sh.fs.read(sh.path(name)))
+        except FsError as exc:
+            return await _fail(io, f"head: {exc}")
     else:
-        await io.stdout(b"".join(data.splitlines(keepends=True)[:count]))
+        source = io.stdin
+    while count > 0 and (chunk := await source.read()):
+        if unit == "c":
+            part = chunk[:count]
+            count -= len(part)
+        else:
+            lines = chunk.splitlines(keepends=True)[:count]
+            count -= sum(1 for line in lines if line.endswith(b"\n"))
+            part = b"".join(lines)
+        await io.stdout(part)
     return 0
 
 

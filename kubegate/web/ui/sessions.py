@@ -13,18 +13,16 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from kubegate.recording.asciicast import CAST_KINDS, cast_from_events
 from kubegate.recording.query import BadQuery, SessionFilter, export_session, get_session, list_events, list_sessions
-from kubegate.recording.replay import parse_time, summarize
+from kubegate.recording.replay import parse_time
 from kubegate.store.engine import Store, StoreError, describe
 from kubegate.web.sessions_api import FILTERS
 from kubegate.web.sessions_api import parse_time as parse_when
 from kubegate.web.ui.pages import READERS, UI, Viewer, error_page, page, render
+from kubegate.web.ui.timeline import entry
 
 PAGE_SIZES = (25, 50, 100, 200)
 EVENTS_PER_PAGE = 500
 OUTCOMES = ("ok", "error", "refused", "denied")
-BODY_TYPES = frozenset({"request", "response", "chunk", "refused"})
-DECISION_TYPES = frozenset({"access_request", "approval", "denial", "grant_used", "grant_released", "grant_revoked",
-                            "refused"})
 
 
 def _store(request: web.Request) -> Store:
@@ -71,19 +69,6 @@ async def list_page(request: web.Request, viewer: Viewer) -> web.StreamResponse:
                   outcomes=OUTCOMES)
 
 
-def timeline_entry(event: dict[str, Any], start: float) -> dict[str, Any]:
-    data = event.get("data") or {}
-    if event["type"] == "cast":
-        text = f"terminal: {len(data.get('events') or [])} recorded output/input events"
-    else:
-        text = summarize(event)
-    body = data.get("body") if event["type"] in BODY_TYPES and data.get("encoding") != "base64" else None
-    kind = "decision" if event["type"] in DECISION_TYPES else event["type"]
-    return {"seq": event["seq"], "type": event["type"], "kind": kind, "time": event["time"],
-            "offset": parse_time(event["time"]) - start, "text": text, "body": body,
-            "truncated": bool(data.get("truncated"))}
-
-
 async def _all_events(store: Store, session_id: str) -> AsyncIterator[dict[str, Any]]:
     token: str | None = None
     while True:
@@ -118,7 +103,7 @@ async def session_page(request: web.Request, viewer: Viewer) -> web.StreamRespon
     except (StoreError, SQLAlchemyError, OSError) as exc:
         return _failure(request, viewer, exc)
     start = parse_time(session["started_at"])
-    timeline = [timeline_entry(e, start) for e in events]
+    timeline = [entry(e, start) for e in events]
     more_url = f"/ui/sessions/{sid}?{urlencode({'continue': token})}" if token else ""
     return render(request, "session.html", viewer=viewer, title=f"Session {sid}", session=session,
                   timeline=timeline, more_url=more_url, has_cast=has_cast,

@@ -1,0 +1,285 @@
+"""The upgrade gate and bridge against a tiny WebSocket upstream: framing intact both ways, output masked
+as it flows, pings end to end, refusals relayed and never tunnelled, SPDY retries answered once."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import WSMsgType, web
+from aiohttp.test_utils import TestServer
+
+from kubegate.config import ConnectionConfig, StreamsConfig
+from kubegate.identity.model import Identity
+from kubegate.identity.stage import AuthenticationStage
+from kubegate.kube import channels
+from kubegate.kube import portforward as pf
+from kubegate.kube.stage import RequestInfoStage
+from kubegate.masking.config import MaskingConfig
+from kubegate.masking.marker import MARKER
+from kubegate.masking.masker import Masker
+from kubegate.proxy.flow import Flow, Stage
+from kubegate.proxy.headers import upstream_request_headers
+from kubegate.proxy.pipeline import Pipeline
+from kubegate.proxy.upgrade import UpgradeBridge, UpgradeGate
+from kubegate.upstream.connection import Connection
+
+EXEC = "/api/v1/namespaces/ns/pods/p/exec?command=sh&stdin=true&stdout=true"
+PASSWORD = "hunter2hunter2"
+
+
+class Verifier:
+    def __init__(self) -> None:
+        self.expires_at = 0.0
+
+    async def verify(self, token: str) -> Identity:
+        return Identity(issuer="https://idp", subject="alice", username="idp:alice", expires_at=self.expires_at)
+
+
+@dataclass
+class Decision:
+    masks: tuple[str, ...] = ("credentials-in-text",)
+    action: str = "allow"
+
+
+class Decide(Stage):
+    name = "policy"
+
+    async def on_request(self, flow: Flow) -> None:
+        flow.decision = Decision()
+
+
+@dataclass
+class Recorder:
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    healthy: bool = True
+    lost_events: int = 0
+
+    def session_for(self, flow: Flow) -> str:
+        return "s1"
+
+    async def record_event(self, session_id: str, type: str, data: dict[str, Any], **kw: Any) -> int:
+        self.events.append((type, data))
+        return len(self.events)
+
+    def of(self, type: str) -> list[dict[str, Any]]:
+        return [d for t, d in self.events if t == type]
+
+    async def settled(self, type: str) -> list[dict[str, Any]]:
+        """The events of a type, once the bridge has written them (it does when the stream is over)."""
+        for _ in range(500):
+            if self.of(type):
+                break
+            await asyncio.sleep(0.01)
+        return self.of(type)
+
+
+class Upstream:
+    """exec: echoes stdin to stdout (a CLOSE of stdin ends with exit 3); portforward: legacy channels."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        self.pings: list[bytes] = []
+        self.closed_stdin = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.paths.append(request.path_qs)
+        if request.query.get("deny"):
+            return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403,
+                                      "reason": "Forbidden", "message": "pods \"p\" is forbidden: no exec"},
+                                     status=403)
+        if request.path.endswith("/redirect"):
+            raise web.HTTPFound("/elsewhere")
+        ws = web.WebSocketResponse(protocols=(channels.V5, channels.BASE64, channels.V4), autoping=False)
+        await ws.prepare(request)
+        proto = channels.protocol(ws.ws_protocol or "")
+        assert proto is not None
+        if request.path.endswith("/portforward"):
+            await self._forward(ws, proto)
+            return ws
+        await self._send(ws, proto, channels.STDOUT, b"")  # the empty message that says the stream is open
+        async for msg in ws:
+            if msg.type == WSMsgType.PING:
+                self.pings.append(msg.data)
+                await ws.pong(msg.data)
+                continue
+            frame = channels.decode(proto, msg.data)
+            if frame.close:
+                self.closed_stdin.set()
+                await self._send(ws, proto, channels.ERROR, orjson.dumps(channels.exit_status(3, ["sh"])))
+                await ws.close()
+            elif frame.channel == channels.STDIN and frame.data == b"secret\n":
+                await self._send(ws, proto, channels.STDOUT, b"pass")
+                await self._send(ws, proto, channels.STDOUT, f"word={PASSWORD}\nok\n".encode())
+            elif frame.channel == channels.STDIN:
+                await self._send(ws, proto, channels.STDOUT, frame.data)
+        return ws
+
+    @staticmethod
+    async def _send(ws: web.WebSocketResponse, proto: channels.Protocol, channel: int, data: bytes) -> None:
+        message = channels.encode(proto, channels.Frame(channel, data))
+        await (ws.send_str(message) if isinstance(message, str) else ws.send_bytes(message))
+
+    async def _forward(self, ws: web.WebSocketResponse, proto: channels.Protocol) -> None:
+        for channel in (0, 1):
+            await self._send(ws, proto, channel, pf.legacy_port_prefix(8080))
+        async for msg in ws:
+            frame = channels.decode(proto, msg.data)
+            await self._send(ws, proto, 0, frame.data.upper())
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[dict[str, Any]]:
+    up = Upstream()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", up.handle)
+    server = TestServer(app)
+    await server.start_server()
+    conn = Connection(ConnectionConfig(name="up", server=str(server.make_url("")).rstrip("/"),
+                                       auth={"token": "gateway-token"}))
+    verifier, recorder = Verifier(), Recorder()
+    gate = UpgradeGate(StreamsConfig())
+    bridge = UpgradeBridge(recorder, Masker(MaskingConfig()), StreamsConfig())
+    pipeline = Pipeline([AuthenticationStage(verifier), RequestInfoStage(), gate, Decide()], upgrades=bridge)
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        path, _, query = request.raw_path.partition("?")
+        upgrade = "Upgrade" in request.headers
+        flow = Flow(request=request, connection=conn, method=request.method, raw_path=path, query_string=query,
+                    headers=upstream_request_headers(request.headers), is_upgrade=upgrade)
+        return await pipeline.run(flow)
+
+    front = web.Application()
+    front.router.add_route("*", "/{tail:.*}", handle)
+    gw = TestServer(front, handler_cancellation=True)
+    await gw.start_server()
+    async with aiohttp.ClientSession(headers={"Authorization": "Bearer t"},
+                                     connector=aiohttp.TCPConnector(force_close=True)) as client:
+        yield {"up": up, "gw": gw, "client": client, "recorder": recorder, "verifier": verifier, "gate": gate}
+    await gw.close()
+    await bridge.close()
+    await conn.close()
+    await server.close()
+
+
+async def _exec(w: dict[str, Any], path: str = EXEC, protocols: tuple[str, ...] = (channels.V5,),
+                ) -> aiohttp.ClientWebSocketResponse:
+    ws: aiohttp.ClientWebSocketResponse = await w["client"].ws_connect(w["gw"].make_url(path), protocols=protocols,
+                                                                       autoping=False)
+    return ws
+
+
+async def test_v5_exec_is_bridged_masked_and_recorded(world: dict[str, Any]) -> None:
+    ws = await _exec(world)
+    assert ws.protocol == channels.V5
+    assert (await ws.receive_bytes()) == b"\x01"
+    await ws.send_bytes(b"\x00hello\n")
+    assert (await ws.receive_bytes()) == b"\x01hello\n"
+    await ws.send_bytes(b'\x04{"Width":100,"Height":30}')
+    await ws.send_bytes(b"\x00secret\n")
+    out = b""
+    while b"ok\n" not in out:
+        out += (await ws.receive_bytes())[1:]
+    assert out == f"password={MARKER}\nok\n".encode()
+    await ws.send_bytes(b"\xff\x00")
+    error = await ws.receive_bytes()
+    assert error[0] == channels.ERROR and channels.exit_code(error[1:]) == 3
+    assert (await ws.receive()).type == WSMsgType.CLOSE and ws.close_code == 1000
+    assert world["up"].closed_stdin.is_set()
+    rec = world["recorder"]
+    [opened] = rec.of("stream")
+    assert opened["kind"] == "exec" and opened["command"] == ["sh"] and opened["protocol"] == channels.V5
+    cast = [e for batch in await rec.settled("cast") for e in batch["events"]]
+    assert [c for _, c, _ in cast].count("r") == 1 and ["r", "100x30"] in [e[1:] for e in cast]
+    recorded = "".join(t for _, c, t in cast if c == "o")
+    assert recorded == f"hello\npassword={MARKER}\nok\n" and PASSWORD not in str(rec.events)
+    assert "".join(t for _, c, t in cast if c == "i") == "hello\nsecret\n"
+
+
+async def test_base64_framing_crosses_intact(world: dict[str, Any]) -> None:
+    ws = await _exec(world, protocols=("v9.unknown", channels.BASE64))
+    assert ws.protocol == channels.BASE64
+    assert await ws.receive_str() == "1"
+    await ws.send_str("0" + base64.b64encode(b"hello\n").decode())
+    assert await ws.receive_str() == "1" + base64.b64encode(b"hello\n").decode()
+    await ws.close()
+    cast = [e for batch in await world["recorder"].settled("cast") for e in batch["events"]]
+    assert [e[1:] for e in cast] == [["i", "hello\n"], ["o", "hello\n"]]
+
+
+async def test_pings_cross_end_to_end(world: dict[str, Any]) -> None:
+    ws = await _exec(world)
+    await ws.receive_bytes()
+    await ws.ping(b"are-you-there")
+    pong = await ws.receive()
+    assert pong.type == WSMsgType.PONG and pong.data == b"are-you-there"
+    assert world["up"].pings == [b"are-you-there"]
+    await ws.close()
+
+
+async def test_a_refused_upgrade_is_relayed_never_tunnelled_and_its_spdy_retry_is_the_same_attempt(
+        world: dict[str, Any]) -> None:
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await _exec(world, EXEC + "&deny=1")
+    assert refused.value.status == 403
+    async with world["client"].post(world["gw"].make_url(EXEC + "&deny=1"),
+                                    headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade"}) as retry:
+        assert retry.status == 403
+        assert (await retry.json())["message"] == 'pods "p" is forbidden: no exec'
+    assert len(world["up"].paths) == 1, "the retry must not reach the cluster"
+    async with world["client"].post(world["gw"].make_url(EXEC + "&deny=1"),
+                                    headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade"}) as again:
+        assert again.status == 400 and "kubectl 1.30 or newer" in (await again.json())["message"]
+
+
+async def test_redirects_are_never_followed(world: dict[str, Any]) -> None:
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await _exec(world, "/api/v1/namespaces/ns/pods/p/exec/redirect?command=sh")
+    assert refused.value.status == 502
+    assert len(world["up"].paths) == 1 and "/elsewhere" not in world["up"].paths[0]
+
+
+async def test_only_readable_upgrades_pass_the_gate(world: dict[str, Any]) -> None:
+    with pytest.raises(aiohttp.WSServerHandshakeError) as unreadable:
+        await _exec(world, protocols=("v9.channel.example",))
+    assert unreadable.value.status == 400
+    with pytest.raises(aiohttp.WSServerHandshakeError) as proxied:
+        await _exec(world, "/api/v1/namespaces/ns/services/s/proxy/ws")
+    assert proxied.value.status == 400
+    async with world["client"].post(world["gw"].make_url(EXEC),
+                                    headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade"}) as retry:
+        assert "cannot read any WebSocket subprotocol" in (await retry.json())["message"], "same attempt, same answer"
+    async with world["client"].post(world["gw"].make_url(EXEC + "&tty=true"),
+                                    headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade"}) as spdy:
+        assert spdy.status == 400 and "KUBECTL_REMOTE_COMMAND_WEBSOCKETS" in (await spdy.json())["message"]
+    assert world["up"].paths == [], "nothing the gate refuses reaches the cluster"
+
+
+async def test_legacy_port_forward_records_ports_and_bytes(world: dict[str, Any]) -> None:
+    ws = await _exec(world, "/api/v1/namespaces/ns/pods/p/portforward?ports=8080", (channels.V4,))
+    assert ws.protocol == channels.V4
+    assert await ws.receive_bytes() == b"\x00" + pf.legacy_port_prefix(8080)
+    assert await ws.receive_bytes() == b"\x01" + pf.legacy_port_prefix(8080)
+    await ws.send_bytes(b"\x00ping")
+    assert await ws.receive_bytes() == b"\x00PING"
+    await ws.close()
+    [conn] = await world["recorder"].settled("forward")
+    assert (conn["port"], conn["bytes_to_pod"], conn["bytes_from_pod"]) == (8080, 4, 4)
+
+
+async def test_an_expired_token_ends_the_stream_with_a_message(world: dict[str, Any]) -> None:
+    world["verifier"].expires_at = time.time() + 0.2
+    ws = await _exec(world)
+    frames = []
+    async for msg in ws:
+        frames.append(msg.data)
+    error = [f for f in frames if f[:1] == bytes((channels.ERROR,))]
+    assert error and b"token expired" in error[0] and b'"Unauthorized"' in error[0]
+
