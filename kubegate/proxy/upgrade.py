@@ -24,8 +24,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -43,6 +43,9 @@ from kubegate.masking.text import TextMasker
 from kubegate.proxy.flow import Flow, Stage
 from kubegate.recording.asciicast import CastBuilder
 from kubegate.store.engine import StoreError
+
+if TYPE_CHECKING:
+    from kubegate.recording.recorder import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +197,6 @@ def _relayed_refusal(exc: UpstreamRefused, connection: str) -> Refused:
                    + (f": {text}" if text else ""), kind="upstream")
 
 
-Recorder = Any  # kubegate.recording.recorder.Recorder; typed loosely to keep proxy free of the store
 Messages = list[bytes | str]
 
 
@@ -415,7 +417,6 @@ class _Pumps:
     upstream: aiohttp.ClientWebSocketResponse
     session: Session
     session_id: str | None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     ended_by: str = ""
 
 
@@ -533,8 +534,7 @@ class UpgradeBridge:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            async with p.lock:
-                tail = p.session.finish()
+            tail = p.session.finish()
             with contextlib.suppress(ConnectionResetError, aiohttp.ClientError):
                 await self._send(p.client, tail)
             await self._close(p)
@@ -546,9 +546,7 @@ class UpgradeBridge:
         try:
             async for msg in src:
                 if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
-                    async with p.lock:
-                        out = handle(msg.data)
-                    await self._send(dst, out)
+                    await self._send(dst, handle(msg.data))
                     await self._flush(p)
                 elif msg.type == WSMsgType.PING:
                     await dst.ping(msg.data)
@@ -593,9 +591,7 @@ class UpgradeBridge:
         message = (f"kubegate closed this {p.session.kind} session: your token expired at "
                    f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(self.wall()))}; get a new token and run "
                    "the command again")
-        async with p.lock:
-            out = p.session.expire(message)
-        await self._send(p.client, out)
+        await self._send(p.client, p.session.expire(message))
         p.flow.error = "token expired"
         p.ended_by = "token expiry"
 
@@ -640,7 +636,7 @@ class UpgradeBridge:
         assert info is not None
         session_id: str = self.recorder.session_for(flow)
         data: dict[str, Any] = {
-            "flow": flow.id, "kind": session.kind if plan.subresource == "portforward" else plan.subresource,
+            "flow": flow.id, "kind": session.kind,
             "protocol": negotiated, "namespace": info.namespace, "pod": info.name,
             "container": info.container, "command": list(info.command),
             "tty": any(k == "tty" and v.lower() not in ("0", "false") for k, v in info.query),
