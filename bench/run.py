@@ -97,14 +97,15 @@ class World:
 
 
 @contextlib.asynccontextmanager
-async def profiled(w: World, settings: Settings, scenario: str) -> AsyncIterator[None]:
-    """py-spy on each kubegate target while the block runs (with --profile); summaries go to w.profiles."""
+async def profiled(w: World, settings: Settings, scenario: str,
+                   targets: tuple[str, ...] = (IDENTITY, FULL)) -> AsyncIterator[None]:
+    """py-spy on the kubegate targets while the block runs (with --profile); summaries go to w.profiles."""
     if settings.profile is None:
         yield
         return
     settings.profile.mkdir(parents=True, exist_ok=True)
     profilers = [Profiler(t.process.pid, settings.profile / f"{scenario}-{name.replace(' ', '-')}.txt")
-                 for name, t in w.targets.items() if name in (IDENTITY, FULL) and t.process is not None]
+                 for name, t in w.targets.items() if name in targets and t.process is not None]
     for profiler in profilers:
         await profiler.start()
     try:
@@ -169,6 +170,9 @@ async def world(settings: Settings, workdir: Path) -> AsyncIterator[World]:
                      "SQLite recording, all built-in masks)")
         setup.append(f"runs: {settings.rounds} round(s) of {settings.seconds:g} s per target and scenario, "
                      "targets interleaved; figure = median of rounds")
+        if settings.profile is not None:
+            setup.append("profiled with py-spy while measuring: the sampler shares the cores, so kubegate's figures "
+                         "in this run are lower than without it")
         yield World({t: targets[t] for t in TARGETS}, f"https://127.0.0.1:{events_port}", tool, setup, sizes)
     finally:
         await issuer.stop()
@@ -280,7 +284,7 @@ async def watch_rows(w: World, settings: Settings) -> list[Row]:
     p99: dict[str, float | None] = {}
     notes: list[str] = []
     for name, target in w.targets.items():
-        async with profiled(w, settings, "watch") if name == FULL else contextlib.nullcontext():
+        async with profiled(w, settings, "watch", (name,)) if name in (IDENTITY, FULL) else contextlib.nullcontext():
             figures, peak = await watch_once(w, target, settings)
         rss[name] = peak / 1e6 if peak is not None else None
         p99[name] = figures["p99_ms"]

@@ -125,7 +125,8 @@ class Notifier:
             except Exception as exc:
                 log.error("delivering approval notifications failed (will retry): %s", describe(exc))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                async with asyncio.timeout(self.interval):  # not wait_for: see DecisionSignals.wait
+                    await self._wake.wait()
             self._wake.clear()
 
     async def deliver_due(self) -> int:

@@ -75,8 +75,11 @@ class DecisionSignals:
     async def wait(self, event: asyncio.Event, at_most: float) -> None:
         """Until woken, or the poll interval (or `at_most` seconds, if sooner) has passed."""
         interval = self.listening_poll_interval if self.listening else self.poll_interval
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can turn a cancellation that races its timeout
+        # into TimeoutError, and a waiter whose client left would then poll on until the request expires.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), max(0.0, min(interval, at_most)))
+            async with asyncio.timeout(max(0.0, min(interval, at_most))):
+                await event.wait()
 
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         self.wake(payload)

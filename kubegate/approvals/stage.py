@@ -22,6 +22,12 @@ def server_url(flow: Flow, external_url: str | None) -> str:
     return (external_url or f"{flow.request.scheme}://{flow.request.host}").rstrip("/")
 
 
+def _client_gone(flow: Flow) -> bool:
+    """kubectl gave up while held: never forward (or spend an approval) for a client that left."""
+    transport = flow.request.transport
+    return transport is None or transport.is_closing()
+
+
 def _who(request: AccessRequest) -> str:
     r = request.reviewers
     return ", ".join([*(f"group {g}" for g in r["groups"]), *(f"user {u}" for u in r["users"])])
@@ -82,6 +88,10 @@ class ApprovalStage(Stage):
                           f"{_lifetime(svc.config.grant_lifetime_seconds)})",
                           reason="Forbidden", details={"name": request.id, "kind": "accessrequest"}, kind="review")
         decided = await svc.wait(request.id)
+        if decided.state == "approved" and _client_gone(flow):
+            raise Refused(400, f"access request {request.id} was approved after the client disconnected; nothing "
+                          "was forwarded and the approval is kept for the same request run again",
+                          reason="BadRequest", kind="review")
         if decided.state == "approved":
             grant = await svc.use_grant(session_id, fp, identity, flow.connection.name, info, names, flow.id)
             if grant is not None:

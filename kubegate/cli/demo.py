@@ -28,12 +28,17 @@ def demo(
         env = await start_environment(state_dir, listen=f"127.0.0.1:{port}")
         kubeconfig = env.write_kubeconfig(state_dir / "kubeconfig", sub=user,
                                           groups=tuple(group) if group else DEMO_GROUPS)
+        gateway = env.gateway.url if env.gateway else ""
+        ca = env.gateway.ca_file if env.gateway else ""
+        as_oncall = (f"kubegate sandbox token --issuer {env.issuer.url} --ca {env.issuer.ca_file} "
+                     "--sub oncall --group platform-oncall --group auditors")
         typer.echo(f"""kubegate demo is running (state in {state_dir}).
 
-  gateway:        {env.gateway.url if env.gateway else ''}
-  sandbox cluster {env.cluster.url}   (kubegate's connection "sandbox")
-  OIDC issuer:    {env.issuer.url}
-  config:         {env.config_file}
+  gateway:         {gateway}
+  web UI:          {gateway}/ui/   (sign in as oncall, groups platform-oncall and auditors, to approve and audit)
+  sandbox cluster: {env.cluster.url}   (kubegate's connection "sandbox")
+  OIDC issuer:     {env.issuer.url}
+  config:          {env.config_file}
 
 Point kubectl at it:
 
@@ -44,10 +49,18 @@ Then try:
   kubectl get namespaces
   kubectl create secret generic db --from-literal=password=s3cr3t
   kubectl get secret db -o yaml                 # values masked by kubegate
-  kubectl apply -f - <<< '{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"hello"}}}}'
+  kubectl run web --image=nginx && kubectl exec web -- env
   kubectl delete configmap -n kube-system x     # denied by policy
-  kubectl delete namespace default              # needs a reviewer's approval
-  kubectl auth whoami                            # the identity the cluster sees
+  kubectl auth whoami                           # the identity the cluster sees
+  kubectl create namespace tmp && kubectl delete namespace tmp   # waits for a reviewer
+
+Approve as a reviewer, from another terminal (or in the web UI):
+
+  export KUBEGATE_SERVER={gateway} KUBEGATE_CA={ca}
+  export KUBEGATE_TOKEN=$({as_oncall})
+  kubegate requests list
+  kubegate requests approve ID
+  kubegate sessions list                        # what was run, by whom
 
 Press Ctrl-C to stop.""")
         try:

@@ -176,7 +176,10 @@ class Recorder:
         if future is None:
             return 0
         try:
-            return await asyncio.wait_for(future, self.commit_timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a caller's cancellation that
+            # races the commit. The writer skips futures that are already done (cancelled).
+            async with asyncio.timeout(self.commit_timeout):
+                return await future
         except TimeoutError as exc:
             raise StoreError(f"the store did not confirm the write within {self.commit_timeout:g}s") from exc
 

@@ -67,6 +67,21 @@ class NoUpstream:
         raise CredentialError("no cluster in this test")
 
 
+class Client:
+    """The client's connection as the stage sees it: TLS, and open until `closing` is set."""
+
+    def __init__(self) -> None:
+        self.closing = False
+        self._extra = {"sslcontext": ssl.create_default_context(), "peername": ("10.0.0.7", 50000),
+                       "sockname": ("10.0.0.1", 8443)}
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._extra.get(name, default)
+
+
 def make_flow(method: str = "DELETE", path: str = "/api/v1/namespaces/pr-42", query: str = "", *,
               body: bytes = b"", identity: Identity = AGENT, connection: Any = "dev", session: str = "kubectl-1",
               policy: PolicyEngine | None = None, upgrade: bool = False) -> Flow:
@@ -74,7 +89,7 @@ def make_flow(method: str = "DELETE", path: str = "/api/v1/namespaces/pr-42", qu
     headers = {"User-Agent": "kubectl/v1.32.4", "Kubectl-Session": session, "Kubectl-Command": "kubectl delete",
                "Host": "gateway.example:8443"}
     request = make_mocked_request(method, path + (f"?{query}" if query else ""), headers=headers,
-                                  sslcontext=ssl.create_default_context())
+                                  transport=Client(), sslcontext=ssl.create_default_context())
     conn = NoUpstream(connection) if isinstance(connection, str) else connection
     flow = Flow(request=request, connection=conn, method=method, raw_path=path,  # type: ignore[arg-type]
                 query_string=query, headers=CIMultiDict({"Content-Type": "application/json"} if body else {}),

@@ -187,3 +187,19 @@ async def test_requests_outside_review_pass_untouched(service: ApprovalService) 
     await ApprovalStage(service).on_request(make_flow("GET", "/api/v1/namespaces/dev/pods"))
     assert await pending_ids(service) == []
     assert AGENT.username != BOB.username
+
+
+async def test_an_approval_that_arrives_after_the_client_left_is_kept(service: ApprovalService) -> None:
+    stage = ApprovalStage(service)
+    gone = make_flow()
+    task = asyncio.create_task(stage.on_request(gone))
+    while not await pending_ids(service):
+        assert not task.done()
+        await asyncio.sleep(0.01)
+    [request_id] = await pending_ids(service)
+    gone.request.transport.closing = True  # type: ignore[union-attr]  # kubectl was interrupted
+    await service.approve(request_id, BOB)
+    with pytest.raises(Refused) as refused:
+        await asyncio.wait_for(task, 10)
+    assert "approved after the client disconnected; nothing was forwarded" in refused.value.message
+    await asyncio.wait_for(stage.on_request(make_flow()), 10)  # the approval is still there for the rerun
