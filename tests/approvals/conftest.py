@@ -4,7 +4,6 @@ with a settable clock and its own recorder."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,23 +14,6 @@ from kubegate.policy.engine import PolicyEngine
 from kubegate.recording.recorder import Recorder
 from kubegate.store.engine import Store
 from tests.approvals.builders import Clock, engine
-from tests.recording.conftest import fresh_pg_database
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'kubegate.db'}"
-        return
-    async with fresh_pg_database() as url:
-        yield url
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    s = await Store.open(store_url)
-    yield s
-    await s.close()
 
 
 @pytest.fixture

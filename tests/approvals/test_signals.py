@@ -19,7 +19,7 @@ from kubegate.approvals.stage import ApprovalStage
 from kubegate.store.engine import Store
 from tests.approvals.builders import BOB, held
 from tests.approvals.conftest import ServiceFactory
-from tests.recording.conftest import fresh_pg_database
+from tests.databases import fresh_pg_database
 
 
 @pytest.fixture

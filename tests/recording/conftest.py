@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from pathlib import Path
 from types import SimpleNamespace
 
-import asyncpg
 import pytest
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
-from sqlalchemy.engine import make_url
 
 from kubegate.identity.model import Identity
 from kubegate.kube.requestinfo import parse_request_info
@@ -21,47 +15,9 @@ from kubegate.proxy.flow import Flow
 from kubegate.recording.recorder import Recorder
 from kubegate.store.engine import Store
 
-PG_URL = os.environ.get("KUBEGATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-
 ALICE = Identity(issuer="https://token.actions.githubusercontent.com", subject="repo:acme/app:ref:refs/heads/main",
                  username="gh#repo:acme/app", groups=("ci-agents", "acme"),
                  claims={"repository": "acme/app", "workflow": "deploy", "run_id": "42", "actor": "alice"})
-
-
-@asynccontextmanager
-async def fresh_pg_database() -> AsyncIterator[str]:
-    """A PostgreSQL database of its own for one test, dropped afterwards. No server: the test fails."""
-    base = make_url(PG_URL)
-    name = f"kubegate_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(base.set(drivername="postgresql").render_as_string(hide_password=False))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield base.set(database=name).render_as_string(hide_password=False)
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    async with fresh_pg_database() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'state' / 'kubegate.db'}"
-        return
-    async with fresh_pg_database() as url:
-        yield url
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    s = await Store.open(store_url)
-    yield s
-    await s.close()
 
 
 @pytest.fixture
