@@ -136,8 +136,13 @@ def test_a_store_that_cannot_write_refuses_with_503_and_forwards_nothing(world: 
     subprocess.run(["chattr", "+i", str(gateway.db)], check=True)
     try:
         status, body = gateway.get(f"/api/v1/namespaces/default/configmaps?labelSelector=m%3D{marker}", token)
+        with pytest.raises(urllib.error.HTTPError) as ready:
+            urllib.request.urlopen(gateway.url + "/readyz", context=gateway.ctx, timeout=10)
+        assert ready.value.code == 503 and "store" in json.loads(ready.value.read())["checks"]
     finally:
         subprocess.run(["chattr", "-i", str(gateway.db)], check=True)
+    with urllib.request.urlopen(gateway.url + "/readyz", context=gateway.ctx, timeout=10) as r:
+        assert r.status == 200
     assert status == 503 and body["kind"] == "Status"
     assert "cannot record this request, so it was not forwarded" in body["message"]
     assert not [r for r in world.cluster.requests if marker in r.query_string]

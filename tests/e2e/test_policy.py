@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -97,3 +98,25 @@ def test_the_admin_api_explains_a_decision(world: World) -> None:
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(req, context=ctx, timeout=10)
     assert err.value.code == 403
+
+
+def test_an_invalid_policy_file_keeps_the_previous_policy_and_shows_in_readyz(world: World) -> None:
+    assert world.env.gateway is not None
+    ctx = ssl.create_default_context(cafile=str(world.env.gateway.ca_file))
+    bad = world.env.policy_dir / "broken.yaml"
+    bad.write_text("policies:\n  - name: oops\n    action: allow\n    match: {verbs: [fly]}\n")
+    try:
+        deadline = time.monotonic() + 20
+        detail: dict = {}
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(world.env.gateway.url + "/readyz", context=ctx, timeout=10) as r:
+                detail = json.loads(r.read())
+            if detail["checks"]["policy"]["error"]:
+                break
+            time.sleep(0.2)
+        assert detail["ready"] is True
+        assert "broken.yaml" in detail["checks"]["policy"]["error"]
+        assert "match.verbs" in detail["checks"]["policy"]["error"]
+        assert world.kubectl("get", "namespaces").returncode == 0
+    finally:
+        bad.unlink()
