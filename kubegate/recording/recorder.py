@@ -71,7 +71,7 @@ class Recorder:
 
     def __init__(self, store: Store, *, max_body_bytes: int = 65536, retention_seconds: float | None = None,
                  idle_seconds: float = 300.0, batch_max: int = 512, queue_max: int = 10_000,
-                 commit_timeout: float = 10.0, retention_interval: float = 3600.0,
+                 commit_timeout: float = 10.0, retention_interval: float = 3600.0, linger_seconds: float = 0.2,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.max_body_bytes = max_body_bytes
@@ -79,6 +79,7 @@ class Recorder:
         self.idle_seconds = idle_seconds
         self.commit_timeout = commit_timeout
         self.retention_interval = retention_interval
+        self.linger_seconds = linger_seconds
         self.clock = clock
         self.commits = 0
         self.lost_events = 0
@@ -191,6 +192,15 @@ class Recorder:
         await self._queue.put(done)
         await done
 
+    async def _linger(self) -> object | None:
+        """Nobody waits on this batch (responses, stream chunks): hold it briefly so it shares the next
+        request event's commit instead of costing a commit (an fsync) of its own."""
+        try:
+            async with asyncio.timeout(self.linger_seconds):
+                return await self._queue.get()
+        except TimeoutError:
+            return None
+
     async def _run(self) -> None:
         stopping = False
         while not stopping:
@@ -205,8 +215,15 @@ class Recorder:
                 else:
                     assert isinstance(item, _Item)
                     batch.append(item)
-                if stopping or len(batch) >= self._batch_max or self._queue.empty():
+                if stopping or len(batch) >= self._batch_max:
                     break
+                if self._queue.empty():
+                    if flushes or any(i.future is not None for i in batch):
+                        break
+                    item = await self._linger()
+                    if item is None:
+                        break
+                    continue
                 item = self._queue.get_nowait()
             if batch:
                 await self._commit(batch)

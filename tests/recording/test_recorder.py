@@ -55,6 +55,20 @@ async def test_concurrent_events_share_commits_and_each_waits_for_its_commit(
     assert sorted(r.seq for r in rows) == list(range(2, 302))  # seq 1 is the session seal
 
 
+async def test_events_nobody_waits_for_share_the_next_request_commit(recorder: Recorder,
+                                                                      make_flow: FlowFactory) -> None:
+    sid = recorder.session_for(make_flow())
+    await recorder.record_event(sid, "request", {"n": 0}, durable=True)
+    before = recorder.commits
+    await recorder.record_event(sid, "response", {"n": 0}, durable=False)
+    await asyncio.sleep(recorder.linger_seconds / 4)
+    await recorder.record_event(sid, "request", {"n": 1}, durable=True)
+    assert recorder.commits == before + 1
+    await recorder.record_event(sid, "response", {"n": 1}, durable=False)
+    await asyncio.sleep(recorder.linger_seconds * 2)
+    assert recorder.commits == before + 2, "a lone response is still written after the linger"
+
+
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 async def test_a_waiter_is_not_released_before_its_commit(recorder: Recorder, store: Store,
                                                           make_flow: FlowFactory) -> None:
