@@ -58,6 +58,13 @@ def added_at_most(limit: float, unit: str) -> Check:
     return check
 
 
+def at_least(limit: float, unit: str) -> Check:
+    def check(values: dict[str, float | None]) -> tuple[str, bool | None]:
+        full = values.get(FULL)
+        return f"≥ {limit:g} {unit}", None if full is None else full >= limit
+    return check
+
+
 def at_most(limit: float, unit: str) -> Check:
     def check(values: dict[str, float | None]) -> tuple[str, bool | None]:
         full = values.get(FULL)
@@ -105,7 +112,8 @@ def table(rows: list[Row]) -> str:
                  _ratio(ratio(row.values, IDENTITY, DIRECT)), _ratio(ratio(row.values, IDENTITY, PROXY)),
                  target or row.note]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    notes = [f"- {row.scenario}: {row.note}" for row in rows if row.note and row.check is not None]
+    return "\n".join(lines + (["", *notes] if notes else []))
 
 
 def render(rows: list[Row], setup: list[str], extra: str = "") -> str:

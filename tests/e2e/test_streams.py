@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 import uuid
 from pathlib import Path
@@ -200,3 +201,28 @@ def test_a_watch_ends_when_the_token_expires(world: World) -> None:
     cfg = world.kubeconfig("walt", token=world.token("walt", lifetime=2))
     out = world.kubectl("get", "configmaps", "-n", "default", "-w", kubeconfig=cfg, check=False, timeout=50)
     assert "your token expired" in out.stdout + out.stderr
+
+
+def test_attach_through_kubegate_is_bridged_and_recorded(world: World, ns: str) -> None:
+    cfg = world.kubeconfig("atticus", ("developers",))
+    attach = subprocess.Popen([KUBECTL, f"--kubeconfig={cfg}", "attach", "-i", "app", "-n", ns],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=kubectl_env())
+    try:
+        assert attach.stdin is not None and attach.stdout is not None
+        attach.stdin.write("attached-and-heard\n")
+        attach.stdin.flush()
+        assert attach.stdout.readline() == "attached-and-heard\n"
+    finally:
+        attach.kill()
+        attach.wait()
+    deadline = time.monotonic() + 10
+    events: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and "attached-and-heard" not in _cast_text(events, "o"):
+        time.sleep(0.2)
+        sessions = _sessions(world, "atticus", "attach")
+        events = _events(world, sessions[0]["id"]) if sessions else []
+    assert "attached-and-heard" in _cast_text(events, "i")
+    assert "attached-and-heard" in _cast_text(events, "o")
+    stream = next(e for e in events if e["type"] == "stream")
+    assert stream["data"]["kind"] == "attach" and stream["data"]["pod"] == "app"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -46,6 +47,11 @@ class Upstream:
             await self.release.wait()
             await resp.write(b"two\n")
             return resp
+        if request.path.endswith("/gz"):
+            body = gzip.compress(b'{"kind":"PodList","items":[]}')
+            seen = request.headers.get("Accept-Encoding", "")
+            return web.Response(body=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json",
+                                                    "X-Accept-Encoding-Seen": seen})
         return web.json_response({"kind": "PodList", "items": [], "path": request.path},
                                  headers={"Audit-Id": "a1"})
 
@@ -187,6 +193,21 @@ async def test_client_leaving_a_watch_cancels_the_upstream_call(upstream: Any) -
         assert b"ADDED" in await r.content.readline()
         r.close()
     await asyncio.wait_for(up.watch_closed.wait(), 10)
+    await gw.close()
+    await conn.close()
+
+
+async def test_compressed_bodies_pass_through_as_the_upstream_sent_them(upstream: Any) -> None:
+    _, server = upstream
+    gw, conn = await gateway(server, [])
+    async with aiohttp.ClientSession(auto_decompress=False) as s:
+        async with s.get(gw.make_url("/api/v1/namespaces/x/pods/gz"),
+                         headers={"Authorization": "Bearer good", "Accept-Encoding": "gzip"}) as r:
+            raw = await r.read()
+            assert r.headers["Content-Encoding"] == "gzip" and r.headers["X-Accept-Encoding-Seen"] == "gzip"
+        assert gzip.decompress(raw) == b'{"kind":"PodList","items":[]}'
+        async with s.get(gw.make_url("/api/v1/namespaces/x/pods/p"), headers={"Authorization": "Bearer good"}) as r:
+            assert "Content-Encoding" not in r.headers  # no Accept-Encoding from the client, none added upstream
     await gw.close()
     await conn.close()
 
