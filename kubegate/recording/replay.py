@@ -44,7 +44,8 @@ def summarize(event: dict[str, Any]) -> str:
     kind, data = event["type"], event.get("data") or {}
     if kind == "request":
         info = data.get("info") or {}
-        what = " ".join(p for p in (info.get("verb"), info.get("resource"), info.get("name")) if p)
+        resource = "/".join(p for p in (info.get("resource"), info.get("subresource")) if p)
+        what = " ".join(p for p in (info.get("verb"), resource, info.get("name")) if p)
         where = f" in {info['namespace']}" if info.get("namespace") else ""
         return f"{_request_line(data)}" + (f"  ({what}{where})" if what else "")
     if kind == "response":
