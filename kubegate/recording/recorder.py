@@ -34,6 +34,15 @@ log = logging.getLogger(__name__)
 OUTCOME_RANK = {"ok": 0, "error": 1, "refused": 2, "denied": 3}
 """A session's outcome is the worst one seen among its requests."""
 
+# Built once: constructing this statement (its CASEs) costs more than running it.
+_RANK = sa.case(OUTCOME_RANK, value=sessions.c.outcome, else_=-1)
+TOUCH_SESSIONS = sa.update(sessions).where(sessions.c.id == sa.bindparam("b_id")).values(
+    ended_at=sa.case((sessions.c.ended_at < sa.bindparam("b_last"), sa.bindparam("b_last")),
+                     else_=sessions.c.ended_at),
+    requests=sessions.c.requests + sa.bindparam("b_count"),
+    outcome=sa.case((sa.bindparam("b_rank") > _RANK, sa.bindparam("b_outcome")), else_=sessions.c.outcome),
+)
+
 _CACHE_PRUNE_AT = 10_000
 _KUBECTL_SESSION_MAX = 128
 _KUBECTL_SESSION_INDEX_WHERE = sa.text("kubectl_session <> ''")
@@ -304,14 +313,7 @@ class Recorder:
             touched[ev.session_id] = (max(last, ev.ts), count + item.counts_request, outcome)
         if not touched:
             return
-        rank = sa.case(OUTCOME_RANK, value=sessions.c.outcome, else_=-1)
-        update = sa.update(sessions).where(sessions.c.id == sa.bindparam("b_id")).values(
-            ended_at=sa.case((sessions.c.ended_at < sa.bindparam("b_last"), sa.bindparam("b_last")),
-                             else_=sessions.c.ended_at),
-            requests=sessions.c.requests + sa.bindparam("b_count"),
-            outcome=sa.case((rank < sa.bindparam("b_rank"), sa.bindparam("b_outcome")), else_=sessions.c.outcome),
-        )
-        await conn.execute(update, [
+        await conn.execute(TOUCH_SESSIONS, [
             {"b_id": sid, "b_last": last, "b_count": count, "b_rank": OUTCOME_RANK[outcome] if outcome else -1,
              "b_outcome": outcome or ""}
             for sid, (last, count, outcome) in touched.items()])
