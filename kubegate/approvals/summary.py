@@ -126,7 +126,9 @@ async def summarize(flow: Flow) -> str:
         return ""
     is_secret = info.resource == "secrets"
     content_type = flow.headers.get("Content-Type", "")
-    body = _masked(_parse(flow.body, content_type), is_secret) if flow.body else None
+    # The body stage has read create/update/patch bodies (protobuf included); delete options are read here.
+    sent = flow.object if flow.object is not None else _parse(flow.body, content_type) if flow.body else None
+    body = _masked(sent, is_secret)
     target = "/".join(p for p in (info.resource, info.name, info.subresource) if p)
     where = f" in namespace {info.namespace}" if info.namespace and info.resource != "namespaces" else ""
     if info.command:
@@ -139,7 +141,7 @@ async def summarize(flow: Flow) -> str:
         text = _diff(_masked(raw, is_secret), body, target) if raw is not None else \
             f"update {target}{where} (current object not readable) to:\n{_yaml(_clean(body))}"
         if is_secret and raw is not None:
-            text += _changed_secret_keys(raw, _parse(flow.body, content_type))
+            text += _changed_secret_keys(raw, sent)
     elif info.verb == "patch" and body is not None:
         text = await _patch_summary(flow, body, content_type, target, where, is_secret)
     else:

@@ -14,7 +14,9 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from kubegate.approvals.summary import merge_patch, summarize
+from kubegate.kube.body import RequestBodyStage
 from tests.approvals.builders import AGENT, make_flow
+from tests.kube.test_protobuf import _envelope, _field
 
 CURRENT = {"apiVersion": "apps/v1", "kind": "Deployment",
            "metadata": {"name": "web", "namespace": "dev", "resourceVersion": "7", "managedFields": [{"x": 1}]},
@@ -119,3 +121,12 @@ def test_merge_patch_follows_rfc_7386() -> None:
         {"a": "z", "c": {"d": "e"}}
     assert merge_patch({"a": [1, 2]}, {"a": [3]}) == {"a": [3]}
     assert merge_patch("x", {"a": 1}) == {"a": 1}
+
+
+async def test_a_protobuf_create_shows_the_object_the_body_stage_read() -> None:
+    body = _envelope(b"rbac.authorization.k8s.io/v1", b"ClusterRoleBinding", _field(1, _field(1, b"root-for-ci")))
+    flow = make_flow("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", body=body)
+    flow.headers["Content-Type"] = "application/vnd.kubernetes.protobuf"
+    await RequestBodyStage().on_request(flow)
+    text = await summarize(flow)
+    assert text.startswith("create clusterrolebindings:") and "name: root-for-ci" in text
