@@ -3,6 +3,7 @@
 On the way up it asks for an uncompressed JSON body (see negotiation.py). On the way down:
 - a JSON document is held whole and masked at the end (a LIST is one document; the pipeline sends
   headers with the first byte, so a body that cannot be masked still becomes a clean Status);
+  a SecretList, the largest body masking sees, takes a typed fast path (secretlist.py);
 - a watch stream is masked event by event: each complete line goes out as soon as it is masked;
 - text (pods/log, `logs -f`) flows through the streaming text detectors;
 - anything else, or a body still compressed, is refused when an object mask applies: protobuf, CBOR
@@ -22,6 +23,7 @@ from typing import Literal
 import orjson
 
 from kubegate.kube.status import Refused
+from kubegate.masking import secretlist
 from kubegate.masking.config import UnknownProfile
 from kubegate.masking.masker import Masker, kind_for, mask_document
 from kubegate.masking.negotiation import classify, json_only_accept
@@ -128,6 +130,11 @@ class MaskingStage(Stage):
         there was nothing to mask."""
         if not doc or doc.isspace():
             return bytes(doc)
+        newline = b"\n" if doc.endswith(b"\n") else b""
+        if secretlist.applies(state.plan, doc):
+            masked = secretlist.mask_secret_list(state.plan, doc)
+            if masked is not None:
+                return masked + newline
         try:
             loaded = orjson.loads(doc)
         except orjson.JSONDecodeError as exc:
@@ -139,5 +146,4 @@ class MaskingStage(Stage):
         # orjson keeps every int64/uint64 exact; larger integers it reads as floats, which is what
         # kube-apiserver itself does with them (sigs.k8s.io/json falls back to float64), so it never
         # sends any.
-        out = orjson.dumps(loaded)
-        return out + (b"\n" if doc.endswith(b"\n") else b"")
+        return orjson.dumps(loaded) + newline

@@ -1,0 +1,144 @@
+"""The SecretList fast path masks exactly what the general path masks, keeps every other byte,
+and steps aside (None) for anything it does not model."""
+
+from __future__ import annotations
+
+import copy
+import string
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kubegate.masking.marker import MARKER_B64
+from kubegate.masking.masker import mask_document
+from kubegate.masking.secretlist import applies, mask_secret_list
+from tests.masking.builders import ALL, LAST_APPLIED, b64, masker, secret, secret_list
+
+MASKER = masker()
+PLANS = [("secret-values",), ("last-applied",), ("serviceaccount-tokens",), ("serviceaccount-tokens", "last-applied"),
+         ALL, ("env-credentials", "configmap-keys")]
+SA_TOKEN = "kubernetes.io/service-account-token"
+
+keys = st.text(string.ascii_letters + string.digits + "-._", min_size=1, max_size=12)
+texts = st.text(max_size=30)
+data_maps = st.dictionaries(keys, st.binary(max_size=40).map(b64), max_size=4)
+string_maps = st.dictionaries(keys, texts, max_size=3)
+
+
+@st.composite
+def last_applied(draw: st.DrawFn, name: str) -> str:
+    """Mostly what kubectl writes; sometimes another kind, broken JSON, or JSON that is not an object."""
+    shape = draw(st.sampled_from(["secret", "secret", "no-kind", "configmap", "broken", "list"]))
+    if shape == "broken":
+        return '{"kind": "Secret", "data": {"a": '
+    if shape == "list":
+        return "[1, 2]"
+    doc: dict[str, Any] = {"apiVersion": "v1", "metadata": {"name": name}}
+    if shape != "no-kind":
+        doc["kind"] = "Secret" if shape == "secret" else "ConfigMap"
+    doc["data"] = draw(data_maps) if shape != "configmap" else draw(string_maps)
+    if draw(st.booleans()):
+        doc["stringData"] = draw(string_maps)
+    doc["type"] = draw(st.sampled_from(["Opaque", SA_TOKEN]))
+    return orjson.dumps(doc).decode() + draw(st.sampled_from(["\n", ""]))
+
+
+@st.composite
+def secrets(draw: st.DrawFn) -> dict[str, Any]:
+    name = draw(st.text(string.ascii_lowercase, min_size=1, max_size=8))
+    item: dict[str, Any] = {"metadata": {"name": name, "namespace": "pr-1", "uid": "u-1", "resourceVersion": "12",
+                                         "labels": {"app": name}, "creationTimestamp": "2026-01-02T03:04:05Z"}}
+    annotations = {}
+    if draw(st.booleans()):
+        annotations[LAST_APPLIED] = draw(last_applied(name))
+    if draw(st.booleans()):
+        annotations["note"] = draw(texts)
+    if annotations:
+        item["metadata"]["annotations"] = annotations
+    if draw(st.booleans()):
+        item["metadata"]["managedFields"] = [{"manager": "kubectl", "fieldsV1": {"f:data": {"f:x": {}}}}]
+    if draw(st.booleans()):
+        item["immutable"] = draw(st.booleans())
+    data = draw(st.one_of(data_maps, st.none()))
+    if data is not None or draw(st.booleans()):
+        item["data"] = data
+    if draw(st.booleans()):
+        item["stringData"] = draw(string_maps)
+    if draw(st.booleans()):
+        token = {"token": b64(draw(texts))}
+        item["data"] = {**(item.get("data") or {}), **token}
+        item["type"] = SA_TOKEN
+    else:
+        item["type"] = draw(st.sampled_from(["Opaque", "kubernetes.io/tls", SA_TOKEN]))
+    if draw(st.booleans()):
+        item = {"kind": "Secret", "apiVersion": "v1", **item}
+    return item
+
+
+def general(profiles: tuple[str, ...], doc: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(doc)
+    mask_document(MASKER.plan(profiles), out, "Secret")
+    return out
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(secrets(), max_size=5), st.sampled_from(PLANS))
+def test_masks_exactly_what_the_general_path_masks(items: list[dict[str, Any]], profiles: tuple[str, ...]) -> None:
+    doc = {"kind": "SecretList", "apiVersion": "v1", "metadata": {"resourceVersion": "900"}, "items": items}
+    body = orjson.dumps(doc)
+    plan = MASKER.plan(profiles)
+    assert applies(plan, body)
+    masked = mask_secret_list(plan, body)
+    assert masked is not None
+    assert orjson.loads(masked) == general(profiles, doc)
+
+
+def test_unmasked_bytes_are_kept_as_sent() -> None:
+    """Values it never decodes come back byte for byte, in kube-apiserver's field order, even in
+    spellings a re-encoder would change (escapes, exponent floats, spacing inside raw values)."""
+    body = (b'{"kind":"SecretList","apiVersion":"v1","metadata":{"resourceVersion":"7","continue":"a\\u003cb"},'
+            b'"items":[{"metadata":{"name":"db","namespace":"pr-1","labels":{"x":"\\u0026y"},'
+            b'"managedFields":[{"manager":"kubectl","time":"2026-01-01T00:00:00Z","fieldsV1":{"f:data":{}}}]},'
+            b'"immutable":true,"data":{"password":"aHVudGVyMg=="},"type":"Opaque"}]}')
+    masked = mask_secret_list(MASKER.plan(("secret-values",)), body)
+    assert masked == body.replace(b"aHVudGVyMg==", MARKER_B64.encode())
+
+
+def test_a_masked_list_keeps_keys_and_hides_values() -> None:
+    doc = secret_list([secret("db", {"password": "hunter2", "user": "admin"}, last_applied=True)])
+    masked = orjson.loads(mask_secret_list(MASKER.plan(ALL), orjson.dumps(doc)) or b"")
+    item = masked["items"][0]
+    assert item["data"] == {"password": MARKER_B64, "user": MARKER_B64}
+    applied = orjson.loads(item["metadata"]["annotations"][LAST_APPLIED])
+    assert applied["data"] == {"password": MARKER_B64, "user": MARKER_B64}
+    assert b"hunter2" not in orjson.dumps(masked) and b64("hunter2").encode() not in orjson.dumps(masked)
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param(lambda d: d["items"][0].update(spec={}), id="unknown item field"),
+    pytest.param(lambda d: d["items"][0]["metadata"].update(clusterName="x"), id="unknown metadata field"),
+    pytest.param(lambda d: d["items"][0].update(kind="ConfigMap"), id="item of another kind"),
+    pytest.param(lambda d: d["items"][0]["metadata"].update(annotations={"a": 1}), id="annotation not a string"),
+    pytest.param(lambda d: d["items"][0].update(data=["x"]), id="data not a map"),
+    pytest.param(lambda d: d.update(extra=True), id="unknown list field"),
+])
+def test_steps_aside_for_what_it_does_not_model(change: Any) -> None:
+    doc = secret_list([secret("db", {"password": "hunter2"})])
+    change(doc)
+    assert mask_secret_list(MASKER.plan(ALL), orjson.dumps(doc)) is None
+
+
+def test_invalid_json_is_left_to_the_general_path() -> None:
+    assert mask_secret_list(MASKER.plan(ALL), b'{"kind":"SecretList","items":[{"data":') is None
+
+
+def test_only_secret_lists_and_plans_without_secret_field_rules_apply() -> None:
+    plan = MASKER.plan(ALL)
+    assert not applies(plan, orjson.dumps({"kind": "ConfigMapList", "items": []}))
+    assert not applies(plan, orjson.dumps({"items": [], "kind": "SecretList"}))
+    ruled = masker(field_rules=[{"name": "secret-labels", "kind": "Secret", "path": "metadata.labels.owner"}])
+    assert not applies(ruled.plan(("secret-values", "secret-labels")), b'{"kind":"SecretList","items":[]}')
+    assert applies(ruled.plan(("secret-values",)), b'{"kind":"SecretList","items":[]}')
