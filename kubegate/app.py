@@ -85,7 +85,7 @@ class Gateway:
             UpgradeGate(self.config.streams),
             RequestBodyStage(),
             PolicyStage(self.policy),
-            ApprovalStage(self.approvals, self.config.listen.external_url),
+            ApprovalStage(self.approvals, self.masker, self.config.listen.external_url),
             RecorderStage(self.recorder, self.masker),
             MaskingStage(self.masker),
             UpstreamAccessStage(self.bindings, self.recorder),

@@ -13,6 +13,7 @@ from kubegate.approvals.model import AccessRequest, Grant, NewRequest, body_dige
 from kubegate.approvals.service import ApprovalService, review_rules
 from kubegate.approvals.summary import summarize
 from kubegate.kube.status import Refused
+from kubegate.masking.masker import Masker
 from kubegate.proxy.flow import Flow, Stage
 from kubegate.store.engine import StoreError
 
@@ -40,8 +41,9 @@ def _lifetime(seconds: float) -> str:
 class ApprovalStage(Stage):
     name = "approval"
 
-    def __init__(self, service: ApprovalService, external_url: str | None = None) -> None:
+    def __init__(self, service: ApprovalService, masker: Masker, external_url: str | None = None) -> None:
         self.service = service
+        self.masker = masker
         self.external_url = external_url
 
     async def on_request(self, flow: Flow) -> None:
@@ -77,7 +79,7 @@ class ApprovalStage(Stage):
             expires_in=svc.timeout_for(rules), fingerprint=fp, method=flow.method, path=flow.raw_path,
             query=flow.query_string, info=info.as_dict(), content_type=flow.headers.get("Content-Type", ""),
             body_sha256=digest, body_bytes=len(flow.body), kubectl_command=flow.kubectl_command,
-            summary="" if pending else await summarize(flow), session_id=session_id,
+            summary="" if pending else await summarize(flow, self.masker), session_id=session_id,
             server=server_url(flow, self.external_url))
         request, _ = await svc.ask(new, flow.id)
         if request.mode == "async":

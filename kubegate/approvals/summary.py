@@ -3,20 +3,23 @@ patch makes, the operations of a JSON patch, the fields a strategic-merge patch 
 
 The current object is read through the connection as the requester (impersonated), so a request
 never shows a reviewer or its requester more of the cluster than the requester may read; when it
-cannot be read, the patch itself is shown. Secret values are masked on both sides.
+cannot be read, the patch itself is shown. Both sides are masked by the gateway's masker with
+the request's own mask profiles, and always with secret-values: a summary is stored, shown in the
+web UI and sent to webhooks.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import orjson
 import yaml
 
-from kubegate.masking.config import MaskingConfig
-from kubegate.masking.masker import Masker
+from kubegate.masking.config import SECRET_VALUES
+from kubegate.masking.masker import Masker, kind_for
 from kubegate.proxy.flow import Flow
 from kubegate.upstream.credentials import CredentialError
 
@@ -98,13 +101,18 @@ async def _current(flow: Flow) -> Any:
         return None
 
 
-_SECRET_MASKER = Masker(MaskingConfig())
+Mask = Callable[[Any], Any]
 
 
-def _masked(obj: Any, is_secret: bool) -> Any:
-    if obj is None:
-        return None
-    return _SECRET_MASKER.mask_request_body(obj, ("secret-values",), "Secret" if is_secret else None)
+def _masking(flow: Flow, masker: Masker) -> Mask:
+    """A masked copy of an object of this request's kind, under its profiles and secret-values."""
+    assert flow.info is not None
+    profiles = tuple(dict.fromkeys((SECRET_VALUES, *(flow.decision.masks if flow.decision else ()))))
+    kind = kind_for(flow.info.resource, flow.info.subresource)
+
+    def mask(obj: Any) -> Any:
+        return None if obj is None else masker.mask_request_body(obj, profiles, kind)
+    return mask
 
 
 def _changed_secret_keys(before: Any, after: Any) -> str:
@@ -120,15 +128,16 @@ def _changed_secret_keys(before: Any, after: Any) -> str:
     return f"\nSecret values changed (masked): {', '.join(changed)}" if changed else ""
 
 
-async def summarize(flow: Flow) -> str:
+async def summarize(flow: Flow, masker: Masker) -> str:
     info = flow.info
     if info is None or not info.is_resource_request:
         return ""
     is_secret = info.resource == "secrets"
+    mask = _masking(flow, masker)
     content_type = flow.headers.get("Content-Type", "")
     # The body stage has read create/update/patch bodies (protobuf included); delete options are read here.
     sent = flow.object if flow.object is not None else _parse(flow.body, content_type) if flow.body else None
-    body = _masked(sent, is_secret)
+    body = mask(sent)
     target = "/".join(p for p in (info.resource, info.name, info.subresource) if p)
     where = f" in namespace {info.namespace}" if info.namespace and info.resource != "namespaces" else ""
     if info.command:
@@ -138,12 +147,12 @@ async def summarize(flow: Flow) -> str:
         text = f"create {info.resource_path}{where}:\n{_yaml(_clean(body))}"
     elif info.verb == "update" and isinstance(body, dict):
         raw = await _current(flow)
-        text = _diff(_masked(raw, is_secret), body, target) if raw is not None else \
+        text = _diff(mask(raw), body, target) if raw is not None else \
             f"update {target}{where} (current object not readable) to:\n{_yaml(_clean(body))}"
         if is_secret and raw is not None:
             text += _changed_secret_keys(raw, sent)
     elif info.verb == "patch" and body is not None:
-        text = await _patch_summary(flow, body, content_type, target, where, is_secret)
+        text = await _patch_summary(flow, body, content_type, target, where, is_secret, mask)
     else:
         text = f"{info.verb} {target}{where}"
         if isinstance(body, dict) and body:
@@ -151,17 +160,16 @@ async def summarize(flow: Flow) -> str:
     return text[:MAX_SUMMARY]
 
 
-async def _patch_summary(flow: Flow, body: Any, content_type: str, target: str, where: str, is_secret: bool) -> str:
+async def _patch_summary(flow: Flow, body: Any, content_type: str, target: str, where: str, is_secret: bool,
+                         mask: Mask) -> str:
     media = content_type.split(";", 1)[0].strip().lower()
     if media == "application/json-patch+json" and isinstance(body, list):
         return f"JSON patch of {target}{where}:\n{_json_patch_lines(body)}"
     if media == "application/merge-patch+json":
         raw = await _current(flow)
         if raw is not None:
-            text = _diff(_masked(raw, is_secret), _masked(merge_patch(raw, _parse(flow.body, content_type)),
-                                                          is_secret), target)
-            return text + (_changed_secret_keys(raw, merge_patch(raw, _parse(flow.body, content_type)))
-                           if is_secret else "")
+            after = merge_patch(raw, _parse(flow.body, content_type))
+            return _diff(mask(raw), mask(after), target) + (_changed_secret_keys(raw, after) if is_secret else "")
         return f"merge patch of {target}{where} (current object not readable):\n{_yaml(body)}"
     kind = "server-side apply" if media == "application/apply-patch+yaml" else "strategic merge patch"
     return f"{kind} of {target}{where}; the fields it sets:\n{_yaml(_clean(body))}"

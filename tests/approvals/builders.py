@@ -15,11 +15,14 @@ from kubegate.approvals.service import ApprovalService
 from kubegate.approvals.stage import ApprovalStage
 from kubegate.identity.model import Identity
 from kubegate.kube.requestinfo import parse_request_info
+from kubegate.masking.config import MaskingConfig
+from kubegate.masking.masker import Masker
 from kubegate.policy.engine import PolicyEngine
 from kubegate.policy.model import PolicyRule
 from kubegate.proxy.flow import Flow
 from kubegate.upstream.credentials import CredentialError
 
+MASKER = Masker(MaskingConfig())
 GH = "https://token.actions.githubusercontent.com"
 AGENT = Identity(issuer=GH, subject="repo:acme/app:ref:refs/heads/main", username="gh#repo:acme/app",
                  groups=("ci-agents",), claims={"repository": "acme/app", "run_id": "42", "actor": "alice"})
@@ -121,3 +124,7 @@ async def cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+def approval_stage(service: ApprovalService, masker: Masker = MASKER) -> ApprovalStage:
+    return ApprovalStage(service, masker)

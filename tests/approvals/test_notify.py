@@ -15,11 +15,10 @@ from aiohttp.test_utils import TestServer
 
 from kubegate.approvals.config import ApprovalsConfig
 from kubegate.approvals.notify import Notifier, json_message, slack_message
-from kubegate.approvals.stage import ApprovalStage
 from kubegate.kube.status import Refused
 from kubegate.store.engine import Store
 from kubegate.store.tables import notification_outbox
-from tests.approvals.builders import BOB, Clock, make_flow
+from tests.approvals.builders import BOB, Clock, approval_stage, make_flow
 from tests.approvals.conftest import ServiceFactory
 
 
@@ -62,7 +61,7 @@ def _config(receiver: Receiver, **extra: Any) -> ApprovalsConfig:
 
 async def _ask(service: Any) -> str:
     with pytest.raises(Refused) as refused:
-        await ApprovalStage(service).on_request(make_flow("GET", "/api/v1/namespaces/prod/pods"))
+        await approval_stage(service).on_request(make_flow("GET", "/api/v1/namespaces/prod/pods"))
     assert refused.value.details is not None
     return str(refused.value.details["name"])
 

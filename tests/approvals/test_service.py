@@ -11,11 +11,21 @@ import sqlalchemy as sa
 from kubegate.approvals.config import ApprovalsConfig
 from kubegate.approvals.model import ResourceRef, Scope
 from kubegate.approvals.service import ApprovalService
-from kubegate.approvals.stage import ApprovalStage
 from kubegate.kube.status import Refused
 from kubegate.store.engine import Store
 from kubegate.store.tables import notification_outbox
-from tests.approvals.builders import AGENT, BOB, CAROL, DAVE, ONCALL_AGENT, Clock, cancel, held, make_flow
+from tests.approvals.builders import (
+    AGENT,
+    BOB,
+    CAROL,
+    DAVE,
+    ONCALL_AGENT,
+    Clock,
+    approval_stage,
+    cancel,
+    held,
+    make_flow,
+)
 from tests.approvals.conftest import ServiceFactory
 
 PROD_PODS = {"method": "GET", "path": "/api/v1/namespaces/prod/pods"}
@@ -24,7 +34,7 @@ PROD_PODS = {"method": "GET", "path": "/api/v1/namespaces/prod/pods"}
 async def async_request(service: ApprovalService, **flow_args: object) -> str:
     """Ask through an async rule; return the access request id from the 403's details."""
     with pytest.raises(Refused) as refused:
-        await ApprovalStage(service).on_request(make_flow(**flow_args))  # type: ignore[arg-type]
+        await approval_stage(service).on_request(make_flow(**flow_args))  # type: ignore[arg-type]
     assert refused.value.details is not None
     return str(refused.value.details["name"])
 
@@ -49,7 +59,7 @@ async def test_only_the_rules_reviewers_decide(service: ApprovalService) -> None
 
 
 async def test_min_approvals_needs_that_many_different_reviewers(service: ApprovalService) -> None:
-    stage = ApprovalStage(service)
+    stage = approval_stage(service)
     task, request_id = await held(stage, service, method="PATCH", path="/api/v1/namespaces/dev/secrets/db",
                                   body=b'{"data":{"password":"aHVudGVyMg=="}}')
     first = await service.approve(request_id, BOB)
@@ -95,7 +105,7 @@ async def test_revoke_ends_an_unused_grant_and_withdraws_a_pending_request(servi
     revoked = await service.revoke(request_id, BOB, "wrong cluster", admin=False)
     assert revoked.state == "revoked" and revoked.grant is not None and revoked.grant.revoked_by == "idp#bob"
     with pytest.raises(Refused):  # the revoked approval no longer lets the request through
-        await ApprovalStage(service).on_request(make_flow(**PROD_PODS))  # type: ignore[arg-type]
+        await approval_stage(service).on_request(make_flow(**PROD_PODS))  # type: ignore[arg-type]
     pending = await async_request(service, method="GET", path="/api/v1/namespaces/prod/pods/web")
     withdrawn = await service.revoke(pending, AGENT, "not needed after all", admin=False)
     assert withdrawn.state == "revoked"
@@ -114,7 +124,7 @@ async def test_a_scope_grant_allows_what_it_names_until_it_expires(service: Appr
     assert request.describe() == ("gh#repo:acme/app asks for get,list on pods,pods/log in namespace prod for 1h "
                                   "on connection dev")
     await service.approve(request.id, BOB)
-    stage = ApprovalStage(service)
+    stage = approval_stage(service)
     for path in ("/api/v1/namespaces/prod/pods", "/api/v1/namespaces/prod/pods/web",
                  "/api/v1/namespaces/prod/pods/web/log"):
         await stage.on_request(make_flow("GET", path))
@@ -150,7 +160,7 @@ async def test_a_scope_never_widens_what_policy_denies_or_asks_for_what_it_allow
 async def test_requests_and_grants_survive_a_restart(store_url: str, make_service: ServiceFactory) -> None:
     store = await Store.open(store_url)
     first = make_service(store)
-    waiting, request_id = await held(ApprovalStage(first), first)
+    waiting, request_id = await held(approval_stage(first), first)
     await cancel(waiting)  # the gateway goes down while kubectl waits
     await first.close()
     await store.close()
@@ -162,7 +172,7 @@ async def test_requests_and_grants_survive_a_restart(store_url: str, make_servic
         again = await second.get(request_id)
         assert again is not None and again.state == "pending" and again.username == AGENT.username
         await second.approve(request_id, BOB)
-        await ApprovalStage(second).on_request(make_flow())  # the retried kubectl gets through once
+        await approval_stage(second).on_request(make_flow())  # the retried kubectl gets through once
     finally:
         await second.close()
         await store.close()

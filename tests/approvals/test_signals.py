@@ -15,9 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 from kubegate.approvals.signals import DecisionSignals
-from kubegate.approvals.stage import ApprovalStage
 from kubegate.store.engine import Store
-from tests.approvals.builders import BOB, held
+from tests.approvals.builders import BOB, approval_stage, held
 from tests.approvals.conftest import ServiceFactory
 from tests.databases import fresh_pg_database
 
@@ -41,7 +40,7 @@ async def test_postgres_notify_releases_the_request_held_by_the_other_gateway(
     await gateway_a.start()
     async with asyncio.timeout(10):
         await slow.wait_listening()
-    task, request_id = await held(ApprovalStage(gateway_a), gateway_a)
+    task, request_id = await held(approval_stage(gateway_a), gateway_a)
     await gateway_b.approve(request_id, BOB)
     await asyncio.wait_for(task, 5)
 
@@ -56,7 +55,7 @@ async def test_postgres_listener_reconnects_and_catches_up(pg_stores: tuple[Stor
     await gateway_a.start()
     async with asyncio.timeout(10):
         await slow.wait_listening()
-    task, request_id = await held(ApprovalStage(gateway_a), gateway_a)
+    task, request_id = await held(approval_stage(gateway_a), gateway_a)
     async with store_b.write() as conn:  # the database drops gateway A's LISTEN connection
         killed = (await conn.execute(sa.text(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' "
@@ -75,7 +74,7 @@ async def test_sqlite_polling_releases_the_request_held_by_the_other_gateway(
     try:
         gateway_a = make_service(store_a, signals=DecisionSignals(store_a, poll_interval=0.05))
         gateway_b = make_service(store_b)
-        task, request_id = await held(ApprovalStage(gateway_a), gateway_a)
+        task, request_id = await held(approval_stage(gateway_a), gateway_a)
         await gateway_b.approve(request_id, BOB)
         await asyncio.wait_for(task, 5)
     finally:

@@ -9,14 +9,26 @@ import pytest
 import sqlalchemy as sa
 
 from kubegate.approvals.service import ApprovalService
-from kubegate.approvals.stage import ApprovalStage
 from kubegate.kube.status import Refused
 from kubegate.store.tables import access_requests, events
-from tests.approvals.builders import AGENT, BOB, CAROL, DAVE, RULES, Clock, cancel, engine, held, make_flow, pending_ids
+from tests.approvals.builders import (
+    AGENT,
+    BOB,
+    CAROL,
+    DAVE,
+    RULES,
+    Clock,
+    approval_stage,
+    cancel,
+    engine,
+    held,
+    make_flow,
+    pending_ids,
+)
 
 
 async def test_wait_mode_holds_until_approved_then_forwards(service: ApprovalService) -> None:
-    stage = ApprovalStage(service)
+    stage = approval_stage(service)
     task, request_id = await held(stage, service)
     assert not task.done()
     approved = await service.approve(request_id, BOB, "looks right")
@@ -25,7 +37,7 @@ async def test_wait_mode_holds_until_approved_then_forwards(service: ApprovalSer
 
 
 async def test_wait_mode_deny_refuses_with_the_reviewers_reason(service: ApprovalService) -> None:
-    stage = ApprovalStage(service)
+    stage = approval_stage(service)
     task, request_id = await held(stage, service)
     await service.deny(request_id, BOB, "pr-42 is still in use by the release train")
     with pytest.raises(Refused) as refused:
@@ -36,7 +48,7 @@ async def test_wait_mode_deny_refuses_with_the_reviewers_reason(service: Approva
 
 
 async def test_wait_mode_times_out_with_a_403(service: ApprovalService, clock: Clock) -> None:
-    stage = ApprovalStage(service)
+    stage = approval_stage(service)
     task, request_id = await held(stage, service)
     request = await service.get(request_id)
     assert request is not None and request.expires_at - request.created_at == 600  # approvals.default_timeout
@@ -50,7 +62,7 @@ async def test_wait_mode_times_out_with_a_403(service: ApprovalService, clock: C
 
 
 async def test_async_mode_refuses_at_once_with_the_approve_command(service: ApprovalService) -> None:
-    stage = ApprovalStage(service)
+    stage = approval_stage(service)
     with pytest.raises(Refused) as refused:
         await stage.on_request(make_flow("GET", "/api/v1/namespaces/prod/pods"))
     [request_id] = await pending_ids(service)
@@ -63,7 +75,7 @@ async def test_async_mode_refuses_at_once_with_the_approve_command(service: Appr
 
 
 async def test_after_async_approval_the_identical_request_passes_once(service: ApprovalService) -> None:
-    stage = ApprovalStage(service)
+    stage = approval_stage(service)
     with pytest.raises(Refused):
         await stage.on_request(make_flow("GET", "/api/v1/namespaces/prod/pods"))
     [request_id] = await pending_ids(service)
@@ -77,7 +89,7 @@ async def test_after_async_approval_the_identical_request_passes_once(service: A
 
 
 async def test_the_grant_expires_with_its_lifetime(service: ApprovalService, clock: Clock) -> None:
-    stage = ApprovalStage(service)
+    stage = approval_stage(service)
     with pytest.raises(Refused):
         await stage.on_request(make_flow("GET", "/api/v1/namespaces/prod/pods"))
     [request_id] = await pending_ids(service)
@@ -98,7 +110,7 @@ BODY = orjson.dumps({"propagationPolicy": "Background"})
     pytest.param({"query": "dryRun=All"}, id="another-query"),
 ])
 async def test_an_approval_covers_only_the_exact_request(service: ApprovalService, other: dict[str, object]) -> None:
-    stage = ApprovalStage(service)
+    stage = approval_stage(service)
     waiting, request_id = await held(stage, service, body=BODY)
     await cancel(waiting)  # kubectl gave up; the request stays and is approved later
     await service.approve(request_id, BOB)
@@ -109,7 +121,7 @@ async def test_an_approval_covers_only_the_exact_request(service: ApprovalServic
 
 
 async def test_identical_requests_collapse_into_one(service: ApprovalService) -> None:
-    stage = ApprovalStage(service)
+    stage = approval_stage(service)
     first, request_id = await held(stage, service, session="kubectl-1")
     second = asyncio.create_task(stage.on_request(make_flow(session="kubectl-2")))  # a retried CI job
     await _joined(service)
@@ -132,7 +144,7 @@ async def _joined(service: ApprovalService) -> None:
 
 
 async def test_websocket_exec_and_its_spdy_fallback_are_one_request(service: ApprovalService) -> None:
-    stage = ApprovalStage(service)
+    stage = approval_stage(service)
     path, query = "/api/v1/namespaces/dev/pods/web/exec", "command=sh&command=-c&command=id&stdout=true"
     for method in ("GET", "POST"):  # WebSocket, then SPDY
         with pytest.raises(Refused):
@@ -155,7 +167,7 @@ async def test_websocket_exec_and_its_spdy_fallback_are_one_request(service: App
 
 
 async def test_a_grant_needs_every_review_rule_the_request_meets_now(service: ApprovalService) -> None:
-    stage = ApprovalStage(service)
+    stage = approval_stage(service)
     with pytest.raises(Refused):
         await stage.on_request(make_flow("GET", "/api/v1/namespaces/prod/pods"))
     [request_id] = await pending_ids(service)
@@ -169,7 +181,7 @@ async def test_a_grant_needs_every_review_rule_the_request_meets_now(service: Ap
 
 
 async def test_every_step_is_recorded_in_the_session(service: ApprovalService) -> None:
-    stage = ApprovalStage(service)
+    stage = approval_stage(service)
     task, request_id = await held(stage, service)
     await service.approve(request_id, BOB, "ok")
     await asyncio.wait_for(task, 10)
@@ -184,13 +196,13 @@ async def test_every_step_is_recorded_in_the_session(service: ApprovalService) -
 
 
 async def test_requests_outside_review_pass_untouched(service: ApprovalService) -> None:
-    await ApprovalStage(service).on_request(make_flow("GET", "/api/v1/namespaces/dev/pods"))
+    await approval_stage(service).on_request(make_flow("GET", "/api/v1/namespaces/dev/pods"))
     assert await pending_ids(service) == []
     assert AGENT.username != BOB.username
 
 
 async def test_an_approval_that_arrives_after_the_client_left_is_kept(service: ApprovalService) -> None:
-    stage = ApprovalStage(service)
+    stage = approval_stage(service)
     gone = make_flow()
     task = asyncio.create_task(stage.on_request(gone))
     while not await pending_ids(service):

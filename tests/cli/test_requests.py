@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 
 from kubegate.approvals.config import ApprovalsConfig
 from kubegate.approvals.service import ApprovalService
-from kubegate.approvals.stage import ApprovalStage
 from kubegate.cli import requests as requests_cli
 from kubegate.config import IdentityConfig
 from kubegate.identity.model import Identity
@@ -26,7 +25,7 @@ from kubegate.store.engine import Store
 from kubegate.tls import ensure_serving_cert, server_ssl_context
 from kubegate.web.approvals_api import setup_routes
 from kubegate.web.auth import roles_of
-from tests.approvals.builders import AGENT, BOB, CAROL, engine, make_flow
+from tests.approvals.builders import AGENT, BOB, CAROL, approval_stage, engine, make_flow
 
 TOKENS = {"agent-token": AGENT, "bob-token": BOB, "carol-token": CAROL}
 
@@ -51,7 +50,7 @@ class Served:
     def ask(self, method: str = "GET", path: str = "/api/v1/namespaces/prod/pods") -> str:
         async def refused() -> str:
             try:
-                await ApprovalStage(self.service).on_request(make_flow(method, path))
+                await approval_stage(self.service).on_request(make_flow(method, path))
             except Refused as exc:
                 assert exc.details is not None
                 return str(exc.details["name"])

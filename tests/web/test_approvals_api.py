@@ -11,14 +11,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from kubegate.approvals.config import ApprovalsConfig
 from kubegate.approvals.service import ApprovalService
-from kubegate.approvals.stage import ApprovalStage
 from kubegate.config import IdentityConfig
 from kubegate.identity.model import Identity
 from kubegate.kube.status import Refused
 from kubegate.store.engine import Store
 from kubegate.web.approvals_api import setup_routes
 from kubegate.web.auth import roles_of
-from tests.approvals.builders import AGENT, BOB, CAROL, DAVE, engine, make_flow
+from tests.approvals.builders import AGENT, BOB, CAROL, DAVE, approval_stage, engine, make_flow
 
 ADMIN = Identity(issuer="https://idp.example", subject="root", username="idp#root", groups=("kubegate-admins",))
 AUDITOR = Identity(issuer="https://idp.example", subject="aud", username="idp#aud", groups=("auditors",))
@@ -53,7 +52,7 @@ Api = tuple[TestClient[web.Request, web.Application], ApprovalService]
 
 async def _ask(service: ApprovalService, path: str = "/api/v1/namespaces/prod/pods") -> str:
     with pytest.raises(Refused) as refused:
-        await ApprovalStage(service).on_request(make_flow("GET", path))
+        await approval_stage(service).on_request(make_flow("GET", path))
     assert refused.value.details is not None
     return str(refused.value.details["name"])
 

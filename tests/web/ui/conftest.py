@@ -15,7 +15,6 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from kubegate.approvals.config import ApprovalsConfig
 from kubegate.approvals.service import ApprovalService
-from kubegate.approvals.stage import ApprovalStage
 from kubegate.config import Config, IdentityConfig, UIConfig
 from kubegate.identity.model import Identity
 from kubegate.kube.status import Refused
@@ -25,7 +24,7 @@ from kubegate.upstream.connection import Connection
 from kubegate.web.ui import build_ui
 from kubegate.web.ui.cookies import SESSION_COOKIE, UISession
 from kubegate.web.ui.pages import UI
-from tests.approvals.builders import engine, make_flow
+from tests.approvals.builders import approval_stage, engine, make_flow
 
 ADMIN = Identity(issuer="https://idp.example", subject="root", username="idp#root", groups=("kubegate-admins",))
 AUDITOR = Identity(issuer="https://idp.example", subject="aud", username="idp#aud", groups=("auditors",))
@@ -67,7 +66,7 @@ class UIHarness:
     async def ask(self, path: str = "/api/v1/namespaces/prod/pods", **flow: Any) -> str:
         """An async-mode access request (prod reads need platform-oncall), as the pipeline makes it."""
         with pytest.raises(Refused) as refused:
-            await ApprovalStage(self.service).on_request(make_flow("GET", path, **flow))
+            await approval_stage(self.service).on_request(make_flow("GET", path, **flow))
         assert refused.value.details is not None
         return str(refused.value.details["name"])
 
