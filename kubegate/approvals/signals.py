@@ -13,7 +13,6 @@ import contextlib
 import logging
 from typing import Any
 
-import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -85,6 +84,8 @@ class DecisionSignals:
         self.wake(payload)
 
     async def _listen(self) -> None:
+        import asyncpg  # PostgreSQL only: a SQLite gateway never loads it
+
         dsn = self.store.url.set(drivername="postgresql").render_as_string(hide_password=False)
         while True:
             conn: asyncpg.Connection | None = None

@@ -4,7 +4,8 @@ On the way up it asks for an uncompressed JSON body (see negotiation.py). On the
 - a JSON document is held whole and masked at the end (a LIST is one document; the pipeline sends
   headers with the first byte, so a body that cannot be masked still becomes a clean Status);
   a SecretList, the largest body masking sees, takes a typed fast path (secretlist.py);
-- a watch stream is masked event by event: each complete line goes out as soon as it is masked;
+- a watch stream is masked event by event: each complete line goes out as soon as it is masked
+  (an event fanned out to many watchers is masked once, see cache.py);
 - text (pods/log, `logs -f`) flows through the streaming text detectors;
 - anything else, or a body still compressed, is refused when an object mask applies: protobuf, CBOR
   or gzip never reach a client unmasked. (Text detectors alone mask text bodies and pass the rest:
@@ -24,6 +25,7 @@ import orjson
 
 from kubegate.kube.status import Refused
 from kubegate.masking import secretlist
+from kubegate.masking.cache import MaskedLines
 from kubegate.masking.config import UnknownProfile
 from kubegate.masking.masker import Masker, kind_for, mask_document
 from kubegate.masking.negotiation import classify, json_only_accept
@@ -52,6 +54,7 @@ class MaskingStage(Stage):
 
     def __init__(self, masker: Masker) -> None:
         self.masker = masker
+        self.watch_events = MaskedLines()
 
     async def on_request(self, flow: Flow) -> None:
         profiles = tuple(flow.decision.masks) if flow.decision else ()
@@ -113,7 +116,9 @@ class MaskingStage(Stage):
             return b""
         lines = bytes(state.buffer[:cut])
         del state.buffer[:cut]
-        return b"".join(self._mask_line(state, line + b"\n") for line in lines.split(b"\n")[:-1])
+        context = (state.profiles, state.kind_hint)
+        return b"".join(self.watch_events.get(context, line + b"\n", lambda doc: self._mask_line(state, doc))
+                        for line in lines.split(b"\n")[:-1])
 
     async def on_eof(self, flow: Flow) -> bytes:
         state: MaskState | None = flow.extras.get(self.name)

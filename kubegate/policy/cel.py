@@ -2,18 +2,24 @@
 
 celpy's InterpretedRunner is used: its CompiledRunner mis-evaluates `exists()` over maps whose
 optional fields are absent (cel-python 0.5), which would turn a guarded condition into an error.
+celpy (and its lark grammar, ~7 MB) is imported on the first condition, not by every gateway.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import celpy
-from celpy import celtypes
+if TYPE_CHECKING:
+    import celpy
+    from celpy import celtypes
 
-_ENV = celpy.Environment()
+
+@functools.cache
+def _env() -> celpy.Environment:
+    import celpy
+    return celpy.Environment()
 
 
 class CelSyntaxError(ValueError):
@@ -27,21 +33,26 @@ class CelEvalError(Exception):
 @functools.lru_cache(maxsize=4096)
 def parse_condition(text: str) -> celpy.Runner:
     """Parse and prepare a condition; cached so a reload of unchanged rules costs nothing."""
+    import celpy
+    env = _env()
     try:
-        ast = _ENV.compile(text)
+        ast = env.compile(text)
     except celpy.CELParseError as exc:
         detail = " ".join(str(exc).split())
         raise CelSyntaxError(f"not a valid CEL expression: {detail}") from exc
-    return _ENV.program(ast)
+    return env.program(ast)
 
 
 def to_cel(value: Any) -> celtypes.Value:
     """Python data (a parsed JSON body, identity, request) as CEL values."""
+    import celpy
     return celpy.json_to_cel(value)
 
 
 def evaluate(program: celpy.Runner, activation: Mapping[str, celtypes.Value]) -> bool:
     """True or False, or CelEvalError when the expression errors or is not a bool."""
+    import celpy
+    from celpy import celtypes
     try:
         result = program.evaluate(dict(activation))
     except Exception as exc:  # celpy raises CELEvalError and, on odd data, plain Python errors

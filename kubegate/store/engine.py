@@ -15,10 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
@@ -26,7 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from kubegate.store.tables import chain_head
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest migration (kubegate/store/migrations/versions); tests/store/test_engine.py checks it
+# against Alembic's own view, so a new migration cannot be forgotten here.
+HEAD_REVISION = "0002"
 MIGRATION_LOCK_KEY = 0x6B756265  # pg_advisory_xact_lock key: one replica migrates at a time
 SQLITE_BUSY_TIMEOUT_MS = 5000
 PG_CONNECT_TIMEOUT_S = 5.0
@@ -80,15 +78,11 @@ def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get('sqlite_begin', 'DEFERRED')}")
 
 
-def _alembic_config(connection: Connection | None = None) -> AlembicConfig:
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.attributes["connection"] = connection
-    return cfg
-
-
-def head_revision() -> str | None:
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+def _current_revision(conn: Connection) -> str | None:
+    """The schema's revision as Alembic records it, read without loading Alembic."""
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
 class Store:
@@ -173,11 +167,14 @@ class Store:
         async with self.write() as conn:
             if self.dialect == "postgresql":
                 await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
-            await conn.run_sync(lambda sync: command.upgrade(_alembic_config(sync), "head"))
+            if await conn.run_sync(_current_revision) == HEAD_REVISION:
+                return
+            from kubegate.store.migrations.run import upgrade
+            await conn.run_sync(upgrade)
 
     async def revision(self) -> str | None:
         async with self.read() as conn:
-            return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+            return await conn.run_sync(_current_revision)
 
     async def ping(self) -> None:
         """Raise StoreError unless the store can be read and (SQLite) its file still written."""

@@ -3,6 +3,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,8 @@ import typer
 from typer.testing import CliRunner
 
 from kubegate.cli import db
-from kubegate.store.engine import Store, StoreError, head_revision, normalize_url
+from kubegate.store.engine import HEAD_REVISION, Store, StoreError, normalize_url
+from kubegate.store.migrations.run import head_revision
 from kubegate.store.tables import GENESIS_HASH, chain_head
 
 
@@ -29,6 +32,20 @@ def test_urls_map_to_async_drivers() -> None:
         normalize_url("sqlite://")
     with pytest.raises(StoreError, match="not supported"):
         normalize_url("mysql://u@db/k")
+
+
+def test_the_head_revision_is_alembics() -> None:
+    """Store.migrate skips Alembic when the schema is at HEAD_REVISION: it must be the newest migration."""
+    assert head_revision() == HEAD_REVISION
+
+
+def test_a_store_at_head_opens_without_loading_alembic(tmp_path: Path) -> None:
+    code = ("import asyncio, sys; from kubegate.store.engine import Store\n"
+            "async def main():\n    await (await Store.open(sys.argv[1])).close()\n"
+            "asyncio.run(main()); print('alembic' in sys.modules)")
+    argv = [sys.executable, "-c", code, f"sqlite:///{tmp_path / 'k.db'}"]
+    loaded = [subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip() for _ in range(2)]
+    assert loaded == ["True", "False"]  # the first open migrates a new file; the second finds it at head
 
 
 async def _check_fresh(store: Store) -> None:
