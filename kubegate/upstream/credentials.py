@@ -7,7 +7,6 @@ Every kind answers the same two questions for the forwarder: which Authorization
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
 import os
 import ssl
@@ -25,6 +24,9 @@ class CredentialError(Exception):
     """kubegate could not obtain its own credentials for a connection (the request gets a 502)."""
 
 
+CertPair = tuple[Path | bytes, Path | bytes]
+
+
 class Credentials(ABC):
     """Source of kubegate's upstream identity for one connection."""
 
@@ -32,7 +34,7 @@ class Credentials(ABC):
     async def authorization(self, identity: Identity | None) -> str | None:
         """The Authorization header value to send upstream, or None (client certificate only)."""
 
-    def client_cert(self) -> tuple[Path, Path] | None:
+    def client_cert(self) -> CertPair | None:
         """(certificate, key) files to present upstream, if this kind uses one."""
         return None
 
@@ -75,13 +77,15 @@ class TokenFile(Credentials):
 
 
 class ClientCertificate(Credentials):
-    def __init__(self, cert: Path, key: Path) -> None:
+    """A client certificate and key: files, or PEM data from a kubeconfig's `*-data` fields."""
+
+    def __init__(self, cert: Path | bytes, key: Path | bytes) -> None:
         self._pair = (cert, key)
 
     async def authorization(self, identity: Identity | None) -> str | None:
         return None
 
-    def client_cert(self) -> tuple[Path, Path] | None:
+    def client_cert(self) -> CertPair | None:
         return self._pair
 
 
@@ -129,7 +133,7 @@ def _expiry_in_loop_time(stamp: str | None, now_loop: float) -> float:
 
 
 def ssl_context_for(ca_file: Path | None, ca_data: bytes | None, insecure: bool,
-                    client_cert: tuple[Path, Path] | None) -> ssl.SSLContext:
+                    client_cert: CertPair | None) -> ssl.SSLContext:
     """TLS to the upstream: its CA (file or kubeconfig data), optional client certificate."""
     ctx = ssl.create_default_context()
     if insecure:
@@ -140,13 +144,21 @@ def ssl_context_for(ca_file: Path | None, ca_data: bytes | None, insecure: bool,
     elif ca_data is not None:
         ctx.load_verify_locations(cadata=ca_data.decode())
     if client_cert is not None:
-        ctx.load_cert_chain(str(client_cert[0]), str(client_cert[1]))
+        _load_cert_chain(ctx, *client_cert)
     return ctx
 
 
-def materialize(data_b64: str, suffix: str) -> Path:
-    """Write base64 kubeconfig data (a certificate or key) to a private temp file ssl can load."""
-    fd, name = tempfile.mkstemp(prefix="kubegate-", suffix=suffix)
-    with os.fdopen(fd, "wb") as f:
-        f.write(base64.b64decode(data_b64))
-    return Path(name)
+def _load_cert_chain(ctx: ssl.SSLContext, cert: Path | bytes, key: Path | bytes) -> None:
+    """ssl loads a chain only from files: PEM data is written to a private directory that is removed
+    as soon as it is loaded, so a key from a kubeconfig never stays on disk."""
+    if isinstance(cert, Path) and isinstance(key, Path):
+        ctx.load_cert_chain(str(cert), str(key))
+        return
+    with tempfile.TemporaryDirectory(prefix="kubegate-") as tmp:
+        paths = []
+        for name, value in (("tls.crt", cert), ("tls.key", key)):
+            path = value if isinstance(value, Path) else Path(tmp) / name
+            if not isinstance(value, Path):
+                path.write_bytes(value)
+            paths.append(str(path))
+        ctx.load_cert_chain(*paths)

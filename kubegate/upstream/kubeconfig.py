@@ -15,7 +15,6 @@ from kubegate.upstream.credentials import (
     ExecPlugin,
     StaticToken,
     TokenFile,
-    materialize,
 )
 
 
@@ -80,11 +79,10 @@ def _credentials(user: dict[str, Any], base: Path, path: Path, ctx_name: str) ->
     cert = user.get("client-certificate") or user.get("client-certificate-data")
     key = user.get("client-key") or user.get("client-key-data")
     if cert and key:
-        cert_path = (_file(base, user["client-certificate"]) if user.get("client-certificate")
-                     else materialize(user["client-certificate-data"], ".crt"))
-        key_path = (_file(base, user["client-key"]) if user.get("client-key")
-                    else materialize(user["client-key-data"], ".key"))
-        return ClientCertificate(cert_path, key_path)
+        return ClientCertificate(
+            _file(base, user["client-certificate"]) if user.get("client-certificate")
+            else base64.b64decode(user["client-certificate-data"]),
+            _file(base, user["client-key"]) if user.get("client-key") else base64.b64decode(user["client-key-data"]))
     exec_cfg = user.get("exec")
     if isinstance(exec_cfg, dict) and exec_cfg.get("command"):
         env = {e["name"]: e["value"] for e in exec_cfg.get("env") or [] if "name" in e}

@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import ssl
 import sys
+import tempfile
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,7 +23,14 @@ from kubegate.config import ConnectionConfig
 from kubegate.identity.model import Identity
 from kubegate.tls import ensure_serving_cert, server_ssl_context
 from kubegate.upstream.connection import Connection
-from kubegate.upstream.credentials import ClientCertificate, CredentialError, ExecPlugin, StaticToken, TokenFile
+from kubegate.upstream.credentials import (
+    ClientCertificate,
+    CredentialError,
+    ExecPlugin,
+    StaticToken,
+    TokenFile,
+    ssl_context_for,
+)
 
 ALICE = Identity(issuer="https://idp", subject="alice", username="idp:alice")
 
@@ -190,6 +198,24 @@ async def test_a_client_certificate_is_presented_upstream(mtls: tuple[PKI, str])
     assert seen == {"cn": "kubegate-client", "authorization": None}
     assert not [v for k, v in headers if k == "Authorization"]
     assert ("Impersonate-User", "idp:alice") in headers
+
+
+async def test_certificate_data_is_presented_and_leaves_no_file(mtls: tuple[PKI, str], tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """kubeconfig `client-*-data`: loaded from a private directory removed at once, never left in TMPDIR."""
+    pki, url = mtls
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    conn = Connection(ConnectionConfig(name="mtls", server=url, certificate_authority=pki.ca, auth={"token": "t"}))
+    try:
+        ctx = ssl_context_for(pki.ca, None, False, (pki.client_cert.read_bytes(), pki.client_key.read_bytes()))
+        async with conn.session.get(f"{url}/whoami", ssl=ctx) as response:
+            seen = await response.json()
+    finally:
+        await conn.close()
+    assert seen["cn"] == "kubegate-client"
+    assert list(scratch.iterdir()) == []
 
 
 async def test_without_the_client_certificate_the_server_refuses(mtls: tuple[PKI, str]) -> None:

@@ -58,7 +58,7 @@ def test_token_files_and_certificates_are_found_next_to_the_kubeconfig(tmp_path:
     assert cert.credentials.client_cert() == (tmp_path / "conf" / "pki" / "client.crt", Path("/abs/client.key"))
 
 
-def test_embedded_certificate_data_is_written_to_private_files(tmp_path: Path) -> None:
+def test_embedded_certificate_data_stays_in_memory(tmp_path: Path) -> None:
     ca, crt, key = b"-----CA-----\n", b"-----CERT-----\n", b"-----KEY-----\n"
     b64 = {name: base64.b64encode(value).decode() for name, value in (("ca", ca), ("crt", crt), ("key", key))}
     path = kubeconfig(tmp_path / "kc", {"first": {"client-certificate-data": b64["crt"],
@@ -67,14 +67,7 @@ def test_embedded_certificate_data_is_written_to_private_files(tmp_path: Path) -
                                "insecure-skip-tls-verify": True})
     target = load_kubeconfig(path)
     assert target.ca_data == ca and target.insecure is True
-    pair = target.credentials.client_cert()
-    assert pair is not None
-    try:
-        assert (pair[0].read_bytes(), pair[1].read_bytes()) == (crt, key)
-        assert pair[1].stat().st_mode & 0o077 == 0
-    finally:
-        for p in pair:
-            p.unlink()
+    assert target.credentials.client_cert() == (crt, key)
 
 
 def test_an_exec_plugin_user_becomes_an_exec_credential_source(tmp_path: Path) -> None:
