@@ -7,11 +7,8 @@ import http.client
 import json
 import os
 import signal
-import socket
 import sqlite3
-import ssl
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -21,68 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.conftest import World
+from tests.e2e.gateways import GatewayProcess
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class GatewayProcess:
-    """`kubegate serve` as its own process, on the world's cluster and issuer, with its own SQLite store."""
-
-    def __init__(self, world: World, root: Path) -> None:
-        self.root = root
-        self.db = root / "kubegate.db"
-        self.port = free_port()
-        doc = yaml.safe_load(world.env.config_file.read_text())
-        doc["listen"] = {"address": f"127.0.0.1:{self.port}"}
-        doc["state_dir"] = str(root / "state")
-        doc["store"] = {"url": f"sqlite:///{self.db}"}
-        doc["policy_dirs"] = []
-        self.config = root / "kubegate.yaml"
-        self.config.write_text(yaml.safe_dump(doc))
-        self.proc = subprocess.Popen([sys.executable, "-m", "kubegate", "serve", "--config", str(self.config)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.ctx: ssl.SSLContext | None = None
-        self.url = f"https://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            ca = root / "state" / "tls" / "ca.crt"
-            if ca.exists():
-                try:
-                    self.ctx = ssl.create_default_context(cafile=str(ca))
-                    with urllib.request.urlopen(self.url + "/readyz", context=self.ctx, timeout=2) as r:
-                        if r.status == 200:
-                            return
-                except (OSError, urllib.error.URLError):
-                    pass
-            if self.proc.poll() is not None:
-                raise AssertionError(f"gateway exited: {self.proc.stderr.read() if self.proc.stderr else ''}")
-            time.sleep(0.2)
-        raise AssertionError("gateway did not become ready")
-
-    def get(self, path: str, token: str) -> tuple[int, dict]:
-        req = urllib.request.Request(f"{self.url}/k8s/sandbox{path}", headers={"Authorization": f"Bearer {token}"})
-        try:
-            with urllib.request.urlopen(req, context=self.ctx, timeout=10) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read())
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 @pytest.fixture

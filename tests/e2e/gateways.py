@@ -1,0 +1,92 @@
+"""Gateways as their own `kubegate serve` processes on the world's cluster and issuer: for tests of
+what a process boundary changes (a SIGKILL, several replicas on one PostgreSQL store)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import World
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class GatewayProcess:
+    """`kubegate serve` as its own process, on the world's cluster and issuer, with its own SQLite store
+    unless given a store URL (several replicas share one PostgreSQL)."""
+
+    def __init__(self, world: World, root: Path, store_url: str | None = None) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.db = root / "kubegate.db"
+        self.port = free_port()
+        doc = yaml.safe_load(world.env.config_file.read_text())
+        doc["listen"] = {"address": f"127.0.0.1:{self.port}"}
+        doc["state_dir"] = str(root / "state")
+        doc["store"] = {"url": store_url or f"sqlite:///{self.db}"}
+        doc["policy_dirs"] = []
+        self.config = root / "kubegate.yaml"
+        self.config.write_text(yaml.safe_dump(doc))
+        self.proc = subprocess.Popen([sys.executable, "-m", "kubegate", "serve", "--config", str(self.config)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.ctx: ssl.SSLContext | None = None
+        self.url = f"https://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ca = root / "state" / "tls" / "ca.crt"
+            if ca.exists():
+                try:
+                    self.ctx = ssl.create_default_context(cafile=str(ca))
+                    with urllib.request.urlopen(self.url + "/readyz", context=self.ctx, timeout=2) as r:
+                        if r.status == 200:
+                            return
+                except (OSError, urllib.error.URLError):
+                    pass
+            if self.proc.poll() is not None:
+                raise AssertionError(f"gateway exited: {self.proc.stderr.read() if self.proc.stderr else ''}")
+            time.sleep(0.2)
+        raise AssertionError("gateway did not become ready")
+
+    def get(self, path: str, token: str) -> tuple[int, dict]:
+        req = urllib.request.Request(f"{self.url}/k8s/sandbox{path}", headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, context=self.ctx, timeout=10) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    @property
+    def ca_file(self) -> Path:
+        return self.root / "state" / "tls" / "ca.crt"
+
+    def kubeconfig(self, path: Path, token: str) -> Path:
+        """A kubeconfig that points kubectl at this gateway with a fixed token."""
+        doc = {"apiVersion": "v1", "kind": "Config", "current-context": "gw",
+               "clusters": [{"name": "gw", "cluster": {"server": f"{self.url}/k8s/sandbox",
+                                                       "certificate-authority": str(self.ca_file)}}],
+               "users": [{"name": "gw", "user": {"token": token}}],
+               "contexts": [{"name": "gw", "context": {"cluster": "gw", "user": "gw"}}]}
+        path.write_text(yaml.safe_dump(doc))
+        path.chmod(0o600)
+        return path

@@ -1,0 +1,80 @@
+"""Two gateway processes on one PostgreSQL store, as replicas behind a load balancer run: kubectl
+held by one is released by an approval given through the other, and both serve the same records."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import KUBECTL, World, kubectl_env
+from tests.e2e.gateways import GatewayProcess
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+ONCALL = ("platform-oncall",)
+
+
+@pytest.fixture
+def replicas(world: World, tmp_path: Path, pg_url: str) -> Iterator[tuple[GatewayProcess, GatewayProcess]]:
+    first = GatewayProcess(world, tmp_path / "a", pg_url)
+    try:
+        second = GatewayProcess(world, tmp_path / "b", pg_url)
+        try:
+            yield first, second
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+
+
+def cli(world: World, gateway: GatewayProcess, *args: str, sub: str, groups: tuple[str, ...]) -> Any:
+    done = subprocess.run([sys.executable, "-m", "kubegate", *args, "--server", gateway.url,
+                           "--token", world.token(sub, groups), "--ca", str(gateway.ca_file)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def pending(world: World, gateway: GatewayProcess, needle: str, held: subprocess.Popen[str]) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        items = json.loads(cli(world, gateway, "requests", "list", "-o", "json", sub="bob", groups=ONCALL))["items"]
+        found = [r for r in items if needle in r["description"]]
+        if found:
+            return found[0]
+        assert held.poll() is None, held.communicate()
+        time.sleep(0.2)
+    raise AssertionError(f"replica {gateway.url} lists no access request for {needle}")
+
+
+def test_an_approval_given_through_one_replica_releases_kubectl_held_by_the_other(
+        world: World, replicas: tuple[GatewayProcess, GatewayProcess], tmp_path: Path) -> None:
+    first, second = replicas
+    name = f"e2e-replica-{uuid.uuid4().hex[:8]}"
+    world.kubectl("create", "namespace", name)
+    kubeconfig = first.kubeconfig(tmp_path / "alice.kubeconfig", world.token("alice", ("developers",)))
+    kubectl = subprocess.Popen([KUBECTL, f"--kubeconfig={kubeconfig}", "delete", "namespace", name],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=kubectl_env())
+    try:
+        request = pending(world, second, f"namespaces {name}", kubectl)
+        assert kubectl.poll() is None
+        out = cli(world, second, "requests", "approve", request["id"], sub="bob", groups=ONCALL)
+        assert f"access request {request['id']} approved" in out
+        stdout, stderr = kubectl.communicate(timeout=60)
+        assert kubectl.returncode == 0, stderr
+        assert f'namespace "{name}" deleted' in stdout
+    finally:
+        kubectl.kill()
+    # The session replica A recorded reads the same through replica B, approval included.
+    session = json.loads(cli(world, second, "sessions", "show", request["session_id"], "-o", "json",
+                             sub="audrey", groups=("auditors",)))
+    assert session["session"]["username"] == "sandbox:alice" and session["session"]["command"] == "kubectl delete"
+    kinds = [e["type"] for e in session["events"]]
+    assert "approval" in kinds and kinds.index("approval") < len(kinds) - 1
