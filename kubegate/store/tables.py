@@ -170,3 +170,12 @@ notification_outbox = sa.Table(
 )
 """Notifications written in the same transaction as the change they announce, delivered and retried
 from here, so a webhook that is down delays a message but never loses it."""
+
+ui_signouts = sa.Table(
+    "ui_signouts", metadata,
+    sa.Column("session_digest", sa.String(64), primary_key=True),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Index("ix_ui_signouts_expires_at", "expires_at"),
+)
+"""Web UI sessions signed out before their cookie expires (sha256 of the session's secret), kept until
+then: a copied cookie stops working at sign-out, on every replica."""

@@ -10,12 +10,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import typer
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Connection
 from typer.testing import CliRunner
 
 from kubegate.cli import db
 from kubegate.store.engine import HEAD_REVISION, Store, StoreError, normalize_url
 from kubegate.store.migrations.run import head_revision
-from kubegate.store.tables import GENESIS_HASH, chain_head
+from kubegate.store.tables import GENESIS_HASH, chain_head, metadata
 
 
 def _closed_port() -> int:
@@ -119,3 +122,12 @@ def test_db_upgrade_command(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["db", "upgrade", "--store-url", f"postgresql://x@127.0.0.1:{_closed_port()}/x"])
     assert bad.exit_code == 2
     assert "cannot open the store" in bad.output
+
+
+async def test_the_migrations_build_exactly_the_tables_kubegate_uses(store: Store) -> None:
+    """tables.py (what the code queries) and the migrations (what a store gets) describe one schema."""
+    def diff(conn: Connection) -> list[object]:
+        return compare_metadata(MigrationContext.configure(conn), metadata)
+
+    async with store.read() as conn:
+        assert await conn.run_sync(diff) == []

@@ -6,10 +6,13 @@ import logging
 import secrets
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
+from kubegate.store.engine import StoreError
 from kubegate.web.ui.cookies import CookieTooLarge, LoginState
 from kubegate.web.ui.oidc import SignInError
 from kubegate.web.ui.pages import UI, Viewer, error_page, page, render, safe_next, see_other, viewer_of
+from kubegate.web.ui.signouts import sign_out
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +26,7 @@ def redirect_uri(request: web.Request) -> str:
 async def login(request: web.Request) -> web.StreamResponse:
     """The sign-in page: one button to the identity provider (already signed in: straight on)."""
     target = safe_next(request.query.get("next"))
-    if viewer_of(request) is not None:
+    if await viewer_of(request) is not None:
         return see_other(target)
     state = request.config_dict[UI]
     issuer = state.oidc.issuer.url if state.oidc else ""
@@ -81,6 +84,18 @@ async def callback(request: web.Request) -> web.StreamResponse:
 
 @page(form=True)
 async def logout(request: web.Request, viewer: Viewer) -> web.StreamResponse:
+    """Sign out here and on every replica: a copy of the cookie stops working too."""
+    store = request.config_dict[UI].gateway.store
+    try:
+        if store is not None:
+            await sign_out(store, viewer.session)
+    except (StoreError, SQLAlchemyError) as exc:
+        response = error_page(request, 503, "Not signed out everywhere",
+                              f"kubegate could not record the sign-out in its store ({exc}), so a copy of this "
+                              "session's cookie would still work until it expires. This browser is signed out; "
+                              "tell a kubegate operator.")
+        request.config_dict[UI].codec.clear_session(response)
+        return response
     response = see_other("/ui/login?signed_out=1")
     request.config_dict[UI].codec.clear_session(response)
     log.info("web UI sign-out: %s", viewer.identity.username)

@@ -21,6 +21,7 @@ from kubegate.web.ui.assets import Assets
 from kubegate.web.ui.cookies import CookieCodec, UISession
 from kubegate.web.ui.csrf import FIELD, CSRFError, check
 from kubegate.web.ui.oidc import OIDCClient
+from kubegate.web.ui.signouts import is_signed_out
 
 if TYPE_CHECKING:
     from kubegate.app import Gateway
@@ -118,10 +119,12 @@ def safe_next(value: str | None) -> str:
     return value
 
 
-def viewer_of(request: web.Request) -> Viewer | None:
+async def viewer_of(request: web.Request) -> Viewer | None:
+    """The signed-in viewer: a valid session cookie that was not signed out (see signouts.py)."""
     state = request.config_dict[UI]
     session = state.codec.session(request)
-    if session is None:
+    store = state.gateway.store
+    if session is None or store is None or await is_signed_out(store, session):
         return None
     return Viewer(session, frozenset(state.roles(session.identity)))
 
@@ -137,7 +140,7 @@ def page(roles: frozenset[str] = frozenset(), *, form: bool = False) -> Callable
     def wrap(handler: PageHandler) -> Handler:
         @functools.wraps(handler)
         async def run(request: web.Request) -> web.StreamResponse:
-            viewer = viewer_of(request)
+            viewer = await viewer_of(request)
             if viewer is None:
                 login = f"/ui/login?next={quote(request.path_qs if request.method == 'GET' else '/ui/approvals')}"
                 if request.headers.get("HX-Request"):

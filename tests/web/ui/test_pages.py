@@ -154,6 +154,21 @@ async def test_sign_out_needs_the_csrf_token_and_clears_the_cookie(ui: UIHarness
     assert cleared.value == "" and cleared["max-age"] == "0"
 
 
+async def test_a_copied_cookie_stops_working_at_sign_out(ui: UIHarness) -> None:
+    """The cookie is sealed and valid until it expires; sign-out is recorded in the store, so a copy
+    kept elsewhere (another tab, a stolen cookie, another replica) is signed out too."""
+    headers = ui.sign_in(BOB)
+    other = ui.sign_in(BOB)
+    _, html = await ui.page("/ui/approvals", headers)
+    response = await ui.client.post("/ui/logout", headers=headers, data={"csrf_token": csrf_of(html)},
+                                    allow_redirects=False)
+    assert response.status == 303
+    replay = await ui.client.get("/ui/approvals", headers=headers, allow_redirects=False)
+    assert replay.status == 303 and replay.headers["Location"].startswith("/ui/login")
+    status, _ = await ui.page("/ui/approvals", other)  # another sign-in of the same person is its own session
+    assert status == 200
+
+
 async def test_policy_explain_shows_the_matching_rules(ui: UIHarness) -> None:
     headers = ui.sign_in(AUDITOR)
     status, html = await ui.page("/ui/policy", headers, params={
