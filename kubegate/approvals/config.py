@@ -53,9 +53,11 @@ class ApprovalsConfig(_Strict):
     notifications: list[WebhookConfig] = []
     retry_max_interval: str | float = "5m"
     retry_give_up_after: str | float = "24h"
+    notification_retention: str | float = "7d"
+    """How long a delivered (or given-up) notification stays in the outbox, for an operator to look at."""
 
     _durations = field_validator("default_timeout", "grant_lifetime", "max_scope_duration", "retry_max_interval",
-                                 "retry_give_up_after")(_positive_duration)
+                                 "retry_give_up_after", "notification_retention")(_positive_duration)
 
     @model_validator(mode="after")
     def _unique_names(self) -> ApprovalsConfig:
@@ -84,6 +86,10 @@ class ApprovalsConfig(_Strict):
     @property
     def give_up_seconds(self) -> float:
         return _seconds(self.retry_give_up_after)
+
+    @property
+    def notification_retention_seconds(self) -> float:
+        return _seconds(self.notification_retention)
 
     def webhook(self, name: str) -> WebhookConfig | None:
         return next((w for w in self.notifications if w.name == name), None)

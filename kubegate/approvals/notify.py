@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 60.0
 SEND_TIMEOUT = 10.0
 BATCH = 20
+PRUNE_INTERVAL = 3600.0  # seconds between outbox clean-ups of one process
 SLACK_TEXT_LIMIT = 2900
 
 TITLES = {
@@ -118,10 +119,14 @@ class Notifier:
             await self._http.close()
 
     async def _run(self) -> None:
+        pruned_at = 0.0
         while True:
             try:
                 while await self.deliver_due() == BATCH:
                     pass
+                if self.clock() - pruned_at >= PRUNE_INTERVAL:
+                    await self.prune()
+                    pruned_at = self.clock()
             except Exception as exc:
                 log.error("delivering approval notifications failed (will retry): %s", describe(exc))
             with contextlib.suppress(TimeoutError):
@@ -144,6 +149,15 @@ class Notifier:
                 tried += 1
                 await self._deliver(row)
         return tried
+
+    async def prune(self) -> int:
+        """Remove notifications finished (delivered or given up) longer ago than the retention."""
+        horizon = self.clock() - self.config.notification_retention_seconds
+        outbox = notification_outbox.c
+        async with self.store.write() as conn:
+            done = await conn.execute(sa.delete(notification_outbox).where(
+                sa.or_(outbox.delivered_at < horizon, outbox.failed_at < horizon)))
+        return int(done.rowcount)
 
     async def _claim(self, row_id: int, seen: float, now: float) -> bool:
         async with self.store.write() as conn:

@@ -59,9 +59,9 @@ def _config(receiver: Receiver, **extra: Any) -> ApprovalsConfig:
     ], **extra})
 
 
-async def _ask(service: Any) -> str:
+async def _ask(service: Any, path: str = "/api/v1/namespaces/prod/pods") -> str:
     with pytest.raises(Refused) as refused:
-        await approval_stage(service).on_request(make_flow("GET", "/api/v1/namespaces/prod/pods"))
+        await approval_stage(service).on_request(make_flow("GET", path))
     assert refused.value.details is not None
     return str(refused.value.details["name"])
 
@@ -154,3 +154,26 @@ def test_slack_messages_have_text_and_blocks() -> None:
 def test_json_messages_carry_the_whole_request() -> None:
     assert json_message("approved", VIEW) == {"apiVersion": "kubegate.dev/v1", "kind": "AccessRequestEvent",
                                               "event": "approved", "request": VIEW}
+
+
+async def test_finished_notifications_leave_the_outbox_after_the_retention(
+        store: Store, make_service: ServiceFactory, receiver: Receiver, clock: Clock) -> None:
+    config = _config(receiver, notification_retention="1d", retry_give_up_after="10s")
+    service = make_service(store, config=config)
+    notifier = Notifier(store, config, clock=clock)
+    await _ask(service)
+    assert await notifier.deliver_due() == 2  # delivered
+    receiver.failures = 100
+    await _ask(service, "/api/v1/namespaces/prod/secrets")
+    await notifier.deliver_due()
+    clock.now += 11
+    await notifier.deliver_due()  # given up
+    receiver.failures = 0
+    await _ask(service, "/api/v1/namespaces/prod/configmaps")  # a third request whose rows are still due
+    clock.now += 86_400 - 10
+    assert await notifier.prune() == 2  # only the delivered rows are a day old
+    clock.now += 11
+    assert await notifier.prune() == 2  # now the given-up ones too
+    rows = await _outbox(store)
+    assert len(rows) == 2 and all(r.delivered_at is None and r.failed_at is None for r in rows)
+    await notifier.close()
