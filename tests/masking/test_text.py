@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kubegate.masking.detectors import BUILTIN_DETECTORS, TRIGGERS, compile_detector
 from kubegate.masking.marker import MARKER, MARKER_BYTES
@@ -151,3 +153,24 @@ def test_every_built_in_match_holds_a_trigger(line: str, secret: str, kept: str)
     assert matches
     for m in matches:
         assert any(t in m.group().lower() for t in TRIGGERS), m.group()
+
+
+def _streamed(rules: TextRules, value: str) -> str:
+    masker = rules.stream()
+    out = masker.feed(value.encode()) + masker.flush()
+    return out.decode(errors="replace")
+
+
+_assignments = st.tuples(st.sampled_from([t.decode() for t in TRIGGERS]), st.sampled_from(["=", ": ", "\t", " ", ""]),
+                         st.text("abcXYZ019_-/+=.", max_size=44)).map("".join)
+_pieces = st.sampled_from([*(c[0] for c in CASES), PEM.decode(), "-----BEGIN", " ", "\n", "plain", "acme_abcd"])
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.one_of(_assignments, _pieces, st.text(max_size=12)), max_size=6).map("".join))
+def test_masking_one_string_is_the_streamed_result(value: str) -> None:
+    """TextRules.mask skips strings no detector can match; it must never skip one the stream would mask."""
+    user = TextRules((*BUILTIN_DETECTORS, compile_detector("acme", r"acme_[a-z]{4}")), pem=False)
+    for rules in (RULES, TextRules(BUILTIN_DETECTORS, pem=False), user):
+        expected = _streamed(rules, value)
+        assert rules.mask(value) == (value if expected.encode() == value.encode() else expected)
