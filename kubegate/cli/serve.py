@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import resource
@@ -42,19 +41,6 @@ def raise_open_files_limit() -> None:
     if hard == resource.RLIM_INFINITY or soft < hard:
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
-
-
-MMAP_THRESHOLD = 256 * 1024
-_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-
-
-def return_large_buffers() -> None:
-    """Keep glibc's mmap threshold fixed, so every large buffer (a masked LIST holds tens of MB) is
-    mapped on its own and given back to the system when freed. By default glibc raises the threshold
-    to the largest block freed so far and then keeps up to twice that in its heap: after one 27 MB
-    LIST a gateway stayed ~75 MB larger for the rest of its life. No-op outside glibc."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
 async def wait_for_signal() -> None:
@@ -189,7 +175,6 @@ def serve(config: Annotated[Path, typer.Option("--config", "-c", help="kubegate.
         typer.echo(f"kubegate: invalid configuration\n{exc}", err=True)
         raise typer.Exit(2) from exc
     raise_open_files_limit()
-    return_large_buffers()
     if workers > 1:
         sys.exit(run_workers(cfg, workers))
     install_loop()
