@@ -2,8 +2,8 @@
 
 Run: .venv/bin/python bench/policy_decide.py [--rules 500] [--decisions 20000]
 The rule set mixes what real policies hold: per-team namespace globs, verb and resource lists, names,
-exec command rules, denies and reviews, and a few CEL conditions on pod creation. CEL (cel-python is an
-interpreter) is reported separately: it runs only when everything else about a rule already matched.
+exec command rules, denies and reviews, and a few CEL conditions on pod creation. CEL (a compiled
+program per condition) is reported separately: it runs only when everything else about a rule matched.
 """
 
 from __future__ import annotations

@@ -5,11 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-OPTIONAL = ("alembic", "asyncpg", "celpy", "botocore")
+OPTIONAL = ("alembic", "asyncpg", "cel", "botocore")
 
 
 def test_the_gateway_loads_without_the_optional_libraries() -> None:
-    """alembic (schema behind), asyncpg (PostgreSQL), celpy (CEL conditions), botocore (EKS): ~27 MB a
+    """alembic (schema behind), asyncpg (PostgreSQL), cel (CEL conditions), botocore (EKS): ~20 MB a
     SQLite gateway without CEL rules or EKS connections never pays."""
     code = ("import sys, kubegate.app, kubegate.cli.serve, kubegate.policy.engine, kubegate.approvals.signals; "
             f"print([m for m in {OPTIONAL!r} if m in sys.modules])")

@@ -27,18 +27,18 @@ class Facts:
     connection: str
     obj: Any = None
     name: str = ""
-    _activation: dict[str, Any] | None = field(default=None, repr=False)
+    _activation: Any = field(default=None, repr=False)
 
     @classmethod
     def of(cls, identity: Identity, info: RequestInfo, connection: str, obj: Any = None) -> Facts:
         return cls(identity, info, connection, obj, effective_name(info, obj))
 
-    def activation(self) -> dict[str, Any]:
+    def activation(self) -> Any:
         if self._activation is None:
             request = self.info.as_dict()
             request.update(connection=self.connection, name=self.name, resource_path=self.info.resource_path)
-            self._activation = {"identity": cel.to_cel(self.identity.as_dict()), "request": cel.to_cel(request),
-                                "object": cel.to_cel(self.obj)}
+            self._activation = cel.activation({"identity": self.identity.as_dict(), "request": request,
+                                               "object": self.obj})
         return self._activation
 
 
