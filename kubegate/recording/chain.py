@@ -4,7 +4,8 @@ reordering of stored events shows when the chain is walked again.
 An event's hash is sha256 over canonical JSON (sorted keys) of its fields and `prev_hash`; its stored
 `data` text is hashed byte for byte. `seq` is not hashed: the chain itself says the order, and `seq`
 only lets `verify` name where the order was broken. Appends lock the single `chain_head` row, so
-several replicas on one PostgreSQL extend one chain.
+several replicas on one PostgreSQL extend one chain. Appends are synchronous: they run inside
+`Store.write_sync` transactions.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kubegate.store.tables import GENESIS_HASH, chain_checkpoints, chain_head, events, sessions
@@ -56,17 +58,17 @@ def session_seal(row: dict[str, object]) -> str:
     return canonical({name: row[name] for name in SESSION_FIELDS})
 
 
-async def lock_head(conn: AsyncConnection) -> tuple[int, str]:
+def lock_head(conn: Connection) -> tuple[int, str]:
     """Read the chain head FOR UPDATE (PostgreSQL; SQLite's write lock is already held), so concurrent
     appenders, in this process or another replica, queue here instead of forking the chain.
     Call it first in a write transaction, before touching other rows, so lock order is always the same."""
-    head = (await conn.execute(
+    head = conn.execute(
         sa.select(chain_head.c.seq, chain_head.c.hash).where(chain_head.c.id == 1).with_for_update()
-    )).one()
+    ).one()
     return head.seq, head.hash
 
 
-async def append(conn: AsyncConnection, head: tuple[int, str], batch: Sequence[NewEvent]) -> list[int]:
+def append(conn: Connection, head: tuple[int, str], batch: Sequence[NewEvent]) -> list[int]:
     """Chain and insert `batch` after `head` (from `lock_head`, same transaction); return each seq."""
     seq, prev = head
     rows, seqs = [], []
@@ -79,8 +81,8 @@ async def append(conn: AsyncConnection, head: tuple[int, str], batch: Sequence[N
         seqs.append(seq)
         prev = digest
     if rows:
-        await conn.execute(sa.insert(events), rows)
-        await conn.execute(sa.update(chain_head).where(chain_head.c.id == 1).values(seq=seq, hash=prev))
+        conn.execute(sa.insert(events), rows)
+        conn.execute(sa.update(chain_head).where(chain_head.c.id == 1).values(seq=seq, hash=prev))
     return seqs
 
 

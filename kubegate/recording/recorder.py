@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from kubegate.config import StoreConfig, parse_duration
 from kubegate.recording.chain import NewEvent, append, canonical, lock_head, session_seal
@@ -263,60 +264,13 @@ class Recorder:
 
     async def _write(self, batch: list[_Item]) -> list[int]:
         new_ids = [sid for sid in dict.fromkeys(i.event.session_id for i in batch) if sid in self._new_sessions]
-        remap: dict[str, str] = {}
-        async with self.store.write() as conn:
-            head = await lock_head(conn)
-            seals: list[NewEvent] = []
-            for sid in new_ids:
-                row = self._new_sessions[sid]
-                actual = await self._insert_session(conn, row)
-                if actual == sid:
-                    seals.append(NewEvent(sid, row["started_at"], "session", session_seal(row)))
-                else:
-                    remap[sid] = actual
-            chained = [replace(i.event, session_id=remap.get(s, s) if (s := i.event.session_id) else None)
-                       for i in batch]
-            seqs = await append(conn, head, seals + chained)
-            await self._touch_sessions(conn, batch, chained)
+        write = _BatchWrite(self.store.dialect, [self._new_sessions[sid] for sid in new_ids],
+                            [(i.event, i.outcome, i.counts_request) for i in batch])
+        seqs = await self.store.write_sync(write.run)
         for sid in new_ids:
             del self._new_sessions[sid]
-        self._alias.update(remap)
-        return seqs[len(seals):]
-
-    async def _insert_session(self, conn: AsyncConnection, row: dict[str, Any]) -> str:
-        """Insert a session; for a kubectl session another replica may have inserted first: use theirs."""
-        if not row["kubectl_session"]:
-            await conn.execute(sa.insert(sessions), row)
-        else:
-            insert = (postgresql.insert if self.store.dialect == "postgresql" else sqlite.insert)(sessions)
-            await conn.execute(insert.values(row).on_conflict_do_nothing(
-                index_elements=["kubectl_session", "username"], index_where=_KUBECTL_SESSION_INDEX_WHERE))
-            existing = (await conn.execute(sa.select(sessions.c.id).where(
-                sessions.c.kubectl_session == row["kubectl_session"], sessions.c.username == row["username"]))).one()
-            if existing.id != row["id"]:
-                return str(existing.id)
-        if row["groups"]:
-            await conn.execute(sa.insert(session_groups),
-                               [{"session_id": row["id"], "name": g} for g in dict.fromkeys(row["groups"])])
-        return str(row["id"])
-
-    @staticmethod
-    async def _touch_sessions(conn: AsyncConnection, batch: list[_Item], chained: list[NewEvent]) -> None:
-        """Advance each touched session's end time, request count and worst outcome."""
-        touched: dict[str, tuple[float, int, str | None]] = {}
-        for item, ev in zip(batch, chained, strict=True):
-            if ev.session_id is None:
-                continue
-            last, count, outcome = touched.get(ev.session_id, (ev.ts, 0, None))
-            if item.outcome and (outcome is None or OUTCOME_RANK[item.outcome] > OUTCOME_RANK[outcome]):
-                outcome = item.outcome
-            touched[ev.session_id] = (max(last, ev.ts), count + item.counts_request, outcome)
-        if not touched:
-            return
-        await conn.execute(TOUCH_SESSIONS, [
-            {"b_id": sid, "b_last": last, "b_count": count, "b_rank": OUTCOME_RANK[outcome] if outcome else -1,
-             "b_outcome": outcome or ""}
-            for sid, (last, count, outcome) in touched.items()])
+        self._alias.update(write.remap)
+        return seqs
 
     # -- retention ------------------------------------------------------------------------------------
 
@@ -326,34 +280,10 @@ class Recorder:
         if not self.retention_seconds:
             return None
         now = self.clock() if now is None else now
-        cutoff = now - self.retention_seconds
-        async with self.store.write() as conn:
-            head = await lock_head(conn)
-            oldest_kept = sa.select(sa.func.min(events.c.seq)).where(events.c.ts >= cutoff)
-            first_kept = (await conn.execute(oldest_kept)).scalar()
-            through = first_kept - 1 if first_kept is not None else head[0]
-            done = (await conn.execute(sa.select(sa.func.max(chain_checkpoints.c.through_seq)))).scalar() or 0
-            if through <= done:
-                return None
-            last_hash = (await conn.execute(sa.select(events.c.hash).where(events.c.seq == through))).scalar()
-            if last_hash is None:
-                raise StoreError(f"event {through} is missing: run kubegate audit verify before retention")
-            removed = (await conn.execute(sa.delete(events).where(events.c.seq <= through))).rowcount
-            orphaned = sa.select(sessions.c.id).where(
-                sessions.c.ended_at < cutoff, ~sa.exists().where(events.c.session_id == sessions.c.id))
-            ids = list((await conn.execute(orphaned)).scalars())
-            for start in range(0, len(ids), 500):
-                chunk = ids[start:start + 500]
-                await conn.execute(sa.delete(session_groups).where(session_groups.c.session_id.in_(chunk)))
-                await conn.execute(sa.delete(sessions).where(sessions.c.id.in_(chunk)))
-            result = RetentionResult(cutoff, through, removed, len(ids))
-            await conn.execute(sa.insert(chain_checkpoints).values(
-                created_at=now, cutoff=cutoff, through_seq=through, last_hash=last_hash,
-                events_removed=removed, sessions_removed=len(ids)))
-            note = {"through_seq": through, "last_hash": last_hash, "cutoff": cutoff,
-                    "events_removed": removed, "sessions_removed": len(ids)}
-            await append(conn, head, [NewEvent(None, now, "retention", canonical(note))])
-        log.info("retention removed %d events and %d sessions older than %s", removed, len(ids), cutoff)
+        result = await self.store.write_sync(functools.partial(_retain, now, now - self.retention_seconds))
+        if result is not None:
+            log.info("retention removed %d events and %d sessions older than %s", result.events_removed,
+                     result.sessions_removed, result.cutoff)
         return result
 
     async def _retention_loop(self) -> None:
@@ -363,3 +293,94 @@ class Recorder:
                 await self.apply_retention()
             except Exception as exc:
                 log.error("retention failed: %s", describe(exc))
+
+
+@dataclass(eq=False)
+class _BatchWrite:
+    """One commit of the writer, run in the store's write thread: it reads only what it was given and
+    leaves what the event loop needs (the seqs, sessions another replica had made first) on itself."""
+
+    dialect: str
+    new_sessions: list[dict[str, Any]]
+    items: list[tuple[NewEvent, str | None, bool]]  # event, outcome, counts as a request
+    remap: dict[str, str] = field(default_factory=dict)
+
+    def run(self, conn: Connection) -> list[int]:
+        head = lock_head(conn)
+        seals: list[NewEvent] = []
+        for row in self.new_sessions:
+            actual = _insert_session(conn, self.dialect, row)
+            if actual == row["id"]:
+                seals.append(NewEvent(actual, row["started_at"], "session", session_seal(row)))
+            else:
+                self.remap[row["id"]] = actual
+        chained = [replace(ev, session_id=self.remap.get(s, s) if (s := ev.session_id) else None)
+                   for ev, _, _ in self.items]
+        seqs = append(conn, head, seals + chained)
+        outcomes = [(outcome, counts) for _, outcome, counts in self.items]
+        _touch_sessions(conn, [(ev, *rest) for ev, rest in zip(chained, outcomes, strict=True)])
+        return seqs[len(seals):]
+
+
+def _insert_session(conn: Connection, dialect: str, row: dict[str, Any]) -> str:
+    """Insert a session; for a kubectl session another replica may have inserted first: use theirs."""
+    if not row["kubectl_session"]:
+        conn.execute(sa.insert(sessions), row)
+    else:
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(sessions)
+        conn.execute(insert.values(row).on_conflict_do_nothing(
+            index_elements=["kubectl_session", "username"], index_where=_KUBECTL_SESSION_INDEX_WHERE))
+        existing = conn.execute(sa.select(sessions.c.id).where(
+            sessions.c.kubectl_session == row["kubectl_session"], sessions.c.username == row["username"])).one()
+        if existing.id != row["id"]:
+            return str(existing.id)
+    if row["groups"]:
+        conn.execute(sa.insert(session_groups),
+                     [{"session_id": row["id"], "name": g} for g in dict.fromkeys(row["groups"])])
+    return str(row["id"])
+
+
+def _touch_sessions(conn: Connection, chained: list[tuple[NewEvent, str | None, bool]]) -> None:
+    """Advance each touched session's end time, request count and worst outcome."""
+    touched: dict[str, tuple[float, int, str | None]] = {}
+    for ev, item_outcome, counts_request in chained:
+        if ev.session_id is None:
+            continue
+        last, count, outcome = touched.get(ev.session_id, (ev.ts, 0, None))
+        if item_outcome and (outcome is None or OUTCOME_RANK[item_outcome] > OUTCOME_RANK[outcome]):
+            outcome = item_outcome
+        touched[ev.session_id] = (max(last, ev.ts), count + counts_request, outcome)
+    if not touched:
+        return
+    conn.execute(TOUCH_SESSIONS, [
+        {"b_id": sid, "b_last": last, "b_count": count, "b_rank": OUTCOME_RANK[outcome] if outcome else -1,
+         "b_outcome": outcome or ""}
+        for sid, (last, count, outcome) in touched.items()])
+
+
+def _retain(now: float, cutoff: float, conn: Connection) -> RetentionResult | None:
+    """The retention transaction (see Recorder.apply_retention)."""
+    head = lock_head(conn)
+    first_kept = conn.execute(sa.select(sa.func.min(events.c.seq)).where(events.c.ts >= cutoff)).scalar()
+    through = first_kept - 1 if first_kept is not None else head[0]
+    done = conn.execute(sa.select(sa.func.max(chain_checkpoints.c.through_seq))).scalar() or 0
+    if through <= done:
+        return None
+    last_hash = conn.execute(sa.select(events.c.hash).where(events.c.seq == through)).scalar()
+    if last_hash is None:
+        raise StoreError(f"event {through} is missing: run kubegate audit verify before retention")
+    removed = conn.execute(sa.delete(events).where(events.c.seq <= through)).rowcount
+    orphaned = sa.select(sessions.c.id).where(
+        sessions.c.ended_at < cutoff, ~sa.exists().where(events.c.session_id == sessions.c.id))
+    ids = list(conn.execute(orphaned).scalars())
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        conn.execute(sa.delete(session_groups).where(session_groups.c.session_id.in_(chunk)))
+        conn.execute(sa.delete(sessions).where(sessions.c.id.in_(chunk)))
+    conn.execute(sa.insert(chain_checkpoints).values(
+        created_at=now, cutoff=cutoff, through_seq=through, last_hash=last_hash,
+        events_removed=removed, sessions_removed=len(ids)))
+    note = {"through_seq": through, "last_hash": last_hash, "cutoff": cutoff,
+            "events_removed": removed, "sessions_removed": len(ids)}
+    append(conn, head, [NewEvent(None, now, "retention", canonical(note))])
+    return RetentionResult(cutoff, through, removed, len(ids))

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from kubegate.recording import chain
 from kubegate.recording.recorder import Recorder
@@ -36,7 +37,7 @@ async def test_concurrent_events_share_commits_and_each_waits_for_its_commit(
         nonlocal commits
         commits += 1
 
-    event.listen(store.engine.sync_engine, "commit", count)
+    event.listen(Engine, "commit", count)  # every engine: the store writes on its own thread on SQLite
     sid = recorder.session_for(make_flow())
     committed_when_returned: list[bool] = []
 
@@ -47,7 +48,7 @@ async def test_concurrent_events_share_commits_and_each_waits_for_its_commit(
         committed_when_returned.append(found is not None)
 
     await asyncio.gather(*(one(i) for i in range(300)))
-    event.remove(store.engine.sync_engine, "commit", count)
+    event.remove(Engine, "commit", count)
     assert committed_when_returned == [True] * 300
     assert 1 <= commits <= 30, commits
     assert recorder.commits == commits
