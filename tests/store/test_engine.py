@@ -12,7 +12,8 @@ import sqlalchemy as sa
 import typer
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.engine import Connection
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
 from typer.testing import CliRunner
 
 from kubegate.cli import db
@@ -131,3 +132,33 @@ async def test_the_migrations_build_exactly_the_tables_kubegate_uses(store: Stor
 
     async with store.read() as conn:
         assert await conn.run_sync(diff) == []
+
+
+async def test_write_sync_is_one_durable_transaction(store: Store) -> None:
+    """What the recorder commits through write_sync: all of it or none of it, durable when it returns
+    (SQLite: BEGIN IMMEDIATE, synchronous=FULL on the writer thread's own connection)."""
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    def bump(conn: Connection) -> int:
+        conn.execute(sa.update(chain_head).values(seq=chain_head.c.seq + 1))
+        return int(conn.execute(sa.select(chain_head.c.seq)).scalar_one())
+
+    def bump_then_fail(conn: Connection) -> None:
+        bump(conn)
+        raise RuntimeError("boom")
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        assert await store.write_sync(bump) == 1
+        with pytest.raises(RuntimeError):
+            await store.write_sync(bump_then_fail)
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    async with store.read() as conn:
+        assert (await conn.execute(sa.select(chain_head.c.seq))).scalar_one() == 1  # the failed one rolled back
+    if store.dialect == "sqlite":
+        assert "BEGIN IMMEDIATE" in statements
+        assert await store.write_sync(lambda conn: conn.exec_driver_sql("PRAGMA synchronous").scalar()) == 2
