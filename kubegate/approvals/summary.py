@@ -18,6 +18,7 @@ import aiohttp
 import orjson
 import yaml
 
+from kubegate.kube.mergepatch import merge_patch
 from kubegate.masking.config import SECRET_VALUES
 from kubegate.masking.masker import Masker, kind_for
 from kubegate.proxy.flow import Flow
@@ -50,19 +51,6 @@ def _clean(obj: Any) -> Any:
 
 def _yaml(obj: Any) -> str:
     return yaml.safe_dump(obj, sort_keys=True, default_flow_style=False)
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch."""
-    if not isinstance(patch, dict):
-        return patch
-    out = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge_patch(out.get(key), value)
-    return out
 
 
 def _diff(before: Any, after: Any, label: str) -> str:

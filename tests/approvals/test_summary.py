@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
-from kubegate.approvals.summary import merge_patch, summarize
+from kubegate.approvals.summary import summarize
 from kubegate.kube.body import RequestBodyStage
 from kubegate.masking.config import MaskingConfig
 from kubegate.masking.masker import Masker
@@ -123,13 +123,6 @@ async def test_deletes_and_exec_read_as_one_line() -> None:
     exec_flow = make_flow("GET", "/api/v1/namespaces/dev/pods/web/exec", "command=sh&command=-c&command=id"
                           "&container=app")
     assert await summary(exec_flow) == "create pods/web/exec in namespace dev container app\ncommand: sh -c id"
-
-
-def test_merge_patch_follows_rfc_7386() -> None:
-    assert merge_patch({"a": "b", "c": {"d": "e", "f": "g"}}, {"a": "z", "c": {"f": None}}) == \
-        {"a": "z", "c": {"d": "e"}}
-    assert merge_patch({"a": [1, 2]}, {"a": [3]}) == {"a": [3]}
-    assert merge_patch("x", {"a": 1}) == {"a": 1}
 
 
 async def test_a_protobuf_create_shows_the_object_the_body_stage_read() -> None:

@@ -47,7 +47,8 @@ def test_strategic_merge_replace_delete_and_primitive_list_directives() -> None:
 
 
 def test_merge_and_json_patch() -> None:
-    assert patching.merge_patch({"a": {"b": 1, "c": 2}}, {"a": {"b": None, "d": 3}}) == {"a": {"c": 2, "d": 3}}
+    merged = patching.apply_patch(patching.MERGE_PATCH, {"a": {"b": 1, "c": 2}}, b'{"a": {"b": null, "d": 3}}')
+    assert merged == {"a": {"c": 2, "d": 3}}
     doc = patching.apply_patch(patching.JSON_PATCH, {"a": 1}, b'[{"op":"replace","path":"/a","value":2}]')
     assert doc == {"a": 2}
     with pytest.raises(ApiError) as failed:

@@ -10,6 +10,8 @@ import jsonpatch
 import jsonpointer
 import orjson
 
+from kubegate.kube.mergepatch import merge_patch
+
 from .errors import ApiError, bad_request
 
 JSON_PATCH = "application/json-patch+json"
@@ -46,18 +48,6 @@ def json_patch(doc: dict[str, Any], body: bytes) -> dict[str, Any]:
     except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
         raise ApiError(422, "the server rejected our request due to an error in our request", "Invalid",
                        {"causes": [{"reason": "UnexpectedServerResponse", "message": str(exc)}]}) from None
-    return result
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
     return result
 
 
