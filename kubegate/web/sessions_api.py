@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -85,6 +85,19 @@ def _guarded(authorize: Authorize, handler: Handler) -> Handler:
     return run
 
 
+async def stream_jsonl(request: web.Request, first: object, rest: AsyncIterator[object],
+                       headers: Mapping[str, str] | None = None) -> web.StreamResponse:
+    """A session export as JSON lines, written as the store yields them (the first already read, so a
+    missing session was answered with a 404 before anything was sent)."""
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", **(headers or {})})
+    await response.prepare(request)
+    await response.write(orjson.dumps(first) + b"\n")
+    async for line in rest:
+        await response.write(orjson.dumps(line) + b"\n")
+    await response.write_eof()
+    return response
+
+
 def setup_routes(app: web.Application, store_getter: StoreGetter, authorize: Authorize) -> None:
     """GET /api/v1/sessions[/{id}[/events|/export]]; lists page with `limit` and `continue`."""
 
@@ -118,13 +131,7 @@ def setup_routes(app: web.Application, store_getter: StoreGetter, authorize: Aut
         first = await anext(lines, None)
         if first is None:
             return not_found(sid)
-        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-        await response.prepare(request)
-        await response.write(orjson.dumps(first) + b"\n")
-        async for line in lines:
-            await response.write(orjson.dumps(line) + b"\n")
-        await response.write_eof()
-        return response
+        return await stream_jsonl(request, first, lines)
 
     app.router.add_get("/api/v1/sessions", _guarded(authorize, sessions))
     app.router.add_get("/api/v1/sessions/{id}", _guarded(authorize, session))

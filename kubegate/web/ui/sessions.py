@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -15,7 +14,7 @@ from kubegate.recording.asciicast import CAST_KINDS, cast_from_events
 from kubegate.recording.query import BadQuery, SessionFilter, export_session, get_session, list_events, list_sessions
 from kubegate.recording.replay import parse_time
 from kubegate.store.engine import Store, StoreError, describe
-from kubegate.web.sessions_api import FILTERS
+from kubegate.web.sessions_api import FILTERS, stream_jsonl
 from kubegate.web.sessions_api import parse_time as parse_when
 from kubegate.web.ui.pages import READERS, UI, Viewer, error_page, page, render
 from kubegate.web.ui.timeline import entry
@@ -140,15 +139,8 @@ async def export(request: web.Request, viewer: Viewer) -> web.StreamResponse:
         return _failure(request, viewer, exc)
     if first is None:
         return error_page(request, 404, "No such session", f"session {sid} does not exist", viewer)
-    response = web.StreamResponse(headers={
-        "Content-Type": "application/x-ndjson", "Cache-Control": "no-store",
-        "Content-Disposition": f'attachment; filename="kubegate-session-{sid}.jsonl"'})
-    await response.prepare(request)
-    await response.write(orjson.dumps(first) + b"\n")
-    async for line in lines:
-        await response.write(orjson.dumps(line) + b"\n")
-    await response.write_eof()
-    return response
+    return await stream_jsonl(request, first, lines, {
+        "Cache-Control": "no-store", "Content-Disposition": f'attachment; filename="kubegate-session-{sid}.jsonl"'})
 
 
 def add_routes(app: web.Application) -> None:
