@@ -1,6 +1,11 @@
-"""Shared fixtures: ONE sandbox world (cluster, issuer, gateway) per test session, driven by real kubectl.
+"""Shared fixtures: ONE world (cluster, issuer, gateway) per test session, driven by real kubectl.
 
-The world runs on its own event loop in a background thread, so tests call kubectl with plain
+`world` runs on a real kube-apiserver and etcd (kubegate/sandbox/envtest.py, binaries from
+KUBEBUILDER_ASSETS) with a kubelet stand-in: it is the judge of Kubernetes behaviour. `sandbox_world`
+runs on the in-memory sandbox cluster, which shares kubegate's own parsers; it serves tests of the
+sandbox itself and of the demo, never as the judge of how a cluster reads a request.
+
+A world runs on its own event loop in a background thread, so tests call kubectl with plain
 subprocesses while the gateway keeps serving.
 """
 
@@ -27,18 +32,69 @@ T = TypeVar("T")
 KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl") or "kubectl"
 
 
-class World:
-    """The running sandbox world and helpers to drive it as a user would."""
+# The real cluster's standing RBAC and policy for the e2e tier. The platform team has bound the
+# `developers` group to cluster-admin (kubegate passes groups as Impersonate-Group); kubegate's own
+# identity has exactly deploy/rbac.yaml, so the policy's roles are `view` and `edit` only. A CEL rule
+# that reads request bodies is loaded throughout, so every write's body is judged in every test.
+REAL_CLUSTER_RBAC: list[dict[str, Any]] = [
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+     "metadata": {"name": "developers-are-admins"},
+     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+     "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "developers"}]},
+]
+REAL_CLUSTER_POLICIES: list[dict[str, Any]] = [
+    {"name": "developers-work-everywhere", "subjects": {"groups": ["developers"]}, "action": "allow",
+     "mask": ["secret-values", "last-applied", "env-credentials", "serviceaccount-tokens", "credentials-in-text"]},
+    {"name": "no-privileged-containers", "match": {"resources": ["pods"], "verbs": ["create", "update", "patch"]},
+     "condition": "has(object.spec) && has(object.spec.containers) && object.spec.containers.exists(c, "
+                  "has(c.securityContext) && has(c.securityContext.privileged) && c.securityContext.privileged)",
+     "action": "deny", "message": "privileged containers are not allowed"},
+    {"name": "kube-system-is-read-only", "match": {"namespaces": ["kube-system"],
+                                                   "verbs": ["create", "update", "patch", "delete",
+                                                             "deletecollection"]},
+     "action": "deny", "message": "kube-system is managed by the platform team; change it through GitOps"},
+    {"name": "namespace-deletion-needs-a-human", "match": {"verbs": ["delete"], "resources": ["namespaces"]},
+     "action": "review", "reviewers": {"groups": ["platform-oncall"]}},
+]
 
-    def __init__(self, root: Path) -> None:
+
+class World:
+    """A running world and helpers to drive it as a user would."""
+
+    def __init__(self, root: Path, real: bool = True) -> None:
         self.root = root
+        self.real = real
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="sandbox-world", daemon=True)
+        self._thread = threading.Thread(target=self.loop.run_forever, name="world", daemon=True)
         self._thread.start()
         from kubegate.sandbox.environment import start_environment
 
-        self.env = self.call(start_environment(root / "world"))
+        if real:
+            from kubegate.sandbox.envtest import EnvtestCluster
+
+            cluster = EnvtestCluster(root / "cluster")
+            self.env = self.call(start_environment(root / "world", cluster=cluster, connection="envtest",
+                                                   policies=REAL_CLUSTER_POLICIES), timeout=120)
+            cluster.seed(REAL_CLUSTER_RBAC)
+        else:
+            self.env = self.call(start_environment(root / "world"))
         self._n = 0
+
+    @property
+    def control(self) -> Any:
+        """The real control plane (audit log, admin API calls); only in the real world."""
+        assert self.real, "this test needs the real cluster"
+        return self.env.cluster.control
+
+    def namespace(self, prefix: str = "t") -> str:
+        """A fresh namespace with its default ServiceAccount (deleted namespaces stay Terminating here)."""
+        self._n += 1
+        name = f"{prefix}-{self._n}-{os.urandom(3).hex()}"
+        if self.real:
+            self.control.ensure_namespace(name)
+        else:
+            self.cluster.seed([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}])
+        return name
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -140,9 +196,33 @@ async def store(store_url: str) -> AsyncIterator[Store]:
     await s.close()
 
 
+def _envtest_or_skip() -> None:
+    """The real-cluster tier needs kube-apiserver and etcd; without them it says why, and fails under CI."""
+    from kubegate.sandbox.envtest import EnvtestUnavailable, assets_dir
+
+    try:
+        assets_dir()
+    except EnvtestUnavailable as exc:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"the real-cluster tier cannot run: {exc}", pytrace=False)
+        pytest.skip(f"the real-cluster tier did not run: {exc}")
+
+
 @pytest.fixture(scope="session")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The world on a real kube-apiserver: the judge of Kubernetes behaviour."""
+    _envtest_or_skip()
     w = World(tmp_path_factory.mktemp("kubegate"))
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+@pytest.fixture(scope="session")
+def sandbox_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The world on the in-memory sandbox cluster (tests of the sandbox and the demo)."""
+    w = World(tmp_path_factory.mktemp("kubegate-sandbox"), real=False)
     try:
         yield w
     finally:

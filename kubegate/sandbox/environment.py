@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -19,6 +19,19 @@ from kubegate.sandbox.cluster import SandboxCluster
 from kubegate.sandbox.issuer import DevIssuer
 
 CONNECTION = "sandbox"
+
+
+class Cluster(Protocol):
+    """What the environment needs of a cluster: the sandbox, or a real one (sandbox/envtest.py)."""
+
+    url: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def write_kubeconfig(self, path: Path, token: str | None = None) -> Path: ...
+
 DEMO_GROUPS = ("developers",)
 # The cluster holds no permanent grant for the demo identities: developers get cluster-admin from the
 # policy, as a temporary ClusterRoleBinding kubegate makes on their first request and reaps when unused.
@@ -38,9 +51,10 @@ DEMO_POLICIES: list[dict[str, Any]] = [
 @dataclass
 class Environment:
     state_dir: Path
-    cluster: SandboxCluster
+    cluster: Any
     issuer: DevIssuer
     config_file: Path
+    connection: str = CONNECTION
     gateway: Listening | None = None
     config: Config | None = None
     policy_dir: Path = field(init=False)
@@ -51,7 +65,7 @@ class Environment:
     @property
     def server(self) -> str:
         assert self.gateway is not None
-        return f"{self.gateway.url}/k8s/{CONNECTION}"
+        return f"{self.gateway.url}/k8s/{self.connection}"
 
     def write_kubeconfig(self, path: Path, *, token: str | None = None, sub: str = "demo",
                          groups: tuple[str, ...] = DEMO_GROUPS, claims: dict[str, str] | None = None) -> Path:
@@ -90,7 +104,7 @@ class Environment:
 
 
 def gateway_config(state_dir: Path, cluster_kubeconfig: Path, issuer: DevIssuer, policy_dir: Path,
-                   store_url: str = "", listen: str = "127.0.0.1:0") -> dict[str, Any]:
+                   store_url: str = "", listen: str = "127.0.0.1:0", connection: str = CONNECTION) -> dict[str, Any]:
     return {
         "listen": {"address": listen},
         "state_dir": str(state_dir / "gateway"),
@@ -101,24 +115,29 @@ def gateway_config(state_dir: Path, cluster_kubeconfig: Path, issuer: DevIssuer,
                                                                   "ref"]}],
             "admin_groups": ["kubegate-admins"], "auditor_groups": ["auditors"],
         },
-        "connections": [{"name": CONNECTION, "auth": {"kubeconfig": {"path": str(cluster_kubeconfig)}}}],
+        "connections": [{"name": connection, "auth": {"kubeconfig": {"path": str(cluster_kubeconfig)}}}],
         "policies": DEMO_POLICIES,
         "policy_dirs": [str(policy_dir)],
     }
 
 
-async def start_environment(state_dir: Path, *, listen: str = "127.0.0.1:0", store_url: str = "") -> Environment:
-    """Start the sandbox cluster and issuer, write kubegate.yaml for them, and start the gateway on it."""
+async def start_environment(state_dir: Path, *, listen: str = "127.0.0.1:0", store_url: str = "",
+                            cluster: Cluster | None = None, connection: str = CONNECTION,
+                            policies: list[dict[str, Any]] | None = None) -> Environment:
+    """Start the cluster (the sandbox unless given another) and issuer, write kubegate.yaml for them,
+    and start the gateway on it."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    cluster = SandboxCluster(state_dir / "cluster")
+    cluster = cluster or SandboxCluster(state_dir / "cluster")
     await cluster.start()
     issuer = DevIssuer(state_dir / "issuer")
     await issuer.start()
     cluster_kubeconfig = cluster.write_kubeconfig(state_dir / "cluster" / "gateway.kubeconfig")
     env = Environment(state_dir=state_dir, cluster=cluster, issuer=issuer,
-                      config_file=state_dir / "kubegate.yaml")
+                      config_file=state_dir / "kubegate.yaml", connection=connection)
     env.policy_dir.mkdir(exist_ok=True)
-    doc = gateway_config(state_dir, cluster_kubeconfig, issuer, env.policy_dir, store_url, listen)
+    doc = gateway_config(state_dir, cluster_kubeconfig, issuer, env.policy_dir, store_url, listen, connection)
+    if policies is not None:
+        doc["policies"] = policies
     env.config_file.write_text(yaml.safe_dump(doc, sort_keys=False))
     env.config = load_config(env.config_file)
     env.gateway = await start_gateway(env.config)
