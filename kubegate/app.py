@@ -35,7 +35,8 @@ from kubegate.recording.stage import RecorderStage
 from kubegate.store.engine import Store
 from kubegate.upstream.bindings import TemporaryBindings
 from kubegate.upstream.connection import Connection
-from kubegate.upstream.stage import UpstreamAccessStage
+from kubegate.upstream.dryrun import StoredObjects
+from kubegate.upstream.stage import RoleGrants, UpstreamAccessStage
 from kubegate.web import approvals_api, policy_api, sessions_api
 from kubegate.web.auth import make_authorize, roles_of
 from kubegate.web.ui import setup_ui
@@ -78,17 +79,18 @@ class Gateway:
         self.approvals = ApprovalService(self.store, self.recorder, self.policy, self.config.approvals,
                                          connections=tuple(self.connections))
         await self.approvals.start()
+        grants = RoleGrants(self.bindings, self.recorder)
         self.pipeline = Pipeline([
             MetricsStage(self.metrics),
             AuthenticationStage(self.verifier),
             RequestInfoStage(),
             UpgradeGate(self.config.streams),
             RequestBodyStage(),
-            PolicyStage(self.policy),
+            PolicyStage(self.policy, StoredObjects(grants)),
             ApprovalStage(self.approvals, self.masker, self.config.listen.external_url),
             RecorderStage(self.recorder, self.masker),
             MaskingStage(self.masker),
-            UpstreamAccessStage(self.bindings, self.recorder),
+            UpstreamAccessStage(grants),
         ], upgrades=UpgradeBridge(self.recorder, self.masker, self.config.streams), streams=self.config.streams)
         self.tasks.append(asyncio.create_task(self.policy.watch(), name="policy-reload"))
         for name, bindings in self.bindings.items():

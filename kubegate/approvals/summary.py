@@ -1,10 +1,11 @@
-"""What a reviewer reads before saying yes: the object a create makes, the diff an update or merge
-patch makes, the operations of a JSON patch, the fields a strategic-merge patch or apply sets.
+"""What a reviewer reads before saying yes: the object a create makes, and the diff an update or patch
+of any type makes, between the object now and the object the cluster would store (the policy stage's
+dry run, so the reviewer sees what will really be stored), plus the operations of a JSON patch.
 
 The current object is read through the connection as the requester (impersonated), so a request
 never shows a reviewer or its requester more of the cluster than the requester may read; when it
-cannot be read, the patch itself is shown. Both sides are masked by the gateway's masker with
-the request's own mask profiles, and always with secret-values: a summary is stored, shown in the
+cannot be read, the object it would become is shown alone. Both sides are masked by the gateway's masker
+with the request's own mask profiles, and always with secret-values: a summary is stored, shown in the
 web UI and sent to webhooks.
 """
 
@@ -14,30 +15,17 @@ import difflib
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import orjson
 import yaml
 
-from kubegate.kube.mergepatch import merge_patch
+from kubegate.kube.status import Refused
 from kubegate.masking.config import SECRET_VALUES
 from kubegate.masking.masker import Masker, kind_for
 from kubegate.proxy.flow import Flow
-from kubegate.upstream.credentials import CredentialError
 
 MAX_SUMMARY = 16_000
-FETCH_TIMEOUT = 5.0
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 NOISE = ("managedFields", "resourceVersion", "uid", "creationTimestamp", "generation", "selfLink")
-
-
-def _parse(body: bytes, content_type: str) -> Any:
-    media = content_type.split(";", 1)[0].strip().lower()
-    try:
-        if media.endswith("yaml"):
-            return yaml.safe_load(body)
-        return orjson.loads(body)
-    except (orjson.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError):
-        return None
 
 
 def _clean(obj: Any) -> Any:
@@ -72,21 +60,11 @@ def _json_patch_lines(ops: list[Any]) -> str:
 
 async def _current(flow: Flow) -> Any:
     """The object as the requester may read it now, or None."""
-    assert flow.identity is not None
-    conn = flow.connection
     try:
-        headers = dict(await conn.upstream_identity_headers(flow.identity))
-    except CredentialError:
+        status, answer = await flow.connection.client.call("GET", flow.raw_path, identity=flow.identity)
+    except Refused:
         return None
-    headers["Accept"] = "application/json"
-    try:
-        async with conn.session.get(conn.server + flow.raw_path, headers=headers, allow_redirects=False,
-                                    timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT)) as response:
-            if response.status != 200:
-                return None
-            return _clean(orjson.loads(await response.read()))
-    except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError):
-        return None
+    return _clean(answer) if status == 200 and isinstance(answer, dict) else None
 
 
 Mask = Callable[[Any], Any]
@@ -120,44 +98,26 @@ async def summarize(flow: Flow, masker: Masker) -> str:
     info = flow.info
     if info is None or not info.is_resource_request:
         return ""
-    is_secret = info.resource == "secrets"
     mask = _masking(flow, masker)
-    content_type = flow.headers.get("Content-Type", "")
-    # The body stage has read create/update/patch bodies (protobuf included); delete options are read here.
-    sent = flow.object if flow.object is not None else _parse(flow.body, content_type) if flow.body else None
-    body = mask(sent)
+    sent, after = mask(flow.sent), mask(flow.object)
     target = "/".join(p for p in (info.resource, info.name, info.subresource) if p)
     where = f" in namespace {info.namespace}" if info.namespace and info.resource != "namespaces" else ""
     if info.command:
         text = f"{info.verb} {target}{where}" + (f" container {info.container}" if info.container else "") + \
                f"\ncommand: {' '.join(info.command)}"
-    elif info.verb == "create" and isinstance(body, dict):
-        text = f"create {info.resource_path}{where}:\n{_yaml(_clean(body))}"
-    elif info.verb == "update" and isinstance(body, dict):
+    elif info.verb == "create" and isinstance(after, dict):
+        text = f"create {info.resource_path}{where}:\n{_yaml(_clean(after))}"
+    elif info.verb in ("update", "patch") and isinstance(after, dict):
+        media = flow.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        text = f"JSON patch of {target}{where}:\n{_json_patch_lines(sent)}\n" \
+            if media == "application/json-patch+json" and isinstance(sent, list) else ""
         raw = await _current(flow)
-        text = _diff(mask(raw), body, target) if raw is not None else \
-            f"update {target}{where} (current object not readable) to:\n{_yaml(_clean(body))}"
-        if is_secret and raw is not None:
-            text += _changed_secret_keys(raw, sent)
-    elif info.verb == "patch" and body is not None:
-        text = await _patch_summary(flow, body, content_type, target, where, is_secret, mask)
+        text += _diff(mask(raw), after, target) if raw is not None else \
+            f"{info.verb} {target}{where} (current object not readable) to:\n{_yaml(_clean(after))}"
+        if info.resource == "secrets" and raw is not None:
+            text += _changed_secret_keys(raw, flow.object)
     else:
         text = f"{info.verb} {target}{where}"
-        if isinstance(body, dict) and body:
-            text += f"\noptions: {orjson.dumps(body).decode()}"
+        if isinstance(sent, dict) and sent:
+            text += f"\noptions: {orjson.dumps(sent).decode()}"
     return text[:MAX_SUMMARY]
-
-
-async def _patch_summary(flow: Flow, body: Any, content_type: str, target: str, where: str, is_secret: bool,
-                         mask: Mask) -> str:
-    media = content_type.split(";", 1)[0].strip().lower()
-    if media == "application/json-patch+json" and isinstance(body, list):
-        return f"JSON patch of {target}{where}:\n{_json_patch_lines(body)}"
-    if media == "application/merge-patch+json":
-        raw = await _current(flow)
-        if raw is not None:
-            after = merge_patch(raw, _parse(flow.body, content_type))
-            return _diff(mask(raw), mask(after), target) + (_changed_secret_keys(raw, after) if is_secret else "")
-        return f"merge patch of {target}{where} (current object not readable):\n{_yaml(body)}"
-    kind = "server-side apply" if media == "application/apply-patch+yaml" else "strategic merge patch"
-    return f"{kind} of {target}{where}; the fields it sets:\n{_yaml(_clean(body))}"

@@ -1,43 +1,87 @@
-"""Request bodies read once, in one place: the object a create, update or patch carries.
+"""Request bodies read once, in one place: what a create, update, patch or delete sent.
 
-kubectl sends JSON, YAML (apply patches) or, from its typed clients, protobuf. Policy conditions,
-recording and approvals read `flow.object`; the body itself is forwarded untouched. A protobuf body
-is read strictly (every field that carries a value understood), so no field a rule might look at
-can hide in a part kubegate skipped. A body that cannot be read leaves `flow.object_error` set, and
-a stage that must read the object refuses the request (fail closed).
+`flow.sent` is the body as sent, decoded from JSON or YAML (apply patches); it is what the recording shows.
+What policy judges for a write is the object the cluster would store (`flow.object`, from a dry run, see
+upstream/dryrun.py), so this stage never has to decode protobuf or apply patches itself. What it refuses
+is what the cluster and kubegate could read two ways: a JSON or YAML object with a repeated key
+(sigs.k8s.io/json decodes the second value *into* the first, so nested objects merge where most decoders
+keep the last one), JSON's non-standard constants, and text that is not UTF-8.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-import orjson
 import yaml
 
-from kubegate.kube.protobuf import PROTOBUF, ProtobufError, decode_body
+from kubegate.kube.status import Refused
 from kubegate.proxy.flow import Flow, Stage
 
-BODY_VERBS = frozenset({"create", "update", "patch"})
+BODY_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+JSON_MEDIA = ("application/json", "application/merge-patch+json", "application/strategic-merge-patch+json",
+              "application/json-patch+json", "application/apply-patch+json")
+YAML_MEDIA = ("application/yaml", "application/x-yaml", "text/yaml", "application/apply-patch+yaml")
 
 
-class UnreadableBody(ValueError):
-    """The request body is in a form kubegate cannot read."""
+class AmbiguousBody(ValueError):
+    """The body means one thing to kubegate's decoder and possibly another to the cluster's."""
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise AmbiguousBody(f"the key {key!r} appears twice in one object")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise AmbiguousBody(f"{name} is not JSON")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML whose mappings may not repeat a key."""
+
+
+def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise AmbiguousBody(f"the key {key!r} appears twice in one mapping")
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
 
 
 def parse_body(body: bytes, content_type: str) -> Any:
-    """The request object from a JSON, YAML or protobuf body (merge, strategic, JSON and apply patches too)."""
-    media = content_type.split(";", 1)[0].strip().lower()
+    """The decoded body if it is JSON or YAML, None for other encodings (protobuf, CBOR) and for bodies
+    that do not parse (the cluster answers those). Raises AmbiguousBody for what reads two ways."""
+    media = media_type(content_type)
     try:
-        if media == "application/json" or media.endswith("+json"):
-            return orjson.loads(body)
-        if media in ("application/yaml", "application/x-yaml", "text/yaml") or media.endswith("+yaml"):
-            return yaml.safe_load(body)
-        if media == PROTOBUF:
-            return decode_body(body, strict=True)
-    except (orjson.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError, ProtobufError) as exc:
-        raise UnreadableBody(f"kubegate cannot read the request body as {media}: {exc}") from exc
-    raise UnreadableBody(f"kubegate cannot read a request body of type {media or '(none)'}; "
-                         "send application/json, YAML or protobuf of a built-in kind")
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if media in JSON_MEDIA or media in YAML_MEDIA:
+            raise AmbiguousBody("the body is not UTF-8 text") from exc
+        return None
+    try:
+        if media in JSON_MEDIA or media.endswith("+json"):
+            return json.loads(text, object_pairs_hook=_pairs, parse_constant=_no_constant)
+        if media in YAML_MEDIA or media.endswith("+yaml"):
+            return yaml.load(text, Loader=_UniqueKeyLoader)
+    except (ValueError, yaml.YAMLError) as exc:
+        if isinstance(exc, AmbiguousBody):
+            raise
+        return None
+    return None
 
 
 class RequestBodyStage(Stage):
@@ -47,6 +91,8 @@ class RequestBodyStage(Stage):
         if not flow.body or flow.info is None or flow.info.verb not in BODY_VERBS:
             return
         try:
-            flow.object = parse_body(flow.body, flow.headers.get("Content-Type", ""))
-        except UnreadableBody as exc:
-            flow.object_error = str(exc)
+            flow.sent = parse_body(flow.body, flow.headers.get("Content-Type", ""))
+        except AmbiguousBody as exc:
+            raise Refused(400, f"kubegate refused this request body because it can be read two ways: {exc}. "
+                          "kube-apiserver would merge or reinterpret it; send each key once, as JSON or YAML "
+                          "encoders do", reason="BadRequest") from exc

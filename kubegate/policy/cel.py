@@ -10,11 +10,23 @@ as in Kubernetes' own CEL: guard optional fields with has().
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import cel
+
+
+# CEL string literals (raw or not, single, double or triple quoted), removed before looking for names.
+_STRING = re.compile(r"""[rR]?(?:'''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*")""", re.S)
+_IDENTIFIER = re.compile(r"(?<![.\w])[A-Za-z_]\w*")
+
+
+def identifiers(text: str) -> frozenset[str]:
+    """The top-level names an expression refers to (not fields after a dot, not words in strings):
+    which of identity, request and object a condition reads."""
+    return frozenset(_IDENTIFIER.findall(_STRING.sub('""', text)))
 
 
 class CelSyntaxError(ValueError):

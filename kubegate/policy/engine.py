@@ -30,6 +30,7 @@ from typing import Any
 from kubegate.config import Config, ConfigError, load_config
 from kubegate.identity.model import Identity
 from kubegate.kube.requestinfo import RequestInfo
+from kubegate.policy.cel import identifiers
 from kubegate.policy.decision import Decision, ReviewerSpec, RoleScope, RuleMatch, RuleMiss
 from kubegate.policy.index import RuleIndex, positions
 from kubegate.policy.loader import SourcedRule, fingerprint, load_rules, policy_files
@@ -51,7 +52,7 @@ class RuleSet:
     def build(cls, sourced: Sequence[SourcedRule]) -> RuleSet:
         rules = tuple(compile_rule(sr.rule, i, sr.source) for i, sr in enumerate(sourced))
         # A body is needed for conditions that read `object` and for `names` on a create (name in the body).
-        needs_object = any((sr.rule.condition and "object" in sr.rule.condition) or sr.rule.match.names
+        needs_object = any((sr.rule.condition and "object" in identifiers(sr.rule.condition)) or sr.rule.match.names
                            for sr in sourced)
         return cls(rules, RuleIndex.build([sr.rule for sr in sourced]), needs_object)
 
@@ -187,6 +188,20 @@ class PolicyEngine:
         facts = Facts.of(identity, info, connection, obj)
         matched = [r for r in self._ruleset.candidates(identity, info) if r.matches(facts)]
         return build_decision(facts, matched)
+
+    def before_object(self, identity: Identity, info: RequestInfo, connection: str) -> Decision | None:
+        """The decision as far as it can be made without the object the request writes, or None when no
+        rule that could match reads it (decide() needs no object then).
+
+        Rules whose only open checks read the object are assumed to match if they allow or review, and
+        not to match if they deny: a deny here is final, and otherwise its role is the one the request
+        will need, so kubegate can ask the cluster what it would store (a dry run as the caller)."""
+        facts = Facts.of(identity, info, connection)
+        verdicts = [(r, r.matches_but_object(facts)) for r in self._ruleset.candidates(identity, info)]
+        if all(v is not None for _, v in verdicts):
+            return None
+        assumed = [r for r, v in verdicts if v or (v is None and r.rule.action != "deny")]
+        return build_decision(facts, assumed)
 
     def explain(self, identity: Identity, info: RequestInfo, connection: str, obj: Any = None) -> Decision:
         """decide(), over every rule without the index, with each non-matching rule's first failed check."""

@@ -58,11 +58,15 @@ def _show(patterns: tuple[str, ...] | list[str]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """One condition of a rule: a fast test, and the sentences explain prints either way."""
+    """One condition of a rule: a fast test, and the sentences explain prints either way.
+
+    `reads_object` says, for a request, whether the test depends on the object the request writes
+    (a CEL condition on `object`, or `names` on a create whose name is in the body)."""
 
     test: Callable[[Facts], bool]
     why: Callable[[Facts], str]
     why_not: Callable[[Facts], str]
+    reads_object: Callable[[Facts], bool] = lambda f: False
 
 
 def _glob_check(label: str, patterns: list[str], value: Callable[[Facts], str],
@@ -184,7 +188,13 @@ def _condition_check(rule: PolicyRule) -> Check:
             return f"condition could not be evaluated ({result}); an allow rule then does not match (fail closed)"
         return f"condition is false: {text}"
 
-    return Check(test, why, why_not)
+    reads = "object" in cel.identifiers(rule.condition)
+    return Check(test, why, why_not, (lambda f: True) if reads else (lambda f: False))
+
+
+def name_in_body(info: RequestInfo) -> bool:
+    """A create names its object in the body, not the path (see effective_name)."""
+    return info.verb == "create" and not info.name and not info.subresource
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +213,17 @@ class CompiledRule:
 
     def matches(self, facts: Facts) -> bool:
         return all(check.test(facts) for check in self.checks)
+
+    def matches_but_object(self, facts: Facts) -> bool | None:
+        """Whether the rule matches on everything but the request's object: False if some other check
+        fails, None if only checks that read the object remain (their verdict needs it), else True."""
+        pending = False
+        for check in self.checks:
+            if check.reads_object(facts):
+                pending = True
+            elif not check.test(facts):
+                return False
+        return None if pending else True
 
     def why(self, facts: Facts) -> list[str]:
         reasons = [text for text in (c.why(facts) for c in self.checks) if text]
@@ -238,7 +259,8 @@ def compile_rule(rule: PolicyRule, position: int = 0, source: str = "") -> Compi
     if m.api_groups:
         checks.append(_glob_check("API group", m.api_groups, lambda f: f.info.api_group, empty_is_literal=False))
     if m.names:
-        checks.append(_glob_check("name", m.names, lambda f: f.name))
+        names = _glob_check("name", m.names, lambda f: f.name)
+        checks.append(Check(names.test, names.why, names.why_not, lambda f: name_in_body(f.info)))
     if m.exec:
         checks.append(_exec_check([ArgvMatcher.compile(e) for e in m.exec]))
     if rule.connections:

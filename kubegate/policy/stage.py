@@ -1,10 +1,23 @@
-"""The pipeline stage that decides each request before anything reaches a cluster."""
+"""The pipeline stage that decides each request before anything reaches a cluster.
+
+A write is judged on the object the cluster would store, when that can change the verdict: a rule that
+could match reads the object, the verdict is a review (reviewers see that object), or kubegate cannot read
+the body itself (protobuf). The object comes from a dry run of the same request as the caller (see
+upstream/dryrun.py), made only after what can be decided without it has not already denied the request.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from kubegate.kube.status import Refused
+from kubegate.policy.decision import Decision
 from kubegate.policy.engine import PolicyEngine
 from kubegate.proxy.flow import Flow, Stage
+
+StoredObject = Callable[[Flow, Decision], Awaitable[Any]]
+WRITES = frozenset({"create", "update", "patch"})
 
 
 class PolicyStage(Stage):
@@ -12,18 +25,26 @@ class PolicyStage(Stage):
 
     name = "policy"
 
-    def __init__(self, engine: PolicyEngine) -> None:
+    def __init__(self, engine: PolicyEngine, stored_object: StoredObject | None = None) -> None:
         self.engine = engine
+        self.stored_object = stored_object
 
     async def on_request(self, flow: Flow) -> None:
         if flow.identity is None or flow.info is None:
             raise Refused(500, "kubegate could not decide this request: it reached policy without an identity or "
                           "request info. This is a kubegate bug; please report it", kind="policy")
-        info = flow.info
-        if flow.object_error and self.engine.needs_object:
-            raise Refused(415, f"{flow.object_error}; kubegate's policy reads request bodies, so it cannot "
-                          "let this one through", reason="UnsupportedMediaType", kind="policy")
-        decision = self.engine.decide(flow.identity, info, flow.connection.name, flow.object)
+        info, identity, connection = flow.info, flow.identity, flow.connection.name
+        writes = info.verb in WRITES and bool(flow.body)
+        early = self.engine.before_object(identity, info, connection) if writes else None
+        decision = early or self.engine.decide(identity, info, connection, flow.sent)
+        if writes and decision.action != "deny" and (early is not None or decision.action == "review"
+                                                     or flow.sent is None):
+            if self.stored_object is None:
+                raise Refused(500, "kubegate's policy needs the object this write would store, and this gateway "
+                              "cannot ask the cluster for it. This is a kubegate bug; nothing was forwarded",
+                              kind="policy")
+            flow.stored = await self.stored_object(flow, decision)
+            decision = self.engine.decide(identity, info, connection, flow.stored)
         flow.decision = decision
         if decision.action == "deny":
             raise Refused(403, decision.message, reason="Forbidden",

@@ -27,7 +27,9 @@ class Flow:
     """Everything known about one request as it travels the pipeline.
 
     `is_stream` marks responses that never end on their own (watch, logs -f): stages must pass
-    their chunks on as they come. `headers` are the headers that will be sent upstream: already
+    their chunks on as they come. `sent` is the request body decoded as sent (JSON or YAML); `stored`
+    the object a write would store, when policy asked the cluster (a dry run). `headers` are the
+    headers that will be sent upstream: already
     stripped of hop-by-hop, Authorization and Impersonate-* headers. `decision` is set by the
     policy stage; `extras` is where a stage keeps what only it and later stages need.
     """
@@ -39,8 +41,8 @@ class Flow:
     query_string: str
     headers: CIMultiDict[str]
     body: bytes = b""
-    object: Any = None
-    object_error: str = ""
+    sent: Any = None
+    stored: Any = None
     token: str = field(default="", repr=False)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.monotonic)
@@ -55,6 +57,11 @@ class Flow:
     refusal: Any = None
     error: str = ""
     extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def object(self) -> Any:
+        """What policy judges: the object the write would store if known, else the body as sent."""
+        return self.stored if self.stored is not None else self.sent
 
     @property
     def kubectl_session(self) -> str:

@@ -21,8 +21,7 @@ from multidict import CIMultiDict
 from kubegate.config import StreamsConfig
 from kubegate.kube.status import Refused, status_object
 from kubegate.proxy.flow import Flow, Stage
-from kubegate.proxy.headers import add_headers, downstream_response_headers
-from kubegate.upstream.credentials import CredentialError
+from kubegate.proxy.headers import downstream_response_headers
 
 if TYPE_CHECKING:
     from kubegate.proxy.upgrade import UpgradeBridge
@@ -70,21 +69,8 @@ class Pipeline:
             if self.upgrades is None:
                 raise Refused(501, "this kubegate has no bridge for upgraded connections (exec, attach, "
                               "port-forward), and never passes them through unrecorded", reason="NotImplemented")
-            await self._identify(flow)
             return await self.upgrades.run(flow, self._opened)
-        await self._identify(flow)
         return await self._forward(flow)
-
-    @staticmethod
-    async def _identify(flow: Flow) -> None:
-        """kubegate's own credentials and the caller's impersonation, added last (see headers.py)."""
-        conn = flow.connection
-        assert flow.identity is not None
-        try:
-            add_headers(flow.headers, await conn.upstream_identity_headers(flow.identity))
-        except CredentialError as exc:
-            raise Refused(502, f"kubegate could not get its own credentials for connection {conn.name}: "
-                          f"{exc}", reason="BadGateway") from exc
 
     async def _opened(self, flow: Flow) -> None:
         """An upgrade was answered 101: the response hooks see it before any byte crosses."""
@@ -99,22 +85,11 @@ class Pipeline:
         return max(0.0, expires - time.time())
 
     async def _forward(self, flow: Flow) -> web.StreamResponse:
-        conn = flow.connection
-        url = conn.server + flow.raw_path + (f"?{flow.query_string}" if flow.query_string else "")
-        read_timeout = None if flow.is_stream else conn.config.request_timeout_seconds
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=read_timeout)
-        try:
-            async with conn.session.request(
-                flow.method, url, headers=flow.headers, data=flow.body or None, allow_redirects=False,
-                timeout=timeout,
-            ) as upstream:
-                return await self._respond(flow, upstream)
-        except TimeoutError as exc:
-            raise Refused(504, f"the API server of connection {conn.name} did not answer in time",
-                          reason="Timeout") from exc
-        except aiohttp.ClientError as exc:
-            raise Refused(502, f"kubegate could not reach the API server of connection {conn.name}: "
-                          f"{exc.__class__.__name__}", reason="BadGateway") from exc
+        """The judged request, as the verified caller, through the connection's one upstream client."""
+        async with flow.connection.client.open(flow.method, flow.raw_path, flow.query_string, identity=flow.identity,
+                                               headers=flow.headers.items(), body=flow.body,
+                                               stream=flow.is_stream) as upstream:
+            return await self._respond(flow, upstream)
 
     async def _respond(self, flow: Flow, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
         """Stream the body through the response hooks. Headers go out with the first byte, so a stage

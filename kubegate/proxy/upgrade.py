@@ -486,7 +486,9 @@ class UpgradeBridge:
     async def _dial(self, flow: Flow, plan: Plan) -> aiohttp.ClientWebSocketResponse:
         conn = flow.connection
         headers = CIMultiDict((k, v) for k, v in flow.headers.items() if not k.lower().startswith("sec-websocket-"))
-        url = conn.server + flow.raw_path + (f"?{flow.query_string}" if flow.query_string else "")
+        for name, value in await conn.client.identity_headers(flow.identity):
+            headers.add(name, value)
+        url = conn.client.url(flow.raw_path, flow.query_string)
         try:
             return await self._client_session(flow).ws_connect(
                 url, protocols=plan.protocols, headers=headers, autoping=False, autoclose=True,

@@ -65,8 +65,9 @@ def request_fields(flow: Flow, limit: int, masker: Masker) -> dict[str, Any]:
         "content_type": flow.headers.get("Content-Type", ""),
     }
     profiles = (*REQUEST_PROFILES, *masks)
-    if flow.object is not None:  # read once by the body stage, protobuf included: record it as JSON
-        body = orjson.dumps(masker.mask_request_body(flow.object, profiles, kind))
+    sent = flow.object if flow.sent is None else flow.sent  # a protobuf body: what the cluster would store
+    if sent is not None:
+        body = orjson.dumps(masker.mask_request_body(sent, profiles, kind))
         fields["decoded"] = True
     else:
         body = masker.mask_request_bytes(flow.body, profiles, kind)

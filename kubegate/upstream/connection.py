@@ -8,6 +8,7 @@ import aiohttp
 
 from kubegate.config import ConnectionConfig
 from kubegate.identity.model import Identity
+from kubegate.upstream.client import UpstreamClient
 from kubegate.upstream.credentials import (
     ClientCertificate,
     CredentialError,
@@ -61,6 +62,7 @@ class Connection:
                                    config.insecure_skip_tls_verify or target.insecure,
                                    self.credentials.client_cert())
         self._session: aiohttp.ClientSession | None = None
+        self.client = UpstreamClient(self)
         # The verifier hands out one Identity object per cached token, so its impersonation headers are
         # built once per token, not per request. Keyed by id(); the entry holds the identity itself, so
         # the id cannot be reused while the entry lives, and `is` proves a hit.

@@ -2,7 +2,9 @@
 
 It runs after policy, approval and the recorder's request event, so a binding is only ever made for a
 request that was allowed (or approved) and durably recorded; a binding it cannot make refuses the request
-(fail closed) rather than forwarding it without the role the policy meant.
+(fail closed) rather than forwarding it without the role the policy meant. The one exception is a dry run
+that policy asks for (upstream/dryrun.py): to learn what a write would store, the caller needs the role
+the write would get, so `RoleGrants.ensure` is also called for that provisional decision.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from kubegate.kube.status import Refused
+from kubegate.policy.decision import Decision
 from kubegate.proxy.flow import Flow, Stage
 from kubegate.recording.recorder import Recorder
 from kubegate.store.engine import StoreError
@@ -17,24 +20,20 @@ from kubegate.upstream.bindings import BindingError, Ensured, TemporaryBindings,
 from kubegate.upstream.credentials import CredentialError
 
 
-class UpstreamAccessStage(Stage):
-    """Ensures the temporary RBAC binding of a decision's role before the request is forwarded.
-
-    A binding made or renewed is recorded as a `binding` event of the caller's session.
-    """
-
-    name = "upstream-access"
+class RoleGrants:
+    """Ensures the temporary RBAC binding a decision's role needs, and records each binding made or renewed
+    as a `binding` event of the caller's session."""
 
     def __init__(self, bindings: Mapping[str, TemporaryBindings], recorder: Recorder | None = None) -> None:
         self.bindings = bindings
         self.recorder = recorder
 
-    async def on_request(self, flow: Flow) -> None:
-        decision, identity, conn = flow.decision, flow.identity, flow.connection
-        role = getattr(decision, "role", None)
+    async def ensure(self, flow: Flow, decision: Decision | None) -> Ensured | None:
+        identity, conn = flow.identity, flow.connection
+        role = decision.role if decision is not None else None
         bindings = self.bindings.get(conn.name)
-        if not role or identity is None or bindings is None:
-            return
+        if decision is None or not role or identity is None or bindings is None:
+            return None
         namespace = flow.info.namespace if flow.info is not None else ""
         try:
             spec = binding_for(conn.kubernetes_user(identity), role, decision.role_scope or "namespace", namespace)
@@ -42,7 +41,7 @@ class UpstreamAccessStage(Stage):
             raise Refused(403, f"kubegate cannot grant the role of this request's policy rule: {exc}",
                           reason="Forbidden") from exc
         if spec is None:
-            return
+            return None
         session = self.recorder.session_for(flow) if self.recorder is not None else (flow.kubectl_session or flow.id)
         try:
             ensured = await bindings.ensure(spec, identity.username, session)
@@ -51,9 +50,9 @@ class UpstreamAccessStage(Stage):
         except CredentialError as exc:
             raise Refused(502, f"kubegate could not get its own credentials for connection {conn.name}: {exc}",
                           reason="BadGateway") from exc
-        flow.extras[self.name] = ensured
         if ensured.action in ("created", "renewed"):
             await self._record(flow, session, ensured)
+        return ensured
 
     async def _record(self, flow: Flow, session: str, ensured: Ensured) -> None:
         if self.recorder is None:
@@ -66,3 +65,17 @@ class UpstreamAccessStage(Stage):
                 "expires_at": rfc3339(ensured.expires_at)}, durable=False)
         except StoreError:
             self.recorder.lost_events += 1
+
+
+class UpstreamAccessStage(Stage):
+    """Ensures the temporary RBAC binding of a decision's role before the request is forwarded."""
+
+    name = "upstream-access"
+
+    def __init__(self, grants: RoleGrants) -> None:
+        self.grants = grants
+
+    async def on_request(self, flow: Flow) -> None:
+        ensured = await self.grants.ensure(flow, flow.decision)
+        if ensured is not None:
+            flow.extras[self.name] = ensured

@@ -14,12 +14,14 @@ from multidict import CIMultiDict
 from kubegate.approvals.service import ApprovalService
 from kubegate.approvals.stage import ApprovalStage
 from kubegate.identity.model import Identity
+from kubegate.kube.body import parse_body
 from kubegate.kube.requestinfo import parse_request_info
 from kubegate.masking.config import MaskingConfig
 from kubegate.masking.masker import Masker
 from kubegate.policy.engine import PolicyEngine
 from kubegate.policy.model import PolicyRule
 from kubegate.proxy.flow import Flow
+from kubegate.upstream.client import UpstreamClient
 from kubegate.upstream.credentials import CredentialError
 
 MASKER = Masker(MaskingConfig())
@@ -65,6 +67,11 @@ class NoUpstream:
 
     def __init__(self, name: str) -> None:
         self.name = name
+        self.client = UpstreamClient(self)  # type: ignore[arg-type]
+        self.credentials = self
+
+    async def authorization(self, identity: Identity | None) -> str:
+        raise CredentialError("no cluster in this test")
 
     async def upstream_identity_headers(self, identity: Identity) -> list[tuple[str, str]]:
         raise CredentialError("no cluster in this test")
@@ -99,7 +106,10 @@ def make_flow(method: str = "DELETE", path: str = "/api/v1/namespaces/pr-42", qu
                 body=body, is_upgrade=upgrade)
     flow.identity = identity
     flow.info = parse_request_info(method, path, query)
-    flow.decision = (policy or engine()).decide(identity, flow.info, conn.name)
+    if body:  # as the body stage and the policy's dry run would leave it: here the cluster stores what was sent
+        flow.sent = parse_body(body, "application/json")
+        flow.stored = flow.sent if flow.info.verb in ("create", "update", "patch") else None
+    flow.decision = (policy or engine()).decide(identity, flow.info, conn.name, flow.object)
     return flow
 
 

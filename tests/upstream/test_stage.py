@@ -22,7 +22,7 @@ from kubegate.upstream.bindings import BindingError, BindingSpec, Ensured
 from kubegate.upstream.connection import Connection
 from kubegate.upstream.credentials import CredentialError
 from kubegate.upstream.eks import role_session_name
-from kubegate.upstream.stage import UpstreamAccessStage
+from kubegate.upstream.stage import RoleGrants, UpstreamAccessStage
 
 ALICE = Identity(issuer="https://idp", subject="alice", username="idp:alice", groups=("dev",))
 EKS_AUTH = {"eks": {"cluster": "dev", "region": "eu-west-1", "role_arn": "arn:aws:iam::111122223333:role/kubegate"}}
@@ -62,14 +62,14 @@ def flow(conn: Connection, path: str = "/api/v1/namespaces/pr-1/pods", role: str
 
 async def test_no_role_means_no_binding(conn: Connection) -> None:
     fake = FakeBindings()
-    await UpstreamAccessStage({"dev": fake}).on_request(flow(conn, role=None, scope=None))  # type: ignore[dict-item]
+    await UpstreamAccessStage(RoleGrants({"dev": fake})).on_request(flow(conn, role=None, scope=None))  # type: ignore[dict-item]
     assert fake.asked == []
 
 
 async def test_a_namespaced_role_binds_the_impersonated_user_in_the_request_namespace(conn: Connection) -> None:
     fake = FakeBindings()
     f = flow(conn)
-    await UpstreamAccessStage({"dev": fake}).on_request(f)  # type: ignore[dict-item]
+    await UpstreamAccessStage(RoleGrants({"dev": fake})).on_request(f)  # type: ignore[dict-item]
     [(spec, identity, session)] = fake.asked
     assert (spec.kind, spec.namespace, spec.user, spec.role) == ("RoleBinding", "pr-1", "idp:alice", "view")
     assert (identity, session) == ("idp:alice", "ks-1")
@@ -78,7 +78,7 @@ async def test_a_namespaced_role_binds_the_impersonated_user_in_the_request_name
 
 async def test_a_cluster_wide_rule_binds_cluster_wide_and_a_namespaced_one_never_does(conn: Connection) -> None:
     fake = FakeBindings()
-    stage = UpstreamAccessStage({"dev": fake})  # type: ignore[dict-item]
+    stage = UpstreamAccessStage(RoleGrants({"dev": fake}))  # type: ignore[dict-item]
     await stage.on_request(flow(conn, "/api/v1/namespaces", scope="cluster"))
     await stage.on_request(flow(conn, "/api/v1/namespaces", scope="namespace"))
     assert [s.kind for s, _, _ in fake.asked] == ["ClusterRoleBinding"]
@@ -91,13 +91,13 @@ async def test_a_cluster_wide_rule_binds_cluster_wide_and_a_namespaced_one_never
 async def test_a_binding_that_cannot_be_made_refuses_the_request(conn: Connection, error: Exception, code: int,
                                                                  text: str) -> None:
     with pytest.raises(Refused) as caught:
-        await UpstreamAccessStage({"dev": FakeBindings(error=error)}).on_request(flow(conn))  # type: ignore[dict-item]
+        await UpstreamAccessStage(RoleGrants({"dev": FakeBindings(error=error)})).on_request(flow(conn))  # type: ignore[dict-item]
     assert caught.value.code == code and text in caught.value.message
 
 
 async def test_a_role_bound_cluster_wide_that_is_a_namespaced_role_is_refused(conn: Connection) -> None:
     with pytest.raises(Refused) as caught:
-        await UpstreamAccessStage({"dev": FakeBindings()}).on_request(  # type: ignore[dict-item]
+        await UpstreamAccessStage(RoleGrants({"dev": FakeBindings()})).on_request(  # type: ignore[dict-item]
             flow(conn, role="Role/deployer", scope="cluster"))
     assert caught.value.code == 403 and "a Role exists in one namespace only" in caught.value.message
 
@@ -107,7 +107,7 @@ async def test_eks_session_name_mode_binds_the_user_eks_maps_the_session_to() ->
                                        identity_mode="eks-session-name"))
     try:
         fake = FakeBindings()
-        await UpstreamAccessStage({"dev": fake}).on_request(flow(conn))  # type: ignore[dict-item]
+        await UpstreamAccessStage(RoleGrants({"dev": fake})).on_request(flow(conn))  # type: ignore[dict-item]
     finally:
         await conn.close()
     [(spec, identity, _)] = fake.asked
@@ -120,9 +120,9 @@ async def test_made_and_renewed_bindings_are_recorded_in_the_session(conn: Conne
     await recorder.start()
     try:
         f = flow(conn)
-        stage = UpstreamAccessStage({"dev": FakeBindings()}, recorder)  # type: ignore[dict-item]
+        stage = UpstreamAccessStage(RoleGrants({"dev": FakeBindings()}, recorder))  # type: ignore[dict-item]
         await stage.on_request(f)
-        await UpstreamAccessStage({"dev": FakeBindings("cached")}, recorder).on_request(  # type: ignore[dict-item]
+        await UpstreamAccessStage(RoleGrants({"dev": FakeBindings("cached")}, recorder)).on_request(  # type: ignore[dict-item]
             flow(conn))
         await recorder.flush()
         session = recorder.session_for(f)

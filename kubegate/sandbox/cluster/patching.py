@@ -10,9 +10,8 @@ import jsonpatch
 import jsonpointer
 import orjson
 
-from kubegate.kube.mergepatch import merge_patch
-
 from .errors import ApiError, bad_request
+from .mergepatch import merge_patch
 
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"

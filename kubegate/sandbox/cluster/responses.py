@@ -9,9 +9,8 @@ import orjson
 import yaml
 from aiohttp import web
 
-from kubegate.kube.protobuf import PROTOBUF, ProtobufError, UnknownKind, decode_body
-
 from .errors import ApiError, bad_request, unsupported_media_type
+from .protobuf import PROTOBUF, ProtobufError, UnknownKind, decode_body
 
 GZIP_THRESHOLD = 128 * 1024
 BODY_TYPES = ["application/json", "application/yaml", PROTOBUF]

@@ -1,12 +1,12 @@
-"""Read Kubernetes protobuf request bodies, because kubectl's typed clients send them (`kubectl create
-configmap|secret|deployment|namespace|role|...`, `auth can-i`, `auth whoami`, `create token`).
+"""The sandbox cluster reads Kubernetes protobuf request bodies, because kubectl's typed clients send them
+(`kubectl create configmap|secret|deployment|namespace|role|...`, `auth can-i`, `auth whoami`, `create token`).
 
-The sandbox decodes them to serve them; the gateway decodes them strictly (every field understood) to
-decide, record and forward them as JSON, so policy sees exactly what the cluster receives. A body is
-the `k8s\\x00` magic, then a runtime.Unknown {typeMeta, raw}; `raw` is the object's message. Field numbers
-come from k8s.io/api's generated.proto files (stable by protobuf's compatibility rules). Fields outside
-this table are skipped (or, strictly, refused); zero values of non-pointer Go fields are dropped as their
-JSON `omitempty` would.
+Only the sandbox uses this: the gateway never decodes protobuf itself, it asks the cluster what a write
+would store (kubegate/upstream/dryrun.py). A body is the `k8s\\x00` magic, then a runtime.Unknown
+{typeMeta, raw}; `raw` is the object's message. Field numbers come from k8s.io/api's generated.proto files
+(stable by protobuf's compatibility rules). This table is a subset, enough for what kubectl sends the
+sandbox: fields outside it are skipped; zero values of non-pointer Go fields are dropped as their JSON
+`omitempty` would.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ MAGIC = b"k8s\x00"
 
 
 class ProtobufError(ValueError):
-    """The body is not a protobuf object kubegate can read (fully, when strict)."""
+    """The body is not a protobuf object the sandbox can read."""
 
 
 class UnknownKind(ProtobufError):
@@ -186,7 +186,7 @@ def _parts(value: int | bytes) -> dict[int, int | bytes]:
     return dict(wire_fields(_bytes(value)))
 
 
-def _scalar(kind: str, value: int | bytes, strict: bool) -> Any:
+def _scalar(kind: str, value: int | bytes) -> Any:
     if kind == "string":
         return _bytes(value).decode()
     if kind == "Quantity":
@@ -203,52 +203,46 @@ def _scalar(kind: str, value: int | bytes, strict: bool) -> Any:
             return _bytes(parts.get(3, b"")).decode()
         number = parts.get(2, 0)
         return _signed(number if isinstance(number, int) else 0, 32)
-    return decode_message(_bytes(value), kind, strict)
+    return decode_message(_bytes(value), kind)
 
 
 def _zero(value: Any) -> bool:
     return value in ("", 0, False, None) and not isinstance(value, dict)
 
 
-def decode_message(data: bytes, message: str, strict: bool = False) -> dict[str, Any]:
+def decode_message(data: bytes, message: str) -> dict[str, Any]:
     schema = MESSAGES[message]
     out: dict[str, Any] = {}
     for number, value in wire_fields(data):
         field = schema.get(number)
         if field is None:
-            if strict and value not in (0, b""):
-                raise ProtobufError(f"field {number} of {message} is not understood")
             continue
         name, kind = field
         keep_zero = kind.endswith("!")
         kind = kind.rstrip("!")
         if kind.startswith("map:"):
             entry = dict(wire_fields(value if isinstance(value, bytes) else b""))
-            key = _scalar("string", entry.get(1, b""), strict)
-            out.setdefault(name, {})[key] = _scalar(kind[4:], entry.get(2, b""), strict)
+            key = _scalar("string", entry.get(1, b""))
+            out.setdefault(name, {})[key] = _scalar(kind[4:], entry.get(2, b""))
         elif kind.startswith("[]"):
-            out.setdefault(name, []).append(_scalar(kind[2:], value, strict))
+            out.setdefault(name, []).append(_scalar(kind[2:], value))
         else:
-            decoded = _scalar(kind, value, strict)
+            decoded = _scalar(kind, value)
             if keep_zero or not _zero(decoded):
                 out[name] = decoded
     return out
 
 
-def decode_body(body: bytes, strict: bool = False) -> dict[str, Any]:
-    """A protobuf-encoded object as the JSON object it stands for. `strict` refuses any field (or
-    envelope part) it does not understand and that carries a value, instead of skipping it; Go's
-    encoder writes every non-pointer field, so empty unknown ones are normal and say nothing."""
+def decode_body(body: bytes) -> dict[str, Any]:
+    """A protobuf-encoded object as the JSON object it stands for (fields outside the table skipped)."""
     if not body.startswith(MAGIC):
         raise ProtobufError("the protobuf body does not start with the Kubernetes magic number")
     envelope = wire_fields(body[len(MAGIC):])
-    if strict and any(n not in (1, 2) and not (n in (3, 4) and not v) for n, v in envelope):
-        raise ProtobufError("the protobuf envelope has parts kubegate does not understand")
-    type_meta = decode_message(_bytes(next((v for n, v in envelope if n == 1), b"")), "TypeMeta", strict)
+    type_meta = decode_message(_bytes(next((v for n, v in envelope if n == 1), b"")), "TypeMeta")
     kind = type_meta.get("kind", "")
     if kind not in TOP_LEVEL:
         raise UnknownKind(f"protobuf bodies of kind {kind or '(none)'} are not understood")
-    obj = decode_message(_bytes(next((v for n, v in envelope if n == 2), b"")), TOP_LEVEL[kind], strict)
+    obj = decode_message(_bytes(next((v for n, v in envelope if n == 2), b"")), TOP_LEVEL[kind])
     if type_meta.get("apiVersion"):
         obj["apiVersion"] = type_meta["apiVersion"]
     obj["kind"] = kind

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubegate.kube.mergepatch import merge_patch
+from kubegate.sandbox.cluster.mergepatch import merge_patch
 
 
 def test_merge_patch_follows_rfc_7386() -> None:
