@@ -12,12 +12,16 @@ subprocesses while the gateway keeps serving.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -76,6 +80,7 @@ class World:
             self.env = self.call(start_environment(root / "world", cluster=cluster, connection="envtest",
                                                    policies=REAL_CLUSTER_POLICIES), timeout=120)
             cluster.seed(REAL_CLUSTER_RBAC)
+            cluster.control.ensure_namespace("default")
         else:
             self.env = self.call(start_environment(root / "world"))
         self._n = 0
@@ -95,6 +100,67 @@ class World:
         else:
             self.cluster.seed([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}])
         return name
+
+    def pod(self, namespace: str, name: str = "app", **spec: Any) -> dict[str, Any]:
+        """A pod on the kubelet stand-in's Node (no scheduler places pods here), created as the admin."""
+        containers = spec.pop("containers", [{"name": "app", "image": "busybox"}])
+        obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
+               "spec": {"nodeName": self.env.cluster.node, "containers": containers, **spec}}
+        self.env.cluster.seed([obj])
+        return obj
+
+    def raw(self, path: str, headers: dict[str, str] | None = None, *, method: str = "GET",
+            body: bytes | None = None, authorize: bool = True) -> tuple[int, Any]:
+        """One HTTP request to the gateway's Kubernetes API (path after /k8s/<connection>), with a fresh
+        token unless the headers carry Authorization or `authorize` is off; (status, JSON or text)."""
+        assert self.env.gateway is not None and self.env.gateway.ca_file is not None
+        sent = dict(headers or {})
+        if authorize and "Authorization" not in sent:
+            sent["Authorization"] = f"Bearer {self.token()}"
+        ctx = ssl.create_default_context(cafile=str(self.env.gateway.ca_file))
+        req = urllib.request.Request(self.env.server + path, headers=sent, method=method, data=body)
+        try:
+            with urllib.request.urlopen(req, context=ctx, timeout=30) as resp:
+                status, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as err:
+            status, raw = err.code, err.read()
+        try:
+            return status, json.loads(raw)
+        except ValueError:
+            return status, raw.decode(errors="replace")
+
+    def reached(self, marker: str, since: int = 0) -> list[Any]:
+        """The requests that reached the real cluster since `since` (audit log, RequestReceived stage: written
+        before the request runs) whose target contains `marker`."""
+        return self.control.events(since, lambda e: e.stage == "RequestReceived" and marker in e.uri)
+
+    def served(self, marker: str, since: int = 0, timeout: float = 10) -> list[Any]:
+        """The cluster's record of each request that `reached` finds, once its answer is written: these carry
+        who the cluster served (`impersonated`: the impersonation is read after RequestReceived)."""
+        ids = {e.raw["auditID"] for e in self.reached(marker, since)}
+        deadline = time.monotonic() + timeout
+        while True:
+            done = {e.raw["auditID"]: e for e in self.control.events(
+                since, lambda e: e.raw["auditID"] in ids and e.stage in ("ResponseStarted", "ResponseComplete"))}
+            if set(done) == ids or time.monotonic() > deadline:
+                return list(done.values())
+            time.sleep(0.05)
+
+    @property
+    def gateway(self) -> Any:
+        from kubegate.app import GATEWAY
+
+        assert self.env.gateway is not None
+        return self.env.gateway.runner.app[GATEWAY]
+
+    def settle(self, timeout: float = 10) -> None:
+        """Wait until no request is in the gateway and everything recorded so far is in the store: then the
+        store holds all a finished kubectl command left, without sleeping for a batching window."""
+        deadline = time.monotonic() + timeout
+        while self.gateway.pipeline.active and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not self.gateway.pipeline.active, "requests still in the gateway"
+        self.call(self.gateway.recorder.flush())
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -151,9 +217,7 @@ class World:
         self._wait_policy(lambda names: not any(r["name"] in names for r in rules))
 
     def _wait_policy(self, done: Any) -> None:
-        from kubegate.app import GATEWAY
-
-        gateway = self.env.gateway.runner.app[GATEWAY]
+        gateway = self.gateway
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if done({r.name for r in gateway.policy.rules}):

@@ -37,6 +37,7 @@ class Pipeline:
     def __init__(self, stages: Sequence[Stage], upgrades: UpgradeBridge | None = None,
                  streams: StreamsConfig | None = None) -> None:
         self.stages = list(stages)
+        self.active = 0  # flows between arrival and the end of every stage's on_end
         self.upgrades = upgrades
         self.streams = streams or StreamsConfig()
         self._request = [s for s in self.stages if _overrides(s, "on_request")]
@@ -49,6 +50,7 @@ class Pipeline:
                            for stage in self._eof}
 
     async def run(self, flow: Flow) -> web.StreamResponse:
+        self.active += 1
         try:
             return await self._run(flow)
         except Refused as refusal:
@@ -61,6 +63,7 @@ class Pipeline:
                     await stage.on_end(flow)
                 except Exception:
                     log.exception("stage %s failed in on_end", stage.name)
+            self.active -= 1
 
     async def _run(self, flow: Flow) -> web.StreamResponse:
         for stage in self._request:

@@ -30,6 +30,7 @@ class GatewayProcess:
 
     def __init__(self, world: World, root: Path, store_url: str | None = None) -> None:
         self.root = root
+        self.connection = world.env.connection
         root.mkdir(parents=True, exist_ok=True)
         self.db = root / "kubegate.db"
         self.port = free_port()
@@ -61,7 +62,8 @@ class GatewayProcess:
         raise AssertionError("gateway did not become ready")
 
     def get(self, path: str, token: str) -> tuple[int, dict]:
-        req = urllib.request.Request(f"{self.url}/k8s/sandbox{path}", headers={"Authorization": f"Bearer {token}"})
+        req = urllib.request.Request(f"{self.url}/k8s/{self.connection}{path}",
+                                     headers={"Authorization": f"Bearer {token}"})
         try:
             with urllib.request.urlopen(req, context=self.ctx, timeout=10) as r:
                 return r.status, json.loads(r.read())
@@ -83,7 +85,7 @@ class GatewayProcess:
     def kubeconfig(self, path: Path, token: str) -> Path:
         """A kubeconfig that points kubectl at this gateway with a fixed token."""
         doc = {"apiVersion": "v1", "kind": "Config", "current-context": "gw",
-               "clusters": [{"name": "gw", "cluster": {"server": f"{self.url}/k8s/sandbox",
+               "clusters": [{"name": "gw", "cluster": {"server": f"{self.url}/k8s/{self.connection}",
                                                        "certificate-authority": str(self.ca_file)}}],
                "users": [{"name": "gw", "user": {"token": token}}],
                "contexts": [{"name": "gw", "context": {"cluster": "gw", "user": "gw"}}]}

@@ -24,6 +24,12 @@ def _namespace(world: World) -> str:
     return name
 
 
+def delete_namespace(world: World, name: str) -> subprocess.Popen[str]:
+    """kubectl deleting a namespace; it does not wait for the deletion to finish (no controller-manager
+    runs to finish it: the namespace stays Terminating)."""
+    return world.popen("delete", "namespace", name, "--wait=false")
+
+
 def requests_cli(world: World, *args: str, sub: str = "bob", groups: tuple[str, ...] = ONCALL,
                  ) -> subprocess.CompletedProcess[str]:
     """`kubegate requests ...` as a separate process, with the reviewer's own OIDC token."""
@@ -51,7 +57,7 @@ def pending_request(world: World, needle: str, held: subprocess.Popen[str] | Non
 
 def test_kubectl_waits_until_a_reviewer_approves_in_another_process(world: World) -> None:
     name = _namespace(world)
-    kubectl = world.popen("delete", "namespace", name)
+    kubectl = delete_namespace(world, name)
     try:
         request = pending_request(world, f"namespaces {name}", kubectl)
         assert kubectl.poll() is None  # held open while nobody has decided
@@ -69,7 +75,7 @@ def test_kubectl_waits_until_a_reviewer_approves_in_another_process(world: World
 
 def test_a_denial_makes_kubectl_print_forbidden_with_the_reason(world: World) -> None:
     name = _namespace(world)
-    kubectl = world.popen("delete", "namespace", name)
+    kubectl = delete_namespace(world, name)
     try:
         request = pending_request(world, f"namespaces {name}", kubectl)
         denied = requests_cli(world, "deny", request["id"], "--reason", "this namespace hosts the demo")

@@ -20,9 +20,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def secret(world: World) -> tuple[str, str, str]:
-    ns = f"mask-{uuid.uuid4().hex[:8]}"
+    ns = world.namespace("mask")
     value = f"s3cr3t-{uuid.uuid4().hex}"
-    world.kubectl("create", "namespace", ns)
     world.kubectl("create", "secret", "generic", "db", "-n", ns, f"--from-literal=password={value}")
     return ns, "db", value
 
@@ -38,8 +37,9 @@ def assert_nowhere(world: World, value: str, *outputs: str) -> None:
     encoded = base64.b64encode(value.encode()).decode()
     for out in outputs:
         assert value not in out and encoded not in out
-    time.sleep(0.2)
+    world.settle()
     text = recorded_text(world)
+    assert text  # the recording exists: an empty store would hide nothing
     assert value not in text and encoded not in text
 
 
@@ -57,9 +57,11 @@ def test_get_secret_yaml_json_and_jsonpath_show_the_marker(world: World, secret:
 
 def test_a_watch_streams_masked_objects(world: World, secret: tuple[str, str, str]) -> None:
     ns, _, value = secret
+    mark = world.control.audit_mark()
     watcher = world.popen("get", "secrets", "-n", ns, "-w", "-o", "json")
     try:
-        time.sleep(1.5)
+        world.control.wait_for_event(lambda e: e.stage == "RequestReceived" and e.verb == "watch"
+                                     and f"/namespaces/{ns}/secrets" in e.uri, mark)
         later = f"later-{uuid.uuid4().hex}"
         world.kubectl("create", "secret", "generic", "late", "-n", ns, f"--from-literal=token={later}")
         seen = ""
@@ -75,8 +77,7 @@ def test_a_watch_streams_masked_objects(world: World, secret: tuple[str, str, st
 
 
 def test_apply_of_a_secret_answers_masked(world: World) -> None:
-    ns = f"mask-{uuid.uuid4().hex[:8]}"
-    world.kubectl("create", "namespace", ns)
+    ns = world.namespace("mask")
     value = f"applied-{uuid.uuid4().hex}"
     manifest = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "app", "namespace": ns},
                 "stringData": {"token": value}}
@@ -94,16 +95,16 @@ def test_create_token_is_masked(world: World) -> None:
 
 
 def test_logs_follow_masks_a_key_split_across_chunks(world: World) -> None:
-    ns = f"mask-{uuid.uuid4().hex[:8]}"
-    world.kubectl("create", "namespace", ns)
-    world.kubectl("run", "app", "-n", ns, "--image=busybox")
+    ns = world.namespace("mask")
+    world.pod(ns)
     key = "AKIA" + uuid.uuid4().hex[:16].upper()
+    mark = world.control.audit_mark()
     follower = world.popen("logs", "-f", "app", "-n", ns)
     try:
-        time.sleep(1.0)
-        world.cluster.append_log(ns, "app", f"starting with key {key[:9]}", partial=True)
-        time.sleep(0.3)
-        world.cluster.append_log(ns, "app", f"{key[9:]} done\n")
+        world.control.wait_for_event(lambda e: e.stage == "ResponseStarted" and "/pods/app/log" in e.uri, mark)
+        world.env.cluster.append_log(ns, "app", f"starting with key {key[:9]}", partial=True)
+        time.sleep(0.3)  # not a wait: the two halves must leave the kubelet as two chunks
+        world.env.cluster.append_log(ns, "app", f"{key[9:]} done\n")
         assert follower.stdout is not None
         line = follower.stdout.readline()
     finally:

@@ -22,7 +22,7 @@ def test_a_kubectl_command_is_a_session_with_its_identity_and_outputs(world: Wor
     sessions = [s for s in listing["items"] if s["command"].startswith("kubectl create")]
     assert sessions, listing
     session = sessions[0]
-    assert session["username"] == "sandbox:rita" and session["connection"] == "sandbox"
+    assert session["username"] == "sandbox:rita" and session["connection"] == "envtest"
     assert session["claims"]["repository"] == "acme/shop" and session["claims"]["run_id"] == "77"
     assert session["user_agent"].startswith("kubectl/")
     shown = json.loads(world.cli("sessions", "show", session["id"], "--output", "json").stdout)

@@ -60,7 +60,7 @@ def test_an_approval_given_through_one_replica_releases_kubectl_held_by_the_othe
     name = f"e2e-replica-{uuid.uuid4().hex[:8]}"
     world.kubectl("create", "namespace", name)
     kubeconfig = first.kubeconfig(tmp_path / "alice.kubeconfig", world.token("alice", ("developers",)))
-    kubectl = subprocess.Popen([KUBECTL, f"--kubeconfig={kubeconfig}", "delete", "namespace", name],
+    kubectl = subprocess.Popen([KUBECTL, f"--kubeconfig={kubeconfig}", "delete", "namespace", name, "--wait=false"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=kubectl_env())
     try:
         request = pending(world, second, f"namespaces {name}", kubectl)
