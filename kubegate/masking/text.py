@@ -122,13 +122,15 @@ class TextMasker:
         return bytes(out)
 
     def _pem_body(self, buf: bytes, out: bytearray, final: bool) -> bytes:
+        """Drop a private key's body, but not its line breaks: the log keeps its lines (and line count)."""
         end = PEM_END.search(buf)
         if end is not None:
-            out += end.group()
+            out += b"\n" * buf.count(b"\n", 0, end.start()) + end.group()
             self._ctx = (self._ctx + buf[: end.end()])[-CONTEXT:]
             self._in_pem = False
             return buf[end.end():]
         keep_from = len(buf) if final else _partial_start(PEM_END, buf, 0, len(buf))
+        out += b"\n" * buf.count(b"\n", 0, keep_from)
         self._pem_dropped += keep_from
         if self._pem_dropped > self._max_hold:
             self._in_pem = False

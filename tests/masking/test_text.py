@@ -72,9 +72,12 @@ def test_ordinary_log_lines_pass_unchanged() -> None:
 
 
 def test_pem_block_across_chunks_keeps_begin_and_end_and_hides_the_body() -> None:
+    """The body goes, its line breaks stay: the log has as many lines as before."""
     data = b"loading key\n" + PEM + b"key loaded\n"
-    expected = (b"loading key\n-----BEGIN RSA PRIVATE KEY-----" + MARKER_BYTES
+    body_lines = PEM.split(b"-----END")[0].count(b"\n")
+    expected = (b"loading key\n-----BEGIN RSA PRIVATE KEY-----" + MARKER_BYTES + b"\n" * body_lines
                 + b"-----END RSA PRIVATE KEY-----\nkey loaded\n")
+    assert expected.count(b"\n") == data.count(b"\n")
     assert run(data) == expected
     for cut in range(1, len(data)):
         assert run(data, [cut]) == expected, cut
@@ -84,8 +87,8 @@ def test_pem_block_across_chunks_keeps_begin_and_end_and_hides_the_body() -> Non
 def test_pem_body_is_dropped_as_it_arrives_not_buffered() -> None:
     m = RULES.stream()
     first = m.feed(b"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n")
-    assert first == b"-----BEGIN PRIVATE KEY-----" + MARKER_BYTES
-    assert m.feed(b"BKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\n" * 100) == b""
+    assert first == b"-----BEGIN PRIVATE KEY-----" + MARKER_BYTES + b"\n\n"
+    assert m.feed(b"BKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\n" * 100) == b"\n" * 100
     assert m.feed(b"-----END PRIVATE KEY-----\nnext line\n") == b"-----END PRIVATE KEY-----\nnext line\n"
 
 
