@@ -1,17 +1,21 @@
 """Parse a request path the way kube-apiserver's RequestInfoFactory does, refusing ambiguous encodings.
 
-kubegate decides on this parse and forwards the raw path only when it is canonical, so the upstream
-can never read the request differently from the policy. Differences from kube-apiserver, on purpose:
-paths with encoded slashes, dot segments, empty segments or bad escapes are refused (kube-apiserver's
-mux would clean or redirect them), and exec/attach/portforward are verb `create` whatever the method
-(kube-apiserver authorizes a WebSocket GET exec as `create`, see kubernetes#78741).
+kubegate decides on this parse and forwards the very bytes it parsed (upstream/client.py), so the
+upstream can never read the request differently from the policy. Go's net/http reads the target with
+url.ParseRequestURI (a `#` is part of the path, not a fragment) and the query with url.ParseQuery (a pair
+holding a `;` or a bad escape is dropped silently). kubegate refuses what either of those, or an HTTP
+client library, could read another way: a `#`, a `;` in the query, bad escapes, bytes that are not
+printable ASCII, encoded slashes, dot or empty segments (kube-apiserver's mux would clean or redirect
+them), and a repeated parameter that decides what the request does. exec/attach/portforward are verb
+`create` whatever the method (kube-apiserver authorizes a WebSocket GET exec as `create`, see
+kubernetes#78741).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote, unquote_plus
 
 API_PREFIXES = frozenset({"api", "apis"})
 GROUPLESS_PREFIXES = frozenset({"api"})
@@ -23,6 +27,13 @@ METHOD_VERBS = {"POST": "create", "GET": "get", "HEAD": "get", "PUT": "update", 
                 "DELETE": "delete"}
 
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_NOT_PRINTABLE_ASCII = re.compile(r"[^\x21-\x7e]")
+# Parameters that decide what a request does (RequestInfo, streams, masking): given twice, which one counts
+# is a question kubegate will not answer for the cluster.
+SINGLE_VALUED = frozenset({"watch", "fieldSelector", "labelSelector", "limit", "timeoutSeconds", "resourceVersion",
+                           "resourceVersionMatch", "sendInitialEvents", "container", "follow", "previous", "tty",
+                           "stdin", "stdout", "stderr", "includeObject", "as", "fieldManager", "fieldValidation",
+                           "force", "propagationPolicy", "gracePeriodSeconds"})
 _ENCODED_SEPARATOR = re.compile(r"%(2[Ff]|5[Cc]|00)")
 _BACKSLASH_OR_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 _EMPTY_OR_DOT_SEGMENT = re.compile(r"(?:^|/)\.{0,2}(?:/|$)")
@@ -94,12 +105,36 @@ def decode_path(raw_path: str) -> str:
     return decoded
 
 
+def check_target(raw_path: str, query_string: str) -> None:
+    """Refuse target bytes whose meaning differs between Go's net/http and other readers (see above)."""
+    target = raw_path + "?" + query_string
+    if "#" in target:
+        raise BadPath("the request target has a '#': Go reads it as part of the path or query, other "
+                      "HTTP stacks as the start of a fragment; percent-encode it as %23")
+    if _NOT_PRINTABLE_ASCII.search(target):
+        raise BadPath("the request target has a byte that is not printable ASCII; percent-encode it")
+    if ";" in query_string:
+        raise BadPath("the query has a ';': Go drops every parameter that holds one (since Go 1.17); "
+                      "percent-encode it as %3B")
+    if _BAD_ESCAPE.search(query_string):
+        raise BadPath("the query has an invalid percent-escape: Go drops that parameter")
+
+
 def parse_query(query_string: str) -> tuple[tuple[str, str], ...]:
-    """Parse a query string as Go's url.ParseQuery does (pairs with ';' in the key are dropped)."""
-    if not query_string:
-        return ()
-    pairs = parse_qsl(query_string, keep_blank_values=True, separator="&", errors="strict")
-    return tuple((k, v) for k, v in pairs if ";" not in k)
+    """Parse a query string as Go's url.ParseQuery does, once check_target accepted it: pairs split at
+    '&', empty ones skipped, key and value split at the first '=', '+' read as a space."""
+    pairs: list[tuple[str, str]] = []
+    for part in query_string.split("&"):
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        pairs.append((unquote_plus(key, errors="strict"), unquote_plus(value, errors="strict")))
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in SINGLE_VALUED and key in seen:
+            raise BadPath(f"the query gives {key!r} more than once; send it once")
+        seen.add(key)
+    return tuple(pairs)
 
 
 def _first(query: tuple[tuple[str, str], ...], key: str) -> str | None:
@@ -128,6 +163,7 @@ def _exact_name_from_field_selector(selector: str) -> str | None:
 
 def parse_request_info(method: str, raw_path: str, query_string: str = "") -> RequestInfo:
     """Build the RequestInfo kube-apiserver would, or raise BadPath."""
+    check_target(raw_path, query_string)
     path = decode_path(raw_path)
     try:
         query = parse_query(query_string)

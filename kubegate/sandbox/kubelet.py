@@ -6,7 +6,7 @@ kube-apiserver proxies those subresources of a pod to the kubelet of the pod's N
 as is, and the sandbox's container emulation (shell, filesystem, logs, port echo servers) answers.
 Pods bound to the Node (`spec.nodeName`) are marked Running, as a kubelet would after starting them.
 The kubelet's own query names differ from the pod API's: `input`, `output`, `error` for stdin, stdout
-and stderr, and the container is a path segment.
+and stderr, `port` (once per port) for `ports`, and the container is a path segment.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from kubegate.tls import ensure_serving_cert, server_ssl_context
 
 log = logging.getLogger(__name__)
 DECLARED_FEATURES = ["ExtendWebSocketsToKubelet"]
-KUBELET_PARAMS = {"input": "stdin", "output": "stdout", "error": "stderr"}
+# kube-apiserver's PortForwardLocation/ExecLocation rename these when it proxies to the kubelet
+KUBELET_PARAMS = {"input": "stdin", "output": "stdout", "error": "stderr", "port": "ports"}
 
 
 def _now() -> str:

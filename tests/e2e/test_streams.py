@@ -1,18 +1,21 @@
-"""exec, attach, cp and port-forward through kubegate with the real kubectl: decided before the upgrade,
-bridged over WebSocket, masked as they flow, recorded as asciicast and port-forward connections."""
+"""exec, attach, cp and port-forward through kubegate with the real kubectl and a real kube-apiserver (which
+hands the WebSocket to the kubelet stand-in): decided before the upgrade, bridged over WebSocket, masked as
+they flow, recorded as asciicast and port-forward connections. The cluster's audit log says what reached it,
+as whom, and that what kubegate refused never did."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import queue
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ import pexpect
 import pytest
 
 from kubegate.masking.marker import MARKER
+from kubegate.sandbox.envtest import GATEWAY_USER, AuditEvent
 from tests.conftest import KUBECTL, World, kubectl_env
 
 pytestmark = pytest.mark.e2e
@@ -28,18 +32,36 @@ SECRET = "s3cr3t-Pa55word-xyz"
 
 @pytest.fixture(scope="module")
 def ns(world: World) -> str:
-    name = f"streams-{uuid.uuid4().hex[:6]}"
-    world.cluster.seed([
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
-        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "app", "namespace": name},
-         "spec": {"containers": [{"name": "app", "image": "busybox", "ports": [{"containerPort": 8080}],
-                                  "env": [{"name": "DB_PASSWORD", "value": SECRET},
-                                          {"name": "GREETING", "value": "hello"}]}]}},
-    ])
+    name = world.namespace("streams")
+    world.pod(name, "app", containers=[{"name": "app", "image": "busybox", "ports": [{"containerPort": 8080}],
+                                        "env": [{"name": "DB_PASSWORD", "value": SECRET},
+                                                {"name": "GREETING", "value": "hello"}]}])
     return name
 
 
+def _streamed(world: World, ns: str, subresource: str, user: str, since: int) -> list[AuditEvent]:
+    """The pods/app/<subresource> calls that reached the cluster since `since`: at least one, each opened (101)
+    as kubegate impersonating the caller, never as kubegate itself."""
+    path = f"/api/v1/namespaces/{ns}/pods/app/{subresource}"
+    events = [e for e in world.served(path, since) if e.uri.partition("?")[0] == path]
+    assert events, f"no {subresource} reached the cluster"
+    for event in events:
+        assert event.user == GATEWAY_USER, event.raw
+        assert (event.impersonated or {}).get("username") == f"sandbox:{user}", event.raw
+        assert event.code == 101, event.raw
+    return events
+
+
+def _never_reached(world: World, ns: str, subresource: str, since: int) -> None:
+    """Nothing for pods/app/<subresource> reached the cluster, though the command's other calls did (so the
+    audit log is being read where kubectl's requests land)."""
+    reached = world.reached(f"/api/v1/namespaces/{ns}/pods/app", since)
+    assert reached, "kubectl's pod lookup should have reached the cluster"
+    assert not [e.uri for e in reached if f"/pods/app/{subresource}" in e.uri]
+
+
 def _sessions(world: World, user: str, command: str) -> list[dict[str, Any]]:
+    world.settle()
     listing = json.loads(world.cli("sessions", "list", "--user", f"sandbox:{user}", "--command", command,
                                    "--output", "json").stdout)
     return list(listing["items"])
@@ -58,32 +80,74 @@ def _cast_text(events: list[dict[str, Any]], code: str = "o") -> str:
     return "".join(text for e in events if e["type"] == "cast" for _, c, text in e["data"]["events"] if c == code)
 
 
+class Lines:
+    """A process's output, read line by line on a thread, so a test waits for what it expects to see."""
+
+    def __init__(self, stream: Any) -> None:
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self.seen: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def wait_for(self, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"{text!r} did not appear; saw {self.seen}") from None
+            if line is None:
+                raise AssertionError(f"the output ended before {text!r}; saw {self.seen}")
+            self.seen.append(line)
+            if text in line:
+                return line
+
+    def rest(self, timeout: float = 10) -> str:
+        self._thread.join(timeout)
+        while not self._lines.empty():
+            line = self._lines.get()
+            if line is not None:
+                self.seen.append(line)
+        return "".join(self.seen)
+
+
 def test_env_with_a_credential_is_masked_on_screen_and_in_the_recording(world: World, ns: str) -> None:
     cfg = world.kubeconfig("erin")
+    mark = world.control.audit_mark()
     out = world.kubectl("exec", "app", "-n", ns, "--", "env", kubeconfig=cfg).stdout
     assert "GREETING=hello" in out and SECRET not in out and f"DB_PASSWORD={MARKER}" in out
+    [call] = _streamed(world, ns, "exec", "erin", mark)
+    assert "command=env" in call.uri
     _, events = _only_session(world, "erin", "exec")
     stream = next(e for e in events if e["type"] == "stream")
     assert stream["data"]["kind"] == "exec" and stream["data"]["command"] == ["env"]
     assert stream["data"]["protocol"] == "v5.channel.k8s.io" and not stream["data"]["tty"]
     recorded = _cast_text(events)
-    assert "GREETING=hello" in recorded and SECRET not in json.dumps(events)
+    assert "GREETING=hello" in recorded and f"DB_PASSWORD={MARKER}" in recorded and SECRET not in json.dumps(events)
     end = next(e for e in events if e["type"] == "end")
     assert end["data"]["upgrade"]["exit_code"] == 0
 
 
 def test_exit_codes_and_piped_stdin(world: World, ns: str) -> None:
     cfg = world.kubeconfig("xavier")
+    mark = world.control.audit_mark()
     failed = world.kubectl("exec", "app", "-n", ns, "--", "sh", "-c", "echo out; echo err >&2; exit 3",
                            kubeconfig=cfg, check=False)
     assert failed.returncode == 3 and failed.stdout == "out\n" and "err" in failed.stderr
     piped = subprocess.run(f"echo x | {KUBECTL} --kubeconfig={cfg} exec -i app -n {ns} -- cat", shell=True,
                            capture_output=True, text=True, timeout=60, env=kubectl_env())
     assert piped.returncode == 0 and piped.stdout == "x\n", piped.stderr
+    assert len(_streamed(world, ns, "exec", "xavier", mark)) == 2
 
 
 def test_interactive_tty_session_is_recorded_and_replayable(world: World, ns: str, tmp_path: Path) -> None:
     cfg = world.kubeconfig("tina")
+    mark = world.control.audit_mark()
     child = pexpect.spawn(KUBECTL, [f"--kubeconfig={cfg}", "exec", "-it", "app", "-n", ns, "--", "sh"],
                           env=kubectl_env(), timeout=30, dimensions=(33, 101))
     try:
@@ -95,6 +159,8 @@ def test_interactive_tty_session_is_recorded_and_replayable(world: World, ns: st
     finally:
         child.close()
     assert child.exitstatus == 5
+    [call] = _streamed(world, ns, "exec", "tina", mark)
+    assert "tty=true" in call.uri
     session_id, events = _only_session(world, "tina", "exec")
     assert "marker-hello" in _cast_text(events)
     assert "echo marker-$GREETING" in _cast_text(events, "i").replace("\r", "\n")
@@ -116,12 +182,15 @@ def test_cp_both_ways_keeps_checksums(world: World, ns: str, tmp_path: Path) -> 
     payload = os.urandom(300_000)
     src = tmp_path / "up.bin"
     src.write_bytes(payload)
+    mark = world.control.audit_mark()
     world.kubectl("cp", str(src), f"{ns}/app:/tmp/up.bin", kubeconfig=cfg)
     remote = world.kubectl("exec", "app", "-n", ns, "--", "sha256sum", "/tmp/up.bin", kubeconfig=cfg).stdout
     assert remote.split()[0] == hashlib.sha256(payload).hexdigest()
     down = tmp_path / "down.bin"
     world.kubectl("cp", f"{ns}/app:/tmp/up.bin", str(down), kubeconfig=cfg)
     assert hashlib.sha256(down.read_bytes()).hexdigest() == hashlib.sha256(payload).hexdigest()
+    calls = _streamed(world, ns, "exec", "carl", mark)
+    assert sum("command=tar" in e.uri for e in calls) >= 2
 
 
 def _free_port() -> int:
@@ -133,6 +202,7 @@ def _free_port() -> int:
 def test_port_forward_carries_http_and_records_each_connection(world: World, ns: str) -> None:
     cfg = world.kubeconfig("pat")
     local = _free_port()
+    mark = world.control.audit_mark()
     forward = world.popen("port-forward", "-n", ns, "pod/app", f"{local}:8080", kubeconfig=cfg)
     try:
         assert forward.stdout is not None
@@ -141,9 +211,11 @@ def test_port_forward_carries_http_and_records_each_connection(world: World, ns:
         with urllib.request.urlopen(request, timeout=30) as answer:
             doc = json.loads(answer.read())
         assert doc["pod"] == "app" and doc["port"] == 8080 and doc["body"] == "hello pod"
+        assert doc["namespace"] == ns and doc["method"] == "POST" and doc["path"] == "/ping"
     finally:
         forward.kill()
         forward.wait()
+    _streamed(world, ns, "portforward", "pat", mark)  # one tunnel; the ports travel inside it
     _, events = _only_session(world, "pat", "port-forward")
     stream = next(e for e in events if e["type"] == "stream")
     assert stream["data"]["kind"] == "portforward" and stream["data"]["protocol"] == "SPDY/3.1+portforward.k8s.io"
@@ -157,10 +229,11 @@ def test_an_exec_denied_by_policy_never_upgrades_and_is_one_denial(world: World,
         "match": {"verbs": ["create"], "resources": ["pods/exec"]}, "action": "deny",
         "message": "ivan may not exec into pods"}])
     try:
-        seen_before = len(world.cluster.requests)
+        mark = world.control.audit_mark()
         out = world.kubectl("exec", "app", "-n", ns, "--", "env", kubeconfig=world.kubeconfig("ivan"), check=False)
         assert out.returncode != 0 and "ivan may not exec into pods" in out.stderr
-        assert not [r for r in world.cluster.requests[seen_before:] if r.path.endswith("/exec")]
+        assert SECRET not in out.stdout and "GREETING" not in out.stdout
+        _never_reached(world, ns, "exec", mark)
         _, events = _only_session(world, "ivan", "exec")
         assert len([e for e in events if e["type"] == "refused"]) == 1
         retries = [e for e in events if e["type"] == "retry"]
@@ -176,35 +249,76 @@ def test_exec_command_rules_match_the_argv(world: World, ns: str) -> None:
         "message": "no shell scripts in pods, sam"}])
     try:
         cfg = world.kubeconfig("sam")
-        denied = world.kubectl("exec", "app", "-n", ns, "--", "sh", "-c", "id", kubeconfig=cfg, check=False)
+        mark = world.control.audit_mark()
+        denied = world.kubectl("exec", "app", "-n", ns, "--", "sh", "-c", "echo ran-the-script", kubeconfig=cfg,
+                               check=False)
         assert denied.returncode != 0 and "no shell scripts in pods, sam" in denied.stderr
+        assert "ran-the-script" not in denied.stdout
+        _never_reached(world, ns, "exec", mark)
+        mark = world.control.audit_mark()
         assert "GREETING=hello" in world.kubectl("exec", "app", "-n", ns, "--", "env", kubeconfig=cfg).stdout
+        [allowed] = _streamed(world, ns, "exec", "sam", mark)
+        assert "command=env" in allowed.uri
     finally:
         world.clear_policies("no-shell-for-sam")
 
 
 def test_spdy_only_clients_are_told_to_use_websockets(world: World, ns: str) -> None:
     env = {**kubectl_env(), "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}
+    mark = world.control.audit_mark()
     out = subprocess.run([KUBECTL, f"--kubeconfig={world.kubeconfig('olga')}", "exec", "app", "-n", ns, "--", "env"],
                          capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode != 0 and "kubectl 1.30 or newer" in out.stderr
-    assert SECRET not in out.stdout
+    assert SECRET not in out.stdout and "GREETING" not in out.stdout
+    _never_reached(world, ns, "exec", mark)
 
 
 def test_an_exec_ends_when_the_token_expires(world: World, ns: str) -> None:
-    cfg = world.kubeconfig("kate", token=world.token("kate", lifetime=2))
-    out = world.kubectl("exec", "app", "-n", ns, "--", "sleep", "60", kubeconfig=cfg, check=False, timeout=50)
-    assert out.returncode != 0 and "token expired" in out.stderr
+    lifetime = 6
+    cfg = world.kubeconfig("kate", token=world.token("kate", lifetime=lifetime))
+    expires = time.monotonic() + lifetime
+    mark = world.control.audit_mark()
+    proc = world.popen("exec", "app", "-n", ns, "--", "sh", "-c", "echo started; sleep 60", kubeconfig=cfg)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        Lines(proc.stdout).wait_for("started", timeout=lifetime)  # the stream is open and flowing
+        _streamed(world, ns, "exec", "kate", mark)
+        err = proc.stderr.read()
+        code = proc.wait(30)
+    finally:
+        proc.kill()
+    assert time.monotonic() < expires + 20, "the exec ran on after the token expired"
+    assert code != 0 and "kubegate closed this exec session: your token expired" in err, err
 
 
 def test_a_watch_ends_when_the_token_expires(world: World) -> None:
-    cfg = world.kubeconfig("walt", token=world.token("walt", lifetime=2))
-    out = world.kubectl("get", "configmaps", "-n", "default", "-w", kubeconfig=cfg, check=False, timeout=50)
-    assert "your token expired" in out.stdout + out.stderr
+    namespace = world.namespace("watch-expiry")
+    lifetime = 8
+    cfg = world.kubeconfig("walt", token=world.token("walt", lifetime=lifetime))
+    expires = time.monotonic() + lifetime
+    mark = world.control.audit_mark()
+    proc = world.popen("get", "configmaps", "-n", namespace, "-w", kubeconfig=cfg)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        world.control.wait_for_event(lambda e: e.stage == "ResponseStarted" and "watch=true" in e.uri
+                                     and f"/namespaces/{namespace}/configmaps" in e.uri
+                                     and (e.impersonated or {}).get("username") == "sandbox:walt", mark)
+        lines = Lines(proc.stdout)
+        world.cluster.seed([{"apiVersion": "v1", "kind": "ConfigMap",
+                             "metadata": {"name": "seen-by-the-watch", "namespace": namespace}}])
+        lines.wait_for("seen-by-the-watch", timeout=max(1.0, expires - time.monotonic()))  # the watch delivers
+        code = proc.wait(30)  # it ends by itself
+        out = lines.rest() + proc.stderr.read()
+    finally:
+        proc.kill()
+    assert time.monotonic() < expires + 20, "the watch ran on after the token expired"
+    # kubectl prints the watch's ERROR event (a Status) and, once the stream ends, exits (with 0)
+    assert "kubegate ended this stream: your token expired" in out, (code, out)
 
 
 def test_attach_through_kubegate_is_bridged_and_recorded(world: World, ns: str) -> None:
     cfg = world.kubeconfig("atticus", ("developers",))
+    mark = world.control.audit_mark()
     attach = subprocess.Popen([KUBECTL, f"--kubeconfig={cfg}", "attach", "-i", "app", "-n", ns],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=kubectl_env())
@@ -216,12 +330,8 @@ def test_attach_through_kubegate_is_bridged_and_recorded(world: World, ns: str) 
     finally:
         attach.kill()
         attach.wait()
-    deadline = time.monotonic() + 10
-    events: list[dict[str, Any]] = []
-    while time.monotonic() < deadline and "attached-and-heard" not in _cast_text(events, "o"):
-        time.sleep(0.2)
-        sessions = _sessions(world, "atticus", "attach")
-        events = _events(world, sessions[0]["id"]) if sessions else []
+    _streamed(world, ns, "attach", "atticus", mark)
+    _, events = _only_session(world, "atticus", "attach")
     assert "attached-and-heard" in _cast_text(events, "i")
     assert "attached-and-heard" in _cast_text(events, "o")
     stream = next(e for e in events if e["type"] == "stream")

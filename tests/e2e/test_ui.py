@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
+from kubegate.sandbox.envtest import GATEWAY_USER
 from tests.conftest import World
 
 pytestmark = pytest.mark.e2e
@@ -102,6 +103,7 @@ def test_a_reviewer_approves_a_waiting_kubectl_and_others_see_no_buttons(world: 
                                                                          visitors: list[Visitor]) -> None:
     name = f"ui-appr-{uuid.uuid4().hex[:8]}"
     world.kubectl("create", "namespace", name)
+    assert world.control.exists(f"/api/v1/namespaces/{name}")
     world.set_policies("ui-db-oncall", [{
         "name": "ui-db-configmaps-need-db-oncall", "match": {"verbs": ["delete"], "resources": ["configmaps"],
                                                             "namespaces": ["ui-db-*"]},
@@ -112,7 +114,11 @@ def test_a_reviewer_approves_a_waiting_kubectl_and_others_see_no_buttons(world: 
         page = rita.page
         expect(page.get_by_text("Nothing is waiting for a decision.")).to_be_visible()
 
-        kubectl = world.popen("delete", "namespace", name, kubeconfig=world.kubeconfig("alice", claims=CI_CLAIMS))
+        # --wait=false: without a controller-manager a deleted namespace stays Terminating, and kubectl would
+        # wait for it to be gone; what matters here is that the DELETE reaches the cluster once approved.
+        mark = world.control.audit_mark()
+        kubectl = world.popen("delete", "namespace", name, "--wait=false",
+                              kubeconfig=world.kubeconfig("alice", claims=CI_CLAIMS))
         try:
             card = page.locator("article.request", has_text=f"namespaces {name}")
             expect(card).to_be_visible(timeout=30_000)  # arrives by polling: the page is never reloaded
@@ -140,6 +146,8 @@ def test_a_reviewer_approves_a_waiting_kubectl_and_others_see_no_buttons(world: 
             phone.shot("04-inbox-phone-width")
 
             assert kubectl.poll() is None  # still waiting for a human
+            assert not [e for e in world.reached(f"/api/v1/namespaces/{name}", mark) if e.verb == "delete"], \
+                "nothing reaches the cluster before a reviewer decides"
             card.get_by_label("Reason").fill("cleanup of a finished PR environment")
             page.keyboard.press("Tab")  # decided with the keyboard alone
             expect(card.get_by_role("button", name="Approve")).to_be_focused()
@@ -149,6 +157,10 @@ def test_a_reviewer_approves_a_waiting_kubectl_and_others_see_no_buttons(world: 
             out, err = kubectl.communicate(timeout=60)
             assert kubectl.returncode == 0, err
             assert f'namespace "{name}" deleted' in out
+            [deleted] = [e for e in world.served(f"/api/v1/namespaces/{name}", mark) if e.verb == "delete"]
+            assert deleted.user == GATEWAY_USER and deleted.code == 200
+            assert (deleted.impersonated or {}).get("username") == "sandbox:alice"
+            assert world.control.get(f"/api/v1/namespaces/{name}")["metadata"].get("deletionTimestamp")
             expect(page.locator("#recent-heading + .table-wrap")).to_contain_text("cleanup of a finished PR")
             rita.shot("05-inbox-after-approval")
 
@@ -165,15 +177,15 @@ def test_a_reviewer_approves_a_waiting_kubectl_and_others_see_no_buttons(world: 
 
 def test_an_auditor_replays_an_exec_session_and_downloads_it(world: World, browser: Browser,
                                                             visitors: list[Visitor]) -> None:
-    ns = f"ui-exec-{uuid.uuid4().hex[:6]}"
-    world.cluster.seed([
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
-        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "app", "namespace": ns},
-         "spec": {"containers": [{"name": "app", "image": "busybox"}]}},
-    ])
+    ns = world.namespace("ui-exec")
+    world.pod(ns, "app")
+    mark = world.control.audit_mark()
     out = world.kubectl("exec", "app", "-n", ns, "--", "sh", "-c", "echo replayed-in-the-browser",
                         kubeconfig=world.kubeconfig("ulla")).stdout
     assert "replayed-in-the-browser" in out
+    [opened] = world.served(f"/api/v1/namespaces/{ns}/pods/app/exec", mark)
+    assert opened.code == 101 and (opened.impersonated or {}).get("username") == "sandbox:ulla"
+    world.settle()
 
     audrey = visit(world, browser, visitors)
     audrey.sign_in("audrey", ("auditors",))
@@ -226,7 +238,7 @@ def test_an_auditor_explains_the_policy_and_sees_connection_health(world: World,
     audrey.shot("09-policy-explain")
 
     page = audrey.goto("/ui/connections")
-    row = page.locator("tr", has_text="sandbox")
+    row = page.locator("tr", has_text=world.env.connection)
     expect(row).to_contain_text("healthy")
     audrey.shot("10-connections")
 

@@ -1,13 +1,23 @@
 """SPDY/3.1 framing for tunnelled port-forward: frames split anywhere, header compression shared per
-direction, and the per-connection view (port, bytes each way) the gateway records."""
+direction, and the per-connection view (port, bytes each way) the gateway records.
+
+The unit tests read kubegate's own Writer with kubegate's own Parser, so they cannot tell whether either
+agrees with a real SPDY peer; the last test is that verdict: the real kubectl's frames (and, through them,
+what kubectl accepts from the kubelet stand-in) read by the gateway on the real cluster, several connections
+sharing one tunnel and so one header-compression context each way."""
 
 from __future__ import annotations
 
+import json
+import socket
+import urllib.error
+import urllib.request
 import zlib
 
 import pytest
 
 from kubegate.kube import portforward as pf
+from tests.conftest import World
 
 
 def _open(writer: pf.Writer, stream_id: int, kind: str, port: int, request: int) -> bytes:
@@ -72,3 +82,48 @@ def test_observer_reports_each_connection_with_its_port_and_bytes() -> None:
 def test_legacy_port_prefix() -> None:
     assert pf.legacy_port(pf.legacy_port_prefix(8080)) == 8080
     assert pf.legacy_port(b"\x01") is None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.e2e
+def test_real_kubectl_connections_are_each_read_from_one_tunnel(world: World) -> None:
+    ns = world.namespace("spdy")
+    world.pod(ns, "app", containers=[{"name": "app", "image": "busybox", "ports": [{"containerPort": 8080}]}])
+    open_port, closed_port = _free_port(), _free_port()
+    cfg = world.kubeconfig("spdy-reader")
+    mark = world.control.audit_mark()
+    forward = world.popen("port-forward", "--address", "127.0.0.1", "-n", ns, "pod/app", f"{open_port}:8080",
+                          f"{closed_port}:9090", kubeconfig=cfg)
+    bodies = [b"first", b"second connection", b"third" * 100]
+    try:
+        assert forward.stdout is not None
+        assert "Forwarding from 127.0.0.1" in forward.stdout.readline()
+        assert "Forwarding from 127.0.0.1" in forward.stdout.readline()
+        for body in bodies:
+            request = urllib.request.Request(f"http://127.0.0.1:{open_port}/n", data=body, method="POST")
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                assert json.loads(answer.read())["body"] == body.decode()
+        with pytest.raises((urllib.error.URLError, ConnectionError)):
+            urllib.request.urlopen(f"http://127.0.0.1:{closed_port}/", timeout=30)
+    finally:
+        forward.kill()
+        forward.wait()
+    [tunnel] = world.served(f"/api/v1/namespaces/{ns}/pods/app/portforward", mark)
+    assert tunnel.code == 101 and (tunnel.impersonated or {}).get("username") == "sandbox:spdy-reader"
+    world.settle()
+    listing = json.loads(world.cli("sessions", "list", "--user", "sandbox:spdy-reader", "--command", "port-forward",
+                                   "--output", "json").stdout)
+    [session] = listing["items"]
+    events = json.loads(world.cli("sessions", "show", session["id"], "--output", "json").stdout)["events"]
+    conns = [e["data"] for e in events if e["type"] == "forward"]
+    served = sorted((c for c in conns if c["port"] == 8080), key=lambda c: c["opened"])
+    assert len(served) == len(bodies) and len({c["request_id"] for c in served}) == len(bodies)
+    for conn, body in zip(served, bodies, strict=True):
+        assert conn["bytes_to_pod"] > len(body) and conn["bytes_from_pod"] > 100 and not conn["error"]
+    [refused] = [c for c in conns if c["port"] == 9090]
+    assert "connection refused" in refused["error"]

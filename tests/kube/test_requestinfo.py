@@ -94,6 +94,31 @@ def test_field_selector_is_ignored_when_list_options_do_not_parse() -> None:
     assert info.name == "" and info.verb == "list"
 
 
-def test_a_semicolon_pair_is_dropped_as_go_does() -> None:
-    info = parse_request_info("GET", "/api/v1/namespaces/x/pods", "watch;x=1")
-    assert info.verb == "list"
+@pytest.mark.parametrize(("path", "query", "why"), [
+    # Go keeps '#' in the path; an HTTP library building a URL cuts there: DELETE .../victim#/pods/x
+    ("/api/v1/namespaces/victim#/pods/x", "", "'#'"),
+    ("/api/v1/namespaces/a/pods", "#&fieldSelector=metadata.name%3Dapp", "'#'"),
+    # Go's url.ParseQuery drops a pair holding ';' anywhere: the list would be unfiltered
+    ("/api/v1/namespaces/a/pods", "fieldSelector=metadata.name%3Dapp-1;", "';'"),
+    ("/api/v1/namespaces/a/pods", "watch;x=1", "';'"),
+    # ... and a pair with a bad escape (Python would keep it as text)
+    ("/api/v1/namespaces/a/pods", "fieldSelector=metadata.name%3Dapp%zz", "invalid percent-escape"),
+    ("/api/v1/namespaces/a/pods", "fieldSelector=metadata.name%3Dapp%", "invalid percent-escape"),
+    ("/api/v1/namespaces/a/pods/caf\u00e9", "", "printable ASCII"),
+    ("/api/v1/namespaces/a/pods", "labelSelector=a b", "printable ASCII"),
+    # which of two selectors counts is not a question to leave to the cluster
+    ("/api/v1/namespaces/a/pods", "fieldSelector=metadata.name%3Dapp&fieldSelector=", "more than once"),
+    ("/api/v1/namespaces/a/pods", "watch=0&watch=1", "more than once"),
+])
+def test_targets_that_read_two_ways_are_refused(path: str, query: str, why: str) -> None:
+    with pytest.raises(BadPath, match=why):
+        parse_request_info("GET", path, query)
+
+
+def test_queries_are_read_as_go_reads_them() -> None:
+    info = parse_request_info("GET", "/api/v1/namespaces/x/pods", "%77atch=1&&fieldSelector=metadata.name%3D%3Dweb"
+                              "&x=&y&label+Selector=a+b&command=1&command=2")
+    assert info.verb == "watch" and info.name == "web"
+    assert info.query == (("watch", "1"), ("fieldSelector", "metadata.name==web"), ("x", ""), ("y", ""),
+                          ("label Selector", "a b"), ("command", "1"), ("command", "2"))
+    assert parse_request_info("GET", "/api/v1/pods", "a%3Bb=1").query == (("a;b", "1"),)  # Go keeps this one

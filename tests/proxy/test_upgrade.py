@@ -1,11 +1,19 @@
-"""The upgrade gate and bridge against a tiny WebSocket upstream: framing intact both ways, output masked
-as it flows, pings end to end, refusals relayed and never tunnelled, SPDY retries answered once."""
+"""The upgrade gate and bridge: framing intact both ways, output masked as it flows, pings end to end, refusals
+relayed and never tunnelled, SPDY retries answered once.
+
+Two tiers. Against a tiny WebSocket upstream (`fake`), which speaks kubegate's own channel codec, for what only
+kubegate decides (masking across frames, base64 framing, redirects, recording). Against the real kube-apiserver
+and its kubelet stand-in (`world`), for every verdict that depends on how a cluster answers an upgrade: how it
+refuses one, whether pings cross it, whether the legacy port-forward protocol reaches the pod, and, from its
+audit log, that nothing the gate or a refusal stopped ever reached it."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import ssl
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +37,9 @@ from kubegate.proxy.flow import Flow, Stage
 from kubegate.proxy.headers import upstream_request_headers
 from kubegate.proxy.pipeline import Pipeline
 from kubegate.proxy.upgrade import UpgradeBridge, UpgradeGate
+from kubegate.sandbox.envtest import GATEWAY_USER
 from kubegate.upstream.connection import Connection
+from tests.conftest import World
 
 EXEC = "/api/v1/namespaces/ns/pods/p/exec?command=sh&stdin=true&stdout=true"
 PASSWORD = "hunter2hunter2"
@@ -136,7 +146,7 @@ class Upstream:
 
 
 @pytest.fixture
-async def world() -> AsyncIterator[dict[str, Any]]:
+async def fake() -> AsyncIterator[dict[str, Any]]:
     up = Upstream()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", up.handle)
@@ -176,8 +186,8 @@ async def _exec(w: dict[str, Any], path: str = EXEC, protocols: tuple[str, ...] 
     return ws
 
 
-async def test_v5_exec_is_bridged_masked_and_recorded(world: dict[str, Any]) -> None:
-    ws = await _exec(world)
+async def test_v5_exec_is_bridged_masked_and_recorded(fake: dict[str, Any]) -> None:
+    ws = await _exec(fake)
     assert ws.protocol == channels.V5
     assert (await ws.receive_bytes()) == b"\x01"
     await ws.send_bytes(b"\x00hello\n")
@@ -192,8 +202,8 @@ async def test_v5_exec_is_bridged_masked_and_recorded(world: dict[str, Any]) -> 
     error = await ws.receive_bytes()
     assert error[0] == channels.ERROR and channels.exit_code(error[1:]) == 3
     assert (await ws.receive()).type == WSMsgType.CLOSE and ws.close_code == 1000
-    assert world["up"].closed_stdin.is_set()
-    rec = world["recorder"]
+    assert fake["up"].closed_stdin.is_set()
+    rec = fake["recorder"]
     [opened] = rec.of("stream")
     assert opened["kind"] == "exec" and opened["command"] == ["sh"] and opened["protocol"] == channels.V5
     cast = [e for batch in await rec.settled("cast") for e in batch["events"]]
@@ -203,83 +213,208 @@ async def test_v5_exec_is_bridged_masked_and_recorded(world: dict[str, Any]) -> 
     assert "".join(t for _, c, t in cast if c == "i") == "hello\nsecret\n"
 
 
-async def test_base64_framing_crosses_intact(world: dict[str, Any]) -> None:
-    ws = await _exec(world, protocols=("v9.unknown", channels.BASE64))
+async def test_base64_framing_crosses_intact(fake: dict[str, Any]) -> None:
+    ws = await _exec(fake, protocols=("v9.unknown", channels.BASE64))
     assert ws.protocol == channels.BASE64
     assert await ws.receive_str() == "1"
     await ws.send_str("0" + base64.b64encode(b"hello\n").decode())
     assert await ws.receive_str() == "1" + base64.b64encode(b"hello\n").decode()
     await ws.close()
-    cast = [e for batch in await world["recorder"].settled("cast") for e in batch["events"]]
+    cast = [e for batch in await fake["recorder"].settled("cast") for e in batch["events"]]
     assert [e[1:] for e in cast] == [["i", "hello\n"], ["o", "hello\n"]]
 
 
-async def test_pings_cross_end_to_end(world: dict[str, Any]) -> None:
-    ws = await _exec(world)
+async def test_pings_cross_end_to_end(fake: dict[str, Any]) -> None:
+    ws = await _exec(fake)
     await ws.receive_bytes()
     await ws.ping(b"are-you-there")
     pong = await ws.receive()
     assert pong.type == WSMsgType.PONG and pong.data == b"are-you-there"
-    assert world["up"].pings == [b"are-you-there"]
+    assert fake["up"].pings == [b"are-you-there"]
     await ws.close()
 
 
 async def test_a_refused_upgrade_is_relayed_never_tunnelled_and_its_spdy_retry_is_the_same_attempt(
-        world: dict[str, Any]) -> None:
+        fake: dict[str, Any]) -> None:
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-        await _exec(world, EXEC + "&deny=1")
+        await _exec(fake, EXEC + "&deny=1")
     assert refused.value.status == 403
-    async with world["client"].post(world["gw"].make_url(EXEC + "&deny=1"),
+    async with fake["client"].post(fake["gw"].make_url(EXEC + "&deny=1"),
                                     headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade"}) as retry:
         assert retry.status == 403
         assert (await retry.json())["message"] == 'pods "p" is forbidden: no exec'
-    assert len(world["up"].paths) == 1, "the retry must not reach the cluster"
-    async with world["client"].post(world["gw"].make_url(EXEC + "&deny=1"),
+    assert len(fake["up"].paths) == 1, "the retry must not reach the cluster"
+    async with fake["client"].post(fake["gw"].make_url(EXEC + "&deny=1"),
                                     headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade"}) as again:
         assert again.status == 400 and "kubectl 1.30 or newer" in (await again.json())["message"]
 
 
-async def test_redirects_are_never_followed(world: dict[str, Any]) -> None:
+async def test_redirects_are_never_followed(fake: dict[str, Any]) -> None:
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-        await _exec(world, "/api/v1/namespaces/ns/pods/p/exec/redirect?command=sh")
+        await _exec(fake, "/api/v1/namespaces/ns/pods/p/exec/redirect?command=sh")
     assert refused.value.status == 502
-    assert len(world["up"].paths) == 1 and "/elsewhere" not in world["up"].paths[0]
+    assert len(fake["up"].paths) == 1 and "/elsewhere" not in fake["up"].paths[0]
 
 
-async def test_only_readable_upgrades_pass_the_gate(world: dict[str, Any]) -> None:
+async def test_only_readable_upgrades_pass_the_gate(fake: dict[str, Any]) -> None:
     with pytest.raises(aiohttp.WSServerHandshakeError) as unreadable:
-        await _exec(world, protocols=("v9.channel.example",))
+        await _exec(fake, protocols=("v9.channel.example",))
     assert unreadable.value.status == 400
     with pytest.raises(aiohttp.WSServerHandshakeError) as proxied:
-        await _exec(world, "/api/v1/namespaces/ns/services/s/proxy/ws")
+        await _exec(fake, "/api/v1/namespaces/ns/services/s/proxy/ws")
     assert proxied.value.status == 400
-    async with world["client"].post(world["gw"].make_url(EXEC),
+    async with fake["client"].post(fake["gw"].make_url(EXEC),
                                     headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade"}) as retry:
         assert "cannot read any WebSocket subprotocol" in (await retry.json())["message"], "same attempt, same answer"
-    async with world["client"].post(world["gw"].make_url(EXEC + "&tty=true"),
+    async with fake["client"].post(fake["gw"].make_url(EXEC + "&tty=true"),
                                     headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade"}) as spdy:
         assert spdy.status == 400 and "KUBECTL_REMOTE_COMMAND_WEBSOCKETS" in (await spdy.json())["message"]
-    assert world["up"].paths == [], "nothing the gate refuses reaches the cluster"
+    assert fake["up"].paths == [], "nothing the gate refuses reaches the cluster"
 
 
-async def test_legacy_port_forward_records_ports_and_bytes(world: dict[str, Any]) -> None:
-    ws = await _exec(world, "/api/v1/namespaces/ns/pods/p/portforward?ports=8080", (channels.V4,))
+async def test_legacy_port_forward_records_ports_and_bytes(fake: dict[str, Any]) -> None:
+    ws = await _exec(fake, "/api/v1/namespaces/ns/pods/p/portforward?ports=8080", (channels.V4,))
     assert ws.protocol == channels.V4
     assert await ws.receive_bytes() == b"\x00" + pf.legacy_port_prefix(8080)
     assert await ws.receive_bytes() == b"\x01" + pf.legacy_port_prefix(8080)
     await ws.send_bytes(b"\x00ping")
     assert await ws.receive_bytes() == b"\x00PING"
     await ws.close()
-    [conn] = await world["recorder"].settled("forward")
+    [conn] = await fake["recorder"].settled("forward")
     assert (conn["port"], conn["bytes_to_pod"], conn["bytes_from_pod"]) == (8080, 4, 4)
 
 
-async def test_an_expired_token_ends_the_stream_with_a_message(world: dict[str, Any]) -> None:
-    world["verifier"].expires_at = time.time() + 0.2
-    ws = await _exec(world)
+async def test_an_expired_token_ends_the_stream_with_a_message(fake: dict[str, Any]) -> None:
+    fake["verifier"].expires_at = time.time() + 0.2
+    ws = await _exec(fake)
     frames = []
     async for msg in ws:
         frames.append(msg.data)
     error = [f for f in frames if f[:1] == bytes((channels.ERROR,))]
     assert error and b"token expired" in error[0] and b'"Unauthorized"' in error[0]
 
+
+
+# -- on the real cluster ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_ns(world: World) -> str:
+    name = world.namespace("upgrade")
+    world.pod(name, "app", containers=[{"name": "app", "image": "busybox", "ports": [{"containerPort": 8080}]}])
+    return name
+
+
+def _gateway_ssl(world: World) -> ssl.SSLContext:
+    assert world.env.gateway is not None and world.env.gateway.ca_file is not None
+    return ssl.create_default_context(cafile=str(world.env.gateway.ca_file))
+
+
+def _as(world: World, sub: str) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(headers={"Authorization": f"Bearer {world.token(sub)}"},
+                                 connector=aiohttp.TCPConnector(ssl=_gateway_ssl(world), force_close=True))
+
+
+def _only_sessions(world: World, user: str) -> list[dict[str, Any]]:
+    world.settle()
+    listing = orjson.loads(world.cli("sessions", "list", "--user", f"sandbox:{user}", "--output", "json").stdout)
+    return [orjson.loads(world.cli("sessions", "show", s["id"], "--output", "json").stdout)
+            for s in listing["items"]]
+
+
+@pytest.mark.e2e
+def test_the_real_clusters_refusal_is_relayed_and_kubectls_spdy_retry_never_reaches_it(
+        world: World, real_ns: str) -> None:
+    """A caller the policy allows but whose role (view) has no pods/exec: kube-apiserver refuses the upgrade,
+    kubegate relays its Status, and answers kubectl's SPDY retry itself."""
+    user = f"viewer-{uuid.uuid4().hex[:6]}"
+    who = {"users": [f"sandbox:{user}"]}
+    world.set_policies(f"upgrade-{user}", [
+        {"name": f"{user}-discovers", "subjects": who, "action": "allow",
+         "match": {"non_resource_urls": ["/api", "/api/*", "/apis", "/apis/*", "/version"]}},
+        {"name": f"{user}-views", "subjects": who, "match": {"namespaces": [real_ns]}, "action": "allow",
+         "role": "view"}])
+    try:
+        mark = world.control.audit_mark()
+        out = world.kubectl("exec", "app", "-n", real_ns, "--", "env", kubeconfig=world.kubeconfig(user, ("ci",)),
+                            check=False)
+    finally:
+        world.clear_policies(f"upgrade-{user}")
+    assert out.returncode != 0
+    # kube-apiserver checks `get` on pods/exec first for a WebSocket upgrade (then `create` as well)
+    assert (f'pods "app" is forbidden: User "sandbox:{user}" cannot get resource "pods/exec" in API group "" '
+            f'in the namespace "{real_ns}"') in out.stderr, out.stderr
+    assert "HOSTNAME" not in out.stdout
+    path = f"/api/v1/namespaces/{real_ns}/pods/app/exec"
+    [attempt] = [e for e in world.served(path, mark) if e.uri.startswith(path + "?")]
+    assert attempt.code == 403 and attempt.user == GATEWAY_USER
+    assert (attempt.impersonated or {}).get("username") == f"sandbox:{user}"
+    [session] = _only_sessions(world, user)
+    events = session["events"]
+    assert len([e for e in events if e["type"] == "refused"]) == 1
+    [retry] = [e for e in events if e["type"] == "retry"]
+    assert retry["data"]["upgrade"].lower().startswith("spdy")
+
+
+@pytest.mark.e2e
+async def test_pings_cross_the_real_cluster_end_to_end(world: World, real_ns: str) -> None:
+    mark = world.control.audit_mark()
+    url = f"{world.env.server}/api/v1/namespaces/{real_ns}/pods/app/exec?command=cat&stdin=true&stdout=true"
+    async with _as(world, "pinger") as client, client.ws_connect(url, protocols=(channels.V5,), autoping=False) as ws:
+        assert ws.protocol == channels.V5
+        assert await ws.receive_bytes() == b"\x01"  # the stream is open
+        await ws.ping(b"are-you-there")
+        pong = await ws.receive()
+        assert pong.type == WSMsgType.PONG and pong.data == b"are-you-there"
+        await ws.send_bytes(b"\x00after the ping\n")
+        assert await ws.receive_bytes() == b"\x01after the ping\n"
+        await ws.send_bytes(b"\xff\x00")  # v5: close stdin, so cat ends
+        status = await ws.receive_bytes()
+        assert status[0] == channels.ERROR and channels.exit_code(status[1:]) == 0
+    [opened] = await asyncio.to_thread(world.served, f"/namespaces/{real_ns}/pods/app/exec", mark)
+    assert opened.code == 101 and (opened.impersonated or {}).get("username") == "sandbox:pinger"
+
+
+@pytest.mark.e2e
+async def test_nothing_the_gate_refuses_reaches_the_real_cluster(world: World, real_ns: str) -> None:
+    mark = world.control.audit_mark()
+    base = f"{world.env.server}/api/v1/namespaces/{real_ns}"
+    exec_url = f"{base}/pods/app/exec?command=env&stdout=true"
+    async with _as(world, "gated") as client:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as unreadable:
+            await client.ws_connect(exec_url, protocols=("v9.channel.example",))
+        assert unreadable.value.status == 400
+        with pytest.raises(aiohttp.WSServerHandshakeError) as proxied:
+            await client.ws_connect(f"{base}/services/app/proxy/ws", protocols=(channels.V5,))
+        assert proxied.value.status == 400
+        spdy_headers = {"Upgrade": "SPDY/3.1", "Connection": "Upgrade"}
+        async with client.post(exec_url + "&tty=true", headers=spdy_headers) as spdy:
+            assert spdy.status == 400 and "KUBECTL_REMOTE_COMMAND_WEBSOCKETS" in (await spdy.json())["message"]
+        async with client.get(f"{base}/pods/app") as pod:  # an allowed request, which does reach the cluster
+            assert pod.status == 200
+    reached = await asyncio.to_thread(world.reached, f"/api/v1/namespaces/{real_ns}/", mark)
+    assert [e.uri for e in reached] == [f"/api/v1/namespaces/{real_ns}/pods/app"]
+
+
+@pytest.mark.e2e
+async def test_legacy_port_forward_through_the_real_cluster_records_ports_and_bytes(
+        world: World, real_ns: str) -> None:
+    mark = world.control.audit_mark()
+    url = f"{world.env.server}/api/v1/namespaces/{real_ns}/pods/app/portforward?ports=8080"
+    request = b"GET /legacy HTTP/1.1\r\nHost: pod\r\n\r\n"
+    async with _as(world, "legacy") as client, client.ws_connect(url, protocols=(channels.V4,), autoping=False) as ws:
+        assert ws.protocol == channels.V4
+        assert await ws.receive_bytes() == b"\x00" + pf.legacy_port_prefix(8080)
+        assert await ws.receive_bytes() == b"\x01" + pf.legacy_port_prefix(8080)
+        await ws.send_bytes(b"\x00" + request)
+        answer = b""
+        while b'"path":"/legacy"' not in answer:
+            frame = await ws.receive_bytes()
+            assert frame[0] == 0, frame
+            answer += frame[1:]
+    assert answer.startswith(b"HTTP/1.1 200 OK") and f'"namespace":"{real_ns}"'.encode() in answer
+    [opened] = await asyncio.to_thread(world.served, f"/namespaces/{real_ns}/pods/app/portforward", mark)
+    assert opened.code == 101 and (opened.impersonated or {}).get("username") == "sandbox:legacy"
+    [session] = await asyncio.to_thread(_only_sessions, world, "legacy")
+    [conn] = [e["data"] for e in session["events"] if e["type"] == "forward"]
+    assert (conn["port"], conn["bytes_to_pod"], conn["bytes_from_pod"]) == (8080, len(request), len(answer))

@@ -1,4 +1,9 @@
-"""exec, attach, cp and port-forward against the sandbox cluster with the real kubectl (WebSocket only)."""
+"""exec, attach, cp and port-forward of the sandbox's container emulation with the real kubectl (WebSocket only).
+
+Each test runs twice: against the sandbox API server, which serves these subresources itself, and against the
+real kube-apiserver, which hands them to the kubelet stand-in (kubegate/sandbox/kubelet.py) that serves the
+same emulation as a kubelet would. No kubegate in between: these are tests of the sandbox and of the stand-in,
+with kubectl (and, for the stand-in, kube-apiserver) as the judge of how they speak."""
 
 from __future__ import annotations
 
@@ -8,11 +13,14 @@ import os
 import socket
 import subprocess
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pexpect
+import pytest
 
-from kubegate.sandbox.cluster import SandboxCluster
 from tests.sandbox.sandbox_kubectl import KUBECTL, Kubectl
 
 
@@ -22,9 +30,36 @@ def _pod(namespace: str, name: str, **spec: object) -> dict[str, object]:
             "spec": {"containers": [container]}}
 
 
-def test_exec_runs_the_command_with_the_pods_environment(admin: Kubectl, sandbox: SandboxCluster,
-                                                         namespace: str) -> None:
-    sandbox.seed([
+@dataclass
+class Target:
+    """Where the pods run: kubectl as that cluster's admin, a way to create objects, a fresh namespace."""
+
+    admin: Kubectl
+    seed: Callable[[list[dict[str, Any]]], None]
+    namespace: str
+
+
+@pytest.fixture(params=["sandbox", "kubelet"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
+    if request.param == "sandbox":
+        sandbox = request.getfixturevalue("sandbox")
+        return Target(request.getfixturevalue("admin"), sandbox.seed, request.getfixturevalue("namespace"))
+    world = request.getfixturevalue("world")
+    node = world.cluster.node
+
+    def seed(objects: list[dict[str, Any]]) -> None:
+        # no scheduler on the real cluster: pods are placed on the kubelet stand-in's Node
+        world.cluster.seed([{**o, "spec": {**o["spec"], "nodeName": node}} if o["kind"] == "Pod" else o
+                            for o in objects])
+    home = tmp_path / "home"
+    home.mkdir()
+    admin = Kubectl(world.control.admin_kubeconfig(tmp_path / "admin.kubeconfig"), home)
+    return Target(admin, seed, world.namespace("exec"))
+
+
+def test_exec_runs_the_command_with_the_pods_environment(target: Target) -> None:
+    admin, namespace = target.admin, target.namespace
+    target.seed([
         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": namespace},
          "stringData": {"password": "hunter2"}},
         _pod(namespace, "web", env=[{"name": "GREETING", "value": "hello"},
@@ -37,8 +72,9 @@ def test_exec_runs_the_command_with_the_pods_environment(admin: Kubectl, sandbox
     assert out.stdout.startswith("hello world\n")
 
 
-def test_exit_codes_and_stderr(admin: Kubectl, sandbox: SandboxCluster, namespace: str) -> None:
-    sandbox.seed([_pod(namespace, "box")])
+def test_exit_codes_and_stderr(target: Target) -> None:
+    admin, namespace = target.admin, target.namespace
+    target.seed([_pod(namespace, "box")])
     failed = admin.run("exec", "box", "-n", namespace, "--", "sh", "-c", "echo bad 2>&1; exit 3", check=False)
     assert failed.returncode == 3 and failed.stdout == "bad\n"
     missing = admin.run("exec", "box", "-n", namespace, "--", "nosuchprogram", check=False)
@@ -46,17 +82,18 @@ def test_exit_codes_and_stderr(admin: Kubectl, sandbox: SandboxCluster, namespac
     assert admin.run("exec", "box", "-n", namespace, "--", "cat", "/nope", check=False).stderr.startswith("cat: ")
 
 
-def test_stdin_is_piped_and_closed(admin: Kubectl, sandbox: SandboxCluster, namespace: str) -> None:
-    sandbox.seed([_pod(namespace, "box")])
+def test_stdin_is_piped_and_closed(target: Target) -> None:
+    admin, namespace = target.admin, target.namespace
+    target.seed([_pod(namespace, "box")])
     assert admin.run("exec", "-i", "box", "-n", namespace, "--", "cat", stdin="x\ny\n").stdout == "x\ny\n"
     script = "mkdir -p /data && echo saved > /data/f && cat /data/f | wc -c\n"
     assert admin.run("exec", "-i", "box", "-n", namespace, "--", "sh", stdin=script).stdout == "6\n"
     assert admin.run("exec", "box", "-n", namespace, "--", "ls", "/data").stdout == "f\n"
 
 
-def test_cp_both_ways_keeps_the_bytes(admin: Kubectl, sandbox: SandboxCluster, namespace: str,
-                                      tmp_path: Path) -> None:
-    sandbox.seed([_pod(namespace, "files")])
+def test_cp_both_ways_keeps_the_bytes(target: Target, tmp_path: Path) -> None:
+    admin, namespace = target.admin, target.namespace
+    target.seed([_pod(namespace, "files")])
     payload = os.urandom(200_000)
     src = tmp_path / "blob.bin"
     src.write_bytes(payload)
@@ -68,8 +105,9 @@ def test_cp_both_ways_keeps_the_bytes(admin: Kubectl, sandbox: SandboxCluster, n
     assert back.read_bytes() == payload
 
 
-def test_interactive_tty_session(admin: Kubectl, sandbox: SandboxCluster, namespace: str) -> None:
-    sandbox.seed([_pod(namespace, "tty")])
+def test_interactive_tty_session(target: Target) -> None:
+    admin, namespace = target.admin, target.namespace
+    target.seed([_pod(namespace, "tty")])
     child = pexpect.spawn(str(KUBECTL), ["--kubeconfig", str(admin.kubeconfig), "exec", "-it", "tty", "-n",
                                          namespace, "--", "sh"],
                           env={"HOME": str(admin.home), "PATH": os.environ.get("PATH", "")}, timeout=30,
@@ -91,8 +129,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_port_forward_carries_http(admin: Kubectl, sandbox: SandboxCluster, namespace: str) -> None:
-    sandbox.seed([_pod(namespace, "srv", ports=[{"containerPort": 8080}])])
+def test_port_forward_carries_http(target: Target) -> None:
+    admin, namespace = target.admin, target.namespace
+    target.seed([_pod(namespace, "srv", ports=[{"containerPort": 8080}])])
     local = _free_port()
     forward = admin.stream("port-forward", "-n", namespace, "pod/srv", f"{local}:8080")
     try:
@@ -105,8 +144,9 @@ def test_port_forward_carries_http(admin: Kubectl, sandbox: SandboxCluster, name
         forward.stop()
 
 
-def test_attach_sees_what_the_container_logs(admin: Kubectl, sandbox: SandboxCluster, namespace: str) -> None:
-    sandbox.seed([_pod(namespace, "main")])
+def test_attach_sees_what_the_container_logs(target: Target) -> None:
+    admin, namespace = target.admin, target.namespace
+    target.seed([_pod(namespace, "main")])
     attach = subprocess.Popen([str(KUBECTL), "--kubeconfig", str(admin.kubeconfig), "attach", "-i", "main", "-n",
                                namespace], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                               env={"HOME": str(admin.home), "PATH": os.environ.get("PATH", "")})

@@ -82,7 +82,7 @@ def build_app(tokens: Tokens, authz: Authorizer, api: Api, seen: Callable[[SeenR
             user: User = tokens.authenticate(request.headers.get("Authorization"))
             user = impersonate(user, request.headers, authz)
             try:
-                info = parse_request_info(request.method, request.rel_url.raw_path, request.query_string)
+                info = parse_request_info(request.method, request.rel_url.raw_path, request.rel_url.raw_query_string)
             except BadPath as exc:
                 raise bad_request(str(exc)) from None
             authz.require(Attributes(user, info.verb, info.is_resource_request, info.api_group, info.api_version,
