@@ -23,6 +23,7 @@ from kubegate.kube.stage import RequestInfoStage
 from kubegate.kube.status import Refused, status_response
 from kubegate.masking.masker import Masker
 from kubegate.masking.stage import MaskingStage
+from kubegate.masking.writeback import WriteBack
 from kubegate.metrics import Metrics, MetricsStage
 from kubegate.policy.engine import PolicyEngine
 from kubegate.policy.stage import PolicyStage
@@ -86,7 +87,7 @@ class Gateway:
             RequestInfoStage(),
             UpgradeGate(self.config.streams),
             RequestBodyStage(),
-            PolicyStage(self.policy, StoredObjects(grants)),
+            PolicyStage(self.policy, StoredObjects(grants), WriteBack(self.masker, self.policy, grants)),
             ApprovalStage(self.approvals, self.masker, self.config.listen.external_url),
             RecorderStage(self.recorder, self.masker),
             MaskingStage(self.masker),

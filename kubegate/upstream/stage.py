@@ -9,6 +9,7 @@ the write would get, so `RoleGrants.ensure` is also called for that provisional 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 from kubegate.kube.status import Refused
@@ -18,6 +19,9 @@ from kubegate.recording.recorder import Recorder
 from kubegate.store.engine import StoreError
 from kubegate.upstream.bindings import BindingError, Ensured, TemporaryBindings, binding_for, rfc3339
 from kubegate.upstream.credentials import CredentialError
+
+SSAR_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+SETTLE_DELAYS = (0, 0.02, 0.05, 0.1, 0.2, 0.4)
 
 
 class RoleGrants:
@@ -52,7 +56,27 @@ class RoleGrants:
                           reason="BadGateway") from exc
         if ensured.action in ("created", "renewed"):
             await self._record(flow, session, ensured)
+        if ensured.action == "created":
+            await self._effective(flow)
         return ensured
+
+    async def _effective(self, flow: Flow) -> None:
+        """Wait (briefly) until the cluster's authorizer sees a binding just made: kube-apiserver reads
+        bindings through an informer, so a request sent right after the create can still be refused. Asked
+        as the caller with a SelfSubjectAccessReview, which every authenticated user may make."""
+        info = flow.info
+        if info is None or not info.is_resource_request:
+            return
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": {
+            "resourceAttributes": {"verb": info.verb, "group": info.api_group, "resource": info.resource,
+                                   "subresource": info.subresource, "namespace": info.namespace,
+                                   "name": info.name}}}
+        for delay in SETTLE_DELAYS:
+            await asyncio.sleep(delay)
+            status, answer = await flow.connection.client.call("POST", SSAR_PATH, identity=flow.identity,
+                                                               body=review)
+            if status != 201 or not isinstance(answer, dict) or (answer.get("status") or {}).get("allowed"):
+                return  # allowed, or the cluster cannot say: the request itself will tell
 
     async def _record(self, flow: Flow, session: str, ensured: Ensured) -> None:
         if self.recorder is None:
