@@ -32,6 +32,24 @@ def mask_fields(plan: Plan, obj: dict[str, Any], kind: str | None, seen: set[str
         annotations = meta.get("annotations")
         if isinstance(annotations, dict) and isinstance(annotations.get(LAST_APPLIED), str):
             changed |= _last_applied(plan, annotations, kind, seen)
+    if plan.scan_text_fields:
+        changed |= _scan_strings(plan, obj, seen)
+    return changed
+
+
+def _scan_strings(plan: Plan, node: dict[str, Any] | list[Any], seen: set[str] | None) -> bool:
+    """credentials-in-text reads every string value of every object: annotations, labels, CRD fields, a
+    Status message. The last-applied annotation is left to its own masking (it must stay JSON), and
+    managedFields hold field names, not values."""
+    changed = False
+    keys = node.keys() if isinstance(node, dict) else range(len(node))
+    for key in keys:
+        value = node[key]  # type: ignore[index]
+        if isinstance(value, str):
+            if key != LAST_APPLIED:
+                changed |= _scan(plan, node, key, seen)
+        elif isinstance(value, dict | list) and key != "managedFields":
+            changed |= _scan_strings(plan, value, seen)
     return changed
 
 
@@ -110,11 +128,9 @@ def _configmap(plan: Plan, obj: dict[str, Any], seen: set[str] | None) -> bool:
         values = obj.get(field)
         if not isinstance(values, dict):
             continue
-        for key, value in values.items():
+        for key in values:
             if keys is not None and keys.match(key):
                 changed |= _hide(values, key, marker, seen)
-            elif plan.scan_text_fields and field == "data" and isinstance(value, str):
-                changed |= _scan(plan, values, key, seen)
     return changed
 
 
@@ -132,6 +148,8 @@ def _scan(plan: Plan, mapping: dict[str, Any] | list[Any], key: Any, seen: set[s
 def _pod_spec(plan: Plan, spec: dict[str, Any], seen: set[str] | None) -> bool:
     changed = False
     names = plan.env_names if plan.env_credentials else None
+    if names is None:
+        return False
     for list_name in CONTAINER_LISTS:
         containers = spec.get(list_name)
         if not isinstance(containers, list):
@@ -147,15 +165,6 @@ def _pod_spec(plan: Plan, spec: dict[str, Any], seen: set[str] | None) -> bool:
                     name = var.get("name")
                     if names is not None and isinstance(name, str) and names.match(name):
                         changed |= _hide(var, "value", MARKER, seen)
-                    elif plan.scan_text_fields:
-                        changed |= _scan(plan, var, "value", seen)
-            if plan.scan_text_fields:
-                for argv_name in ("command", "args"):
-                    argv = container.get(argv_name)
-                    if isinstance(argv, list):
-                        for i, arg in enumerate(argv):
-                            if isinstance(arg, str):
-                                changed |= _scan(plan, argv, i, seen)
     return changed
 
 
@@ -176,7 +185,10 @@ def _last_applied(plan: Plan, annotations: dict[str, Any], kind: str | None, see
     if not isinstance(doc, dict):
         return _hide(annotations, LAST_APPLIED, MARKER, seen)
     doc_kind = doc.get("kind") if isinstance(doc.get("kind"), str) else kind
-    if doc_kind is None or not inner.touches(doc_kind) or not _by_kind(inner, doc, doc_kind, seen):
+    changed = doc_kind is not None and inner.touches(doc_kind) and _by_kind(inner, doc, doc_kind, seen)
+    if inner.scan_text_fields:
+        changed |= _scan_strings(inner, doc, seen)
+    if not changed:
         return False
     annotations[LAST_APPLIED] = orjson.dumps(doc).decode() + ("\n" if raw.endswith("\n") else "")
     return True

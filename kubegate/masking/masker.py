@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import yaml
 
-from kubegate.masking.config import MaskingConfig
+from kubegate.masking.config import CREDENTIALS_IN_TEXT, MaskingConfig
 from kubegate.masking.fields import PARTIAL, mask_fields
 from kubegate.masking.marker import MARKER
 from kubegate.masking.paths import map_strings
@@ -54,6 +54,12 @@ class Masker:
         self.config = config
         self._catalog = Catalog.from_config(config)
         self._plans: dict[frozenset[str], Plan] = {}
+        self._scrub = self.plan((CREDENTIALS_IN_TEXT,)).text
+
+    def scrub(self, text: str) -> str:
+        """credentials-in-text over one string that no object holds (a command line, a request target), for
+        what kubegate records whatever the policy masks."""
+        return self._scrub.mask(text)
 
     def plan(self, profiles: Sequence[str]) -> Plan:
         """The compiled plan for these profiles; raises UnknownProfile for a name not configured."""

@@ -147,8 +147,10 @@ def _with_kinds(plan: Plan) -> Plan:
         kinds.add("Secret")
     if plan.serviceaccount_tokens:
         kinds.add("TokenRequest")
-    if plan.configmap_keys or plan.scan_text_fields:
+    if plan.configmap_keys:
         kinds.add("ConfigMap")
-    if plan.env_credentials or plan.scan_text_fields:
+    if plan.env_credentials:
         kinds.update(POD_SPEC_PATHS)
+    if plan.scan_text_fields:
+        kinds.add(ANY_KIND)  # every string of every object
     return replace(plan, kinds=frozenset(kinds))

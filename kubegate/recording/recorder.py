@@ -17,12 +17,15 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from kubegate.config import StoreConfig, parse_duration
+from kubegate.masking.config import MaskingConfig
+from kubegate.masking.masker import Masker
 from kubegate.recording.chain import NewEvent, append, canonical, lock_head, session_seal
 from kubegate.store.engine import Store, StoreError, describe
 from kubegate.store.tables import chain_checkpoints, events, session_groups, sessions
@@ -74,6 +77,26 @@ class RetentionResult:
 
 
 _STOP = object()
+UNSCRUBBED = frozenset({"body", "encoding", "hash", "prev_hash"})  # bodies carry the decision's own masks
+TARGETS = frozenset({"path", "query"})
+
+
+def scrubbed(value: Any, scrub: Callable[[str], str], key: str = "") -> Any:
+    """Every string an event holds outside its body, through credentials-in-text: a token in a command line,
+    a query or a Status message is never stored."""
+    if isinstance(value, str):
+        if key in UNSCRUBBED:
+            return value
+        if key in TARGETS and "%" in value:  # a percent-encoded token hides from the detectors
+            decoded = unquote_plus(value)
+            masked = scrub(decoded)
+            return value if masked == decoded else masked
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: scrubbed(v, scrub, k) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrubbed(v, scrub, key) for v in value]
+    return value
 
 
 class Recorder:
@@ -82,8 +105,9 @@ class Recorder:
     def __init__(self, store: Store, *, max_body_bytes: int = 65536, retention_seconds: float | None = None,
                  idle_seconds: float = 300.0, batch_max: int = 512, queue_max: int = 10_000,
                  commit_timeout: float = 10.0, retention_interval: float = 3600.0, linger_seconds: float = 0.2,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, scrub: Callable[[str], str] | None = None) -> None:
         self.store = store
+        self.scrub = scrub or Masker(MaskingConfig()).scrub
         self.max_body_bytes = max_body_bytes
         self.retention_seconds = retention_seconds
         self.idle_seconds = idle_seconds
@@ -151,8 +175,9 @@ class Recorder:
             "issuer": identity.issuer if identity else "",
             "groups": list(identity.groups) if identity else [],
             "claims": dict(identity.claims) if identity else {},
-            "connection": connection, "command": flow.kubectl_command,
-            "user_agent": flow.request.headers.get("User-Agent", ""), "source": flow.request.remote or "",
+            "connection": connection, "command": self.scrub(flow.kubectl_command),
+            "user_agent": self.scrub(flow.request.headers.get("User-Agent", "")),
+            "source": flow.request.remote or "",
             "started_at": now, "ended_at": now, "outcome": "", "requests": 0,
         }
         self._sessions[key] = _SessionState(session_id, now)
@@ -178,7 +203,7 @@ class Recorder:
         info = data.get("info") if isinstance(data.get("info"), dict) else {}
         event = NewEvent(
             session_id=self._alias.get(session_id, session_id) if session_id else None,
-            ts=self.clock(), type=type, data=canonical(dict(data)),
+            ts=self.clock(), type=type, data=canonical(scrubbed(dict(data), self.scrub)),
             verb=info.get("verb") or None, resource=info.get("resource") or None,
             namespace=info.get("namespace") or None,
         )
