@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kubegate.approvals.config import ApprovalsConfig
+from kubegate.identity.urls import key_url_problem
 from kubegate.masking.config import MaskingConfig
 from kubegate.policy.model import PolicyRule
 
@@ -96,9 +97,18 @@ class IssuerConfig(Strict):
     @field_validator("url")
     @classmethod
     def _https(cls, v: str) -> str:
-        if not v.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-            raise ValueError("an issuer URL must be https:// (plain http only on loopback)")
+        problem = key_url_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v.rstrip("/") if v.count("/") > 2 else v
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _https_keys(cls, v: str | None) -> str | None:
+        problem = key_url_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
+        return v
 
     @property
     def audiences(self) -> list[str]:

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from kubegate.config import ConfigError, load_config, parse_duration
+from kubegate.config import ConfigError, IssuerConfig, load_config, parse_duration
 
 GOOD = """
 listen: {address: "127.0.0.1:9443"}
@@ -35,7 +36,12 @@ BAD = [
     ("connections: [{name: dev, auth: {token: t}}]",
      "connections[0]: server is required unless auth.kubeconfig supplies it"),
     ("identity: {issuers: [{url: 'http://idp.example.com', audience: x}]}",
-     "identity.issuers[0].url: an issuer URL must be https://"),
+     "identity.issuers[0].url: 'http://idp.example.com' must be https://: plain http is allowed only for a "
+     "loopback address"),
+    ("identity: {issuers: [{url: 'https://idp', audience: x, jwks_url: 'http://keys.example/jwks'}]}",
+     "identity.issuers[0].jwks_url: 'http://keys.example/jwks' must be https://"),
+    ("identity: {issuers: [{url: 'ftp://idp', audience: x}]}",
+     "identity.issuers[0].url: 'ftp://idp' must be an https:// URL"),
     ("identity: {issuers: [{url: 'https://idp', audience: x, leeway_seconds: 300}]}",
      "identity.issuers[0].leeway_seconds: Input should be less than or equal to 60"),
     ("store: {retention: forever}", "store.retention: 'forever' is not a duration"),
@@ -87,3 +93,20 @@ def test_serve_with_a_bad_file_exits_non_zero_and_prints_the_field(tmp_path: Pat
                                                (12, 12)])
 def test_durations(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("url", [
+    "http://localhost.attacker.example", "http://localhost.", "http://127.0.0.1.attacker.example",
+    "http://127.0.0.1@attacker.example", "http://10.0.0.1:5556", "http://[::ffff:7f00:1]", "http://0.0.0.0",
+    "http://kubegate-issuer", "https://", "http://",
+])
+def test_an_issuer_over_plain_http_off_this_machine_is_a_config_error(url: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        IssuerConfig(url=url, audience="x")
+    assert err.value.errors()[0]["loc"] == ("url",) and "https://" in str(err.value)
+
+
+@pytest.mark.parametrize("url", ["https://idp.example.com", "http://127.0.0.1:5556", "http://127.1.2.3/dex",
+                                 "http://localhost:8080", "http://[::1]:5556"])
+def test_https_and_loopback_issuers_load(url: str) -> None:
+    assert IssuerConfig(url=url, audience="x").url == url

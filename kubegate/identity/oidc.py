@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import ssl
 import time
 from collections.abc import Callable
@@ -22,7 +23,9 @@ from jwt import exceptions as jwt_errors
 from kubegate.config import IdentityConfig, IssuerConfig
 from kubegate.identity.jwks import ALGORITHMS, IssuerKeys
 from kubegate.identity.model import AuthError, Identity
+from kubegate.identity.urls import is_plain_http
 
+log = logging.getLogger(__name__)
 MAX_LEEWAY = 60
 MAX_CACHED_TOKENS = 10_000
 FETCH_TIMEOUT = aiohttp.ClientTimeout(total=10)
@@ -97,6 +100,11 @@ class Verifier:
 
     async def start(self) -> None:
         """Fetch every issuer's keys once; an issuer that is down is logged and retried on demand."""
+        for issuer in self._issuers.values():
+            for url in (issuer.url, issuer.jwks_url):
+                if url is not None and is_plain_http(url):
+                    log.warning("issuer %s: keys are fetched over plain HTTP from %s (allowed on loopback only); "
+                                "use https:// outside development", issuer.url, url)
         await asyncio.gather(*(keys.refresh() for keys in self._keys.values()))
 
     async def close(self) -> None:

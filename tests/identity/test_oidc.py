@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -380,3 +381,11 @@ async def test_issuer_listed_twice_is_a_config_error(issuer: DevIssuer) -> None:
     twice = IssuerConfig(url=issuer.url, audience="kubegate")
     with pytest.raises(ValueError, match="each issuer url may appear once"):
         IdentityConfig(issuers=[twice, twice])
+
+
+async def test_a_loopback_issuer_over_plain_http_is_warned_about_at_start(caplog: pytest.LogCaptureFixture) -> None:
+    verifier = Verifier(IdentityConfig(issuers=[IssuerConfig(url="http://127.0.0.1:9", audience="kubegate")]))
+    with caplog.at_level(logging.WARNING, logger="kubegate.identity.oidc"):
+        await verifier.start()
+    await verifier.close()
+    assert "issuer http://127.0.0.1:9: keys are fetched over plain HTTP" in caplog.text
