@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -52,6 +53,16 @@ class ListenConfig(Strict):
             raise ValueError(f"{v!r} is not HOST:PORT")
         return v
 
+    @field_validator("external_url")
+    @classmethod
+    def _absolute(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(f"{v!r} is not the https:// URL clients reach kubegate at (no query or fragment)")
+        return v.rstrip("/")
+
     @property
     def host(self) -> str:
         return self.address.rpartition(":")[0].strip("[]")
@@ -59,6 +70,14 @@ class ListenConfig(Strict):
     @property
     def port(self) -> int:
         return int(self.address.rpartition(":")[2])
+
+    def base_url(self, port: int | None = None) -> str:
+        """The URL kubegate hands out (approve commands, sign-in redirects): external_url, else the listen
+        address (bound `port` for port 0). Never a request's Host header, which the client writes."""
+        if self.external_url:
+            return self.external_url
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        return f"https://{f'[{host}]' if ':' in host else host}:{self.port if port is None else port}"
 
 
 class StoreConfig(Strict):
@@ -227,7 +246,7 @@ class UIConfig(Strict):
                                       "PKCE alone for a public one")
     scopes: list[str] = ["openid", "profile", "email"]
     base_url: str | None = Field(default=None, description="URL browsers reach kubegate at, for the redirect "
-                                 "URI BASE/ui/auth/callback; default: listen.external_url, else the request's")
+                                 "URI BASE/ui/auth/callback; default: listen.external_url, else the listen address")
     session_secret: str | None = Field(default=None, repr=False, min_length=32, description="encrypts session "
                                        "cookies; replicas must share it; default: a key kept in state_dir")
     session_lifetime: str = "8h"
