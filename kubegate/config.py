@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kubegate.approvals.config import ApprovalsConfig
+from kubegate.identity.model import RESERVED
 from kubegate.identity.urls import key_url_problem
 from kubegate.masking.config import MaskingConfig
 from kubegate.policy.model import PolicyRule
@@ -129,6 +130,13 @@ class IssuerConfig(Strict):
             raise ValueError(problem)
         return v
 
+    @field_validator("username_prefix", "groups_prefix")
+    @classmethod
+    def _not_system(cls, v: str | None) -> str | None:
+        if v is not None and v.startswith(RESERVED):
+            raise ValueError(f"{v!r} starts with {RESERVED}, which Kubernetes reserves for its own users and groups")
+        return v
+
     @property
     def audiences(self) -> list[str]:
         return [self.audience] if isinstance(self.audience, str) else list(self.audience)
@@ -150,6 +158,19 @@ class IdentityConfig(Strict):
         dupes = sorted({u for u in urls if urls.count(u) > 1})
         if dupes:
             raise ValueError(f"each issuer url may appear once: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_user_prefixes(self) -> IdentityConfig:
+        """A Kubernetes user name must say which issuer vouched for it, or policy `users:` could match a
+        subject from another issuer: no issuer's username_prefix may begin another's (nor be empty then)."""
+        for i, a in enumerate(self.issuers):
+            for j, b in enumerate(self.issuers):
+                if i != j and b.user_prefix.startswith(a.user_prefix):
+                    raise ValueError(
+                        f"issuers[{j}].username_prefix {b.user_prefix!r} begins with issuers[{i}]'s "
+                        f"{a.user_prefix!r}, so a user name would not say which issuer it came from; give each "
+                        "issuer its own prefix, such as 'github:' and 'okta:'")
         return self
 
 

@@ -44,6 +44,16 @@ BAD = [
      "identity.issuers[0].url: 'ftp://idp' must be an https:// URL"),
     ("identity: {issuers: [{url: 'https://idp', audience: x, leeway_seconds: 300}]}",
      "identity.issuers[0].leeway_seconds: Input should be less than or equal to 60"),
+    ("identity: {issuers: [{url: 'https://a', audience: x, username_prefix: ''}, {url: 'https://b', audience: x}]}",
+     "identity: issuers[1].username_prefix 'https://b#' begins with issuers[0]'s '', so a user name would not say "
+     "which issuer it came from"),
+    ("identity: {issuers: [{url: 'https://a', audience: x, username_prefix: 'gh:'},"
+     " {url: 'https://b', audience: x, username_prefix: 'gh:'}]}",
+     "identity: issuers[1].username_prefix 'gh:' begins with issuers[0]'s 'gh:'"),
+    ("identity: {issuers: [{url: 'https://a', audience: x, username_prefix: 'system:'}]}",
+     "identity.issuers[0].username_prefix: 'system:' starts with system:, which Kubernetes reserves"),
+    ("identity: {issuers: [{url: 'https://a', audience: x, groups_prefix: 'system:x-'}]}",
+     "identity.issuers[0].groups_prefix: 'system:x-' starts with system:"),
     ("store: {retention: forever}", "store.retention: 'forever' is not a duration"),
     ("listen: {adress: '1:2'}", "listen.adress: Extra inputs are not permitted"),
     ("policies: [{name: x, action: permit}]", "policies[0].action: Input should be"),
@@ -87,6 +97,18 @@ def test_serve_with_a_bad_file_exits_non_zero_and_prints_the_field(tmp_path: Pat
     assert proc.returncode == 2
     assert f"{path}: listen.address: 'nowhere' is not HOST:PORT" in proc.stderr
     assert f"{path}: store.retention: 'soon' is not a duration" in proc.stderr
+
+
+def test_serve_refuses_a_bare_policy_user_when_several_issuers_are_trusted(tmp_path: Path) -> None:
+    path = tmp_path / "kubegate.yaml"
+    path.write_text("identity: {issuers: [{url: 'https://a.example', audience: k, username_prefix: 'a:'},"
+                    " {url: 'https://b.example', audience: k, username_prefix: 'b:'}]}\n"
+                    "policies: [{name: bob-reads, action: allow, subjects: {users: [bob]}}]\n")
+    proc = subprocess.run([sys.executable, "-m", "kubegate", "serve", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{path}: policies[0].subjects.users[0]: 'bob' names no issuer" in proc.stderr
+    assert "write the Kubernetes user name, 'a:bob' or 'b:bob'" in proc.stderr
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("90d", 7776000), ("1h", 3600), ("30s", 30), ("250ms", 0.25),

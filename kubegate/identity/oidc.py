@@ -22,7 +22,7 @@ from jwt import exceptions as jwt_errors
 
 from kubegate.config import IdentityConfig, IssuerConfig
 from kubegate.identity.jwks import ALGORITHMS, IssuerKeys
-from kubegate.identity.model import AuthError, Identity
+from kubegate.identity.model import RESERVED, AuthError, Identity
 from kubegate.identity.urls import is_plain_http
 
 log = logging.getLogger(__name__)
@@ -210,12 +210,17 @@ class Verifier:
             groups = raw_groups
         else:
             raise AuthError(f"claim {issuer.groups_claim} must be a string or a list of strings")
+        username = issuer.user_prefix + subject
+        if username.startswith(RESERVED):
+            raise AuthError(f"the token maps to Kubernetes user {username!r}, and names starting with {RESERVED} "
+                            f"belong to Kubernetes itself; the kubegate operator can set a username_prefix for "
+                            f"issuer {issuer.url}")
         selected = {name: _claim_text(claims[name]) for name in issuer.claims
                     if name in claims and claims[name] is not None}
         return Identity(
             issuer=issuer.url,
             subject=subject,
-            username=issuer.user_prefix + subject,
+            username=username,
             groups=tuple(dict.fromkeys(issuer.groups_prefix + g for g in groups)),
             claims=selected,
             expires_at=float(claims["exp"]),

@@ -140,6 +140,15 @@ async def test_custom_subject_claim_username_prefix_and_single_group(issuer: Dev
     assert (identity.subject, identity.username, identity.groups) == ("octocat", "gh:octocat", ("platform",))
 
 
+@pytest.mark.parametrize("subject", ["system:admin", "system:serviceaccount:kube-system:default"])
+async def test_a_subject_that_would_be_a_system_user_is_refused(issuer: DevIssuer, make_verifier: Any,
+                                                                 subject: str) -> None:
+    verifier = await make_verifier(username_prefix="")
+    reason = await refused(verifier, issuer.mint(subject))
+    assert reason == (f"the token maps to Kubernetes user {subject!r}, and names starting with system: belong to "
+                      f"Kubernetes itself; the kubegate operator can set a username_prefix for issuer {issuer.url}")
+
+
 async def test_missing_groups_claim_means_no_groups(issuer: DevIssuer, make_verifier: Any) -> None:
     verifier = await make_verifier()
     assert (await verifier.verify(issuer.mint("alice"))).groups == ()
