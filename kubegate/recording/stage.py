@@ -81,6 +81,8 @@ class RecorderStage(Stage):
         return data
 
     async def on_end(self, flow: Flow) -> None:
+        for done in self.anonymous.closed(self.recorder.clock()):  # any traffic closes due windows
+            await self._record(done.session_id, "refusals", done.summary())
         rec: _FlowRecord | None = flow.extras.get(self.name)
         duration_ms = round((time.monotonic() - flow.started) * 1000, 3)
         if flow.refusal is not None and "retry_of" in flow.extras:
@@ -123,8 +125,6 @@ class RecorderStage(Stage):
     async def _record_anonymous(self, flow: Flow, duration_ms: float) -> None:
         """A caller kubegate could not identify: the first refusal of its window, cut short; then counts."""
         now = self.recorder.clock()
-        for done in self.anonymous.closed(now):
-            await self._record(done.session_id, "refusals", done.summary())
         refusal = flow.refusal
         message = str(getattr(refusal, "message", refusal))
         what = f"{flow.method} {cut(flow.raw_path)}: {message}"
