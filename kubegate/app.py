@@ -63,11 +63,13 @@ class Gateway:
     pipeline: Pipeline | None = None
     approvals: ApprovalService | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    base_url: str = ""
+    """What approve commands and sign-in redirects name: listen.base_url(), with the bound port once listening."""
 
     @classmethod
     def from_config(cls, config: Config) -> Gateway:
         gateway = cls(config=config, verifier=Verifier(config.identity), policy=PolicyEngine.from_config(config),
-                      masker=Masker(config.masking))
+                      masker=Masker(config.masking), base_url=config.listen.base_url())
         gateway.connections = {c.name: Connection(c) for c in config.connections}
         gateway.bindings = {name: TemporaryBindings(conn) for name, conn in gateway.connections.items()}
         return gateway
@@ -88,7 +90,7 @@ class Gateway:
             UpgradeGate(self.config.streams),
             RequestBodyStage(),
             PolicyStage(self.policy, StoredObjects(grants), WriteBack(self.masker, self.policy, grants)),
-            ApprovalStage(self.approvals, self.masker, self.config.listen.external_url),
+            ApprovalStage(self.approvals, self.masker, lambda: self.base_url),
             RecorderStage(self.recorder, self.masker),
             MaskingStage(self.masker),
             UpstreamAccessStage(grants),
@@ -202,7 +204,8 @@ def build_app(config: Config) -> web.Application:
 
     approvals_api.setup_routes(app, lambda: gateway.approvals,
                                make_authorize(gateway.verifier, config.identity, is_reviewer),
-                               lambda identity: roles_of(identity, config.identity, is_reviewer))
+                               lambda identity: roles_of(identity, config.identity, is_reviewer),
+                               lambda: gateway.base_url)
     app.router.add_route("*", "/k8s/{tail:.*}", handle_kube)
     setup_ui(app, gateway, config)
 

@@ -6,11 +6,14 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kubegate.approvals.config import ApprovalsConfig
+from kubegate.identity.model import RESERVED
+from kubegate.identity.urls import key_url_problem
 from kubegate.masking.config import MaskingConfig
 from kubegate.policy.model import PolicyRule
 
@@ -51,6 +54,16 @@ class ListenConfig(Strict):
             raise ValueError(f"{v!r} is not HOST:PORT")
         return v
 
+    @field_validator("external_url")
+    @classmethod
+    def _absolute(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(f"{v!r} is not the https:// URL clients reach kubegate at (no query or fragment)")
+        return v.rstrip("/")
+
     @property
     def host(self) -> str:
         return self.address.rpartition(":")[0].strip("[]")
@@ -58,6 +71,14 @@ class ListenConfig(Strict):
     @property
     def port(self) -> int:
         return int(self.address.rpartition(":")[2])
+
+    def base_url(self, port: int | None = None) -> str:
+        """The URL kubegate hands out (approve commands, sign-in redirects): external_url, else the listen
+        address (bound `port` for port 0). Never a request's Host header, which the client writes."""
+        if self.external_url:
+            return self.external_url
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        return f"https://{f'[{host}]' if ':' in host else host}:{self.port if port is None else port}"
 
 
 class StoreConfig(Strict):
@@ -96,9 +117,25 @@ class IssuerConfig(Strict):
     @field_validator("url")
     @classmethod
     def _https(cls, v: str) -> str:
-        if not v.startswith(("https://", "http://127.0.0.1", "http://localhost")):
-            raise ValueError("an issuer URL must be https:// (plain http only on loopback)")
+        problem = key_url_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v.rstrip("/") if v.count("/") > 2 else v
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _https_keys(cls, v: str | None) -> str | None:
+        problem = key_url_problem(v) if v is not None else None
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @field_validator("username_prefix", "groups_prefix")
+    @classmethod
+    def _not_system(cls, v: str | None) -> str | None:
+        if v is not None and v.startswith(RESERVED):
+            raise ValueError(f"{v!r} starts with {RESERVED}, which Kubernetes reserves for its own users and groups")
+        return v
 
     @property
     def audiences(self) -> list[str]:
@@ -121,6 +158,19 @@ class IdentityConfig(Strict):
         dupes = sorted({u for u in urls if urls.count(u) > 1})
         if dupes:
             raise ValueError(f"each issuer url may appear once: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_user_prefixes(self) -> IdentityConfig:
+        """A Kubernetes user name must say which issuer vouched for it, or policy `users:` could match a
+        subject from another issuer: no issuer's username_prefix may begin another's (nor be empty then)."""
+        for i, a in enumerate(self.issuers):
+            for j, b in enumerate(self.issuers):
+                if i != j and b.user_prefix.startswith(a.user_prefix):
+                    raise ValueError(
+                        f"issuers[{j}].username_prefix {b.user_prefix!r} begins with issuers[{i}]'s "
+                        f"{a.user_prefix!r}, so a user name would not say which issuer it came from; give each "
+                        "issuer its own prefix, such as 'github:' and 'okta:'")
         return self
 
 
@@ -217,7 +267,7 @@ class UIConfig(Strict):
                                       "PKCE alone for a public one")
     scopes: list[str] = ["openid", "profile", "email"]
     base_url: str | None = Field(default=None, description="URL browsers reach kubegate at, for the redirect "
-                                 "URI BASE/ui/auth/callback; default: listen.external_url, else the request's")
+                                 "URI BASE/ui/auth/callback; default: listen.external_url, else the listen address")
     session_secret: str | None = Field(default=None, repr=False, min_length=32, description="encrypts session "
                                        "cookies; replicas must share it; default: a key kept in state_dir")
     session_lifetime: str = "8h"

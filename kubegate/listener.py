@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from kubegate.app import build_app
+from kubegate.app import GATEWAY, build_app
 from kubegate.config import Config
 from kubegate.tls import ensure_serving_cert, server_ssl_context
 
@@ -49,6 +49,11 @@ async def start_gateway(config: Config, *, reuse_port: bool = False) -> Listenin
                        backlog=1024, reuse_port=reuse_port or None)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    host = config.listen.host if config.listen.host not in ("0.0.0.0", "::") else "127.0.0.1"
-    url = config.listen.external_url or f"https://{host}:{port}"
+    url = config.listen.base_url(port)
+    runner.app[GATEWAY].base_url = url
+    if config.listen.external_url:
+        log.info("approve commands and web sign-in redirects use listen.external_url %s", url)
+    else:
+        log.warning("approve commands and web sign-in redirects use the listen address %s: set "
+                    "listen.external_url to the URL clients reach kubegate at", url)
     return Listening(runner, url, ca)

@@ -1,4 +1,8 @@
-"""Prometheus metrics: requests by connection, verb, resource and code; latency; open streams."""
+"""Prometheus metrics: requests by connection, verb, resource and code; latency; open streams.
+
+Every label comes from a fixed set, never from what a caller wrote: a resource path or verb outside the
+known ones is counted as "other", so no client can grow the registry (one time series per label set).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,32 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
+from kubegate.policy.kubectl import RESOURCE_TYPES
+from kubegate.policy.model import KNOWN_VERBS
 from kubegate.proxy.flow import Flow, Stage
+
+RESOURCES = frozenset({rt.plural for rt in RESOURCE_TYPES.values()} | {
+    "leases", "endpointslices", "ingressclasses", "priorityclasses", "csidrivers", "csinodes", "volumeattachments",
+    "mutatingwebhookconfigurations", "validatingwebhookconfigurations", "validatingadmissionpolicies",
+    "apiservices", "certificatesigningrequests", "tokenreviews", "subjectaccessreviews", "selfsubjectreviews",
+    "selfsubjectaccessreviews", "selfsubjectrulesreviews", "localsubjectaccessreviews", "controllerrevisions",
+    "podtemplates", "runtimeclasses", "flowschemas", "prioritylevelconfigurations", "bindings", "componentstatuses"})
+SUBRESOURCES = frozenset({"", "exec", "attach", "portforward", "log", "status", "scale", "proxy", "binding",
+                          "eviction", "ephemeralcontainers", "resize", "token", "finalize", "approval"})
+VERBS = KNOWN_VERBS | {"unknown"}
+OTHER = "other"
+
+
+def labels(flow: Flow) -> tuple[str, str, str]:
+    """(verb, resource, code) of a finished flow, each from a fixed set."""
+    info = flow.info
+    verb = info.verb if info is not None else "unknown"
+    resource = ""
+    if info is not None and info.is_resource_request:
+        known = info.resource in RESOURCES and info.subresource in SUBRESOURCES
+        resource = info.resource_path if known else OTHER
+    code = flow.response_status or (getattr(flow.refusal, "code", 500) if flow.refusal is not None else 0)
+    return (verb if verb in VERBS else OTHER), resource, (str(code) if code in range(600) else OTHER)
 
 
 class Metrics:
@@ -50,9 +79,7 @@ class MetricsStage(Stage):
             self._child(self._m.open_streams, flow.connection.name).inc()
 
     async def on_end(self, flow: Flow) -> None:
-        verb = flow.info.verb if flow.info else "unknown"
-        resource = flow.info.resource_path if flow.info else ""
-        code = str(flow.response_status or (flow.refusal.code if flow.refusal else 0))
+        verb, resource, code = labels(flow)
         self._child(self._m.requests, flow.connection.name, verb, resource, code).inc()
         if flow.extras.pop("metrics.stream", False):
             self._child(self._m.open_streams, flow.connection.name).dec()

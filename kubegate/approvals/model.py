@@ -73,9 +73,10 @@ class RuleReviewers:
         return {"rule": self.rule, "groups": list(self.groups), "users": list(self.users),
                 "min_approvals": self.min_approvals}
 
-    def admits(self, username: str, subject: str, groups: Sequence[str]) -> bool:
-        """Exact names only: a reviewer list is a list of people, never a pattern."""
-        return bool(set(groups) & set(self.groups)) or username in self.users or subject in self.users
+    def admits(self, username: str, groups: Sequence[str]) -> bool:
+        """Exact names only: a reviewer list is a list of people, never a pattern. The user name, never the
+        bare subject: only the user name says which issuer vouched for it."""
+        return bool(set(groups) & set(self.groups)) or username in self.users
 
 
 def merge_rules(rules: Sequence[RuleReviewers]) -> tuple[RuleReviewers, ...]:
@@ -165,7 +166,7 @@ def missing_approvals(rules: Sequence[RuleReviewers], votes: Sequence[Vote]) -> 
     """For each rule still short of yeses: 'rule R needs N more from G'. Empty: approved."""
     out = []
     for rule in rules:
-        got = sum(1 for v in votes if rule.admits(v.reviewer, v.subject, v.groups))
+        got = sum(1 for v in votes if rule.admits(v.reviewer, v.groups))
         if got < rule.min_approvals:
             who = ", ".join([*rule.groups, *rule.users])
             out.append(f"rule {rule.rule} needs {rule.min_approvals - got} more approval(s) from {who}")
@@ -265,7 +266,7 @@ class AccessRequest:
 
     def reviewable_by(self, identity: Identity) -> bool:
         return not self.requested_by(identity) and any(
-            r.admits(identity.username, identity.subject, identity.groups) for r in self.rules)
+            r.admits(identity.username, identity.groups) for r in self.rules)
 
     @property
     def reviewers(self) -> dict[str, list[str]]:

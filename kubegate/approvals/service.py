@@ -87,7 +87,7 @@ class ApprovalService:
         """Named as a reviewer (group or user) by any policy rule: may list and decide what it reviews."""
         return any(
             RuleReviewers(rule.name, tuple(rule.reviewers.groups), tuple(rule.reviewers.users)).admits(
-                identity.username, identity.subject, identity.groups)
+                identity.username, identity.groups)
             for rule in self.policy.rules if rule.reviewers is not None)
 
     # -- recording and announcing -------------------------------------------------------------------

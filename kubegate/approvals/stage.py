@@ -9,6 +9,8 @@ in `async` mode it is refused at once with the command a reviewer runs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from kubegate.approvals.model import AccessRequest, Grant, NewRequest, body_digest, fingerprint
 from kubegate.approvals.service import ApprovalService, review_rules
 from kubegate.approvals.summary import summarize
@@ -16,11 +18,6 @@ from kubegate.kube.status import Refused
 from kubegate.masking.masker import Masker
 from kubegate.proxy.flow import Flow, Stage
 from kubegate.store.engine import StoreError
-
-
-def server_url(flow: Flow, external_url: str | None) -> str:
-    """The URL a reviewer's CLI reaches this gateway at: the configured one, else what the client used."""
-    return (external_url or f"{flow.request.scheme}://{flow.request.host}").rstrip("/")
 
 
 def _client_gone(flow: Flow) -> bool:
@@ -41,10 +38,11 @@ def _lifetime(seconds: float) -> str:
 class ApprovalStage(Stage):
     name = "approval"
 
-    def __init__(self, service: ApprovalService, masker: Masker, external_url: str | None = None) -> None:
+    def __init__(self, service: ApprovalService, masker: Masker, server: Callable[[], str]) -> None:
+        """`server`: the gateway's base URL for approve commands, from config (never the request's Host)."""
         self.service = service
         self.masker = masker
-        self.external_url = external_url
+        self.server = server
 
     async def on_request(self, flow: Flow) -> None:
         decision = flow.decision
@@ -80,7 +78,7 @@ class ApprovalStage(Stage):
             query=flow.query_string, info=info.as_dict(), content_type=flow.headers.get("Content-Type", ""),
             body_sha256=digest, body_bytes=len(flow.body), kubectl_command=flow.kubectl_command,
             summary="" if pending else await summarize(flow, self.masker), session_id=session_id,
-            server=server_url(flow, self.external_url))
+            server=self.server())
         request, _ = await svc.ask(new, flow.id)
         if request.mode == "async":
             raise Refused(403, f"{request.describe()}: this needs approval by {_who(request)} (policy rule "

@@ -14,7 +14,7 @@ from kubegate.config import Config, ConfigError, load_config, load_yaml
 from kubegate.identity.model import Identity
 from kubegate.kube.requestinfo import RequestInfo
 from kubegate.policy.decision import Decision
-from kubegate.policy.engine import PolicyEngine
+from kubegate.policy.engine import PolicyEngine, user_prefixes
 from kubegate.policy.explain import ExplainError, identity_for, request_from_flags, request_from_kubectl
 
 policy_app = typer.Typer(help="Check policy files and explain decisions.", no_args_is_help=True)
@@ -37,7 +37,7 @@ def _engine(config_path: Path | None, paths: list[Path]) -> tuple[PolicyEngine, 
     files = [p for p in paths if not p.is_dir()]
     rules = config.policies if config else []
     dirs = (list(config.policy_dirs) if config else []) + dirs
-    engine = PolicyEngine(rules, dirs, files)
+    engine = PolicyEngine(rules, dirs, files, user_prefixes=user_prefixes(config) if config else ())
     return engine, config
 
 

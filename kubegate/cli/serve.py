@@ -169,8 +169,11 @@ def serve(config: Annotated[Path, typer.Option("--config", "-c", help="kubegate.
                           "token cache and /metrics")] = 1) -> None:
     """Run the gateway."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from kubegate.policy.engine import PolicyEngine
+
     try:
         cfg = load_config(config)
+        PolicyEngine.from_config(cfg, config)  # policies and policy_dirs, checked against the issuers
     except ConfigError as exc:
         typer.echo(f"kubegate: invalid configuration\n{exc}", err=True)
         raise typer.Exit(2) from exc

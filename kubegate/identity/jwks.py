@@ -19,6 +19,7 @@ from jwt import PyJWK
 from jwt.exceptions import PyJWKError, PyJWTError
 
 from kubegate.identity.model import AuthError
+from kubegate.identity.urls import key_url_problem
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,9 @@ class IssuerKeys:
                                         f"not {self.issuer!r}")
             if not isinstance(doc.get("jwks_uri"), str):
                 raise IssuerUnreachable("discovery document has no jwks_uri")
+            problem = key_url_problem(doc["jwks_uri"])
+            if problem:
+                raise IssuerUnreachable(f"discovery document's jwks_uri {problem}")
             self.discovery, self._jwks_url = doc, doc["jwks_uri"]
         assert self._jwks_url is not None
         body = await self._get_json(self._jwks_url)

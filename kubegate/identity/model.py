@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+RESERVED = "system:"
+"""Kubernetes' own users and groups: kubegate never impersonates one."""
+
 
 @dataclass(frozen=True, slots=True)
 class Identity:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import ssl
 import time
 from collections.abc import Callable
@@ -21,8 +22,10 @@ from jwt import exceptions as jwt_errors
 
 from kubegate.config import IdentityConfig, IssuerConfig
 from kubegate.identity.jwks import ALGORITHMS, IssuerKeys
-from kubegate.identity.model import AuthError, Identity
+from kubegate.identity.model import RESERVED, AuthError, Identity
+from kubegate.identity.urls import is_plain_http
 
+log = logging.getLogger(__name__)
 MAX_LEEWAY = 60
 MAX_CACHED_TOKENS = 10_000
 FETCH_TIMEOUT = aiohttp.ClientTimeout(total=10)
@@ -97,6 +100,11 @@ class Verifier:
 
     async def start(self) -> None:
         """Fetch every issuer's keys once; an issuer that is down is logged and retried on demand."""
+        for issuer in self._issuers.values():
+            for url in (issuer.url, issuer.jwks_url):
+                if url is not None and is_plain_http(url):
+                    log.warning("issuer %s: keys are fetched over plain HTTP from %s (allowed on loopback only); "
+                                "use https:// outside development", issuer.url, url)
         await asyncio.gather(*(keys.refresh() for keys in self._keys.values()))
 
     async def close(self) -> None:
@@ -202,12 +210,17 @@ class Verifier:
             groups = raw_groups
         else:
             raise AuthError(f"claim {issuer.groups_claim} must be a string or a list of strings")
+        username = issuer.user_prefix + subject
+        if username.startswith(RESERVED):
+            raise AuthError(f"the token maps to Kubernetes user {username!r}, and names starting with {RESERVED} "
+                            f"belong to Kubernetes itself; the kubegate operator can set a username_prefix for "
+                            f"issuer {issuer.url}")
         selected = {name: _claim_text(claims[name]) for name in issuer.claims
                     if name in claims and claims[name] is not None}
         return Identity(
             issuer=issuer.url,
             subject=subject,
-            username=issuer.user_prefix + subject,
+            username=username,
             groups=tuple(dict.fromkeys(issuer.groups_prefix + g for g in groups)),
             claims=selected,
             expires_at=float(claims["exp"]),

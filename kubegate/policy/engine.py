@@ -61,6 +61,10 @@ class RuleSet:
         return [self.rules[p] for p in positions(self.index.candidates(identity, info))]
 
 
+def user_prefixes(config: Config) -> tuple[str, ...]:
+    return tuple(i.user_prefix for i in config.identity.issuers)
+
+
 def _describe_request(identity: Identity, info: RequestInfo, connection: str, name: str) -> str:
     if not info.is_resource_request:
         return f"{identity.username!r} to {info.verb} {info.path} on connection {connection!r}"
@@ -110,11 +114,14 @@ class PolicyEngine:
     """Holds the current RuleSet; decide() is synchronous and lock-free (the RuleSet is immutable)."""
 
     def __init__(self, config_rules: Sequence[PolicyRule] = (), policy_dirs: Sequence[Path] = (),
-                 files: Sequence[Path] = (), config_path: Path | None = None) -> None:
+                 files: Sequence[Path] = (), config_path: Path | None = None,
+                 user_prefixes: Sequence[str] = ()) -> None:
+        """`user_prefixes`: each issuer's username_prefix, which every policy and reviewer user must name."""
         self._config_rules = tuple(config_rules)
         self._dirs = tuple(policy_dirs)
         self._files = tuple(files)
         self._config_path = config_path
+        self._prefixes = tuple(user_prefixes)
         self._error = ""
         self._fingerprint = ""
         self._ruleset = self._load()
@@ -123,7 +130,7 @@ class PolicyEngine:
     def from_config(cls, config: Config, config_path: Path | None = None) -> PolicyEngine:
         """config.policies plus every policy file in config.policy_dirs. With `config_path`, a change to
         kubegate.yaml itself also reloads its policies and policy_dirs. Raises ConfigError."""
-        return cls(config.policies, config.policy_dirs, config_path=config_path)
+        return cls(config.policies, config.policy_dirs, config_path=config_path, user_prefixes=user_prefixes(config))
 
     @classmethod
     def from_rules(cls, rules: Iterable[PolicyRule]) -> PolicyEngine:
@@ -138,10 +145,12 @@ class PolicyEngine:
         if self._config_path is not None:
             config = load_config(self._config_path)
             self._config_rules, self._dirs = tuple(config.policies), tuple(config.policy_dirs)
+            self._prefixes = user_prefixes(config)
         self._fingerprint = fingerprint(self._watched_files())
         source = str(self._config_path) if self._config_path else "config"
         files = list(self._files) + policy_files(self._dirs)
-        return RuleSet.build(load_rules(self._config_rules, files, config_source=source))
+        return RuleSet.build(load_rules(self._config_rules, files, config_source=source,
+                                        user_prefixes=self._prefixes))
 
     def reload(self) -> bool:
         """Reload if any watched file changed. A bad change keeps the previous rules and sets status()."""
@@ -151,11 +160,11 @@ class PolicyEngine:
             current = f"error: {exc}"
         if current == self._fingerprint:
             return False
-        previous = (self._config_rules, self._dirs)
+        previous = (self._config_rules, self._dirs, self._prefixes)
         try:
             ruleset = self._load()
         except ConfigError as exc:
-            self._config_rules, self._dirs = previous
+            self._config_rules, self._dirs, self._prefixes = previous
             self._fingerprint = current
             self._error = str(exc)
             log.error("policy reload failed; keeping the previous %d rules:\n%s", len(self._ruleset.rules), exc)

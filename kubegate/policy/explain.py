@@ -22,9 +22,13 @@ class ExplainError(ValueError):
 
 def identity_for(config: Config | None, sub: str, user: str | None, issuer: str, groups: list[str],
                  claims: dict[str, str]) -> Identity:
-    """The identity the gateway would build: username prefixed as the matching issuer config says."""
+    """The identity the gateway would build: username prefixed as the matching issuer config says (with
+    no issuer given, the only configured one, as policy reads a bare subject then)."""
+    issuers = config.identity.issuers if config else []
+    if not issuer and len(issuers) == 1:
+        issuer = issuers[0].url
     prefix = ""
-    for iss in config.identity.issuers if config else []:
+    for iss in issuers:
         if iss.url == issuer.rstrip("/") or iss.url == issuer:
             prefix = iss.user_prefix
     return Identity(issuer=issuer, subject=sub, username=user or f"{prefix}{sub}", groups=tuple(groups),

@@ -100,11 +100,10 @@ class RuleIndex:
             for i in range(len(ns) + 1):
                 nsm |= self.ns_prefix.get(ns[:i], 0)
             nsm = _bounded_put(self._ns_cache, ns, nsm)
-        key = (identity.username, identity.subject, identity.groups)
+        key = (identity.username, identity.groups)
         sm = self._subject_cache.get(key)
         if sm is None:
-            sm = self.subjects_any | self.subjects.get(("user", identity.username), 0) | self.subjects.get(
-                ("user", identity.subject), 0)
+            sm = self.subjects_any | self.subjects.get(("user", identity.username), 0)
             for g in identity.groups:
                 sm |= self.subjects.get(("group", g), 0)
             sm = _bounded_put(self._subject_cache, key, sm)

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from kubegate.config import ConfigError, format_validation_error, load_yaml
 from kubegate.policy.model import PolicyFile, PolicyRule
+from kubegate.policy.subjects import qualify_users
 
 POLICY_SUFFIXES = (".yaml", ".yml")
 
@@ -69,18 +70,24 @@ def read_policy_file(path: Path) -> list[PolicyRule]:
 
 
 def load_rules(config_rules: Sequence[PolicyRule], files: Sequence[Path],
-               config_source: str = "config") -> list[SourcedRule]:
-    """All rules in order (config first, then files as given), checking names are unique across them.
+               config_source: str = "config", user_prefixes: Sequence[str] = ()) -> list[SourcedRule]:
+    """All rules in order (config first, then files as given), checking names are unique across them and
+    qualifying user names with the issuers' `user_prefixes` (see policy/subjects.py).
 
     Every file is read even after one fails, so one run reports every problem.
     """
-    rules = [SourcedRule(r, config_source, i) for i, r in enumerate(config_rules)]
+    read = [SourcedRule(r, config_source, i) for i, r in enumerate(config_rules)]
     errors: list[str] = []
     for path in files:
         try:
-            rules.extend(SourcedRule(r, str(path), i) for i, r in enumerate(read_policy_file(path)))
+            read.extend(SourcedRule(r, str(path), i) for i, r in enumerate(read_policy_file(path)))
         except ConfigError as exc:
             errors.append(str(exc))
+    rules = []
+    for sr in read:
+        rule, problems = qualify_users(sr.rule, user_prefixes)
+        rules.append(SourcedRule(rule, sr.file, sr.index))
+        errors.extend(f"{sr.file}: policies[{sr.index}].{field}: {problem}" for field, problem in problems)
     seen: dict[str, str] = {}
     for sr in rules:
         if sr.rule.name in seen:

@@ -38,8 +38,9 @@ def _as_list(value: object) -> object:
 class Subjects(_Strict):
     """Who a rule is about. Fields combine with AND; values inside one field with OR; globs allowed.
 
-    `users` matches the identity's Kubernetes username or its token subject; add `issuers` to pin
-    which issuer the subject must come from. Every listed claim must be present and match.
+    `users` matches the identity's Kubernetes user name, the issuer's username_prefix + the token's
+    subject (`github:repo:acme/app:ref:refs/heads/main`), so it names the issuer too; with one issuer a
+    bare subject is read as that issuer's (policy/subjects.py). Every listed claim must be present and match.
     """
 
     users: list[NonEmpty] = []
@@ -161,7 +162,8 @@ class Match(_Strict):
 
 
 class Reviewers(_Strict):
-    """Who may approve a request a `review` rule catches, and how kubectl waits for them."""
+    """Who may approve a request a `review` rule catches, and how kubectl waits for them. `users` are
+    Kubernetes user names, issuer-qualified as in Subjects.users."""
 
     groups: list[NonEmpty] = []
     users: list[NonEmpty] = []

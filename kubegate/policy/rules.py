@@ -134,15 +134,10 @@ def _subject_checks(rule: PolicyRule) -> list[Check]:
     if s.users:
         users = GlobSet.compile(s.users)
 
-        def user_test(f: Facts) -> bool:
-            return users.matches(f.identity.username) or users.matches(f.identity.subject)
-
-        def user_why(f: Facts) -> str:
-            v = f.identity.username if users.matches(f.identity.username) else f.identity.subject
-            return f"user {v!r} matches {users.which(v)!r}"
-
-        checks.append(Check(user_test, user_why, lambda f: f"user {f.identity.username!r} (subject "
-                                                          f"{f.identity.subject!r}) is not in {_show(s.users)}"))
+        # The Kubernetes user name only: it is issuer-qualified, a bare subject is not (policy/subjects.py).
+        checks.append(Check(lambda f: users.matches(f.identity.username),
+                            lambda f: f"user {f.identity.username!r} matches {users.which(f.identity.username)!r}",
+                            lambda f: f"user {f.identity.username!r} is not in {_show(s.users)}"))
     if s.groups:
         groups = GlobSet.compile(s.groups)
 

@@ -54,6 +54,8 @@ LEGACY_FORWARD_PROTOCOLS = frozenset({channels.V4, channels.V1, channels.BASE64,
 MAX_MESSAGE = 16 * 1024 * 1024
 MAX_REFUSAL_BODY = 64 * 1024
 RETRY = "retry_of"
+MAX_REMEMBERED = 1024
+"""Refused WebSocket attempts kept for kubectl's SPDY retry; callers make them, so they are capped."""
 SPDY_ADVICE = ("kubegate records exec, attach, cp and port-forward only over WebSocket, and this client asked "
                "for SPDY. Use kubectl 1.30 or newer (1.31 or newer for port-forward), and unset "
                "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false and KUBECTL_PORT_FORWARD_WEBSOCKETS=false.")
@@ -126,10 +128,17 @@ class UpgradeGate(Stage):
                           "pass the stream through unrecorded; use kubectl 1.30 or newer", reason="BadRequest")
         flow.extras[self.name] = Plan(info.subresource, protocols)
 
+    def _forget_old(self, now: float) -> None:
+        """Attempts are remembered in the order they were refused: the oldest go first, by age or by number."""
+        window = self.config.retry_window_seconds
+        while self._refused and (len(self._refused) > MAX_REMEMBERED
+                                 or now - next(iter(self._refused.values())).at > window):
+            del self._refused[next(iter(self._refused))]
+
     def _answer_retry(self, flow: Flow) -> None:
         fp = self._fingerprint(flow)
         now = self.clock()
-        self._refused = {k: r for k, r in self._refused.items() if now - r.at <= self.config.retry_window_seconds}
+        self._forget_old(now)
         earlier = self._refused.pop(fp, None) if fp else None
         if earlier is not None:
             flow.extras[RETRY] = earlier.flow_id
@@ -146,8 +155,10 @@ class UpgradeGate(Stage):
         refusal = flow.refusal
         if fp is None or not isinstance(refusal, Refused):
             return
-        self._refused[fp] = _Refusal(self.clock(), flow.id, refusal.code, refusal.message, refusal.reason,
-                                     refusal.details)
+        now = self.clock()
+        self._refused.pop(fp, None)  # re-inserted last, so the dict stays in order of refusal
+        self._refused[fp] = _Refusal(now, flow.id, refusal.code, refusal.message, refusal.reason, refusal.details)
+        self._forget_old(now)
 
 
 # -- the bridge -------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import time
 import uuid
@@ -47,7 +48,6 @@ TOUCH_SESSIONS = sa.update(sessions).where(sessions.c.id == sa.bindparam("b_id")
     outcome=sa.case((sa.bindparam("b_rank") > _RANK, sa.bindparam("b_outcome")), else_=sessions.c.outcome),
 )
 
-_CACHE_PRUNE_AT = 10_000
 _KUBECTL_SESSION_MAX = 128
 _KUBECTL_SESSION_INDEX_WHERE = sa.text("kubectl_session <> ''")
 """Literal, not a bound parameter: PostgreSQL cannot match a parameter to the partial index once it
@@ -105,7 +105,8 @@ class Recorder:
     def __init__(self, store: Store, *, max_body_bytes: int = 65536, retention_seconds: float | None = None,
                  idle_seconds: float = 300.0, batch_max: int = 512, queue_max: int = 10_000,
                  commit_timeout: float = 10.0, retention_interval: float = 3600.0, linger_seconds: float = 0.2,
-                 clock: Callable[[], float] = time.time, scrub: Callable[[str], str] | None = None) -> None:
+                 clock: Callable[[], float] = time.time, session_cache_max: int = 10_000,
+                 scrub: Callable[[str], str] | None = None) -> None:
         self.store = store
         self.scrub = scrub or Masker(MaskingConfig()).scrub
         self.max_body_bytes = max_body_bytes
@@ -114,6 +115,8 @@ class Recorder:
         self.commit_timeout = commit_timeout
         self.retention_interval = retention_interval
         self.linger_seconds = linger_seconds
+        self.session_cache_max = session_cache_max
+        """How many sessions are remembered in memory; the store has them all."""
         self.clock = clock
         self.commits = 0
         self.lost_events = 0
@@ -159,14 +162,16 @@ class Recorder:
         identity = flow.identity
         username = identity.username if identity else ""
         connection = str(getattr(flow.connection, "name", ""))
-        kubectl_session = flow.kubectl_session[:_KUBECTL_SESSION_MAX]
+        # A caller nobody identified gets no session of its own choosing: anyone could mint those.
+        kubectl_session = flow.kubectl_session[:_KUBECTL_SESSION_MAX] if identity else ""
         key = ("kubectl", kubectl_session, username) if kubectl_session else ("window", username, connection)
-        state = self._sessions.get(key)
+        state = self._sessions.pop(key, None)
         if state is not None and (kubectl_session or now - state.last_seen <= self.idle_seconds):
             state.last_seen = now
             state.id = self._alias.get(state.id, state.id)
+            self._sessions[key] = state  # most recently used last: eviction takes the front
             return state.id
-        if len(self._sessions) >= _CACHE_PRUNE_AT:
+        if len(self._sessions) >= self.session_cache_max:
             self._prune(now)
         session_id = uuid.uuid4().hex
         self._new_sessions[session_id] = {
@@ -184,8 +189,14 @@ class Recorder:
         return session_id
 
     def _prune(self, now: float) -> None:
-        horizon = now - max(self.idle_seconds, 3600.0)
-        for key in [k for k, s in self._sessions.items() if s.last_seen < horizon]:
+        """Forget idle windows, then the least recently used sessions down to 90% of the cap: callers
+        choose Kubectl-Session values freely. A kubectl session forgotten and seen again finds its row
+        in the store (see _insert_session), so forgetting costs a lookup, never a split session."""
+        horizon = now - self.idle_seconds
+        for key in [k for k, s in self._sessions.items() if k[0] == "window" and s.last_seen < horizon]:
+            del self._sessions[key]
+        keep = self.session_cache_max * 9 // 10
+        for key in list(itertools.islice(self._sessions, max(0, len(self._sessions) - keep))):
             del self._sessions[key]
 
     # -- events ---------------------------------------------------------------------------------------
@@ -295,6 +306,8 @@ class Recorder:
         for sid in new_ids:
             del self._new_sessions[sid]
         self._alias.update(write.remap)
+        while len(self._alias) > self.session_cache_max:  # oldest first; their flows are long over
+            del self._alias[next(iter(self._alias))]
         return seqs
 
     # -- retention ------------------------------------------------------------------------------------

@@ -63,6 +63,10 @@ def summarize(event: dict[str, Any]) -> str:
         return prefix + _status(data.get("status") or {})
     if kind == "session":
         return f"{data.get('username') or '(no identity)'} started {data.get('command') or 'a session'}"
+    if kind == "refusals":
+        seen = "; ".join(f"{s.get('what')} ({s.get('count')}x)" for s in data.get("samples") or [])
+        return f"{data.get('refusals')} more refusals of client {data.get('client')} counted, not recorded: {seen}" + (
+            f"; {data['others']} others" if data.get("others") else "")
     return ", ".join(f"{k}={v}" for k, v in sorted(data.items()))
 
 

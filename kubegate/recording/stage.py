@@ -11,6 +11,7 @@ from kubegate.kube.status import Refused
 from kubegate.masking.config import MaskingConfig
 from kubegate.masking.masker import Masker
 from kubegate.proxy.flow import Flow, Stage
+from kubegate.recording.anonymous import AnonymousRefusals, cut
 from kubegate.recording.capture import body_fields, is_stream, request_fields, response_headers
 from kubegate.recording.recorder import Recorder
 from kubegate.store.engine import StoreError
@@ -35,9 +36,11 @@ class RecorderStage(Stage):
 
     name = "recorder"
 
-    def __init__(self, recorder: Recorder, masker: Masker | None = None) -> None:
+    def __init__(self, recorder: Recorder, masker: Masker | None = None,
+                 anonymous: AnonymousRefusals | None = None) -> None:
         self.recorder = recorder
         self.masker = masker or Masker(MaskingConfig())
+        self.anonymous = anonymous or AnonymousRefusals()
 
     async def on_request(self, flow: Flow) -> None:
         data = request_fields(flow, self.recorder.max_body_bytes, self.masker)
@@ -78,12 +81,16 @@ class RecorderStage(Stage):
         return data
 
     async def on_end(self, flow: Flow) -> None:
+        for done in self.anonymous.closed(self.recorder.clock()):  # any traffic closes due windows
+            await self._record(done.session_id, "refusals", done.summary())
         rec: _FlowRecord | None = flow.extras.get(self.name)
         duration_ms = round((time.monotonic() - flow.started) * 1000, 3)
         if flow.refusal is not None and "retry_of" in flow.extras:
             await self._record(self.recorder.session_for(flow), "retry", {
                 "flow": flow.id, "retry_of": flow.extras["retry_of"], "method": flow.method,
                 "upgrade": flow.request.headers.get("Upgrade", ""), "duration_ms": duration_ms})
+        elif flow.refusal is not None and flow.identity is None:
+            await self._record_anonymous(flow, duration_ms)
         elif flow.refusal is not None:
             await self._record_refusal(flow, rec, duration_ms)
         elif rec is not None and rec.stream:
@@ -114,6 +121,29 @@ class RecorderStage(Stage):
         session_id = rec.session_id if rec is not None else self.recorder.session_for(flow)
         await self._record(session_id, "refused", data, outcome="denied" if denied else "refused",
                            counts_request=rec is None)
+
+    async def _record_anonymous(self, flow: Flow, duration_ms: float) -> None:
+        """A caller kubegate could not identify: the first refusal of its window, cut short; then counts."""
+        now = self.recorder.clock()
+        refusal = flow.refusal
+        message = str(getattr(refusal, "message", refusal))
+        what = f"{flow.method} {cut(flow.raw_path)}: {message}"
+        window = self.anonymous.add(flow.request.remote or "", what, now)
+        if window is None:
+            return
+        window.session_id = self.recorder.session_for(flow)
+        code = int(getattr(refusal, "code", 500))
+        await self._record(window.session_id, "refused", {
+            "flow": flow.id, "method": cut(flow.method, 16), "path": cut(flow.raw_path),
+            "query": cut(flow.query_string),
+            "status": {"code": code, "reason": getattr(refusal, "reason", None), "message": cut(message)},
+            "client": window.client, "user_agent": cut(flow.request.headers.get("User-Agent", "")),
+            "duration_ms": duration_ms, "window_seconds": self.anonymous.window_seconds},
+            outcome="refused", counts_request=True)
+
+    async def close(self) -> None:
+        for done in self.anonymous.drain():
+            await self._record(done.session_id, "refusals", done.summary())
 
     async def _record(self, session_id: str, type: str, data: dict[str, Any], *, outcome: str | None = None,
                       counts_request: bool = False) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from kubegate.identity.model import Identity
+from kubegate.identity.model import RESERVED, Identity
+from kubegate.kube.status import Refused
 
 EXTRA_PREFIX = "kubegate.dev/"
 
@@ -19,9 +20,13 @@ def impersonation_headers(identity: Identity, pass_groups: bool = True) -> list[
 
     Extra keys are lower-case and percent-encoded in the header name, as kube-apiserver expects.
     """
+    if identity.username.startswith(RESERVED):
+        raise Refused(403, f"kubegate refused to act as Kubernetes user {identity.username!r}: names starting "
+                      f"with {RESERVED} belong to Kubernetes itself; the kubegate operator can set the issuer's "
+                      "username_prefix", reason="Forbidden")
     headers = [("Impersonate-User", identity.username)]
     if pass_groups:
-        headers += [("Impersonate-Group", g) for g in identity.groups if not g.startswith("system:")]
+        headers += [("Impersonate-Group", g) for g in identity.groups if not g.startswith(RESERVED)]
     extras = {"issuer": identity.issuer, **identity.claims}
     for key, value in extras.items():
         name = quote(f"{EXTRA_PREFIX}{key}".lower(), safe="")

@@ -69,8 +69,10 @@ def visible(request: AccessRequest, identity: Identity, roles: set[str]) -> bool
     return bool(roles & SEE_ALL) or request.requested_by(identity) or request.reviewable_by(identity)
 
 
-def setup_routes(app: web.Application, service_getter: ServiceGetter, authorize: Authorize, roles: Roles) -> None:
-    """GET/POST /api/v1/requests, GET /api/v1/requests/{id}, POST /api/v1/requests/{id}/approve|deny|revoke."""
+def setup_routes(app: web.Application, service_getter: ServiceGetter, authorize: Authorize, roles: Roles,
+                 server: Callable[[], str]) -> None:
+    """GET/POST /api/v1/requests, GET /api/v1/requests/{id}, POST /api/v1/requests/{id}/approve|deny|revoke.
+    `server` is the gateway's base URL for approve commands (never the request's Host header)."""
 
     def guarded(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def run(request: web.Request) -> web.StreamResponse:
@@ -150,9 +152,8 @@ def setup_routes(app: web.Application, service_getter: ServiceGetter, authorize:
             raise _bad(str(exc)) from exc
         scope = Scope(namespace=_text(data, "namespace", 253), verbs=tuple(_str_list(data, "verbs")),
                       resources=resources, duration=duration)
-        server = f"{request.scheme}://{request.host}"
         created = await service.ask_scope(identity, _text(data, "connection", 63), scope, _text(data, "reason"),
-                                          server)
+                                          server())
         return _json(created.as_dict(service.clock()), status=201)
 
     app.router.add_get("/api/v1/requests", guarded(list_requests))

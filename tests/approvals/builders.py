@@ -92,12 +92,18 @@ class Client:
         return self._extra.get(name, default)
 
 
+GATEWAY_URL = "https://gateway.example:8443"
+"""The configured base URL (listen.external_url) the approve command must name."""
+HOSTILE_HOST = "attacker.example:666"
+"""The Host header every test flow sends: it must never appear in a URL kubegate hands out."""
+
+
 def make_flow(method: str = "DELETE", path: str = "/api/v1/namespaces/pr-42", query: str = "", *,
               body: bytes = b"", identity: Identity = AGENT, connection: Any = "dev", session: str = "kubectl-1",
               policy: PolicyEngine | None = None, upgrade: bool = False) -> Flow:
     """A flow as it reaches the approval stage: identity, request info and the policy's decision set."""
     headers = {"User-Agent": "kubectl/v1.32.4", "Kubectl-Session": session, "Kubectl-Command": "kubectl delete",
-               "Host": "gateway.example:8443"}
+               "Host": HOSTILE_HOST}
     request = make_mocked_request(method, path + (f"?{query}" if query else ""), headers=headers,
                                   transport=Client(), sslcontext=ssl.create_default_context())
     conn = NoUpstream(connection) if isinstance(connection, str) else connection
@@ -137,4 +143,4 @@ async def cancel(task: asyncio.Task[None]) -> None:
 
 
 def approval_stage(service: ApprovalService, masker: Masker = MASKER) -> ApprovalStage:
-    return ApprovalStage(service, masker)
+    return ApprovalStage(service, masker, lambda: GATEWAY_URL)

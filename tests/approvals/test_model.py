@@ -86,6 +86,14 @@ def test_every_rule_needs_its_own_approvals() -> None:
 
 def test_reviewers_are_exact_names_never_patterns() -> None:
     rule = RuleReviewers("r", ("platform-*",), ("idp#bob",))
-    assert not rule.admits("idp#eve", "eve", ("platform-oncall",))
-    assert rule.admits("idp#x", "x", ("platform-*",))
-    assert rule.admits("idp#bob", "bob", ()) and rule.admits("other#b", "idp#bob", ())
+    assert not rule.admits("idp#eve", ("platform-oncall",))
+    assert rule.admits("idp#x", ("platform-*",))
+    assert rule.admits("idp#bob", ())
+
+
+def test_a_reviewer_is_named_by_user_name_never_by_a_bare_subject() -> None:
+    """Another issuer's subject `idp#bob` (user name `other#idp#bob`) or `bob` is not idp's bob."""
+    rule = RuleReviewers("r", (), ("idp#bob",))
+    assert not rule.admits("other#idp#bob", ()) and not rule.admits("other#bob", ())
+    request_rule = RuleReviewers("r", (), ("bob",))
+    assert not request_rule.admits("other#bob", ()) and not request_rule.admits("idp#bob", ())

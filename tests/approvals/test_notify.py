@@ -18,7 +18,7 @@ from kubegate.approvals.notify import Notifier, json_message, slack_message
 from kubegate.kube.status import Refused
 from kubegate.store.engine import Store
 from kubegate.store.tables import notification_outbox
-from tests.approvals.builders import BOB, Clock, approval_stage, make_flow
+from tests.approvals.builders import BOB, HOSTILE_HOST, Clock, approval_stage, make_flow
 from tests.approvals.conftest import ServiceFactory
 
 
@@ -93,6 +93,7 @@ async def test_a_failed_webhook_is_retried_with_backoff_until_it_answers(
     assert generic["event"] == "created" and generic["request"]["id"] == request_id
     assert generic["request"]["approve_command"] == f"kubegate requests approve {request_id} --server " \
                                                      "https://gateway.example:8443"
+    assert not any(HOSTILE_HOST.split(":")[0] in orjson.dumps(body).decode() for _, body, _ in receiver.received)
     await notifier.close()
 
 

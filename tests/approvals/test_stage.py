@@ -16,6 +16,7 @@ from tests.approvals.builders import (
     BOB,
     CAROL,
     DAVE,
+    HOSTILE_HOST,
     RULES,
     Clock,
     approval_stage,
@@ -69,6 +70,9 @@ async def test_async_mode_refuses_at_once_with_the_approve_command(service: Appr
     message = refused.value.message
     assert refused.value.code == 403
     assert f"kubegate requests approve {request_id} --server https://gateway.example:8443" in message
+    assert HOSTILE_HOST.split(":")[0] not in message  # the client's Host header names nothing kubegate hands out
+    request = await service.get(request_id)
+    assert request is not None and HOSTILE_HOST.split(":")[0] not in orjson.dumps(request.as_dict(0)).decode()
     assert "policy rule prod-reads-need-approval" in message and "group platform-oncall" in message
     request = await service.get(request_id)
     assert request is not None and request.expires_at - request.created_at == 3600  # the rule's own timeout

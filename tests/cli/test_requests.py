@@ -70,8 +70,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         store = await Store.open(f"sqlite:///{tmp / 'kubegate.db'}")
         service = ApprovalService(store, None, engine(), ApprovalsConfig(), connections=("dev",))
         app = web.Application()
-        setup_routes(app, lambda: service, _authorize, lambda i: roles_of(i, IdentityConfig(), service.is_reviewer))
         runner = web.AppRunner(app)
+        setup_routes(app, lambda: service, _authorize, lambda i: roles_of(i, IdentityConfig(), service.is_reviewer),
+                     lambda: f"https://127.0.0.1:{runner.addresses[0][1]}")
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ssl_context(certs.cert, certs.key))
         await site.start()

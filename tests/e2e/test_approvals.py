@@ -111,6 +111,25 @@ def test_an_async_rule_prints_the_approve_command_and_the_approval_lets_the_retr
         world.clear_policies("e2e-async-approval")
 
 
+def test_a_hostile_host_header_names_nothing_kubegate_hands_out(world: World) -> None:
+    name = _namespace(world)
+    world.set_policies("e2e-hostile-host", [{
+        "name": f"configmap-deletion-in-{name}", "match": {"verbs": ["delete"], "resources": ["configmaps"],
+                                                          "namespaces": [name]},
+        "action": "review", "reviewers": {"groups": ["platform-oncall"], "mode": "async"}}])
+    try:
+        status, body = world.raw(f"/api/v1/namespaces/{name}/configmaps/cfg", {"Host": "attacker.example"},
+                                 method="DELETE")
+        assert status == 403 and body["kind"] == "Status", body
+        gateway = world.env.gateway
+        assert gateway is not None
+        request = pending_request(world, f"configmaps cfg in namespace {name}")
+        assert f"kubegate requests approve {request['id']} --server {gateway.url}" in body["message"]
+        assert "attacker" not in json.dumps(body) and "attacker" not in json.dumps(request)
+    finally:
+        world.clear_policies("e2e-hostile-host")
+
+
 def test_the_requester_cannot_approve_its_own_request(world: World) -> None:
     name = _namespace(world)
     olivia = ("developers", "platform-oncall")

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import ssl
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
+import sqlalchemy as sa
 
+from kubegate.store.tables import events
 from tests.conftest import World
 
 pytestmark = pytest.mark.e2e
@@ -58,3 +63,32 @@ def test_the_chain_verifies_after_real_traffic(world: World) -> None:
                            str(world.env.config_file)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "audit chain OK" in proc.stdout
+
+
+def test_a_thousand_unauthenticated_requests_with_7kb_paths_barely_grow_the_store(world: World) -> None:
+    """Anyone who reaches the port can send these: they are counted per client, not recorded one by one."""
+    store = world.gateway.store
+
+    async def stored() -> tuple[int, int]:
+        async with store.read() as conn:
+            row = (await conn.execute(sa.select(sa.func.count(), sa.func.coalesce(
+                sa.func.sum(sa.func.length(events.c.data)), 0)).select_from(events))).one()
+        return int(row[0]), int(row[1])
+
+    world.settle()
+    count_before, bytes_before = world.call(stored())
+    target = urlsplit(world.env.server)
+    assert world.env.gateway is not None
+    ctx = ssl.create_default_context(cafile=str(world.env.gateway.ca_file))
+    client = http.client.HTTPSConnection(target.hostname, target.port, context=ctx, timeout=30)
+    try:
+        for i in range(1000):
+            client.request("GET", f"{target.path}/api/v1/namespaces/default/pods/{i}-" + "x" * 7000,
+                           headers={"Kubectl-Session": f"forged-{uuid.uuid4()}", "Authorization": "Bearer nope"})
+            response = client.getresponse()
+            assert response.status == 401 and b"kubegate refused the token" in response.read()
+    finally:
+        client.close()
+    world.settle()
+    count_after, bytes_after = world.call(stored())
+    assert count_after - count_before <= 3 and bytes_after - bytes_before < 10_000  # not 1,000 x 7 KB

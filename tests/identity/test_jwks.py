@@ -110,3 +110,15 @@ async def test_http_error_is_reported(serve: Serve, session: aiohttp.ClientSessi
     issuer_keys = keys(url, session, jwks_url=f"{url}/missing")
     await issuer_keys.refresh()
     assert issuer_keys.status == f"unreachable: GET {url}/missing: HTTP 404"
+
+
+async def test_a_discovery_document_sending_keys_over_plain_http_off_this_machine_is_refused(
+        serve: Serve, session: aiohttp.ClientSession) -> None:
+    discovery: dict[str, Any] = {}
+    url = await serve(discovery, {"keys": []})
+    discovery.update(issuer=url, jwks_uri="http://keys.attacker.example/jwks")
+    issuer_keys = keys(url, session)
+    await issuer_keys.refresh()
+    assert issuer_keys.status == ("unreachable: discovery document's jwks_uri 'http://keys.attacker.example/jwks' "
+                                  "must be https://: plain http is allowed only for a loopback address "
+                                  "(127.0.0.0/8, ::1 or localhost)")

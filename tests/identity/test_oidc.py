@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -137,6 +138,15 @@ async def test_custom_subject_claim_username_prefix_and_single_group(issuer: Dev
     verifier = await make_verifier(subject_claim="actor", username_prefix="gh:", groups_claim="team")
     identity = await verifier.verify(issuer.mint("ignored", claims={"actor": "octocat", "team": "platform"}))
     assert (identity.subject, identity.username, identity.groups) == ("octocat", "gh:octocat", ("platform",))
+
+
+@pytest.mark.parametrize("subject", ["system:admin", "system:serviceaccount:kube-system:default"])
+async def test_a_subject_that_would_be_a_system_user_is_refused(issuer: DevIssuer, make_verifier: Any,
+                                                                 subject: str) -> None:
+    verifier = await make_verifier(username_prefix="")
+    reason = await refused(verifier, issuer.mint(subject))
+    assert reason == (f"the token maps to Kubernetes user {subject!r}, and names starting with system: belong to "
+                      f"Kubernetes itself; the kubegate operator can set a username_prefix for issuer {issuer.url}")
 
 
 async def test_missing_groups_claim_means_no_groups(issuer: DevIssuer, make_verifier: Any) -> None:
@@ -380,3 +390,11 @@ async def test_issuer_listed_twice_is_a_config_error(issuer: DevIssuer) -> None:
     twice = IssuerConfig(url=issuer.url, audience="kubegate")
     with pytest.raises(ValueError, match="each issuer url may appear once"):
         IdentityConfig(issuers=[twice, twice])
+
+
+async def test_a_loopback_issuer_over_plain_http_is_warned_about_at_start(caplog: pytest.LogCaptureFixture) -> None:
+    verifier = Verifier(IdentityConfig(issuers=[IssuerConfig(url="http://127.0.0.1:9", audience="kubegate")]))
+    with caplog.at_level(logging.WARNING, logger="kubegate.identity.oidc"):
+        await verifier.start()
+    await verifier.close()
+    assert "issuer http://127.0.0.1:9: keys are fetched over plain HTTP" in caplog.text

@@ -75,7 +75,7 @@ CASES = [
     (AGENT, "dev", "GET", "/apis/apps", "", "allow", ("discovery",)),
     (AGENT, "dev", "POST", "/version", "", "deny", ()),
     (ALICE, "dev", "GET", "/version", "", "allow", ("people-read", "discovery")),  # no resource fields: any URL
-    (who("alice@x", subject="alice"), "dev", "GET", "/api/v1/pods", "", "allow", ("people-read",)),  # by subject
+    (who("alice@x", subject="alice"), "dev", "GET", "/api/v1/pods", "", "deny", ()),  # a bare subject never matches
 ]
 
 

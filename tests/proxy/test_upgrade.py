@@ -22,21 +22,24 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import WSMsgType, web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestServer, make_mocked_request
+from multidict import CIMultiDict
 
 from kubegate.config import ConnectionConfig, StreamsConfig
 from kubegate.identity.model import Identity
 from kubegate.identity.stage import AuthenticationStage
 from kubegate.kube import channels
 from kubegate.kube import portforward as pf
+from kubegate.kube.requestinfo import parse_request_info
 from kubegate.kube.stage import RequestInfoStage
+from kubegate.kube.status import Refused
 from kubegate.masking.config import MaskingConfig
 from kubegate.masking.marker import MARKER
 from kubegate.masking.masker import Masker
 from kubegate.proxy.flow import Flow, Stage
 from kubegate.proxy.headers import upstream_request_headers
 from kubegate.proxy.pipeline import Pipeline
-from kubegate.proxy.upgrade import UpgradeBridge, UpgradeGate
+from kubegate.proxy.upgrade import MAX_REMEMBERED, UpgradeBridge, UpgradeGate
 from kubegate.sandbox.envtest import GATEWAY_USER
 from kubegate.upstream.connection import Connection
 from tests.conftest import World
@@ -418,3 +421,25 @@ async def test_legacy_port_forward_through_the_real_cluster_records_ports_and_by
     [session] = await asyncio.to_thread(_only_sessions, world, "legacy")
     [conn] = [e["data"] for e in session["events"] if e["type"] == "forward"]
     assert (conn["port"], conn["bytes_to_pod"], conn["bytes_from_pod"]) == (8080, len(request), len(answer))
+
+
+def _refused_exec(n: int) -> Flow:
+    path, query = f"/api/v1/namespaces/ns/pods/p{n}/exec", "command=sh"
+    flow = Flow(request=make_mocked_request("GET", f"{path}?{query}", headers={"Upgrade": "websocket"}),
+                connection=type("C", (), {"name": "dev"})(), method="GET", raw_path=path,  # type: ignore[arg-type]
+                query_string=query, headers=CIMultiDict(), body=b"", is_upgrade=True)
+    flow.identity = Identity(issuer="https://idp", subject="alice", username="idp:alice")
+    flow.info = parse_request_info("GET", path, query)
+    flow.refusal = Refused(403, f"denied {n} " + "x" * 1000)
+    return flow
+
+
+async def test_refused_upgrade_attempts_are_remembered_up_to_a_bound_and_a_window() -> None:
+    now = [0.0]
+    gate = UpgradeGate(StreamsConfig(retry_window_seconds=15), clock=lambda: now[0])
+    for n in range(MAX_REMEMBERED * 3):
+        await gate.on_end(_refused_exec(n))
+        assert len(gate._refused) <= MAX_REMEMBERED
+    now[0] = 16.0
+    await gate.on_end(_refused_exec(-1))
+    assert len(gate._refused) == 1  # the rest aged out without waiting for a SPDY request

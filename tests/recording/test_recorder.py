@@ -132,6 +132,30 @@ async def test_clients_without_kubectl_session_get_an_idle_window(store: Store, 
     assert recorder.session_for(make_flow(session="")) != first
 
 
+async def test_kubectl_session_values_fill_a_bounded_cache_and_a_forgotten_one_finds_its_row(
+        store: Store, make_flow: FlowFactory) -> None:
+    recorder = Recorder(store, session_cache_max=100)
+    try:
+        first = recorder.session_for(make_flow(session="k-first"))
+        await recorder.record_event(first, "request", {}, durable=True)
+        for i in range(5000):
+            recorder.session_for(make_flow(session=f"forged-{i}"))
+            assert len(recorder._sessions) <= 100
+        again = recorder.session_for(make_flow(session="k-first"))  # long evicted: proposes a new id ...
+        await recorder.record_event(again, "request", {}, durable=True)
+        rows = await _rows(store, sessions, sessions.c.kubectl_session == "k-first")
+        assert [r.id for r in rows] == [first]  # ... and the store keeps the one session
+        assert {e.session_id for e in await _rows(store, events, events.c.type == "request")} == {first}
+        assert recorder.session_for(make_flow(session="k-first")) == first
+    finally:
+        await recorder.close()
+
+
+async def test_unidentified_callers_choose_no_session(recorder: Recorder, make_flow: FlowFactory) -> None:
+    ids = {recorder.session_for(make_flow(session=f"forged-{i}", identity=None)) for i in range(100)}
+    assert len(ids) == 1 and len(recorder._sessions) == 1
+
+
 async def test_replicas_share_one_chain_and_one_kubectl_session(store_url: str, make_flow: FlowFactory) -> None:
     stores = [await Store.open(store_url) for _ in range(2)]
     replicas = [Recorder(s) for s in stores]

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from kubegate.kube.status import Refused
 from kubegate.masking.marker import MARKER, MARKER_B64
+from kubegate.recording.anonymous import AnonymousRefusals
 from kubegate.recording.recorder import Recorder
 from kubegate.recording.stage import RecorderStage
 from kubegate.store.engine import Store
@@ -262,3 +263,44 @@ async def test_fail_closed_when_postgresql_stops(pg_url: str, make_flow: FlowFac
     finally:
         await recorder.close()
         await store.close()
+
+
+async def test_a_thousand_unauthenticated_requests_with_7kb_paths_add_little_to_the_store(
+        recorder: Recorder, store: Store, make_flow: FlowFactory) -> None:
+    stage = RecorderStage(recorder)
+    for i in range(1000):
+        flow = make_flow("GET", f"/api/v1/namespaces/{i}/" + "x" * 7000, "q=" + "y" * 2000, identity=None,
+                         session=f"forged-{i}", body=b"z" * 60_000)
+        flow.refusal = Refused(401, "kubegate refused the token: no bearer token in the request",
+                               reason="Unauthorized", kind="unauthenticated")
+        await stage.on_end(flow)
+    await stage.close()
+    await recorder.flush()
+    async with store.read() as conn:
+        rows = (await conn.execute(sa.select(events.c.type, events.c.data))).all()
+        session_rows = (await conn.execute(sa.select(sessions))).all()
+    assert [r.type for r in rows] == ["session", "refused", "refusals"]
+    assert sum(len(r.data) for r in rows) < 6_000  # not 1,000 x 7 KB
+    assert len(session_rows) == 1  # forged Kubectl-Session values make no sessions
+    summary = orjson.loads(rows[2].data)
+    assert summary["refusals"] == 999 and len(summary["samples"]) == 5 and summary["others"] == 994
+
+
+async def test_a_window_of_unauthenticated_refusals_is_summed_up_by_the_next_request_after_it(
+        store: Store, make_flow: FlowFactory) -> None:
+    now = [1_700_000_000.0]
+    recorder = Recorder(store, clock=lambda: now[0])
+    stage = RecorderStage(recorder, anonymous=AnonymousRefusals(window_seconds=60))
+    try:
+        for _ in range(3):
+            anonymous = make_flow(identity=None, session="")
+            anonymous.refusal = Refused(401, "no token", reason="Unauthorized")
+            await stage.on_end(anonymous)
+        now[0] += 61
+        await stage.on_end(make_flow())  # someone else's request, long after
+        await recorder.flush()
+        [(_, summary)] = await _events(store, "refusals")
+        assert (summary["refusals"], summary["samples"]) == (2, [{"what": "GET /api/v1/namespaces/default/pods: "
+                                                                          "no token", "count": 2}])
+    finally:
+        await recorder.close()

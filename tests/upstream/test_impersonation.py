@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from kubegate.identity.model import Identity
+from kubegate.kube.status import Refused
 from kubegate.upstream.impersonation import impersonation_headers
 
 
@@ -25,3 +28,11 @@ def test_user_groups_and_extras_without_system_groups() -> None:
 def test_groups_can_be_withheld_per_connection() -> None:
     ident = Identity(issuer="i", subject="s", username="u", groups=("a",))
     assert not [k for k, _ in impersonation_headers(ident, pass_groups=False) if k == "Impersonate-Group"]
+
+
+def test_a_system_user_is_never_impersonated() -> None:
+    ident = Identity(issuer="https://idp", subject="system:admin", username="system:admin")
+    with pytest.raises(Refused) as refused:
+        impersonation_headers(ident)
+    assert refused.value.code == 403 and "kubegate refused to act as Kubernetes user 'system:admin'" in \
+        refused.value.message

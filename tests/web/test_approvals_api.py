@@ -38,7 +38,8 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[TestClient[web.Request, web
     store = await Store.open(f"sqlite:///{tmp_path / 'kubegate.db'}")
     service = ApprovalService(store, None, engine(), ApprovalsConfig(), connections=("dev",))
     app = web.Application()
-    setup_routes(app, lambda: service, authorize, lambda i: roles_of(i, IDENTITY, service.is_reviewer))
+    setup_routes(app, lambda: service, authorize, lambda i: roles_of(i, IDENTITY, service.is_reviewer),
+                 lambda: "https://kubegate.example.com")
     client = TestClient(TestServer(app))
     await client.start_server()
     yield client, service
@@ -99,14 +100,15 @@ async def test_approve_deny_and_revoke_through_the_api(api: Api) -> None:
 
 async def test_a_scope_request_through_the_api(api: Api) -> None:
     client, _ = api
-    created = await client.post("/api/v1/requests", headers=_auth("agent"), json={
+    created = await client.post("/api/v1/requests", headers={**_auth("agent"), "Host": "attacker.example"}, json={
         "connection": "dev", "namespace": "prod", "verbs": "get,list", "resources": "pods,pods/log",
         "duration": "1h", "reason": "incident 4711"})
     assert created.status == 201, await created.text()
     body = await created.json()
     assert body["kind"] == "scope" and body["scope"] == {"namespace": "prod", "verbs": ["get", "list"],
                                                          "resources": ["pods", "pods/log"], "duration": 3600.0}
-    assert body["approve_command"].startswith(f"kubegate requests approve {body['id']} --server http://127.0.0.1:")
+    assert body["approve_command"] == f"kubegate requests approve {body['id']} --server https://kubegate.example.com"
+    assert "attacker.example" not in await created.text()  # the configured base URL, never the Host header
     bad = await client.post("/api/v1/requests", headers=_auth("agent"), json={
         "connection": "dev", "namespace": "prod", "verbs": "get", "resources": "pods/", "reason": "x"})
     assert bad.status == 400 and "RESOURCE" in (await bad.json())["message"]

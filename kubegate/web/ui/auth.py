@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def redirect_uri(request: web.Request) -> str:
     state = request.config_dict[UI]
-    base = state.config.ui.base_url or state.config.listen.external_url or f"{request.scheme}://{request.host}"
+    base = state.config.ui.base_url or state.gateway.base_url  # never the Host header: the client writes it
     return base.rstrip("/") + "/ui/auth/callback"
 
 

@@ -39,6 +39,7 @@ class StandInGateway:
     policy: PolicyEngine
     verifier: Any = None
     connections: dict[str, Connection] = field(default_factory=dict)
+    base_url: str = "https://kubegate.example.com"
 
 
 @dataclass

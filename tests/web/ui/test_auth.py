@@ -74,10 +74,19 @@ async def _login_at_issuer(issuer: DevIssuer, authorize_url: str, sub: str, grou
         return response.headers["Location"]
 
 
-async def _start(client: Client, next_path: str = "/ui/policy") -> str:
-    response = await client.get("/ui/auth/start", params={"next": next_path}, allow_redirects=False)
+async def _start(client: Client, next_path: str = "/ui/policy", headers: dict[str, str] | None = None) -> str:
+    response = await client.get("/ui/auth/start", params={"next": next_path}, allow_redirects=False,
+                                headers=headers)
     assert response.status == 303
     return response.headers["Location"]
+
+
+async def test_the_redirect_uri_never_comes_from_the_host_header(make_client: Callable) -> None:
+    client: Client = await make_client()
+    for host in ("attacker.example", "attacker.example:443", "kubegate.example.com@attacker.example"):
+        authorize = await _start(client, headers={"Host": host, "X-Forwarded-Host": "attacker.example"})
+        assert parse_qs(urlsplit(authorize).query)["redirect_uri"] == ["https://kubegate.example.com/ui/auth/callback"]
+        assert "attacker" not in authorize
 
 
 def _local(url: str) -> str:
@@ -92,7 +101,7 @@ async def test_sign_in_with_pkce_lands_on_the_page_asked_for(issuer: DevIssuer, 
     assert authorize.startswith(f"{issuer.url}/authorize?")
     assert query["code_challenge_method"] == ["S256"] and len(query["code_challenge"][0]) == 43
     assert query["client_id"] == ["kubegate"] and query["scope"] == ["openid profile email"]
-    assert query["redirect_uri"][0].endswith("/ui/auth/callback")
+    assert query["redirect_uri"] == ["https://kubegate.example.com/ui/auth/callback"]
     back = await _login_at_issuer(issuer, authorize, "audrey", ["auditors"])
     assert back.startswith(query["redirect_uri"][0])
     response = await client.get(_local(back), allow_redirects=False)

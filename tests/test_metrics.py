@@ -1,0 +1,43 @@
+"""Metric labels come from fixed sets: whatever paths and methods callers send, the series stay few."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from aiohttp.test_utils import make_mocked_request
+from multidict import CIMultiDict
+
+from kubegate.kube.requestinfo import parse_request_info
+from kubegate.kube.status import Refused
+from kubegate.metrics import Metrics, MetricsStage
+from kubegate.proxy.flow import Flow
+
+
+def _flow(method: str, path: str, status: int = 200) -> Flow:
+    flow = Flow(request=make_mocked_request(method, path), connection=SimpleNamespace(name="dev"),  # type: ignore[arg-type]
+                method=method, raw_path=path, query_string="", headers=CIMultiDict(), body=b"")
+    flow.info = parse_request_info(method, path, "")
+    flow.response_status = status
+    return flow
+
+
+def _series(metrics: Metrics) -> list[dict[str, str]]:
+    return [s.labels for m in metrics.registry.collect() if m.name == "kubegate_requests"
+            for s in m.samples if s.name == "kubegate_requests_total"]
+
+
+async def test_resources_and_verbs_outside_the_known_sets_are_one_label() -> None:
+    metrics = Metrics()
+    stage = MetricsStage(metrics)
+    for i in range(200):
+        await stage.on_end(_flow("GET", f"/api/v1/namespaces/ns/made-up-{i}/x{'y' * 500}"))
+        await stage.on_end(_flow("GET", f"/apis/example.com/v1/widgets{i}"))
+        await stage.on_end(_flow("GET", f"/api/v1/namespaces/ns/pods/p/sub{i}"))
+        await stage.on_end(_flow(f"BREW{i}", f"/version{i}"))
+    await stage.on_end(_flow("GET", "/api/v1/namespaces/ns/pods/p/log"))
+    refused = _flow("DELETE", "/api/v1/namespaces/ns")
+    refused.response_status, refused.refusal = 0, Refused(403, "no")
+    await stage.on_end(refused)
+    series = sorted((s["verb"], s["resource"], s["code"]) for s in _series(metrics))
+    assert series == [("delete", "namespaces", "403"), ("get", "other", "200"), ("get", "pods/log", "200"),
+                      ("list", "other", "200"), ("other", "", "200")]
