@@ -222,7 +222,8 @@ class UIConfig(Strict):
                                        "cookies; replicas must share it; default: a key kept in state_dir")
     session_lifetime: str = "8h"
     vendor_dir: Path | None = Field(default=None, description="node_modules holding htmx.org and "
-                                    "asciinema-player; default: the one beside the kubegate source")
+                                    "asciinema-player; default: the copy in the installed package, else "
+                                    "node_modules beside the kubegate source")
 
     @field_validator("session_lifetime")
     @classmethod

@@ -40,8 +40,11 @@ def _target(config: ConnectionConfig) -> KubeconfigTarget:
     elif auth.client_certificate is not None and auth.client_key is not None:
         credentials = ClientCertificate(auth.client_certificate, auth.client_key)
     elif auth.eks is not None:
-        from kubegate.upstream.eks import EKSCredentials
-
+        try:
+            from kubegate.upstream.eks import EKSCredentials
+        except ModuleNotFoundError as exc:
+            raise CredentialError(f"connection {config.name}: EKS credentials need botocore: "
+                                  "pip install 'kubegate[eks]'") from exc
         credentials = EKSCredentials(auth.eks, config.identity_mode)
     else:
         raise CredentialError(f"connection {config.name}: no usable auth")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from pydantic import ValidationError
 
 from kubegate.config import ConnectionConfig
 from kubegate.identity.model import Identity
 from kubegate.upstream.connection import Connection
-from kubegate.upstream.credentials import Credentials
+from kubegate.upstream.credentials import CredentialError, Credentials
 from kubegate.upstream.eks import role_session_name
 
 ALICE = Identity(issuer="https://idp", subject="alice", username="idp:alice", groups=("dev", "system:masters"),
@@ -59,3 +61,9 @@ def test_binding_ttl_defaults_to_an_hour_and_takes_durations() -> None:
     for bad in ("0s", "soon"):
         with pytest.raises(ValidationError, match="binding_ttl"):
             ConnectionConfig(name="dev", server="https://x", auth={"token": "t"}, binding_ttl=bad)
+
+
+def test_eks_without_its_extra_says_which_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "kubegate.upstream.eks", None)  # as if botocore were not installed
+    with pytest.raises(CredentialError, match=r"pip install 'kubegate\[eks\]'"):
+        Connection(ConnectionConfig(name="dev", server="https://127.0.0.1:9", auth=EKS))
