@@ -136,20 +136,38 @@ class EKSAuth(Strict):
     external_id: str | None = None
 
 
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+class InClusterAuth(Strict):
+    """kubegate's pod's own service account, as client-go's in-cluster config reads it: the projected token
+    (re-read when the kubelet rotates it) and CA in `directory`, the address in KUBERNETES_SERVICE_HOST/PORT."""
+
+    directory: Path = SERVICE_ACCOUNT_DIR
+
+
 class AuthConfig(Strict):
     kubeconfig: KubeconfigAuth | None = None
+    in_cluster: InClusterAuth | None = Field(default=None, description="true, or {directory: PATH} where the "
+                                             "service-account volume is not at the usual place")
     token_file: Path | None = None
     token: str | None = Field(default=None, repr=False)
     client_certificate: Path | None = None
     client_key: Path | None = None
     eks: EKSAuth | None = None
 
+    @field_validator("in_cluster", mode="before")
+    @classmethod
+    def _in_cluster_flag(cls, v: object) -> object:
+        return {} if v is True else None if v is False else v
+
     @model_validator(mode="after")
     def _exactly_one(self) -> AuthConfig:
-        chosen = [n for n in ("kubeconfig", "token_file", "token", "client_certificate", "eks")
+        chosen = [n for n in ("kubeconfig", "in_cluster", "token_file", "token", "client_certificate", "eks")
                   if getattr(self, n) is not None]
         if len(chosen) != 1:
-            raise ValueError("choose exactly one of kubeconfig, token_file, token, client_certificate, eks"
+            raise ValueError("choose exactly one of kubeconfig, in_cluster, token_file, token, client_certificate, "
+                             "eks"
                              + (f" (got {', '.join(chosen)})" if chosen else ""))
         if (self.client_certificate is None) != (self.client_key is None):
             raise ValueError("client_certificate and client_key go together")
@@ -177,8 +195,8 @@ class ConnectionConfig(Strict):
 
     @model_validator(mode="after")
     def _server(self) -> ConnectionConfig:
-        if self.server is None and self.auth.kubeconfig is None:
-            raise ValueError("server is required unless auth.kubeconfig supplies it")
+        if self.server is None and self.auth.kubeconfig is None and self.auth.in_cluster is None:
+            raise ValueError("server is required unless auth.kubeconfig or auth.in_cluster supplies it")
         if self.server is not None and not self.server.startswith(("https://", "http://")):
             raise ValueError("server must be an https:// URL")
         return self

@@ -29,11 +29,13 @@ BAD = [
     ("connections: [{name: Dev_1, server: 'https://x', auth: {token: t}}]",
      "connections[0].name: String should match pattern"),
     ("connections: [{name: dev, server: 'https://x', auth: {}}]",
-     "connections[0].auth: choose exactly one of kubeconfig, token_file, token, client_certificate, eks"),
+     "connections[0].auth: choose exactly one of kubeconfig, in_cluster, token_file, token, client_certificate, eks"),
     ("connections: [{name: dev, server: 'https://x', auth: {token: t, token_file: f}}]",
      "(got token_file, token)"),
     ("connections: [{name: dev, auth: {token: t}}]",
-     "connections[0]: server is required unless auth.kubeconfig supplies it"),
+     "connections[0]: server is required unless auth.kubeconfig or auth.in_cluster supplies it"),
+    ("connections: [{name: dev, auth: {in_cluster: true, token: t}}]", "(got in_cluster, token)"),
+    ("connections: [{name: dev, server: 'https://x', auth: {in_cluster: false}}]", "choose exactly one"),
     ("identity: {issuers: [{url: 'http://idp.example.com', audience: x}]}",
      "identity.issuers[0].url: an issuer URL must be https://"),
     ("identity: {issuers: [{url: 'https://idp', audience: x, leeway_seconds: 300}]}",
@@ -57,6 +59,15 @@ def test_good_config_resolves_relative_paths(tmp_path: Path) -> None:
     assert conn.auth.token_file == (tmp_path / "token").resolve()
     assert cfg.listen.port == 9443 and cfg.identity.issuers[0].claims == ["repository", "run_id"]
     assert cfg.identity.issuers[0].user_prefix == "https://token.actions.githubusercontent.com#"
+
+
+def test_in_cluster_is_a_flag_or_the_service_account_directory(tmp_path: Path) -> None:
+    (tmp_path / "kubegate.yaml").write_text("connections:\n- {name: here, auth: {in_cluster: true}}\n"
+                                            "- {name: there, auth: {in_cluster: {directory: sa}}}\n")
+    here, there = load_config(tmp_path / "kubegate.yaml").connections
+    assert here.server is None and here.auth.in_cluster is not None
+    assert here.auth.in_cluster.directory == Path("/var/run/secrets/kubernetes.io/serviceaccount")
+    assert there.auth.in_cluster is not None and there.auth.in_cluster.directory == (tmp_path / "sa").resolve()
 
 
 @pytest.mark.parametrize(("text", "expected"), BAD)
