@@ -60,8 +60,21 @@ class ListenConfig(Strict):
         return int(self.address.rpartition(":")[2])
 
 
+def read_secret_file(path: Path, field: str) -> str:
+    """A value kept in a file (a mounted Kubernetes Secret), so it stays out of kubegate.yaml and the pod spec."""
+    try:
+        value = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{field}: cannot read {path}: {exc.strerror}") from exc
+    if not value:
+        raise ConfigError(f"{field}: {path} is empty")
+    return value
+
+
 class StoreConfig(Strict):
     url: str = ""
+    url_file: Path | None = Field(default=None, description="file holding the url (a mounted Secret), "
+                                  "instead of url")
     retention: str = "90d"
     max_body_bytes: int = 65536
 
@@ -77,6 +90,12 @@ class StoreConfig(Strict):
     def _retention(cls, v: str) -> str:
         parse_duration(v)
         return v
+
+    @model_validator(mode="after")
+    def _one_url(self) -> StoreConfig:
+        if self.url and self.url_file is not None:
+            raise ValueError("url and url_file are alternatives: choose one")
+        return self
 
 
 class IssuerConfig(Strict):
@@ -238,6 +257,8 @@ class UIConfig(Strict):
                                  "URI BASE/ui/auth/callback; default: listen.external_url, else the request's")
     session_secret: str | None = Field(default=None, repr=False, min_length=32, description="encrypts session "
                                        "cookies; replicas must share it; default: a key kept in state_dir")
+    session_secret_file: Path | None = Field(default=None, description="file holding session_secret (a "
+                                             "mounted Secret), instead of session_secret")
     session_lifetime: str = "8h"
     vendor_dir: Path | None = Field(default=None, description="node_modules holding htmx.org and "
                                     "asciinema-player; default: the copy in the installed package, else "
@@ -257,9 +278,25 @@ class UIConfig(Strict):
             raise ValueError("must include openid")
         return v
 
+    @model_validator(mode="after")
+    def _one_secret(self) -> UIConfig:
+        if self.session_secret is not None and self.session_secret_file is not None:
+            raise ValueError("session_secret and session_secret_file are alternatives: choose one")
+        return self
+
     @property
     def session_lifetime_seconds(self) -> float:
         return parse_duration(self.session_lifetime)
+
+    @property
+    def secret(self) -> str | None:
+        """session_secret, from the file when one is named."""
+        if self.session_secret_file is None:
+            return self.session_secret
+        value = read_secret_file(self.session_secret_file, "ui.session_secret_file")
+        if len(value) < 32:
+            raise ConfigError(f"ui.session_secret_file: {self.session_secret_file} holds fewer than 32 characters")
+        return value
 
 
 class Config(Strict):
@@ -293,6 +330,8 @@ class Config(Strict):
 
     @property
     def store_url(self) -> str:
+        if self.store.url_file is not None:
+            return read_secret_file(self.store.url_file, "store.url_file")
         return self.store.url or f"sqlite:///{self.state_dir / 'kubegate.db'}"
 
 
@@ -340,7 +379,12 @@ def load_config(path: Path | str) -> Config:
         config = Config.model_validate(data, context={"base": path.parent})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(str(path), exc)) from exc
-    return _resolve_paths(config, path.parent.resolve())
+    config = _resolve_paths(config, path.parent.resolve())
+    try:
+        _ = config.store_url, config.ui.secret  # secret files are read now, so a bad one stops startup here
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return config
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:

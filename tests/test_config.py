@@ -98,3 +98,23 @@ def test_serve_with_a_bad_file_exits_non_zero_and_prints_the_field(tmp_path: Pat
                                                (12, 12)])
 def test_durations(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == seconds
+
+
+def test_store_url_and_ui_secret_can_come_from_mounted_secret_files(tmp_path: Path) -> None:
+    (tmp_path / "store-url").write_text("postgresql://kubegate:pw@db/kubegate\n")
+    (tmp_path / "session").write_text("s" * 32)
+    (tmp_path / "kubegate.yaml").write_text("store: {url_file: store-url}\nui: {session_secret_file: session}\n")
+    cfg = load_config(tmp_path / "kubegate.yaml")
+    assert cfg.store_url == "postgresql://kubegate:pw@db/kubegate" and cfg.ui.secret == "s" * 32
+    (tmp_path / "session").write_text("short")
+    with pytest.raises(ConfigError, match=r"session_secret_file: .* fewer than 32 characters"):
+        load_config(tmp_path / "kubegate.yaml")
+    (tmp_path / "store-url").unlink()
+    with pytest.raises(ConfigError, match=r"kubegate.yaml: store.url_file: cannot read .*store-url"):
+        load_config(tmp_path / "kubegate.yaml")
+
+
+def test_a_secret_and_its_file_are_alternatives(tmp_path: Path) -> None:
+    (tmp_path / "kubegate.yaml").write_text("store: {url: 'sqlite:///x.db', url_file: f}\n")
+    with pytest.raises(ConfigError, match="url and url_file are alternatives"):
+        load_config(tmp_path / "kubegate.yaml")
