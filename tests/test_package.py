@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NODE_MODULES = ROOT / "node_modules"
 # What the wheel is built from; the same list as .containerignore.
 SOURCES = ("kubegate", "pyproject.toml", "setup.py", "README.md", "LICENSE")
+EXTRAS_MODULES = ("botocore", "asyncpg", "jsonpatch")  # the eks, postgres and sandbox extras
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty venv with only the wheel installed; its dependencies are this environment's (a .pth after
-    its own site-packages, so no network is needed and the checkout's kubegate is not on the path)."""
+    its own site-packages, so no network is needed and the checkout's kubegate is not on the path), except
+    the extras' modules, hidden as if `pip install kubegate` had not installed them."""
     root = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, timeout=60)
     python = root / "bin" / "python"
@@ -64,7 +66,9 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
                     str(wheel)], check=True, capture_output=True, timeout=120)
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                              check=True, capture_output=True, text=True).stdout.strip()
-    (Path(purelib) / "zz-dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    (Path(purelib) / "zz-dependencies.pth").write_text(
+        sysconfig.get_path("purelib") + "\n"
+        f"import sys; sys.modules.update(dict.fromkeys({EXTRAS_MODULES!r}))\n")
     return root
 
 
@@ -135,9 +139,10 @@ def _get(url: str) -> tuple[int, bytes]:
 
 
 def test_the_installed_wheel_is_the_one_that_runs(venv: Path) -> None:
-    out = subprocess.run([str(venv / "bin" / "python"), "-c", "import kubegate; print(kubegate.__file__)"],
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", "import kubegate, aiohttp; print(kubegate.__file__)\n"
+                          "try:\n    import botocore\nexcept ImportError:\n    print('no extras')"],
                          check=True, capture_output=True, text=True, cwd=venv).stdout
-    assert out.startswith(str(venv)) and not out.startswith(str(ROOT))
+    assert out.startswith(str(venv)) and not out.startswith(str(ROOT)) and out.endswith("no extras\n")
     version = subprocess.run([str(venv / "bin" / "kubegate"), "--version"], check=True, capture_output=True,
                              text=True).stdout
     assert version == f"kubegate {kubegate.__version__}\n"
