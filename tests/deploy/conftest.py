@@ -18,7 +18,7 @@ OVERLAYS = ROOT / "deploy" / "kubernetes" / "overlays"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The image tests build an image (about 80 s on a fresh machine): they run on request only, and say so."""
+    """The image tests build an image (about 90 s on a fresh machine): they run on request only, and say so."""
     if os.environ.get("KUBEGATE_IMAGE_TESTS") == "1":
         return
     image = [item for item in items if item.get_closest_marker("image")]

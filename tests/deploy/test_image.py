@@ -1,7 +1,7 @@
 """The Containerfile: the image builds with buildah, runs its entrypoint as a non-root user that writes nothing
 to its root file system, and serves real kubectl through the real cluster with in-cluster credentials.
 
-Opt-in (KUBEGATE_IMAGE_TESTS=1; docs/deploy.md): building takes about 80 s on a fresh machine (a Debian
+Opt-in (KUBEGATE_IMAGE_TESTS=1; docs/deploy.md): building takes about 90 s on a fresh machine (a Debian
 minbase, then the wheel and its dependencies from PyPI), too long for every run. The image is cached in
 buildah's storage under a tag keyed by a hash of everything it is built from, so later runs take seconds.
 """
@@ -24,12 +24,11 @@ from typing import Any
 import pytest
 import yaml
 
-from kubegate.sandbox.envtest import write_service_account_volume
+from kubegate.sandbox.envtest import free_port, write_service_account_volume
 from kubegate.sandbox.issuer import DevIssuer
 from kubegate.web.ui.assets import VENDOR
 from tests.conftest import KUBECTL, kubectl_env
 from tests.deploy.conftest import OVERLAYS, ROOT, Cluster
-from tests.e2e.gateways import free_port
 from tests.test_package import SOURCES, listening_url
 
 pytestmark = pytest.mark.image
