@@ -34,9 +34,9 @@ class Cluster:
         self.control = control
         self.kubeconfig = kubeconfig
 
-    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([KUBECTL, f"--kubeconfig={self.kubeconfig}", *args], capture_output=True, text=True,
-                              timeout=120, env=kubectl_env())
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([KUBECTL, f"--kubeconfig={self.kubeconfig}", *args], input=input, capture_output=True,
+                              text=True, timeout=120, env=kubectl_env())
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
         return proc

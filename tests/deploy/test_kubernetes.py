@@ -88,6 +88,13 @@ def test_the_pod_passes_pod_security_restricted(fresh_cluster: Cluster, applied:
     del loose["spec"]["securityContext"], loose["spec"]["containers"][0]["securityContext"]
     status, answer = fresh_cluster.control.request("POST", path, loose, check=False)
     assert status == 403 and 'violates PodSecurity "restricted' in answer["message"], answer
+    # ...and the warning the overlay's apply did not print is printed for such a Deployment.
+    deployment = json.loads(json.dumps(only(applied.objects, "Deployment")))
+    deployment["metadata"]["name"] = "kubegate-loose"  # a new object: applied over kubegate, SSA would keep its fields
+    deployment["spec"]["template"]["spec"] = loose["spec"]
+    warned = fresh_cluster.kubectl("apply", "--server-side", "--dry-run=server", "--field-manager=loose", "-f", "-",
+                                   input=json.dumps(deployment))
+    assert 'Warning: would violate PodSecurity "restricted' in warned.stderr, warned.stderr
 
 
 def test_the_clusterrole_is_deploy_rbac_yaml_bound_to_the_serviceaccount() -> None:
