@@ -225,10 +225,10 @@ class ControlPlane:
         return self
 
     def stop(self) -> None:
+        """kube-apiserver first, then etcd: an apiserver whose etcd is gone waits out the whole 10 s."""
         for proc in reversed(self._procs):
             if proc.poll() is None:
                 proc.terminate()
-        for proc in reversed(self._procs):
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
