@@ -81,8 +81,21 @@ class ListenConfig(Strict):
         return f"https://{f'[{host}]' if ':' in host else host}:{self.port if port is None else port}"
 
 
+def read_secret_file(path: Path, field: str) -> str:
+    """A value kept in a file (a mounted Kubernetes Secret), so it stays out of kubegate.yaml and the pod spec."""
+    try:
+        value = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{field}: cannot read {path}: {exc.strerror}") from exc
+    if not value:
+        raise ConfigError(f"{field}: {path} is empty")
+    return value
+
+
 class StoreConfig(Strict):
     url: str = ""
+    url_file: Path | None = Field(default=None, description="file holding the url (a mounted Secret), "
+                                  "instead of url")
     retention: str = "90d"
     max_body_bytes: int = 65536
 
@@ -98,6 +111,12 @@ class StoreConfig(Strict):
     def _retention(cls, v: str) -> str:
         parse_duration(v)
         return v
+
+    @model_validator(mode="after")
+    def _one_url(self) -> StoreConfig:
+        if self.url and self.url_file is not None:
+            raise ValueError("url and url_file are alternatives: choose one")
+        return self
 
 
 class IssuerConfig(Strict):
@@ -186,20 +205,38 @@ class EKSAuth(Strict):
     external_id: str | None = None
 
 
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+class InClusterAuth(Strict):
+    """kubegate's pod's own service account, as client-go's in-cluster config reads it: the projected token
+    (re-read when the kubelet rotates it) and CA in `directory`, the address in KUBERNETES_SERVICE_HOST/PORT."""
+
+    directory: Path = SERVICE_ACCOUNT_DIR
+
+
 class AuthConfig(Strict):
     kubeconfig: KubeconfigAuth | None = None
+    in_cluster: InClusterAuth | None = Field(default=None, description="true, or {directory: PATH} where the "
+                                             "service-account volume is not at the usual place")
     token_file: Path | None = None
     token: str | None = Field(default=None, repr=False)
     client_certificate: Path | None = None
     client_key: Path | None = None
     eks: EKSAuth | None = None
 
+    @field_validator("in_cluster", mode="before")
+    @classmethod
+    def _in_cluster_flag(cls, v: object) -> object:
+        return {} if v is True else None if v is False else v
+
     @model_validator(mode="after")
     def _exactly_one(self) -> AuthConfig:
-        chosen = [n for n in ("kubeconfig", "token_file", "token", "client_certificate", "eks")
+        chosen = [n for n in ("kubeconfig", "in_cluster", "token_file", "token", "client_certificate", "eks")
                   if getattr(self, n) is not None]
         if len(chosen) != 1:
-            raise ValueError("choose exactly one of kubeconfig, token_file, token, client_certificate, eks"
+            raise ValueError("choose exactly one of kubeconfig, in_cluster, token_file, token, client_certificate, "
+                             "eks"
                              + (f" (got {', '.join(chosen)})" if chosen else ""))
         if (self.client_certificate is None) != (self.client_key is None):
             raise ValueError("client_certificate and client_key go together")
@@ -227,8 +264,8 @@ class ConnectionConfig(Strict):
 
     @model_validator(mode="after")
     def _server(self) -> ConnectionConfig:
-        if self.server is None and self.auth.kubeconfig is None:
-            raise ValueError("server is required unless auth.kubeconfig supplies it")
+        if self.server is None and self.auth.kubeconfig is None and self.auth.in_cluster is None:
+            raise ValueError("server is required unless auth.kubeconfig or auth.in_cluster supplies it")
         if self.server is not None and not self.server.startswith(("https://", "http://")):
             raise ValueError("server must be an https:// URL")
         return self
@@ -270,9 +307,12 @@ class UIConfig(Strict):
                                  "URI BASE/ui/auth/callback; default: listen.external_url, else the listen address")
     session_secret: str | None = Field(default=None, repr=False, min_length=32, description="encrypts session "
                                        "cookies; replicas must share it; default: a key kept in state_dir")
+    session_secret_file: Path | None = Field(default=None, description="file holding session_secret (a "
+                                             "mounted Secret), instead of session_secret")
     session_lifetime: str = "8h"
     vendor_dir: Path | None = Field(default=None, description="node_modules holding htmx.org and "
-                                    "asciinema-player; default: the one beside the kubegate source")
+                                    "asciinema-player; default: the copy in the installed package, else "
+                                    "node_modules beside the kubegate source")
 
     @field_validator("session_lifetime")
     @classmethod
@@ -288,9 +328,25 @@ class UIConfig(Strict):
             raise ValueError("must include openid")
         return v
 
+    @model_validator(mode="after")
+    def _one_secret(self) -> UIConfig:
+        if self.session_secret is not None and self.session_secret_file is not None:
+            raise ValueError("session_secret and session_secret_file are alternatives: choose one")
+        return self
+
     @property
     def session_lifetime_seconds(self) -> float:
         return parse_duration(self.session_lifetime)
+
+    @property
+    def secret(self) -> str | None:
+        """session_secret, from the file when one is named."""
+        if self.session_secret_file is None:
+            return self.session_secret
+        value = read_secret_file(self.session_secret_file, "ui.session_secret_file")
+        if len(value) < 32:
+            raise ConfigError(f"ui.session_secret_file: {self.session_secret_file} holds fewer than 32 characters")
+        return value
 
 
 class Config(Strict):
@@ -324,6 +380,8 @@ class Config(Strict):
 
     @property
     def store_url(self) -> str:
+        if self.store.url_file is not None:
+            return read_secret_file(self.store.url_file, "store.url_file")
         return self.store.url or f"sqlite:///{self.state_dir / 'kubegate.db'}"
 
 
@@ -371,7 +429,12 @@ def load_config(path: Path | str) -> Config:
         config = Config.model_validate(data, context={"base": path.parent})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(str(path), exc)) from exc
-    return _resolve_paths(config, path.parent.resolve())
+    config = _resolve_paths(config, path.parent.resolve())
+    try:
+        _ = config.store_url, config.ui.secret  # secret files are read now, so a bad one stops startup here
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return config
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:

@@ -30,11 +30,13 @@ BAD = [
     ("connections: [{name: Dev_1, server: 'https://x', auth: {token: t}}]",
      "connections[0].name: String should match pattern"),
     ("connections: [{name: dev, server: 'https://x', auth: {}}]",
-     "connections[0].auth: choose exactly one of kubeconfig, token_file, token, client_certificate, eks"),
+     "connections[0].auth: choose exactly one of kubeconfig, in_cluster, token_file, token, client_certificate, eks"),
     ("connections: [{name: dev, server: 'https://x', auth: {token: t, token_file: f}}]",
      "(got token_file, token)"),
     ("connections: [{name: dev, auth: {token: t}}]",
-     "connections[0]: server is required unless auth.kubeconfig supplies it"),
+     "connections[0]: server is required unless auth.kubeconfig or auth.in_cluster supplies it"),
+    ("connections: [{name: dev, auth: {in_cluster: true, token: t}}]", "(got in_cluster, token)"),
+    ("connections: [{name: dev, server: 'https://x', auth: {in_cluster: false}}]", "choose exactly one"),
     ("identity: {issuers: [{url: 'http://idp.example.com', audience: x}]}",
      "identity.issuers[0].url: 'http://idp.example.com' must be https://: plain http is allowed only for a "
      "loopback address"),
@@ -73,6 +75,15 @@ def test_good_config_resolves_relative_paths(tmp_path: Path) -> None:
     assert conn.auth.token_file == (tmp_path / "token").resolve()
     assert cfg.listen.port == 9443 and cfg.identity.issuers[0].claims == ["repository", "run_id"]
     assert cfg.identity.issuers[0].user_prefix == "https://token.actions.githubusercontent.com#"
+
+
+def test_in_cluster_is_a_flag_or_the_service_account_directory(tmp_path: Path) -> None:
+    (tmp_path / "kubegate.yaml").write_text("connections:\n- {name: here, auth: {in_cluster: true}}\n"
+                                            "- {name: there, auth: {in_cluster: {directory: sa}}}\n")
+    here, there = load_config(tmp_path / "kubegate.yaml").connections
+    assert here.server is None and here.auth.in_cluster is not None
+    assert here.auth.in_cluster.directory == Path("/var/run/secrets/kubernetes.io/serviceaccount")
+    assert there.auth.in_cluster is not None and there.auth.in_cluster.directory == (tmp_path / "sa").resolve()
 
 
 @pytest.mark.parametrize(("text", "expected"), BAD)
@@ -128,3 +139,23 @@ def test_an_issuer_over_plain_http_off_this_machine_is_a_config_error(url: str) 
 @pytest.mark.parametrize("url", ["https://idp.example.com", "http://127.0.0.1:5556", "http://[::1]:5556"])
 def test_https_and_loopback_issuers_load(url: str) -> None:
     assert IssuerConfig(url=url, audience="x").url == url
+
+
+def test_store_url_and_ui_secret_can_come_from_mounted_secret_files(tmp_path: Path) -> None:
+    (tmp_path / "store-url").write_text("postgresql://kubegate:pw@db/kubegate\n")
+    (tmp_path / "session").write_text("s" * 32)
+    (tmp_path / "kubegate.yaml").write_text("store: {url_file: store-url}\nui: {session_secret_file: session}\n")
+    cfg = load_config(tmp_path / "kubegate.yaml")
+    assert cfg.store_url == "postgresql://kubegate:pw@db/kubegate" and cfg.ui.secret == "s" * 32
+    (tmp_path / "session").write_text("short")
+    with pytest.raises(ConfigError, match=r"session_secret_file: .* fewer than 32 characters"):
+        load_config(tmp_path / "kubegate.yaml")
+    (tmp_path / "store-url").unlink()
+    with pytest.raises(ConfigError, match=r"kubegate.yaml: store.url_file: cannot read .*store-url"):
+        load_config(tmp_path / "kubegate.yaml")
+
+
+def test_a_secret_and_its_file_are_alternatives(tmp_path: Path) -> None:
+    (tmp_path / "kubegate.yaml").write_text("store: {url: 'sqlite:///x.db', url_file: f}\n")
+    with pytest.raises(ConfigError, match="url and url_file are alternatives"):
+        load_config(tmp_path / "kubegate.yaml")

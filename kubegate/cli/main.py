@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+import kubegate
 
 app = typer.Typer(
     name="kubegate",
@@ -11,6 +15,18 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"kubegate {kubegate.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                   help="Print kubegate's version and exit.")] = False) -> None:
+    """An access gateway between AI agents, people and Kubernetes."""
 
 
 def _register() -> None:

@@ -24,6 +24,7 @@ from typing import Annotated
 import typer
 
 from kubegate.config import Config, ConfigError, ListenConfig, load_config
+from kubegate.upstream.credentials import CredentialError
 
 
 def install_loop() -> None:
@@ -181,7 +182,11 @@ def serve(config: Annotated[Path, typer.Option("--config", "-c", help="kubegate.
     if workers > 1:
         sys.exit(run_workers(cfg, workers))
     install_loop()
-    asyncio.run(run_gateway(cfg))
+    try:
+        asyncio.run(run_gateway(cfg))
+    except CredentialError as exc:  # a connection kubegate cannot even set up, such as in_cluster outside a pod
+        typer.echo(f"kubegate: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 def register(app: typer.Typer) -> None:

@@ -225,10 +225,10 @@ class ControlPlane:
         return self
 
     def stop(self) -> None:
+        """kube-apiserver first, then etcd: an apiserver whose etcd is gone waits out the whole 10 s."""
         for proc in reversed(self._procs):
             if proc.poll() is None:
                 proc.terminate()
-        for proc in reversed(self._procs):
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
@@ -365,6 +365,14 @@ class ControlPlane:
     def admin_kubeconfig(self, path: Path) -> Path:
         return self.write_kubeconfig(path, self.admin_token)
 
+    def service_account_token(self, namespace: str, name: str, seconds: int = 3600) -> str:
+        """A token for a ServiceAccount from the TokenRequest API, as the kubelet gets a projected one."""
+        _, answer = self.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token", {
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": seconds}})
+        token: str = answer["status"]["token"]
+        return token
+
     def client_cert(self, user: str, groups: tuple[str, ...] = ()) -> ClientCert:
         """A client certificate for `user` in `groups`, signed by the cluster's client CA."""
         ca_cert = x509.load_pem_x509_certificate(self.ca_file.read_bytes())
@@ -422,6 +430,27 @@ class ControlPlane:
             if time.monotonic() > deadline:
                 raise AssertionError("no matching audit event reached the cluster's log")
             time.sleep(0.05)
+
+
+def write_service_account_volume(directory: Path, token: str, ca_file: Path, namespace: str) -> Path:
+    """The service-account volume as the kubelet's atomic writer lays it out and rotates it: the files in a
+    fresh timestamped directory, `..data` swapped to point at it, and token, ca.crt, namespace -> ..data/."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fresh = directory / f"..{dt.datetime.now(dt.UTC):%Y_%m_%d_%H_%M_%S.%f}"
+    fresh.mkdir()
+    (fresh / "token").write_text(token)
+    (fresh / "ca.crt").write_bytes(ca_file.read_bytes())
+    (fresh / "namespace").write_text(namespace)
+    link = directory / "..data_tmp"
+    link.symlink_to(fresh.name)
+    old = (directory / "..data").resolve() if (directory / "..data").exists() else None
+    os.replace(link, directory / "..data")
+    for name in ("token", "ca.crt", "namespace"):
+        if not (directory / name).is_symlink():
+            (directory / name).symlink_to(f"..data/{name}")
+    if old is not None:
+        shutil.rmtree(old)
+    return directory
 
 
 class EnvtestCluster:

@@ -14,6 +14,7 @@ network round trip anyway.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -126,6 +127,10 @@ class Store:
             event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
             event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
         else:
+            try:
+                importlib.import_module("asyncpg")
+            except ModuleNotFoundError as exc:
+                raise StoreError("a PostgreSQL store needs asyncpg: pip install 'kubegate[postgres]'") from exc
             engine = create_async_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=10,
                                          connect_args={"timeout": PG_CONNECT_TIMEOUT_S})
         store = cls(engine, parsed)

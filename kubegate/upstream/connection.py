@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import aiohttp
 
-from kubegate.config import ConnectionConfig
+from kubegate.config import ConnectionConfig, InClusterAuth
 from kubegate.identity.model import Identity
 from kubegate.upstream.client import UpstreamClient
 from kubegate.upstream.credentials import (
@@ -24,10 +25,29 @@ EKS_USER_PREFIX = "kubegate:"  # the access entry's username template is "kubega
 IMPERSONATION_CACHE_MAX = 4096
 
 
+def _in_cluster(config: ConnectionConfig, auth: InClusterAuth) -> KubeconfigTarget:
+    """The pod's service account (what client-go's rest.InClusterConfig reads); explicit fields win."""
+    server = config.server
+    if server is None:
+        host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
+        if not host or not port:
+            raise CredentialError(f"connection {config.name}: in_cluster needs KUBERNETES_SERVICE_HOST and "
+                                  "KUBERNETES_SERVICE_PORT (set in every pod), or a server")
+        server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+    ca_file = config.certificate_authority or auth.directory / "ca.crt"
+    if not ca_file.is_file() and not config.insecure_skip_tls_verify:
+        raise CredentialError(f"connection {config.name}: no cluster CA at {ca_file} (is the service-account "
+                              "token mounted? automountServiceAccountToken must not be false)")
+    return KubeconfigTarget(server=server, ca_file=ca_file, ca_data=None, insecure=False,
+                            credentials=TokenFile(auth.directory / "token"))
+
+
 def _target(config: ConnectionConfig) -> KubeconfigTarget:
     """Credentials and TLS trust for a connection; explicit connection fields beat the kubeconfig's."""
     auth = config.auth
     credentials: Credentials
+    if auth.in_cluster is not None:
+        return _in_cluster(config, auth.in_cluster)
     if auth.kubeconfig is not None:
         kube = load_kubeconfig(auth.kubeconfig.path, auth.kubeconfig.context)
         if config.certificate_authority is None:
@@ -40,8 +60,11 @@ def _target(config: ConnectionConfig) -> KubeconfigTarget:
     elif auth.client_certificate is not None and auth.client_key is not None:
         credentials = ClientCertificate(auth.client_certificate, auth.client_key)
     elif auth.eks is not None:
-        from kubegate.upstream.eks import EKSCredentials
-
+        try:
+            from kubegate.upstream.eks import EKSCredentials
+        except ModuleNotFoundError as exc:
+            raise CredentialError(f"connection {config.name}: EKS credentials need botocore: "
+                                  "pip install 'kubegate[eks]'") from exc
         credentials = EKSCredentials(auth.eks, config.identity_mode)
     else:
         raise CredentialError(f"connection {config.name}: no usable auth")

@@ -38,6 +38,12 @@ def test_urls_map_to_async_drivers() -> None:
         normalize_url("mysql://u@db/k")
 
 
+async def test_postgresql_without_its_extra_says_which_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "asyncpg", None)  # as if `pip install kubegate` without [postgres]
+    with pytest.raises(StoreError, match=r"pip install 'kubegate\[postgres\]'"):
+        await Store.open("postgresql://kubegate@127.0.0.1:9/kubegate")
+
+
 def test_the_head_revision_is_alembics() -> None:
     """Store.migrate skips Alembic when the schema is at HEAD_REVISION: it must be the newest migration."""
     assert head_revision() == HEAD_REVISION

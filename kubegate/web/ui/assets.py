@@ -1,8 +1,10 @@
-"""Static files: kubegate's own CSS and JS, and the front-end parts installed from the npm registry
-(package.json at the repository root; `npm ci` in scripts/install) served from node_modules."""
+"""Static files: kubegate's own CSS and JS, and the front-end parts from the npm registry (package.json at
+the repository root; `npm ci` in scripts/install). A wheel carries them in kubegate/web/vendor (setup.py
+copies them there); a source checkout serves node_modules beside the source."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -12,18 +14,16 @@ import kubegate
 
 log = logging.getLogger(__name__)
 OWN = Path(__file__).resolve().parent.parent / "static"
-DEFAULT_VENDOR_DIR = Path(kubegate.__file__).resolve().parent.parent / "node_modules"
-VENDOR = {
-    "htmx.min.js": "htmx.org/dist/htmx.min.js",
-    "asciinema-player.min.js": "asciinema-player/dist/bundle/asciinema-player.min.js",
-    "asciinema-player.css": "asciinema-player/dist/bundle/asciinema-player.css",
-}
+PACKAGED_VENDOR_DIR = Path(__file__).resolve().parent.parent / "vendor"
+SOURCE_VENDOR_DIR = Path(kubegate.__file__).resolve().parent.parent / "node_modules"
+# Served name -> path in node_modules; setup.py reads the same file to put them into the wheel.
+VENDOR: dict[str, str] = json.loads((Path(__file__).parent / "vendor.json").read_text())
 TYPES = {".js": "text/javascript", ".css": "text/css"}
 
 
 class Assets:
     def __init__(self, vendor_dir: Path | None) -> None:
-        self.vendor_dir = vendor_dir or DEFAULT_VENDOR_DIR
+        self.vendor_dir = vendor_dir or (PACKAGED_VENDOR_DIR if PACKAGED_VENDOR_DIR.is_dir() else SOURCE_VENDOR_DIR)
         self.missing = sorted(name for name, rel in VENDOR.items() if not (self.vendor_dir / rel).is_file())
         if self.missing:
             log.warning("%s", self.missing_message())

@@ -1,4 +1,4 @@
-"""Front-end parts come from node_modules; when they are missing, kubegate says how to install them."""
+"""Front-end parts come from the package or node_modules; when they are missing, kubegate says how to install them."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from kubegate.web.ui import assets as assets_module
 from kubegate.web.ui.assets import VENDOR, Assets
 
 Client = TestClient[web.Request, web.Application]
@@ -57,3 +58,13 @@ async def test_missing_parts_are_named_with_the_command_that_installs_them(tmp_p
         assert response.status == 503 and "npm ci" in await response.text()
     finally:
         await client.close()
+
+
+def test_without_vendor_dir_the_packaged_copy_wins_over_node_modules(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wheel carries kubegate/web/vendor (setup.py); a source checkout has only node_modules."""
+    packaged = tmp_path / "vendor"
+    monkeypatch.setattr(assets_module, "PACKAGED_VENDOR_DIR", packaged)
+    assert Assets(None).vendor_dir == assets_module.SOURCE_VENDOR_DIR
+    packaged.mkdir()
+    assert Assets(None).vendor_dir == packaged
