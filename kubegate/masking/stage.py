@@ -27,6 +27,7 @@ from kubegate.kube.status import Refused
 from kubegate.masking import secretlist
 from kubegate.masking.cache import MaskedLines
 from kubegate.masking.config import UnknownProfile
+from kubegate.masking.marker import MARKER, MARKER_B64, MARKER_BYTES
 from kubegate.masking.masker import Masker, kind_for, mask_document
 from kubegate.masking.negotiation import classify, json_only_accept
 from kubegate.masking.plan import Plan
@@ -34,6 +35,7 @@ from kubegate.masking.text import TextMasker
 from kubegate.proxy.flow import Flow, Stage
 
 Mode = Literal["pass", "json", "lines", "text"]
+_MARKERS = (MARKER_BYTES, MARKER_B64.encode())
 NO_BODY_STATUSES = frozenset({101, 204, 304})
 
 
@@ -99,6 +101,8 @@ class MaskingStage(Stage):
                           "masks for it.", reason="BadGateway")
         if state.mode == "text":
             state.text = plan.text.stream()
+        if state.mode in ("lines", "text"):
+            flow.warnings.append(f"kubegate masks values in this stream {_by(flow, state)}")
         flow.rewrites_body = state.mode != "pass"
 
     async def on_chunk(self, flow: Flow, data: bytes) -> bytes:
@@ -128,7 +132,13 @@ class MaskingStage(Stage):
             assert state.text is not None
             return state.text.flush()
         rest, state.buffer = state.buffer, bytearray()
-        return self._mask_line(state, rest)
+        masked = self._mask_line(state, rest)
+        hidden = _markers(masked) - _markers(rest)
+        if hidden > 0:
+            values = "value" if hidden == 1 else "values"
+            flow.warnings.append(f"kubegate masked {hidden} {values} in this response {_by(flow, state)}; "
+                                 f"they read {MARKER}")
+        return masked
 
     def _mask_line(self, state: MaskState, doc: bytes | bytearray) -> bytes:
         """One JSON document (a whole body, or one watch event line), masked; the same bytes if
@@ -152,3 +162,13 @@ class MaskingStage(Stage):
         # kube-apiserver itself does with them (sigs.k8s.io/json falls back to float64), so it never
         # sends any.
         return orjson.dumps(loaded) + newline
+
+
+def _markers(body: bytes | bytearray) -> int:
+    return sum(body.count(m) for m in _MARKERS)
+
+
+def _by(flow: Flow, state: MaskState) -> str:
+    """Which rule asked for which masks, for the caller's warning."""
+    rules = ", ".join(getattr(flow.decision, "deciding_rules", ()) or ()) or "(none)"
+    return f"(rule {rules}: {', '.join(state.profiles)})"

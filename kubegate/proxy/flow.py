@@ -29,9 +29,10 @@ class Flow:
     `is_stream` marks responses that never end on their own (watch, logs -f): stages must pass
     their chunks on as they come. `sent` is the request body decoded as sent (JSON or YAML); `stored`
     the object a write would store, when policy asked the cluster (a dry run). `headers` are the
-    headers that will be sent upstream: already
-    stripped of hop-by-hop, Authorization and Impersonate-* headers. `decision` is set by the
-    policy stage; `extras` is where a stage keeps what only it and later stages need.
+    headers that will be sent upstream: already stripped of hop-by-hop, Authorization and
+    Impersonate-* headers. `decision` is set by the policy stage; `warnings` go to the caller as
+    `Warning` headers (set before the first byte); `extras` is where a stage keeps what only it and
+    later stages need.
     """
 
     request: web.Request
@@ -56,6 +57,7 @@ class Flow:
     response_headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
     refusal: Any = None
     error: str = ""
+    warnings: list[str] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -125,8 +125,7 @@ class Pipeline:
             if flow.request.transport is not None:
                 flow.request.transport.close()
             return response
-        if not response.prepared:
-            await response.prepare(flow.request)
+        await self._prepare(flow, response)
         await response.write_eof()
         return response
 
@@ -138,17 +137,24 @@ class Pipeline:
                 flow.response_headers.get("Content-Type", "").startswith("application/json"):
             event = {"type": "ERROR", "object": status_object(401, message, "Unauthorized")}
             await self._send(flow, response, orjson.dumps(event) + b"\n")
-        if not response.prepared:
-            await response.prepare(flow.request)
+        await self._prepare(flow, response)
         await response.write_eof()
 
-    @staticmethod
-    async def _send(flow: Flow, response: web.StreamResponse, data: bytes) -> None:
+    @classmethod
+    async def _send(cls, flow: Flow, response: web.StreamResponse, data: bytes) -> None:
         if not data:
             return
-        if not response.prepared:
-            await response.prepare(flow.request)
+        await cls._prepare(flow, response)
         await response.write(data)
+
+    @staticmethod
+    async def _prepare(flow: Flow, response: web.StreamResponse) -> None:
+        """Send the headers, with the warnings stages left for the caller (kubectl prints each one)."""
+        if response.prepared:
+            return
+        for text in flow.warnings:
+            response.headers.add("Warning", f'299 - "{text}"')
+        await response.prepare(flow.request)
 
     @staticmethod
     async def _through(flow: Flow, data: bytes, stages: list[Stage]) -> bytes:

@@ -73,8 +73,11 @@ class RoleGrants:
                                    "name": info.name}}}
         for delay in SETTLE_DELAYS:
             await asyncio.sleep(delay)
-            status, answer = await flow.connection.client.call("POST", SSAR_PATH, identity=flow.identity,
-                                                               body=review)
+            try:
+                status, answer = await flow.connection.client.call("POST", SSAR_PATH, identity=flow.identity,
+                                                                   body=review)
+            except Refused:
+                return
             if status != 201 or not isinstance(answer, dict) or (answer.get("status") or {}).get("allowed"):
                 return  # allowed, or the cluster cannot say: the request itself will tell
 

@@ -126,6 +126,7 @@ def test_a_hostile_host_header_names_nothing_kubegate_hands_out(world: World) ->
         request = pending_request(world, f"configmaps cfg in namespace {name}")
         assert f"kubegate requests approve {request['id']} --server {gateway.url}" in body["message"]
         assert "attacker" not in json.dumps(body) and "attacker" not in json.dumps(request)
+        assert requests_cli(world, "deny", request["id"], "--reason", "no Host trickery").returncode == 0
     finally:
         world.clear_policies("e2e-hostile-host")
 

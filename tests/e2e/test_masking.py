@@ -29,8 +29,15 @@ def secret(world: World) -> tuple[str, str, str]:
 def recorded_text(world: World) -> str:
     assert world.env.config is not None
     db = world.env.config.store_url.removeprefix("sqlite:///")
-    with sqlite3.connect(db) as conn:
-        return "\n".join(r[0] for r in conn.execute("SELECT data FROM events"))
+    for attempt in range(3):
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                return "\n".join(r[0] for r in conn.execute("SELECT data FROM events"))
+        except sqlite3.OperationalError:  # a second reader of a live WAL database can see it mid-checkpoint
+            if attempt == 2:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
 
 
 def assert_nowhere(world: World, value: str, *outputs: str) -> None:
@@ -128,3 +135,12 @@ def test_protobuf_is_never_passed_on_unmasked(world: World, secret: tuple[str, s
         assert resp.headers.get("Content-Encoding") is None
     assert json.loads(body)["data"]["password"] == MARKER_B64
     assert_nowhere(world, value, body.decode())
+
+
+def test_kubectl_is_told_what_was_masked(world: World, secret: tuple[str, str, str]) -> None:
+    ns, name, _ = secret
+    out = world.kubectl("get", "secret", name, "-n", ns, "-o", "yaml")
+    assert "Warning: kubegate masked 1 value in this response (rule developers-work-everywhere:" in out.stderr
+    assert f"they read {MARKER}" in out.stderr
+    plain = world.kubectl("get", "namespace", ns, "-o", "yaml")
+    assert "kubegate masked" not in plain.stderr, "nothing masked, nothing said"
