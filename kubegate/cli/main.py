@@ -1,25 +1,38 @@
-"""Entry point: assembles the command groups into one `kubegate` command."""
+"""Entry point: assembles the command groups into one `kubegate` command.
+
+`kubegate token` is kubectl's credential plugin, run on every kubectl call: it is dispatched before typer
+and the other command modules are imported, which would cost it most of a second.
+"""
 
 from __future__ import annotations
 
-import typer
+import sys
+from typing import TYPE_CHECKING
 
-app = typer.Typer(
-    name="kubegate",
-    help="An access gateway between AI agents, people and Kubernetes.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+if TYPE_CHECKING:
+    import typer
 
 
-def _register() -> None:
+def build_app() -> typer.Typer:
+    import typer
+
     from kubegate.cli import audit, db, demo, kubeconfig, policy, requests, sandbox, serve, sessions, token
 
+    app = typer.Typer(
+        name="kubegate",
+        help="An access gateway between AI agents, people and Kubernetes.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
     for module in (serve, demo, kubeconfig, token, sandbox, policy, sessions, requests, audit, db):
         module.register(app)
+    return app
 
 
 def main() -> None:
-    _register()
-    app()
+    if sys.argv[1:2] == ["token"]:
+        from kubegate.cli.token import main as token_main
+
+        sys.exit(token_main(sys.argv[2:]))
+    build_app()()
