@@ -70,7 +70,7 @@ class ApprovalStage(Stage):
         session_id = svc.recorder.session_for(flow) if svc.recorder is not None else None
         grant = await svc.use_grant(session_id, fp, identity, flow.connection.name, info, names, flow.id)
         if grant is not None:
-            flow.extras[self.name] = grant
+            await self._passed(flow, grant)
             return
         pending = await svc.pending_for(fp)
         new = NewRequest(
@@ -97,12 +97,21 @@ class ApprovalStage(Stage):
         if decided.state == "approved":
             grant = await svc.use_grant(session_id, fp, identity, flow.connection.name, info, names, flow.id)
             if grant is not None:
-                flow.extras[self.name] = grant
+                await self._passed(flow, grant)
                 return
             raise Refused(403, f"access request {request.id} was approved, but its single use was taken by an "
                           "identical request; run the command again to ask anew", reason="Forbidden", kind="review")
         raise Refused(403, _refusal(decided), reason="Forbidden", details={"name": request.id,
                                                                           "kind": "accessrequest"}, kind="review")
+
+    async def _passed(self, flow: Flow, grant: Grant) -> None:
+        """Let it through, telling the caller (a Warning kubectl prints) whose approval let it."""
+        flow.extras[self.name] = grant
+        request = await self.service.get(grant.request_id)
+        by = ", ".join(v.reviewer for v in request.votes) if request is not None and request.votes else (
+            request.decided_by if request is not None else "")
+        flow.warnings.append(f"kubegate let this request through: access request {grant.request_id} was approved"
+                             + (f" by {by}" if by else ""))
 
     async def on_end(self, flow: Flow) -> None:
         """An upgrade that never opened (kubectl then retries exec over SPDY) did not use its approval."""

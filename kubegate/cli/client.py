@@ -84,8 +84,8 @@ class AdminClient:
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    """Print `error: MESSAGE` on stderr; raise the returned Exit."""
-    Console(stderr=True, highlight=False).print(f"error: {message}", markup=False)
+    """Print `error: MESSAGE` on stderr, one unwrapped line (CI logs and grep); raise the returned Exit."""
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {message}", markup=False)
     return typer.Exit(code)
 
 

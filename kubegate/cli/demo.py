@@ -52,7 +52,8 @@ Then try:
   kubectl run web --image=nginx && kubectl exec web -- env
   kubectl delete configmap -n kube-system x     # denied by policy
   kubectl auth whoami                           # the identity the cluster sees
-  kubectl create namespace tmp && kubectl delete namespace tmp   # waits for a reviewer
+  kubectl create namespace tmp && kubegate run -- kubectl delete namespace tmp
+                                                # waits for a reviewer; `kubegate run` prints the request id
 
 Approve as a reviewer, from another terminal (or in the web UI):
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 def build_app() -> typer.Typer:
     import typer
 
-    from kubegate.cli import audit, db, demo, kubeconfig, policy, requests, sandbox, serve, sessions, token
+    from kubegate.cli import audit, db, demo, kubeconfig, policy, requests, run, sandbox, serve, sessions, token
 
     app = typer.Typer(
         name="kubegate",
@@ -25,7 +25,7 @@ def build_app() -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
-    for module in (serve, demo, kubeconfig, token, sandbox, policy, sessions, requests, audit, db):
+    for module in (serve, demo, kubeconfig, token, run, sandbox, policy, sessions, requests, audit, db):
         module.register(app)
     return app
 

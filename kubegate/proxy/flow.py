@@ -31,7 +31,8 @@ class Flow:
     the object a write would store, when policy asked the cluster (a dry run). `headers` are the
     headers that will be sent upstream: already
     stripped of hop-by-hop, Authorization and Impersonate-* headers. `decision` is set by the
-    policy stage; `extras` is where a stage keeps what only it and later stages need.
+    policy stage; `extras` is where a stage keeps what only it and later stages need; `warnings` are
+    added to the response as Warning headers, which kubectl prints on stderr.
     """
 
     request: web.Request
@@ -57,6 +58,7 @@ class Flow:
     refusal: Any = None
     error: str = ""
     extras: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def object(self) -> Any:

@@ -21,7 +21,7 @@ from multidict import CIMultiDict
 from kubegate.config import StreamsConfig
 from kubegate.kube.status import Refused, status_object
 from kubegate.proxy.flow import Flow, Stage
-from kubegate.proxy.headers import downstream_response_headers
+from kubegate.proxy.headers import downstream_response_headers, warning_header
 
 if TYPE_CHECKING:
     from kubegate.proxy.upgrade import UpgradeBridge
@@ -101,10 +101,10 @@ class Pipeline:
         flow.response_headers = CIMultiDict(upstream.headers)
         for stage in self._response:
             await stage.on_response(flow)
-        response = web.StreamResponse(
-            status=upstream.status, reason=upstream.reason,
-            headers=downstream_response_headers(upstream.headers, drop_length=flow.rewrites_body),
-        )
+        headers = downstream_response_headers(upstream.headers, drop_length=flow.rewrites_body)
+        for text in flow.warnings:
+            headers.add("Warning", warning_header(text))
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
         try:
             try:
                 async with asyncio.timeout(self._expiry(flow)) as deadline:

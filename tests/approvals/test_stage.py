@@ -80,7 +80,10 @@ async def test_after_async_approval_the_identical_request_passes_once(service: A
         await stage.on_request(make_flow("GET", "/api/v1/namespaces/prod/pods"))
     [request_id] = await pending_ids(service)
     await service.approve(request_id, BOB)
-    await stage.on_request(make_flow("GET", "/api/v1/namespaces/prod/pods"))
+    flow = make_flow("GET", "/api/v1/namespaces/prod/pods")
+    await stage.on_request(flow)
+    assert flow.warnings == [f"kubegate let this request through: access request {request_id} was approved by "
+                             "idp#bob"]
     with pytest.raises(Refused) as again:
         await stage.on_request(make_flow("GET", "/api/v1/namespaces/prod/pods"))
     assert request_id not in again.value.message  # a new access request: the approval was used
