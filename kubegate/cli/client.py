@@ -3,6 +3,7 @@ errors that come back as the API's own Status message."""
 
 from __future__ import annotations
 
+import enum
 import shlex
 import ssl
 import subprocess
@@ -15,6 +16,7 @@ from urllib.request import Request, urlopen
 
 import orjson
 import typer
+import yaml
 from rich.console import Console
 
 ServerOpt = Annotated[str, typer.Option("--server", envvar="KUBEGATE_SERVER", help="kubegate URL, https://HOST:PORT")]
@@ -24,7 +26,26 @@ TokenCommandOpt = Annotated[str | None, typer.Option("--token-command", envvar="
                                                      help="a command that prints your OIDC token")]
 CaOpt = Annotated[Path | None, typer.Option("--ca", envvar="KUBEGATE_CA",
                                             help="CA bundle that signed kubegate's certificate")]
-OutputOpt = Annotated[str, typer.Option("--output", "-o", help="table or json")]
+
+
+class Format(enum.StrEnum):
+    """What `-o/--output` means in every command that prints objects (a file is always --file)."""
+
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+OutputOpt = Annotated[Format, typer.Option("--output", "-o", case_sensitive=False, help="table, json or yaml")]
+
+
+def print_structured(obj: Any, output: Format) -> bool:
+    """Print obj as JSON or YAML if asked; False when the caller prints its table instead."""
+    if output == Format.json:
+        typer.echo(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
+    elif output == Format.yaml:
+        typer.echo(yaml.safe_dump(obj, sort_keys=False, allow_unicode=True), nl=False)
+    return output != Format.table
 
 
 class ApiError(Exception):
@@ -57,8 +78,8 @@ class AdminClient:
             except (ValueError, AttributeError):
                 message = exc.reason
             raise ApiError(f"kubegate answered {exc.code}: {message}") from exc
-        except URLError as exc:
-            raise ApiError(f"cannot reach kubegate at {self.server}: {exc.reason}") from exc
+        except (URLError, OSError) as exc:
+            raise ApiError(unreachable(self.server, exc)) from exc
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         with self._open(path, params) as response:
@@ -81,6 +102,19 @@ class AdminClient:
             token = page["metadata"]["continue"]
             if not token:
                 return
+
+
+def unreachable(server: str, exc: OSError) -> str:
+    """One line on why kubegate did not answer, with the flag that fixes the usual cause."""
+    reason = exc.reason if isinstance(exc, URLError) else exc
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return (f"cannot verify kubegate's certificate at {server} ({reason.verify_message}): pass --ca FILE "
+                "(or set KUBEGATE_CA) with the CA that signed it")
+    if isinstance(reason, ssl.SSLError):
+        return f"TLS with kubegate at {server} failed ({reason.reason or reason}): is it https and the right port?"
+    if isinstance(reason, TimeoutError):
+        return f"kubegate at {server} did not answer in time: is --server right and kubegate running?"
+    return f"cannot reach kubegate at {server}: {getattr(reason, 'strerror', None) or reason}; is --server right?"
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -9,10 +9,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from kubegate.cli.groups import command_group
 from kubegate.config import Config, ConfigError, load_config
 from kubegate.store.engine import Store, StoreError
 
-db_app = typer.Typer(help="Manage kubegate's database.", no_args_is_help=True)
+db_app = command_group("Manage kubegate's database.")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", envvar="KUBEGATE_CONFIG",
                                                 help="kubegate.yaml (its store.url)")]

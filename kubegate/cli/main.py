@@ -14,17 +14,10 @@ if TYPE_CHECKING:
 
 
 def build_app() -> typer.Typer:
-    import typer
-
     from kubegate.cli import audit, db, demo, kubeconfig, policy, requests, run, sandbox, serve, sessions, token
+    from kubegate.cli.groups import root
 
-    app = typer.Typer(
-        name="kubegate",
-        help="An access gateway between AI agents, people and Kubernetes.",
-        no_args_is_help=True,
-        add_completion=False,
-        pretty_exceptions_enable=False,
-    )
+    app = root()
     for module in (serve, demo, kubeconfig, token, run, sandbox, policy, sessions, requests, audit, db):
         module.register(app)
     return app

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from kubegate.cli.groups import command_group
 from kubegate.config import Config, ConfigError, load_config, load_yaml
 from kubegate.identity.model import Identity
 from kubegate.kube.requestinfo import RequestInfo
@@ -17,7 +18,7 @@ from kubegate.policy.decision import Decision
 from kubegate.policy.engine import PolicyEngine
 from kubegate.policy.explain import ExplainError, identity_for, request_from_flags, request_from_kubectl
 
-policy_app = typer.Typer(help="Check policy files and explain decisions.", no_args_is_help=True)
+policy_app = command_group("Check policy files and explain decisions.")
 
 _COLORS = {"allow": "green", "deny": "red", "review": "yellow"}
 

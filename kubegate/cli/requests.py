@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -15,16 +14,18 @@ from kubegate.cli.client import (
     AdminClient,
     ApiError,
     CaOpt,
+    Format,
     OutputOpt,
     ServerOpt,
     TokenCommandOpt,
     TokenOpt,
     fail,
     make_client,
+    print_structured,
 )
+from kubegate.cli.groups import command_group
 
-requests_app = typer.Typer(help="Review, approve, deny and revoke access requests; ask for time-boxed access.",
-                           no_args_is_help=True)
+requests_app = command_group("Review, approve, deny and revoke access requests; ask for time-boxed access.")
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="the access request id")]
 
 
@@ -38,10 +39,6 @@ def _call(client: AdminClient, method: str, path: str, body: dict[str, Any] | No
         return client.post(path, body or {}) if method == "POST" else client.get(path, params)
     except ApiError as exc:
         raise fail(str(exc)) from exc
-
-
-def _print_json(obj: Any) -> None:
-    typer.echo(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
 
 
 def _print_request(r: dict[str, Any]) -> None:
@@ -86,13 +83,12 @@ def list_command(
     server: ServerOpt, token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
     state: Annotated[str, typer.Option(help="pending, approved, denied, expired, revoked or all")] = "pending",
     limit: Annotated[int, typer.Option(min=1, max=500)] = 100,
-    output: OutputOpt = "table",
+    output: OutputOpt = Format.table,
 ) -> None:
     """List the access requests you asked for or may review, newest first."""
     client = make_client(server, token, token_command, ca)
     page = _call(client, "GET", "/api/v1/requests", params={"state": state, "limit": limit})
-    if output == "json":
-        _print_json(page)
+    if print_structured(page, output):
         return
     table = Table("ID", "STATE", "CREATED", "REQUESTER", "WHAT", "REVIEWERS", box=None)
     for r in page["items"]:
@@ -103,10 +99,11 @@ def list_command(
 
 @requests_app.command("show")
 def show_command(request_id: IdArg, server: ServerOpt, token: TokenOpt = None, token_command: TokenCommandOpt = None,
-                 ca: CaOpt = None, output: OutputOpt = "table") -> None:
+                 ca: CaOpt = None, output: OutputOpt = Format.table) -> None:
     """Show one request: who asks for what, the exact request and its diff, and who has decided."""
     found = _call(make_client(server, token, token_command, ca), "GET", _path(request_id))
-    _print_json(found) if output == "json" else _print_request(found)
+    if not print_structured(found, output):
+        _print_request(found)
 
 
 @requests_app.command("approve")
@@ -152,15 +149,14 @@ def create_command(
     reason: Annotated[str, typer.Option(help="why you need it (reviewers judge this)")],
     namespace: Annotated[str, typer.Option(help="the namespace; empty for cluster-wide")] = "",
     duration: Annotated[str, typer.Option(help="how long the grant lasts once approved, e.g. 1h")] = "1h",
-    token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None, output: OutputOpt = "table",
+    token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None, output: OutputOpt = Format.table,
 ) -> None:
     """Ask ahead of time for time-boxed access; once approved it is allowed until it expires or is revoked."""
     client = make_client(server, token, token_command, ca)
     created = _call(client, "POST", "/api/v1/requests", {
         "connection": connection, "namespace": namespace, "verbs": verbs, "resources": resources,
         "duration": duration, "reason": reason})
-    if output == "json":
-        _print_json(created)
+    if print_structured(created, output):
         return
     who = ", ".join([*created["reviewers"]["groups"], *created["reviewers"]["users"]])
     typer.echo(f"access request {created['id']} created: {created['description']}\n"

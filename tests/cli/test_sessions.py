@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import orjson
 import pytest
 import typer
+import yaml
 from aiohttp import web
 from typer.testing import CliRunner
 
@@ -130,6 +131,16 @@ def test_list(served: Served) -> None:
     assert code == 0 and "more sessions: add --continue" in out
 
 
+def test_output_formats_and_outcomes_are_checked_choices(served: Served) -> None:
+    code, out = run(served, "list", "-o", "yaml")
+    assert code == 0 and {s["id"] for s in yaml.safe_load(out)["items"]} == set(served.ids.values())
+    code, out = run(served, "show", served.ids["get"], "-o", "yaml")
+    assert code == 0 and yaml.safe_load(out)["session"]["id"] == served.ids["get"]
+    for args in (["list", "-o", "xml"], ["list", "--outcome", "bogus"], ["export", "--outcome", "bogus"]):
+        code, out = run(served, *args)
+        assert code == 2 and "is not one of" in out, out
+
+
 def test_show_prints_identity_and_timeline(served: Served) -> None:
     code, out = run(served, "show", served.ids["get"])
     assert code == 0, out
@@ -175,3 +186,14 @@ def test_an_unreachable_server_is_reported(served: Served) -> None:
     sessions_cli.register(app)
     result = CliRunner().invoke(app, ["sessions", "list", "--server", "https://127.0.0.1:1", "--token", "x"])
     assert result.exit_code == 1 and "cannot reach kubegate at https://127.0.0.1:1" in result.output
+
+
+def test_a_server_certificate_nobody_passed_a_ca_for_names_the_flag(served: Served) -> None:
+    app = typer.Typer()
+    sessions_cli.register(app)
+    result = CliRunner().invoke(app, ["sessions", "list", "--server", served.url, "--token", "auditor-token"],
+                                env={"KUBEGATE_CA": ""})
+    assert result.exit_code == 1
+    assert result.output == (f"error: cannot verify kubegate's certificate at {served.url} (self-signed "
+                             "certificate in certificate chain): pass --ca FILE (or set KUBEGATE_CA) with the CA "
+                             "that signed it\n")
