@@ -19,7 +19,10 @@ import typer
 import yaml
 from rich.console import Console
 
-ServerOpt = Annotated[str, typer.Option("--server", envvar="KUBEGATE_SERVER", help="kubegate URL, https://HOST:PORT")]
+from kubegate.cli.context import ContextError, load_context
+
+ServerOpt = Annotated[str, typer.Option("--server", envvar="KUBEGATE_SERVER", show_default=False,
+                                        help="kubegate URL, https://HOST:PORT (default: from `kubegate login`)")]
 TokenOpt = Annotated[str | None, typer.Option("--token", envvar="KUBEGATE_TOKEN", show_default=False,
                                               help="your OIDC token")]
 TokenCommandOpt = Annotated[str | None, typer.Option("--token-command", envvar="KUBEGATE_TOKEN_COMMAND",
@@ -124,8 +127,16 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def make_client(server: str, token: str | None, token_command: str | None, ca: Path | None) -> AdminClient:
+    """A client from the flags (or KUBEGATE_* variables), falling back on the saved context for each."""
+    try:
+        saved = load_context()
+    except ContextError as exc:
+        raise fail(str(exc), 2) from None
+    server = server or saved.get("server", "")
+    ca = ca or (Path(saved["ca"]) if saved.get("ca") else None)
+    token_command = token_command or (saved.get("token_command") if not token else None)
     if not server:
-        raise fail("--server (or KUBEGATE_SERVER) is required", 2)
+        raise fail("no server: pass --server, set KUBEGATE_SERVER, or run `kubegate login --server URL` once", 2)
     if not token and token_command:
         done = subprocess.run(shlex.split(token_command), capture_output=True, text=True, check=False)
         if done.returncode != 0:

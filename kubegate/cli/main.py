@@ -14,11 +14,24 @@ if TYPE_CHECKING:
 
 
 def build_app() -> typer.Typer:
-    from kubegate.cli import audit, db, demo, kubeconfig, policy, requests, run, sandbox, serve, sessions, token
+    from kubegate.cli import (
+        audit,
+        context,
+        db,
+        demo,
+        kubeconfig,
+        policy,
+        requests,
+        run,
+        sandbox,
+        serve,
+        sessions,
+        token,
+    )
     from kubegate.cli.groups import root
 
     app = root()
-    for module in (serve, demo, kubeconfig, token, run, sandbox, policy, sessions, requests, audit, db):
+    for module in (serve, demo, kubeconfig, token, run, context, sandbox, policy, sessions, requests, audit, db):
         module.register(app)
     return app
 

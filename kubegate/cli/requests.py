@@ -80,7 +80,7 @@ def _print_request(r: dict[str, Any]) -> None:
 
 @requests_app.command("list")
 def list_command(
-    server: ServerOpt, token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
+    server: ServerOpt = "", token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
     state: Annotated[str, typer.Option(help="pending, approved, denied, expired, revoked or all")] = "pending",
     limit: Annotated[int, typer.Option(min=1, max=500)] = 100,
     output: OutputOpt = Format.table,
@@ -98,8 +98,8 @@ def list_command(
 
 
 @requests_app.command("show")
-def show_command(request_id: IdArg, server: ServerOpt, token: TokenOpt = None, token_command: TokenCommandOpt = None,
-                 ca: CaOpt = None, output: OutputOpt = Format.table) -> None:
+def show_command(request_id: IdArg, server: ServerOpt = "", token: TokenOpt = None,
+                 token_command: TokenCommandOpt = None, ca: CaOpt = None, output: OutputOpt = Format.table) -> None:
     """Show one request: who asks for what, the exact request and its diff, and who has decided."""
     found = _call(make_client(server, token, token_command, ca), "GET", _path(request_id))
     if not print_structured(found, output):
@@ -107,7 +107,7 @@ def show_command(request_id: IdArg, server: ServerOpt, token: TokenOpt = None, t
 
 
 @requests_app.command("approve")
-def approve_command(request_id: IdArg, server: ServerOpt, token: TokenOpt = None,
+def approve_command(request_id: IdArg, server: ServerOpt = "", token: TokenOpt = None,
                     token_command: TokenCommandOpt = None, ca: CaOpt = None,
                     comment: Annotated[str, typer.Option(help="why you approve (recorded)")] = "") -> None:
     """Approve a request you review (never your own)."""
@@ -121,9 +121,9 @@ def approve_command(request_id: IdArg, server: ServerOpt, token: TokenOpt = None
 
 
 @requests_app.command("deny")
-def deny_command(request_id: IdArg, server: ServerOpt,
-                 reason: Annotated[str, typer.Option(help="why (the requester sees it)")],
-                 token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None) -> None:
+def deny_command(request_id: IdArg, reason: Annotated[str, typer.Option(help="why (the requester sees it)")],
+                 server: ServerOpt = "", token: TokenOpt = None, token_command: TokenCommandOpt = None,
+                 ca: CaOpt = None) -> None:
     """Deny a request you review, with a reason the requester sees."""
     done = _call(make_client(server, token, token_command, ca), "POST", _path(request_id, "deny"),
                  {"reason": reason})
@@ -131,7 +131,7 @@ def deny_command(request_id: IdArg, server: ServerOpt,
 
 
 @requests_app.command("revoke")
-def revoke_command(request_id: IdArg, server: ServerOpt, token: TokenOpt = None,
+def revoke_command(request_id: IdArg, server: ServerOpt = "", token: TokenOpt = None,
                    token_command: TokenCommandOpt = None, ca: CaOpt = None,
                    reason: Annotated[str, typer.Option(help="why (recorded)")] = "") -> None:
     """Withdraw a pending request or end a grant before it expires."""
@@ -142,11 +142,11 @@ def revoke_command(request_id: IdArg, server: ServerOpt, token: TokenOpt = None,
 
 @requests_app.command("create")
 def create_command(
-    server: ServerOpt,
     connection: Annotated[str, typer.Option(help="the connection (cluster) to access")],
     verbs: Annotated[str, typer.Option(help="comma-separated, for example get,list")],
     resources: Annotated[str, typer.Option(help="comma-separated RESOURCE[.GROUP][/SUBRESOURCE]: pods,pods/log")],
     reason: Annotated[str, typer.Option(help="why you need it (reviewers judge this)")],
+    server: ServerOpt = "",
     namespace: Annotated[str, typer.Option(help="the namespace; empty for cluster-wide")] = "",
     duration: Annotated[str, typer.Option(help="how long the grant lasts once approved, e.g. 1h")] = "1h",
     token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None, output: OutputOpt = Format.table,

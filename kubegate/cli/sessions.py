@@ -49,7 +49,7 @@ def _filters(**values: Any) -> dict[str, Any]:
 
 @sessions_app.command("list")
 def list_command(
-    server: ServerOpt, token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
+    server: ServerOpt = "", token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
     user: Annotated[str | None, typer.Option(help="user name or subject")] = None,
     group: str | None = None, connection: str | None = None,
     verb: Annotated[str | None, typer.Option(help="sessions with a request of this verb")] = None,
@@ -86,7 +86,7 @@ def list_command(
 @sessions_app.command("show")
 def show_command(
     session_id: Annotated[str, typer.Argument(metavar="ID")],
-    server: ServerOpt, token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
+    server: ServerOpt = "", token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
     output: OutputOpt = Format.table,
 ) -> None:
     """Show a session: who, where, and the timeline of its events."""
@@ -117,7 +117,7 @@ def show_command(
 @sessions_app.command("replay")
 def replay_command(
     session_id: Annotated[str, typer.Argument(metavar="ID")],
-    server: ServerOpt, token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
+    server: ServerOpt = "", token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
     speed: Annotated[float, typer.Option(min=0.01, help="2 plays twice as fast")] = 1.0,
     max_wait: Annotated[float, typer.Option("--idle-limit", "--max-wait", min=0.0,
                                             help="cap any pause at this many seconds")] = 5.0,

@@ -16,6 +16,7 @@ import yaml
 from aiohttp import web
 from typer.testing import CliRunner
 
+from kubegate.cli import context
 from kubegate.cli import sessions as sessions_cli
 from kubegate.identity.model import Identity
 from kubegate.kube.status import Refused
@@ -197,3 +198,15 @@ def test_a_server_certificate_nobody_passed_a_ca_for_names_the_flag(served: Serv
     assert result.output == (f"error: cannot verify kubegate's certificate at {served.url} (self-signed "
                              "certificate in certificate chain): pass --ca FILE (or set KUBEGATE_CA) with the CA "
                              "that signed it\n")
+
+
+def test_a_saved_context_stands_in_for_every_flag(served: Served, isolated_context: Path) -> None:
+    context.save_context({"server": served.url, "ca": str(served.ca), "token_command": "echo auditor-token"})
+    app = typer.Typer()
+    sessions_cli.register(app)
+    result = CliRunner().invoke(app, ["sessions", "list", "-o", "json"], env={
+        "KUBEGATE_SERVER": "", "KUBEGATE_CA": "", "KUBEGATE_TOKEN": ""})
+    assert result.exit_code == 0, result.output
+    assert {s["id"] for s in orjson.loads(result.output)["items"]} == set(served.ids.values())
+    result = CliRunner().invoke(app, ["sessions", "list", "--server", "https://127.0.0.1:1"])
+    assert result.exit_code == 1 and "cannot reach kubegate at https://127.0.0.1:1" in result.output

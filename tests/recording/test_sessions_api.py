@@ -120,7 +120,8 @@ async def test_list_pages_with_continue_tokens(api: tuple[TestClient, dict]) -> 
         seen += [s["id"] for s in body["items"]]
         token = body["metadata"]["continue"]
     assert seen == [ids["watch"], ids["delete"], ids["get"]] and token == ""
-    for bad in ({"continue": "garbage"}, {"limit": "0"}, {"limit": "x"}, {"colour": "red"}, {"since": "soon"}):
+    for bad in ({"continue": "garbage"}, {"limit": "0"}, {"limit": "x"}, {"colour": "red"}, {"since": "soon"},
+                {"outcome": "bogus"}):
         status, body = await _get(client, "/api/v1/sessions", **bad)
         assert status == 400 and body["reason"] == "BadRequest", bad
 
