@@ -73,15 +73,7 @@ class ApprovalService:
     def timeout_for(self, rules: Sequence[RuleReviewers]) -> float:
         """The shortest timeout among the rules; a rule that sets none gets approvals.default_timeout."""
         by_name = {r.name: r for r in reversed(self.policy.rules)}
-        timeouts = []
-        for rule in rules:
-            spec = by_name.get(rule.rule)
-            reviewers = spec.reviewers if spec is not None else None
-            if reviewers is not None and "timeout" in reviewers.model_fields_set:
-                timeouts.append(reviewers.timeout_seconds)
-            else:
-                timeouts.append(self.config.default_timeout_seconds)
-        return min(timeouts, default=self.config.default_timeout_seconds)
+        return self.config.timeout_for(by_name.get(rule.rule) for rule in rules)
 
     def is_reviewer(self, identity: Identity) -> bool:
         """Named as a reviewer (group or user) by any policy rule: may list and decide what it reviews."""
