@@ -86,7 +86,8 @@ def build_decision(facts: Facts, matched: Sequence[CompiledRule]) -> Decision:
     info = facts.info
     if by_action["deny"]:
         first, others = by_action["deny"][0], by_action["deny"][1:]
-        message = f"denied by rule {first.name}: {first.rule.message or 'this request is not permitted'}"
+        message = (f"kubegate denied this request by rule {first.name}: "
+                   f"{first.rule.message or 'this request is not permitted'}")
         if others:
             message += f" (also denied by {', '.join(r.name for r in others)})"
         return Decision("deny", matches, message, masks)
@@ -94,13 +95,14 @@ def build_decision(facts: Facts, matched: Sequence[CompiledRule]) -> Decision:
         reviewers = ReviewerSpec.combine([r.reviewers for r in by_action["review"] if r.reviewers])
         role, scope = _choose_role(by_action["allow"] or by_action["review"], bool(info.namespace))
         first = by_action["review"][0]
-        message = (f"rule {first.name} requires approval"
+        message = (f"kubegate holds this request for approval by rule {first.name}"
                    + (f": {first.rule.message}" if first.rule.message else ""))
         return Decision("review", matches, message, masks, role, scope, reviewers)
     if by_action["allow"]:
         role, scope = _choose_role(by_action["allow"], bool(info.namespace))
         return Decision("allow", matches, f"allowed by rule {by_action['allow'][0].name}", masks, role, scope)
-    message = (f"no policy rule allows {_describe_request(facts.identity, info, facts.connection, facts.name)}. "
+    message = ("kubegate denied this request: no policy rule allows "
+               f"{_describe_request(facts.identity, info, facts.connection, facts.name)}. "
                "Ask a kubegate administrator to add a rule for it; `kubegate policy explain` shows which rules "
                "were considered and why none matched")
     return Decision("deny", (), message, masks)

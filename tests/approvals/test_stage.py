@@ -43,8 +43,8 @@ async def test_wait_mode_deny_refuses_with_the_reviewers_reason(service: Approva
     with pytest.raises(Refused) as refused:
         await asyncio.wait_for(task, 10)
     assert refused.value.code == 403
-    assert refused.value.message == (f"access request {request_id} was denied by idp#bob: pr-42 is still in use by "
-                                     "the release train")
+    assert refused.value.message == (f"kubegate refused this request: access request {request_id} was denied by "
+                                     "idp#bob: pr-42 is still in use by the release train")
 
 
 async def test_wait_mode_times_out_with_a_403(service: ApprovalService, clock: Clock) -> None:

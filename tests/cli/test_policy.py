@@ -73,7 +73,8 @@ def test_explain_kubectl_command_as_table() -> None:
     result = run("explain", "--policy", str(EXAMPLES), "--sub", "alice", "--group", "developers",
                  "--connection", "eks-dev", "--", "kubectl", "delete", "ns", "prod")
     assert result.exit_code == 4, result.output
-    assert result.output.startswith("REVIEW  rule namespace-deletion-needs-a-human requires approval")
+    assert result.output.startswith("REVIEW  kubegate holds this request for approval by rule "
+                                    "namespace-deletion-needs-a-human")
     assert "delete namespaces 'prod' namespace='prod' connection='eks-dev'" in result.output
     assert "namespace-deletion-needs-a-human" in result.output and "verb 'delete' is in" in result.output
     assert "reviewers: groups=['platform-oncall']" in result.output
@@ -87,7 +88,8 @@ def test_explain_exec_command_json() -> None:
     out = json.loads(result.output)
     assert out["request"]["command"] == ["bash"] and out["identity"]["claims"] == {"repository": "acme/app"}
     decision = out["decision"]
-    assert decision["action"] == "deny" and decision["message"].startswith("denied by rule agents-no-exec-shells")
+    assert decision["action"] == "deny"
+    assert decision["message"].startswith("kubegate denied this request by rule agents-no-exec-shells")
     assert [m["rule"] for m in decision["matches"]] == ["agents-in-pr-namespaces", "agents-no-exec-shells"]
     assert "misses" not in decision
 
@@ -100,7 +102,7 @@ def test_explain_from_flags_with_object_and_misses(tmp_path: Path) -> None:
                  "-n", "pr-1", "--object", str(pod), "-o", "json", "--all")
     out = json.loads(result.output)
     assert out["request"]["resource"] == "pods" and out["request"]["namespace"] == "pr-1"
-    assert out["decision"]["message"].startswith("denied by rule no-privileged-pods")
+    assert out["decision"]["message"].startswith("kubegate denied this request by rule no-privileged-pods")
     assert {m["rule"] for m in out["decision"]["misses"]} >= {"discovery", "developers-read"}
 
 
@@ -108,12 +110,14 @@ def test_explain_default_deny_and_flag_forms() -> None:
     result = run("explain", "-p", str(EXAMPLES), "--sub", "nobody", "--verb", "get", "--resource", "secrets",
                  "--namespace", "prod", "--name", "db", "--all")
     assert result.exit_code == 3
-    assert "DENY  no policy rule allows 'nobody' to get secrets 'db' in namespace 'prod'" in result.output
+    assert ("DENY  kubegate denied this request: no policy rule allows 'nobody' to get secrets 'db' in namespace "
+            "'prod'") in result.output
     assert "no rule matched" in result.output and "rules that did not match" in result.output
     exec_flags = run("explain", "-p", str(EXAMPLES), "--sub", "alice", "--group", "developers", "-o", "json",
                      "--verb", "create", "--resource", "pods/exec", "-n", "prod", "--name", "web",
                      "--command", "tar cf - /etc")
-    assert json.loads(exec_flags.output)["decision"]["message"].startswith("denied by rule production-no-kubectl-cp")
+    message = json.loads(exec_flags.output)["decision"]["message"]
+    assert message.startswith("kubegate denied this request by rule production-no-kubectl-cp")
 
 
 def test_explain_usage_errors() -> None:
@@ -150,5 +154,5 @@ def test_explain_piped_wraps_nothing() -> None:
                                       "--name", "a-long-secret-name-that-goes-past-eighty-columns"],
                                 env={"COLUMNS": ""})
     first = result.output.splitlines()[0]
-    assert first.startswith("DENY  no policy rule allows 'nobody'")
+    assert first.startswith("DENY  kubegate denied this request: no policy rule allows 'nobody'")
     assert "in namespace 'a-long-namespace-name-for-wrapping'" in first and first.endswith("why none matched")
