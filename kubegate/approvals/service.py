@@ -84,11 +84,12 @@ class ApprovalService:
 
     # -- recording and announcing -------------------------------------------------------------------
 
-    async def record(self, session_id: str | None, type: str, data: dict[str, Any], *, durable: bool = True) -> None:
+    async def record(self, session_id: str | None, type: str, data: dict[str, Any], *, durable: bool = True,
+                     outcome: str | None = None) -> None:
         if self.recorder is None:
             return
         try:
-            await self.recorder.record_event(session_id, type, data, durable=durable)
+            await self.recorder.record_event(session_id, type, data, durable=durable, outcome=outcome)
         except StoreError as exc:
             if durable:
                 raise
@@ -136,7 +137,8 @@ class ApprovalService:
             "flow": flow_id, "request": request.id, "action": "created" if created else "joined",
             "mode": request.mode, "fingerprint": request.fingerprint, "rules": [r.as_dict() for r in request.rules],
             "expires_at": request.expires_at, "info": dict(request.info or {}),
-            "scope": request.scope.as_dict() if request.scope else None, "reason": request.reason})
+            "scope": request.scope.as_dict() if request.scope else None, "reason": request.reason},
+            outcome="pending" if request.mode == "wait" else None)  # the session shows it held, not "-"
         return request, created
 
     async def wait(self, request_id: str) -> AccessRequest:

@@ -29,14 +29,25 @@ from kubegate.cli.client import (
 )
 from kubegate.cli.groups import command_group
 from kubegate.recording.asciicast import cast_from_events, play
-from kubegate.recording.recorder import OUTCOME_RANK
+from kubegate.recording.recorder import OUTCOMES
 from kubegate.recording.replay import parse_time, replay_steps, summarize
 
 sessions_app = command_group("Find, show, replay and export recorded kubectl sessions.")
 
 
-Outcome = enum.StrEnum("Outcome", {name: name for name in OUTCOME_RANK})
+Outcome = enum.StrEnum("Outcome", {name: name for name in OUTCOMES})
 OutcomeOpt = Annotated[Outcome | None, typer.Option(case_sensitive=False, help="sessions whose outcome is this")]
+
+
+def describe_target(target: dict[str, str] | None) -> str:
+    """What the session's first request asked for, as kubectl would say it: `delete namespaces tmp`."""
+    if not target:
+        return "-"
+    if not target["resource"]:
+        return f"{target['verb']} {target['path']}"
+    what = target["resource"] + (f"/{target['subresource']}" if target["subresource"] else "")
+    return " ".join(p for p in (target["verb"], what, target["name"], target["namespace"] and
+                                f"-n {target['namespace']}") if p)
 
 
 def _session_path(session_id: str, suffix: str = "") -> str:
@@ -74,10 +85,10 @@ def list_command(
     more = page["metadata"]["continue"]
     if print_structured(page, output):
         return
-    table = Table("ID", "STARTED", "USER", "CONNECTION", "COMMAND", "REQUESTS", "OUTCOME", box=None)
+    table = Table("ID", "STARTED", "USER", "CONNECTION", "COMMAND", "TARGET", "REQUESTS", "OUTCOME", box=None)
     for s in page["items"]:
         table.add_row(s["id"], s["started_at"][:19], s["username"] or "(no identity)", s["connection"],
-                      s["command"] or "-", str(s["requests"]), s["outcome"] or "-")
+                      s["command"] or "-", describe_target(s.get("target")), str(s["requests"]), s["outcome"] or "-")
     Console(highlight=False, width=200).print(table)
     if more:
         typer.echo(f"more sessions: add --continue {more}", err=True)
@@ -103,6 +114,7 @@ def show_command(
                          ("Subject", session["subject"]), ("Issuer", session["issuer"]),
                          ("Groups", ", ".join(session["groups"])), ("Claims", claims),
                          ("Connection", session["connection"]), ("Command", session["command"]),
+                         ("Target", describe_target(session.get("target"))),
                          ("Client", session["user_agent"]), ("Source", session["source"]),
                          ("Started", session["started_at"]), ("Ended", session["ended_at"]),
                          ("Outcome", session["outcome"]), ("Requests", str(session["requests"]))):

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from kubegate.approvals.service import ApprovalService
 from kubegate.kube.status import Refused
-from kubegate.store.tables import access_requests, events
+from kubegate.store.tables import access_requests, events, sessions
 from tests.approvals.builders import (
     AGENT,
     BOB,
@@ -186,6 +186,11 @@ async def test_a_grant_needs_every_review_rule_the_request_meets_now(service: Ap
 async def test_every_step_is_recorded_in_the_session(service: ApprovalService) -> None:
     stage = approval_stage(service)
     task, request_id = await held(stage, service)
+    assert service.recorder is not None
+    await service.recorder.flush()
+    async with service.store.read() as conn:
+        held_session = (await conn.execute(sa.select(sessions.c.outcome))).scalar_one()
+    assert held_session == "pending"  # a session list shows it waiting, not "0 requests, -"
     await service.approve(request_id, BOB, "ok")
     await asyncio.wait_for(task, 10)
     assert service.recorder is not None

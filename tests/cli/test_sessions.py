@@ -50,7 +50,8 @@ async def _fill(store: Store) -> dict[str, str]:
         sid = recorder.session_for(_flow(name, command))  # type: ignore[arg-type]
         clock.now += 1.0
         await recorder.record_event(sid, "request", {"method": "GET", "path": "/api/v1/namespaces/default/pods",
-                                                     "query": "limit=500", "info": {"verb": "list"}},
+                                                     "query": "limit=500", "info": {"verb": "list", "resource": "pods",
+                                                                              "namespace": "default"}},
                                     durable=True, counts_request=True)
         clock.now += 0.5
         await recorder.record_event(sid, "response", {"status": status, "duration_ms": 500.0, "bytes": 14,
@@ -126,6 +127,7 @@ def test_list(served: Served) -> None:
     assert code == 0, out
     assert served.ids["get"] in out and served.ids["delete"] in out
     assert out.index(served.ids["delete"]) < out.index(served.ids["get"])  # newest first
+    assert "list pods -n default" in out
     code, out = run(served, "list", "--outcome", "denied", "-o", "json")
     assert [s["id"] for s in orjson.loads(out)["items"]] == [served.ids["delete"]]
     code, out = run(served, "list", "--limit", "1")
@@ -145,6 +147,7 @@ def test_output_formats_and_outcomes_are_checked_choices(served: Served) -> None
 def test_show_prints_identity_and_timeline(served: Served) -> None:
     code, out = run(served, "show", served.ids["get"])
     assert code == 0, out
+    assert "Target:     list pods -n default" in out
     assert "User:       idp#dev" in out and "Claims:     actor=dev" in out and "Source:     10.0.0.7" in out
     lines = [line for line in out.splitlines() if line.strip().startswith("+")]
     assert [line.split()[2] for line in lines] == ["session", "request", "response"]
