@@ -55,6 +55,11 @@ def test_the_printed_commands_run_without_flags(running: tuple[Path, str], tmp_p
     assert shell(printout, "command -v kubegate", tmp_path).returncode == 0
     done = shell(printout, "kubectl get namespaces -o name", tmp_path)
     assert done.returncode == 0 and "namespace/default" in done.stdout, done.stderr
+    # a write: judged on a dry run at the sandbox, whose strict HTTP parser refuses repeated headers
+    done = shell(printout, "kubectl create secret generic db --from-literal=password=s3cr3t && "
+                           "kubectl get secret db -o yaml", tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "secret/db created" in done.stdout and "czNjcjN0" not in done.stdout  # base64 of s3cr3t: masked
     for command in ("kubegate requests list", "kubegate sessions list -o json", "kubegate audit verify"):
         done = shell(printout, command, tmp_path)
         assert done.returncode == 0, (command, done.stderr)
