@@ -16,6 +16,7 @@ from kubegate.cli.groups import command_group
 from kubegate.config import Config, ConfigError, load_config, load_yaml
 from kubegate.identity.model import Identity
 from kubegate.kube.requestinfo import RequestInfo
+from kubegate.masking.config import MaskingConfig
 from kubegate.policy.decision import Decision
 from kubegate.policy.engine import PolicyEngine
 from kubegate.policy.explain import ExplainError, identity_for, request_from_flags, request_from_kubectl
@@ -51,14 +52,18 @@ def check(
     paths: Annotated[list[Path] | None, typer.Argument(help="policy files or folders")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Validate policy files (and the policies of kubegate.yaml); exit 1 listing every problem."""
+    """Validate policy files (and the policies of kubegate.yaml), their mask names included (against the
+    config's masking section, else the built-in profiles); exit 1 listing every problem."""
     paths = paths or []
     if config is None and not paths:
         raise _fail("give policy files or folders, or --config kubegate.yaml", 2)
     try:
-        engine, _ = _engine(config, paths)
+        engine, cfg = _engine(config, paths)
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
+    problems = engine.unknown_masks((cfg.masking if cfg else MaskingConfig()).known())
+    if problems:
+        raise _fail("\n".join(problems))
     typer.echo(f"ok: {len(engine.rules)} rules")
 
 

@@ -3,6 +3,7 @@ the caller's own OIDC token, so the gateway checks per request who may see and d
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -10,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from kubegate.approvals.model import STATES
 from kubegate.cli.client import (
     AdminClient,
     ApiError,
@@ -26,6 +28,7 @@ from kubegate.cli.client import (
 from kubegate.cli.groups import command_group
 
 requests_app = command_group("Review, approve, deny and revoke access requests; ask for time-boxed access.")
+State = enum.StrEnum("State", {name: name for name in (*STATES, "all")})
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="the access request id")]
 
 
@@ -81,7 +84,7 @@ def _print_request(r: dict[str, Any]) -> None:
 @requests_app.command("list")
 def list_command(
     server: ServerOpt = "", token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
-    state: Annotated[str, typer.Option(help="pending, approved, denied, expired, revoked or all")] = "pending",
+    state: Annotated[State, typer.Option(case_sensitive=False, help="which requests")] = State.pending,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 100,
     output: OutputOpt = Format.table,
 ) -> None:

@@ -36,6 +36,7 @@ sessions_app = command_group("Find, show, replay and export recorded kubectl ses
 
 
 Outcome = enum.StrEnum("Outcome", {name: name for name in OUTCOMES})
+ExportFormat = enum.StrEnum("ExportFormat", {"jsonl": "jsonl", "asciicast": "asciicast"})
 OutcomeOpt = Annotated[Outcome | None, typer.Option(case_sensitive=False, help="sessions whose outcome is this")]
 
 
@@ -159,16 +160,15 @@ def replay_command(
 def export_command(
     session_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="one session; default: all matching")] = None,
     server: ServerOpt = "", token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="jsonl: one JSON object per line, for a SIEM; asciicast: "
-                                     "an exec or attach session as an asciicast v2 file for asciinema")] = "jsonl",
+    fmt: Annotated[ExportFormat, typer.Option(
+        "--format", case_sensitive=False, help="jsonl: one JSON object per line, for a SIEM; asciicast: an exec "
+        "or attach session as an asciicast v2 file for asciinema")] = ExportFormat.jsonl,
     file: Annotated[Path | None, typer.Option("--file", help="write to this file (default: stdout)")] = None,
     user: str | None = None, group: str | None = None, connection: str | None = None,
     outcome: OutcomeOpt = None, since: str | None = None, until: str | None = None,
 ) -> None:
     """Export sessions and their events as JSON lines (a session line, then its events), or one exec
     session as asciicast."""
-    if fmt not in ("jsonl", "asciicast"):
-        raise fail("--format must be jsonl or asciicast", 2)
     client = make_client(server, token, token_command, ca)
     if fmt == "asciicast":
         _export_cast(client, session_id, file)

@@ -179,6 +179,16 @@ class PolicyEngine:
     def rules(self) -> tuple[PolicyRule, ...]:
         return tuple(r.rule for r in self._ruleset.rules)
 
+    def unknown_masks(self, known: frozenset[str]) -> list[str]:
+        """`FILE: policies[i].mask: ...` for each mask name `known` lacks: the gateway would refuse (500)
+        every request such a rule matches, so `policy check` reports them."""
+        problems = []
+        for r in self._ruleset.rules:
+            file, _, where = r.source.rpartition(" ")
+            problems += [f"{file}: {where}.mask: {name!r} is not a mask profile or detector; use one of "
+                         f"{', '.join(sorted(known))}" for name in r.rule.mask if name not in known]
+        return problems
+
     @property
     def needs_object(self) -> bool:
         """Whether a rule reads the request body (a condition on `object`, or `names` on a create)."""

@@ -53,6 +53,19 @@ def test_check_refuses_a_singular_resource_naming_the_field(tmp_path: Path) -> N
     assert "write 'pods'" in result.output
 
 
+def test_check_refuses_mask_names_nothing_defines(tmp_path: Path) -> None:
+    (tmp_path / "policies").mkdir()
+    rules = tmp_path / "policies" / "rules.yaml"
+    rules.write_text("- {name: a, action: allow, mask: [secret-values, no-such-mask]}\n")
+    result = run("check", str(rules))
+    assert result.exit_code == 1
+    assert result.output.startswith(f"{rules}: policies[0].mask: 'no-such-mask' is not a mask profile or detector")
+    config = tmp_path / "kubegate.yaml"
+    config.write_text("policy_dirs: [policies]\nmasking: {profiles: {no-such-mask: [secret-values]}}\n")
+    result = run("check", "--config", str(config))
+    assert result.exit_code == 0, result.output  # the config defines it
+
+
 def test_check_with_config(tmp_path: Path) -> None:
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "p.yaml").write_text("- {name: from-dir, action: allow}\n")
