@@ -138,7 +138,11 @@ def make_client(server: str, token: str | None, token_command: str | None, ca: P
     if not server:
         raise fail("no server: pass --server, set KUBEGATE_SERVER, or run `kubegate login --server URL` once", 2)
     if not token and token_command:
-        done = subprocess.run(shlex.split(token_command), capture_output=True, text=True, check=False)
+        try:
+            done = subprocess.run(shlex.split(token_command), capture_output=True, text=True, check=False)
+        except (OSError, ValueError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise fail(f"--token-command {token_command!r} cannot run: {reason}") from None
         if done.returncode != 0:
             raise fail(f"--token-command exited with {done.returncode}: {done.stderr.strip()[:200]}")
         token = done.stdout.strip()

@@ -60,7 +60,12 @@ def login(
     """Save server, CA, token command and config as the defaults of every admin command."""
     values = {"server": server.rstrip("/"), "ca": str(ca.resolve()) if ca else "", "token_command": token_command or "",
               "config": str(config.resolve()) if config else ""}
-    path = save_context(values)
+    try:
+        path = save_context(values)
+    except OSError as exc:
+        typer.echo(f"error: cannot save the kubegate context at {context_path()}: {exc.strerror}; set "
+                   "KUBEGATE_CONTEXT to a writable file", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"saved {path}: kubegate commands now default to {values['server']}")
 
 

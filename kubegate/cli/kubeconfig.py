@@ -59,8 +59,12 @@ def kubeconfig(
     if file is None:
         sys.stdout.write(text)
     else:
-        file.write_text(text)
-        file.chmod(0o600)
+        try:
+            file.write_text(text)
+            file.chmod(0o600)
+        except OSError as exc:
+            typer.echo(f"kubegate kubeconfig: cannot write {file}: {exc.strerror}", err=True)
+            raise typer.Exit(1) from None
         typer.echo(f"wrote {file}; export KUBECONFIG={file.resolve()}", err=True)
 
 

@@ -42,3 +42,14 @@ def test_a_damaged_context_names_its_file(isolated_context: Path, text: str) -> 
     isolated_context.write_text(text)
     with pytest.raises(ContextError, match=str(isolated_context)):
         load_context()
+
+
+def test_login_says_where_it_cannot_write(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("KUBEGATE_CONTEXT", str(tmp_path / "file" / "context.yaml"))
+    app = typer.Typer()
+    context.register(app)
+    app.command("noop")(lambda: None)
+    result = CliRunner().invoke(app, ["login", "--server", "https://k"])
+    assert result.exit_code == 1
+    assert "cannot save the kubegate context at" in result.output and "set KUBEGATE_CONTEXT" in result.output

@@ -52,3 +52,8 @@ def test_github_actions_kubeconfig_and_a_missing_source(tmp_path: Path) -> None:
     assert args[-4:] == ["token", "--github-actions", "--audience", "kubegate-prod"]
     missing = kubegate("kubeconfig", "--server", "https://k", "--connection", "c")
     assert missing.returncode == 2 and "choose a token source" in missing.stderr
+    unwritable = kubegate("kubeconfig", "--server", "https://k", "--connection", "c", "--from-env", "T",
+                          "--file", str(tmp_path / "no" / "kc"))
+    assert unwritable.returncode == 1
+    assert unwritable.stderr == (f"kubegate kubeconfig: cannot write {tmp_path / 'no' / 'kc'}: No such file or "
+                                 "directory\n")

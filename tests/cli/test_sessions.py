@@ -183,6 +183,9 @@ def test_refusals_and_missing_tokens_are_reported(served: Served) -> None:
     assert code == 2 and "no token" in out
     code, out = run(served, "list", "--token", "", "--token-command", "echo auditor-token")
     assert code == 0, out
+    code, out = run(served, "list", "--token", "", "--token-command", "no-such-command --flag")
+    assert (code, out) == (1, "error: --token-command 'no-such-command --flag' cannot run: No such file or "
+                              "directory\n")
 
 
 def test_an_unreachable_server_is_reported(served: Served) -> None:
