@@ -29,6 +29,7 @@ from kubegate.cli.client import (
 )
 from kubegate.cli.groups import command_group
 from kubegate.recording.asciicast import cast_from_events, play
+from kubegate.recording.query import describe_target
 from kubegate.recording.recorder import OUTCOMES
 from kubegate.recording.replay import parse_time, replay_steps, summarize
 
@@ -38,17 +39,6 @@ sessions_app = command_group("Find, show, replay and export recorded kubectl ses
 Outcome = enum.StrEnum("Outcome", {name: name for name in OUTCOMES})
 ExportFormat = enum.StrEnum("ExportFormat", {"jsonl": "jsonl", "asciicast": "asciicast"})
 OutcomeOpt = Annotated[Outcome | None, typer.Option(case_sensitive=False, help="sessions whose outcome is this")]
-
-
-def describe_target(target: dict[str, str] | None) -> str:
-    """What the session's first request asked for, as kubectl would say it: `delete namespaces tmp`."""
-    if not target:
-        return "-"
-    if not target["resource"]:
-        return f"{target['verb']} {target['path']}"
-    what = target["resource"] + (f"/{target['subresource']}" if target["subresource"] else "")
-    return " ".join(p for p in (target["verb"], what, target["name"], target["namespace"] and
-                                f"-n {target['namespace']}") if p)
 
 
 def _session_path(session_id: str, suffix: str = "") -> str:

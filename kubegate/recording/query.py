@@ -106,6 +106,17 @@ async def _targets(conn: AsyncConnection, ids: list[str]) -> dict[str, dict[str,
     return out
 
 
+def describe_target(target: dict[str, Any] | None) -> str:
+    """What the session's first request asked for, as kubectl would say it: `delete namespaces tmp`."""
+    if not target:
+        return "-"
+    if not target["resource"]:
+        return f"{target['verb']} {target['path']}"
+    what = target["resource"] + (f"/{target['subresource']}" if target["subresource"] else "")
+    return " ".join(p for p in (target["verb"], what, target["name"], target["namespace"] and
+                                f"-n {target['namespace']}") if p)
+
+
 def session_dict(row: sa.Row, target: dict[str, Any] | None = None) -> dict[str, Any]:
     m = row._mapping
     return {
