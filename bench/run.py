@@ -54,7 +54,7 @@ from kubegate.sandbox.issuer import DevIssuer
 from kubegate.tls import ensure_serving_cert
 
 RESULTS = Path(__file__).with_name("results.md")
-COMPONENTS = ("bench.policy_decide", "bench.recording", "bench.masking")
+COMPONENTS = ("bench.policy_decide", "bench.recording", "bench.masking", "bench.token_plugin")
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -12,24 +11,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kubegate.approvals.config import ApprovalsConfig
+from kubegate.durations import parse_duration
 from kubegate.identity.model import RESERVED
 from kubegate.identity.urls import key_url_problem
 from kubegate.masking.config import MaskingConfig
 from kubegate.policy.model import PolicyRule
 
 DEFAULT_STATE_DIR = Path(os.environ.get("KUBEGATE_STATE_DIR", "~/.local/state/kubegate")).expanduser()
-_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(value: str | int | float) -> float:
-    """'90d', '1h', '30s', '250ms' or a number of seconds -> seconds."""
-    if isinstance(value, int | float):
-        return float(value)
-    m = _DURATION.match(value.strip())
-    if not m:
-        raise ValueError(f"{value!r} is not a duration such as 30s, 10m, 1h or 90d")
-    return int(m.group(1)) * _UNITS[m.group(2)]
 
 
 class Strict(BaseModel):

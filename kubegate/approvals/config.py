@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from kubegate.policy.model import PolicyRule
 
 
 def _seconds(value: str | float) -> float:
@@ -70,6 +74,14 @@ class ApprovalsConfig(_Strict):
     @property
     def default_timeout_seconds(self) -> float:
         return _seconds(self.default_timeout)
+
+    def timeout_for(self, rules: Iterable[PolicyRule | None]) -> float:
+        """How long a held request waits: the shortest timeout among its review rules, where a rule that
+        sets none (or is gone) counts as default_timeout. The gateway and `policy explain` both use this."""
+        timeouts = [rule.reviewers.timeout_seconds
+                    if rule is not None and rule.reviewers is not None and "timeout" in rule.reviewers.model_fields_set
+                    else self.default_timeout_seconds for rule in rules]
+        return min(timeouts, default=self.default_timeout_seconds)
 
     @property
     def grant_lifetime_seconds(self) -> float:

@@ -73,15 +73,7 @@ class ApprovalService:
     def timeout_for(self, rules: Sequence[RuleReviewers]) -> float:
         """The shortest timeout among the rules; a rule that sets none gets approvals.default_timeout."""
         by_name = {r.name: r for r in reversed(self.policy.rules)}
-        timeouts = []
-        for rule in rules:
-            spec = by_name.get(rule.rule)
-            reviewers = spec.reviewers if spec is not None else None
-            if reviewers is not None and "timeout" in reviewers.model_fields_set:
-                timeouts.append(reviewers.timeout_seconds)
-            else:
-                timeouts.append(self.config.default_timeout_seconds)
-        return min(timeouts, default=self.config.default_timeout_seconds)
+        return self.config.timeout_for(by_name.get(rule.rule) for rule in rules)
 
     def is_reviewer(self, identity: Identity) -> bool:
         """Named as a reviewer (group or user) by any policy rule: may list and decide what it reviews."""
@@ -92,11 +84,12 @@ class ApprovalService:
 
     # -- recording and announcing -------------------------------------------------------------------
 
-    async def record(self, session_id: str | None, type: str, data: dict[str, Any], *, durable: bool = True) -> None:
+    async def record(self, session_id: str | None, type: str, data: dict[str, Any], *, durable: bool = True,
+                     outcome: str | None = None) -> None:
         if self.recorder is None:
             return
         try:
-            await self.recorder.record_event(session_id, type, data, durable=durable)
+            await self.recorder.record_event(session_id, type, data, durable=durable, outcome=outcome)
         except StoreError as exc:
             if durable:
                 raise
@@ -144,7 +137,8 @@ class ApprovalService:
             "flow": flow_id, "request": request.id, "action": "created" if created else "joined",
             "mode": request.mode, "fingerprint": request.fingerprint, "rules": [r.as_dict() for r in request.rules],
             "expires_at": request.expires_at, "info": dict(request.info or {}),
-            "scope": request.scope.as_dict() if request.scope else None, "reason": request.reason})
+            "scope": request.scope.as_dict() if request.scope else None, "reason": request.reason},
+            outcome="pending" if request.mode == "wait" else None)  # the session shows it held, not "-"
         return request, created
 
     async def wait(self, request_id: str) -> AccessRequest:

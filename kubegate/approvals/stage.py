@@ -68,7 +68,7 @@ class ApprovalStage(Stage):
         session_id = svc.recorder.session_for(flow) if svc.recorder is not None else None
         grant = await svc.use_grant(session_id, fp, identity, flow.connection.name, info, names, flow.id)
         if grant is not None:
-            flow.extras[self.name] = grant
+            await self._passed(flow, grant)
             return
         pending = await svc.pending_for(fp)
         new = NewRequest(
@@ -81,7 +81,8 @@ class ApprovalStage(Stage):
             server=self.server())
         request, _ = await svc.ask(new, flow.id)
         if request.mode == "async":
-            raise Refused(403, f"{request.describe()}: this needs approval by {_who(request)} (policy rule "
+            raise Refused(403, f"kubegate holds this request for approval: {request.describe()}; it needs "
+                          f"approval by {_who(request)} (policy rule "
                           f"{', '.join(names)}). Access request {request.id} is waiting; a reviewer approves it with: "
                           f"{request.approve_command(new.server)} -- then run the same command again (the approval "
                           f"lets the identical request through once within "
@@ -89,18 +90,28 @@ class ApprovalStage(Stage):
                           reason="Forbidden", details={"name": request.id, "kind": "accessrequest"}, kind="review")
         decided = await svc.wait(request.id)
         if decided.state == "approved" and _client_gone(flow):
-            raise Refused(400, f"access request {request.id} was approved after the client disconnected; nothing "
-                          "was forwarded and the approval is kept for the same request run again",
+            raise Refused(400, f"kubegate: access request {request.id} was approved after the client disconnected; "
+                          "nothing was forwarded and the approval is kept for the same request run again",
                           reason="BadRequest", kind="review")
         if decided.state == "approved":
             grant = await svc.use_grant(session_id, fp, identity, flow.connection.name, info, names, flow.id)
             if grant is not None:
-                flow.extras[self.name] = grant
+                await self._passed(flow, grant)
                 return
-            raise Refused(403, f"access request {request.id} was approved, but its single use was taken by an "
+            raise Refused(403, f"kubegate refused this request: access request {request.id} was approved, but its "
+                          "single use was taken by an "
                           "identical request; run the command again to ask anew", reason="Forbidden", kind="review")
         raise Refused(403, _refusal(decided), reason="Forbidden", details={"name": request.id,
                                                                           "kind": "accessrequest"}, kind="review")
+
+    async def _passed(self, flow: Flow, grant: Grant) -> None:
+        """Let it through, telling the caller (a Warning kubectl prints) whose approval let it."""
+        flow.extras[self.name] = grant
+        request = await self.service.get(grant.request_id)
+        by = ", ".join(v.reviewer for v in request.votes) if request is not None and request.votes else (
+            request.decided_by if request is not None else "")
+        flow.warnings.append(f"kubegate let this request through: access request {grant.request_id} was approved"
+                             + (f" by {by}" if by else ""))
 
     async def on_end(self, flow: Flow) -> None:
         """An upgrade that never opened (kubectl then retries exec over SPDY) did not use its approval."""
@@ -116,11 +127,13 @@ class ApprovalStage(Stage):
 
 
 def _refusal(request: AccessRequest) -> str:
+    """Why kubegate refused a held request: the reviewer's decision, or that nobody decided in time."""
     if request.state == "denied":
-        return (f"access request {request.id} was denied by {request.decided_by}: {request.decision_reason}")
+        return (f"kubegate refused this request: access request {request.id} was denied by {request.decided_by}: "
+                f"{request.decision_reason}")
     if request.state == "expired":
-        return (f"access request {request.id} was not approved in time (it expired); run the command again to ask "
-                f"anew, and ask {_who(request)} to review it")
-    return (f"access request {request.id} was {request.state}"
+        return (f"kubegate refused this request: access request {request.id} was not approved in time (it "
+                f"expired); run the command again to ask anew, and ask {_who(request)} to review it")
+    return (f"kubegate refused this request: access request {request.id} was {request.state}"
             + (f" by {request.decided_by}" if request.decided_by else "")
             + (f": {request.decision_reason}" if request.decision_reason else ""))

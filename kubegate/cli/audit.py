@@ -7,10 +7,11 @@ import asyncio
 import typer
 
 from kubegate.cli.db import ConfigOpt, StoreUrlOpt, fail, resolve_store_url
+from kubegate.cli.groups import command_group
 from kubegate.recording.chain import ChainReport, verify
 from kubegate.store.engine import Store, describe
 
-audit_app = typer.Typer(help="Check the integrity of the recorded audit trail.", no_args_is_help=True)
+audit_app = command_group("Check the integrity of the recorded audit trail.")
 
 
 async def _verify(url: str) -> ChainReport:

@@ -9,13 +9,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from kubegate.cli.context import ContextError, load_context
+from kubegate.cli.groups import command_group
 from kubegate.config import Config, ConfigError, load_config
 from kubegate.store.engine import Store, StoreError
 
-db_app = typer.Typer(help="Manage kubegate's database.", no_args_is_help=True)
+db_app = command_group("Manage kubegate's database.")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", envvar="KUBEGATE_CONFIG",
-                                                help="kubegate.yaml (its store.url)")]
+                                                help="kubegate.yaml (its store.url; default: from `kubegate login`)")]
 StoreUrlOpt = Annotated[str | None, typer.Option("--store-url", envvar="KUBEGATE_STORE_URL",
                                                  help="sqlite:///PATH or postgresql://...; overrides --config")]
 
@@ -26,9 +28,14 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def resolve_store_url(config: Path | None, store_url: str | None) -> str:
-    """--store-url, else the config's store, else the default SQLite file in the state directory."""
+    """--store-url, else the config's store (--config or the `kubegate login` context's), else the default
+    SQLite file in the state directory."""
     if store_url:
         return store_url
+    try:
+        config = config or (Path(c) if (c := load_context().get("config")) else None)
+    except ContextError as exc:
+        raise fail(str(exc)) from exc
     try:
         return (load_config(config) if config else Config()).store_url
     except ConfigError as exc:

@@ -1,4 +1,7 @@
-"""`kubegate kubeconfig`: a kubeconfig for a CI job or a person, pointing kubectl at kubegate."""
+"""`kubegate kubeconfig`: a kubeconfig for a CI job or a person, pointing kubectl at kubegate.
+
+Its token flags are `kubegate token`'s own (--github-actions, --from-env, --from-file, --audience), which
+it writes into the kubeconfig's exec plugin."""
 
 from __future__ import annotations
 
@@ -15,25 +18,27 @@ from kubegate.cli.invocation import kubegate_command
 def kubeconfig(
     server: Annotated[str, typer.Option(help="kubegate's URL, e.g. https://kubegate.example.com")],
     connection: Annotated[str, typer.Option(help="The kubegate connection (cluster) to use")],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write (default: stdout)")] = None,
+    file: Annotated[Path | None, typer.Option("--file", help="File to write (default: stdout)")] = None,
     ca: Annotated[Path | None, typer.Option(help="CA certificate that signed kubegate's serving certificate")] = None,
     namespace: Annotated[str | None, typer.Option(help="Default namespace")] = None,
     github_actions: Annotated[bool, typer.Option(help="Get the token from GitHub Actions' OIDC provider")] = False,
     audience: Annotated[str, typer.Option(help="Token audience (with --github-actions)")] = "kubegate",
-    token_env: Annotated[str | None, typer.Option(help="Read the token from this environment variable")] = None,
-    token_file: Annotated[Path | None, typer.Option(help="Read the token from this file")] = None,
+    from_env: Annotated[str | None, typer.Option("--from-env", metavar="VAR",
+                                                 help="Read the token from this environment variable")] = None,
+    from_file: Annotated[Path | None, typer.Option("--from-file", metavar="PATH",
+                                                   help="Read the token from this file")] = None,
 ) -> None:
     """Write a kubeconfig whose user gets its OIDC token through `kubegate token`."""
     argv = kubegate_command()
     args = [*argv[1:], "token"]
     if github_actions:
         args += ["--github-actions", "--audience", audience]
-    elif token_env:
-        args += ["--from-env", token_env]
-    elif token_file:
-        args += ["--from-file", str(token_file.resolve())]
+    elif from_env:
+        args += ["--from-env", from_env]
+    elif from_file:
+        args += ["--from-file", str(from_file.resolve())]
     else:
-        typer.echo("kubegate kubeconfig: choose a token source: --github-actions, --token-env or --token-file",
+        typer.echo("kubegate kubeconfig: choose a token source: --github-actions, --from-env or --from-file",
                    err=True)
         raise typer.Exit(2)
     cluster: dict[str, object] = {"server": f"{server.rstrip('/')}/k8s/{connection}"}
@@ -51,12 +56,16 @@ def kubeconfig(
         "contexts": [{"name": "kubegate", "context": context}],
     }
     text = yaml.safe_dump(doc, sort_keys=False)
-    if output is None:
+    if file is None:
         sys.stdout.write(text)
     else:
-        output.write_text(text)
-        output.chmod(0o600)
-        typer.echo(f"wrote {output}; export KUBECONFIG={output.resolve()}", err=True)
+        try:
+            file.write_text(text)
+            file.chmod(0o600)
+        except OSError as exc:
+            typer.echo(f"kubegate kubeconfig: cannot write {file}: {exc.strerror}", err=True)
+            raise typer.Exit(1) from None
+        typer.echo(f"wrote {file}; export KUBECONFIG={file.resolve()}", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,41 +1,44 @@
-"""Entry point: assembles the command groups into one `kubegate` command."""
+"""Entry point: assembles the command groups into one `kubegate` command.
+
+`kubegate token` is kubectl's credential plugin, run on every kubectl call: it is dispatched before typer
+and the other command modules are imported, which would cost it most of a second.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import TYPE_CHECKING
 
-import typer
-
-import kubegate
-
-app = typer.Typer(
-    name="kubegate",
-    help="An access gateway between AI agents, people and Kubernetes.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
+if TYPE_CHECKING:
+    import typer
 
 
-def _print_version(value: bool) -> None:
-    if value:
-        typer.echo(f"kubegate {kubegate.__version__}")
-        raise typer.Exit()
+def build_app() -> typer.Typer:
+    from kubegate.cli import (
+        audit,
+        context,
+        db,
+        demo,
+        kubeconfig,
+        policy,
+        requests,
+        run,
+        sandbox,
+        serve,
+        sessions,
+        token,
+    )
+    from kubegate.cli.groups import root
 
-
-@app.callback()
-def _options(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
-                                                   help="Print kubegate's version and exit.")] = False) -> None:
-    """An access gateway between AI agents, people and Kubernetes."""
-
-
-def _register() -> None:
-    from kubegate.cli import audit, db, demo, kubeconfig, policy, requests, sandbox, serve, sessions, token
-
-    for module in (serve, demo, kubeconfig, token, sandbox, policy, sessions, requests, audit, db):
+    app = root()
+    for module in (serve, demo, kubeconfig, token, run, context, sandbox, policy, sessions, requests, audit, db):
         module.register(app)
+    return app
 
 
 def main() -> None:
-    _register()
-    app()
+    if sys.argv[1:2] == ["token"]:
+        from kubegate.cli.token import main as token_main
+
+        sys.exit(token_main(sys.argv[2:]))
+    build_app()()

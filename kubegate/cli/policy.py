@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from kubegate.approvals.config import ApprovalsConfig
+from kubegate.cli.client import Format, OutputOpt, print_structured
+from kubegate.cli.groups import command_group
 from kubegate.config import Config, ConfigError, load_config, load_yaml
 from kubegate.identity.model import Identity
 from kubegate.kube.requestinfo import RequestInfo
+from kubegate.masking.config import MaskingConfig
 from kubegate.policy.decision import Decision
 from kubegate.policy.engine import PolicyEngine, user_prefixes
 from kubegate.policy.explain import ExplainError, identity_for, request_from_flags, request_from_kubectl
 
-policy_app = typer.Typer(help="Check policy files and explain decisions.", no_args_is_help=True)
+policy_app = command_group("Check policy files and explain decisions.")
 
 _COLORS = {"allow": "green", "deny": "red", "review": "yellow"}
+EXIT_CODES = {"allow": 0, "deny": 3, "review": 4}
+"""`policy explain` exits with these, so a CI step can gate on a decision (1 and 2 stay errors)."""
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", envvar="KUBEGATE_CONFIG",
                                                 help="kubegate.yaml (its policies and policy_dirs)")]
@@ -46,14 +52,18 @@ def check(
     paths: Annotated[list[Path] | None, typer.Argument(help="policy files or folders")] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Validate policy files (and the policies of kubegate.yaml); exit 1 listing every problem."""
+    """Validate policy files (and the policies of kubegate.yaml), their mask names included (against the
+    config's masking section, else the built-in profiles); exit 1 listing every problem."""
     paths = paths or []
     if config is None and not paths:
         raise _fail("give policy files or folders, or --config kubegate.yaml", 2)
     try:
-        engine, _ = _engine(config, paths)
+        engine, cfg = _engine(config, paths)
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
+    problems = engine.unknown_masks((cfg.masking if cfg else MaskingConfig()).known())
+    if problems:
+        raise _fail("\n".join(problems))
     typer.echo(f"ok: {len(engine.rules)} rules")
 
 
@@ -67,8 +77,17 @@ def _claims(values: list[str]) -> dict[str, str]:
     return claims
 
 
-def _print(decision: Decision, identity: Identity, info: RequestInfo, connection: str, show_all: bool) -> None:
-    console = Console(highlight=False)
+def _human(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _print(decision: Decision, identity: Identity, info: RequestInfo, connection: str, show_all: bool,
+           timeout: float | None) -> None:
+    # Piped (a CI log, grep): one line per item at any length, never wrapped at 80 columns.
+    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 10_000)
     color = _COLORS[decision.action]
     console.print(f"[bold {color}]{decision.action.upper()}[/]  ", end="")
     console.print(decision.message, markup=False, soft_wrap=True)
@@ -87,7 +106,7 @@ def _print(decision: Decision, identity: Identity, info: RequestInfo, connection
     if decision.reviewers:
         r = decision.reviewers
         console.print(f"reviewers: groups={list(r.groups)} users={list(r.users)} min_approvals={r.min_approvals} "
-                      f"mode={r.mode} timeout={r.timeout:g}s", markup=False)
+                      f"mode={r.mode} timeout={_human(timeout or r.timeout)}", markup=False)
     if decision.matches:
         table = Table(title="matching rules", title_justify="left")
         for col in ("rule", "action", "why", "source"):
@@ -128,15 +147,14 @@ def explain(
     command: Annotated[str, typer.Option("--command", help="exec argv as one shell-quoted string")] = "",
     object_file: Annotated[Path | None, typer.Option("--object", help="JSON/YAML body for create/update/patch")]
     = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    output: OutputOpt = Format.table,
     show_all: Annotated[bool, typer.Option("--all", "-a", help="also list rules that did not match")] = False,
 ) -> None:
-    """Show the decision for one request, every rule that matched and why.
+    """Show the decision for one request, every rule that matched and why. Exit 0 allow, 3 deny, 4 review
+    (1 and 2: the request or the policy could not be read), so a CI step can gate on it.
 
     kubegate policy explain --policy examples/policies --sub bot --group ci-agents -- kubectl delete ns prod
     """
-    if output not in ("table", "json"):
-        raise _fail("--output must be table or json", 2)
     if config is None and not policy:
         raise _fail("give --config kubegate.yaml or --policy FILE (or folder)", 2)
     try:
@@ -165,13 +183,19 @@ def explain(
         raise _fail(str(exc), 2) from exc
     identity = identity_for(cfg, sub, user, issuer, list(group or []), _claims(list(claim or [])))
     decision = engine.explain(identity, info, connection, obj)
-    if output == "json":
-        body = {"identity": identity.as_dict(), "connection": connection, "request": info.as_dict(),
-                "decision": decision.as_dict() if show_all else
-                {k: v for k, v in decision.as_dict().items() if k != "misses"}}
-        typer.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
-    else:
-        _print(decision, identity, info, connection, show_all)
+    timeout = None
+    if decision.reviewers is not None:
+        by_name = {r.name: r for r in reversed(engine.rules)}
+        timeout = (cfg.approvals if cfg else ApprovalsConfig()).timeout_for(
+            by_name.get(m.rule) for m in decision.matches if m.action == "review")
+    body = {"identity": identity.as_dict(), "connection": connection, "request": info.as_dict(),
+            "decision": decision.as_dict() if show_all else
+            {k: v for k, v in decision.as_dict().items() if k != "misses"}}
+    if timeout is not None:
+        body["decision"]["reviewers"]["timeout"] = timeout  # what the gateway applies, default included
+    if not print_structured(body, output):
+        _print(decision, identity, info, connection, show_all, timeout)
+    raise typer.Exit(EXIT_CODES[decision.action])
 
 
 def register(app: typer.Typer) -> None:

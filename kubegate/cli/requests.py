@@ -3,28 +3,32 @@ the caller's own OIDC token, so the gateway checks per request who may see and d
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from kubegate.approvals.model import STATES
 from kubegate.cli.client import (
     AdminClient,
     ApiError,
     CaOpt,
+    Format,
     OutputOpt,
     ServerOpt,
     TokenCommandOpt,
     TokenOpt,
     fail,
     make_client,
+    print_structured,
 )
+from kubegate.cli.groups import command_group
 
-requests_app = typer.Typer(help="Review, approve, deny and revoke access requests; ask for time-boxed access.",
-                           no_args_is_help=True)
+requests_app = command_group("Review, approve, deny and revoke access requests; ask for time-boxed access.")
+State = enum.StrEnum("State", {name: name for name in (*STATES, "all")})
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="the access request id")]
 
 
@@ -38,10 +42,6 @@ def _call(client: AdminClient, method: str, path: str, body: dict[str, Any] | No
         return client.post(path, body or {}) if method == "POST" else client.get(path, params)
     except ApiError as exc:
         raise fail(str(exc)) from exc
-
-
-def _print_json(obj: Any) -> None:
-    typer.echo(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
 
 
 def _print_request(r: dict[str, Any]) -> None:
@@ -83,16 +83,15 @@ def _print_request(r: dict[str, Any]) -> None:
 
 @requests_app.command("list")
 def list_command(
-    server: ServerOpt, token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
-    state: Annotated[str, typer.Option(help="pending, approved, denied, expired, revoked or all")] = "pending",
+    server: ServerOpt = "", token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
+    state: Annotated[State, typer.Option(case_sensitive=False, help="which requests")] = State.pending,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 100,
-    output: OutputOpt = "table",
+    output: OutputOpt = Format.table,
 ) -> None:
     """List the access requests you asked for or may review, newest first."""
     client = make_client(server, token, token_command, ca)
     page = _call(client, "GET", "/api/v1/requests", params={"state": state, "limit": limit})
-    if output == "json":
-        _print_json(page)
+    if print_structured(page, output):
         return
     table = Table("ID", "STATE", "CREATED", "REQUESTER", "WHAT", "REVIEWERS", box=None)
     for r in page["items"]:
@@ -102,15 +101,16 @@ def list_command(
 
 
 @requests_app.command("show")
-def show_command(request_id: IdArg, server: ServerOpt, token: TokenOpt = None, token_command: TokenCommandOpt = None,
-                 ca: CaOpt = None, output: OutputOpt = "table") -> None:
+def show_command(request_id: IdArg, server: ServerOpt = "", token: TokenOpt = None,
+                 token_command: TokenCommandOpt = None, ca: CaOpt = None, output: OutputOpt = Format.table) -> None:
     """Show one request: who asks for what, the exact request and its diff, and who has decided."""
     found = _call(make_client(server, token, token_command, ca), "GET", _path(request_id))
-    _print_json(found) if output == "json" else _print_request(found)
+    if not print_structured(found, output):
+        _print_request(found)
 
 
 @requests_app.command("approve")
-def approve_command(request_id: IdArg, server: ServerOpt, token: TokenOpt = None,
+def approve_command(request_id: IdArg, server: ServerOpt = "", token: TokenOpt = None,
                     token_command: TokenCommandOpt = None, ca: CaOpt = None,
                     comment: Annotated[str, typer.Option(help="why you approve (recorded)")] = "") -> None:
     """Approve a request you review (never your own)."""
@@ -124,9 +124,9 @@ def approve_command(request_id: IdArg, server: ServerOpt, token: TokenOpt = None
 
 
 @requests_app.command("deny")
-def deny_command(request_id: IdArg, server: ServerOpt,
-                 reason: Annotated[str, typer.Option(help="why (the requester sees it)")],
-                 token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None) -> None:
+def deny_command(request_id: IdArg, reason: Annotated[str, typer.Option(help="why (the requester sees it)")],
+                 server: ServerOpt = "", token: TokenOpt = None, token_command: TokenCommandOpt = None,
+                 ca: CaOpt = None) -> None:
     """Deny a request you review, with a reason the requester sees."""
     done = _call(make_client(server, token, token_command, ca), "POST", _path(request_id, "deny"),
                  {"reason": reason})
@@ -134,7 +134,7 @@ def deny_command(request_id: IdArg, server: ServerOpt,
 
 
 @requests_app.command("revoke")
-def revoke_command(request_id: IdArg, server: ServerOpt, token: TokenOpt = None,
+def revoke_command(request_id: IdArg, server: ServerOpt = "", token: TokenOpt = None,
                    token_command: TokenCommandOpt = None, ca: CaOpt = None,
                    reason: Annotated[str, typer.Option(help="why (recorded)")] = "") -> None:
     """Withdraw a pending request or end a grant before it expires."""
@@ -145,22 +145,21 @@ def revoke_command(request_id: IdArg, server: ServerOpt, token: TokenOpt = None,
 
 @requests_app.command("create")
 def create_command(
-    server: ServerOpt,
     connection: Annotated[str, typer.Option(help="the connection (cluster) to access")],
     verbs: Annotated[str, typer.Option(help="comma-separated, for example get,list")],
     resources: Annotated[str, typer.Option(help="comma-separated RESOURCE[.GROUP][/SUBRESOURCE]: pods,pods/log")],
     reason: Annotated[str, typer.Option(help="why you need it (reviewers judge this)")],
+    server: ServerOpt = "",
     namespace: Annotated[str, typer.Option(help="the namespace; empty for cluster-wide")] = "",
     duration: Annotated[str, typer.Option(help="how long the grant lasts once approved, e.g. 1h")] = "1h",
-    token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None, output: OutputOpt = "table",
+    token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None, output: OutputOpt = Format.table,
 ) -> None:
     """Ask ahead of time for time-boxed access; once approved it is allowed until it expires or is revoked."""
     client = make_client(server, token, token_command, ca)
     created = _call(client, "POST", "/api/v1/requests", {
         "connection": connection, "namespace": namespace, "verbs": verbs, "resources": resources,
         "duration": duration, "reason": reason})
-    if output == "json":
-        _print_json(created)
+    if print_structured(created, output):
         return
     who = ", ".join([*created["reviewers"]["groups"], *created["reviewers"]["users"]])
     typer.echo(f"access request {created['id']} created: {created['description']}\n"

@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
+from kubegate.cli.groups import command_group
 from kubegate.cli.token import TokenSourceError, dev_issuer_token, parse_claims
 from kubegate.config import parse_duration
 
-sandbox_app = typer.Typer(help="The built-in sandbox: development tokens and the sandbox cluster.",
-                          no_args_is_help=True)
+sandbox_app = command_group("The built-in sandbox: development tokens and the sandbox cluster.")
 
 
 @sandbox_app.command("token")

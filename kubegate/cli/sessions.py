@@ -3,22 +3,42 @@ caller's own OIDC token, so only auditors and admins see them and every read is 
 
 from __future__ import annotations
 
+import enum
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-import orjson
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from kubegate.cli.client import ApiError, CaOpt, OutputOpt, ServerOpt, TokenCommandOpt, TokenOpt, fail, make_client
+from kubegate.cli.client import (
+    ApiError,
+    CaOpt,
+    Format,
+    OutputOpt,
+    ServerOpt,
+    TokenCommandOpt,
+    TokenOpt,
+    fail,
+    make_client,
+    print_structured,
+)
+from kubegate.cli.groups import command_group
 from kubegate.recording.asciicast import cast_from_events, play
+from kubegate.recording.query import describe_target
+from kubegate.recording.recorder import OUTCOMES
 from kubegate.recording.replay import parse_time, replay_steps, summarize
 
-sessions_app = typer.Typer(help="Find, show, replay and export recorded kubectl sessions.", no_args_is_help=True)
+sessions_app = command_group("Find, show, replay and export recorded kubectl sessions.")
+
+
+Outcome = enum.StrEnum("Outcome", {name: name for name in OUTCOMES})
+ExportFormat = enum.StrEnum("ExportFormat", {"jsonl": "jsonl", "asciicast": "asciicast"})
+OutcomeOpt = Annotated[Outcome | None, typer.Option(case_sensitive=False, help="sessions whose outcome is this")]
 
 
 def _session_path(session_id: str, suffix: str = "") -> str:
@@ -31,18 +51,18 @@ def _filters(**values: Any) -> dict[str, Any]:
 
 @sessions_app.command("list")
 def list_command(
-    server: ServerOpt, token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
+    server: ServerOpt = "", token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
     user: Annotated[str | None, typer.Option(help="user name or subject")] = None,
     group: str | None = None, connection: str | None = None,
     verb: Annotated[str | None, typer.Option(help="sessions with a request of this verb")] = None,
     resource: str | None = None, namespace: str | None = None,
     command: Annotated[str | None, typer.Option(help="text in the kubectl command")] = None,
-    outcome: Annotated[str | None, typer.Option(help="ok, error, refused or denied")] = None,
+    outcome: OutcomeOpt = None,
     since: Annotated[str | None, typer.Option(help="RFC 3339 time or a duration ago (2h)")] = None,
     until: str | None = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
     continue_token: Annotated[str | None, typer.Option("--continue", help="token from the previous page")] = None,
-    output: OutputOpt = "table",
+    output: OutputOpt = Format.table,
 ) -> None:
     """List sessions, newest first."""
     client = make_client(server, token, token_command, ca)
@@ -54,13 +74,12 @@ def list_command(
     except ApiError as exc:
         raise fail(str(exc)) from exc
     more = page["metadata"]["continue"]
-    if output == "json":
-        typer.echo(orjson.dumps(page, option=orjson.OPT_INDENT_2).decode())
+    if print_structured(page, output):
         return
-    table = Table("ID", "STARTED", "USER", "CONNECTION", "COMMAND", "REQUESTS", "OUTCOME", box=None)
+    table = Table("ID", "STARTED", "USER", "CONNECTION", "COMMAND", "TARGET", "REQUESTS", "OUTCOME", box=None)
     for s in page["items"]:
         table.add_row(s["id"], s["started_at"][:19], s["username"] or "(no identity)", s["connection"],
-                      s["command"] or "-", str(s["requests"]), s["outcome"] or "-")
+                      s["command"] or "-", describe_target(s.get("target")), str(s["requests"]), s["outcome"] or "-")
     Console(highlight=False, width=200).print(table)
     if more:
         typer.echo(f"more sessions: add --continue {more}", err=True)
@@ -69,8 +88,8 @@ def list_command(
 @sessions_app.command("show")
 def show_command(
     session_id: Annotated[str, typer.Argument(metavar="ID")],
-    server: ServerOpt, token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
-    output: OutputOpt = "table",
+    server: ServerOpt = "", token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
+    output: OutputOpt = Format.table,
 ) -> None:
     """Show a session: who, where, and the timeline of its events."""
     client = make_client(server, token, token_command, ca)
@@ -79,14 +98,14 @@ def show_command(
         events = list(client.pages(_session_path(session_id, "/events"), {"limit": 1000}))
     except ApiError as exc:
         raise fail(str(exc)) from exc
-    if output == "json":
-        typer.echo(orjson.dumps({"session": session, "events": events}, option=orjson.OPT_INDENT_2).decode())
+    if print_structured({"session": session, "events": events}, output):
         return
     claims = ", ".join(f"{k}={v}" for k, v in sorted(session["claims"].items()))
     for label, value in (("Session", session["id"]), ("User", session["username"] or "(no identity)"),
                          ("Subject", session["subject"]), ("Issuer", session["issuer"]),
                          ("Groups", ", ".join(session["groups"])), ("Claims", claims),
                          ("Connection", session["connection"]), ("Command", session["command"]),
+                         ("Target", describe_target(session.get("target"))),
                          ("Client", session["user_agent"]), ("Source", session["source"]),
                          ("Started", session["started_at"]), ("Ended", session["ended_at"]),
                          ("Outcome", session["outcome"]), ("Requests", str(session["requests"]))):
@@ -101,7 +120,7 @@ def show_command(
 @sessions_app.command("replay")
 def replay_command(
     session_id: Annotated[str, typer.Argument(metavar="ID")],
-    server: ServerOpt, token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
+    server: ServerOpt = "", token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
     speed: Annotated[float, typer.Option(min=0.01, help="2 plays twice as fast")] = 1.0,
     max_wait: Annotated[float, typer.Option("--idle-limit", "--max-wait", min=0.0,
                                             help="cap any pause at this many seconds")] = 5.0,
@@ -131,19 +150,18 @@ def replay_command(
 def export_command(
     session_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="one session; default: all matching")] = None,
     server: ServerOpt = "", token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="jsonl: one JSON object per line, for a SIEM; asciicast: "
-                                     "an exec or attach session as an asciicast v2 file for asciinema")] = "jsonl",
-    output: Annotated[str | None, typer.Option("--output", "-o", help="write to this file (default: stdout)")] = None,
+    fmt: Annotated[ExportFormat, typer.Option(
+        "--format", case_sensitive=False, help="jsonl: one JSON object per line, for a SIEM; asciicast: an exec "
+        "or attach session as an asciicast v2 file for asciinema")] = ExportFormat.jsonl,
+    file: Annotated[Path | None, typer.Option("--file", help="write to this file (default: stdout)")] = None,
     user: str | None = None, group: str | None = None, connection: str | None = None,
-    outcome: str | None = None, since: str | None = None, until: str | None = None,
+    outcome: OutcomeOpt = None, since: str | None = None, until: str | None = None,
 ) -> None:
     """Export sessions and their events as JSON lines (a session line, then its events), or one exec
     session as asciicast."""
-    if fmt not in ("jsonl", "asciicast"):
-        raise fail("--format must be jsonl or asciicast", 2)
     client = make_client(server, token, token_command, ca)
     if fmt == "asciicast":
-        _export_cast(client, session_id, output)
+        _export_cast(client, session_id, file)
         return
     out = sys.stdout.buffer
     try:
@@ -161,7 +179,7 @@ def export_command(
         raise fail(str(exc)) from exc
 
 
-def _export_cast(client: Any, session_id: str | None, output: str | None) -> None:
+def _export_cast(client: Any, session_id: str | None, file: Path | None) -> None:
     if not session_id:
         raise fail("--format asciicast exports one session: give its ID", 2)
     try:
@@ -171,9 +189,8 @@ def _export_cast(client: Any, session_id: str | None, output: str | None) -> Non
         raise fail(str(exc)) from exc
     if cast is None:
         raise fail(f"session {session_id} has no exec or attach stream to export as asciicast", 1)
-    if output:
-        with open(output, "w", encoding="utf-8") as out:
-            out.write(cast.dumps())
+    if file:
+        file.write_text(cast.dumps(), encoding="utf-8")
     else:
         sys.stdout.write(cast.dumps())
 

@@ -1,28 +1,32 @@
 """`kubegate token`: a kubectl exec credential plugin that gives kubectl an OIDC token for kubegate.
 
-kubectl runs it from the kubeconfig's `users[].user.exec` and caches the answer until its
-expirationTimestamp, so the plugin itself keeps no cache. The token appears only in the ExecCredential.
+kubectl runs it once per invocation, so it must be fast: it parses its flags with argparse and imports
+only the standard library (`kubegate token` never loads typer, the store or the policy). Tokens fetched
+over the network (GitHub Actions, the development issuer) are cached per source and audience until
+shortly before they expire (kubegate.cli.tokencache). The token appears only in the ExecCredential.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
-import ssl
-import urllib.error
-import urllib.parse
-import urllib.request
+import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import jwt
-import typer
+from kubegate.cli import tokencache
+from kubegate.durations import parse_duration
 
-from kubegate.config import parse_duration
+if TYPE_CHECKING:
+    import urllib.request
+
+    import typer
 
 EXEC_API_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
 HTTP_TIMEOUT = 30
+HELP = "Print an ExecCredential for kubectl (use as the kubeconfig user's exec plugin)."
 
 
 class TokenSourceError(Exception):
@@ -41,14 +45,13 @@ def parse_claims(items: list[str]) -> dict[str, str]:
 
 def token_expiry(token: str, source: str) -> dt.datetime | None:
     """The token's exp as a UTC datetime (None without exp); refuses what is not a JWT or has expired."""
-    try:
-        payload = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        raise TokenSourceError(f"{source} does not hold a JWT") from None
+    payload = tokencache.jwt_claims(token)
+    if payload is None:
+        raise TokenSourceError(f"{source} does not hold a JWT")
     exp = payload.get("exp")
     if exp is None:
         return None
-    if not isinstance(exp, int | float):
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
         raise TokenSourceError(f"the token from {source} has a non-numeric exp")
     expiry = dt.datetime.fromtimestamp(exp, dt.UTC)
     if expiry <= dt.datetime.now(dt.UTC):
@@ -75,6 +78,10 @@ def requested_api_version() -> str:
 
 
 def _fetch_json(request: urllib.request.Request, what: str, ca: Path | None = None) -> dict[str, Any]:
+    import ssl  # here, not at the top: a cached token needs no network (about 25 ms of imports)
+    import urllib.error
+    import urllib.request
+
     context = ssl.create_default_context(cafile=str(ca)) if ca is not None else None
     try:
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT, context=context) as resp:
@@ -99,6 +106,9 @@ def _fetch_json(request: urllib.request.Request, what: str, ca: Path | None = No
 
 def github_actions_token(audience: str) -> str:
     """Request the job's OIDC token, as actions/core getIDToken does."""
+    import urllib.parse
+    import urllib.request
+
     url = os.environ.get("ACTIONS_ID_TOKEN_REQUEST_URL")
     bearer = os.environ.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
     if not url or not bearer:
@@ -116,6 +126,8 @@ def github_actions_token(audience: str) -> str:
 def dev_issuer_token(issuer: str, sub: str, groups: list[str], claims: dict[str, str], lifetime: float,
                      audience: str | None, ca: Path | None) -> str:
     """Ask the development issuer's POST /token for a token (see kubegate.sandbox.issuer)."""
+    import urllib.request
+
     body = json.dumps({"sub": sub, "groups": groups, "claims": claims, "lifetime": lifetime,
                        "audience": audience}).encode()
     request = urllib.request.Request(f"{issuer.rstrip('/')}/token", data=body, method="POST",
@@ -126,71 +138,103 @@ def dev_issuer_token(issuer: str, sub: str, groups: list[str], claims: dict[str,
     return value
 
 
-def read_token(from_env: str | None, from_file: Path | None, github_actions: bool, dev_issuer: str | None,
-               sub: str | None, groups: list[str], claims: list[str], ca: Path | None, audience: str,
-               lifetime: str) -> tuple[str, str]:
-    """The token from exactly one source, and a description of that source for messages."""
-    chosen = [name for name, on in (("--from-env", from_env), ("--from-file", from_file),
-                                    ("--github-actions", github_actions), ("--dev-issuer", dev_issuer)) if on]
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kubegate token", description=HELP)
+    p.add_argument("--from-env", metavar="VAR", help="Read the token from this environment variable.")
+    p.add_argument("--from-file", metavar="PATH", type=Path, help="Read the token from this file.")
+    p.add_argument("--github-actions", action="store_true", help="Request the GitHub Actions job's OIDC token.")
+    p.add_argument("--dev-issuer", metavar="URL", help="Mint a token at kubegate's development issuer.")
+    p.add_argument("--sub", help="Subject (with --dev-issuer).")
+    p.add_argument("--group", action="append", default=[], help="Group (with --dev-issuer); repeat.")
+    p.add_argument("--claim", action="append", default=[], metavar="NAME=VALUE",
+                   help="Extra claim (with --dev-issuer); repeat.")
+    p.add_argument("--ca", metavar="FILE", type=Path, help="CA certificate of the development issuer.")
+    p.add_argument("--audience", default="kubegate", help="Token audience (default: kubegate).")
+    p.add_argument("--lifetime", default="1h", help="Lifetime (with --dev-issuer; default: 1h).")
+    p.add_argument("--no-cache", action="store_true",
+                   help=f"Always fetch a fresh token (default: reuse one cached in {tokencache.cache_dir()}).")
+    return p
+
+
+def _fetch(args: argparse.Namespace) -> tuple[str, str]:
+    """A network source's token, and a description of the source for messages."""
+    if args.github_actions:
+        return github_actions_token(args.audience), "GitHub Actions"
+    if not args.sub:
+        raise TokenSourceError("--dev-issuer needs --sub")
+    try:
+        seconds = parse_duration(args.lifetime)
+    except ValueError as exc:
+        raise TokenSourceError(f"--lifetime: {exc}") from None
+    return (dev_issuer_token(args.dev_issuer, args.sub, args.group, parse_claims(args.claim), seconds,
+                             args.audience, args.ca), f"the development issuer at {args.dev_issuer}")
+
+
+def _cache_key(args: argparse.Namespace) -> str:
+    """Per source and audience; for GitHub Actions also per job (its token request URL), so a runner's
+    cache never hands one job's token to the next."""
+    source = (["github-actions", os.environ.get("ACTIONS_ID_TOKEN_REQUEST_URL", "")] if args.github_actions else
+              ["dev-issuer", args.dev_issuer, args.sub, *sorted(args.group), *sorted(args.claim), args.lifetime,
+               str(args.ca)])
+    return tokencache.cache_key([*source, args.audience])
+
+
+def read_token(args: argparse.Namespace) -> tuple[str, dt.datetime | None]:
+    """The token from exactly one source, with its expiry; network tokens come from the cache if fresh."""
+    chosen = [name for name, on in (("--from-env", args.from_env), ("--from-file", args.from_file),
+                                    ("--github-actions", args.github_actions), ("--dev-issuer", args.dev_issuer))
+              if on]
     if len(chosen) != 1:
         raise TokenSourceError("choose exactly one token source: --from-env VAR, --from-file PATH, "
                                "--github-actions or --dev-issuer URL"
                                + (f" (got {', '.join(chosen)})" if chosen else ""))
-    if from_env:
-        value = os.environ.get(from_env, "").strip()
+    if args.from_env:
+        value = os.environ.get(args.from_env, "").strip()
         if not value:
-            raise TokenSourceError(f"environment variable {from_env} is not set or empty")
-        return value, f"environment variable {from_env}"
-    if from_file:
+            raise TokenSourceError(f"environment variable {args.from_env} is not set or empty")
+        return value, token_expiry(value, f"environment variable {args.from_env}")
+    if args.from_file:
         try:
-            value = from_file.read_text().strip()
+            value = args.from_file.read_text().strip()
         except OSError as exc:
-            raise TokenSourceError(f"cannot read {from_file}: {exc.strerror}") from None
+            raise TokenSourceError(f"cannot read {args.from_file}: {exc.strerror}") from None
         if not value:
-            raise TokenSourceError(f"{from_file} is empty")
-        return value, str(from_file)
-    if github_actions:
-        return github_actions_token(audience), "GitHub Actions"
-    assert dev_issuer is not None
-    if not sub:
-        raise TokenSourceError("--dev-issuer needs --sub")
-    try:
-        seconds = parse_duration(lifetime)
-    except ValueError as exc:
-        raise TokenSourceError(f"--lifetime: {exc}") from None
-    return (dev_issuer_token(dev_issuer, sub, groups, parse_claims(claims), seconds, audience, ca),
-            f"the development issuer at {dev_issuer}")
+            raise TokenSourceError(f"{args.from_file} is empty")
+        return value, token_expiry(value, str(args.from_file))
+    key = _cache_key(args)
+    cached = None if args.no_cache else tokencache.load(key)
+    if cached is not None:
+        return cached[0], dt.datetime.fromtimestamp(cached[1], dt.UTC)
+    value, source = _fetch(args)
+    expiry = token_expiry(value, source)
+    if expiry is not None:
+        tokencache.store(key, value, expiry.timestamp())
+    return value, expiry
 
 
-def token(
-    from_env: Annotated[str | None, typer.Option("--from-env", metavar="VAR",
-                                                 help="Read the token from this environment variable.")] = None,
-    from_file: Annotated[Path | None, typer.Option("--from-file", metavar="PATH",
-                                                   help="Read the token from this file.")] = None,
-    github_actions: Annotated[bool, typer.Option("--github-actions",
-                                                 help="Request the GitHub Actions job's OIDC token.")] = False,
-    dev_issuer: Annotated[str | None, typer.Option("--dev-issuer", metavar="URL",
-                                                   help="Mint a token at kubegate's development issuer.")] = None,
-    sub: Annotated[str | None, typer.Option("--sub", help="Subject (with --dev-issuer).")] = None,
-    group: Annotated[list[str] | None, typer.Option("--group", help="Group (with --dev-issuer); repeat.")] = None,
-    claim: Annotated[list[str] | None, typer.Option("--claim", metavar="NAME=VALUE",
-                                                    help="Extra claim (with --dev-issuer); repeat.")] = None,
-    ca: Annotated[Path | None, typer.Option("--ca", metavar="FILE",
-                                            help="CA certificate of the development issuer.")] = None,
-    audience: Annotated[str, typer.Option("--audience", help="Token audience.")] = "kubegate",
-    lifetime: Annotated[str, typer.Option("--lifetime", help="Lifetime (with --dev-issuer).")] = "1h",
-) -> None:
-    """Print an ExecCredential for kubectl (use as the kubeconfig user's exec plugin)."""
+def main(argv: list[str]) -> int:
+    """Run the plugin; the exit code for the process."""
+    args = parser().parse_args(argv)
     api_version = requested_api_version()
     try:
-        value, source = read_token(from_env, from_file, github_actions, dev_issuer, sub, group or [],
-                                   claim or [], ca, audience, lifetime)
-        expiry = token_expiry(value, source)
+        value, expiry = read_token(args)
     except TokenSourceError as exc:
-        typer.echo(f"kubegate token: {exc}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(json.dumps(exec_credential(value, expiry, api_version)))
+        print(f"kubegate token: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(exec_credential(value, expiry, api_version)))
+    return 0
 
 
 def register(app: typer.Typer) -> None:
-    app.command("token")(token)
+    """List `token` among the commands; kubegate.cli.main runs it before typer is even imported."""
+    import typer
+
+    def token(ctx: typer.Context) -> None:
+        code = main(ctx.args)
+        if code:
+            raise typer.Exit(code)
+
+    token.__doc__ = HELP
+    token.__annotations__ = {"ctx": typer.Context, "return": None}  # typer is not a module global here
+    app.command("token", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                           "help_option_names": []}, add_help_option=False)(token)

@@ -90,7 +90,8 @@ def build_decision(facts: Facts, matched: Sequence[CompiledRule]) -> Decision:
     info = facts.info
     if by_action["deny"]:
         first, others = by_action["deny"][0], by_action["deny"][1:]
-        message = f"denied by rule {first.name}: {first.rule.message or 'this request is not permitted'}"
+        message = (f"kubegate denied this request by rule {first.name}: "
+                   f"{first.rule.message or 'this request is not permitted'}")
         if others:
             message += f" (also denied by {', '.join(r.name for r in others)})"
         return Decision("deny", matches, message, masks)
@@ -98,13 +99,14 @@ def build_decision(facts: Facts, matched: Sequence[CompiledRule]) -> Decision:
         reviewers = ReviewerSpec.combine([r.reviewers for r in by_action["review"] if r.reviewers])
         role, scope = _choose_role(by_action["allow"] or by_action["review"], bool(info.namespace))
         first = by_action["review"][0]
-        message = (f"rule {first.name} requires approval"
+        message = (f"kubegate holds this request for approval by rule {first.name}"
                    + (f": {first.rule.message}" if first.rule.message else ""))
         return Decision("review", matches, message, masks, role, scope, reviewers)
     if by_action["allow"]:
         role, scope = _choose_role(by_action["allow"], bool(info.namespace))
         return Decision("allow", matches, f"allowed by rule {by_action['allow'][0].name}", masks, role, scope)
-    message = (f"no policy rule allows {_describe_request(facts.identity, info, facts.connection, facts.name)}. "
+    message = ("kubegate denied this request: no policy rule allows "
+               f"{_describe_request(facts.identity, info, facts.connection, facts.name)}. "
                "Ask a kubegate administrator to add a rule for it; `kubegate policy explain` shows which rules "
                "were considered and why none matched")
     return Decision("deny", (), message, masks)
@@ -185,6 +187,16 @@ class PolicyEngine:
     @property
     def rules(self) -> tuple[PolicyRule, ...]:
         return tuple(r.rule for r in self._ruleset.rules)
+
+    def unknown_masks(self, known: frozenset[str]) -> list[str]:
+        """`FILE: policies[i].mask: ...` for each mask name `known` lacks: the gateway would refuse (500)
+        every request such a rule matches, so `policy check` reports them."""
+        problems = []
+        for r in self._ruleset.rules:
+            file, _, where = r.source.rpartition(" ")
+            problems += [f"{file}: {where}.mask: {name!r} is not a mask profile or detector; use one of "
+                         f"{', '.join(sorted(known))}" for name in r.rule.mask if name not in known]
+        return problems
 
     @property
     def needs_object(self) -> bool:

@@ -137,10 +137,20 @@ class Match(_Strict):
     @field_validator("resources")
     @classmethod
     def _resource_form(cls, value: list[str]) -> list[str]:
+        from kubegate.policy.kubectl import RESOURCE_TYPES  # here: it imports request info, a heavier module
+
         for entry in value:
             parts = entry.split("/")
             if len(parts) > 2 or not all(parts):
                 raise ValueError(f"{entry!r} is not RESOURCE or RESOURCE/SUBRESOURCE (for example pods/exec)")
+            # A request names the API's plural ("pods"); kubectl's short, singular or capitalised spellings
+            # would never match one, so a rule written with them silently matches nothing.
+            known = RESOURCE_TYPES.get(parts[0].lower())
+            if parts[0] != parts[0].lower() or (known is not None and known.plural != parts[0]):
+                plural = known.plural if known is not None else parts[0].lower()
+                fixed = "/".join([plural, *parts[1:]])
+                raise ValueError(f"{entry!r} never matches a request: resources are the API's lower-case plural "
+                                 f"names (kubectl api-resources, NAME column); write {fixed!r}")
         return value
 
     @field_validator("non_resource_urls")

@@ -58,3 +58,9 @@ def downstream_response_headers(upstream: CIMultiDictProxy[str], drop_length: bo
             continue
         out.add(name, value)
     return out
+
+
+def warning_header(text: str) -> str:
+    """A Warning header value kubectl prints as `Warning: TEXT` (code 299, quoted as RFC 9111 wants)."""
+    clean = "".join(c if " " <= c <= "~" else "?" for c in text).replace("\\", "\\\\").replace('"', '\\"')
+    return f'299 - "{clean}"'

@@ -21,7 +21,7 @@ from multidict import CIMultiDict
 from kubegate.config import StreamsConfig
 from kubegate.kube.status import Refused, status_object
 from kubegate.proxy.flow import Flow, Stage
-from kubegate.proxy.headers import downstream_response_headers
+from kubegate.proxy.headers import downstream_response_headers, warning_header
 
 if TYPE_CHECKING:
     from kubegate.proxy.upgrade import UpgradeBridge
@@ -101,10 +101,8 @@ class Pipeline:
         flow.response_headers = CIMultiDict(upstream.headers)
         for stage in self._response:
             await stage.on_response(flow)
-        response = web.StreamResponse(
-            status=upstream.status, reason=upstream.reason,
-            headers=downstream_response_headers(upstream.headers, drop_length=flow.rewrites_body),
-        )
+        headers = downstream_response_headers(upstream.headers, drop_length=flow.rewrites_body)
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
         try:
             try:
                 async with asyncio.timeout(self._expiry(flow)) as deadline:
@@ -149,11 +147,12 @@ class Pipeline:
 
     @staticmethod
     async def _prepare(flow: Flow, response: web.StreamResponse) -> None:
-        """Send the headers, with the warnings stages left for the caller (kubectl prints each one)."""
+        """Send the headers, with the warnings stages left for the caller (kubectl prints each one); a stage
+        that holds the body (masking) can add one until the first byte goes out."""
         if response.prepared:
             return
         for text in flow.warnings:
-            response.headers.add("Warning", f'299 - "{text}"')
+            response.headers.add("Warning", warning_header(text))
         await response.prepare(flow.request)
 
     @staticmethod

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kubegate.store.engine import Store
 from kubegate.store.tables import events, session_groups, sessions
@@ -80,14 +81,50 @@ def _where(flt: SessionFilter) -> list[sa.ColumnElement[bool]]:
     return where
 
 
-def session_dict(row: sa.Row) -> dict[str, Any]:
+TARGET_EVENTS = ("request", "refused", "access_request")
+"""Events that carry what a request asked for (`data.info`): answered, refused, or held for approval."""
+
+
+async def _targets(conn: AsyncConnection, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """What each session asked for: its first resource request (kubectl's discovery comes before it), else
+    its first request at all; verb, resource, subresource, namespace, name and path."""
+    out: dict[str, dict[str, Any]] = {}
+    for resource_only in (True, False):
+        missing = [i for i in ids if i not in out]
+        if not missing:
+            break
+        where = [events.c.session_id.in_(missing), events.c.type.in_(TARGET_EVENTS)]
+        if resource_only:
+            where.append(events.c.resource.is_not(None))
+        first = sa.select(sa.func.min(events.c.seq)).where(*where).group_by(events.c.session_id)
+        query = sa.select(events.c.session_id, events.c.data).where(events.c.seq.in_(first))
+        for row in (await conn.execute(query)).all():
+            info = orjson.loads(row.data).get("info") or {}
+            if isinstance(info, dict) and info.get("verb"):
+                out[row.session_id] = {k: info.get(k) or "" for k in ("verb", "resource", "subresource", "namespace",
+                                                                       "name", "path")}
+    return out
+
+
+def describe_target(target: dict[str, Any] | None) -> str:
+    """What the session's first request asked for, as kubectl would say it: `delete namespaces tmp`."""
+    if not target:
+        return "-"
+    if not target["resource"]:
+        return f"{target['verb']} {target['path']}"
+    what = target["resource"] + (f"/{target['subresource']}" if target["subresource"] else "")
+    return " ".join(p for p in (target["verb"], what, target["name"], target["namespace"] and
+                                f"-n {target['namespace']}") if p)
+
+
+def session_dict(row: sa.Row, target: dict[str, Any] | None = None) -> dict[str, Any]:
     m = row._mapping
     return {
         "id": m["id"], "kubectl_session": m["kubectl_session"], "subject": m["subject"], "username": m["username"],
         "issuer": m["issuer"], "groups": m["groups"], "claims": m["claims"], "connection": m["connection"],
         "command": m["command"], "user_agent": m["user_agent"], "source": m["source"],
         "started_at": isotime(m["started_at"]), "ended_at": isotime(m["ended_at"]), "outcome": m["outcome"],
-        "requests": m["requests"],
+        "requests": m["requests"], "target": target,
     }
 
 
@@ -107,16 +144,18 @@ async def list_sessions(store: Store, flt: SessionFilter, *, limit: int,
     query = query.order_by(sessions.c.started_at.desc(), sessions.c.id.desc()).limit(limit + 1)
     async with store.read() as conn:
         rows = (await conn.execute(query)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        targets = await _targets(conn, [r.id for r in rows])
     token = encode_continue([rows[-1].started_at, rows[-1].id]) if more else None
-    return [session_dict(r) for r in rows], token
+    return [session_dict(r, targets.get(r.id)) for r in rows], token
 
 
 async def get_session(store: Store, session_id: str) -> dict[str, Any] | None:
     async with store.read() as conn:
         row = (await conn.execute(sa.select(sessions).where(sessions.c.id == session_id))).first()
-    return session_dict(row) if row else None
+        targets = await _targets(conn, [session_id]) if row else {}
+    return session_dict(row, targets.get(session_id)) if row else None
 
 
 async def list_events(store: Store, session_id: str, *, limit: int,

@@ -36,16 +36,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OUTCOME_RANK = {"ok": 0, "error": 1, "refused": 2, "denied": 3}
-"""A session's outcome is the worst one seen among its requests."""
+OUTCOMES = ("ok", "error", "refused", "denied", "pending")
+"""A session's outcome is its last answer's: a `kubectl apply` that GETs (404) and then creates (201) is ok.
+`pending` while one of its requests waits for approval; the eventual answer replaces it."""
 
 # Built once: constructing this statement (its CASEs) costs more than running it.
-_RANK = sa.case(OUTCOME_RANK, value=sessions.c.outcome, else_=-1)
 TOUCH_SESSIONS = sa.update(sessions).where(sessions.c.id == sa.bindparam("b_id")).values(
     ended_at=sa.case((sessions.c.ended_at < sa.bindparam("b_last"), sa.bindparam("b_last")),
                      else_=sessions.c.ended_at),
     requests=sessions.c.requests + sa.bindparam("b_count"),
-    outcome=sa.case((sa.bindparam("b_rank") > _RANK, sa.bindparam("b_outcome")), else_=sessions.c.outcome),
+    outcome=sa.case((sa.bindparam("b_outcome") != "", sa.bindparam("b_outcome")), else_=sessions.c.outcome),
 )
 
 _KUBECTL_SESSION_MAX = 128
@@ -208,7 +208,7 @@ class Recorder:
         durable=False returns 0 at once, and a failed write is logged and counted in `lost_events`."""
         if self._closed:
             raise StoreError("the recorder is shut down")
-        if outcome is not None and outcome not in OUTCOME_RANK:
+        if outcome is not None and outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}")
         await self.start()
         info = data.get("info") if isinstance(data.get("info"), dict) else {}
@@ -379,20 +379,18 @@ def _insert_session(conn: Connection, dialect: str, row: dict[str, Any]) -> str:
 
 
 def _touch_sessions(conn: Connection, chained: list[tuple[NewEvent, str | None, bool]]) -> None:
-    """Advance each touched session's end time, request count and worst outcome."""
+    """Advance each touched session's end time, request count and outcome (the last one given)."""
     touched: dict[str, tuple[float, int, str | None]] = {}
     for ev, item_outcome, counts_request in chained:
         if ev.session_id is None:
             continue
         last, count, outcome = touched.get(ev.session_id, (ev.ts, 0, None))
-        if item_outcome and (outcome is None or OUTCOME_RANK[item_outcome] > OUTCOME_RANK[outcome]):
-            outcome = item_outcome
+        outcome = item_outcome or outcome
         touched[ev.session_id] = (max(last, ev.ts), count + counts_request, outcome)
     if not touched:
         return
     conn.execute(TOUCH_SESSIONS, [
-        {"b_id": sid, "b_last": last, "b_count": count, "b_rank": OUTCOME_RANK[outcome] if outcome else -1,
-         "b_outcome": outcome or ""}
+        {"b_id": sid, "b_last": last, "b_count": count, "b_outcome": outcome or ""}
         for sid, (last, count, outcome) in touched.items()])
 
 

@@ -77,7 +77,13 @@ class UpstreamClient:
                    body: bytes | dict[str, Any] | None = None, content_type: str = "application/json",
                    headers: Iterable[tuple[str, str]] = ()) -> tuple[int, Any]:
         """A whole JSON exchange: (status, decoded answer or None when it is not JSON)."""
-        sent = [("Accept", "application/json"), ("User-Agent", "kubegate"), *headers]
+        given = list(headers)
+        names = {name.lower() for name, _ in given}
+        # Defaults only where the caller's headers (a dry run carries kubectl's) have none: a repeated
+        # User-Agent is refused by strict servers (aiohttp's, the sandbox's) though Go's accepts it.
+        defaults = (("Accept", "application/json"), ("User-Agent", "kubegate"))
+        sent = [(k, v) for k, v in defaults if k.lower() not in names]
+        sent += given
         data = orjson.dumps(body) if isinstance(body, dict) else body
         if data is not None:
             sent.append(("Content-Type", content_type))

@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from kubegate.config import parse_duration
 from kubegate.kube.status import Refused, status_response
 from kubegate.recording.query import BadQuery, SessionFilter, export_session, get_session, list_events, list_sessions
+from kubegate.recording.recorder import OUTCOMES
 from kubegate.store.engine import Store, StoreError, describe
 from kubegate.web.auth import Authorize
 
@@ -54,6 +55,8 @@ def _filter(request: web.Request) -> SessionFilter:
     if unknown:
         raise BadQuery(f"unknown query parameter(s): {', '.join(unknown)}")
     values: dict[str, Any] = {name: q[name] for name in FILTERS if q.get(name)}
+    if values.get("outcome", "ok") not in OUTCOMES:
+        raise BadQuery(f"outcome must be one of {', '.join(OUTCOMES)}")
     for name in ("since", "until"):
         if q.get(name):
             values[name] = parse_time(q[name])

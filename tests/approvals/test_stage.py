@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from kubegate.approvals.service import ApprovalService
 from kubegate.kube.status import Refused
-from kubegate.store.tables import access_requests, events
+from kubegate.store.tables import access_requests, events, sessions
 from tests.approvals.builders import (
     AGENT,
     BOB,
@@ -44,8 +44,8 @@ async def test_wait_mode_deny_refuses_with_the_reviewers_reason(service: Approva
     with pytest.raises(Refused) as refused:
         await asyncio.wait_for(task, 10)
     assert refused.value.code == 403
-    assert refused.value.message == (f"access request {request_id} was denied by idp#bob: pr-42 is still in use by "
-                                     "the release train")
+    assert refused.value.message == (f"kubegate refused this request: access request {request_id} was denied by "
+                                     "idp#bob: pr-42 is still in use by the release train")
 
 
 async def test_wait_mode_times_out_with_a_403(service: ApprovalService, clock: Clock) -> None:
@@ -84,7 +84,10 @@ async def test_after_async_approval_the_identical_request_passes_once(service: A
         await stage.on_request(make_flow("GET", "/api/v1/namespaces/prod/pods"))
     [request_id] = await pending_ids(service)
     await service.approve(request_id, BOB)
-    await stage.on_request(make_flow("GET", "/api/v1/namespaces/prod/pods"))
+    flow = make_flow("GET", "/api/v1/namespaces/prod/pods")
+    await stage.on_request(flow)
+    assert flow.warnings == [f"kubegate let this request through: access request {request_id} was approved by "
+                             "idp#bob"]
     with pytest.raises(Refused) as again:
         await stage.on_request(make_flow("GET", "/api/v1/namespaces/prod/pods"))
     assert request_id not in again.value.message  # a new access request: the approval was used
@@ -187,6 +190,11 @@ async def test_a_grant_needs_every_review_rule_the_request_meets_now(service: Ap
 async def test_every_step_is_recorded_in_the_session(service: ApprovalService) -> None:
     stage = approval_stage(service)
     task, request_id = await held(stage, service)
+    assert service.recorder is not None
+    await service.recorder.flush()
+    async with service.store.read() as conn:
+        held_session = (await conn.execute(sa.select(sessions.c.outcome))).scalar_one()
+    assert held_session == "pending"  # a session list shows it waiting, not "0 requests, -"
     await service.approve(request_id, BOB, "ok")
     await asyncio.wait_for(task, 10)
     assert service.recorder is not None

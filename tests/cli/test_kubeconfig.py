@@ -23,8 +23,8 @@ def test_a_ci_kubeconfig_reads_the_token_from_the_environment_and_kubectl_works(
     out = tmp_path / "kubeconfig"
     connection = world.env.connection
     proc = kubegate("kubeconfig", "--server", world.env.gateway.url, "--connection", connection,
-                    "--ca", str(world.env.gateway.ca_file), "--token-env", "CI_OIDC_TOKEN",
-                    "--namespace", "kube-public", "-o", str(out))
+                    "--ca", str(world.env.gateway.ca_file), "--from-env", "CI_OIDC_TOKEN",
+                    "--namespace", "kube-public", "--file", str(out))
     assert proc.returncode == 0, proc.stderr
     doc = yaml.safe_load(out.read_text())
     assert doc["clusters"][0]["cluster"]["server"] == f"{world.env.gateway.url}/k8s/{connection}"
@@ -52,3 +52,8 @@ def test_github_actions_kubeconfig_and_a_missing_source(tmp_path: Path) -> None:
     assert args[-4:] == ["token", "--github-actions", "--audience", "kubegate-prod"]
     missing = kubegate("kubeconfig", "--server", "https://k", "--connection", "c")
     assert missing.returncode == 2 and "choose a token source" in missing.stderr
+    unwritable = kubegate("kubeconfig", "--server", "https://k", "--connection", "c", "--from-env", "T",
+                          "--file", str(tmp_path / "no" / "kc"))
+    assert unwritable.returncode == 1
+    assert unwritable.stderr == (f"kubegate kubeconfig: cannot write {tmp_path / 'no' / 'kc'}: No such file or "
+                                 "directory\n")

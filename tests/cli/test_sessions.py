@@ -12,9 +12,11 @@ from types import SimpleNamespace
 import orjson
 import pytest
 import typer
+import yaml
 from aiohttp import web
 from typer.testing import CliRunner
 
+from kubegate.cli import context
 from kubegate.cli import sessions as sessions_cli
 from kubegate.identity.model import Identity
 from kubegate.kube.status import Refused
@@ -48,7 +50,8 @@ async def _fill(store: Store) -> dict[str, str]:
         sid = recorder.session_for(_flow(name, command))  # type: ignore[arg-type]
         clock.now += 1.0
         await recorder.record_event(sid, "request", {"method": "GET", "path": "/api/v1/namespaces/default/pods",
-                                                     "query": "limit=500", "info": {"verb": "list"}},
+                                                     "query": "limit=500", "info": {"verb": "list", "resource": "pods",
+                                                                              "namespace": "default"}},
                                     durable=True, counts_request=True)
         clock.now += 0.5
         await recorder.record_event(sid, "response", {"status": status, "duration_ms": 500.0, "bytes": 14,
@@ -124,15 +127,27 @@ def test_list(served: Served) -> None:
     assert code == 0, out
     assert served.ids["get"] in out and served.ids["delete"] in out
     assert out.index(served.ids["delete"]) < out.index(served.ids["get"])  # newest first
+    assert "list pods -n default" in out
     code, out = run(served, "list", "--outcome", "denied", "-o", "json")
     assert [s["id"] for s in orjson.loads(out)["items"]] == [served.ids["delete"]]
     code, out = run(served, "list", "--limit", "1")
     assert code == 0 and "more sessions: add --continue" in out
 
 
+def test_output_formats_and_outcomes_are_checked_choices(served: Served) -> None:
+    code, out = run(served, "list", "-o", "yaml")
+    assert code == 0 and {s["id"] for s in yaml.safe_load(out)["items"]} == set(served.ids.values())
+    code, out = run(served, "show", served.ids["get"], "-o", "yaml")
+    assert code == 0 and yaml.safe_load(out)["session"]["id"] == served.ids["get"]
+    for args in (["list", "-o", "xml"], ["list", "--outcome", "bogus"], ["export", "--outcome", "bogus"]):
+        code, out = run(served, *args)
+        assert code == 2 and "is not one of" in out, out
+
+
 def test_show_prints_identity_and_timeline(served: Served) -> None:
     code, out = run(served, "show", served.ids["get"])
     assert code == 0, out
+    assert "Target:     list pods -n default" in out
     assert "User:       idp#dev" in out and "Claims:     actor=dev" in out and "Source:     10.0.0.7" in out
     lines = [line for line in out.splitlines() if line.strip().startswith("+")]
     assert [line.split()[2] for line in lines] == ["session", "request", "response"]
@@ -168,10 +183,36 @@ def test_refusals_and_missing_tokens_are_reported(served: Served) -> None:
     assert code == 2 and "no token" in out
     code, out = run(served, "list", "--token", "", "--token-command", "echo auditor-token")
     assert code == 0, out
+    code, out = run(served, "list", "--token", "", "--token-command", "no-such-command --flag")
+    assert (code, out) == (1, "error: --token-command 'no-such-command --flag' cannot run: No such file or "
+                              "directory\n")
 
 
 def test_an_unreachable_server_is_reported(served: Served) -> None:
     app = typer.Typer()
     sessions_cli.register(app)
     result = CliRunner().invoke(app, ["sessions", "list", "--server", "https://127.0.0.1:1", "--token", "x"])
+    assert result.exit_code == 1 and "cannot reach kubegate at https://127.0.0.1:1" in result.output
+
+
+def test_a_server_certificate_nobody_passed_a_ca_for_names_the_flag(served: Served) -> None:
+    app = typer.Typer()
+    sessions_cli.register(app)
+    result = CliRunner().invoke(app, ["sessions", "list", "--server", served.url, "--token", "auditor-token"],
+                                env={"KUBEGATE_CA": ""})
+    assert result.exit_code == 1
+    assert result.output == (f"error: cannot verify kubegate's certificate at {served.url} (self-signed "
+                             "certificate in certificate chain): pass --ca FILE (or set KUBEGATE_CA) with the CA "
+                             "that signed it\n")
+
+
+def test_a_saved_context_stands_in_for_every_flag(served: Served, isolated_context: Path) -> None:
+    context.save_context({"server": served.url, "ca": str(served.ca), "token_command": "echo auditor-token"})
+    app = typer.Typer()
+    sessions_cli.register(app)
+    result = CliRunner().invoke(app, ["sessions", "list", "-o", "json"], env={
+        "KUBEGATE_SERVER": "", "KUBEGATE_CA": "", "KUBEGATE_TOKEN": ""})
+    assert result.exit_code == 0, result.output
+    assert {s["id"] for s in orjson.loads(result.output)["items"]} == set(served.ids.values())
+    result = CliRunner().invoke(app, ["sessions", "list", "--server", "https://127.0.0.1:1"])
     assert result.exit_code == 1 and "cannot reach kubegate at https://127.0.0.1:1" in result.output

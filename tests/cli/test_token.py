@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ import typer
 from aiohttp import web
 from typer.testing import CliRunner, Result
 
-from kubegate.cli import sandbox, token
+from kubegate.cli import sandbox, token, tokencache
 from kubegate.sandbox.issuer import DevIssuer
 
 
@@ -47,6 +50,13 @@ def rfc3339(exp: int) -> str:
 
 def unsigned_jwt(**claims: Any) -> str:
     return jwt.encode(claims, "k" * 32, algorithm="HS256")
+
+
+@pytest.fixture(autouse=True)
+def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own token cache, never the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
 
 
 @pytest.fixture
@@ -192,3 +202,55 @@ def test_sandbox_token_rejects_bad_input() -> None:
     assert result.exit_code == 1 and "--lifetime" in result.stderr
     result = run(["sandbox", "token", "--issuer", f"https://127.0.0.1:{port}", "--sub", "b"])
     assert result.exit_code == 1 and "cannot reach the development issuer" in result.stderr
+
+
+async def test_network_tokens_are_cached_per_audience_and_job(
+        actions_service: tuple[str, list[dict[str, str]]], cache_home: Path) -> None:
+    url, seen = actions_service
+    env = {"ACTIONS_ID_TOKEN_REQUEST_URL": url, "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "runtime-token"}
+    first = credential(await run_async(["token", "--github-actions"], env))
+    again = credential(await run_async(["token", "--github-actions"], env))
+    assert again == first and len(seen) == 1
+    other = credential(await run_async(["token", "--github-actions", "--audience", "other"], env))
+    assert len(seen) == 2 and other["status"]["token"] != first["status"]["token"]
+    next_job = {**env, "ACTIONS_ID_TOKEN_REQUEST_URL": url + "&run=2"}
+    credential(await run_async(["token", "--github-actions"], next_job))
+    credential(await run_async(["token", "--github-actions", "--no-cache"], env))
+    assert len(seen) == 4
+
+    directory = cache_home / "kubegate" / "tokens"
+    files = list(directory.iterdir())
+    assert len(files) == 3 and not [f for f in files if f.name.startswith(".tmp")]
+    assert directory.stat().st_mode & 0o777 == 0o700
+    assert {f.stat().st_mode & 0o777 for f in files} == {0o600}
+
+
+async def test_a_token_close_to_expiry_is_fetched_again(actions_service: tuple[str, list[dict[str, str]]]) -> None:
+    url, seen = actions_service
+    env = {"ACTIONS_ID_TOKEN_REQUEST_URL": url, "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "runtime-token"}
+    credential(await run_async(["token", "--github-actions"], env))
+    [entry] = (tokencache.cache_dir()).iterdir()
+    entry.write_text(json.dumps({"token": "stale", "exp": dt.datetime.now(dt.UTC).timestamp() + 30}))
+    cred = credential(await run_async(["token", "--github-actions"], env))
+    assert len(seen) == 2 and cred["status"]["token"] != "stale"
+
+
+def test_the_plugin_imports_neither_typer_nor_the_store(tmp_path: Path) -> None:
+    """kubectl runs the plugin on every call: `kubegate token` must not pay for the other commands."""
+    code = ("import atexit, sys\n"
+            "heavy = ('typer', 'click', 'rich', 'sqlalchemy', 'pydantic', 'jwt', 'aiohttp', 'ssl')\n"
+            "atexit.register(lambda: sys.stderr.write('loaded:' + ','.join(m for m in heavy if m in sys.modules)))\n"
+            "from kubegate.cli.main import main\n"
+            "sys.argv = ['kubegate', 'token', '--from-env', 'T']\n"
+            "main()\n")
+    env = {**os.environ, "T": unsigned_jwt(exp=FUTURE), "XDG_CACHE_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["kind"] == "ExecCredential"
+    assert done.stderr.endswith("loaded:")
+
+
+def test_plugin_help_lists_its_flags() -> None:
+    result = run(["token", "--help"])
+    assert result.exit_code == 0
+    assert "--github-actions" in result.stdout and "--no-cache" in result.stdout

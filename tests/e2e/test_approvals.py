@@ -69,6 +69,8 @@ def test_kubectl_waits_until_a_reviewer_approves_in_another_process(world: World
         out, err = kubectl.communicate(timeout=60)
         assert kubectl.returncode == 0, err
         assert f'namespace "{name}" deleted' in out
+        assert (f"Warning: kubegate let this request through: access request {request['id']} was approved by "
+                "sandbox:bob") in err
     finally:
         kubectl.kill()
 

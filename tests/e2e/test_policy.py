@@ -34,7 +34,8 @@ def test_a_deny_rule_blocks_before_the_cluster_with_its_message(world: World) ->
         mark = world.control.audit_mark()
         out = world.kubectl("create", "configmap", "frozen-1", check=False)
         assert out.returncode != 0
-        assert "denied by rule no-frozen-configmaps: frozen-* configmaps are managed by Terraform" in out.stderr
+        assert ("kubegate denied this request by rule no-frozen-configmaps: frozen-* configmaps are managed by "
+                "Terraform") in out.stderr
         cm = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "frozen-2"}})
         out = world.kubectl("apply", "-f", "-", input=cm, check=False)
         assert out.returncode != 0 and "Error from server (Forbidden)" in out.stderr
@@ -65,7 +66,8 @@ def test_a_cel_rule_refuses_a_host_pid_pod_in_apply(world: World) -> None:
         mark = world.control.audit_mark()
         out = world.kubectl("apply", "-f", "-", input=pod("bad", ns, host_pid=True), check=False)
         assert out.returncode != 0
-        assert "denied by rule no-host-pid: pods may not share the host's PID namespace" in out.stderr
+        assert ("kubegate denied this request by rule no-host-pid: pods may not share the host's PID "
+                "namespace") in out.stderr
         # the only write that reached the cluster is the dry run whose answer policy judged
         writes = [e for e in world.served(f"/namespaces/{ns}/pods", mark) if e.verb == "create"]
         assert writes and all("dryRun=All" in e.uri for e in writes)

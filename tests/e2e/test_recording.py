@@ -48,6 +48,23 @@ def test_denials_are_recorded_and_listed_by_outcome(world: World) -> None:
     assert listing["items"], "the denial should make a denied session"
 
 
+def test_an_apply_that_creates_is_ok_and_the_list_names_its_object(world: World) -> None:
+    """kubectl apply GETs the object (404), then creates it (201): the session's last answer decides."""
+    name = f"apply-{uuid.uuid4().hex[:8]}"
+    cfg = world.kubeconfig("ada", ("developers",))
+    cm = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}})
+    world.kubectl("apply", "-f", "-", input=cm, kubeconfig=cfg)
+    world.settle()
+    listing = json.loads(world.cli("sessions", "list", "--user", "sandbox:ada", "--command", "apply",
+                                   "-o", "json").stdout)
+    [session] = [s for s in listing["items"] if s["target"] and s["target"]["name"] == name]
+    assert session["outcome"] == "ok"
+    assert {k: session["target"][k] for k in ("verb", "resource", "namespace")} == {
+        "verb": "get", "resource": "configmaps", "namespace": "default"}
+    table = world.cli("sessions", "list", "--user", "sandbox:ada", "--command", "apply").stdout
+    assert f"get configmaps {name} -n default" in table
+
+
 def test_only_auditors_and_admins_read_sessions(world: World) -> None:
     out = world.cli("sessions", "list", sub="mallory", groups=("developers",), check=False)
     assert out.returncode != 0 and "auditor" in out.stderr

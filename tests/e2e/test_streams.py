@@ -169,7 +169,7 @@ def test_interactive_tty_session_is_recorded_and_replayable(world: World, ns: st
     replay = world.cli("sessions", "replay", session_id, "--speed", "50", "--idle-limit", "0.1").stdout
     assert "marker-hello" in replay and "33 101" in replay
     cast_file = tmp_path / "session.cast"
-    world.cli("sessions", "export", session_id, "--format", "asciicast", "--output", str(cast_file))
+    world.cli("sessions", "export", session_id, "--format", "asciicast", "--file", str(cast_file))
     header = json.loads(cast_file.read_text().splitlines()[0])
     assert header["version"] == 2 and (header["width"], header["height"]) == (101, 33)
     asciinema = shutil.which("asciinema", path=str(Path(sys.executable).parent)) or "asciinema"

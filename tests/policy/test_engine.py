@@ -96,7 +96,7 @@ def test_every_matching_rule_counts_and_deny_beats_review_beats_allow() -> None:
     assert (review.action, review.masks) == ("review", ("m1", "m2"))
     deny = e.decide(ALICE, req("DELETE", "/api/v1/namespaces/x/pods/locked"), "c")
     assert (deny.action, deny.masks) == ("deny", ("m1", "m2", "m3"))
-    assert deny.message == "denied by rule d: no"
+    assert deny.message == "kubegate denied this request by rule d: no"
     assert [m.rule for m in deny.matches] == ["a", "r", "d"]
 
 
@@ -113,7 +113,7 @@ def test_default_deny_message_names_the_request_and_next_step() -> None:
 def test_deny_message_names_the_first_rule_and_the_others() -> None:
     e = engine(rule("one", "deny", message="first reason"), rule("two", "deny"))
     d = e.decide(ALICE, req("GET", "/api/v1/pods"), "c")
-    assert d.message == "denied by rule one: first reason (also denied by two)"
+    assert d.message == "kubegate denied this request by rule one: first reason (also denied by two)"
 
 
 def test_review_combines_reviewers_and_keeps_each_rule() -> None:

@@ -21,6 +21,11 @@ def error_of(rule: dict) -> str:
     ({"name": "r", "action": "allow", "match": {"verbs": ["exec"]}}, "exec, attach and portforward are verb create"),
     ({"name": "r", "action": "allow", "match": {"resources": ["pods/exec/x"]}},
      "p.yaml: policies[1].match.resources: 'pods/exec/x' is not RESOURCE or RESOURCE/SUBRESOURCE"),
+    ({"name": "r", "action": "allow", "match": {"resources": ["pods", "pod"]}},
+     "p.yaml: policies[1].match.resources: 'pod' never matches a request: resources are the API's lower-case "
+     "plural names (kubectl api-resources, NAME column); write 'pods'"),
+    ({"name": "r", "action": "allow", "match": {"resources": ["deploy/scale"]}}, "write 'deployments/scale'"),
+    ({"name": "r", "action": "allow", "match": {"resources": ["Widgets"]}}, "write 'widgets'"),
     ({"name": "r", "action": "allow", "match": {"exec": {"command": ["sh"], "regex": "^sh"}}},
      "p.yaml: policies[1].match.exec[0]: give exactly one of command (argv globs) or regex"),
     ({"name": "r", "action": "allow", "match": {"exec": {"regex": "(unclosed"}}},
@@ -61,3 +66,8 @@ def test_single_values_read_as_lists_and_defaults() -> None:
     assert r.match.verbs == ["get"] and len(r.match.exec) == 1
     assert r.reviewers is not None and r.reviewers.timeout_seconds == 900 and r.reviewers.mode == "wait"
     assert r.scope == "namespace"
+
+
+def test_plural_core_and_custom_resources_load() -> None:
+    PolicyFile.model_validate({"policies": [{"name": "r", "action": "allow", "match": {
+        "resources": ["pods", "pods/log", "deployments/scale", "endpoints", "widgets", "*", "pods/*"]}}]})

@@ -75,7 +75,8 @@ async def test_default_deny_is_a_forbidden_status() -> None:
     status = exc.value.status()
     assert (status["code"], status["reason"]) == (403, "Forbidden")
     assert status["details"] == {"kind": "secrets", "name": "db"}
-    assert status["message"].startswith("no policy rule allows 'bot' to get secrets 'db' in namespace 'prod'")
+    assert status["message"].startswith("kubegate denied this request: no policy rule allows 'bot' to get "
+                                        "secrets 'db' in namespace 'prod'")
     assert f.decision.action == "deny"
 
 
@@ -98,7 +99,7 @@ async def test_writes_are_judged_on_the_object_the_cluster_would_store(method: s
     with pytest.raises(Refused) as exc:
         await decide(f, PolicyStage(RULES, dry_run))
     assert exc.value.code == 403 and dry_run.asked == 1
-    assert exc.value.message == "denied by rule no-priv: privileged containers are not allowed"
+    assert exc.value.message == "kubegate denied this request by rule no-priv: privileged containers are not allowed"
     assert f.stored == PRIVILEGED_POD
 
 
@@ -119,7 +120,7 @@ async def test_no_dry_run_when_the_request_is_denied_whatever_it_writes() -> Non
     dry_run = DryRun()
     with pytest.raises(Refused) as exc:
         await decide(flow("POST", "/api/v1/namespaces/prod/pods", PRIVILEGED), PolicyStage(RULES, dry_run))
-    assert exc.value.message.startswith("no policy rule allows") and dry_run.asked == 0
+    assert exc.value.message.startswith("kubegate denied this request: no policy rule allows") and dry_run.asked == 0
 
 
 async def test_a_review_of_a_write_knows_what_would_be_stored() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from kubegate.proxy.headers import add_headers, downstream_response_headers, upstream_request_headers
+from kubegate.proxy.headers import add_headers, downstream_response_headers, upstream_request_headers, warning_header
 
 
 def proxy(pairs: list[tuple[str, str]]) -> CIMultiDictProxy[str]:
@@ -44,3 +44,8 @@ def test_response_headers_lose_hop_by_hop_and_stale_length() -> None:
     out = downstream_response_headers(upstream, drop_length=True)
     assert sorted(out.keys()) == ["Audit-Id", "Content-Encoding", "Content-Type"]
     assert downstream_response_headers(upstream, drop_length=False)["Content-Length"] == "10"
+
+
+def test_warning_header_is_quoted_ascii() -> None:
+    assert warning_header('kubegate: approved by "bob"') == '299 - "kubegate: approved by \\"bob\\""'
+    assert warning_header("a\\b\nc é") == '299 - "a\\\\b?c ?"'

@@ -120,7 +120,8 @@ async def test_list_pages_with_continue_tokens(api: tuple[TestClient, dict]) -> 
         seen += [s["id"] for s in body["items"]]
         token = body["metadata"]["continue"]
     assert seen == [ids["watch"], ids["delete"], ids["get"]] and token == ""
-    for bad in ({"continue": "garbage"}, {"limit": "0"}, {"limit": "x"}, {"colour": "red"}, {"since": "soon"}):
+    for bad in ({"continue": "garbage"}, {"limit": "0"}, {"limit": "x"}, {"colour": "red"}, {"since": "soon"},
+                {"outcome": "bogus"}):
         status, body = await _get(client, "/api/v1/sessions", **bad)
         assert status == 400 and body["reason"] == "BadRequest", bad
 
@@ -167,3 +168,14 @@ def test_times_are_rfc3339_unix_seconds_or_durations_ago() -> None:
     assert parse_time("2h", now=10_000.0) == 2800.0
     assert parse_time("1700000000") == 1_700_000_000.0
     assert parse_time("2023-11-14T22:13:20Z") == 1_700_000_000.0
+
+
+async def test_each_session_says_what_its_first_request_asked_for(api: tuple[TestClient, dict]) -> None:
+    client, ids = api
+    _, body = await _get(client, "/api/v1/sessions")
+    targets = {s["id"]: s["target"] for s in body["items"]}
+    assert targets[ids["delete"]] == {"verb": "delete", "resource": "namespaces", "subresource": "",
+                                      "namespace": "prod", "name": "prod", "path": "/api/v1/namespaces/prod"}
+    assert (targets[ids["watch"]]["verb"], targets[ids["watch"]]["namespace"]) == ("watch", "kube-system")
+    _, one = await _get(client, f"/api/v1/sessions/{ids['get']}")
+    assert (one["target"]["verb"], one["target"]["resource"]) == ("list", "pods")

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from kubegate.config import Config
 from kubegate.identity.model import Identity
+from kubegate.recording.query import describe_target
 from kubegate.web.auth import roles_of
 from kubegate.web.ui.assets import Assets
 from kubegate.web.ui.cookies import CookieCodec, UISession
@@ -57,6 +58,7 @@ def make_templates() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["time"] = _time
     env.filters["urlquote"] = lambda v: quote(str(v), safe="")
+    env.filters["target"] = describe_target
     return env
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from kubegate.recording.asciicast import CAST_KINDS, cast_from_events
 from kubegate.recording.query import BadQuery, SessionFilter, export_session, get_session, list_events, list_sessions
+from kubegate.recording.recorder import OUTCOMES
 from kubegate.recording.replay import parse_time
 from kubegate.store.engine import Store, StoreError, describe
 from kubegate.web.sessions_api import FILTERS, stream_jsonl
@@ -21,7 +22,6 @@ from kubegate.web.ui.timeline import entry
 
 PAGE_SIZES = (25, 50, 100, 200)
 EVENTS_PER_PAGE = 500
-OUTCOMES = ("ok", "error", "refused", "denied")
 
 
 def _store(request: web.Request) -> Store:

@@ -54,6 +54,7 @@ async def test_filters_and_pages(ui: UIHarness, recorder: Recorder) -> None:
     headers = ui.sign_in(AUDITOR)
     _, html = await ui.page("/ui/sessions", headers, params={"user": DAVE.username})
     assert _session_links(html) == [dave_id]
+    assert "<td><code>list secrets -n b</code></td>" in html  # what the session asked for
     _, html = await ui.page("/ui/sessions", headers, params={"resource": "secrets", "namespace": "b"})
     assert _session_links(html) == [dave_id]
     _, first = await ui.page("/ui/sessions", headers, params={"user": AGENT.username, "limit": "25"})
