@@ -23,7 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from kubegate.config import StoreConfig, parse_duration
+from kubegate.config import StoreConfig
+from kubegate.durations import parse_duration
 from kubegate.masking.config import MaskingConfig
 from kubegate.masking.masker import Masker
 from kubegate.masking.scrub import scrubbed
