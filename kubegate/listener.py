@@ -10,6 +10,7 @@ from aiohttp import web
 
 from kubegate.app import GATEWAY, build_app
 from kubegate.config import Config
+from kubegate.mcp.loopback import Loopback
 from kubegate.tls import ensure_serving_cert, server_ssl_context
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ async def start_gateway(config: Config, *, reuse_port: bool = False) -> Listenin
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     url = config.listen.base_url(port)
     runner.app[GATEWAY].base_url = url
+    bound = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(config.listen.host, config.listen.host)
+    runner.app[GATEWAY].loopback = Loopback(f"https://{f'[{bound}]' if ':' in bound else bound}:{port}", cert)
     if config.listen.external_url:
         log.info("approve commands and web sign-in redirects use listen.external_url %s", url)
     else:

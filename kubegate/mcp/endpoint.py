@@ -1,0 +1,120 @@
+"""`/mcp` (Streamable HTTP, served by the MCP SDK's session manager) and its OAuth protected-resource metadata.
+
+kubegate is an OAuth resource server here, as MCP's authorization spec has it: each HTTP request's bearer
+token is verified by the same verifier kubectl's requests meet (issuer, audience, expiry), a missing or bad
+token gets 401 with `WWW-Authenticate` naming the metadata URL, and an MCP session belongs to the user who
+opened it (another user's token cannot drive it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import orjson
+from aiohttp import web
+from mcp.server.auth.routes import build_resource_metadata_url
+from mcp.server.streamable_http_manager import DEFAULT_MAX_SESSIONS, StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.auth import ProtectedResourceMetadata
+from multidict import CIMultiDict
+from pydantic import AnyHttpUrl
+
+from kubegate.identity.model import AuthError
+from kubegate.identity.stage import bearer_token
+from kubegate.mcp.asgi import run_asgi
+from kubegate.mcp.tools import Tools, build_server
+
+if TYPE_CHECKING:
+    from kubegate.app import Gateway
+
+PATH = "/mcp"
+METADATA = "/.well-known/oauth-protected-resource"
+SESSION_HEADER = "mcp-session-id"
+HINT = "send `Authorization: Bearer <token>` with a token from one of kubegate's issuers (see the metadata URL)"
+
+
+class Endpoint:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.tools = Tools(gateway, lambda: gateway.loopback)
+        server = build_server(self.tools)
+        # Only for its session manager: routing, auth and TLS are kubegate's; the bearer token, not the
+        # Host header, is what keeps other sites' pages out (no DNS-rebinding allow-list needed).
+        server.streamable_http_app(transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
+        self.manager: StreamableHTTPSessionManager = server.session_manager
+        self._owners: OrderedDict[str, str] = OrderedDict()  # MCP session id -> username that opened it
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def resource_url(self) -> str:
+        return self.gateway.base_url + PATH
+
+    def metadata(self) -> ProtectedResourceMetadata:
+        # Strings, so the model keeps each issuer exactly as configured (issuer ids compare as strings).
+        return ProtectedResourceMetadata.model_validate({
+            "resource": self.resource_url(), "resource_name": "kubegate",
+            "authorization_servers": [i.url for i in self.gateway.config.identity.issuers]})
+
+    def unauthorized(self, why: str) -> web.Response:
+        url = build_resource_metadata_url(AnyHttpUrl(self.resource_url()))
+        description = f"kubegate refused the token: {why}; {HINT}"
+        header = f'Bearer error="invalid_token", error_description="{description}", resource_metadata="{url}"'
+        return web.Response(status=401, content_type="application/json", headers={"WWW-Authenticate": header},
+                            body=orjson.dumps({"error": "invalid_token", "error_description": description}))
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            identity = await self.gateway.verifier.verify(bearer_token(request.headers.get("Authorization")))
+        except AuthError as exc:
+            return self.unauthorized(exc.reason)
+        session = request.headers.get(SESSION_HEADER, "")
+        owner = self._owners.get(session)
+        if session and owner is not None and owner != identity.username:
+            return web.json_response(status=404, data={"error": "kubegate refused this MCP session: another user "
+                                                       "opened it; start a new session (initialize)"})
+
+        def started(status: int, headers: CIMultiDict[str]) -> None:
+            opened = headers.get(SESSION_HEADER)
+            if opened and opened not in self._owners:
+                self._owners[opened] = identity.username
+                while len(self._owners) > DEFAULT_MAX_SESSIONS:
+                    self._owners.popitem(last=False)
+
+        response = await run_asgi(self.manager.handle_request, request, started)
+        if request.method == "DELETE" and response.status < 300:
+            self._owners.pop(session, None)
+        return response
+
+    async def handle_metadata(self, request: web.Request) -> web.Response:
+        return web.Response(content_type="application/json",
+                            body=self.metadata().model_dump_json(exclude_none=True))
+
+    async def _serve(self) -> None:
+        async with self.manager.run():
+            await self._stop.wait()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The session manager's task group lives in its own task: anyio scopes must enter and exit in one."""
+        self._task = asyncio.create_task(self._serve(), name="mcp-sessions")
+        try:
+            yield
+        finally:
+            self._stop.set()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._task, 10)
+
+
+def setup_routes(app: web.Application, gateway: Gateway) -> Endpoint:
+    endpoint = Endpoint(gateway)
+    for method in ("GET", "POST", "DELETE"):
+        app.router.add_route(method, PATH, endpoint.handle)
+    app.router.add_get(METADATA, endpoint.handle_metadata)
+    app.router.add_get(METADATA + PATH, endpoint.handle_metadata)
+    return endpoint
+
+
