@@ -1,11 +1,14 @@
 """Runs one aiohttp request through an ASGI app: the MCP SDK's transport is ASGI, kubegate's server is aiohttp.
 
-Only what Streamable HTTP needs: one request body, a streamed response (SSE), and a disconnect that the
-app sees when aiohttp cancels the handler (the server runs with handler_cancellation)."""
+Only what Streamable HTTP needs: one request body, a streamed response (SSE), and a disconnect. aiohttp
+cancels a handler whose client went away (handler_cancellation); the app is shielded from that and told
+`http.disconnect` instead, so it always finishes its own bookkeeping (the SDK registers a new session only
+once the opening request's app call returns, which can be after the client already read the answer)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -60,8 +63,14 @@ async def run_asgi(app: ASGIApp, request: web.Request, on_start: OnStart | None 
                 await response.write_eof()
                 done.set()
 
+    task = asyncio.ensure_future(app(_scope(request), receive, send))
     try:
-        await app(_scope(request), receive, send)
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        done.set()
+        with contextlib.suppress(Exception):
+            await task
+        raise
     finally:
         done.set()
     if response is None:

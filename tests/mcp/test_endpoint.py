@@ -16,7 +16,8 @@ import yaml
 from mcp.client import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from kubegate.masking.marker import MARKER
+from kubegate.masking.marker import MARKER_B64
+from kubegate.sandbox.envtest import GATEWAY_USER
 from tests.conftest import World
 
 pytestmark = pytest.mark.e2e
@@ -79,7 +80,74 @@ async def test_get_masks_a_secret_and_lists_with_selectors(world: World) -> None
         assert {"list_api_resources", "get", "apply", "delete", "scale", "pod_logs", "describe"} <= tools
         error, text = await call(session, "get", resource="secret", name="db", namespace=ns)
         assert not error and "hunter2" not in text
-        assert yaml.safe_load(text.split("\n", 1)[1] if text.startswith("warning") else text)["data"] == {
-            "password": __import__("base64").b64encode(MARKER.encode()).decode()}
+        assert "warning: " in text and yaml.safe_load(text.split("\n", 1)[1])["data"] == {"password": MARKER_B64}
         error, text = await call(session, "get", resource="cm", namespace=ns, label_selector="tier=web")
         assert not error and "name: a\n" in text and "name: b\n" not in text and "managedFields" not in text
+
+
+async def test_apply_creates_as_the_caller_then_scale_describe_and_delete(world: World) -> None:
+    ns = world.namespace("mcp")
+    manifest = yaml.safe_dump({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                               "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                                        "template": {"metadata": {"labels": {"app": "web"}},
+                                                     "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
+    mark = world.control.audit_mark()
+    async with mcp_session(world, world.token("mia")) as session:
+        error, text = await call(session, "apply", manifest=manifest, namespace=ns, dry_run=True)
+        assert not error and text.startswith("(dry run) Deployment/web applied")
+        assert not world.control.exists(f"/apis/apps/v1/namespaces/{ns}/deployments/web")
+        error, text = await call(session, "apply", manifest=manifest, namespace=ns)
+        assert not error and "+  replicas: 1" in text, text
+        made = [e for e in world.served(f"/namespaces/{ns}/deployments/web", mark) if e.verb == "patch"]
+        assert made and all(e.user == GATEWAY_USER and (e.impersonated or {}).get("username") == "sandbox:mia"
+                            for e in made), [e.raw for e in made]
+        assert (await call(session, "scale", resource="deploy", name="web", namespace=ns, replicas=3))[0] is False
+        assert world.control.get(f"/apis/apps/v1/namespaces/{ns}/deployments/web")["spec"]["replicas"] == 3
+        error, text = await call(session, "describe", resource="deployments.apps", name="web", namespace=ns)
+        assert not error and "events:" in text and "replicas: 3" in text
+        error, text = await call(session, "list_api_resources")
+        assert not error and "name: deployments" in text
+        assert (await call(session, "delete", resource="deployment", name="web", namespace=ns))[0] is False
+        assert not world.control.exists(f"/apis/apps/v1/namespaces/{ns}/deployments/web")
+
+
+async def test_a_deny_rule_refuses_the_tool_call_and_the_session_is_recorded(world: World) -> None:
+    async with mcp_session(world, world.token("noah")) as session:
+        error, text = await call(session, "apply", manifest="kind: ConfigMap\napiVersion: v1\nmetadata: {name: x}\n",
+                                 namespace="kube-system")
+        assert error and "kube-system is managed by the platform team" in text and "kubegate" in text
+        error, text = await call(session, "get", resource="configmaps", namespace="default")
+        assert not error
+    world.settle()
+    listing = json.loads(world.cli("sessions", "list", "--user", "sandbox:noah", "--output", "json").stdout)
+    [recorded] = listing["items"]
+    assert recorded["user_agent"].startswith("kubegate-mcp/") and recorded["command"].startswith("mcp ")
+    shown = json.dumps(json.loads(world.cli("sessions", "show", recorded["id"], "--output", "json").stdout))
+    assert "kube-system-is-read-only" in shown and "/api/v1/namespaces/default/configmaps" in shown
+
+
+async def test_a_held_call_returns_pending_and_the_identical_retry_runs_after_approval(world: World) -> None:
+    ns = world.namespace("mcp")
+    world.kubectl("create", "configmap", "cfg", "-n", ns)
+    world.set_policies("mcp-approval", [{
+        "name": f"configmap-deletion-in-{ns}", "match": {"verbs": ["delete"], "resources": ["configmaps"],
+                                                        "namespaces": [ns]},
+        "action": "review", "reviewers": {"groups": ["platform-oncall"]}}])
+    try:
+        async with mcp_session(world, world.token("olga")) as session:
+            error, text = await call(session, "delete", resource="configmap", name="cfg", namespace=ns)
+            pending = yaml.safe_load(text)["pending_approval"]
+            assert not error and pending["approve_command"].startswith(
+                f"kubegate requests approve {pending['request_id']} --server ")
+            assert world.control.exists(f"/api/v1/namespaces/{ns}/configmaps/cfg")
+            status = yaml.safe_load((await call(session, "approval_status", request_id=pending["request_id"]))[1])
+            assert status["state"] == "pending"
+            approve = world.cli("requests", "approve", pending["request_id"], sub="bob", groups=("platform-oncall",))
+            assert approve.returncode == 0, approve.stderr
+            status = yaml.safe_load((await call(session, "approval_status", request_id=pending["request_id"]))[1])
+            assert status["state"] == "approved"
+            error, text = await call(session, "delete", resource="configmap", name="cfg", namespace=ns)
+            assert not error and "ConfigMap/cfg deleted" in text and "was approved" in text
+            assert not world.control.exists(f"/api/v1/namespaces/{ns}/configmaps/cfg")
+    finally:
+        world.clear_policies("mcp-approval")
