@@ -18,7 +18,6 @@ from multidict import CIMultiDict
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
                    Awaitable[None]]
-OnStart = Callable[[int, CIMultiDict[str]], None]
 
 
 def _scope(request: web.Request) -> dict[str, Any]:
@@ -32,8 +31,8 @@ def _scope(request: web.Request) -> dict[str, Any]:
     }
 
 
-async def run_asgi(app: ASGIApp, request: web.Request, on_start: OnStart | None = None) -> web.StreamResponse:
-    """The app's answer to `request`, streamed as it comes; `on_start` sees the status and headers first."""
+async def run_asgi(app: ASGIApp, request: web.Request, scope: dict[str, Any] | None = None) -> web.StreamResponse:
+    """The app's answer to `request`, streamed as it comes; `scope` adds to the ASGI scope (the user)."""
     body = await request.read()
     done = asyncio.Event()
     sent_body = False
@@ -51,8 +50,6 @@ async def run_asgi(app: ASGIApp, request: web.Request, on_start: OnStart | None 
         nonlocal response
         if message["type"] == "http.response.start":
             headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in message.get("headers", []))
-            if on_start is not None:
-                on_start(message["status"], headers)
             response = web.StreamResponse(status=message["status"], headers=headers)
         elif message["type"] == "http.response.body" and response is not None:
             if not response.prepared:
@@ -63,7 +60,7 @@ async def run_asgi(app: ASGIApp, request: web.Request, on_start: OnStart | None 
                 await response.write_eof()
                 done.set()
 
-    task = asyncio.ensure_future(app(_scope(request), receive, send))
+    task = asyncio.ensure_future(app({**_scope(request), **(scope or {})}, receive, send))
     try:
         await asyncio.shield(task)
     except asyncio.CancelledError:

@@ -3,24 +3,25 @@
 kubegate is an OAuth resource server here, as MCP's authorization spec has it: each HTTP request's bearer
 token is verified by the same verifier kubectl's requests meet (issuer, audience, expiry), a missing or bad
 token gets 401 with `WWW-Authenticate` naming the metadata URL, and an MCP session belongs to the user who
-opened it (another user's token cannot drive it).
+opened it: the verified identity goes to the SDK as its authenticated user, and the SDK's session manager
+answers another principal's request for that session as if the session did not exist.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.routes import build_resource_metadata_url
-from mcp.server.streamable_http_manager import DEFAULT_MAX_SESSIONS, StreamableHTTPSessionManager
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.auth import ProtectedResourceMetadata
-from multidict import CIMultiDict
 from pydantic import AnyHttpUrl
 
 from kubegate.identity.model import AuthError
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 PATH = "/mcp"
 METADATA = "/.well-known/oauth-protected-resource"
-SESSION_HEADER = "mcp-session-id"
 HINT = "send `Authorization: Bearer <token>` with a token from one of kubegate's issuers (see the metadata URL)"
 
 
@@ -46,7 +46,6 @@ class Endpoint:
         # Host header, is what keeps other sites' pages out (no DNS-rebinding allow-list needed).
         server.streamable_http_app(transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
         self.manager: StreamableHTTPSessionManager = server.session_manager
-        self._owners: OrderedDict[str, str] = OrderedDict()  # MCP session id -> username that opened it
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -71,23 +70,11 @@ class Endpoint:
             identity = await self.gateway.verifier.verify(bearer_token(request.headers.get("Authorization")))
         except AuthError as exc:
             return self.unauthorized(exc.reason)
-        session = request.headers.get(SESSION_HEADER, "")
-        owner = self._owners.get(session)
-        if session and owner is not None and owner != identity.username:
-            return web.json_response(status=404, data={"error": "kubegate refused this MCP session: another user "
-                                                       "opened it; start a new session (initialize)"})
-
-        def started(status: int, headers: CIMultiDict[str]) -> None:
-            opened = headers.get(SESSION_HEADER)
-            if opened and opened not in self._owners:
-                self._owners[opened] = identity.username
-                while len(self._owners) > DEFAULT_MAX_SESSIONS:
-                    self._owners.popitem(last=False)
-
-        response = await run_asgi(self.manager.handle_request, request, started)
-        if request.method == "DELETE" and response.status < 300:
-            self._owners.pop(session, None)
-        return response
+        # The SDK keys session ownership on (client_id, iss, sub); it never needs the token itself.
+        user = AuthenticatedUser(AccessToken(token="", client_id=identity.username, scopes=[],
+                                             expires_at=int(identity.expires_at) or None, subject=identity.subject,
+                                             claims={"iss": identity.issuer}))
+        return await run_asgi(self.manager.handle_request, request, {"user": user})
 
     async def handle_metadata(self, request: web.Request) -> web.Response:
         return web.Response(content_type="application/json",

@@ -8,6 +8,7 @@ tool error carrying kubegate's own message; a held request as a pending-approval
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from kubegate.app import Gateway
 
 FIELD_MANAGER = "kubegate-mcp"
+PROGRESS_SECONDS = 5.0
 INSTRUCTIONS = ("Kubernetes through kubegate: every call runs as you, under kubegate's policy (it may refuse, "
                 "mask values, or hold a call for human approval). Start with list_api_resources.")
 
@@ -206,15 +208,23 @@ def build_server(tools: Tools) -> MCPServer:
         return tools.finish(result, _rollout)
 
     @server.tool()
-    async def approval_status(ctx: Context, request_id: str) -> str:
+    async def approval_status(ctx: Context, request_id: str,
+                              wait_seconds: Annotated[int, Field(ge=0, le=600, description=(
+                                  "wait up to this long for a decision, with progress notifications"))] = 0) -> str:
         """The state of an access request a held call created, and what to do next."""
-        caller = tools.caller(ctx)
-        identity = await tools.gateway.verifier.verify(caller.token)
+        identity = await tools.gateway.verifier.verify(tools.caller(ctx).token)
         service = tools.gateway.approvals
         request = await service.get(request_id) if service is not None else None
-        if request is None or request.username != identity.username:
+        if service is None or request is None or request.username != identity.username:
             raise ToolError(f"kubegate has no access request {request_id!r} of yours; use the request_id a held "
                             "call returned")
+        deadline = time.monotonic() + wait_seconds
+        while request.effective_state(time.time()) == "pending" and time.monotonic() < deadline:
+            left = deadline - time.monotonic()
+            await ctx.report_progress(wait_seconds - left, wait_seconds, f"access request {request_id} is pending")
+            with contextlib.suppress(TimeoutError):
+                request = await asyncio.wait_for(service.wait(request_id), min(left, PROGRESS_SECONDS))
+            request = await service.get(request_id) or request
         return dump(approvals.status_result(request))
 
     if tools.config.read_only:

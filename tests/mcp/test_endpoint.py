@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 import urllib.error
@@ -67,6 +68,24 @@ def test_without_a_token_the_endpoint_answers_401_naming_its_metadata(world: Wor
     assert status == 200 and metadata["resource"] == world.env.gateway.url + "/mcp"
     assert metadata["authorization_servers"] == [world.env.issuer.url]
     assert http_get(world, "/mcp", token="not-a-jwt")[0] == 401
+
+
+async def test_a_session_belongs_to_the_user_who_opened_it(world: World) -> None:
+    assert world.env.gateway is not None
+    url = world.env.gateway.url + "/mcp"
+    accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    opening = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    async with httpx2.AsyncClient(verify=_tls(world), timeout=30) as http:
+        opened = await http.post(url, json=opening, headers={**accept, "Authorization": f"Bearer {world.token('pia')}"})
+        assert opened.status_code == 200 and opened.headers["mcp-session-id"]
+        assert '"protocolVersion":"2025-11-25"' in opened.text.replace(" ", "")
+        session = {**accept, "mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        other = await http.post(url, json=listing, headers={**session, "Authorization": f"Bearer {world.token('eve')}"})
+        assert other.status_code == 404
+        own = await http.post(url, json=listing, headers={**session, "Authorization": f"Bearer {world.token('pia')}"})
+        assert own.status_code == 200 and '"name":"get"' in own.text.replace(" ", "")
 
 
 async def test_get_masks_a_secret_and_lists_with_selectors(world: World) -> None:
@@ -142,10 +161,19 @@ async def test_a_held_call_returns_pending_and_the_identical_retry_runs_after_ap
             assert world.control.exists(f"/api/v1/namespaces/{ns}/configmaps/cfg")
             status = yaml.safe_load((await call(session, "approval_status", request_id=pending["request_id"]))[1])
             assert status["state"] == "pending"
-            approve = world.cli("requests", "approve", pending["request_id"], sub="bob", groups=("platform-oncall",))
+            progress: list[str | None] = []
+
+            async def on_progress(done: float, total: float | None, message: str | None) -> None:
+                progress.append(message)
+
+            waiting = asyncio.create_task(session.call_tool("approval_status", {
+                "request_id": pending["request_id"], "wait_seconds": 60}, progress_callback=on_progress))
+            approve = await asyncio.to_thread(world.cli, "requests", "approve", pending["request_id"], sub="bob",
+                                              groups=("platform-oncall",))
             assert approve.returncode == 0, approve.stderr
-            status = yaml.safe_load((await call(session, "approval_status", request_id=pending["request_id"]))[1])
-            assert status["state"] == "approved"
+            status = yaml.safe_load((await asyncio.wait_for(waiting, 30)).content[0].text)  # type: ignore[union-attr]
+            assert status["state"] == "approved" and "identical tool call again" in status["next"]
+            assert progress and pending["request_id"] in str(progress[0])
             error, text = await call(session, "delete", resource="configmap", name="cfg", namespace=ns)
             assert not error and "ConfigMap/cfg deleted" in text and "was approved" in text
             assert not world.control.exists(f"/api/v1/namespaces/{ns}/configmaps/cfg")
