@@ -51,13 +51,16 @@ async def run_asgi(app: ASGIApp, request: web.Request, scope: dict[str, Any] | N
         if message["type"] == "http.response.start":
             headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in message.get("headers", []))
             response = web.StreamResponse(status=message["status"], headers=headers)
-        elif message["type"] == "http.response.body" and response is not None:
-            if not response.prepared:
-                await response.prepare(request)
-            if message.get("body"):
-                await response.write(message["body"])
-            if not message.get("more_body", False):
-                await response.write_eof()
+        elif message["type"] == "http.response.body" and response is not None and not done.is_set():
+            try:
+                if not response.prepared:
+                    await response.prepare(request)
+                if message.get("body"):
+                    await response.write(message["body"])
+                if not message.get("more_body", False):
+                    await response.write_eof()
+                    done.set()
+            except ConnectionResetError:  # the client left: what the app still sends goes nowhere, as in ASGI
                 done.set()
 
     task = asyncio.ensure_future(app({**_scope(request), **(scope or {})}, receive, send))

@@ -13,6 +13,7 @@ own listener. What differs from kubectl: the recorded source address is the loop
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,26 @@ class Answer:
     @property
     def ok(self) -> bool:
         return 200 <= self.status < 300
+
+
+def warning_text(header: str) -> str:
+    """What kubectl prints for a `Warning: 299 - "text"` header: the text."""
+    code, _, rest = header.partition(" ")
+    quoted = rest.partition(" ")[2]
+    if not code.isdigit() or not quoted.startswith('"') or not quoted.endswith('"'):
+        return header
+    return quoted[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+
+
+@dataclass
+class Exec:
+    output: dict[int, bytes] = field(default_factory=lambda: {1: b"", 2: b""})
+    status: dict[str, Any] | None = None
+    refused: int = 0
+    timed_out: bool = False
+
+
+EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 
 
 def pinned_context(cert: Path) -> ssl.SSLContext:
@@ -88,7 +109,33 @@ class Loopback:
             parsed: Any = raw.decode(errors="replace")
             if raw and "json" in resp.headers.get("Content-Type", ""):
                 parsed = orjson.loads(raw)
-            return Answer(resp.status, parsed, resp.headers.getall("Warning", []))
+            return Answer(resp.status, parsed, [warning_text(w) for w in resp.headers.getall("Warning", [])])
+
+    async def exec(self, caller: Caller, connection: str, path: str, query: list[tuple[str, str]], *,
+                   command: str, seconds: float) -> Exec:
+        """A non-interactive exec over WebSocket (v5 channels, as kubectl speaks it): output and exit status."""
+        target = f"{self.url}{K8S_PREFIX}{quote(connection, safe='')}{path}?{urlencode(query)}"
+        headers = {"Authorization": f"Bearer {caller.token}", "Kubectl-Command": command,
+                   "User-Agent": f"kubegate-mcp/{__version__} ({caller.client or 'MCP client'})"}
+        if caller.session_id:
+            headers["Kubectl-Session"] = f"mcp-{caller.session_id}"
+        out = Exec()
+        try:
+            async with asyncio.timeout(seconds), self._client().ws_connect(
+                    target, headers=headers, protocols=EXEC_PROTOCOLS, max_msg_size=0) as ws:
+                async for msg in ws:
+                    if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
+                        continue
+                    channel, data = msg.data[0], msg.data[1:]
+                    if channel in (1, 2):
+                        out.output[channel] += data
+                    elif channel == 3:
+                        out.status = orjson.loads(data) if data else {}
+        except aiohttp.WSServerHandshakeError as exc:
+            out.refused = exc.status
+        except TimeoutError:
+            out.timed_out = True
+        return out
 
     async def close(self) -> None:
         if self._session is not None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shlex
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import orjson
 import yaml
@@ -25,10 +26,12 @@ from kubegate.mcp import approvals
 from kubegate.mcp.discovery import Discovery, Resource
 from kubegate.mcp.loopback import Answer, Caller, Loopback
 from kubegate.mcp.shaping import diff, dump, fit, items_that_fit, trimmed
+from kubegate.policy.explain import ExplainError, request_from_kubectl
 
 if TYPE_CHECKING:
     from kubegate.app import Gateway
 
+T = TypeVar("T")
 FIELD_MANAGER = "kubegate-mcp"
 PROGRESS_SECONDS = 5.0
 INSTRUCTIONS = ("Kubernetes through kubegate: every call runs as you, under kubegate's policy (it may refuse, "
@@ -94,22 +97,11 @@ class Tools:
                    content_type: str = "application/json", allow: tuple[int, ...] = ()) -> Answer | dict[str, Any]:
         """The request's answer; a pending-approval result when a rule holds it; ToolError when refused."""
         caller = self.caller(ctx)
-        since = time.time()
-        call = asyncio.create_task(self.loopback.request(caller, connection, method, path, query=query, body=body,
-                                                         content_type=content_type, command=command))
+        answer = await self.unless_held(caller, method, path, self.loopback.request(
+            caller, connection, method, path, query=query, body=body, content_type=content_type, command=command))
+        if isinstance(answer, dict):
+            return answer
         service = self.gateway.approvals
-        try:
-            request = None
-            if service is not None:
-                identity = await self.gateway.verifier.verify(caller.token)
-                request = await approvals.held(service, identity, method, path, since, call,
-                                               self.config.approval_poll_seconds)
-            if request is not None:
-                return approvals.pending_result(request, self.gateway.base_url)
-            answer = await call
-        finally:
-            if not call.done():
-                call.cancel()
         details = answer.body.get("details") if isinstance(answer.body, dict) else None
         if answer.status == 403 and isinstance(details, dict) and details.get("kind") == "accessrequest":
             held = await service.get(details["name"]) if service is not None else None
@@ -118,6 +110,23 @@ class Tools:
         if not answer.ok and answer.status not in allow:
             raise ToolError(_status_message(answer))
         return answer
+
+    async def unless_held(self, caller: Caller, method: str, path: str, request: Awaitable[T]) -> T | dict[str, Any]:
+        """What `request` answers, or at once a pending-approval result when a review rule holds it."""
+        since = time.time()
+        call = asyncio.ensure_future(request)
+        try:
+            service = self.gateway.approvals
+            if service is not None:
+                identity = await self.gateway.verifier.verify(caller.token)
+                held = await approvals.held(service, identity, method, path, since, call,
+                                            self.config.approval_poll_seconds)
+                if held is not None:
+                    return approvals.pending_result(held, self.gateway.base_url)
+            return await call
+        finally:
+            if not call.done():
+                call.cancel()
 
     def finish(self, result: Answer | dict[str, Any], text: Callable[[Answer], str]) -> str:
         if isinstance(result, dict):
@@ -227,6 +236,22 @@ def build_server(tools: Tools) -> MCPServer:
             request = await service.get(request_id) or request
         return dump(approvals.status_result(request))
 
+    @server.tool()
+    async def explain(ctx: Context, kubectl: Annotated[str, Field(description=(
+                          "the request as a kubectl command line, e.g. `delete configmap cfg -n shop`"))],
+                      connection: Connection = "") -> str:
+        """What kubegate's policy would decide for you on a request, before trying it (nothing is sent)."""
+        conn = tools.connection(connection)
+        identity = await tools.gateway.verifier.verify(tools.caller(ctx).token)
+        try:
+            info, obj = request_from_kubectl(shlex.split(kubectl.removeprefix("kubectl ")))
+        except (ExplainError, ValueError) as exc:
+            raise ToolError(f"kubegate cannot read that as a kubectl command: {exc}") from exc
+        decision = tools.gateway.policy.explain(identity, info, conn, obj).as_dict()
+        decision.pop("misses", None)  # other rules' conditions are for policy readers, not every caller
+        return dump({"request": {k: v for k, v in info.as_dict().items() if v not in ("", None, [])},
+                     "decision": decision})
+
     if tools.config.read_only:
         return server
 
@@ -286,6 +311,35 @@ def build_server(tools: Tools) -> MCPServer:
                                   body=orjson.dumps({"spec": {"replicas": replicas}}),
                                   content_type="application/merge-patch+json", command=f"mcp scale {res.name}")
         return tools.finish(result, lambda a: f"{res.kind}/{name} scaled to {replicas} replicas\n")
+
+    @server.tool(name="exec")
+    async def exec_(ctx: Context, pod: str, namespace: str, command: list[str], container: str = "",
+                    timeout_seconds: Annotated[int, Field(ge=1, le=300)] = 30, connection: Connection = "") -> str:
+        """Run a non-interactive command in a pod (no stdin, no TTY); stdout, stderr and the exit code."""
+        conn = tools.connection(connection)
+        path = f"/api/v1/namespaces/{namespace}/pods/{pod}/exec"
+        query = [("command", c) for c in command] + [("stdout", "true"), ("stderr", "true")]
+        if container:
+            query.append(("container", container))
+        caller = tools.caller(ctx)
+        done = await tools.unless_held(caller, "GET", path, tools.loopback.exec(
+            caller, conn, path, query, command=f"mcp exec {pod}", seconds=timeout_seconds))
+        if isinstance(done, dict):
+            return dump(done)
+        if done.refused:
+            raise ToolError(f"the exec was refused before it started (HTTP {done.refused}); call explain with "
+                            f"`exec {pod} -n {namespace} -- {' '.join(command)}` to see what kubegate's policy says")
+        status = done.status or {}
+        causes = status.get("details", {}).get("causes", [])
+        code = next((c.get("message") for c in causes if c.get("reason") == "ExitCode"), None)
+        exit_code = 0 if status.get("status") == "Success" else code
+        result: dict[str, Any] = {"exit_code": exit_code, "timed_out": done.timed_out,
+                                  "stdout": done.output[1].decode(errors="replace"),
+                                  "stderr": done.output[2].decode(errors="replace")}
+        if status.get("status") == "Failure" and code is None:
+            result["error"] = status.get("message", "")
+        text = dump(result)
+        return fit(text, tools.config.max_result_chars, "print less (| head, | tail)")
 
     return server
 

@@ -17,7 +17,7 @@ import yaml
 from mcp.client import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from kubegate.masking.marker import MARKER_B64
+from kubegate.masking.marker import MARKER, MARKER_B64
 from kubegate.sandbox.envtest import GATEWAY_USER
 from tests.conftest import World
 
@@ -179,3 +179,26 @@ async def test_a_held_call_returns_pending_and_the_identical_retry_runs_after_ap
             assert not world.control.exists(f"/api/v1/namespaces/{ns}/configmaps/cfg")
     finally:
         world.clear_policies("mcp-approval")
+
+
+async def test_logs_exec_with_masked_output_explain_and_rollout_status(world: World) -> None:
+    ns = world.namespace("mcp")
+    world.pod(ns, "app", containers=[{"name": "app", "image": "busybox",
+                                      "env": [{"name": "DB_PASSWORD", "value": "s3cr3t-Pa55word-mcp"}]}])
+    world.env.cluster.append_log(ns, "app", "first line\nsecond line\n")
+    world.kubectl("create", "deployment", "web", "--image=busybox", "-n", ns)
+    async with mcp_session(world, world.token("ria")) as session:
+        error, text = await call(session, "pod_logs", pod="app", namespace=ns, tail_lines=1)
+        assert not error and text.strip().splitlines()[-1] == "second line" and "first line" not in text
+        error, text = await call(session, "exec", pod="app", namespace=ns, command=["env"])
+        result = yaml.safe_load(text)
+        assert not error and result["exit_code"] == 0 and f"DB_PASSWORD={MARKER}" in result["stdout"]
+        assert "s3cr3t" not in text
+        error, text = await call(session, "exec", pod="app", namespace=ns, command=["sh", "-c", "echo e >&2; exit 3"])
+        assert yaml.safe_load(text)["exit_code"] == "3" and yaml.safe_load(text)["stderr"] == "e\n"
+        error, text = await call(session, "explain", kubectl=f"delete namespace {ns}")
+        decision = yaml.safe_load(text)["decision"]
+        assert not error and decision["action"] == "review" and "misses" not in decision
+        assert "namespace-deletion-needs-a-human" in [m["rule"] for m in decision["matches"]]
+        error, text = await call(session, "rollout_status", resource="deploy", name="web", namespace=ns)
+        assert not error and yaml.safe_load(text)["rolled_out"] is False  # no controller-manager runs here
