@@ -80,7 +80,12 @@ async def test_a_session_belongs_to_the_user_who_opened_it(world: World) -> None
     async with httpx2.AsyncClient(verify=_tls(world), timeout=30) as http:
         opened = await http.post(url, json=opening, headers={**accept, "Authorization": f"Bearer {world.token('pia')}"})
         assert opened.status_code == 200 and opened.headers["mcp-session-id"]
+        assert opened.headers["content-type"].startswith("text/event-stream")  # answers come as SSE
         assert '"protocolVersion":"2025-11-25"' in opened.text.replace(" ", "")
+        for asked, agreed in (("2025-03-26", "2025-03-26"), ("1999-01-01", "2025-11-25")):  # negotiation
+            older = {**opening, "params": {**opening["params"], "protocolVersion": asked}}
+            answer = await http.post(url, json=older, headers={**accept, "Authorization": f"Bearer {world.token()}"})
+            assert f'"protocolVersion":"{agreed}"' in answer.text.replace(" ", ""), answer.text
         session = {**accept, "mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
         other = await http.post(url, json=listing, headers={**session, "Authorization": f"Bearer {world.token('eve')}"})
         assert other.status_code == 404
