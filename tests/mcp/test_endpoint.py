@@ -99,7 +99,7 @@ async def test_get_masks_a_secret_and_lists_with_selectors(world: World) -> None
     world.kubectl("create", "configmap", "a", "-n", ns)
     world.kubectl("label", "configmap", "a", "-n", ns, "tier=web")
     world.kubectl("create", "configmap", "b", "-n", ns)
-    async with mcp_session(world, world.token()) as session:
+    async with mcp_session(world, world.token("maya")) as session:
         tools = {t.name for t in (await session.list_tools()).tools}
         assert {"list_api_resources", "get", "apply", "delete", "scale", "pod_logs", "describe"} <= tools
         error, text = await call(session, "get", resource="secret", name="db", namespace=ns)
@@ -107,6 +107,10 @@ async def test_get_masks_a_secret_and_lists_with_selectors(world: World) -> None
         assert "warning: " in text and yaml.safe_load(text.split("\n", 1)[1])["data"] == {"password": MARKER_B64}
         error, text = await call(session, "get", resource="cm", namespace=ns, label_selector="tier=web")
         assert not error and "name: a\n" in text and "name: b\n" not in text and "managedFields" not in text
+    world.settle()
+    [recorded] = json.loads(world.cli("sessions", "list", "--user", "sandbox:maya", "--output", "json").stdout)["items"]
+    shown = world.cli("sessions", "show", recorded["id"], "--output", "json").stdout
+    assert MARKER_B64 in shown and "hunter2" not in shown  # the recording holds what the client received
 
 
 async def test_apply_creates_as_the_caller_then_scale_describe_and_delete(world: World) -> None:
@@ -136,7 +140,7 @@ async def test_apply_creates_as_the_caller_then_scale_describe_and_delete(world:
 
 
 async def test_a_deny_rule_refuses_the_tool_call_and_the_session_is_recorded(world: World) -> None:
-    async with mcp_session(world, world.token("noah")) as session:
+    async with mcp_session(world, world.token("noah", claims={"repository": "acme/shop", "run_id": "91"})) as session:
         error, text = await call(session, "apply", manifest="kind: ConfigMap\napiVersion: v1\nmetadata: {name: x}\n",
                                  namespace="kube-system")
         assert error and "kube-system is managed by the platform team" in text and "kubegate" in text
@@ -146,17 +150,19 @@ async def test_a_deny_rule_refuses_the_tool_call_and_the_session_is_recorded(wor
     listing = json.loads(world.cli("sessions", "list", "--user", "sandbox:noah", "--output", "json").stdout)
     [recorded] = listing["items"]
     assert recorded["user_agent"].startswith("kubegate-mcp/") and recorded["command"].startswith("mcp ")
+    assert recorded["claims"]["repository"] == "acme/shop" and recorded["claims"]["run_id"] == "91"
     shown = json.dumps(json.loads(world.cli("sessions", "show", recorded["id"], "--output", "json").stdout))
     assert "kube-system-is-read-only" in shown and "/api/v1/namespaces/default/configmaps" in shown
 
 
-async def test_a_held_call_returns_pending_and_the_identical_retry_runs_after_approval(world: World) -> None:
+@pytest.mark.parametrize("mode", ["wait", "async"])
+async def test_a_held_call_returns_pending_and_the_identical_retry_runs_after_approval(world: World, mode: str) -> None:
     ns = world.namespace("mcp")
     world.kubectl("create", "configmap", "cfg", "-n", ns)
     world.set_policies("mcp-approval", [{
         "name": f"configmap-deletion-in-{ns}", "match": {"verbs": ["delete"], "resources": ["configmaps"],
                                                         "namespaces": [ns]},
-        "action": "review", "reviewers": {"groups": ["platform-oncall"]}}])
+        "action": "review", "reviewers": {"groups": ["platform-oncall"], "mode": mode}}])
     try:
         async with mcp_session(world, world.token("olga")) as session:
             error, text = await call(session, "delete", resource="configmap", name="cfg", namespace=ns)
