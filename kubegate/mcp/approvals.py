@@ -17,6 +17,8 @@ from kubegate.approvals.model import AccessRequest
 from kubegate.approvals.service import ApprovalService
 from kubegate.identity.model import Identity
 
+MAX_POLL_SECONDS = 2.0
+
 
 def pending_result(request: AccessRequest, server: str) -> dict[str, Any]:
     return {"pending_approval": {
@@ -44,11 +46,13 @@ def status_result(request: AccessRequest) -> dict[str, Any]:
 
 async def held(service: ApprovalService, identity: Identity, method: str, path: str, since: float,
                call: asyncio.Task[Any], poll: float) -> AccessRequest | None:
-    """The access request holding `call`, once the approval stage made it; None when the call ends first."""
+    """The access request holding `call`, once the approval stage made it; None when the call ends first.
+    A quick call never touches the store; a slow one (a big list, an exec) looks less and less often."""
     while not call.done():
         await asyncio.wait({call}, timeout=poll)
         if call.done():
             return None
+        poll = min(poll * 2, MAX_POLL_SECONDS)
         for request in await service.list(["pending"], 100):
             if (request.username == identity.username and request.method == method and request.path == path
                     and request.created_at >= since - 1):

@@ -58,10 +58,13 @@ class Endpoint:
             "resource": self.resource_url(), "resource_name": "kubegate",
             "authorization_servers": [i.url for i in self.gateway.config.identity.issuers]})
 
-    def unauthorized(self, why: str) -> web.Response:
+    def unauthorized(self, why: str, sent_token: bool) -> web.Response:
+        """RFC 6750 and 9728: the challenge names the metadata; an error code only when a token was sent."""
         url = build_resource_metadata_url(AnyHttpUrl(self.resource_url()))
         description = f"kubegate refused the token: {why}; {HINT}"
-        header = f'Bearer error="invalid_token", error_description="{description}", resource_metadata="{url}"'
+        quoted = "".join(c if " " <= c <= "~" and c not in '"\\' else "'" for c in description)
+        header = (f'Bearer error="invalid_token", error_description="{quoted}", resource_metadata="{url}"'
+                  if sent_token else f'Bearer resource_metadata="{url}"')
         return web.Response(status=401, content_type="application/json", headers={"WWW-Authenticate": header},
                             body=orjson.dumps({"error": "invalid_token", "error_description": description}))
 
@@ -69,7 +72,7 @@ class Endpoint:
         try:
             identity = await self.gateway.verifier.verify(bearer_token(request.headers.get("Authorization")))
         except AuthError as exc:
-            return self.unauthorized(exc.reason)
+            return self.unauthorized(exc.reason, "Authorization" in request.headers)
         # The SDK keys session ownership on (client_id, iss, sub); it never needs the token itself.
         user = AuthenticatedUser(AccessToken(token="", client_id=identity.username, scopes=[],
                                              expires_at=int(identity.expires_at) or None, subject=identity.subject,

@@ -61,13 +61,16 @@ def test_without_a_token_the_endpoint_answers_401_naming_its_metadata(world: Wor
     assert status == 401
     challenge = headers["WWW-Authenticate"]
     assert challenge.startswith("Bearer ") and "kubegate refused the token" in json.loads(body)["error_description"]
-    url = challenge.partition('resource_metadata="')[2].rstrip('"')
+    url = challenge.partition('resource_metadata="')[2].removesuffix('"')
     assert world.env.gateway is not None and url == world.env.gateway.url + "/.well-known/oauth-protected-resource/mcp"
     status, _, body = http_get(world, url.removeprefix(world.env.gateway.url))
     metadata = json.loads(body)
     assert status == 200 and metadata["resource"] == world.env.gateway.url + "/mcp"
     assert metadata["authorization_servers"] == [world.env.issuer.url]
-    assert http_get(world, "/mcp", token="not-a-jwt")[0] == 401
+    assert challenge == f'Bearer resource_metadata="{url}"'  # no token sent: no error code (RFC 6750)
+    status, headers, _ = http_get(world, "/mcp", token="not-a-jwt")
+    assert status == 401 and 'error="invalid_token", error_description="kubegate refused the token: ' in \
+        headers["WWW-Authenticate"] and headers["WWW-Authenticate"].endswith(f'resource_metadata="{url}"')
 
 
 async def test_a_session_belongs_to_the_user_who_opened_it(world: World) -> None:
