@@ -95,8 +95,7 @@ class Discovery:
             return hit[1]
         docs = []
         for path in ("/api", "/apis"):
-            answer = await self.loopback.request(caller, connection, "GET", path, accept=AGGREGATED,
-                                                 command="mcp discovery")
+            answer = await self.loopback.request(caller, connection, "GET", path, accept=AGGREGATED)
             if not answer.ok or not isinstance(answer.body, dict) or answer.body.get("kind") != "APIGroupDiscoveryList":
                 raise ToolError(f"kubegate could not read the cluster's API discovery ({path}: HTTP "
                                 f"{answer.status}); check the connection name and try again")

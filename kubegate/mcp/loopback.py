@@ -35,6 +35,8 @@ class Caller:
     token: str = field(repr=False)
     session_id: str
     client: str = ""
+    command: str = ""
+    """The tool call, sent as Kubectl-Command: the recorded session names what the agent asked."""
 
 
 @dataclass
@@ -90,15 +92,14 @@ class Loopback:
 
     async def request(self, caller: Caller, connection: str, method: str, path: str, *,
                       query: dict[str, Any] | None = None, body: bytes | None = None,
-                      content_type: str = "application/json", accept: str = "application/json",
-                      command: str = "") -> Answer:
+                      content_type: str = "application/json", accept: str = "application/json") -> Answer:
         """One Kubernetes API request (path below the connection) as the caller, answered in full."""
         params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (query or {}).items()
                   if v not in (None, "", False)}
         target = f"{self.url}{K8S_PREFIX}{quote(connection, safe='')}{path}"
         if params:
             target += "?" + urlencode(params)
-        headers = {"Authorization": f"Bearer {caller.token}", "Accept": accept, "Kubectl-Command": command,
+        headers = {"Authorization": f"Bearer {caller.token}", "Accept": accept, "Kubectl-Command": caller.command,
                    "User-Agent": f"kubegate-mcp/{__version__} ({caller.client or 'MCP client'})"}
         if caller.session_id:  # sessionless protocol revisions: the identity's idle window, like curl
             headers["Kubectl-Session"] = f"mcp-{caller.session_id}"
@@ -112,10 +113,10 @@ class Loopback:
             return Answer(resp.status, parsed, [warning_text(w) for w in resp.headers.getall("Warning", [])])
 
     async def exec(self, caller: Caller, connection: str, path: str, query: list[tuple[str, str]], *,
-                   command: str, seconds: float) -> Exec:
+                   seconds: float) -> Exec:
         """A non-interactive exec over WebSocket (v5 channels, as kubectl speaks it): output and exit status."""
         target = f"{self.url}{K8S_PREFIX}{quote(connection, safe='')}{path}?{urlencode(query)}"
-        headers = {"Authorization": f"Bearer {caller.token}", "Kubectl-Command": command,
+        headers = {"Authorization": f"Bearer {caller.token}", "Kubectl-Command": caller.command,
                    "User-Agent": f"kubegate-mcp/{__version__} ({caller.client or 'MCP client'})"}
         if caller.session_id:
             headers["Kubectl-Session"] = f"mcp-{caller.session_id}"

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 FIELD_MANAGER = "kubegate-mcp"
 PROGRESS_SECONDS = 5.0
+LONG_ARGUMENT = 80
 INSTRUCTIONS = ("Kubernetes through kubegate: every call runs as you, under kubegate's policy (it may refuse, "
                 "mask values, or hold a call for human approval). Start with list_api_resources.")
 
@@ -41,6 +42,17 @@ Connection = Annotated[str, Field(description="kubegate connection (cluster) nam
 Namespace = Annotated[str, Field(description="namespace; empty for cluster-scoped resources or all namespaces")]
 ResourceName = Annotated[str, Field(description="resource as kubectl names it: pods, deploy, secrets, "
                                                 "deployments.apps ...")]
+
+
+def call_line(tool: str, arguments: dict[str, Any]) -> str:
+    """The tool call as its recorded command line (`mcp get resource=pods namespace=shop`); long values by size."""
+    parts = [f"mcp {tool}"]
+    for key, value in arguments.items():
+        if value in ("", None, [], {}):
+            continue
+        text = value if isinstance(value, str) else orjson.dumps(value).decode()
+        parts.append(f"{key}={text}" if len(text) <= LONG_ARGUMENT else f"{key}=<{len(text)} characters>")
+    return "".join(c if " " <= c <= "~" else "?" for c in " ".join(parts))  # a header value: one ASCII line
 
 
 def _status_message(answer: Answer) -> str:
@@ -90,15 +102,17 @@ class Tools:
         session = headers.get("mcp-session-id", "")
         params = ctx.session.client_params if ctx.session is not None else None
         client = params.client_info.name if params is not None else ""
-        return Caller(token=token, session_id=session, client=client)
+        call = ctx.request_context.params or {}
+        return Caller(token=token, session_id=session, client=client,
+                      command=call_line(str(call.get("name", "")), call.get("arguments") or {}))
 
-    async def send(self, ctx: Context, connection: str, method: str, path: str, *, command: str,
+    async def send(self, ctx: Context, connection: str, method: str, path: str, *,
                    query: dict[str, Any] | None = None, body: bytes | None = None,
                    content_type: str = "application/json", allow: tuple[int, ...] = ()) -> Answer | dict[str, Any]:
         """The request's answer; a pending-approval result when a rule holds it; ToolError when refused."""
         caller = self.caller(ctx)
         answer = await self.unless_held(caller, method, path, self.loopback.request(
-            caller, connection, method, path, query=query, body=body, content_type=content_type, command=command))
+            caller, connection, method, path, query=query, body=body, content_type=content_type))
         if isinstance(answer, dict):
             return answer
         service = self.gateway.approvals
@@ -162,16 +176,15 @@ def build_server(tools: Tools) -> MCPServer:
         res = await tools.resource(ctx, conn, resource, api_version)
         path = res.path(namespace, name)
         if name:
-            result = await tools.send(ctx, conn, "GET", path, command=f"mcp get {res.name} {name}")
+            result = await tools.send(ctx, conn, "GET", path)
             return tools.finish(result, lambda a: dump(trimmed(a.body)))
         query = {"labelSelector": label_selector, "fieldSelector": field_selector, "limit": limit,
                  "continue": continue_token}
-        result = await tools.send(ctx, conn, "GET", path, query=query, command=f"mcp list {res.name}")
+        result = await tools.send(ctx, conn, "GET", path, query=query)
         if isinstance(result, Answer) and isinstance(result.body, dict):
             fits = items_that_fit(trimmed(result.body), tools.config.max_result_chars)
             if fits < len(result.body.get("items") or []):  # ask for a page that fits, so continue stays exact
-                result = await tools.send(ctx, conn, "GET", path, query={**query, "limit": fits},
-                                          command=f"mcp list {res.name}")
+                result = await tools.send(ctx, conn, "GET", path, query={**query, "limit": fits})
         return tools.finish(result, _listing)
 
     @server.tool()
@@ -180,14 +193,14 @@ def build_server(tools: Tools) -> MCPServer:
         """One object with its status and the events about it (like kubectl describe)."""
         conn = tools.connection(connection)
         res = await tools.resource(ctx, conn, resource, api_version)
-        result = await tools.send(ctx, conn, "GET", res.path(namespace, name), command=f"mcp describe {res.name}")
+        result = await tools.send(ctx, conn, "GET", res.path(namespace, name))
         if not isinstance(result, Answer):
             return dump(result)
         obj = trimmed(result.body)
         uid = obj.get("metadata", {}).get("uid", "")
         events_path = f"/api/v1/namespaces/{namespace}/events" if namespace else "/api/v1/events"
         events = await tools.send(ctx, conn, "GET", events_path, query={"fieldSelector": f"involvedObject.uid={uid}"},
-                                  command=f"mcp describe {res.name}", allow=(403,))
+                                  allow=(403,))
         listed = events.body.get("items", []) if isinstance(events, Answer) and events.ok else None
         summary = {"object": obj, "events": "not readable by you" if listed is None else [
             {k: e.get(k) for k in ("type", "reason", "message", "count", "lastTimestamp") if e.get(k) is not None}
@@ -203,8 +216,7 @@ def build_server(tools: Tools) -> MCPServer:
         conn = tools.connection(connection)
         query = {"container": container, "tailLines": tail_lines, "sinceSeconds": since_seconds,
                  "previous": previous}
-        result = await tools.send(ctx, conn, "GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log", query=query,
-                                  command=f"mcp logs {pod}")
+        result = await tools.send(ctx, conn, "GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log", query=query)
         return tools.finish(result, lambda a: str(a.body or ""))
 
     @server.tool()
@@ -213,7 +225,7 @@ def build_server(tools: Tools) -> MCPServer:
         """Whether a deployment, statefulset or daemonset has rolled out: generations, replicas, conditions."""
         conn = tools.connection(connection)
         res = await tools.resource(ctx, conn, resource)
-        result = await tools.send(ctx, conn, "GET", res.path(namespace, name), command=f"mcp rollout {res.name}")
+        result = await tools.send(ctx, conn, "GET", res.path(namespace, name))
         return tools.finish(result, _rollout)
 
     @server.tool()
@@ -275,12 +287,11 @@ def build_server(tools: Tools) -> MCPServer:
                 raise ToolError(f"{res.kind} {doc['metadata']['name']} needs a namespace: set metadata.namespace "
                                 "or the namespace argument")
             path = res.path(ns, doc["metadata"]["name"])
-            command = f"mcp apply {res.name} {doc['metadata']['name']}"
-            before = await tools.send(ctx, conn, "GET", path, command=command, allow=(404,))
+            before = await tools.send(ctx, conn, "GET", path, allow=(404,))
             if isinstance(before, dict):
                 return dump(before)
             result = await tools.send(ctx, conn, "PATCH", path, body=orjson.dumps(doc),
-                                      content_type="application/apply-patch+yaml", command=command,
+                                      content_type="application/apply-patch+yaml",
                                       query={"fieldManager": FIELD_MANAGER, "force": force,
                                              "dryRun": "All" if dry_run else ""})
             if isinstance(result, dict):
@@ -297,7 +308,7 @@ def build_server(tools: Tools) -> MCPServer:
         """Delete one object by name."""
         conn = tools.connection(connection)
         res = await tools.resource(ctx, conn, resource, api_version)
-        result = await tools.send(ctx, conn, "DELETE", res.path(namespace, name), command=f"mcp delete {res.name}",
+        result = await tools.send(ctx, conn, "DELETE", res.path(namespace, name),
                                   query={"dryRun": "All" if dry_run else ""})
         return tools.finish(result, lambda a: f"{'(dry run) ' if dry_run else ''}{res.kind}/{name} deleted\n")
 
@@ -309,7 +320,7 @@ def build_server(tools: Tools) -> MCPServer:
         res = await tools.resource(ctx, conn, resource)
         result = await tools.send(ctx, conn, "PATCH", res.path(namespace, name, "scale"),
                                   body=orjson.dumps({"spec": {"replicas": replicas}}),
-                                  content_type="application/merge-patch+json", command=f"mcp scale {res.name}")
+                                  content_type="application/merge-patch+json")
         return tools.finish(result, lambda a: f"{res.kind}/{name} scaled to {replicas} replicas\n")
 
     @server.tool(name="exec")
@@ -323,7 +334,7 @@ def build_server(tools: Tools) -> MCPServer:
             query.append(("container", container))
         caller = tools.caller(ctx)
         done = await tools.unless_held(caller, "GET", path, tools.loopback.exec(
-            caller, conn, path, query, command=f"mcp exec {pod}", seconds=timeout_seconds))
+            caller, conn, path, query, seconds=timeout_seconds))
         if isinstance(done, dict):
             return dump(done)
         if done.refused:

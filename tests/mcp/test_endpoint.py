@@ -152,7 +152,8 @@ async def test_a_deny_rule_refuses_the_tool_call_and_the_session_is_recorded(wor
     world.settle()
     listing = json.loads(world.cli("sessions", "list", "--user", "sandbox:noah", "--output", "json").stdout)
     [recorded] = listing["items"]
-    assert recorded["user_agent"].startswith("kubegate-mcp/") and recorded["command"].startswith("mcp ")
+    assert recorded["user_agent"].startswith("kubegate-mcp/") and recorded["command"].startswith(
+        "mcp apply manifest=kind: ConfigMap?apiVersion: v1?metadata: {name: x}? namespace=kube-system")
     assert recorded["claims"]["repository"] == "acme/shop" and recorded["claims"]["run_id"] == "91"
     shown = json.dumps(json.loads(world.cli("sessions", "show", recorded["id"], "--output", "json").stdout))
     assert "kube-system-is-read-only" in shown and "/api/v1/namespaces/default/configmaps" in shown

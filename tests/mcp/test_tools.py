@@ -4,7 +4,7 @@ from mcp import Client
 
 from kubegate.app import Gateway
 from kubegate.config import Config
-from kubegate.mcp.tools import Tools, build_server
+from kubegate.mcp.tools import Tools, build_server, call_line
 
 READS = {"list_api_resources", "get", "describe", "pod_logs", "rollout_status", "approval_status", "explain"}
 WRITES = {"apply", "delete", "scale", "exec"}
@@ -27,3 +27,9 @@ async def test_a_call_before_the_listener_is_up_says_to_retry() -> None:
     async with Client(server) as client:
         result = await client.call_tool("get", {"resource": "pods"})
     assert result.is_error and "not listening yet" in result.content[0].text  # type: ignore[union-attr]
+
+
+def test_a_tool_call_is_recorded_as_one_short_ascii_line() -> None:
+    line = call_line("exec", {"pod": "app", "command": ["sh", "-c", "echo é\nx"], "container": "",
+                              "manifest": "x" * 200, "note": "a\tb"})
+    assert line == 'mcp exec pod=app command=["sh","-c","echo ?\\nx"] manifest=<200 characters> note=a?b'
