@@ -20,16 +20,20 @@ from kubegate.identity.model import Identity
 MAX_POLL_SECONDS = 2.0
 
 
-def pending_result(request: AccessRequest, server: str) -> dict[str, Any]:
+RETRY = ("nothing was done yet: kubegate holds this call until a reviewer decides. Call approval_status with "
+         "request_id {id}; once it is approved, make the identical tool call again (the approval lets it through once)")
+SCOPE = ("call approval_status with request_id {id}; once it is approved, calls within the scope go through until "
+         "the grant expires")
+
+
+def pending_result(request: AccessRequest, server: str, next_step: str = RETRY) -> dict[str, Any]:
     return {"pending_approval": {
         "request_id": request.id,
         "asked": request.describe(),
         "who_can_approve": [r.as_dict() for r in request.rules],
         "expires_at": datetime.fromtimestamp(request.expires_at, UTC).isoformat(timespec="seconds"),
         "approve_command": request.approve_command(server),
-        "next": (f"nothing was done yet: kubegate holds this call until a reviewer decides. Call approval_status "
-                 f"with request_id {request.id}; once it is approved, make the identical tool call again (the "
-                 "approval lets it through once)"),
+        "next": next_step.format(id=request.id),
     }}
 
 

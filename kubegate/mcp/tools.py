@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
+import aiohttp
 import orjson
 import yaml
 from mcp.server.mcpserver import Context, MCPServer
@@ -21,7 +22,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from kubegate import __version__
+from kubegate.approvals.model import ResourceRef, Scope
+from kubegate.durations import parse_duration
 from kubegate.identity.stage import bearer_token
+from kubegate.kube.status import Refused
 from kubegate.mcp import approvals
 from kubegate.mcp.discovery import Discovery, Resource
 from kubegate.mcp.loopback import Answer, Caller, Loopback
@@ -138,6 +142,9 @@ class Tools:
                 if held is not None:
                     return approvals.pending_result(held, self.gateway.base_url)
             return await call
+        except aiohttp.ClientError as exc:
+            raise ToolError(f"kubegate could not pass this call to its own Kubernetes endpoint ({exc}); try again, "
+                            "and tell kubegate's operator if it keeps failing") from exc
         finally:
             if not call.done():
                 call.cancel()
@@ -263,6 +270,29 @@ def build_server(tools: Tools) -> MCPServer:
         decision.pop("misses", None)  # other rules' conditions are for policy readers, not every caller
         return dump({"request": {k: v for k, v in info.as_dict().items() if v not in ("", None, [])},
                      "decision": decision})
+
+    @server.tool()
+    async def request_access(ctx: Context, namespace: str, verbs: list[str], resources: Annotated[list[str], Field(
+                                 description="as kubectl names them, with group and subresource: pods, pods/log, "
+                                             "deployments.apps")],
+                             reason: Annotated[str, Field(description="why, for the reviewers")],
+                             duration: Annotated[str, Field(description="how long, e.g. 30m, 2h")] = "1h",
+                             connection: Connection = "") -> str:
+        """Ask reviewers ahead of time for verbs on resources in a namespace for a while (a time-boxed grant)."""
+        conn = tools.connection(connection)
+        identity = await tools.gateway.verifier.verify(tools.caller(ctx).token)
+        service = tools.gateway.approvals
+        if service is None:
+            raise ToolError("kubegate's approvals are not running yet; try again in a moment")
+        try:
+            refs = tuple(ResourceRef.parse(r) for r in resources)
+            scope = Scope(namespace=namespace, verbs=tuple(verbs), resources=refs, duration=parse_duration(duration))
+            request = await service.ask_scope(identity, conn, scope, reason, tools.gateway.base_url)
+        except ValueError as exc:
+            raise ToolError(f"kubegate cannot read that access request: {exc}") from exc
+        except Refused as exc:
+            raise ToolError(f"kubegate refused the access request: {exc}") from exc
+        return dump(approvals.pending_result(request, tools.gateway.base_url, approvals.SCOPE))
 
     if tools.config.read_only:
         return server

@@ -217,3 +217,27 @@ async def test_logs_exec_with_masked_output_explain_and_rollout_status(world: Wo
         assert "namespace-deletion-needs-a-human" in [m["rule"] for m in decision["matches"]]
         error, text = await call(session, "rollout_status", resource="deploy", name="web", namespace=ns)
         assert not error and yaml.safe_load(text)["rolled_out"] is False  # no controller-manager runs here
+
+
+async def test_request_access_asks_reviewers_for_a_scope_the_policy_reviews(world: World) -> None:
+    ns = world.namespace("mcp")
+    world.set_policies("mcp-scope", [{
+        "name": f"agents-read-configmaps-in-{ns}-with-approval", "subjects": {"groups": ["ci-agents"]},
+        "match": {"namespaces": [ns], "resources": ["configmaps"]}, "action": "review",
+        "reviewers": {"groups": ["platform-oncall"], "mode": "async"}}])
+    try:
+        async with mcp_session(world, world.token("sam", ("ci-agents",))) as session:
+            error, text = await call(session, "request_access", namespace=ns, verbs=["get", "list"],
+                                     resources=["configmaps"], reason="debug the PR", duration="30m")
+            pending = yaml.safe_load(text)["pending_approval"]
+            assert not error and "calls within the scope go through" in pending["next"]
+            status = yaml.safe_load((await call(session, "approval_status", request_id=pending["request_id"]))[1])
+            assert status["state"] == "pending"
+        async with mcp_session(world, world.token("ada")) as session:  # developers: the policy allows it already
+            error, text = await call(session, "request_access", namespace=ns, verbs=["get"],
+                                     resources=["configmaps"], reason="r")
+            assert error and "kubegate refused the access request: the policy already allows" in text
+            error, text = await call(session, "approval_status", request_id=pending["request_id"])
+            assert error and "no access request" in text  # another user's request is not hers to see
+    finally:
+        world.clear_policies("mcp-scope")

@@ -6,7 +6,8 @@ from kubegate.app import Gateway
 from kubegate.config import Config
 from kubegate.mcp.tools import Tools, build_server, call_line
 
-READS = {"list_api_resources", "get", "describe", "pod_logs", "rollout_status", "approval_status", "explain"}
+READS = {"list_api_resources", "get", "describe", "pod_logs", "rollout_status", "approval_status", "explain",
+         "request_access"}
 WRITES = {"apply", "delete", "scale", "exec"}
 
 
