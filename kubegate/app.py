@@ -24,7 +24,6 @@ from kubegate.kube.status import Refused, status_response
 from kubegate.masking.masker import Masker
 from kubegate.masking.stage import MaskingStage
 from kubegate.masking.writeback import WriteBack
-from kubegate.mcp import endpoint as mcp_endpoint
 from kubegate.mcp.loopback import Loopback
 from kubegate.metrics import Metrics, MetricsStage
 from kubegate.policy.engine import PolicyEngine
@@ -214,7 +213,11 @@ def build_app(config: Config) -> web.Application:
                                lambda: gateway.base_url)
     app.router.add_route("*", "/k8s/{tail:.*}", handle_kube)
     setup_ui(app, gateway, config)
-    mcp = mcp_endpoint.setup_routes(app, gateway) if config.mcp.enabled else None
+    mcp = None
+    if config.mcp.enabled:
+        from kubegate.mcp import endpoint  # the MCP SDK costs half a second to import: only when served
+
+        mcp = endpoint.setup_routes(app, gateway)
 
     async def lifecycle(app: web.Application) -> Any:
         await gateway.start()
