@@ -284,7 +284,7 @@ class MCPConfig(Strict):
     """The MCP endpoint for AI agents (`/mcp`): its tools are Kubernetes requests through the usual pipeline."""
 
     enabled: bool = True
-    read_only: bool = Field(default=False, description="offer only the tools that read (no apply, delete, scale)")
+    read_only: bool = Field(default=False, description="offer only the tools that read (no apply, delete, scale, exec)")
     max_result_chars: int = Field(default=40_000, gt=1000, description="largest tool result handed to a model")
     approval_poll_seconds: float = Field(default=0.2, gt=0, description="how often a held call looks for its "
                                          "access request, to answer at once with a pending result")

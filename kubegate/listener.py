@@ -52,8 +52,9 @@ async def start_gateway(config: Config, *, reuse_port: bool = False) -> Listenin
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     url = config.listen.base_url(port)
     runner.app[GATEWAY].base_url = url
-    bound = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(config.listen.host, config.listen.host)
-    runner.app[GATEWAY].loopback = Loopback(f"https://{f'[{bound}]' if ':' in bound else bound}:{port}", cert)
+    # MCP tool calls go to the socket just bound, never to external_url (another hop, maybe another replica).
+    runner.app[GATEWAY].loopback = Loopback(config.listen.model_copy(update={"external_url": None}).base_url(port),
+                                            cert)
     if config.listen.external_url:
         log.info("approve commands and web sign-in redirects use listen.external_url %s", url)
     else:
