@@ -317,7 +317,8 @@ def build_server(tools: Tools) -> MCPServer:
                 raise ToolError(f"{res.kind} {doc['metadata']['name']} needs a namespace: set metadata.namespace "
                                 "or the namespace argument")
             path = res.path(ns, doc["metadata"]["name"])
-            before = await tools.send(ctx, conn, "GET", path, allow=(404,))
+            # For the diff only: an agent may be let write what it may not read; the apply is what policy judges.
+            before = await tools.send(ctx, conn, "GET", path, allow=(403, 404))
             if isinstance(before, dict):
                 return dump(before)
             result = await tools.send(ctx, conn, "PATCH", path, body=orjson.dumps(doc),
@@ -328,6 +329,8 @@ def build_server(tools: Tools) -> MCPServer:
                 return dump(result)
             name = f"{res.kind}/{doc['metadata']['name']}"
             changed = diff(before.body if before.ok else None, result.body, name)
+            if before.status == 403:
+                changed = f"(you may not read {name}, so this diff shows all of it as new)\n{changed}"
             out.append(("(dry run) " if dry_run else "") + (f"{name} applied\n{changed}" if changed else
                                                             f"{name} unchanged\n"))
         return fit("".join(out), tools.config.max_result_chars, "apply fewer objects at once")

@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -22,6 +23,8 @@ from kubegate.sandbox.envtest import GATEWAY_USER
 from tests.conftest import World
 
 pytestmark = pytest.mark.e2e
+EXAMPLES = Path(__file__).parents[2] / "examples/policies"
+DISCOVERY = yaml.safe_load((EXAMPLES / "00-discovery.yaml").read_text())["policies"][0]
 
 
 def _tls(world: World) -> ssl.SSLContext:
@@ -241,3 +244,34 @@ async def test_request_access_asks_reviewers_for_a_scope_the_policy_reviews(worl
             assert error and "no access request" in text  # another user's request is not hers to see
     finally:
         world.clear_policies("mcp-scope")
+
+
+async def test_a_pr_agent_works_in_its_namespace_with_temporary_rbac_and_is_refused_elsewhere(world: World) -> None:
+    pr, other = world.namespace("pr"), world.namespace("other")
+    world.set_policies("mcp-pr-agent", [DISCOVERY, {
+        "name": "pr-agent-works-in-pr-namespaces", "subjects": {"groups": ["ci-agents"],
+                                                                "claims": {"repository": ["acme/shop"]}},
+        "match": {"namespaces": ["pr-*"]}, "action": "allow", "role": "edit", "mask": ["secret-values"]}])
+    manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: preview}\n"
+    token = world.token("pr-bot", ("ci-agents",), claims={"repository": "acme/shop"})
+    try:
+        mark = world.control.audit_mark()
+        async with mcp_session(world, token) as session:
+            error, text = await call(session, "apply", manifest=manifest, namespace=pr)
+            assert not error and "ConfigMap/settings applied" in text, text
+            error, text = await call(session, "get", resource="configmaps", namespace=pr)
+            assert not error and "name: settings" in text
+            error, text = await call(session, "apply", manifest=manifest, namespace=other)
+            assert error and f"kubegate denied this request: no policy rule allows 'sandbox:pr-bot' to patch " \
+                f"configmaps 'settings' in namespace '{other}'" in text, text
+        assert world.control.get(f"/api/v1/namespaces/{pr}/configmaps/settings")["data"] == {"mode": "preview"}
+        assert not world.control.exists(f"/api/v1/namespaces/{other}/configmaps/settings")
+        made = [e for e in world.served(f"/namespaces/{pr}/configmaps/settings", mark) if e.verb == "patch"]
+        assert made and all((e.impersonated or {}).get("username") == "sandbox:pr-bot" for e in made)
+        bindings = world.control.get(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{pr}/rolebindings")["items"]
+        assert [b["roleRef"]["name"] for b in bindings if {"kind": "User", "name": "sandbox:pr-bot",
+                "apiGroup": "rbac.authorization.k8s.io"} in b.get("subjects", [])] == ["edit"]  # temporary RBAC
+        elsewhere = world.served(f"/namespaces/{other}/configmaps", mark)
+        assert [e.uri for e in elsewhere if e.user == GATEWAY_USER] == []  # refused before the cluster
+    finally:
+        world.clear_policies("mcp-pr-agent")
