@@ -5,6 +5,7 @@ view, recorded like kubectl's own discovery) and kept per MCP session for a few 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -89,7 +90,8 @@ class Discovery:
         self._cache: OrderedDict[tuple[str, str], tuple[float, list[Resource]]] = OrderedDict()
 
     async def resources(self, caller: Caller, connection: str) -> list[Resource]:
-        key = (caller.session_id, connection)
+        # Per caller: sessionless clients by a digest of their token, never one shared view.
+        key = (caller.session_id or hashlib.sha256(caller.token.encode()).hexdigest(), connection)
         hit = self._cache.get(key)
         if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
             return hit[1]
