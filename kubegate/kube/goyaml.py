@@ -105,7 +105,7 @@ class GoYAMLLoader(yaml.SafeLoader):
     def resolve(self, kind: type[yaml.Node], value: Any, implicit: Any) -> str:
         if kind is yaml.ScalarNode and implicit[0]:
             return GO_SCALAR
-        return super().resolve(kind, value, implicit)  # type: ignore[no-any-return]
+        return super().resolve(kind, value, implicit)  # type: ignore[no-any-return,no-untyped-call]
 
 
 def _plain(loader: GoYAMLLoader, node: yaml.ScalarNode) -> Any:

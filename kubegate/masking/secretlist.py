@@ -30,30 +30,30 @@ LIST_PREFIXES = (b'{"kind":"SecretList"', b'{"apiVersion":"v1","kind":"SecretLis
 class _Meta(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True, gc=False):
     """metav1.ObjectMeta, in its Go field order."""
 
-    name: Raw = UNSET
-    generateName: Raw = UNSET
-    namespace: Raw = UNSET
-    selfLink: Raw = UNSET
-    uid: Raw = UNSET
-    resourceVersion: Raw = UNSET
-    generation: Raw = UNSET
-    creationTimestamp: Raw = UNSET
-    deletionTimestamp: Raw = UNSET
-    deletionGracePeriodSeconds: Raw = UNSET
-    labels: Raw = UNSET
+    name: Raw | UnsetType = UNSET
+    generateName: Raw | UnsetType = UNSET
+    namespace: Raw | UnsetType = UNSET
+    selfLink: Raw | UnsetType = UNSET
+    uid: Raw | UnsetType = UNSET
+    resourceVersion: Raw | UnsetType = UNSET
+    generation: Raw | UnsetType = UNSET
+    creationTimestamp: Raw | UnsetType = UNSET
+    deletionTimestamp: Raw | UnsetType = UNSET
+    deletionGracePeriodSeconds: Raw | UnsetType = UNSET
+    labels: Raw | UnsetType = UNSET
     annotations: dict[str, str] | UnsetType | None = UNSET
-    ownerReferences: Raw = UNSET
-    finalizers: Raw = UNSET
-    managedFields: Raw = UNSET
+    ownerReferences: Raw | UnsetType = UNSET
+    finalizers: Raw | UnsetType = UNSET
+    managedFields: Raw | UnsetType = UNSET
 
 
 class _Secret(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True, gc=False):
     """corev1.Secret, in its Go field order."""
 
     kind: Literal["Secret"] | UnsetType = UNSET
-    apiVersion: Raw = UNSET
+    apiVersion: Raw | UnsetType = UNSET
     metadata: _Meta | UnsetType | None = UNSET
-    immutable: Raw = UNSET
+    immutable: Raw | UnsetType = UNSET
     data: dict[str, Raw] | UnsetType | None = UNSET
     stringData: dict[str, Raw] | UnsetType | None = UNSET
     type: str | UnsetType | None = UNSET
@@ -61,8 +61,8 @@ class _Secret(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True, gc
 
 class _SecretList(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True, gc=False):
     kind: Literal["SecretList"]
-    apiVersion: Raw = UNSET
-    metadata: Raw = UNSET
+    apiVersion: Raw | UnsetType = UNSET
+    metadata: Raw | UnsetType = UNSET
     items: list[_Secret] | UnsetType | None = UNSET
 
 

@@ -212,5 +212,6 @@ def _partial_start(pattern: regex.Pattern[bytes], text: bytes, start: int, end: 
     """Where a match of pattern that the next bytes could complete begins (end if none)."""
     for m in pattern.finditer(text, start, end, partial=True):
         if m.partial and m.start() < end:
-            return m.start()
+            start_at: int = m.start()
+            return start_at
     return end

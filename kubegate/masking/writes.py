@@ -163,7 +163,8 @@ def _restructures(op: dict[str, Any]) -> bool:
     if name in ("remove", "move", "copy"):
         return True
     target = pointer(op.get("path"))
-    return name == "add" and bool(target) and (isinstance(target[-1], int) or target[-1] == "-")
+    return name == "add" and target is not None and bool(target) and (isinstance(target[-1], int)
+                                                                      or target[-1] == "-")
 
 
 def _overlaps(a: Path, b: Path) -> bool:

@@ -101,7 +101,7 @@ def cast_from_events(session: dict[str, Any], events: Iterable[dict[str, Any]]) 
     casts: dict[str, list[list[Any]]] = {}
     for event in events:
         data = event.get("data") or {}
-        flow = data.get("flow")
+        flow = str(data.get("flow"))
         if event["type"] == "stream" and data.get("kind") in CAST_KINDS:
             opened[flow] = {**data, "at": _time(event["time"])}
             casts[flow] = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -109,7 +110,7 @@ class ChainReport:
         return self.problem is None
 
 
-async def _latest_checkpoint(conn: AsyncConnection) -> sa.Row | None:
+async def _latest_checkpoint(conn: AsyncConnection) -> sa.Row[Any] | None:
     return (await conn.execute(sa.select(chain_checkpoints).order_by(chain_checkpoints.c.through_seq.desc())
                                .limit(1))).first()
 
@@ -163,7 +164,7 @@ async def verify(conn: AsyncConnection, *, batch_size: int = 2000) -> ChainRepor
     return report(await _check_sessions(conn, seals, checkpoint.cutoff if checkpoint else None))
 
 
-async def _broken_link(conn: AsyncConnection, row: sa.Row, expected_seq: int) -> ChainProblem:
+async def _broken_link(conn: AsyncConnection, row: sa.Row[Any], expected_seq: int) -> ChainProblem:
     if row.seq > expected_seq:
         missing = f"event {expected_seq}" if row.seq == expected_seq + 1 else f"events {expected_seq}..{row.seq - 1}"
         return ChainProblem("removed", expected_seq, f"{missing} removed: event {row.seq} follows a missing event",

@@ -117,7 +117,7 @@ def describe_target(target: dict[str, Any] | None) -> str:
                                 f"-n {target['namespace']}") if p)
 
 
-def session_dict(row: sa.Row, target: dict[str, Any] | None = None) -> dict[str, Any]:
+def session_dict(row: sa.Row[Any], target: dict[str, Any] | None = None) -> dict[str, Any]:
     m = row._mapping
     return {
         "id": m["id"], "kubectl_session": m["kubectl_session"], "subject": m["subject"], "username": m["username"],
@@ -128,7 +128,7 @@ def session_dict(row: sa.Row, target: dict[str, Any] | None = None) -> dict[str,
     }
 
 
-def event_dict(row: sa.Row) -> dict[str, Any]:
+def event_dict(row: sa.Row[Any]) -> dict[str, Any]:
     return {"seq": row.seq, "session_id": row.session_id, "time": isotime(row.ts), "type": row.type,
             "data": orjson.loads(row.data), "prev_hash": row.prev_hash, "hash": row.hash}
 

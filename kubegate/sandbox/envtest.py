@@ -248,7 +248,7 @@ class ControlPlane:
             while True:
                 for proc in self._procs:
                     if proc.poll() is not None:
-                        raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}; see {self.root}/*.log")
+                        raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}; see {self.root}/*.log")
                 with contextlib.suppress(OSError, urllib.error.URLError):
                     if self.request("GET", path, check=False)[0] == 200:
                         break

@@ -183,7 +183,7 @@ class Store:
             engine = sa.create_engine(self.engine.url.set(drivername="sqlite"), poolclass=sa.pool.SingletonThreadPool)
             event.listen(engine, "connect", _sqlite_on_connect)
             event.listen(engine, "begin", _sqlite_on_begin)
-            self._sync_engine = engine.execution_options(sqlite_begin="IMMEDIATE")  # type: ignore[assignment]
+            self._sync_engine = engine.execution_options(sqlite_begin="IMMEDIATE")
             self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="kubegate-store-writer")
         engine = self._sync_engine
 

@@ -56,8 +56,8 @@ class Runtime:
         meta = pod["metadata"]
         namespace = meta.get("namespace", "")
         spec = pod.get("spec") or {}
-        spec_container = next((c for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
-                               if c.get("name") == container), {})
+        containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+        spec_container: dict[str, Any] = next((c for c in containers if c.get("name") == container), {})
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": meta["name"]}
         for source in spec_container.get("envFrom") or []:
             ref = source.get("configMapRef") or source.get("secretRef")
@@ -82,8 +82,8 @@ class Runtime:
                 ref = source[key]
                 return self._data(namespace, resource, ref.get("name", "")).get(ref.get("key", ""), "")
         field_path = (source.get("fieldRef") or {}).get("fieldPath", "")
-        return {"metadata.name": pod["metadata"]["name"], "metadata.namespace": namespace,
-                "status.podIP": (pod.get("status") or {}).get("podIP", "")}.get(field_path, "")
+        return str({"metadata.name": pod["metadata"]["name"], "metadata.namespace": namespace,
+                    "status.podIP": (pod.get("status") or {}).get("podIP", "")}.get(field_path, ""))
 
     def _data(self, namespace: str, resource: str, name: str) -> dict[str, str]:
         obj = self.store.get(f"/{resource}", namespace, name) or {}

@@ -99,7 +99,7 @@ def choose_container(pod: dict[str, Any], requested: str) -> str:
         if len(main) != 1:
             raise bad_request(f"a container name must be specified for pod {name}, choose one of: "
                               f"[{' '.join(names)}]")
-        return main[0]
+        return str(main[0])
     if requested not in names:
         raise bad_request(f"container {requested} is not valid for pod {name}")
     return requested

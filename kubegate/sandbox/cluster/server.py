@@ -55,11 +55,11 @@ def _non_resource(request: web.Request, path: str) -> web.StreamResponse:
     if parts[:2] == ["openapi", "v3"]:
         negotiate(accept)
         gv = parts[2:]
-        doc = openapi.group_document("", gv[1]) if gv[:1] == ["api"] and len(gv) == 2 else (
+        group_doc = openapi.group_document("", gv[1]) if gv[:1] == ["api"] and len(gv) == 2 else (
             openapi.group_document(gv[1], gv[2]) if gv[:1] == ["apis"] and len(gv) == 3 else None)
-        if doc is None:
+        if group_doc is None:
             raise resource_not_found()
-        return web.Response(body=doc, content_type="application/json")
+        return web.Response(body=group_doc, content_type="application/json")
     negotiate(accept)
     if parts[0] == "api" and len(parts) == 2:
         found = discovery.resource_list("", parts[1])

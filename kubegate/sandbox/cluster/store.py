@@ -8,6 +8,7 @@ not, as kube-apiserver's watch cache does. All methods run on the server's event
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +62,7 @@ class Store:
         keys = sorted(k for k in items if not namespace or k[0] == namespace)
         return [clone(items[k]) for k in keys]
 
-    def in_namespace(self, namespace: str) -> list[tuple[str, str]]:
+    def in_namespace(self, namespace: str) -> builtins.list[tuple[str, str]]:
         """(kind key, name) of every object in `namespace`: what deleting the namespace removes."""
         return sorted((key, name) for key, items in self._objects.items() for (ns, name) in items
                       if ns == namespace)
@@ -104,7 +105,7 @@ class Store:
     def unsubscribe(self, watcher: Watcher) -> None:
         self._watchers.discard(watcher)
 
-    def events_since(self, key: str, namespace: str, rv: int) -> list[Event]:
+    def events_since(self, key: str, namespace: str, rv: int) -> builtins.list[Event]:
         """Events after `rv` for one kind, or 410 Expired when the history no longer reaches back."""
         oldest = self.history[0].rv if self.history else self.rv + 1
         if rv < oldest - 1:
