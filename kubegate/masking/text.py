@@ -23,6 +23,7 @@ from kubegate.masking.marker import MARKER_BYTES
 
 CONTEXT = 64  # bytes of already released input kept so lookbehinds see across chunk boundaries
 MAX_HOLD = 64 * 1024
+CLEAN_MAX, CLEAN_MAX_CHARS = 4096, 256  # TextRules.clean: at most 1 MiB of recent clean strings
 _TO_LINE_END = regex.compile(rb"[^\n]*")
 _Found = tuple[int, int, Detector, "regex.Match[bytes]"]  # start, end, detector, match
 
@@ -34,6 +35,10 @@ class TextRules:
     detectors: tuple[Detector, ...]
     pem: bool
     triggered: bool = field(init=False, compare=False)  # every detector is a built-in: its matches hold a trigger
+    # Strings that hold a trigger yet nothing to mask, seen lately: the same names ("secret-values" in every
+    # decision recorded, a volume's "token" path in every pod) would otherwise run every detector each time.
+    # Only clean strings are kept, so the cache never holds a credential.
+    clean: dict[str, None] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "triggered", all(d.triggered for d in self.detectors))
@@ -45,12 +50,18 @@ class TextRules:
         # Most strings masking scans (every string of every object) end here, after one regex search:
         # no trigger and no PEM block, so no built-in detector can match. str.lower() lowers at least the
         # ASCII letters bytes.lower() would, so it finds every trigger the byte scanner would.
-        if self.triggered and TRIGGER_SEARCH_TEXT(value.lower()) is None:
+        if (self.triggered and TRIGGER_SEARCH_TEXT(value.lower()) is None) or value in self.clean:
             return value
         raw = value.encode()
         masker = self.stream()
         out = masker.feed(raw) + masker.flush()
-        return value if out == raw else out.decode(errors="replace")
+        if out != raw:
+            return out.decode(errors="replace")
+        if len(value) <= CLEAN_MAX_CHARS:
+            if len(self.clean) >= CLEAN_MAX:
+                self.clean.clear()
+            self.clean[value] = None
+        return value
 
     def stream(self, max_hold: int = MAX_HOLD) -> TextMasker:
         return TextMasker(self.detectors, self.pem, max_hold)

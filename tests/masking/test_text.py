@@ -172,6 +172,14 @@ def test_the_one_trigger_search_finds_every_trigger(trigger: bytes) -> None:
     assert TRIGGER_SEARCH_BYTES(text.encode().lower()) is not None
 
 
+def test_only_clean_strings_are_remembered() -> None:
+    rules = TextRules(BUILTIN_DETECTORS, pem=True)
+    assert rules.mask("serviceaccount-tokens") == "serviceaccount-tokens"
+    assert rules.mask("password=hunter22") != "password=hunter22"
+    assert rules.mask("password=hunter22") != "password=hunter22"
+    assert list(rules.clean) == ["serviceaccount-tokens"]
+
+
 def _streamed(rules: TextRules, value: str) -> str:
     masker = rules.stream()
     out = masker.feed(value.encode()) + masker.flush()
