@@ -227,6 +227,8 @@ async def run_job(side: Side, verbose: bool) -> Job:
         if kind == "bg":
             background = (inv, asyncio.create_task(kubectl([*common, *args], env)), t0)
             await asyncio.sleep(0.3)  # the watch is open before the patch that satisfies it
+            if plugin_log is not None and plugin_log.exists():
+                inv.plugin = sum(int(x) for x in plugin_log.read_text().split()[len(before):]) / 1e9
             continue
         rc, err = await kubectl([*common, *args], env)
         inv.wall = time.perf_counter() - t0
@@ -283,7 +285,8 @@ def summary(jobs: dict[str, list[Job]], verbose: dict[str, Job], load: str) -> s
     lines += ["", "Per invocation, verbose pass (ms: wall / plugin / TLS / discovery / other requests; HTTP calls):",
               "", f"| # | kubectl | {head} |", "| --- | --- |" + " --- |" * len(names)]
     for n, invs in enumerate(zip(*(verbose[t].invocations for t in names), strict=True), 1):
-        lines.append(f"| {n} | {' '.join(invs[0].args[:4])[:48]} | {' | '.join(_cell(i) for i in invs)} |")
+        shown = " ".join(Path(a).name if a.startswith("/") else a for a in invs[0].args[:4])[:48]
+        lines.append(f"| {n} | {shown} | {' | '.join(_cell(i) for i in invs)} |")
     return "\n".join(lines)
 
 
