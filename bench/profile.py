@@ -18,6 +18,9 @@ from pathlib import Path
 from bench.processes import die_with_parent
 
 _LINE = re.compile(r":\d+\)$")
+# What the cost model in bench/README.md is made of: each stage's hooks, the store's writer thread, the upstream call
+_PARTS = re.compile(r"^(\w+Stage\.on_\w+|Store\.write_sync\.<locals>\.transaction|UpstreamClient\.open"
+                    r"|Pipeline\._prepare) ")
 
 
 def py_spy() -> str | None:
@@ -51,6 +54,7 @@ def top(raw: Path, n: int = 12) -> str:
     """Top functions by self time (the leaf of each sample) and kubegate's by total time."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
+    parts: Counter[str] = Counter()
     samples = 0
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -65,10 +69,14 @@ def top(raw: Path, n: int = 12) -> str:
         for frame in set(frames):
             if "(kubegate/" in frame:
                 total[frame] += weight
+            if (part := _PARTS.match(frame)) is not None:
+                parts[part.group(1)] += weight
     if not samples:
         return f"{raw.name}: no samples"
     out = [f"{raw.stem}: {samples} samples", "  self time:"]
     out += [f"    {c / samples:6.1%}  {f}" for f, c in own.most_common(n)]
     out.append("  total time, kubegate functions:")
     out += [f"    {c / samples:6.1%}  {f}" for f, c in total.most_common(n)]
+    out.append("  by part (total time: stage hooks, store writer thread, upstream call, sending headers):")
+    out += [f"    {c / samples:6.1%}  {f}" for f, c in parts.most_common()]
     return "\n".join(out)

@@ -14,15 +14,16 @@ body longer than `max_hold` is taken for something else than a key and scanning 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import regex
 
-from kubegate.masking.detectors import PEM_BEGIN, PEM_END, TRIGGERS, Detector
+from kubegate.masking.detectors import PEM_BEGIN, PEM_END, TRIGGER_SEARCH_BYTES, TRIGGER_SEARCH_TEXT, Detector
 from kubegate.masking.marker import MARKER_BYTES
 
 CONTEXT = 64  # bytes of already released input kept so lookbehinds see across chunk boundaries
 MAX_HOLD = 64 * 1024
+CLEAN_MAX, CLEAN_MAX_CHARS = 4096, 256  # TextRules.clean: at most 1 MiB of recent clean strings
 _TO_LINE_END = regex.compile(rb"[^\n]*")
 _Found = tuple[int, int, Detector, "regex.Match[bytes]"]  # start, end, detector, match
 
@@ -33,29 +34,37 @@ class TextRules:
 
     detectors: tuple[Detector, ...]
     pem: bool
+    triggered: bool = field(init=False, compare=False)  # every detector is a built-in: its matches hold a trigger
+    # Strings that hold a trigger yet nothing to mask, seen lately: the same names ("secret-values" in every
+    # decision recorded, a volume's "token" path in every pod) would otherwise run every detector each time.
+    # Only clean strings are kept, so the cache never holds a credential.
+    clean: dict[str, None] = field(default_factory=dict, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "triggered", all(d.triggered for d in self.detectors))
 
     def __bool__(self) -> bool:
         return bool(self.detectors) or self.pem
 
-    def _cannot_match(self, raw: bytes) -> bool:
-        """True when no detector can match anywhere in raw, decided by a few bytes.find calls: every
-        detector is a built-in (each match holds a trigger) and raw holds no trigger and no PEM block.
-        Most strings masking scans (env values, args, ConfigMap data) end here."""
-        if not all(d.triggered for d in self.detectors) or (self.pem and b"-----BEGIN" in raw):
-            return False
-        lowered = raw.lower()
-        return not any(trigger in lowered for trigger in TRIGGERS)
+    def mask(self, value: str) -> str:
+        # Most strings masking scans (every string of every object) end here, after one regex search:
+        # no trigger and no PEM block, so no built-in detector can match. str.lower() lowers at least the
+        # ASCII letters bytes.lower() would, so it finds every trigger the byte scanner would.
+        if (self.triggered and TRIGGER_SEARCH_TEXT(value.lower()) is None) or value in self.clean:
+            return value
+        raw = value.encode()
+        masker = self.stream()
+        out = masker.feed(raw) + masker.flush()
+        if out != raw:
+            return out.decode(errors="replace")
+        if len(value) <= CLEAN_MAX_CHARS:
+            if len(self.clean) >= CLEAN_MAX:
+                self.clean.clear()
+            self.clean[value] = None
+        return value
 
     def stream(self, max_hold: int = MAX_HOLD) -> TextMasker:
         return TextMasker(self.detectors, self.pem, max_hold)
-
-    def mask(self, value: str) -> str:
-        raw = value.encode()
-        if self._cannot_match(raw):
-            return value
-        masker = self.stream()
-        out = masker.feed(raw) + masker.flush()
-        return value if out == raw else out.decode(errors="replace")
 
 
 class TextMasker:
@@ -172,20 +181,13 @@ class TextMasker:
         """The lines of text[start:tail] that hold a trigger, plus the unfinished line text[tail:end]:
         the only places a built-in detector can match or start to match."""
         lowered = text[start:tail].lower()
-        lines: list[tuple[int, int]] = []
-        for trigger in TRIGGERS:
-            i = lowered.find(trigger)
-            while i >= 0:
-                line_end = lowered.find(b"\n", i + len(trigger)) + 1 or len(lowered)
-                lines.append((lowered.rfind(b"\n", 0, i) + 1, line_end))
-                i = lowered.find(trigger, line_end)
-        merged: list[tuple[int, int]] = []
-        for s, e in sorted(lines):
-            if merged and s <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], e))
-            else:
-                merged.append((s, e))
-        windows = [(start + s, start + e) for s, e in merged]
+        windows: list[tuple[int, int]] = []
+        found = TRIGGER_SEARCH_BYTES(lowered)
+        while found is not None:  # lines in order: a trigger's line, then search on from its end
+            i = found.start()
+            line_end = lowered.find(b"\n", found.end()) + 1 or len(lowered)
+            windows.append((start + lowered.rfind(b"\n", 0, i) + 1, start + line_end))
+            found = TRIGGER_SEARCH_BYTES(lowered, line_end)
         if tail < end:
             windows.append((tail, end))
         return windows

@@ -59,13 +59,18 @@ def session_seal(row: dict[str, object]) -> str:
     return canonical({name: row[name] for name in SESSION_FIELDS})
 
 
+# Built once: building and cache-keying these per commit cost more than running them (the writer's hot path).
+_SELECT_HEAD = sa.select(chain_head.c.seq, chain_head.c.hash).where(chain_head.c.id == 1).with_for_update()
+_INSERT_EVENTS = sa.insert(events)
+_UPDATE_HEAD = sa.update(chain_head).where(chain_head.c.id == 1).values(
+    seq=sa.bindparam("b_seq"), hash=sa.bindparam("b_hash"))
+
+
 def lock_head(conn: Connection) -> tuple[int, str]:
     """Read the chain head FOR UPDATE (PostgreSQL; SQLite's write lock is already held), so concurrent
     appenders, in this process or another replica, queue here instead of forking the chain.
     Call it first in a write transaction, before touching other rows, so lock order is always the same."""
-    head = conn.execute(
-        sa.select(chain_head.c.seq, chain_head.c.hash).where(chain_head.c.id == 1).with_for_update()
-    ).one()
+    head = conn.execute(_SELECT_HEAD).one()
     return head.seq, head.hash
 
 
@@ -82,8 +87,8 @@ def append(conn: Connection, head: tuple[int, str], batch: Sequence[NewEvent]) -
         seqs.append(seq)
         prev = digest
     if rows:
-        conn.execute(sa.insert(events), rows)
-        conn.execute(sa.update(chain_head).where(chain_head.c.id == 1).values(seq=seq, hash=prev))
+        conn.execute(_INSERT_EVENTS, rows)
+        conn.execute(_UPDATE_HEAD, {"b_seq": seq, "b_hash": prev})
     return seqs
 
 

@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kubegate.masking.detectors import BUILTIN_DETECTORS, TRIGGERS, compile_detector
+from kubegate.masking.detectors import (
+    BUILTIN_DETECTORS,
+    TRIGGER_SEARCH_BYTES,
+    TRIGGER_SEARCH_TEXT,
+    TRIGGERS,
+    compile_detector,
+)
 from kubegate.masking.marker import MARKER, MARKER_BYTES
 from kubegate.masking.text import TextMasker, TextRules
 from tests.masking.builders import split
@@ -156,6 +162,22 @@ def test_every_built_in_match_holds_a_trigger(line: str, secret: str, kept: str)
     assert matches
     for m in matches:
         assert any(t in m.group().lower() for t in TRIGGERS), m.group()
+
+
+@pytest.mark.parametrize("trigger", [*TRIGGERS, b"-----BEGIN"])
+def test_the_one_trigger_search_finds_every_trigger(trigger: bytes) -> None:
+    # It stands in for a find per trigger: in text and bytes, in any case, anywhere in a line.
+    text = "x " + trigger.decode().upper() + " y"
+    assert TRIGGER_SEARCH_TEXT(text.lower()) is not None
+    assert TRIGGER_SEARCH_BYTES(text.encode().lower()) is not None
+
+
+def test_only_clean_strings_are_remembered() -> None:
+    rules = TextRules(BUILTIN_DETECTORS, pem=True)
+    assert rules.mask("serviceaccount-tokens") == "serviceaccount-tokens"
+    assert rules.mask("password=hunter22") != "password=hunter22"
+    assert rules.mask("password=hunter22") != "password=hunter22"
+    assert list(rules.clean) == ["serviceaccount-tokens"]
 
 
 def _streamed(rules: TextRules, value: str) -> str:
