@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kubegate.approvals.service import ApprovalService
@@ -121,6 +122,12 @@ class Gateway:
         if self.store is not None:
             await self.store.close()
 
+    def current_store(self) -> Store:
+        """The store, once started: the admin API is served only after start-up, so a missing store is a 503."""
+        if self.store is None:
+            raise Refused(503, "kubegate is still starting; try again in a moment", reason="ServiceUnavailable")
+        return self.store
+
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
         checks: dict[str, Any] = {}
         ok = True
@@ -184,7 +191,7 @@ async def handle_metrics(request: web.Request) -> web.Response:
 
 
 @web.middleware
-async def refusals(request: web.Request, handler: Any) -> web.StreamResponse:
+async def refusals(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Admin API handlers refuse by raising Refused; the client gets a Status, never a traceback."""
     try:
         return await handler(request)
@@ -201,7 +208,7 @@ def build_app(config: Config) -> web.Application:
     app.router.add_get("/readyz", handle_readyz)
     app.router.add_get("/metrics", handle_metrics)
     authorize = make_authorize(gateway.verifier, config.identity)
-    sessions_api.setup_routes(app, lambda: gateway.store, authorize)
+    sessions_api.setup_routes(app, gateway.current_store, authorize)
     policy_api.setup_routes(app, lambda: gateway.policy, config, authorize)
 
     def is_reviewer(identity: Identity) -> bool:

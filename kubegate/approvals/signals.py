@@ -92,7 +92,7 @@ class DecisionSignals:
             try:
                 conn = await asyncpg.connect(dsn, timeout=5)
                 lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c, lost=lost: lost.set())  # type: ignore[misc]
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                 await conn.add_listener(CHANNEL, self._on_notify)
                 self.listening = True
                 self._connected.set()

@@ -188,7 +188,7 @@ def explain(
         by_name = {r.name: r for r in reversed(engine.rules)}
         timeout = (cfg.approvals if cfg else ApprovalsConfig()).timeout_for(
             by_name.get(m.rule) for m in decision.matches if m.action == "review")
-    body = {"identity": identity.as_dict(), "connection": connection, "request": info.as_dict(),
+    body: dict[str, Any] = {"identity": identity.as_dict(), "connection": connection, "request": info.as_dict(),
             "decision": decision.as_dict() if show_all else
             {k: v for k, v in decision.as_dict().items() if k != "misses"}}
     if timeout is not None:

@@ -28,7 +28,7 @@ from kubegate.cli.client import (
 from kubegate.cli.groups import command_group
 
 requests_app = command_group("Review, approve, deny and revoke access requests; ask for time-boxed access.")
-State = enum.StrEnum("State", {name: name for name in (*STATES, "all")})
+State = enum.StrEnum("State", {name: name for name in (*STATES, "all")})  # type: ignore[misc]
 IdArg = Annotated[str, typer.Argument(metavar="ID", help="the access request id")]
 
 
@@ -84,7 +84,7 @@ def _print_request(r: dict[str, Any]) -> None:
 @requests_app.command("list")
 def list_command(
     server: ServerOpt = "", token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
-    state: Annotated[State, typer.Option(case_sensitive=False, help="which requests")] = State.pending,
+    state: Annotated[State, typer.Option(case_sensitive=False, help="which requests")] = State.pending,  # type: ignore[attr-defined]
     limit: Annotated[int, typer.Option(min=1, max=500)] = 100,
     output: OutputOpt = Format.table,
 ) -> None:

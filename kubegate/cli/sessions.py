@@ -36,7 +36,7 @@ from kubegate.recording.replay import parse_time, replay_steps, summarize
 sessions_app = command_group("Find, show, replay and export recorded kubectl sessions.")
 
 
-Outcome = enum.StrEnum("Outcome", {name: name for name in OUTCOMES})
+Outcome = enum.StrEnum("Outcome", {name: name for name in OUTCOMES})  # type: ignore[misc]
 ExportFormat = enum.StrEnum("ExportFormat", {"jsonl": "jsonl", "asciicast": "asciicast"})
 OutcomeOpt = Annotated[Outcome | None, typer.Option(case_sensitive=False, help="sessions whose outcome is this")]
 

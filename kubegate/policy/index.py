@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubegate.identity.model import Identity
 from kubegate.kube.requestinfo import RequestInfo
@@ -24,7 +25,7 @@ def _glob_prefix(pattern: str) -> str:
     return next((pattern[:i] for i, c in enumerate(pattern) if c in "*?["), pattern)
 
 
-def _bounded_put(cache: dict, key: object, value: int) -> int:
+def _bounded_put(cache: dict[Any, int], key: object, value: int) -> int:
     if len(cache) >= _CACHE_LIMIT:
         cache.clear()
     cache[key] = value
@@ -100,13 +101,13 @@ class RuleIndex:
             for i in range(len(ns) + 1):
                 nsm |= self.ns_prefix.get(ns[:i], 0)
             nsm = _bounded_put(self._ns_cache, ns, nsm)
-        key = (identity.username, identity.groups)
-        sm = self._subject_cache.get(key)
+        subject = (identity.username, identity.groups)
+        sm = self._subject_cache.get(subject)
         if sm is None:
             sm = self.subjects_any | self.subjects.get(("user", identity.username), 0)
             for g in identity.groups:
                 sm |= self.subjects.get(("group", g), 0)
-            sm = _bounded_put(self._subject_cache, key, sm)
+            sm = _bounded_put(self._subject_cache, subject, sm)
         return vr & nsm & sm
 
 

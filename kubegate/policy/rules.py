@@ -69,6 +69,10 @@ class Check:
     reads_object: Callable[[Facts], bool] = lambda f: False
 
 
+def _claim(name: str) -> Callable[[Facts], str]:
+    return lambda f: str(f.identity.claims.get(name, ""))
+
+
 def _glob_check(label: str, patterns: list[str], value: Callable[[Facts], str],
                 empty_is_literal: bool = True) -> Check:
     globs = GlobSet.compile(patterns, empty_is_literal)
@@ -150,8 +154,7 @@ def _subject_checks(rule: PolicyRule) -> list[Check]:
     if s.issuers:
         checks.append(_glob_check("issuer", s.issuers, lambda f: f.identity.issuer))
     for claim, patterns in s.claims.items():
-        checks.append(_glob_check(f"claim {claim}", patterns,
-                                  lambda f, c=claim: str(f.identity.claims.get(c, ""))))
+        checks.append(_glob_check(f"claim {claim}", patterns, _claim(claim)))
     return checks
 
 

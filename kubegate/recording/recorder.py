@@ -192,7 +192,7 @@ class Recorder:
         if outcome is not None and outcome not in OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}")
         await self.start()
-        info = data.get("info") if isinstance(data.get("info"), dict) else {}
+        info: dict[str, Any] = data["info"] if isinstance(data.get("info"), dict) else {}
         event = NewEvent(
             session_id=self._alias.get(session_id, session_id) if session_id else None,
             ts=self.clock(), type=type, data=canonical(scrubbed(dict(data), self.scrub)),

@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from io import BytesIO
+from typing import Any
 
 Output = Callable[[bytes], Awaitable[None]]
 CHUNK = 32 * 1024
@@ -718,8 +719,9 @@ async def _test(sh: Shell, argv: list[str], io: Io) -> int:
     args = args[1:] if negate else args
     if len(args) == 2 and args[0] in ("-d", "-f", "-e"):
         path = sh.path(args[1])
-        result = {"-d": sh.fs.is_dir, "-f": sh.fs.is_file,
-                  "-e": lambda p: sh.fs.is_dir(p) or sh.fs.is_file(p)}[args[0]](path)
+        tests: dict[str, Callable[[Any], bool]] = {
+            "-d": sh.fs.is_dir, "-f": sh.fs.is_file, "-e": lambda p: sh.fs.is_dir(p) or sh.fs.is_file(p)}
+        result = tests[args[0]](path)
     elif len(args) == 3 and args[1] in ("=", "!="):
         result = (args[0] == args[2]) == (args[1] == "=")
     elif len(args) == 2 and args[0] in ("-n", "-z"):

@@ -9,9 +9,10 @@ carries the session's CSRF token.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from kubegate.config import Config
 from kubegate.web.ui import approvals, auth, connections, policy, sessions
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 
 @web.middleware
-async def security_headers(request: web.Request, handler: Any) -> web.StreamResponse:
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         response = await handler(request)
     except web.HTTPException as exc:

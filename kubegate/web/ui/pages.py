@@ -31,7 +31,7 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 READERS = frozenset({"auditor", "admin"})
 """Sessions: auditors read, admins see everything."""
 POLICY_READERS = frozenset({"auditor", "admin", "reviewer"})
-NAV = (("approvals", "/ui/approvals", "Approvals", frozenset()),
+NAV: tuple[tuple[str, str, str, frozenset[str]], ...] = (("approvals", "/ui/approvals", "Approvals", frozenset()),
        ("sessions", "/ui/sessions", "Sessions", READERS),
        ("policy", "/ui/policy", "Policy", POLICY_READERS),
        ("connections", "/ui/connections", "Connections", POLICY_READERS))

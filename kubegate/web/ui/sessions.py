@@ -51,7 +51,8 @@ async def list_page(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     query = {k: v for k, v in request.query.items()}
     raw_limit = query.get("limit", "50")
     limit = int(raw_limit) if raw_limit.isdigit() and int(raw_limit) in PAGE_SIZES else 50
-    error, items, token = "", [], None
+    error, token = "", None
+    items: list[dict[str, Any]] = []
     try:
         flt, kept = session_filter(query)
         items, token = await list_sessions(_store(request), flt, limit=limit,
