@@ -19,9 +19,9 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from kubegate.flow import Flow
 from kubegate.identity.model import Identity
 from kubegate.kube.requestinfo import parse_request_info
-from kubegate.proxy.flow import Flow
 from kubegate.recording.recorder import Recorder
 from kubegate.recording.stage import RecorderStage
 from kubegate.store.engine import Store

@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from kubegate.approvals.service import ApprovalService
 from kubegate.approvals.stage import ApprovalStage
 from kubegate.config import Config
+from kubegate.flow import Flow
 from kubegate.identity.model import Identity
 from kubegate.identity.oidc import Verifier
 from kubegate.identity.stage import AuthenticationStage
@@ -29,7 +30,6 @@ from kubegate.mcp.loopback import Loopback
 from kubegate.metrics import Metrics, MetricsStage
 from kubegate.policy.engine import PolicyEngine
 from kubegate.policy.stage import PolicyStage
-from kubegate.proxy.flow import Flow
 from kubegate.proxy.headers import connection_tokens, upstream_request_headers
 from kubegate.proxy.pipeline import Pipeline
 from kubegate.proxy.upgrade import UpgradeBridge, UpgradeGate

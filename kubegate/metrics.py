@@ -12,9 +12,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
+from kubegate.flow import Flow, Stage
 from kubegate.policy.kubectl import RESOURCE_TYPES
 from kubegate.policy.model import KNOWN_VERBS
-from kubegate.proxy.flow import Flow, Stage
 
 RESOURCES = frozenset({rt.plural for rt in RESOURCE_TYPES.values()} | {
     "leases", "endpointslices", "ingressclasses", "priorityclasses", "csidrivers", "csinodes", "volumeattachments",

@@ -7,10 +7,10 @@ from types import SimpleNamespace
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
+from kubegate.flow import Flow
 from kubegate.kube.requestinfo import parse_request_info
 from kubegate.kube.status import Refused
 from kubegate.metrics import Metrics, MetricsStage
-from kubegate.proxy.flow import Flow
 
 
 def _flow(method: str, path: str, status: int = 200) -> Flow:

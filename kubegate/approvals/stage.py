@@ -14,10 +14,10 @@ from collections.abc import Callable
 from kubegate.approvals.model import AccessRequest, Grant, NewRequest, body_digest, fingerprint
 from kubegate.approvals.service import ApprovalService, review_rules
 from kubegate.approvals.summary import summarize
+from kubegate.flow import Flow, Stage
 from kubegate.kube.status import Refused
 from kubegate.masking.masker import Masker
 from kubegate.masking.scrub import scrubbed
-from kubegate.proxy.flow import Flow, Stage
 from kubegate.store.engine import StoreError
 
 

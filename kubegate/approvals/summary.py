@@ -18,10 +18,10 @@ from typing import Any
 import orjson
 import yaml
 
+from kubegate.flow import Flow
 from kubegate.kube.status import Refused
 from kubegate.masking.config import SECRET_VALUES
 from kubegate.masking.masker import Masker, kind_for
-from kubegate.proxy.flow import Flow
 
 MAX_SUMMARY = 16_000
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from kubegate.flow import Flow, Stage
 from kubegate.identity.model import AuthError, Identity
 from kubegate.kube.status import Refused
-from kubegate.proxy.flow import Flow, Stage
 
 HINT = ("point your kubeconfig's user at `kubegate token` (or set a bearer token from your identity "
         "provider) and try again")

@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
+from kubegate.flow import Flow, Stage
 from kubegate.kube.goyaml import DuplicateKey, GoYAMLLoader, as_json_number, go_int
 from kubegate.kube.status import Refused
-from kubegate.proxy.flow import Flow, Stage
 
 BODY_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 JSON_MEDIA = ("application/json", "application/merge-patch+json", "application/strategic-merge-patch+json",

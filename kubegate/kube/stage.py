@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from kubegate.flow import Flow, Stage
 from kubegate.kube.requestinfo import BadPath, parse_request_info
 from kubegate.kube.status import Refused
-from kubegate.proxy.flow import Flow, Stage
 
 
 def is_stream(method: str, verb: str, subresource: str, query: tuple[tuple[str, str], ...]) -> bool:

@@ -23,6 +23,7 @@ from typing import Literal
 
 import orjson
 
+from kubegate.flow import Flow, Stage
 from kubegate.kube.status import Refused
 from kubegate.masking import secretlist
 from kubegate.masking.cache import MaskedLines
@@ -32,7 +33,6 @@ from kubegate.masking.masker import Masker, kind_for, mask_document
 from kubegate.masking.negotiation import classify, json_only_accept
 from kubegate.masking.plan import Plan
 from kubegate.masking.text import TextMasker
-from kubegate.proxy.flow import Flow, Stage
 
 Mode = Literal["pass", "json", "lines", "text"]
 _MARKERS = (MARKER_BYTES, MARKER_B64.encode())

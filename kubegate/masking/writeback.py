@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from kubegate.flow import Flow
 from kubegate.kube.status import Refused
 from kubegate.masking.marker import MARKER_BYTES
 from kubegate.masking.masker import Masker, kind_for
@@ -36,7 +37,6 @@ from kubegate.masking.writes import (
 )
 from kubegate.policy.decision import Decision
 from kubegate.policy.engine import PolicyEngine
-from kubegate.proxy.flow import Flow
 from kubegate.upstream.stage import RoleGrants
 
 HOW = ("To keep the stored value, send the marker exactly as kubegate showed it at that field of this object, "

@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from kubegate.flow import Flow, Stage
 from kubegate.kube.status import Refused
 from kubegate.policy.decision import Decision
 from kubegate.policy.engine import PolicyEngine
-from kubegate.proxy.flow import Flow, Stage
 
 if TYPE_CHECKING:
     from kubegate.masking.writeback import Restoration

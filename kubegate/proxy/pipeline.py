@@ -19,8 +19,8 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from kubegate.config import StreamsConfig
+from kubegate.flow import Flow, Stage
 from kubegate.kube.status import Refused, status_object
-from kubegate.proxy.flow import Flow, Stage
 from kubegate.proxy.headers import downstream_response_headers, warning_header
 
 if TYPE_CHECKING:

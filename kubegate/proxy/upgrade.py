@@ -34,13 +34,13 @@ from multidict import CIMultiDict
 
 from kubegate.approvals.model import fingerprint
 from kubegate.config import StreamsConfig
+from kubegate.flow import Flow, Stage
 from kubegate.kube import channels
 from kubegate.kube import portforward as pf
 from kubegate.kube.channels import Frame, Protocol
 from kubegate.kube.status import Refused
 from kubegate.masking.masker import Masker
 from kubegate.masking.text import TextMasker
-from kubegate.proxy.flow import Flow, Stage
 from kubegate.recording.asciicast import CastBuilder
 from kubegate.store.engine import StoreError
 

@@ -12,8 +12,8 @@ from kubegate.kube.stage import is_stream as stream_request
 from kubegate.masking.masker import kind_for
 
 if TYPE_CHECKING:
+    from kubegate.flow import Flow
     from kubegate.masking.masker import Masker
-    from kubegate.proxy.flow import Flow
 
 REQUEST_PROFILES = ("secret-values",)  # recorded on top of the decision's masks, whatever the policy says
 

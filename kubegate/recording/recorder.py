@@ -33,7 +33,7 @@ from kubegate.store.engine import Store, StoreError, describe
 from kubegate.store.tables import chain_checkpoints, events, session_groups, sessions
 
 if TYPE_CHECKING:
-    from kubegate.proxy.flow import Flow
+    from kubegate.flow import Flow
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubegate.flow import Flow, Stage
 from kubegate.kube.status import Refused
 from kubegate.masking.config import MaskingConfig
 from kubegate.masking.masker import Masker
-from kubegate.proxy.flow import Flow, Stage
 from kubegate.recording.anonymous import AnonymousRefusals, cut
 from kubegate.recording.capture import body_fields, is_stream, request_fields, response_headers
 from kubegate.recording.recorder import Recorder

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from kubegate.flow import Flow
 from kubegate.kube.status import Refused
 from kubegate.policy.decision import Decision
-from kubegate.proxy.flow import Flow
 from kubegate.upstream.stage import RoleGrants
 
 DRY_RUN = "dryRun=All"

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
+from kubegate.flow import Flow, Stage
 from kubegate.kube.status import Refused
 from kubegate.policy.decision import Decision
-from kubegate.proxy.flow import Flow, Stage
 from kubegate.recording.recorder import Recorder
 from kubegate.store.engine import StoreError
 from kubegate.upstream.bindings import BindingError, Ensured, TemporaryBindings, binding_for, rfc3339

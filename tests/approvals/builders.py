@@ -13,6 +13,7 @@ from multidict import CIMultiDict
 
 from kubegate.approvals.service import ApprovalService
 from kubegate.approvals.stage import ApprovalStage
+from kubegate.flow import Flow
 from kubegate.identity.model import Identity
 from kubegate.kube.body import parse_body
 from kubegate.kube.requestinfo import parse_request_info
@@ -20,7 +21,6 @@ from kubegate.masking.config import MaskingConfig
 from kubegate.masking.masker import Masker
 from kubegate.policy.engine import PolicyEngine
 from kubegate.policy.model import PolicyRule
-from kubegate.proxy.flow import Flow
 from kubegate.upstream.client import UpstreamClient
 from kubegate.upstream.credentials import CredentialError
 

@@ -17,10 +17,10 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from kubegate.approvals.summary import summarize
+from kubegate.flow import Flow
 from kubegate.kube.body import RequestBodyStage
 from kubegate.masking.config import MaskingConfig
 from kubegate.masking.masker import Masker
-from kubegate.proxy.flow import Flow
 from kubegate.upstream.client import UpstreamClient
 from tests.approvals.builders import AGENT, MASKER, make_flow
 from tests.sandbox.test_protobuf import _envelope, _field

@@ -7,10 +7,10 @@ from types import SimpleNamespace
 import pytest
 from multidict import CIMultiDict
 
+from kubegate.flow import Flow
 from kubegate.kube.body import AmbiguousBody, RequestBodyStage, parse_body
 from kubegate.kube.requestinfo import parse_request_info
 from kubegate.kube.status import Refused
-from kubegate.proxy.flow import Flow
 from tests.sandbox.test_protobuf import _envelope
 
 

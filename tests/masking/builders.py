@@ -12,13 +12,13 @@ import orjson
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
+from kubegate.flow import Flow
 from kubegate.kube.requestinfo import parse_request_info
 from kubegate.kube.stage import is_stream
 from kubegate.masking.config import MaskingConfig
 from kubegate.masking.masker import Masker
 from kubegate.masking.stage import MaskingStage
 from kubegate.policy.decision import Decision
-from kubegate.proxy.flow import Flow
 
 ALL = ("secret-values", "last-applied", "env-credentials", "configmap-keys", "serviceaccount-tokens",
        "credentials-in-text")

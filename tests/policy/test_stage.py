@@ -10,10 +10,10 @@ import orjson
 import pytest
 from multidict import CIMultiDict
 
+from kubegate.flow import Flow
 from kubegate.kube.body import RequestBodyStage
 from kubegate.kube.status import Refused
 from kubegate.policy.stage import PolicyStage
-from kubegate.proxy.flow import Flow
 from tests.policy.builders import engine, req, rule, who
 
 RULES = engine(

@@ -14,11 +14,11 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from kubegate.config import ConnectionConfig
+from kubegate.flow import Flow, Stage
 from kubegate.identity.model import Identity
 from kubegate.identity.stage import AuthenticationStage
 from kubegate.kube.stage import RequestInfoStage
 from kubegate.kube.status import Refused
-from kubegate.proxy.flow import Flow, Stage
 from kubegate.proxy.headers import upstream_request_headers
 from kubegate.proxy.pipeline import Pipeline
 from kubegate.upstream.connection import Connection

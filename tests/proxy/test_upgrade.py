@@ -26,6 +26,7 @@ from aiohttp.test_utils import TestServer, make_mocked_request
 from multidict import CIMultiDict
 
 from kubegate.config import ConnectionConfig, StreamsConfig
+from kubegate.flow import Flow, Stage
 from kubegate.identity.model import Identity
 from kubegate.identity.stage import AuthenticationStage
 from kubegate.kube import channels
@@ -36,7 +37,6 @@ from kubegate.kube.status import Refused
 from kubegate.masking.config import MaskingConfig
 from kubegate.masking.marker import MARKER
 from kubegate.masking.masker import Masker
-from kubegate.proxy.flow import Flow, Stage
 from kubegate.proxy.headers import upstream_request_headers
 from kubegate.proxy.pipeline import Pipeline
 from kubegate.proxy.upgrade import MAX_REMEMBERED, UpgradeBridge, UpgradeGate

@@ -9,9 +9,9 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
+from kubegate.flow import Flow
 from kubegate.identity.model import Identity
 from kubegate.kube.requestinfo import parse_request_info
-from kubegate.proxy.flow import Flow
 from kubegate.recording.recorder import Recorder
 from kubegate.store.engine import Store
 

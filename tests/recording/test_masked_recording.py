@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kubegate.config import ConnectionConfig
+from kubegate.flow import Flow, Stage
 from kubegate.identity.model import Identity
 from kubegate.identity.stage import AuthenticationStage
 from kubegate.kube.body import RequestBodyStage
@@ -26,7 +27,6 @@ from kubegate.kube.stage import RequestInfoStage
 from kubegate.masking.config import MaskingConfig
 from kubegate.masking.masker import Masker
 from kubegate.masking.stage import MaskingStage
-from kubegate.proxy.flow import Flow, Stage
 from kubegate.proxy.headers import upstream_request_headers
 from kubegate.proxy.pipeline import Pipeline
 from kubegate.recording.recorder import Recorder

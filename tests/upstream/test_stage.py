@@ -10,11 +10,11 @@ from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
 from kubegate.config import ConnectionConfig
+from kubegate.flow import Flow
 from kubegate.identity.model import Identity
 from kubegate.kube.requestinfo import parse_request_info
 from kubegate.kube.status import Refused
 from kubegate.policy.decision import Decision
-from kubegate.proxy.flow import Flow
 from kubegate.recording.query import list_events
 from kubegate.recording.recorder import Recorder
 from kubegate.store.engine import Store
