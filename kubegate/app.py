@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kubegate.approvals.service import ApprovalService
 from kubegate.approvals.stage import ApprovalStage
+from kubegate.audit.wiring import AuditServices
 from kubegate.config import Config
 from kubegate.identity.model import Identity
 from kubegate.identity.oidc import Verifier
@@ -62,6 +63,7 @@ class Gateway:
     recorder: Recorder | None = None
     pipeline: Pipeline | None = None
     approvals: ApprovalService | None = None
+    audit: AuditServices | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     base_url: str = ""
     """What approve commands and sign-in redirects name: listen.base_url(), with the bound port once listening."""
@@ -95,6 +97,8 @@ class Gateway:
             MaskingStage(self.masker),
             UpstreamAccessStage(grants),
         ], upgrades=UpgradeBridge(self.recorder, self.masker, self.config.streams), streams=self.config.streams)
+        self.audit = AuditServices.from_config(self.config.audit, self.store, self.metrics.registry)
+        self.tasks.extend(self.audit.start())
         self.tasks.append(asyncio.create_task(self.policy.watch(), name="policy-reload"))
         for name, bindings in self.bindings.items():
             self.tasks.append(asyncio.create_task(bindings.run_reaper(), name=f"reap-bindings-{name}"))
@@ -130,6 +134,8 @@ class Gateway:
         if issuers and not any(v == "ok" for v in issuers.values()):
             ok = False
         checks["policy"] = self.policy.status()
+        if self.audit is not None:
+            checks.update(self.audit.status())
         return ok, checks
 
 

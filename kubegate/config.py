@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kubegate.approvals.config import ApprovalsConfig
+from kubegate.audit.config import AuditConfig
 from kubegate.durations import parse_duration
 from kubegate.identity.model import RESERVED
 from kubegate.identity.urls import key_url_problem
@@ -350,6 +351,7 @@ class Config(Strict):
     approvals: ApprovalsConfig = ApprovalsConfig()
     streams: StreamsConfig = StreamsConfig()
     ui: UIConfig = UIConfig()
+    audit: AuditConfig = AuditConfig()
 
     @model_validator(mode="after")
     def _ui_issuer(self) -> Config:

@@ -1,0 +1,52 @@
+"""The audit parts a running gateway holds, built from `audit:`: checkpoint anchoring and export sinks."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from kubegate.audit.anchoring import Anchoring
+from kubegate.audit.anchors import Anchor, S3Anchor, WebhookAnchor
+from kubegate.audit.config import AuditConfig
+from kubegate.audit.signing import FileSigner, SigningError
+from kubegate.config import ConfigError
+from kubegate.durations import parse_duration
+from kubegate.store.engine import Store
+
+
+@dataclass(eq=False)
+class AuditServices:
+    anchoring: Anchoring | None = None
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, config: AuditConfig, store: Store, registry: CollectorRegistry) -> AuditServices:
+        services = cls()
+        anchors: list[Anchor] = []
+        if config.anchors.s3 is not None:
+            anchors.append(S3Anchor(config.anchors.s3))
+        if config.anchors.webhook is not None:
+            anchors.append(WebhookAnchor(config.anchors.webhook))
+        if anchors:
+            assert config.signing.key_file is not None  # AuditConfig refuses anchors without a key
+            try:
+                signer = FileSigner(config.signing.key_file)
+            except SigningError as exc:
+                raise ConfigError(f"audit.signing.key_file: {exc}") from exc
+            services.anchoring = Anchoring(store, signer, anchors, parse_duration(config.checkpoint_interval))
+        return services
+
+    def start(self) -> list[asyncio.Task[Any]]:
+        if self.anchoring is not None:
+            self.tasks.append(asyncio.create_task(self.anchoring.run(), name="audit-anchoring"))
+        return self.tasks
+
+    def status(self) -> dict[str, Any]:
+        """/readyz details: informative, never a reason to stop serving (recording, not export, is the gate)."""
+        checks: dict[str, Any] = {}
+        if self.anchoring is not None:
+            checks["anchoring"] = self.anchoring.status()
+        return checks
