@@ -112,6 +112,8 @@ class Gateway:
             await stage.close()
         if self.pipeline is not None and self.pipeline.upgrades is not None:
             await self.pipeline.upgrades.close()
+        if self.audit is not None:
+            await self.audit.close()
         if self.recorder is not None:
             await self.recorder.close()
         for conn in self.connections.values():

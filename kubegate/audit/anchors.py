@@ -61,7 +61,7 @@ class S3Anchor:
                 ContentType="application/json", ObjectLockMode=self.config.object_lock_mode,
                 ObjectLockRetainUntilDate=until, ChecksumAlgorithm="SHA256")
         except Exception as exc:
-            raise AnchorError(f"{self.where}: {_s3_problem(exc)}") from exc
+            raise AnchorError(f"{self.where}: {s3_problem(exc)}") from exc
 
     def read_all(self) -> dict[int, bytes]:
         """Every checkpoint in the bucket by number: the oldest version of each key (the one locked first)."""
@@ -80,11 +80,11 @@ class S3Anchor:
                 obj = self.client.get_object(Bucket=self.config.bucket, Key=key, VersionId=version)
                 found[int(match.group(1))] = obj["Body"].read()
         except Exception as exc:
-            raise AnchorError(f"{self.where}: {_s3_problem(exc)}") from exc
+            raise AnchorError(f"{self.where}: {s3_problem(exc)}") from exc
         return found
 
 
-def _s3_problem(exc: Exception) -> str:
+def s3_problem(exc: Exception) -> str:
     response = getattr(exc, "response", None)
     if isinstance(response, dict) and "Error" in response:
         err = response["Error"]

@@ -11,7 +11,9 @@ from prometheus_client import CollectorRegistry
 from kubegate.audit.anchoring import Anchoring
 from kubegate.audit.anchors import Anchor, S3Anchor, WebhookAnchor
 from kubegate.audit.config import AuditConfig
+from kubegate.audit.export import Exporter, ExportMetrics
 from kubegate.audit.signing import FileSigner, SigningError
+from kubegate.audit.sinks import make_sink
 from kubegate.config import ConfigError
 from kubegate.durations import parse_duration
 from kubegate.store.engine import Store
@@ -20,6 +22,7 @@ from kubegate.store.engine import Store
 @dataclass(eq=False)
 class AuditServices:
     anchoring: Anchoring | None = None
+    exporters: list[Exporter] = field(default_factory=list)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @classmethod
@@ -37,16 +40,32 @@ class AuditServices:
             except SigningError as exc:
                 raise ConfigError(f"audit.signing.key_file: {exc}") from exc
             services.anchoring = Anchoring(store, signer, anchors, parse_duration(config.checkpoint_interval))
+        export = config.export
+        metrics = ExportMetrics(registry)
+        services.exporters = [
+            Exporter(store, make_sink(sink), batch_max=sink.batch_max, interval=parse_duration(export.interval),
+                     retry_max_interval=parse_duration(export.retry_max_interval), lag_alarm=export.lag_alarm,
+                     metrics=metrics)
+            for sink in export.sinks]
         return services
 
     def start(self) -> list[asyncio.Task[Any]]:
         if self.anchoring is not None:
             self.tasks.append(asyncio.create_task(self.anchoring.run(), name="audit-anchoring"))
+        for exporter in self.exporters:
+            self.tasks.append(asyncio.create_task(exporter.run(), name=f"audit-export-{exporter.sink.name}"))
         return self.tasks
+
+    async def close(self) -> None:
+        """After the tasks were cancelled: release what the sinks hold."""
+        for exporter in self.exporters:
+            await exporter.sink.close()
 
     def status(self) -> dict[str, Any]:
         """/readyz details: informative, never a reason to stop serving (recording, not export, is the gate)."""
         checks: dict[str, Any] = {}
         if self.anchoring is not None:
             checks["anchoring"] = self.anchoring.status()
+        if self.exporters:
+            checks["export"] = {e.sink.name: e.status() for e in self.exporters}
         return checks

@@ -11,8 +11,9 @@ import typer
 
 from kubegate.audit.anchorcheck import AnchorReport, check
 from kubegate.audit.anchors import AnchorError, S3Anchor
-from kubegate.audit.config import AuditConfig
+from kubegate.audit.config import AnchorsConfig, AuditConfig
 from kubegate.audit.signing import Keyring, SigningError, generate
+from kubegate.audit.wiring import AuditServices
 from kubegate.cli.context import ContextError, load_context
 from kubegate.cli.db import ConfigOpt, StoreUrlOpt, fail
 from kubegate.cli.groups import command_group
@@ -85,6 +86,39 @@ def verify_command(config: ConfigOpt = None, store_url: StoreUrlOpt = None) -> N
         assert anchor is not None
         typer.echo(f"anchored: {anchored.checkpoints} signed checkpoints on {anchor.where}, the last through event "
                    f"{anchored.last.seq}; {anchored.unanchored} events since are not anchored yet")
+
+
+@audit_app.command("export")
+def export_command(config: ConfigOpt = None, store_url: StoreUrlOpt = None,
+                   once: Annotated[bool, typer.Option("--once", help="stop when every sink has caught up")] = False,
+                   ) -> None:
+    """Export recorded events to the sinks in audit.export (what kubegate serve does), from a process of its
+    own: a sidecar, or a job that runs --once. Sinks share their cursors with the gateway's exporters."""
+    cfg = _config(config)
+    if not cfg.audit.export.sinks:
+        raise fail("audit.export.sinks: no sink is configured")
+    try:
+        asyncio.run(_export(store_url or cfg.store_url, cfg.audit, once))
+    except Exception as exc:
+        raise fail(f"export stopped: {describe(exc)}") from exc
+
+
+async def _export(url: str, audit: AuditConfig, once: bool) -> None:
+    from prometheus_client import CollectorRegistry
+
+    store = await Store.open(url, migrate=False)
+    services = AuditServices.from_config(audit.model_copy(update={"anchors": AnchorsConfig()}), store,
+                                         CollectorRegistry())
+    try:
+        if once:
+            for exporter in services.exporters:
+                while await exporter.step():
+                    pass
+        else:
+            await asyncio.gather(*services.start())
+    finally:
+        await services.close()
+        await store.close()
 
 
 @audit_app.command("keygen")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -95,3 +96,26 @@ def anchored_documents(received: list[bytes]) -> list[dict[str, Any]]:
     import orjson
 
     return [orjson.loads(b) for b in received]
+
+
+async def record_requests(store: Store, n: int, *, recorder: Recorder | None = None) -> None:
+    """`n` requests as the recorder stage writes them: a request event, then its response."""
+    own = recorder is None
+    rec = recorder or Recorder(store)
+    flow = SimpleNamespace(kubectl_session="kx", kubectl_command="kubectl get pods", identity=DEV,
+                           connection=SimpleNamespace(name="dev"),
+                           request=SimpleNamespace(headers={"User-Agent": "kubectl/v1.32.4"}, remote="10.0.0.7"))
+    sid = rec.session_for(flow)  # type: ignore[arg-type]
+    for i in range(n):
+        flow_id = uuid.uuid4().hex
+        seq = await rec.record_event(sid, "request", {
+            "flow": flow_id, "method": "GET", "path": f"/api/v1/namespaces/default/pods/p{i}", "query": "",
+            "info": {"verb": "get", "is_resource_request": True, "api_version": "v1", "namespace": "default",
+                     "resource": "pods", "name": f"p{i}"},
+            "decision": {"action": "allow", "masks": ["secret-values"],
+                         "matches": [{"rule": "devs", "action": "allow"}]},
+        }, durable=True, counts_request=True)
+        await rec.record_event(sid, "response", {"flow": flow_id, "request_seq": seq, "status": 200}, durable=True,
+                               outcome="ok")
+    if own:
+        await rec.close()
