@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kubegate.approvals.service import ApprovalService
 from kubegate.approvals.stage import ApprovalStage
+from kubegate.audit.accesslog import AccessLogStage
 from kubegate.audit.wiring import AuditServices
 from kubegate.config import Config
 from kubegate.identity.model import Identity
@@ -86,6 +87,7 @@ class Gateway:
         await self.approvals.start()
         grants = RoleGrants(self.bindings, self.recorder)
         self.pipeline = Pipeline([
+            *([AccessLogStage(self.config.audit.access_log)] if self.config.audit.access_log.enabled else []),
             MetricsStage(self.metrics),
             AuthenticationStage(self.verifier),
             RequestInfoStage(),

@@ -101,7 +101,7 @@ class Converter:
             "verb": info.get("verb") or str(data.get("method", "")).lower(), "info": info, "received": row.ts,
             "action": action,
             "rules": [m.get("rule", "") for m in decision.get("matches", []) if m.get("action") == action],
-            "masks": list(decision.get("masks", [])),
+            "masks": list(decision.get("masks", [])), "created": _created_name(data),
         }
         self._keep(self._requests, ctx["flow"], ctx)
         return ctx
@@ -122,7 +122,8 @@ class Converter:
         if session.get("user_agent"):
             event["userAgent"] = session["user_agent"]
         if info.get("is_resource_request"):
-            ref = {"resource": info.get("resource"), "namespace": info.get("namespace"), "name": info.get("name"),
+            ref = {"resource": info.get("resource"), "namespace": info.get("namespace"),
+                   "name": info.get("name") or ctx["created"],
                    "apiGroup": info.get("api_group"), "apiVersion": info.get("api_version"),
                    "subresource": info.get("subresource")}
             event["objectRef"] = {k: v for k, v in ref.items() if v}
@@ -147,6 +148,17 @@ class Converter:
         for name, value in (session.get("claims") or {}).items():
             notes[f"{PREFIX}claim.{name}"] = str(value)
         return {k: v for k, v in notes.items() if v}
+
+
+def _created_name(data: dict[str, Any]) -> str:
+    """A create names its object in the body; kube-apiserver's audit log puts that name in objectRef too."""
+    if data.get("method") != "POST" or data.get("encoding") != "utf-8" or data.get("truncated"):
+        return ""
+    try:
+        name = orjson.loads(data.get("body", "")).get("metadata", {}).get("name")
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""
+    return name if isinstance(name, str) else ""
 
 
 def _status(data: dict[str, Any]) -> dict[str, Any]:
