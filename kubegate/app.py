@@ -81,6 +81,7 @@ class Gateway:
         self.store = await Store.open(self.config.store_url)
         self.recorder = Recorder.from_config(self.store, self.config.store)
         await self.recorder.start()
+        self.metrics.watch_recorder(self.recorder)
         await self.verifier.start()
         self.approvals = ApprovalService(self.store, self.recorder, self.policy, self.config.approvals,
                                          connections=tuple(self.connections))

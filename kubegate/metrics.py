@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests by connection, verb, resource and code; latency; open streams.
+"""Prometheus metrics: requests by connection, verb, resource and code; latency; open streams; policy
+decisions by deciding rule and action; masked responses by profile; the recorder's queue and losses.
 
 Every label comes from a fixed set, never from what a caller wrote: a resource path or verb outside the
 known ones is counted as "other", so no client can grow the registry (one time series per label set).
@@ -7,7 +8,7 @@ known ones is counted as "other", so no client can grow the registry (one time s
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
@@ -15,6 +16,9 @@ from prometheus_client.metrics import MetricWrapperBase
 from kubegate.policy.kubectl import RESOURCE_TYPES
 from kubegate.policy.model import KNOWN_VERBS
 from kubegate.proxy.flow import Flow, Stage
+
+if TYPE_CHECKING:
+    from kubegate.recording.recorder import Recorder
 
 RESOURCES = frozenset({rt.plural for rt in RESOURCE_TYPES.values()} | {
     "leases", "endpointslices", "ingressclasses", "priorityclasses", "csidrivers", "csinodes", "volumeattachments",
@@ -26,6 +30,7 @@ SUBRESOURCES = frozenset({"", "exec", "attach", "portforward", "log", "status", 
                           "eviction", "ephemeralcontainers", "resize", "token", "finalize", "approval"})
 VERBS = KNOWN_VERBS | {"unknown"}
 OTHER = "other"
+DEFAULT_DENY = "(no rule)"
 
 
 def labels(flow: Flow) -> tuple[str, str, str]:
@@ -53,6 +58,22 @@ class Metrics:
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.open_streams = Gauge("kubegate_open_streams", "Watches, followed logs and upgraded streams open now",
                                   ["connection"], registry=self.registry)
+        # Rule names and profiles come from the operator's policy and masking config, never from callers.
+        self.decisions = Counter("kubegate_decisions", "Policy decisions, by deciding rule and action",
+                                 ["rule", "action"], registry=self.registry)
+        self.masked = Counter("kubegate_masked_responses", "Responses sent through masking, by masking profile",
+                              ["profile"], registry=self.registry)
+
+    def watch_recorder(self, recorder: Recorder) -> None:
+        """Gauges read from the recorder when scraped: its queue, its commits and the events it lost."""
+        for name, doc, read in (
+                ("kubegate_recorder_queue_depth", "Events waiting for the recorder's next commit",
+                 lambda: recorder.queue_depth),
+                ("kubegate_recorder_commits", "Transactions the recorder committed", lambda: recorder.commits),
+                ("kubegate_recorder_lost_events", "Events that could not be recorded (store errors)",
+                 lambda: recorder.lost_events),
+                ("kubegate_store_healthy", "1 while the recorder's last write succeeded", lambda: recorder.healthy)):
+            Gauge(name, doc, registry=self.registry).set_function(read)
 
 
 class MetricsStage(Stage):
@@ -81,6 +102,14 @@ class MetricsStage(Stage):
     async def on_end(self, flow: Flow) -> None:
         verb, resource, code = labels(flow)
         self._child(self._m.requests, flow.connection.name, verb, resource, code).inc()
+        decision = flow.decision
+        if decision is not None:
+            for rule in decision.deciding_rules or (DEFAULT_DENY,):
+                self._child(self._m.decisions, rule, decision.action).inc()
+        masking = flow.extras.get("masking")
+        if masking is not None and masking.mode != "pass" and flow.refusal is None:
+            for profile in masking.profiles:
+                self._child(self._m.masked, profile).inc()
         if flow.extras.pop("metrics.stream", False):
             self._child(self._m.open_streams, flow.connection.name).dec()
         else:

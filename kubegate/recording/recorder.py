@@ -130,6 +130,10 @@ class Recorder:
         self._retention: asyncio.Task[None] | None = None
         self._closed = False
 
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
     @classmethod
     def from_config(cls, store: Store, config: StoreConfig, **kwargs: Any) -> Recorder:
         return cls(store, max_body_bytes=config.max_body_bytes,
