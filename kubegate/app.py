@@ -29,13 +29,14 @@ from kubegate.masking.writeback import WriteBack
 from kubegate.metrics import Metrics, MetricsStage
 from kubegate.policy.engine import PolicyEngine
 from kubegate.policy.stage import PolicyStage
-from kubegate.proxy.flow import Flow
+from kubegate.proxy.flow import Flow, Stage
 from kubegate.proxy.headers import connection_tokens, upstream_request_headers
 from kubegate.proxy.pipeline import Pipeline
 from kubegate.proxy.upgrade import UpgradeBridge, UpgradeGate
 from kubegate.recording.recorder import Recorder
 from kubegate.recording.stage import RecorderStage
 from kubegate.store.engine import Store
+from kubegate.tracing import Tracing
 from kubegate.upstream.bindings import TemporaryBindings
 from kubegate.upstream.connection import Connection
 from kubegate.upstream.dryrun import StoredObjects
@@ -65,6 +66,7 @@ class Gateway:
     pipeline: Pipeline | None = None
     approvals: ApprovalService | None = None
     audit: AuditServices | None = None
+    tracing: Tracing | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     base_url: str = ""
     """What approve commands and sign-in redirects name: listen.base_url(), with the bound port once listening."""
@@ -87,7 +89,7 @@ class Gateway:
                                          connections=tuple(self.connections))
         await self.approvals.start()
         grants = RoleGrants(self.bindings, self.recorder)
-        self.pipeline = Pipeline([
+        stages: list[Stage] = [
             *([AccessLogStage(self.config.audit.access_log)] if self.config.audit.access_log.enabled else []),
             MetricsStage(self.metrics),
             AuthenticationStage(self.verifier),
@@ -99,7 +101,12 @@ class Gateway:
             RecorderStage(self.recorder, self.masker),
             MaskingStage(self.masker),
             UpstreamAccessStage(grants),
-        ], upgrades=UpgradeBridge(self.recorder, self.masker, self.config.streams), streams=self.config.streams)
+        ]
+        if self.config.tracing.otlp_endpoint:
+            self.tracing = Tracing(self.config.tracing)
+            stages = self.tracing.instrument(stages)
+        self.pipeline = Pipeline(stages, upgrades=UpgradeBridge(self.recorder, self.masker, self.config.streams),
+                                 streams=self.config.streams)
         self.audit = AuditServices.from_config(self.config.audit, self.store, self.metrics.registry)
         self.tasks.extend(self.audit.start())
         self.tasks.append(asyncio.create_task(self.policy.watch(), name="policy-reload"))
@@ -124,6 +131,8 @@ class Gateway:
         await self.verifier.close()
         if self.store is not None:
             await self.store.close()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)
 
     async def readiness(self) -> tuple[bool, dict[str, Any]]:
         checks: dict[str, Any] = {}

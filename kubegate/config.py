@@ -338,6 +338,21 @@ class UIConfig(Strict):
         return value
 
 
+class TracingConfig(Strict):
+    """OTLP/HTTP traces (the `tracing` extra); off unless otlp_endpoint is set."""
+
+    otlp_endpoint: str | None = Field(default=None, description="e.g. http://otel-collector:4318/v1/traces")
+    headers: dict[str, str] = Field(default={}, repr=False)
+    service_name: str = "kubegate"
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// URL of an OTLP/HTTP traces endpoint")
+        return value
+
+
 class Config(Strict):
     listen: ListenConfig = ListenConfig()
     state_dir: Path = DEFAULT_STATE_DIR
@@ -352,6 +367,7 @@ class Config(Strict):
     streams: StreamsConfig = StreamsConfig()
     ui: UIConfig = UIConfig()
     audit: AuditConfig = AuditConfig()
+    tracing: TracingConfig = TracingConfig()
 
     @model_validator(mode="after")
     def _ui_issuer(self) -> Config:
