@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from kubegate.approvals import slack
 from kubegate.approvals.service import ApprovalService
 from kubegate.approvals.stage import ApprovalStage
 from kubegate.audit.accesslog import AccessLogStage
@@ -226,6 +227,7 @@ def build_app(config: Config) -> web.Application:
                                make_authorize(gateway.verifier, config.identity, is_reviewer),
                                lambda identity: roles_of(identity, config.identity, is_reviewer),
                                lambda: gateway.base_url)
+    slack.setup_routes(app, config.approvals.slack, lambda: gateway.approvals)
     app.router.add_route("*", "/k8s/{tail:.*}", handle_kube)
     setup_ui(app, gateway, config)
 

@@ -440,6 +440,11 @@ def load_config(path: Path | str) -> Config:
         _ = config.store_url, config.ui.secret  # secret files are read now, so a bad one stops startup here
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    try:
+        if config.approvals.slack is not None:
+            config.approvals.slack.secret()
+    except ValueError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
     return config
 
 
