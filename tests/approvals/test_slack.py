@@ -4,16 +4,12 @@ forged signatures, stale timestamps, replays and Slack users nobody mapped decid
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import aiohttp
-import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -24,24 +20,11 @@ from kubegate.approvals.service import ApprovalService
 from kubegate.approvals.slack import setup_routes
 from kubegate.config import ConfigError, load_config
 from kubegate.kube.status import Refused
-from tests.approvals.builders import approval_stage, cancel, held
+from tests.approvals.builders import SLACK_SECRET, approval_stage, cancel, held, slack_click, slack_signed
 
-SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
-CONFIG = SlackConfig(signing_secret=SECRET, users={"U0BOB": {"username": "idp#bob", "groups": ["platform-oncall"]},
-                                                   "U0DAVE": {"username": "idp#dave", "groups": ["developers"]}})
-
-
-def signed(body: bytes, *, secret: str = SECRET, ts: int | None = None) -> dict[str, str]:
-    stamp = str(int(time.time()) if ts is None else ts)
-    digest = hmac.new(secret.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256).hexdigest()
-    return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}",
-            "Content-Type": "application/x-www-form-urlencoded"}
-
-
-def click(action: str, request_id: str, user: str = "U0BOB") -> bytes:
-    payload = {"type": "block_actions", "user": {"id": user, "username": "bob"},
-               "actions": [{"action_id": action, "block_id": "kubegate-review", "value": request_id}]}
-    return urlencode({"payload": orjson.dumps(payload).decode()}).encode()
+CONFIG = SlackConfig(signing_secret=SLACK_SECRET, users={
+    "U0BOB": {"username": "idp#bob", "groups": ["platform-oncall"]},
+    "U0DAVE": {"username": "idp#dave", "groups": ["developers"]}})
 
 
 @pytest.fixture
@@ -61,8 +44,8 @@ async def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dic
 
 async def test_a_signed_approve_click_lets_the_held_request_through(service: ApprovalService, endpoint: str) -> None:
     task, request_id = await held(approval_stage(service), service)
-    body = click("approve", request_id)
-    status, reply = await post(endpoint, body, signed(body))
+    body = slack_click("approve", request_id)
+    status, reply = await post(endpoint, body, slack_signed(body))
     assert status == 200 and reply["text"] == f"Access request {request_id} is approved (approve by idp#bob)."
     await asyncio.wait_for(task, 5)  # the held kubectl request goes on
     decided = await service.get(request_id)
@@ -71,15 +54,15 @@ async def test_a_signed_approve_click_lets_the_held_request_through(service: App
 
 async def test_forged_stale_and_replayed_clicks_decide_nothing(service: ApprovalService, endpoint: str) -> None:
     task, request_id = await held(approval_stage(service), service)
-    body = click("approve", request_id)
-    forged = await post(endpoint, body, signed(body, secret="not-the-secret"))
-    stale = await post(endpoint, body, signed(body, ts=int(time.time()) - 600))
-    tampered = await post(endpoint, click("approve", request_id, user="U0DAVE"), signed(body))
+    body = slack_click("approve", request_id)
+    forged = await post(endpoint, body, slack_signed(body, secret="not-the-secret"))
+    stale = await post(endpoint, body, slack_signed(body, ts=int(time.time()) - 600))
+    tampered = await post(endpoint, slack_click("approve", request_id, user="U0DAVE"), slack_signed(body))
     for status, reply in (forged, stale, tampered):
         assert status == 401 and "signature" in reply["error"]
     assert (await service.get(request_id)).state == "pending"  # type: ignore[union-attr]
-    deny = click("deny", request_id)
-    headers = signed(deny)
+    deny = slack_click("deny", request_id)
+    headers = slack_signed(deny)
     assert (await post(endpoint, deny, headers))[0] == 200
     status, reply = await post(endpoint, deny, headers)
     assert status == 401 and "replay" in reply["error"]
@@ -92,11 +75,11 @@ async def test_forged_stale_and_replayed_clicks_decide_nothing(service: Approval
 async def test_a_slack_user_nobody_mapped_or_who_is_no_reviewer_decides_nothing(service: ApprovalService,
                                                                                 endpoint: str) -> None:
     task, request_id = await held(approval_stage(service), service)
-    stranger = click("approve", request_id, user="U0EVE")
-    status, reply = await post(endpoint, stranger, signed(stranger))
+    stranger = slack_click("approve", request_id, user="U0EVE")
+    status, reply = await post(endpoint, stranger, slack_signed(stranger))
     assert status == 200 and "U0EVE is not a kubegate reviewer" in reply["text"]
-    dave = click("approve", request_id, user="U0DAVE")
-    status, reply = await post(endpoint, dave, signed(dave))
+    dave = slack_click("approve", request_id, user="U0DAVE")
+    status, reply = await post(endpoint, dave, slack_signed(dave))
     assert status == 200 and reply["text"].startswith(f"kubegate did not approve {request_id}: ")
     assert (await service.get(request_id)).state == "pending"  # type: ignore[union-attr]
     await cancel(task)
