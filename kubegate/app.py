@@ -27,7 +27,7 @@ from kubegate.kube.status import Refused, status_response
 from kubegate.masking.masker import Masker
 from kubegate.masking.stage import MaskingStage
 from kubegate.masking.writeback import WriteBack
-from kubegate.metrics import Metrics, MetricsStage
+from kubegate.metrics import Metrics, MetricsStage, UpstreamLatencyStage
 from kubegate.policy.engine import PolicyEngine
 from kubegate.policy.stage import PolicyStage
 from kubegate.proxy.flow import Flow, Stage
@@ -85,6 +85,7 @@ class Gateway:
         self.recorder = Recorder.from_config(self.store, self.config.store)
         await self.recorder.start()
         self.metrics.watch_recorder(self.recorder)
+        self.metrics.watch_verifier(self.verifier)
         await self.verifier.start()
         self.approvals = ApprovalService(self.store, self.recorder, self.policy, self.config.approvals,
                                          connections=tuple(self.connections))
@@ -102,6 +103,7 @@ class Gateway:
             RecorderStage(self.recorder, self.masker),
             MaskingStage(self.masker),
             UpstreamAccessStage(grants),
+            UpstreamLatencyStage(self.metrics),
         ]
         if self.config.tracing.otlp_endpoint:
             self.tracing = Tracing(self.config.tracing)

@@ -1,5 +1,6 @@
 """Prometheus metrics: requests by connection, verb, resource and code; latency; open streams; policy
-decisions by deciding rule and action; masked responses by profile; the recorder's queue and losses.
+decisions by deciding rule and action; masked responses by profile; the recorder's queue and losses;
+upstream latency; JWKS refreshes.
 
 Every label comes from a fixed set, never from what a caller wrote: a resource path or verb outside the
 known ones is counted as "other", so no client can grow the registry (one time series per label set).
@@ -11,13 +12,18 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
 
 from kubegate.policy.kubectl import RESOURCE_TYPES
 from kubegate.policy.model import KNOWN_VERBS
 from kubegate.proxy.flow import Flow, Stage
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from kubegate.identity.oidc import Verifier
     from kubegate.recording.recorder import Recorder
 
 RESOURCES = frozenset({rt.plural for rt in RESOURCE_TYPES.values()} | {
@@ -61,8 +67,25 @@ class Metrics:
         # Rule names and profiles come from the operator's policy and masking config, never from callers.
         self.decisions = Counter("kubegate_decisions", "Policy decisions, by deciding rule and action",
                                  ["rule", "action"], registry=self.registry)
+        self.upstream = Histogram("kubegate_upstream_duration_seconds",
+                                  "Time from forwarding to the cluster's response headers", ["connection"],
+                                  registry=self.registry,
+                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.masked = Counter("kubegate_masked_responses", "Responses sent through masking, by masking profile",
                               ["profile"], registry=self.registry)
+
+    def watch_verifier(self, verifier: Verifier) -> None:
+        """kubegate_jwks_refreshes_total{issuer, outcome}, read from the verifier when scraped (issuers come
+        from the config)."""
+        class Refreshes(Collector):
+            def collect(self) -> Iterator[CounterMetricFamily]:
+                family = CounterMetricFamily("kubegate_jwks_refreshes", "JWKS fetches by issuer and outcome",
+                                             labels=["issuer", "outcome"])
+                for (issuer, outcome), count in sorted(verifier.refreshes().items()):
+                    family.add_metric([issuer, outcome], count)
+                yield family
+
+        self.registry.register(Refreshes())
 
     def watch_recorder(self, recorder: Recorder) -> None:
         """Gauges read from the recorder when scraped: its queue, its commits and the events it lost."""
@@ -114,3 +137,24 @@ class MetricsStage(Stage):
             self._child(self._m.open_streams, flow.connection.name).dec()
         else:
             self._child(self._m.latency, flow.connection.name, verb).observe(time.monotonic() - flow.started)
+
+
+class UpstreamLatencyStage(Stage):
+    """Last in the pipeline: its on_request is the last hook before forwarding and its on_response the
+    first once the cluster answered, so the time between is the upstream call's."""
+
+    name = "upstream-latency"
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+        self._children: dict[str, Any] = {}
+
+    async def on_request(self, flow: Flow) -> None:
+        flow.extras[self.name] = time.monotonic()
+
+    async def on_response(self, flow: Flow) -> None:
+        started = flow.extras.pop(self.name, None)
+        if started is not None:
+            name = flow.connection.name
+            child = self._children.get(name) or self._children.setdefault(name, self._m.upstream.labels(name))
+            child.observe(time.monotonic() - started)

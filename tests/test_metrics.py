@@ -62,3 +62,25 @@ async def test_decisions_are_counted_by_deciding_rule_and_masked_responses_by_pr
     assert value("kubegate_decisions_total", {"rule": "audit", "action": "allow"}) is None
     assert value("kubegate_decisions_total", {"rule": "(no rule)", "action": "deny"}) == 1
     assert value("kubegate_masked_responses_total", {"profile": "secret-values"}) == 2
+
+
+async def test_upstream_latency_is_the_time_from_forwarding_to_the_answer() -> None:
+    from kubegate.metrics import UpstreamLatencyStage
+
+    metrics = Metrics()
+    stage = UpstreamLatencyStage(metrics)
+    flow = _flow("GET", "/api/v1/pods")
+    await stage.on_request(flow)
+    await stage.on_response(flow)
+    refused = _flow("GET", "/api/v1/pods")  # refused before forwarding: no upstream call to time
+    await stage.on_response(refused)
+    assert metrics.registry.get_sample_value("kubegate_upstream_duration_seconds_count", {"connection": "dev"}) == 1
+
+
+def test_jwks_refreshes_are_read_from_the_verifier_by_issuer_and_outcome() -> None:
+    metrics = Metrics()
+    metrics.watch_verifier(SimpleNamespace(refreshes=lambda: {("https://idp", "ok"): 3,  # type: ignore[arg-type]
+                                                              ("https://idp", "failed"): 1}))
+    value = metrics.registry.get_sample_value
+    assert value("kubegate_jwks_refreshes_total", {"issuer": "https://idp", "outcome": "ok"}) == 3
+    assert value("kubegate_jwks_refreshes_total", {"issuer": "https://idp", "outcome": "failed"}) == 1
