@@ -89,6 +89,7 @@ class Gateway:
         await self.verifier.start()
         self.approvals = ApprovalService(self.store, self.recorder, self.policy, self.config.approvals,
                                          connections=tuple(self.connections))
+        self.metrics.watch_approvals(self.approvals)
         await self.approvals.start()
         grants = RoleGrants(self.bindings, self.recorder)
         stages: list[Stage] = [

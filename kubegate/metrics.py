@@ -1,6 +1,6 @@
 """Prometheus metrics: requests by connection, verb, resource and code; latency; open streams; policy
 decisions by deciding rule and action; masked responses by profile; the recorder's queue and losses;
-upstream latency; JWKS refreshes.
+upstream latency; JWKS refreshes; access requests created and decided, and the time to a decision.
 
 Every label comes from a fixed set, never from what a caller wrote: a resource path or verb outside the
 known ones is counted as "other", so no client can grow the registry (one time series per label set).
@@ -23,6 +23,8 @@ from kubegate.proxy.flow import Flow, Stage
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from kubegate.approvals.model import AccessRequest
+    from kubegate.approvals.service import ApprovalService
     from kubegate.identity.oidc import Verifier
     from kubegate.recording.recorder import Recorder
 
@@ -37,6 +39,7 @@ SUBRESOURCES = frozenset({"", "exec", "attach", "portforward", "log", "status", 
 VERBS = KNOWN_VERBS | {"unknown"}
 OTHER = "other"
 DEFAULT_DENY = "(no rule)"
+DECISION_OUTCOMES = frozenset({"approved", "denied", "expired", "revoked"})
 
 
 def labels(flow: Flow) -> tuple[str, str, str]:
@@ -73,6 +76,24 @@ class Metrics:
                                   buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.masked = Counter("kubegate_masked_responses", "Responses sent through masking, by masking profile",
                               ["profile"], registry=self.registry)
+
+    def watch_approvals(self, service: ApprovalService) -> None:
+        created = Counter("kubegate_approval_requests", "Access requests created", registry=self.registry)
+        decided = Counter("kubegate_approval_decisions", "Access requests decided, by outcome", ["outcome"],
+                          registry=self.registry)
+        waited = Histogram("kubegate_approval_decision_seconds", "Time from an access request to its approval or "
+                           "denial", registry=self.registry,
+                           buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600))
+
+        def observe(request: AccessRequest) -> None:
+            if request.state == "pending":
+                created.inc()
+                return
+            decided.labels(request.state if request.state in DECISION_OUTCOMES else OTHER).inc()
+            if request.state in ("approved", "denied") and request.decided_at is not None:
+                waited.observe(max(0.0, request.decided_at - request.created_at))
+
+        service.observer = observe
 
     def watch_verifier(self, verifier: Verifier) -> None:
         """kubegate_jwks_refreshes_total{issuer, outcome}, read from the verifier when scraped (issuers come
