@@ -118,6 +118,10 @@ class Metrics:
                  lambda: recorder.lost_events),
                 ("kubegate_store_healthy", "1 while the recorder's last write succeeded", lambda: recorder.healthy)):
             Gauge(name, doc, registry=self.registry).set_function(read)
+        commit = Histogram("kubegate_recorder_commit_seconds", "Time to write and commit one batch of events",
+                           registry=self.registry,
+                           buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+        recorder.on_commit = commit.observe
 
 
 class MetricsStage(Stage):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from kubegate.app import build_app
+from kubegate.app import GATEWAY, build_app
 from kubegate.config import Config
 
 DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "kubegate.json"
@@ -23,7 +23,10 @@ async def test_every_dashboard_query_names_a_served_metric(tmp_path: Path) -> No
     assert len(queried) >= 12
     app = build_app(Config.model_validate({"state_dir": tmp_path}))
     async with TestClient(TestServer(app)) as client:
+        gateway = app[GATEWAY]
+        await gateway.recorder.record_event(None, "note", {}, durable=True)  # one commit to time
         text = await (await client.get("/metrics")).text()
+    assert "kubegate_recorder_commit_seconds_count 1.0" in text
     assert "kubegate_store_healthy 1.0" in text and "kubegate_recorder_queue_depth 0.0" in text
     served = {m.group(1) for m in re.finditer(r"^# (?:HELP|TYPE) (kubegate_[a-z_]+)", text, re.MULTILINE)}
     served |= {m.group(1) for m in re.finditer(r"^(kubegate_[a-z_]+)", text, re.MULTILINE)}
