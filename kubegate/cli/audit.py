@@ -84,8 +84,8 @@ def verify_command(config: ConfigOpt = None, store_url: StoreUrlOpt = None) -> N
     typer.echo(f"audit chain OK: {report.events} events ({span}), head {report.head_hash}")
     if anchored is not None and anchored.last is not None:
         assert anchor is not None
-        typer.echo(f"anchored: {anchored.checkpoints} signed checkpoints on {anchor.where}, the last through event "
-                   f"{anchored.last.seq}; {anchored.unanchored} events since are not anchored yet")
+        typer.echo(f"anchored: signed checkpoints 1..{anchored.checkpoints} on {anchor.where} match, the last "
+                   f"through event {anchored.last.seq}; {anchored.unanchored} events since are not anchored yet")
 
 
 @audit_app.command("export")

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
 
 import sqlalchemy as sa
 from aiohttp import web
@@ -64,7 +62,6 @@ class Receiver:
     url: str = ""
     failures: int = 0
     received: list[bytes] = field(default_factory=list)
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @asynccontextmanager
@@ -78,7 +75,6 @@ async def receiver() -> AsyncIterator[Receiver]:
             state.failures -= 1
             return web.Response(status=503, text="busy")
         state.received.append(body)
-        state.arrived.set()
         return web.Response(status=200)
 
     app = web.Application()
@@ -90,12 +86,6 @@ async def receiver() -> AsyncIterator[Receiver]:
         yield state
     finally:
         await server.close()
-
-
-def anchored_documents(received: list[bytes]) -> list[dict[str, Any]]:
-    import orjson
-
-    return [orjson.loads(b) for b in received]
 
 
 async def record_requests(store: Store, n: int, *, recorder: Recorder | None = None) -> None:
