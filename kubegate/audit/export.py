@@ -3,7 +3,9 @@
 The events table is the outbox: an event is in it once its commit returned, before the request it
 records was forwarded. Each sink has a cursor row (`export_cursors`) holding the last seq it took; the
 exporter reads the next batch after the cursor, hands it to the sink, and moves the cursor only after
-the sink said it has it. A crash between the two repeats the batch (at least once, never none). Export
+the sink said it has it. A crash between the two repeats the batch (at least once, never none). Of several
+replicas, the one holding a sink's lease (on its cursor row, renewed each round) exports it; the others
+stand by and take over when the lease runs out, so a sink is not fed once per replica. Export
 reads the store on its own schedule and never touches the recorder, so a slow or broken sink never
 holds a request up; it only grows the sink's lag, which is a metric and a /readyz detail.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -54,8 +57,8 @@ def _row(r: sa.Row[Any]) -> Row:
 
 class Exporter:
     def __init__(self, store: Store, sink: Sink, *, batch_max: int = 500, interval: float = 1.0,
-                 retry_max_interval: float = 60.0, lag_alarm: int = 10_000, metrics: ExportMetrics | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 retry_max_interval: float = 60.0, lag_alarm: int = 10_000, lease_seconds: float = 30.0,
+                 metrics: ExportMetrics | None = None, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.sink = sink
         self.batch_max = batch_max
@@ -64,6 +67,9 @@ class Exporter:
         self.lag_alarm = lag_alarm
         self.metrics = metrics or ExportMetrics(CollectorRegistry())
         self.clock = clock
+        self.lease_seconds = lease_seconds
+        self.owner = uuid.uuid4().hex
+        self.standby = False
         self.lag = 0
         self.error = ""
         self.lost = 0
@@ -74,9 +80,41 @@ class Exporter:
             return (await conn.execute(sa.select(export_cursors.c.seq)
                                        .where(export_cursors.c.sink == self.sink.name))).scalar() or 0
 
+    async def _claim(self) -> bool:
+        """Take or renew this sink's lease; False while another process holds it."""
+        now = self.clock()
+        async with self.store.write() as conn:
+            claimed = await conn.execute(
+                sa.update(export_cursors)
+                .where(export_cursors.c.sink == self.sink.name,
+                       sa.or_(export_cursors.c.owner == self.owner, export_cursors.c.lease_until < now))
+                .values(owner=self.owner, lease_until=now + self.lease_seconds))
+            if claimed.rowcount:
+                return True
+            exists = (await conn.execute(sa.select(export_cursors.c.sink)
+                                         .where(export_cursors.c.sink == self.sink.name))).first()
+            if exists is not None:
+                return False
+            await conn.execute(sa.insert(export_cursors).values(sink=self.sink.name, seq=0, updated_at=now,
+                                                                owner=self.owner, lease_until=now + self.lease_seconds))
+            return True
+
+    async def release(self) -> None:
+        """Give the lease up (a clean shutdown), so a restarted or other process resumes at once; after a
+        crash the lease runs out instead."""
+        async with self.store.write() as conn:
+            await conn.execute(sa.update(export_cursors).where(export_cursors.c.sink == self.sink.name,
+                                                               export_cursors.c.owner == self.owner)
+                               .values(lease_until=0))
+
     async def step(self) -> int:
-        """Export the next batch after the cursor; how many events it covered (0: caught up)."""
+        """Export the next batch after the cursor; how many events it covered (0: caught up, or standing by)."""
+        self.standby = not await self._claim()
         cursor = await self.cursor()
+        if self.standby:
+            async with self.store.read() as conn:
+                self._set_lag((await conn.execute(sa.select(chain_head.c.seq))).scalar_one() - cursor)
+            return 0
         async with self.store.read() as conn:
             rows = [_row(r) for r in await conn.execute(
                 _select_rows().where(events.c.seq > cursor).order_by(events.c.seq).limit(self.batch_max))]
@@ -113,12 +151,11 @@ class Exporter:
                 self._converter.remember(_row(r))
 
     async def _advance(self, seq: int) -> None:
+        """Move the cursor forward, never back (a process whose lease ran out may finish a batch late)."""
         async with self.store.write() as conn:
-            moved = await conn.execute(sa.update(export_cursors).where(export_cursors.c.sink == self.sink.name)
-                                       .values(seq=seq, updated_at=self.clock()))
-            if moved.rowcount == 0:
-                await conn.execute(sa.insert(export_cursors).values(sink=self.sink.name, seq=seq,
-                                                                    updated_at=self.clock()))
+            await conn.execute(sa.update(export_cursors)
+                               .where(export_cursors.c.sink == self.sink.name, export_cursors.c.seq < seq)
+                               .values(seq=seq, updated_at=self.clock()))
 
     def _set_lag(self, lag: int) -> None:
         self.lag = max(0, lag)
@@ -141,7 +178,8 @@ class Exporter:
                 await asyncio.sleep(self.interval)
 
     def status(self) -> dict[str, Any]:
-        state = "failing" if self.error else ("lagging" if self.lag >= self.lag_alarm else "ok")
+        state = "failing" if self.error else "standby" if self.standby else \
+            "lagging" if self.lag >= self.lag_alarm else "ok"
         out: dict[str, Any] = {"state": state, "lag": self.lag}
         if self.error:
             out["error"] = self.error

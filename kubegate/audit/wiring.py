@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,9 @@ from kubegate.audit.signing import FileSigner, SigningError
 from kubegate.audit.sinks import make_sink
 from kubegate.config import ConfigError
 from kubegate.durations import parse_duration
-from kubegate.store.engine import Store
+from kubegate.store.engine import Store, describe
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -45,7 +48,7 @@ class AuditServices:
         services.exporters = [
             Exporter(store, make_sink(sink), batch_max=sink.batch_max, interval=parse_duration(export.interval),
                      retry_max_interval=parse_duration(export.retry_max_interval), lag_alarm=export.lag_alarm,
-                     metrics=metrics)
+                     lease_seconds=parse_duration(export.lease), metrics=metrics)
             for sink in export.sinks]
         return services
 
@@ -60,6 +63,10 @@ class AuditServices:
         """After the tasks were cancelled: release what the sinks hold."""
         for exporter in self.exporters:
             await exporter.sink.close()
+            try:
+                await exporter.release()
+            except Exception as exc:  # the store is going away too: the lease then simply runs out
+                log.warning("export sink %s: cannot release its lease: %s", exporter.sink.name, describe(exc))
 
     def status(self) -> dict[str, Any]:
         """/readyz details: informative, never a reason to stop serving (recording, not export, is the gate)."""

@@ -4,6 +4,7 @@ the chain against the signed checkpoints on its S3 anchor; `kubegate audit keyge
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +13,7 @@ import typer
 from kubegate.audit.anchorcheck import AnchorReport, check
 from kubegate.audit.anchors import AnchorError, S3Anchor
 from kubegate.audit.config import AnchorsConfig, AuditConfig
+from kubegate.audit.export import Exporter
 from kubegate.audit.signing import Keyring, SigningError, generate
 from kubegate.audit.wiring import AuditServices
 from kubegate.cli.context import ContextError, load_context
@@ -19,7 +21,7 @@ from kubegate.cli.db import ConfigOpt, StoreUrlOpt, fail
 from kubegate.cli.groups import command_group
 from kubegate.config import Config, ConfigError, load_config
 from kubegate.recording.chain import ChainReport, verify
-from kubegate.store.engine import Store, describe
+from kubegate.store.engine import Store, StoreError, describe
 
 audit_app = command_group("Check the integrity of the recorded audit trail.")
 
@@ -112,13 +114,26 @@ async def _export(url: str, audit: AuditConfig, once: bool) -> None:
     try:
         if once:
             for exporter in services.exporters:
-                while await exporter.step():
-                    pass
+                await _catch_up(exporter)
         else:
             await asyncio.gather(*services.start())
     finally:
         await services.close()
         await store.close()
+
+
+async def _catch_up(exporter: Exporter) -> None:
+    """Export until the sink has every event; wait out the lease of a process that held the sink and stopped."""
+    deadline = time.monotonic() + 2 * exporter.lease_seconds
+    while True:
+        if await exporter.step():
+            continue
+        if not exporter.standby:
+            return
+        if time.monotonic() > deadline:
+            raise StoreError(f"sink {exporter.sink.name} is being exported by another process (a gateway holds "
+                             "its lease)")
+        await asyncio.sleep(exporter.interval)
 
 
 @audit_app.command("keygen")

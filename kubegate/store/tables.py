@@ -198,5 +198,8 @@ export_cursors = sa.Table(
     sa.Column("sink", sa.String(63), primary_key=True),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Column("owner", sa.String(32), nullable=False, server_default=""),
+    sa.Column("lease_until", sa.Double, nullable=False, server_default="0"),
 )
-"""The last event each export sink acknowledged: the events table is the outbox, this the cursor into it."""
+"""The last event each export sink acknowledged: the events table is the outbox, this the cursor into it.
+`owner` holds the sink's lease until `lease_until`, so of several replicas one exports each sink at a time."""

@@ -47,7 +47,9 @@ async def test_a_file_sink_gets_every_event_once_and_a_restart_resumes_at_the_cu
                                                                                     tmp_path: Path) -> None:
     config = SinkConfig(name="siem", type="file", path=tmp_path / "audit.jsonl", batch_max=3)
     await record_requests(store, 4)
-    await drain(Exporter(store, FileSink(config), batch_max=3))
+    first = Exporter(store, FileSink(config), batch_max=3)
+    await drain(first)
+    await first.release()  # a clean shutdown
     await record_requests(store, 2)
     restarted = Exporter(store, FileSink(config), batch_max=3)  # a new process: only the cursor is shared
     await drain(restarted)
@@ -112,6 +114,24 @@ async def test_events_retention_removed_before_export_are_counted_never_silent(s
     assert registry.get_sample_value("kubegate_export_lost_events_total", {"sink": "late"}) == 5
 
 
+async def test_of_two_replicas_one_exports_a_sink_and_the_other_takes_over_when_its_lease_runs_out(
+        store: Store, tmp_path: Path) -> None:
+    now = [1_000.0]
+    config = SinkConfig(name="siem", type="file", path=tmp_path / "audit.jsonl")
+    first, second = (Exporter(store, FileSink(config), lease_seconds=30, clock=lambda: now[0]) for _ in range(2))
+    await record_requests(store, 2)
+    await drain(first)
+    await record_requests(store, 1)
+    assert await second.step() == 0
+    assert second.status() == {"state": "standby", "lag": 2}
+    now[0] += 31  # the first replica stopped renewing
+    await drain(second)
+    assert first.standby is False and second.status() == {"state": "ok", "lag": 0}
+    assert await first.step() == 0 and first.standby  # the second one holds it now
+    lines = [orjson.loads(line) for line in (tmp_path / "audit.jsonl").read_bytes().splitlines()]
+    assert seqs_of(lines) == await exported_seqs(store)  # each event once: no replica fed the sink twice
+
+
 async def test_kill_9_during_export_loses_no_event(tmp_path: Path) -> None:
     """The sink has a batch but the exporter dies before its cursor moves: the restart sends it again."""
     db = tmp_path / "kubegate.db"
@@ -134,8 +154,9 @@ async def test_kill_9_during_export_loses_no_event(tmp_path: Path) -> None:
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     config = tmp_path / "kubegate.yaml"
-    config.write_text(f"store: {{url: 'sqlite:///{db}'}}\naudit:\n  export:\n    interval: 10ms\n    sinks:\n"
-                      f"    - {{name: siem, type: webhook, url: '{server.make_url('/hook')}', batch_max: 5}}\n")
+    config.write_text(f"store: {{url: 'sqlite:///{db}'}}\naudit:\n  export:\n    interval: 10ms\n    lease: 500ms\n"
+                      f"    sinks:\n    - {{name: siem, type: webhook, url: '{server.make_url('/hook')}',"
+                      " batch_max: 5}\n")
     argv = [sys.executable, "-m", "kubegate", "audit", "export", "--config", str(config)]
     proc = await asyncio.create_subprocess_exec(*argv)
     try:

@@ -29,6 +29,8 @@ def upgrade() -> None:
         sa.Column("sink", sa.String(63), primary_key=True),
         sa.Column("seq", sa.BigInteger, nullable=False),
         sa.Column("updated_at", sa.Double, nullable=False),
+        sa.Column("owner", sa.String(32), nullable=False, server_default=""),
+        sa.Column("lease_until", sa.Double, nullable=False, server_default="0"),
     )
 
 
