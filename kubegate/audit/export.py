@@ -95,7 +95,11 @@ class Exporter:
                                          .where(export_cursors.c.sink == self.sink.name))).first()
             if exists is not None:
                 return False
-            await conn.execute(sa.insert(export_cursors).values(sink=self.sink.name, seq=0, updated_at=now,
+            # A new sink starts at the oldest event the store holds: what retention removed before it existed
+            # was never its to lose.
+            first = (await conn.execute(sa.select(sa.func.min(events.c.seq)))).scalar()
+            start = first - 1 if first is not None else (await conn.execute(sa.select(chain_head.c.seq))).scalar_one()
+            await conn.execute(sa.insert(export_cursors).values(sink=self.sink.name, seq=start, updated_at=now,
                                                                 owner=self.owner, lease_until=now + self.lease_seconds))
             return True
 
