@@ -27,6 +27,7 @@ from kubegate.kube.status import Refused, status_response
 from kubegate.masking.masker import Masker
 from kubegate.masking.stage import MaskingStage
 from kubegate.masking.writeback import WriteBack
+from kubegate.mcp.loopback import Loopback
 from kubegate.metrics import Metrics, MetricsStage, UpstreamLatencyStage
 from kubegate.policy.engine import PolicyEngine
 from kubegate.policy.stage import PolicyStage
@@ -71,6 +72,8 @@ class Gateway:
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     base_url: str = ""
     """What approve commands and sign-in redirects name: listen.base_url(), with the bound port once listening."""
+    loopback: Loopback | None = None
+    """kubegate's own bound listener, where MCP tool calls send their Kubernetes requests; set once listening."""
 
     @classmethod
     def from_config(cls, config: Config) -> Gateway:
@@ -132,6 +135,8 @@ class Gateway:
             await self.recorder.close()
         for conn in self.connections.values():
             await conn.close()
+        if self.loopback is not None:
+            await self.loopback.close()
         await self.verifier.close()
         if self.store is not None:
             await self.store.close()
@@ -233,10 +238,16 @@ def build_app(config: Config) -> web.Application:
     slack.setup_routes(app, config.approvals.slack, lambda: gateway.approvals)
     app.router.add_route("*", "/k8s/{tail:.*}", handle_kube)
     setup_ui(app, gateway, config)
+    mcp = None
+    if config.mcp.enabled:
+        from kubegate.mcp import endpoint  # the MCP SDK costs half a second to import: only when served
+
+        mcp = endpoint.setup_routes(app, gateway)
 
     async def lifecycle(app: web.Application) -> Any:
         await gateway.start()
-        yield
+        async with mcp.running() if mcp is not None else contextlib.nullcontext():
+            yield
         await gateway.close()
 
     app.cleanup_ctx.append(lifecycle)

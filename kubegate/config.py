@@ -281,6 +281,16 @@ class StreamsConfig(Strict):
                                         "upgrade is remembered, so kubectl's SPDY retry is the same attempt")
 
 
+class MCPConfig(Strict):
+    """The MCP endpoint for AI agents (`/mcp`): its tools are Kubernetes requests through the usual pipeline."""
+
+    enabled: bool = True
+    read_only: bool = Field(default=False, description="offer only the tools that read (no apply, delete, scale, exec)")
+    max_result_chars: int = Field(default=40_000, gt=1000, description="largest tool result handed to a model")
+    approval_poll_seconds: float = Field(default=0.2, gt=0, description="how often a held call looks for its "
+                                         "access request, to answer at once with a pending result")
+
+
 class UIConfig(Strict):
     """The web UI's OpenID Connect client: sign-in by authorization code with PKCE at one of the
     identity issuers, whose `audience` must include `client_id` (an ID token's aud is the client id)."""
@@ -366,6 +376,7 @@ class Config(Strict):
     approvals: ApprovalsConfig = ApprovalsConfig()
     streams: StreamsConfig = StreamsConfig()
     ui: UIConfig = UIConfig()
+    mcp: MCPConfig = MCPConfig()
     audit: AuditConfig = AuditConfig()
     tracing: TracingConfig = TracingConfig()
 

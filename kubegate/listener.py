@@ -10,6 +10,7 @@ from aiohttp import web
 
 from kubegate.app import GATEWAY, build_app
 from kubegate.config import Config
+from kubegate.mcp.loopback import Loopback
 from kubegate.tls import ensure_serving_cert, server_ssl_context
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ async def start_gateway(config: Config, *, reuse_port: bool = False) -> Listenin
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     url = config.listen.base_url(port)
     runner.app[GATEWAY].base_url = url
+    # MCP tool calls go to the socket just bound, never to external_url (another hop, maybe another replica).
+    runner.app[GATEWAY].loopback = Loopback(config.listen.model_copy(update={"external_url": None}).base_url(port),
+                                            cert)
     if config.listen.external_url:
         log.info("approve commands and web sign-in redirects use listen.external_url %s", url)
     else:

@@ -50,5 +50,7 @@ async def test_start_up_names_the_external_url_as_the_base_url(tmp_path: Path,
     try:
         assert listening.runner.app[GATEWAY].base_url == "https://kubegate.example.com"
         assert "use listen.external_url https://kubegate.example.com" in caplog.text
+        port = listening.runner.addresses[0][1]
+        assert listening.runner.app[GATEWAY].loopback.url == f"https://127.0.0.1:{port}"  # MCP calls stay here
     finally:
         await listening.stop()

@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from kubegate.durations import parse_duration
+
 if TYPE_CHECKING:
     from kubegate.policy.model import PolicyRule
 
 
 def _seconds(value: str | float) -> float:
-    # Imported here: kubegate.config imports this module to type Config.approvals.
-    from kubegate.config import parse_duration
-
     return parse_duration(value)
 
 

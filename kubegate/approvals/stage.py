@@ -16,6 +16,7 @@ from kubegate.approvals.service import ApprovalService, review_rules
 from kubegate.approvals.summary import summarize
 from kubegate.kube.status import Refused
 from kubegate.masking.masker import Masker
+from kubegate.masking.scrub import scrubbed
 from kubegate.proxy.flow import Flow, Stage
 from kubegate.store.engine import StoreError
 
@@ -74,9 +75,11 @@ class ApprovalStage(Stage):
         new = NewRequest(
             kind="request", identity=identity, connection=flow.connection.name, rules=rules,
             mode=flow.decision.reviewers.mode if flow.decision.reviewers else "wait",
-            expires_in=svc.timeout_for(rules), fingerprint=fp, method=flow.method, path=flow.raw_path,
-            query=flow.query_string, info=info.as_dict(), content_type=flow.headers.get("Content-Type", ""),
-            body_sha256=digest, body_bytes=len(flow.body), kubectl_command=flow.kubectl_command,
+            expires_in=svc.timeout_for(rules), fingerprint=fp, method=flow.method,
+            path=scrubbed(flow.raw_path, self.masker.scrub, "path"),
+            query=scrubbed(flow.query_string, self.masker.scrub, "query"),
+            info=scrubbed(info.as_dict(), self.masker.scrub), content_type=flow.headers.get("Content-Type", ""),
+            body_sha256=digest, body_bytes=len(flow.body), kubectl_command=self.masker.scrub(flow.kubectl_command),
             summary="" if pending else await summarize(flow, self.masker), session_id=session_id,
             server=self.server())
         request, _ = await svc.ask(new, flow.id)

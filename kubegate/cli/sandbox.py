@@ -9,7 +9,7 @@ import typer
 
 from kubegate.cli.groups import command_group
 from kubegate.cli.token import TokenSourceError, dev_issuer_token, parse_claims
-from kubegate.config import parse_duration
+from kubegate.durations import parse_duration
 
 sandbox_app = command_group("The built-in sandbox: development tokens and the sandbox cluster.")
 

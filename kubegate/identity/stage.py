@@ -34,8 +34,7 @@ class AuthenticationStage(Stage):
 
     async def on_request(self, flow: Flow) -> None:
         try:
-            flow.token = bearer_token(flow.request.headers.get("Authorization"))
-            flow.identity = await self._verifier.verify(flow.token)
+            flow.identity = await self._verifier.verify(bearer_token(flow.request.headers.get("Authorization")))
         except AuthError as exc:
             raise Refused(401, f"kubegate refused the token: {exc.reason}; {HINT}",
                           reason="Unauthorized", kind="unauthenticated") from exc

@@ -11,10 +11,13 @@ keep the last one), JSON's non-standard constants, and text that is not UTF-8.
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 import yaml
 
+from kubegate.kube.goyaml import DuplicateKey, GoYAMLLoader, as_json_number, go_int
 from kubegate.kube.status import Refused
 from kubegate.proxy.flow import Flow, Stage
 
@@ -22,6 +25,9 @@ BODY_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection
 JSON_MEDIA = ("application/json", "application/merge-patch+json", "application/strategic-merge-patch+json",
               "application/json-patch+json", "application/apply-patch+json")
 YAML_MEDIA = ("application/yaml", "application/x-yaml", "text/yaml", "application/apply-patch+yaml")
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class AmbiguousBody(ValueError):
@@ -41,21 +47,33 @@ def _no_constant(name: str) -> Any:
     raise AmbiguousBody(f"{name} is not JSON")
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML whose mappings may not repeat a key."""
+def _go_float(text: str) -> float | int:
+    """A JSON number with a fraction or exponent, as the stored object will hold it (see as_json_number)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise AmbiguousBody(f"the number {text} does not fit a float64")
+    return as_json_number(value)
 
 
-def _unique_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in seen:
-            raise AmbiguousBody(f"the key {key!r} appears twice in one mapping")
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
+def _lone_surrogate(node: Any) -> bool:
+    if isinstance(node, str):
+        return any("\ud800" <= c <= "\udfff" for c in node)
+    if isinstance(node, dict):
+        return any(_lone_surrogate(k) or _lone_surrogate(v) for k, v in node.items())
+    if isinstance(node, list):
+        return any(_lone_surrogate(v) for v in node)
+    return False
 
 
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+def parse_json(text: str) -> Any:
+    """JSON as sigs.k8s.io/json reads it and the stored object keeps it: integers exact within int64 (else
+    float64), integral floats as integers (Go writes 1.0 as 1); a repeated key,
+    a number beyond float64 or an escaped lone UTF-16 surrogate (Go reads U+FFFD) refused."""
+    doc = json.loads(text, object_pairs_hook=_pairs, parse_constant=_no_constant, parse_int=lambda t: go_int(int(t)),
+                     parse_float=_go_float)
+    if _SURROGATE_ESCAPE.search(text) and _lone_surrogate(doc):
+        raise AmbiguousBody("a string holds an escaped lone UTF-16 surrogate, which Go reads as U+FFFD")
+    return doc
 
 
 def media_type(content_type: str) -> str:
@@ -74,9 +92,11 @@ def parse_body(body: bytes, content_type: str) -> Any:
         return None
     try:
         if media in JSON_MEDIA or media.endswith("+json"):
-            return json.loads(text, object_pairs_hook=_pairs, parse_constant=_no_constant)
+            return parse_json(text)
         if media in YAML_MEDIA or media.endswith("+yaml"):
-            return yaml.load(text, Loader=_UniqueKeyLoader)
+            return yaml.load(text, Loader=GoYAMLLoader)
+    except DuplicateKey as exc:
+        raise AmbiguousBody(str(exc)) from exc
     except (ValueError, yaml.YAMLError) as exc:
         if isinstance(exc, AmbiguousBody):
             raise

@@ -117,8 +117,11 @@ class PolicyEngine:
 
     def __init__(self, config_rules: Sequence[PolicyRule] = (), policy_dirs: Sequence[Path] = (),
                  files: Sequence[Path] = (), config_path: Path | None = None,
-                 user_prefixes: Sequence[str] = ()) -> None:
-        """`user_prefixes`: each issuer's username_prefix, which every policy and reviewer user must name."""
+                 user_prefixes: Sequence[str] = (), known_masks: frozenset[str] | None = None) -> None:
+        """`user_prefixes`: each issuer's username_prefix, which every policy and reviewer user must name;
+        `known_masks`: the mask names the masking config defines (a rule naming another is a config error,
+        at start-up and on reload, rather than a 500 on every request it matches)."""
+        self._known_masks = known_masks
         self._config_rules = tuple(config_rules)
         self._dirs = tuple(policy_dirs)
         self._files = tuple(files)
@@ -132,7 +135,8 @@ class PolicyEngine:
     def from_config(cls, config: Config, config_path: Path | None = None) -> PolicyEngine:
         """config.policies plus every policy file in config.policy_dirs. With `config_path`, a change to
         kubegate.yaml itself also reloads its policies and policy_dirs. Raises ConfigError."""
-        return cls(config.policies, config.policy_dirs, config_path=config_path, user_prefixes=user_prefixes(config))
+        return cls(config.policies, config.policy_dirs, config_path=config_path, user_prefixes=user_prefixes(config),
+                   known_masks=config.masking.known())
 
     @classmethod
     def from_rules(cls, rules: Iterable[PolicyRule]) -> PolicyEngine:
@@ -148,11 +152,17 @@ class PolicyEngine:
             config = load_config(self._config_path)
             self._config_rules, self._dirs = tuple(config.policies), tuple(config.policy_dirs)
             self._prefixes = user_prefixes(config)
+            self._known_masks = config.masking.known()
         self._fingerprint = fingerprint(self._watched_files())
         source = str(self._config_path) if self._config_path else "config"
         files = list(self._files) + policy_files(self._dirs)
-        return RuleSet.build(load_rules(self._config_rules, files, config_source=source,
-                                        user_prefixes=self._prefixes))
+        ruleset = RuleSet.build(load_rules(self._config_rules, files, config_source=source,
+                                           user_prefixes=self._prefixes))
+        if self._known_masks is not None:
+            problems = unknown_masks(ruleset, self._known_masks)
+            if problems:
+                raise ConfigError("\n".join(problems))
+        return ruleset
 
     def reload(self) -> bool:
         """Reload if any watched file changed. A bad change keeps the previous rules and sets status()."""
@@ -189,14 +199,8 @@ class PolicyEngine:
         return tuple(r.rule for r in self._ruleset.rules)
 
     def unknown_masks(self, known: frozenset[str]) -> list[str]:
-        """`FILE: policies[i].mask: ...` for each mask name `known` lacks: the gateway would refuse (500)
-        every request such a rule matches, so `policy check` reports them."""
-        problems = []
-        for r in self._ruleset.rules:
-            file, _, where = r.source.rpartition(" ")
-            problems += [f"{file}: {where}.mask: {name!r} is not a mask profile or detector; use one of "
-                         f"{', '.join(sorted(known))}" for name in r.rule.mask if name not in known]
-        return problems
+        return unknown_masks(self._ruleset, known)
+
 
     @property
     def needs_object(self) -> bool:
@@ -237,3 +241,14 @@ class PolicyEngine:
         decision = build_decision(facts, matched)
         return Decision(decision.action, decision.matches, decision.message, decision.masks, decision.role,
                         decision.role_scope, decision.reviewers, tuple(misses))
+
+
+def unknown_masks(ruleset: RuleSet, known: frozenset[str]) -> list[str]:
+    """`FILE: policies[i].mask: ...` for each mask name `known` lacks: the gateway would refuse (500) every
+    request such a rule matches."""
+    problems = []
+    for r in ruleset.rules:
+        file, _, where = r.source.rpartition(" ")
+        problems += [f"{file}: {where}.mask: {name!r} is not a mask profile or detector; use one of "
+                     f"{', '.join(sorted(known))}" for name in r.rule.mask if name not in known]
+    return problems

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from kubegate.durations import parse_duration
 from kubegate.policy.cel import CelSyntaxError, parse_condition
 
 RESOURCE_VERBS = frozenset({
@@ -186,9 +187,6 @@ class Reviewers(_Strict):
     @field_validator("timeout")
     @classmethod
     def _duration(cls, value: str | float) -> str | float:
-        # Imported here: kubegate.config imports this module to type Config.policies.
-        from kubegate.config import parse_duration
-
         if parse_duration(value) <= 0:
             raise ValueError("must be longer than zero")
         return value
@@ -201,8 +199,6 @@ class Reviewers(_Strict):
 
     @property
     def timeout_seconds(self) -> float:
-        from kubegate.config import parse_duration
-
         return parse_duration(self.timeout)
 
 

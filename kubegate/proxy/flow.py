@@ -44,7 +44,6 @@ class Flow:
     body: bytes = b""
     sent: Any = None
     stored: Any = None
-    token: str = field(default="", repr=False)
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.monotonic)
     identity: Identity | None = None

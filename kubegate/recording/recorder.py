@@ -18,15 +18,16 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from kubegate.config import StoreConfig, parse_duration
+from kubegate.config import StoreConfig
+from kubegate.durations import parse_duration
 from kubegate.masking.config import MaskingConfig
 from kubegate.masking.masker import Masker
+from kubegate.masking.scrub import scrubbed
 from kubegate.recording.chain import NewEvent, append, canonical, lock_head, session_seal
 from kubegate.store.engine import Store, StoreError, describe
 from kubegate.store.tables import chain_checkpoints, events, session_groups, sessions
@@ -77,26 +78,6 @@ class RetentionResult:
 
 
 _STOP = object()
-UNSCRUBBED = frozenset({"body", "encoding", "hash", "prev_hash"})  # bodies carry the decision's own masks
-TARGETS = frozenset({"path", "query"})
-
-
-def scrubbed(value: Any, scrub: Callable[[str], str], key: str = "") -> Any:
-    """Every string an event holds outside its body, through credentials-in-text: a token in a command line,
-    a query or a Status message is never stored."""
-    if isinstance(value, str):
-        if key in UNSCRUBBED:
-            return value
-        if key in TARGETS and "%" in value:  # a percent-encoded token hides from the detectors
-            decoded = unquote_plus(value)
-            masked = scrub(decoded)
-            return value if masked == decoded else masked
-        return scrub(value)
-    if isinstance(value, dict):
-        return {k: scrubbed(v, scrub, k) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [scrubbed(v, scrub, key) for v in value]
-    return value
 
 
 class Recorder:

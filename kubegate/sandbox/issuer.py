@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from kubegate.config import parse_duration
+from kubegate.durations import parse_duration
 from kubegate.sandbox.login import (
     ID_TOKEN_LIFETIME,
     AuthorizationCodes,

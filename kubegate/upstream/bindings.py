@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
-import aiohttp
 import orjson
 
+from kubegate.kube.status import Refused
 from kubegate.upstream.connection import Connection
 
 log = logging.getLogger(__name__)
@@ -321,30 +321,11 @@ class TemporaryBindings:
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
                     content_type: str = "application/json") -> tuple[int, dict[str, Any]]:
-        """One call as kubegate itself: its own Authorization, no Impersonate-* headers, pooled session.
-
-        CredentialError propagates (the stage turns it into a 502 as the forwarder does).
-        """
+        """One call as kubegate itself (no impersonation), through the connection's upstream client."""
         conn = self.connection
-        headers = {"Accept": "application/json", "User-Agent": "kubegate"}
-        authorization = await conn.credentials.authorization(None)
-        if authorization:
-            headers["Authorization"] = authorization
-        if body is not None:
-            headers["Content-Type"] = content_type
-        timeout = aiohttp.ClientTimeout(total=conn.config.request_timeout_seconds, sock_connect=10)
         try:
-            async with conn.session.request(method, conn.server + path, headers=headers,
-                                            data=orjson.dumps(body) if body is not None else None,
-                                            allow_redirects=False, timeout=timeout) as response:
-                raw = await response.read()
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise BindingError(502, f"kubegate could not reach the API server of connection {conn.name!r} to "
-                               f"manage temporary bindings ({exc.__class__.__name__}), so the request was not "
-                               "forwarded", "BadGateway") from exc
-        try:
-            answer = orjson.loads(raw) if raw else {}
-        except orjson.JSONDecodeError:
-            answer = {}
+            status, answer = await conn.client.call(method, path, identity=None, body=body, content_type=content_type)
+        except Refused as exc:
+            raise BindingError(exc.code, f"{exc.message} (managing the temporary bindings of connection "
+                               f"{conn.name!r}), so the request was not forwarded", exc.reason or "BadGateway") from exc
         return status, answer if isinstance(answer, dict) else {}

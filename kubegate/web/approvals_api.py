@@ -16,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from kubegate.approvals.model import STATES, AccessRequest, ResourceRef, Scope
 from kubegate.approvals.service import ApprovalService
-from kubegate.config import parse_duration
+from kubegate.durations import parse_duration
 from kubegate.identity.model import Identity
 from kubegate.kube.status import Refused, status_response
 from kubegate.store.engine import StoreError, describe

@@ -11,7 +11,7 @@ import orjson
 from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
-from kubegate.config import parse_duration
+from kubegate.durations import parse_duration
 from kubegate.kube.status import Refused, status_response
 from kubegate.recording.query import BadQuery, SessionFilter, export_session, get_session, list_events, list_sessions
 from kubegate.recording.recorder import OUTCOMES

@@ -25,7 +25,7 @@ TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl"
 def flow(path: str = "/api/v1/namespaces/shop/secrets/db", query: str = f"token={TOKEN}") -> Flow:
     request = make_mocked_request("GET", f"{path}?{query}", headers={"Authorization": f"Bearer {TOKEN}"})
     f = Flow(request=request, connection=SimpleNamespace(name="prod"),  # type: ignore[arg-type]
-             method="GET", raw_path=path, query_string=query, headers=CIMultiDict(), token=TOKEN,
+             method="GET", raw_path=path, query_string=query, headers=CIMultiDict(),
              body=b'{"data":{"password":"hunter2"}}')
     f.identity = Identity(issuer="https://idp.example", subject="alice", username="idp#alice", groups=("devs",))
     f.info = parse_request_info("GET", path, query)

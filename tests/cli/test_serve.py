@@ -29,3 +29,11 @@ def test_an_unreadable_secret_file_is_a_configuration_error(tmp_path: Path) -> N
     proc = _serve(tmp_path, {"store": {"url_file": "missing"}})
     assert proc.returncode == 2 and "invalid configuration" in proc.stderr
     assert "store.url_file: cannot read" in proc.stderr
+
+
+def test_a_policy_naming_an_unknown_mask_stops_serve_before_it_listens(tmp_path: Path) -> None:
+    rules = [{"name": "readers", "subjects": {"groups": ["dev"]}, "action": "allow", "mask": ["secret-valuez"]}]
+    proc = _serve(tmp_path, {"policies": rules})
+    assert proc.returncode == 2, proc.stderr
+    assert "policies[0].mask: 'secret-valuez' is not a mask profile or detector" in proc.stderr
+    assert "secret-values" in proc.stderr, "the message lists the names that exist"

@@ -29,15 +29,8 @@ def secret(world: World) -> tuple[str, str, str]:
 def recorded_text(world: World) -> str:
     assert world.env.config is not None
     db = world.env.config.store_url.removeprefix("sqlite:///")
-    for attempt in range(3):
-        try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-                return "\n".join(r[0] for r in conn.execute("SELECT data FROM events"))
-        except sqlite3.OperationalError:  # a second reader of a live WAL database can see it mid-checkpoint
-            if attempt == 2:
-                raise
-            time.sleep(0.2)
-    raise AssertionError("unreachable")
+    with sqlite3.connect(db) as conn:
+        return "\n".join(r[0] for r in conn.execute("SELECT data FROM events"))
 
 
 def assert_nowhere(world: World, value: str, *outputs: str) -> None:

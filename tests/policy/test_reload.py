@@ -103,3 +103,16 @@ async def test_watch_reloads_in_the_background(tmp_path: Path) -> None:
         assert action(engine, SERVICES) == "allow"
     finally:
         task.cancel()
+
+
+def test_a_reload_naming_an_unknown_mask_keeps_the_previous_policy(tmp_path: Path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text(ALLOW_PODS)
+    engine = PolicyEngine.from_config(Config(policy_dirs=[tmp_path]))
+    policy.write_text("policies:\n  - {name: pods, action: allow, match: {resources: [pods]}, mask: [nope]}\n")
+    assert engine.reload() is True
+    assert action(engine, PODS) == "allow" and engine.decide(who(), PODS, "c").masks == ()
+    assert "policies[0].mask: 'nope' is not a mask profile or detector" in engine.status()["error"]
+    config = Config.model_validate({"masking": {"detectors": [{"name": "nope", "pattern": "x+"}]}, "policy_dirs": [
+        str(tmp_path)]})
+    assert PolicyEngine.from_config(config).decide(who(), PODS, "c").masks == ("nope",), "a detector is a mask"

@@ -35,8 +35,10 @@ FlowFactory = Callable[..., Flow]
 def make_flow() -> FlowFactory:
     def make(method: str = "GET", path: str = "/api/v1/namespaces/default/pods", query: str = "",
              *, body: bytes = b"", identity: Identity | None = ALICE, session: str = "s-1",
-             command: str = "kubectl get", connection: str = "dev") -> Flow:
+             command: str = "kubectl get", connection: str = "dev", token: str = "") -> Flow:
         headers = {"User-Agent": "kubectl/v1.32.4 (linux/amd64)"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         if session:
             headers.update({"Kubectl-Session": session, "Kubectl-Command": command})
         request = make_mocked_request(method, path + (f"?{query}" if query else ""), headers=headers)

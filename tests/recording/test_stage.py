@@ -38,8 +38,7 @@ async def _session(store: Store) -> sa.Row:
 
 async def test_request_is_committed_before_on_request_returns(recorder: Recorder, store: Store,
                                                               make_flow: FlowFactory) -> None:
-    flow = make_flow("GET", "/api/v1/namespaces/default/pods", "limit=500")
-    flow.token = "eyJhbGciOi.secret-token"
+    flow = make_flow("GET", "/api/v1/namespaces/default/pods", "limit=500", token="eyJhbGciOi.secret-token")
     flow.decision = {"action": "allow", "rules": ["agents"]}
     await RecorderStage(recorder).on_request(flow)
     ((kind, data),) = await _events(store, "request")  # visible at once, from another connection

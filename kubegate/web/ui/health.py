@@ -8,11 +8,10 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-import aiohttp
 import orjson
 
+from kubegate.kube.status import Refused
 from kubegate.upstream.connection import Connection
-from kubegate.upstream.credentials import CredentialError
 
 PROBE_TIMEOUT = 5.0
 CACHE_SECONDS = 10.0
@@ -29,31 +28,28 @@ class Health:
     checked_at: float
 
 
-async def _get(conn: Connection, path: str, authorization: str | None) -> tuple[int, bytes]:
-    headers = {"Accept": "application/json"}
-    if authorization:
-        headers["Authorization"] = authorization
-    async with conn.session.get(conn.server + path, headers=headers, allow_redirects=False,
-                                timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT)) as response:
+async def _get(conn: Connection, path: str) -> tuple[int, bytes]:
+    async with conn.client.open("GET", path, "", identity=None, headers=[("Accept", "application/json")]) as response:
         return response.status, await response.content.read(65536)
 
 
 async def probe(conn: Connection) -> Health:
+    """/readyz and /version of one connection, as kubegate itself, through its upstream client."""
     started = time.monotonic()
     version = ""
     try:
-        authorization = await conn.credentials.authorization(None)
-        status, body = await _get(conn, "/readyz", authorization)
-        ok = status == 200
-        detail = "ready" if ok else f"/readyz answered {status}: {body[:200].decode(errors='replace').strip()}"
-        if ok:
-            status, body = await _get(conn, "/version", authorization)
-            if status == 200:
-                version = str(orjson.loads(body).get("gitVersion", ""))
-    except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+        async with asyncio.timeout(PROBE_TIMEOUT):
+            status, body = await _get(conn, "/readyz")
+            ok = status == 200
+            detail = "ready" if ok else f"/readyz answered {status}: {body[:200].decode(errors='replace').strip()}"
+            if ok:
+                status, body = await _get(conn, "/version")
+                if status == 200:
+                    version = str(orjson.loads(body).get("gitVersion", ""))
+    except Refused as exc:
+        ok, detail = False, exc.message
+    except (TimeoutError, ValueError) as exc:
         ok, detail = False, f"unreachable: {exc.__class__.__name__}: {exc}"
-    except CredentialError as exc:
-        ok, detail = False, f"kubegate's credentials failed: {exc}"
     return Health(conn.name, conn.server, ok, detail, version, round((time.monotonic() - started) * 1000, 1),
                   time.time())
 

@@ -1,0 +1,110 @@
+"""`/mcp` (Streamable HTTP, served by the MCP SDK's session manager) and its OAuth protected-resource metadata.
+
+kubegate is an OAuth resource server here, as MCP's authorization spec has it: each HTTP request's bearer
+token is verified by the same verifier kubectl's requests meet (issuer, audience, expiry), a missing or bad
+token gets 401 with `WWW-Authenticate` naming the metadata URL, and an MCP session belongs to the user who
+opened it: the verified identity goes to the SDK as its authenticated user, and the SDK's session manager
+answers another principal's request for that session as if the session did not exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import orjson
+from aiohttp import web
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.routes import build_resource_metadata_url
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.auth import ProtectedResourceMetadata
+from pydantic import AnyHttpUrl
+
+from kubegate.identity.model import AuthError
+from kubegate.identity.stage import bearer_token
+from kubegate.mcp.asgi import run_asgi
+from kubegate.mcp.tools import Tools, build_server
+
+if TYPE_CHECKING:
+    from kubegate.app import Gateway
+
+PATH = "/mcp"
+METADATA = "/.well-known/oauth-protected-resource"
+HINT = "send `Authorization: Bearer <token>` with a token from one of kubegate's issuers (see the metadata URL)"
+
+
+class Endpoint:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.tools = Tools(gateway, lambda: gateway.loopback)
+        server = build_server(self.tools)
+        # Only for its session manager: routing, auth and TLS are kubegate's; the bearer token, not the
+        # Host header, is what keeps other sites' pages out (no DNS-rebinding allow-list needed).
+        server.streamable_http_app(transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
+        self.manager: StreamableHTTPSessionManager = server.session_manager
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def resource_url(self) -> str:
+        return self.gateway.base_url + PATH
+
+    def metadata(self) -> ProtectedResourceMetadata:
+        # Strings, so the model keeps each issuer exactly as configured (issuer ids compare as strings).
+        return ProtectedResourceMetadata.model_validate({
+            "resource": self.resource_url(), "resource_name": "kubegate",
+            "authorization_servers": [i.url for i in self.gateway.config.identity.issuers]})
+
+    def unauthorized(self, why: str, sent_token: bool) -> web.Response:
+        """RFC 6750 and 9728: the challenge names the metadata; an error code only when a token was sent."""
+        url = build_resource_metadata_url(AnyHttpUrl(self.resource_url()))
+        description = f"kubegate refused the token: {why}; {HINT}"
+        quoted = "".join(c if " " <= c <= "~" and c not in '"\\' else "'" for c in description)
+        header = (f'Bearer error="invalid_token", error_description="{quoted}", resource_metadata="{url}"'
+                  if sent_token else f'Bearer resource_metadata="{url}"')
+        return web.Response(status=401, content_type="application/json", headers={"WWW-Authenticate": header},
+                            body=orjson.dumps({"error": "invalid_token", "error_description": description}))
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            identity = await self.gateway.verifier.verify(bearer_token(request.headers.get("Authorization")))
+        except AuthError as exc:
+            return self.unauthorized(exc.reason, "Authorization" in request.headers)
+        # The SDK keys session ownership on (client_id, iss, sub); it never needs the token itself.
+        user = AuthenticatedUser(AccessToken(token="", client_id=identity.username, scopes=[],
+                                             expires_at=int(identity.expires_at) or None, subject=identity.subject,
+                                             claims={"iss": identity.issuer}))
+        return await run_asgi(self.manager.handle_request, request, {"user": user})
+
+    async def handle_metadata(self, request: web.Request) -> web.Response:
+        return web.Response(content_type="application/json",
+                            body=self.metadata().model_dump_json(exclude_none=True))
+
+    async def _serve(self) -> None:
+        async with self.manager.run():
+            await self._stop.wait()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The session manager's task group lives in its own task: anyio scopes must enter and exit in one."""
+        self._task = asyncio.create_task(self._serve(), name="mcp-sessions")
+        try:
+            yield
+        finally:
+            self._stop.set()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._task, 10)
+
+
+def setup_routes(app: web.Application, gateway: Gateway) -> Endpoint:
+    endpoint = Endpoint(gateway)
+    for method in ("GET", "POST", "DELETE"):
+        app.router.add_route(method, PATH, endpoint.handle)
+    app.router.add_get(METADATA, endpoint.handle_metadata)
+    app.router.add_get(METADATA + PATH, endpoint.handle_metadata)
+    return endpoint
+
+
