@@ -13,10 +13,13 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from kubegate.approvals import slack
 from kubegate.approvals.service import ApprovalService
 from kubegate.approvals.stage import ApprovalStage
+from kubegate.audit.accesslog import AccessLogStage
+from kubegate.audit.wiring import AuditServices
 from kubegate.config import Config
-from kubegate.flow import Flow
+from kubegate.flow import Flow, Stage
 from kubegate.identity.model import Identity
 from kubegate.identity.oidc import Verifier
 from kubegate.identity.stage import AuthenticationStage
@@ -27,7 +30,7 @@ from kubegate.masking.masker import Masker
 from kubegate.masking.stage import MaskingStage
 from kubegate.masking.writeback import WriteBack
 from kubegate.mcp.loopback import Loopback
-from kubegate.metrics import Metrics, MetricsStage
+from kubegate.metrics import Metrics, MetricsStage, UpstreamLatencyStage
 from kubegate.policy.engine import PolicyEngine
 from kubegate.policy.stage import PolicyStage
 from kubegate.proxy.headers import connection_tokens, upstream_request_headers
@@ -36,6 +39,7 @@ from kubegate.proxy.upgrade import UpgradeBridge, UpgradeGate
 from kubegate.recording.recorder import Recorder
 from kubegate.recording.stage import RecorderStage
 from kubegate.store.engine import Store
+from kubegate.tracing import Tracing
 from kubegate.upstream.bindings import TemporaryBindings
 from kubegate.upstream.connection import Connection
 from kubegate.upstream.dryrun import StoredObjects
@@ -64,6 +68,8 @@ class Gateway:
     recorder: Recorder | None = None
     pipeline: Pipeline | None = None
     approvals: ApprovalService | None = None
+    audit: AuditServices | None = None
+    tracing: Tracing | None = None
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     base_url: str = ""
     """What approve commands and sign-in redirects name: listen.base_url(), with the bound port once listening."""
@@ -82,12 +88,16 @@ class Gateway:
         self.store = await Store.open(self.config.store_url)
         self.recorder = Recorder.from_config(self.store, self.config.store)
         await self.recorder.start()
+        self.metrics.watch_recorder(self.recorder)
+        self.metrics.watch_verifier(self.verifier)
         await self.verifier.start()
         self.approvals = ApprovalService(self.store, self.recorder, self.policy, self.config.approvals,
                                          connections=tuple(self.connections))
+        self.metrics.watch_approvals(self.approvals)
         await self.approvals.start()
         grants = RoleGrants(self.bindings, self.recorder)
-        self.pipeline = Pipeline([
+        stages: list[Stage] = [
+            *([AccessLogStage(self.config.audit.access_log)] if self.config.audit.access_log.enabled else []),
             MetricsStage(self.metrics),
             AuthenticationStage(self.verifier),
             RequestInfoStage(),
@@ -98,7 +108,15 @@ class Gateway:
             RecorderStage(self.recorder, self.masker),
             MaskingStage(self.masker),
             UpstreamAccessStage(grants),
-        ], upgrades=UpgradeBridge(self.recorder, self.masker, self.config.streams), streams=self.config.streams)
+            UpstreamLatencyStage(self.metrics),
+        ]
+        if self.config.tracing.otlp_endpoint:
+            self.tracing = Tracing(self.config.tracing)
+            stages = self.tracing.instrument(stages)
+        self.pipeline = Pipeline(stages, upgrades=UpgradeBridge(self.recorder, self.masker, self.config.streams),
+                                 streams=self.config.streams)
+        self.audit = AuditServices.from_config(self.config.audit, self.store, self.metrics.registry)
+        self.tasks.extend(self.audit.start())
         self.tasks.append(asyncio.create_task(self.policy.watch(), name="policy-reload"))
         for name, bindings in self.bindings.items():
             self.tasks.append(asyncio.create_task(bindings.run_reaper(), name=f"reap-bindings-{name}"))
@@ -112,6 +130,8 @@ class Gateway:
             await stage.close()
         if self.pipeline is not None and self.pipeline.upgrades is not None:
             await self.pipeline.upgrades.close()
+        if self.audit is not None:
+            await self.audit.close()
         if self.recorder is not None:
             await self.recorder.close()
         for conn in self.connections.values():
@@ -121,6 +141,8 @@ class Gateway:
         await self.verifier.close()
         if self.store is not None:
             await self.store.close()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)
 
     def current_store(self) -> Store:
         """The store, once started: the admin API is served only after start-up, so a missing store is a 503."""
@@ -142,6 +164,8 @@ class Gateway:
         if issuers and not any(v == "ok" for v in issuers.values()):
             ok = False
         checks["policy"] = self.policy.status()
+        if self.audit is not None:
+            checks.update(self.audit.status())
         return ok, checks
 
 
@@ -218,6 +242,7 @@ def build_app(config: Config) -> web.Application:
                                make_authorize(gateway.verifier, config.identity, is_reviewer),
                                lambda identity: roles_of(identity, config.identity, is_reviewer),
                                lambda: gateway.base_url)
+    slack.setup_routes(app, config.approvals.slack, lambda: gateway.approvals)
     app.router.add_route("*", "/k8s/{tail:.*}", handle_kube)
     setup_ui(app, gateway, config)
     mcp = None

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kubegate.approvals.config import ApprovalsConfig
+from kubegate.audit.config import AuditConfig
 from kubegate.durations import parse_duration
 from kubegate.identity.model import RESERVED
 from kubegate.identity.urls import key_url_problem
@@ -347,6 +348,21 @@ class UIConfig(Strict):
         return value
 
 
+class TracingConfig(Strict):
+    """OTLP/HTTP traces (the `tracing` extra); off unless otlp_endpoint is set."""
+
+    otlp_endpoint: str | None = Field(default=None, description="e.g. http://otel-collector:4318/v1/traces")
+    headers: dict[str, str] = Field(default={}, repr=False)
+    service_name: str = "kubegate"
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http:// or https:// URL of an OTLP/HTTP traces endpoint")
+        return value
+
+
 class Config(Strict):
     listen: ListenConfig = ListenConfig()
     state_dir: Path = DEFAULT_STATE_DIR
@@ -361,6 +377,8 @@ class Config(Strict):
     streams: StreamsConfig = StreamsConfig()
     ui: UIConfig = UIConfig()
     mcp: MCPConfig = MCPConfig()
+    audit: AuditConfig = AuditConfig()
+    tracing: TracingConfig = TracingConfig()
 
     @model_validator(mode="after")
     def _ui_issuer(self) -> Config:
@@ -432,6 +450,11 @@ def load_config(path: Path | str) -> Config:
     try:
         _ = config.store_url, config.ui.secret  # secret files are read now, so a bad one stops startup here
     except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    try:
+        if config.approvals.slack is not None:
+            config.approvals.slack.secret()
+    except ValueError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     return config
 

@@ -1,4 +1,6 @@
-"""Prometheus metrics: requests by connection, verb, resource and code; latency; open streams.
+"""Prometheus metrics: requests by connection, verb, resource and code; latency; open streams; policy
+decisions by deciding rule and action; masked responses by profile; the recorder's queue and losses;
+upstream latency; JWKS refreshes; access requests created and decided, and the time to a decision.
 
 Every label comes from a fixed set, never from what a caller wrote: a resource path or verb outside the
 known ones is counted as "other", so no client can grow the registry (one time series per label set).
@@ -7,14 +9,24 @@ known ones is counted as "other", so no client can grow the registry (one time s
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
 
 from kubegate.flow import Flow, Stage
 from kubegate.policy.kubectl import RESOURCE_TYPES
 from kubegate.policy.model import KNOWN_VERBS
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from kubegate.approvals.model import AccessRequest
+    from kubegate.approvals.service import ApprovalService
+    from kubegate.identity.oidc import Verifier
+    from kubegate.recording.recorder import Recorder
 
 RESOURCES = frozenset({rt.plural for rt in RESOURCE_TYPES.values()} | {
     "leases", "endpointslices", "ingressclasses", "priorityclasses", "csidrivers", "csinodes", "volumeattachments",
@@ -26,6 +38,8 @@ SUBRESOURCES = frozenset({"", "exec", "attach", "portforward", "log", "status", 
                           "eviction", "ephemeralcontainers", "resize", "token", "finalize", "approval"})
 VERBS = KNOWN_VERBS | {"unknown"}
 OTHER = "other"
+DEFAULT_DENY = "(no rule)"
+DECISION_OUTCOMES = frozenset({"approved", "denied", "expired", "revoked"})
 
 
 def labels(flow: Flow) -> tuple[str, str, str]:
@@ -53,6 +67,61 @@ class Metrics:
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.open_streams = Gauge("kubegate_open_streams", "Watches, followed logs and upgraded streams open now",
                                   ["connection"], registry=self.registry)
+        # Rule names and profiles come from the operator's policy and masking config, never from callers.
+        self.decisions = Counter("kubegate_decisions", "Policy decisions, by deciding rule and action",
+                                 ["rule", "action"], registry=self.registry)
+        self.upstream = Histogram("kubegate_upstream_duration_seconds",
+                                  "Time from forwarding to the cluster's response headers", ["connection"],
+                                  registry=self.registry,
+                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.masked = Counter("kubegate_masked_responses", "Responses sent through masking, by masking profile",
+                              ["profile"], registry=self.registry)
+
+    def watch_approvals(self, service: ApprovalService) -> None:
+        created = Counter("kubegate_approval_requests", "Access requests created", registry=self.registry)
+        decided = Counter("kubegate_approval_decisions", "Access requests decided, by outcome", ["outcome"],
+                          registry=self.registry)
+        waited = Histogram("kubegate_approval_decision_seconds", "Time from an access request to its approval or "
+                           "denial", registry=self.registry,
+                           buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600))
+
+        def observe(request: AccessRequest) -> None:
+            if request.state == "pending":
+                created.inc()
+                return
+            decided.labels(request.state if request.state in DECISION_OUTCOMES else OTHER).inc()
+            if request.state in ("approved", "denied") and request.decided_at is not None:
+                waited.observe(max(0.0, request.decided_at - request.created_at))
+
+        service.observer = observe
+
+    def watch_verifier(self, verifier: Verifier) -> None:
+        """kubegate_jwks_refreshes_total{issuer, outcome}, read from the verifier when scraped (issuers come
+        from the config)."""
+        class Refreshes(Collector):
+            def collect(self) -> Iterator[CounterMetricFamily]:
+                family = CounterMetricFamily("kubegate_jwks_refreshes", "JWKS fetches by issuer and outcome",
+                                             labels=["issuer", "outcome"])
+                for (issuer, outcome), count in sorted(verifier.refreshes().items()):
+                    family.add_metric([issuer, outcome], count)
+                yield family
+
+        self.registry.register(Refreshes())
+
+    def watch_recorder(self, recorder: Recorder) -> None:
+        """Gauges read from the recorder when scraped: its queue, its commits and the events it lost."""
+        for name, doc, read in (
+                ("kubegate_recorder_queue_depth", "Events waiting for the recorder's next commit",
+                 lambda: recorder.queue_depth),
+                ("kubegate_recorder_commits", "Transactions the recorder committed", lambda: recorder.commits),
+                ("kubegate_recorder_lost_events", "Events that could not be recorded (store errors)",
+                 lambda: recorder.lost_events),
+                ("kubegate_store_healthy", "1 while the recorder's last write succeeded", lambda: recorder.healthy)):
+            Gauge(name, doc, registry=self.registry).set_function(read)
+        commit = Histogram("kubegate_recorder_commit_seconds", "Time to write and commit one batch of events",
+                           registry=self.registry,
+                           buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+        recorder.on_commit = commit.observe
 
 
 class MetricsStage(Stage):
@@ -81,7 +150,36 @@ class MetricsStage(Stage):
     async def on_end(self, flow: Flow) -> None:
         verb, resource, code = labels(flow)
         self._child(self._m.requests, flow.connection.name, verb, resource, code).inc()
+        decision = flow.decision
+        if decision is not None:
+            for rule in decision.deciding_rules or (DEFAULT_DENY,):
+                self._child(self._m.decisions, rule, decision.action).inc()
+        masking = flow.extras.get("masking")
+        if masking is not None and masking.mode != "pass" and flow.refusal is None:
+            for profile in masking.profiles:
+                self._child(self._m.masked, profile).inc()
         if flow.extras.pop("metrics.stream", False):
             self._child(self._m.open_streams, flow.connection.name).dec()
         else:
             self._child(self._m.latency, flow.connection.name, verb).observe(time.monotonic() - flow.started)
+
+
+class UpstreamLatencyStage(Stage):
+    """Last in the pipeline: its on_request is the last hook before forwarding and its on_response the
+    first once the cluster answered, so the time between is the upstream call's."""
+
+    name = "upstream-latency"
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+        self._children: dict[str, Any] = {}
+
+    async def on_request(self, flow: Flow) -> None:
+        flow.extras[self.name] = time.monotonic()
+
+    async def on_response(self, flow: Flow) -> None:
+        started = flow.extras.pop(self.name, None)
+        if started is not None:
+            name = flow.connection.name
+            child = self._children.get(name) or self._children.setdefault(name, self._m.upstream.labels(name))
+            child.observe(time.monotonic() - started)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-OPTIONAL = ("alembic", "asyncpg", "cel", "botocore")
+OPTIONAL = ("alembic", "asyncpg", "cel", "botocore", "boto3", "opentelemetry")
 
 
 def test_the_gateway_loads_without_the_optional_libraries() -> None:

@@ -41,3 +41,46 @@ async def test_resources_and_verbs_outside_the_known_sets_are_one_label() -> Non
     series = sorted((s["verb"], s["resource"], s["code"]) for s in _series(metrics))
     assert series == [("delete", "namespaces", "403"), ("get", "other", "200"), ("get", "pods/log", "200"),
                       ("list", "other", "200"), ("other", "", "200")]
+
+
+async def test_decisions_are_counted_by_deciding_rule_and_masked_responses_by_profile() -> None:
+    from kubegate.policy.decision import Decision, RuleMatch
+
+    metrics = Metrics()
+    stage = MetricsStage(metrics)
+    allowed = _flow("GET", "/api/v1/namespaces/ns/secrets")
+    allowed.decision = Decision("allow", (RuleMatch("devs", "allow", []), RuleMatch("audit", "log", [])), "",
+                                masks=("secret-values",))
+    allowed.extras["masking"] = SimpleNamespace(profiles=("secret-values",), mode="json")
+    denied = _flow("DELETE", "/api/v1/namespaces/ns", status=0)
+    denied.decision = Decision("deny", (), "no rule allows this")
+    denied.refusal = Refused(403, "no")
+    for flow in (allowed, allowed, denied):
+        await stage.on_end(flow)
+    value = metrics.registry.get_sample_value
+    assert value("kubegate_decisions_total", {"rule": "devs", "action": "allow"}) == 2
+    assert value("kubegate_decisions_total", {"rule": "audit", "action": "allow"}) is None
+    assert value("kubegate_decisions_total", {"rule": "(no rule)", "action": "deny"}) == 1
+    assert value("kubegate_masked_responses_total", {"profile": "secret-values"}) == 2
+
+
+async def test_upstream_latency_is_the_time_from_forwarding_to_the_answer() -> None:
+    from kubegate.metrics import UpstreamLatencyStage
+
+    metrics = Metrics()
+    stage = UpstreamLatencyStage(metrics)
+    flow = _flow("GET", "/api/v1/pods")
+    await stage.on_request(flow)
+    await stage.on_response(flow)
+    refused = _flow("GET", "/api/v1/pods")  # refused before forwarding: no upstream call to time
+    await stage.on_response(refused)
+    assert metrics.registry.get_sample_value("kubegate_upstream_duration_seconds_count", {"connection": "dev"}) == 1
+
+
+def test_jwks_refreshes_are_read_from_the_verifier_by_issuer_and_outcome() -> None:
+    metrics = Metrics()
+    metrics.watch_verifier(SimpleNamespace(refreshes=lambda: {("https://idp", "ok"): 3,  # type: ignore[arg-type]
+                                                              ("https://idp", "failed"): 1}))
+    value = metrics.registry.get_sample_value
+    assert value("kubegate_jwks_refreshes_total", {"issuer": "https://idp", "outcome": "ok"}) == 3
+    assert value("kubegate_jwks_refreshes_total", {"issuer": "https://idp", "outcome": "failed"}) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -46,6 +47,41 @@ class WebhookConfig(_Strict):
         return value
 
 
+class SlackReviewer(_Strict):
+    """The kubegate reviewer a Slack user acts as: policy's reviewers rules judge this username and groups."""
+
+    username: str = Field(min_length=1)
+    groups: list[str] = []
+
+
+class SlackConfig(_Strict):
+    """Approve / Deny buttons on Slack messages (webhooks with `format: slack`) and the endpoint,
+    `/slack/interactions`, that Slack posts a click to. Only Slack users listed in `users` can decide."""
+
+    signing_secret: str | None = Field(default=None, repr=False, description="the Slack app's signing secret")
+    signing_secret_file: Path | None = Field(default=None, description="file holding the signing secret")
+    users: dict[str, SlackReviewer] = Field(default={}, description="Slack user id (U0123...) -> reviewer")
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> SlackConfig:
+        if (self.signing_secret is None) == (self.signing_secret_file is None):
+            raise ValueError("set exactly one of signing_secret and signing_secret_file")
+        return self
+
+    def secret(self) -> str:
+        if self.signing_secret is not None:
+            return self.signing_secret
+        assert self.signing_secret_file is not None
+        try:
+            value = self.signing_secret_file.read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"approvals.slack.signing_secret_file: cannot read {self.signing_secret_file}: "
+                             f"{exc.strerror}") from exc
+        if not value:
+            raise ValueError(f"approvals.slack.signing_secret_file: {self.signing_secret_file} is empty")
+        return value
+
+
 class ApprovalsConfig(_Strict):
     """Timeouts are durations (10m, 1h). `default_timeout` applies to review rules that set none."""
 
@@ -57,6 +93,7 @@ class ApprovalsConfig(_Strict):
     retry_max_interval: str | float = "5m"
     retry_give_up_after: str | float = "24h"
     notification_retention: str | float = "7d"
+    slack: SlackConfig | None = None
     """How long a delivered (or given-up) notification stays in the outbox, for an operator to look at."""
 
     _durations = field_validator("default_timeout", "grant_lifetime", "max_scope_duration", "retry_max_interval",

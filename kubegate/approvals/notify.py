@@ -49,8 +49,9 @@ def json_message(event: str, view: dict[str, Any]) -> dict[str, Any]:
     return {"apiVersion": "kubegate.dev/v1", "kind": "AccessRequestEvent", "event": event, "request": view}
 
 
-def slack_message(event: str, view: dict[str, Any]) -> dict[str, Any]:
-    """An incoming-webhook payload: `text` for notifications and clients without blocks, plus blocks."""
+def slack_message(event: str, view: dict[str, Any], *, buttons: bool = False) -> dict[str, Any]:
+    """An incoming-webhook payload: `text` for notifications and clients without blocks, plus blocks; with
+    `buttons` (approvals.slack is configured) a new request gets Approve / Deny (see approvals/slack.py)."""
     headline = f"Access request {view['id']} {TITLES.get(event, event)}"
     if event in ("approved", "denied", "revoked") and view.get("decided_by"):
         headline += f" by {view['decided_by']}"
@@ -72,11 +73,17 @@ def slack_message(event: str, view: dict[str, Any]) -> dict[str, Any]:
             "type": "mrkdwn", "text": "```" + view["summary"][:SLACK_TEXT_LIMIT - 6] + "```"}})
     if event == "created":
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"`{view['approve_command']}`"}})
+    if event == "created" and buttons:
+        blocks.append({"type": "actions", "block_id": "kubegate-review", "elements": [
+            {"type": "button", "action_id": "approve", "style": "primary", "value": view["id"],
+             "text": {"type": "plain_text", "text": "Approve"}},
+            {"type": "button", "action_id": "deny", "style": "danger", "value": view["id"],
+             "text": {"type": "plain_text", "text": "Deny"}}]})
     return {"text": f"{headline}: {view['description']}", "blocks": blocks}
 
 
-def render(webhook: WebhookConfig, event: str, view: dict[str, Any]) -> bytes:
-    message = slack_message(event, view) if webhook.format == "slack" else json_message(event, view)
+def render(webhook: WebhookConfig, event: str, view: dict[str, Any], *, buttons: bool = False) -> bytes:
+    message = slack_message(event, view, buttons=buttons) if webhook.format == "slack" else json_message(event, view)
     return orjson.dumps(message)
 
 
@@ -98,8 +105,10 @@ class Notifier:
             return
         now = self.clock()
         view = request.as_dict(now)
+        buttons = self.config.slack is not None
         await conn.execute(sa.insert(notification_outbox), [
-            {"request_id": request.id, "event": event, "webhook": w.name, "body": render(w, event, view).decode(),
+            {"request_id": request.id, "event": event, "webhook": w.name,
+             "body": render(w, event, view, buttons=buttons).decode(),
              "created_at": now, "attempts": 0, "next_attempt_at": now} for w in targets])
 
     def wake(self) -> None:

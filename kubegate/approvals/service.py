@@ -59,6 +59,8 @@ class ApprovalService:
         self.repo = ApprovalRepository(store)
         self.signals = signals or DecisionSignals(store, poll_interval=config.poll_interval)
         self.notifier = notifier or Notifier(store, config, clock=clock)
+        self.observer: Callable[[AccessRequest], None] | None = None
+        """Told of each request created and each decision made here (kubegate.metrics counts them)."""
 
     async def start(self) -> None:
         await self.signals.start()
@@ -104,6 +106,8 @@ class ApprovalService:
     def _announced(self, request: AccessRequest) -> None:
         self.signals.wake(request.id)
         self.notifier.wake()
+        if self.observer is not None:
+            self.observer(request)
 
     # -- the pipeline's side --------------------------------------------------------------------------
 

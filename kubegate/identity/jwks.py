@@ -72,6 +72,8 @@ class IssuerKeys:
         self.discovery: dict[str, Any] | None = None
         self.status = "keys not fetched yet"
         self._error = "keys not fetched yet"
+        self.refreshes = {"ok": 0, "failed": 0}
+        """JWKS fetches by outcome, for kubegate_jwks_refreshes_total."""
 
     async def refresh(self) -> None:
         """Fetch the keys now unless a refresh is running (then wait for it) or one ran < 10 s ago."""
@@ -129,6 +131,7 @@ class IssuerKeys:
             jwks = await self._fetch()
         except IssuerUnreachable as exc:
             self._error = str(exc)
+            self.refreshes["failed"] += 1
             self.status = f"unreachable: {exc}"
             log.warning("issuer %s: %s", self.issuer, exc)
             if self._configured_jwks_url is None:
@@ -136,6 +139,7 @@ class IssuerKeys:
         else:
             self._jwks, self._prepared = jwks, {}
             self._last_success = self._clock()
+            self.refreshes["ok"] += 1
             self.status = "ok"
             log.info("issuer %s: %d signing key(s) loaded", self.issuer, len(jwks))
         finally:

@@ -117,6 +117,10 @@ class Verifier:
     def ready(self) -> dict[str, str]:
         return {url: keys.status for url, keys in self._keys.items()}
 
+    def refreshes(self) -> dict[tuple[str, str], int]:
+        """JWKS fetches by (issuer, outcome ok|failed)."""
+        return {(url, outcome): n for url, keys in self._keys.items() for outcome, n in keys.refreshes.items()}
+
     async def verify(self, token: str) -> Identity:
         if not token:
             raise AuthError("no bearer token: use `kubegate token` as kubectl's credential plugin")

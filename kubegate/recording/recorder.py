@@ -102,6 +102,8 @@ class Recorder:
         self.commits = 0
         self.lost_events = 0
         self.healthy = True
+        self.on_commit: Callable[[float], None] | None = None
+        """Told each successful commit's duration in seconds (kubegate.metrics)."""
         self._batch_max = batch_max
         self._queue: asyncio.Queue[_Item | asyncio.Future[int] | object] = asyncio.Queue(maxsize=queue_max)
         self._sessions: dict[tuple[str, str, str], _SessionState] = {}
@@ -110,6 +112,10 @@ class Recorder:
         self._writer: asyncio.Task[None] | None = None
         self._retention: asyncio.Task[None] | None = None
         self._closed = False
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
 
     @classmethod
     def from_config(cls, store: Store, config: StoreConfig, **kwargs: Any) -> Recorder:
@@ -259,6 +265,7 @@ class Recorder:
                     waiter.set_result(0)
 
     async def _commit(self, batch: list[_Item]) -> None:
+        started = time.perf_counter()
         try:
             seqs = await self._write(batch)
         except Exception as exc:
@@ -275,6 +282,8 @@ class Recorder:
             return
         self.healthy = True
         self.commits += 1
+        if self.on_commit is not None:
+            self.on_commit(time.perf_counter() - started)
         for item, seq in zip(batch, seqs, strict=True):
             if item.future is not None and not item.future.done():
                 item.future.set_result(seq)

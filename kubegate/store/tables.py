@@ -179,3 +179,27 @@ ui_signouts = sa.Table(
 )
 """Web UI sessions signed out before their cookie expires (sha256 of the session's secret), kept until
 then: a copied cookie stops working at sign-out, on every replica."""
+
+chain_anchors = sa.Table(
+    "chain_anchors", metadata,
+    sa.Column("number", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("delivered", sa.JSON, nullable=False),
+)
+"""Signed checkpoints of the chain head, and which external anchors (s3, webhook) have each one. The
+anchors, not this table, are what `audit verify` trusts: this one says what should be found there."""
+
+export_cursors = sa.Table(
+    "export_cursors", metadata,
+    sa.Column("sink", sa.String(63), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Column("owner", sa.String(32), nullable=False, server_default=""),
+    sa.Column("lease_until", sa.Double, nullable=False, server_default="0"),
+)
+"""The last event each export sink acknowledged: the events table is the outbox, this the cursor into it.
+`owner` holds the sink's lease until `lease_until`, so of several replicas one exports each sink at a time."""

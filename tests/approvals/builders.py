@@ -4,9 +4,14 @@ as the pipeline hands them to the approval stage."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import ssl
+import time
 from typing import Any
+from urllib.parse import urlencode
 
+import orjson
 import pytest
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
@@ -144,3 +149,20 @@ async def cancel(task: asyncio.Task[None]) -> None:
 
 def approval_stage(service: ApprovalService, masker: Masker = MASKER) -> ApprovalStage:
     return ApprovalStage(service, masker, lambda: GATEWAY_URL)
+
+
+SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+"""The Slack app's signing secret in tests; slack_signed signs a body with it as Slack does."""
+
+
+def slack_signed(body: bytes, *, secret: str = SLACK_SECRET, ts: int | None = None) -> dict[str, str]:
+    stamp = str(int(time.time()) if ts is None else ts)
+    digest = hmac.new(secret.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}",
+            "Content-Type": "application/x-www-form-urlencoded"}
+
+
+def slack_click(action: str, request_id: str, user: str = "U0BOB") -> bytes:
+    payload = {"type": "block_actions", "user": {"id": user, "username": "bob"},
+               "actions": [{"action_id": action, "block_id": "kubegate-review", "value": request_id}]}
+    return urlencode({"payload": orjson.dumps(payload).decode()}).encode()

@@ -74,3 +74,88 @@ def test_a_store_that_cannot_be_read_is_not_a_pass(tmp_path: Path) -> None:
     code, out = verify("--store-url", f"sqlite:///{tmp_path / 'empty.db'}")
     assert code == 2 and "cannot verify the audit chain: there is no database at" in out
     assert not (tmp_path / "empty.db").exists()
+
+
+# -- against the signed checkpoints on an S3 anchor ------------------------------------------------------
+
+
+def _anchored_config(tmp_path: Path, db_path: Path, bucket: str, endpoint: str) -> Path:
+    """A kubegate.yaml with a signing key and an S3 anchor, and one checkpoint of db_path's chain on it."""
+    from kubegate.audit.anchoring import Anchoring
+    from kubegate.audit.anchors import S3Anchor
+    from kubegate.audit.signing import FileSigner
+    from kubegate.config import load_config
+
+    code, out = keygen(str(tmp_path / "keys" / "signing.pem"))
+    assert code == 0 and "key id" in out
+    config = tmp_path / "kubegate.yaml"
+    config.write_text(f"store: {{url: 'sqlite:///{db_path}'}}\naudit:\n  signing: {{key_file: keys/signing.pem, "
+                      f"trusted_keys: [keys/signing.pem.pub]}}\n  anchors:\n    s3: {{bucket: {bucket}, "
+                      f"endpoint_url: '{endpoint}', region: us-east-1, retention: 1d}}\n")
+    audit_config = load_config(config).audit
+    assert audit_config.anchors.s3 is not None and audit_config.signing.key_file is not None
+
+    async def checkpoint() -> None:
+        store = await Store.open(f"sqlite:///{db_path}")
+        assert audit_config.anchors.s3 is not None and audit_config.signing.key_file is not None
+        await Anchoring(store, FileSigner(audit_config.signing.key_file), [S3Anchor(audit_config.anchors.s3)],
+                        60).round()
+        await store.close()
+
+    asyncio.run(checkpoint())
+    return config
+
+
+def keygen(*args: str) -> tuple[int, str]:
+    app = typer.Typer()
+    audit.register(app)
+    result = CliRunner().invoke(app, ["audit", "keygen", *args])
+    return result.exit_code, result.output
+
+
+def test_a_rewritten_database_fails_against_its_s3_anchor(db_path: Path, tmp_path: Path, locked_bucket: str,
+                                                          s3_endpoint: str) -> None:
+    from tests.audit.builders import rewrite_chain
+
+    config = _anchored_config(tmp_path, db_path, locked_bucket, s3_endpoint)
+    code, out = verify("--config", str(config))
+    assert code == 0, out
+    assert f"anchored: signed checkpoints 1..1 on s3://{locked_bucket}/kubegate/checkpoints/ match, the last " \
+           "through event 6; 0 events since are not anchored yet" in out
+
+    async def rewrite() -> None:
+        store = await Store.open(f"sqlite:///{db_path}")
+        await rewrite_chain(store, lambda data: data.replace("p2", "p9"))
+        await store.close()
+
+    asyncio.run(rewrite())
+    code, out = verify("--config", str(config))
+    assert code == 1
+    assert "audit chain BROKEN (rewritten): the chain was rewritten: event 6 is not the one checkpoint 1" in out
+
+
+def test_a_truncated_database_fails_against_its_s3_anchor(db_path: Path, tmp_path: Path, locked_bucket: str,
+                                                          s3_endpoint: str) -> None:
+    config = _anchored_config(tmp_path, db_path, locked_bucket, s3_endpoint)
+    with sqlite3.connect(db_path) as db:
+        db.execute("DELETE FROM events WHERE seq > 4")
+        db.execute("UPDATE chain_head SET seq = 4, hash = (SELECT hash FROM events WHERE seq = 4)")
+    assert verify("--store-url", f"sqlite:///{db_path}")[0] == 0  # the chain alone cannot tell
+    code, out = verify("--config", str(config))
+    assert code == 1 and "audit chain BROKEN (truncated)" in out and "events 5..6 were removed" in out
+
+
+def test_an_anchor_without_the_checkpoints_fails(db_path: Path, tmp_path: Path, locked_bucket: str,
+                                                 s3_endpoint: str, s3: object) -> None:
+    config = _anchored_config(tmp_path, db_path, locked_bucket, s3_endpoint)
+    config.write_text(config.read_text().replace(locked_bucket, f"{locked_bucket}-empty"))
+    s3.create_bucket(Bucket=f"{locked_bucket}-empty", ObjectLockEnabledForBucket=True)  # type: ignore[attr-defined]
+    code, out = verify("--config", str(config))
+    assert code == 1 and "audit chain BROKEN (missing-anchor): checkpoint 1 was written to" in out
+
+
+def test_an_anchor_with_no_key_to_check_it_is_a_config_error(db_path: Path, tmp_path: Path) -> None:
+    config = tmp_path / "kubegate.yaml"
+    config.write_text(f"store: {{url: 'sqlite:///{db_path}'}}\naudit:\n  anchors: {{s3: {{bucket: b}}}}\n")
+    code, out = verify("--config", str(config))
+    assert code == 2 and "audit: anchors need signing.key_file" in out

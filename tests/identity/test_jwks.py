@@ -101,6 +101,7 @@ async def test_configured_jwks_url_skips_discovery(serve: Serve, session: aiohtt
     issuer_keys = keys(url, session, jwks_url=f"{url}/keys")
     await issuer_keys.refresh()
     assert issuer_keys.status == "ok" and issuer_keys.discovery is None
+    assert issuer_keys.refreshes == {"ok": 1, "failed": 0}
     [key] = await issuer_keys.keys_for("k1", "ES256")
     assert key.algorithm_name == "ES256"
 
@@ -110,6 +111,7 @@ async def test_http_error_is_reported(serve: Serve, session: aiohttp.ClientSessi
     issuer_keys = keys(url, session, jwks_url=f"{url}/missing")
     await issuer_keys.refresh()
     assert issuer_keys.status == f"unreachable: GET {url}/missing: HTTP 404"
+    assert issuer_keys.refreshes == {"ok": 0, "failed": 1}
 
 
 async def test_a_discovery_document_sending_keys_over_plain_http_off_this_machine_is_refused(

@@ -1,0 +1,138 @@
+"""The `audit:` section of kubegate.yaml: signing key, anchors, export sinks and the access log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from kubegate.durations import parse_duration
+
+Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _duration(value: str | float) -> str | float:
+    if parse_duration(value) <= 0:
+        raise ValueError("must be longer than zero")
+    return value
+
+
+def _http_url(value: str) -> str:
+    if not value.startswith(("https://", "http://")):
+        raise ValueError("must be an https:// URL (http:// only for a receiver you trust on the network)")
+    return value
+
+
+class SigningConfig(_Strict):
+    """`key_file` signs new checkpoints; `trusted_keys` are the public keys `audit verify` accepts (the
+    current key and every retired one whose checkpoints are still kept)."""
+
+    key_file: Path | None = Field(default=None, description="Ed25519 private key (PEM, PKCS#8)")
+    trusted_keys: list[Path] = Field(default=[], description="Ed25519 public keys (PEM) that verify checkpoints")
+
+
+class S3AnchorConfig(_Strict):
+    bucket: str
+    prefix: str = "kubegate/checkpoints/"
+    region: str | None = None
+    endpoint_url: str | None = None
+    object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "COMPLIANCE"
+    retention: str | float = "400d"
+
+    @field_validator("retention")
+    @classmethod
+    def _retention(cls, value: str | float) -> str | float:
+        return _duration(value)
+
+
+class WebhookAnchorConfig(_Strict):
+    """Each checkpoint is POSTed here (a transparency log, a SIEM, another team's store); `audit verify`
+    cannot read it back, so it is the receiver's copy for a human to compare."""
+
+    url: str = Field(repr=False)
+    headers: dict[str, str] = Field(default={}, repr=False)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _http_url(value)
+
+
+class AnchorsConfig(_Strict):
+    s3: S3AnchorConfig | None = None
+    webhook: WebhookAnchorConfig | None = None
+
+
+class SinkConfig(_Strict):
+    """One export destination; each keeps its own cursor in the store, so a slow one delays nobody else."""
+
+    name: Name
+    type: Literal["stdout", "file", "webhook", "s3"]
+    path: Path | None = Field(default=None, description="file sink: the JSON-lines file to append to")
+    url: str | None = Field(default=None, repr=False, description="webhook sink: where EventLists are POSTed")
+    headers: dict[str, str] = Field(default={}, repr=False)
+    bucket: str | None = None
+    prefix: str = "kubegate/audit/"
+    region: str | None = None
+    endpoint_url: str | None = None
+    batch_max: int = Field(default=500, gt=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _needs(self) -> SinkConfig:
+        needed = {"file": "path", "webhook": "url", "s3": "bucket"}.get(self.type)
+        if needed and getattr(self, needed) is None:
+            raise ValueError(f"a {self.type} sink needs {needed}")
+        if self.url is not None:
+            _http_url(self.url)
+        return self
+
+
+class ExportConfig(_Strict):
+    sinks: list[SinkConfig] = []
+    interval: str | float = "1s"
+    retry_max_interval: str | float = "1m"
+    lease: str | float = Field(default="30s", description="how long a replica holds a sink before another may "
+                               "take over; renewed every interval, so make it several intervals long")
+    lag_alarm: int = Field(default=10_000, gt=0, description="events behind at which /readyz reports the sink lagging")
+
+    @field_validator("interval", "retry_max_interval", "lease")
+    @classmethod
+    def _intervals(cls, value: str | float) -> str | float:
+        return _duration(value)
+
+    @model_validator(mode="after")
+    def _unique(self) -> ExportConfig:
+        names = [s.name for s in self.sinks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"sink names must be unique: {', '.join(dupes)}")
+        return self
+
+
+class AccessLogConfig(_Strict):
+    enabled: bool = True
+    format: Literal["json", "text"] = "json"
+
+
+class AuditConfig(_Strict):
+    signing: SigningConfig = SigningConfig()
+    anchors: AnchorsConfig = AnchorsConfig()
+    checkpoint_interval: str | float = "5m"
+    export: ExportConfig = ExportConfig()
+    access_log: AccessLogConfig = AccessLogConfig()
+
+    @field_validator("checkpoint_interval")
+    @classmethod
+    def _interval(cls, value: str | float) -> str | float:
+        return _duration(value)
+
+    @model_validator(mode="after")
+    def _anchors_need_a_key(self) -> AuditConfig:
+        if (self.anchors.s3 or self.anchors.webhook) and self.signing.key_file is None:
+            raise ValueError("anchors need signing.key_file: checkpoints are signed before they leave")
+        return self

@@ -1,0 +1,177 @@
+"""Recorded events as Kubernetes audit events (`audit.k8s.io/v1` `Event`), so tools that read a cluster's
+audit log (Falco's k8saudit plugin, Datadog, Splunk) read kubegate's unchanged.
+
+One request gives RequestReceived (the request event), then ResponseComplete (its response, or the refusal),
+or ResponseStarted and ResponseComplete for a stream (its response headers, then its end). kubegate's own
+findings ride in annotations: the decision and the rules that made it, the masks, the approval that let
+it through, the session and chain position, and the CI claims of the caller. Level is Metadata: bodies
+never leave the store this way.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+API_VERSION = "audit.k8s.io/v1"
+PREFIX = "kubegate.dev/"
+EXPORTED = frozenset({"request", "response", "refused", "end", "grant_used"})
+"""The event types a request's audit events are made from; session seals, stream chunks, retention notes
+and approval bookkeeping stay in kubegate's own record."""
+_REMEMBER = 10_000  # requests whose later stages may still come
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One stored event with its session's identity columns (None when the session is gone)."""
+
+    seq: int
+    hash: str
+    session_id: str | None
+    ts: float
+    type: str
+    data: str
+    session: dict[str, Any] | None
+
+
+def timestamp(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def audit_id(flow: str) -> str:
+    try:
+        return str(uuid.UUID(hex=flow))
+    except ValueError:
+        return str(uuid.uuid5(uuid.NAMESPACE_OID, flow))
+
+
+class Converter:
+    """Turns rows into audit events in chain order; remembers each request until its last stage is seen,
+    so a response carries its request's verb, object and decision."""
+
+    def __init__(self) -> None:
+        self._requests: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._approvals: OrderedDict[str, str] = OrderedDict()
+
+    def remember(self, row: Row) -> None:
+        """A request event read only to give a later stage its context (it was exported before)."""
+        self._request_context(row, orjson.loads(row.data))
+
+    def convert(self, row: Row) -> dict[str, Any] | None:
+        data = orjson.loads(row.data)
+        if row.type == "grant_used":
+            self._keep(self._approvals, str(data.get("flow", "")), str(data.get("request", "")))
+            return None
+        if row.type == "request":
+            ctx = self._request_context(row, data)
+            return self._event(row, ctx, "RequestReceived", None)
+        if row.type not in EXPORTED:
+            return None
+        known = self._requests.get(str(data.get("flow", "")))
+        if known is None:
+            if "method" not in data:  # a stage whose request is not known here (see Exporter)
+                return None
+            known = self._request_context(row, data)
+        ctx = known
+        if row.type == "response":
+            ctx["code"] = data.get("status")
+        elif row.type == "end":  # a stream's end carries no status: the one its response started with
+            data.setdefault("status", ctx.get("code"))
+        stream_opened = row.type == "response" and data.get("stream")
+        return self._event(row, ctx, "ResponseStarted" if stream_opened else "ResponseComplete", data)
+
+    @staticmethod
+    def _keep(store: OrderedDict[str, Any], key: str, value: Any) -> None:
+        store[key] = value
+        store.move_to_end(key)
+        while len(store) > _REMEMBER:
+            store.popitem(last=False)
+
+    def _request_context(self, row: Row, data: dict[str, Any]) -> dict[str, Any]:
+        info = data.get("info") or {}
+        decision = data.get("decision") or {}
+        action = decision.get("action")
+        uri = data.get("path", "") + (f"?{data['query']}" if data.get("query") else "")
+        ctx = {
+            "flow": str(data.get("flow", "")), "uri": uri,
+            "verb": info.get("verb") or str(data.get("method", "")).lower(), "info": info, "received": row.ts,
+            "action": action,
+            "rules": [m.get("rule", "") for m in decision.get("matches", []) if m.get("action") == action],
+            "masks": list(decision.get("masks", [])), "created": _created_name(data),
+        }
+        self._keep(self._requests, ctx["flow"], ctx)
+        return ctx
+
+    def _event(self, row: Row, ctx: dict[str, Any], stage: str, data: dict[str, Any] | None) -> dict[str, Any]:
+        session = row.session or {}
+        info = ctx["info"]
+        event: dict[str, Any] = {
+            "kind": "Event", "apiVersion": API_VERSION, "level": "Metadata", "auditID": audit_id(ctx["flow"]),
+            "stage": stage, "requestURI": ctx["uri"], "verb": ctx["verb"],
+            "user": {"username": session.get("username", ""), "groups": list(session.get("groups") or []),
+                     **({"extra": {k: [str(v)] for k, v in session["claims"].items()}} if session.get("claims")
+                        else {})},
+            "requestReceivedTimestamp": timestamp(ctx["received"]), "stageTimestamp": timestamp(row.ts),
+        }
+        if session.get("source"):
+            event["sourceIPs"] = [session["source"]]
+        if session.get("user_agent"):
+            event["userAgent"] = session["user_agent"]
+        if info.get("is_resource_request"):
+            ref = {"resource": info.get("resource"), "namespace": info.get("namespace"),
+                   "name": info.get("name") or ctx["created"],
+                   "apiGroup": info.get("api_group"), "apiVersion": info.get("api_version"),
+                   "subresource": info.get("subresource")}
+            event["objectRef"] = {k: v for k, v in ref.items() if v}
+        if data is not None:
+            event["responseStatus"] = _status(data)
+        event["annotations"] = self._annotations(row, ctx, session)
+        return event
+
+    def _annotations(self, row: Row, ctx: dict[str, Any], session: dict[str, Any]) -> dict[str, str]:
+        notes = {f"{PREFIX}event": row.type, f"{PREFIX}seq": str(row.seq), f"{PREFIX}hash": row.hash,
+                 f"{PREFIX}session": row.session_id or "", f"{PREFIX}connection": session.get("connection", "")}
+        if ctx["action"]:
+            notes[f"{PREFIX}decision"] = ctx["action"]
+            notes["authorization.k8s.io/decision"] = "allow" if ctx["action"] == "allow" else "forbid"
+        if ctx["rules"]:
+            notes[f"{PREFIX}rule"] = ",".join(ctx["rules"])
+            notes["authorization.k8s.io/reason"] = f"kubegate policy rule {', '.join(ctx['rules'])}"
+        if ctx["masks"]:
+            notes[f"{PREFIX}masks"] = ",".join(ctx["masks"])
+        if approval := self._approvals.get(ctx["flow"]):
+            notes[f"{PREFIX}approval"] = approval
+        for name, value in (session.get("claims") or {}).items():
+            notes[f"{PREFIX}claim.{name}"] = str(value)
+        return {k: v for k, v in notes.items() if v}
+
+
+def _created_name(data: dict[str, Any]) -> str:
+    """A create names its object in the body; kube-apiserver's audit log puts that name in objectRef too."""
+    if data.get("method") != "POST" or data.get("encoding") != "utf-8" or data.get("truncated"):
+        return ""
+    try:
+        name = orjson.loads(data.get("body", "")).get("metadata", {}).get("name")
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""
+    return name if isinstance(name, str) else ""
+
+
+def _status(data: dict[str, Any]) -> dict[str, Any]:
+    status = data.get("status")
+    if isinstance(status, dict):  # a refusal: kubegate's Status
+        out: dict[str, Any] = {"metadata": {}, "code": int(status.get("code") or 0), "status": "Failure"}
+        for key in ("message", "reason"):
+            if status.get(key):
+                out[key] = str(status[key])
+        return out
+    code = int(status or 0)
+    out = {"metadata": {}, "code": code}
+    if data.get("error"):
+        out.update(status="Failure", message=str(data["error"]))
+    return out
