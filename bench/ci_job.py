@@ -47,24 +47,48 @@ DIRECT, KUBEGATE, STATIC = "direct", "kubegate", "kubegate, fixed token"
 # As the e2e tests stand (tests/conftest.py): the platform team bound `developers` to cluster-admin, kubegate's
 # own identity has deploy/rbac.yaml; the policy masks everything built in and reads every pod write's body.
 RBAC: list[dict[str, Any]] = [
-    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-     "metadata": {"name": "developers-are-admins"},
-     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-     "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "developers"}]},
+    {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "developers-are-admins"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "developers"}],
+    },
 ]
 POLICIES: list[dict[str, Any]] = [
-    {"name": "developers-work-everywhere", "subjects": {"groups": ["developers"]}, "action": "allow",
-     "mask": ["secret-values", "last-applied", "env-credentials", "configmap-keys", "serviceaccount-tokens",
-              "credentials-in-text"]},
-    {"name": "no-privileged-containers", "match": {"resources": ["pods"], "verbs": ["create", "update", "patch"]},
-     "condition": "has(object.spec) && has(object.spec.containers) && object.spec.containers.exists(c, "
-                  "has(c.securityContext) && has(c.securityContext.privileged) && c.securityContext.privileged)",
-     "action": "deny", "message": "privileged containers are not allowed"},
-    {"name": "kube-system-is-read-only", "match": {"namespaces": ["kube-system"],
-                                                   "verbs": ["create", "update", "patch", "delete"]},
-     "action": "deny", "message": "kube-system is managed by the platform team"},
-    {"name": "namespace-deletion-needs-a-human", "match": {"verbs": ["delete"], "resources": ["namespaces"]},
-     "action": "review", "reviewers": {"groups": ["platform-oncall"]}},
+    {
+        "name": "developers-work-everywhere",
+        "subjects": {"groups": ["developers"]},
+        "action": "allow",
+        "mask": [
+            "secret-values",
+            "last-applied",
+            "env-credentials",
+            "configmap-keys",
+            "serviceaccount-tokens",
+            "credentials-in-text",
+        ],
+    },
+    {
+        "name": "no-privileged-containers",
+        "match": {"resources": ["pods"], "verbs": ["create", "update", "patch"]},
+        "condition": "has(object.spec) && has(object.spec.containers) && object.spec.containers.exists(c, "
+        "has(c.securityContext) && has(c.securityContext.privileged) && c.securityContext.privileged)",
+        "action": "deny",
+        "message": "privileged containers are not allowed",
+    },
+    {
+        "name": "kube-system-is-read-only",
+        "match": {"namespaces": ["kube-system"], "verbs": ["create", "update", "patch", "delete"]},
+        "action": "deny",
+        "message": "kube-system is managed by the platform team",
+    },
+    {
+        "name": "namespace-deletion-needs-a-human",
+        "match": {"verbs": ["delete"], "resources": ["namespaces"]},
+        "action": "review",
+        "reviewers": {"groups": ["platform-oncall"]},
+    },
 ]
 
 
@@ -73,28 +97,71 @@ def manifest(node: str) -> list[dict[str, Any]]:
     label = {"app": "ci"}
     objs: list[dict[str, Any]] = []
     for i in range(6):
-        objs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"ci-config-{i}", "labels": label},
-                     "data": {"settings.yaml": f"replicas: {i}\nfeature: on\n" * 20, "stage": "new"}})
+        objs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"ci-config-{i}", "labels": label},
+                "data": {"settings.yaml": f"replicas: {i}\nfeature: on\n" * 20, "stage": "new"},
+            }
+        )
     for i in range(4):
-        objs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"ci-secret-{i}", "labels": label},
-                     "stringData": {"password": f"hunter{i}-not-a-real-one", "url": "postgres://u:p@db/ci"}})
+        objs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": f"ci-secret-{i}", "labels": label},
+                "stringData": {"password": f"hunter{i}-not-a-real-one", "url": "postgres://u:p@db/ci"},
+            }
+        )
     for i in range(2):
-        objs.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": f"ci-sa-{i}",
-                                                                                  "labels": label}})
+        objs.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": f"ci-sa-{i}", "labels": label}})
     for i in range(3):
-        objs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": f"ci-svc-{i}", "labels": label},
-                     "spec": {"selector": label, "ports": [{"port": 80 + i, "targetPort": 8080}]}})
-    objs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "ci-web", "labels": label},
-                 "spec": {"replicas": 2, "selector": {"matchLabels": label},
-                          "template": {"metadata": {"labels": label},
-                                       "spec": {"containers": [{"name": "app", "image": "busybox"}]}}}})
+        objs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": f"ci-svc-{i}", "labels": label},
+                "spec": {"selector": label, "ports": [{"port": 80 + i, "targetPort": 8080}]},
+            }
+        )
+    objs.append(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "ci-web", "labels": label},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": label},
+                "template": {
+                    "metadata": {"labels": label},
+                    "spec": {"containers": [{"name": "app", "image": "busybox"}]},
+                },
+            },
+        }
+    )
     for i in range(3):
-        objs.append({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"ci-pod-{i}", "labels": label},
-                     "spec": {"nodeName": node, "containers": [
-                         {"name": "app", "image": "busybox",
-                          "env": [{"name": "DB_PASSWORD", "value": "not-a-real-one"}]}]}})
-    objs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ci-gate", "labels": label},
-                 "data": {"stage": "waiting"}})
+        objs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": f"ci-pod-{i}", "labels": label},
+                "spec": {
+                    "nodeName": node,
+                    "containers": [
+                        {"name": "app", "image": "busybox", "env": [{"name": "DB_PASSWORD", "value": "not-a-real-one"}]}
+                    ],
+                },
+            }
+        )
+    objs.append(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "ci-gate", "labels": label},
+            "data": {"stage": "waiting"},
+        }
+    )
     assert len(objs) == 20
     return objs
 
@@ -112,8 +179,10 @@ def script(objs: list[dict[str, Any]], manifest_file: Path) -> Iterator[tuple[st
     for kind in ("pods", "configmaps", "secrets", "services", "serviceaccounts", "deployments"):
         yield "run", ["get", kind, "-l", "app=ci", "-o", "yaml"]
     for i in range(5):
-        yield "run", ["patch", "configmap", f"ci-config-{i}", "--type", "merge", "-p",
-                      f'{{"data":{{"stage":"patched-{i}"}}}}']
+        yield (
+            "run",
+            ["patch", "configmap", f"ci-config-{i}", "--type", "merge", "-p", f'{{"data":{{"stage":"patched-{i}"}}}}'],
+        )
     yield "run", ["patch", "deployment", "ci-web", "-p", '{"spec":{"replicas":3}}']
     yield "run", ["label", "pod", "ci-pod-0", "ci/checked=yes"]
     yield "run", ["annotate", "service", "ci-svc-0", "ci/run=1"]
@@ -166,8 +235,10 @@ class Side:
             doc = yaml.safe_load(path.read_text())
             user = doc["users"][0]["user"]["exec"]
             wrapper = job / "timed-plugin"
-            wrapper.write_text(f'#!/bin/sh\ns=$(date +%s%N)\n"{user["command"]}" "$@"\nrc=$?\n'
-                               f'echo $(( $(date +%s%N) - s )) >> "{plugin_log}"\nexit $rc\n')
+            wrapper.write_text(
+                f'#!/bin/sh\ns=$(date +%s%N)\n"{user["command"]}" "$@"\nrc=$?\n'
+                f'echo $(( $(date +%s%N) - s )) >> "{plugin_log}"\nexit $rc\n'
+            )
             wrapper.chmod(0o755)
             user["command"] = str(wrapper)
             path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -175,8 +246,9 @@ class Side:
 
 
 async def kubectl(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(KUBECTL, *argv, env=env, stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        KUBECTL, *argv, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
     _, err = await proc.communicate()
     return proc.returncode or 0, err.decode(errors="replace")
 
@@ -211,8 +283,11 @@ async def run_job(side: Side, verbose: bool) -> Job:
     manifest_file = job_dir / "manifest.yaml"
     manifest_file.write_text(yaml.safe_dump_all(objs))
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
-    env.update(HOME=str(job_dir / "home"), XDG_CACHE_HOME=str(job_dir / "cache"),
-               PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    env.update(
+        HOME=str(job_dir / "home"),
+        XDG_CACHE_HOME=str(job_dir / "cache"),
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    )
     common = [f"--kubeconfig={config}", f"--cache-dir={job_dir / 'kube-cache'}", "-n", namespace]
     if verbose:
         common.append("-v=9")
@@ -228,19 +303,20 @@ async def run_job(side: Side, verbose: bool) -> Job:
             background = (inv, asyncio.create_task(kubectl([*common, *args], env)), t0)
             await asyncio.sleep(0.3)  # the watch is open before the patch that satisfies it
             if plugin_log is not None and plugin_log.exists():
-                inv.plugin = sum(int(x) for x in plugin_log.read_text().split()[len(before):]) / 1e9
+                inv.plugin = sum(int(x) for x in plugin_log.read_text().split()[len(before) :]) / 1e9
             continue
         rc, err = await kubectl([*common, *args], env)
         inv.wall = time.perf_counter() - t0
         check(rc, err, args, side.name)
         if verbose:
             after = plugin_log.read_text().split() if plugin_log and plugin_log.exists() else []
-            inv.plugin = sum(int(x) for x in after[len(before):]) / 1e9
+            inv.plugin = sum(int(x) for x in after[len(before) :]) / 1e9
             split(inv, err)
         if args[0] == "wait":  # the pods are up: give them some output for the logs steps
             for i in range(3):
-                side.env.cluster.append_log(namespace, f"ci-pod-{i}", "".join(
-                    f"line {n} of ci-pod-{i}\n" for n in range(200)))
+                side.env.cluster.append_log(
+                    namespace, f"ci-pod-{i}", "".join(f"line {n} of ci-pod-{i}\n" for n in range(200))
+                )
         if background is not None and args[0] == "patch" and "ci-gate" in args:
             bg_inv, task, bg_start = background
             rc, err = await task
@@ -266,24 +342,38 @@ def summary(jobs: dict[str, list[Job]], verbose: dict[str, Job], load: str) -> s
     ratio = walls[KUBEGATE] / walls[DIRECT]
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     head = " | ".join(names)
-    lines = [f"## {stamp}: CI job", "", f"- machine: {machine()}; load average before the rounds: {load}",
-             f"- bench/ci_job.py: 50 kubectl invocations, real kube-apiserver (envtest), "
-             f"{len(jobs[DIRECT])} cold job(s) per target, alternated; `{KUBEGATE}` is what a CI job runs "
-             f"(`kubegate token` as exec plugin), `{STATIC}` the same gateway with a fixed token (the proxy's "
-             "share alone); ratios are against direct", "",
-             f"| figure | {head} | target |", "| --- |" + " --- |" * (len(names) + 1),
-             f"| job wall time (median), s | {' | '.join(_vs(walls, t) for t in names)} | "
-             f"≤ 1.2x: {'met' if ratio <= 1.2 else 'not met'} ({ratio:.2f}x) |",
-             f"| every job's wall time, s | {' | '.join(', '.join(f'{j.wall:.2f}' for j in jobs[t]) for t in names)}"
-             " | |"]
-    for key, label in (("wall", "verbose pass (-v=9), wall summed over invocations, s"),
-                       ("plugin", "credential plugin (kubegate token, timed by a wrapper), s"),
-                       ("tls", "TLS handshakes (client-go trace), s"), ("discovery", "discovery requests, s"),
-                       ("requests", "other requests, s"), ("calls", "HTTP requests")):
+    lines = [
+        f"## {stamp}: CI job",
+        "",
+        f"- machine: {machine()}; load average before the rounds: {load}",
+        f"- bench/ci_job.py: 50 kubectl invocations, real kube-apiserver (envtest), "
+        f"{len(jobs[DIRECT])} cold job(s) per target, alternated; `{KUBEGATE}` is what a CI job runs "
+        f"(`kubegate token` as exec plugin), `{STATIC}` the same gateway with a fixed token (the proxy's "
+        "share alone); ratios are against direct",
+        "",
+        f"| figure | {head} | target |",
+        "| --- |" + " --- |" * (len(names) + 1),
+        f"| job wall time (median), s | {' | '.join(_vs(walls, t) for t in names)} | "
+        f"≤ 1.2x: {'met' if ratio <= 1.2 else 'not met'} ({ratio:.2f}x) |",
+        f"| every job's wall time, s | {' | '.join(', '.join(f'{j.wall:.2f}' for j in jobs[t]) for t in names)} | |",
+    ]
+    for key, label in (
+        ("wall", "verbose pass (-v=9), wall summed over invocations, s"),
+        ("plugin", "credential plugin (kubegate token, timed by a wrapper), s"),
+        ("tls", "TLS handshakes (client-go trace), s"),
+        ("discovery", "discovery requests, s"),
+        ("requests", "other requests, s"),
+        ("calls", "HTTP requests"),
+    ):
         totals = {t: sum(getattr(i, key) for i in j.invocations) for t, j in verbose.items()}
         lines.append(f"| {label} | {' | '.join(_vs(totals, t, key == 'calls') for t in names)} | |")
-    lines += ["", "Per invocation, verbose pass (ms: wall / plugin / TLS / discovery / other requests; HTTP calls):",
-              "", f"| # | kubectl | {head} |", "| --- | --- |" + " --- |" * len(names)]
+    lines += [
+        "",
+        "Per invocation, verbose pass (ms: wall / plugin / TLS / discovery / other requests; HTTP calls):",
+        "",
+        f"| # | kubectl | {head} |",
+        "| --- | --- |" + " --- |" * len(names),
+    ]
     for n, invs in enumerate(zip(*(verbose[t].invocations for t in names), strict=True), 1):
         shown = " ".join(Path(a).name if a.startswith("/") else a for a in invs[0].args[:4])[:48]
         lines.append(f"| {n} | {shown} | {' | '.join(_cell(i) for i in invs)} |")
@@ -298,8 +388,10 @@ def _vs(figures: dict[str, float], name: str, count: bool = False) -> str:
 
 
 def _cell(i: Invocation) -> str:
-    return (f"{i.wall * 1e3:.0f} / {i.plugin * 1e3:.0f} / {i.tls * 1e3:.0f} / {i.discovery * 1e3:.0f} / "
-            f"{i.requests * 1e3:.0f}; {i.calls}")
+    return (
+        f"{i.wall * 1e3:.0f} / {i.plugin * 1e3:.0f} / {i.tls * 1e3:.0f} / {i.discovery * 1e3:.0f} / "
+        f"{i.requests * 1e3:.0f}; {i.calls}"
+    )
 
 
 async def main_async(rounds: int, results: Path | None) -> str:

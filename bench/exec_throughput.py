@@ -58,21 +58,38 @@ class Sandbox:
 
 
 def _seed(cluster: SandboxCluster) -> None:
-    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-               "metadata": {"name": "bench"},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g}
-                            for g in ("bench-raw", "bench-masked")]}
-    cluster.seed([binding, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
-                  {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "source", "namespace": NAMESPACE},
-                   "spec": {"containers": [{"name": "app", "image": "busybox"}]}}])
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "bench"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g} for g in ("bench-raw", "bench-masked")
+        ],
+    }
+    cluster.seed(
+        [
+            binding,
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "source", "namespace": NAMESPACE},
+                "spec": {"containers": [{"name": "app", "image": "busybox"}]},
+            },
+        ]
+    )
 
 
 def _gateway_kubeconfig(path: Path, server: str, ca: Path, token: str) -> Path:
-    doc = {"apiVersion": "v1", "kind": "Config", "current-context": "k",
-           "clusters": [{"name": "k", "cluster": {"server": server, "certificate-authority": str(ca)}}],
-           "users": [{"name": "k", "user": {"token": token}}],
-           "contexts": [{"name": "k", "context": {"cluster": "k", "user": "k"}}]}
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "k",
+        "clusters": [{"name": "k", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": "k", "user": {"token": token}}],
+        "contexts": [{"name": "k", "context": {"cluster": "k", "user": "k"}}],
+    }
     path.write_text(yaml.safe_dump(doc))
     return path
 
@@ -98,9 +115,12 @@ def measure(kubeconfig: Path, megabytes: int) -> float:
     """MB/s of one exec that writes `megabytes` of text, read by this process as fast as it comes."""
     script = f"yes '{LINE}' | head -c {megabytes}M"
     start = time.perf_counter()
-    proc = subprocess.Popen([KUBECTL, f"--kubeconfig={kubeconfig}", "exec", "source", "-n", NAMESPACE, "--",
-                             "sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={"HOME": os.environ.get("HOME", "/tmp"), "PATH": os.environ.get("PATH", "")})
+    proc = subprocess.Popen(
+        [KUBECTL, f"--kubeconfig={kubeconfig}", "exec", "source", "-n", NAMESPACE, "--", "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"HOME": os.environ.get("HOME", "/tmp"), "PATH": os.environ.get("PATH", "")},
+    )
     assert proc.stdout is not None
     total = 0
     while chunk := proc.stdout.read(1 << 20):
@@ -108,8 +128,11 @@ def measure(kubeconfig: Path, megabytes: int) -> float:
     proc.wait()
     elapsed = time.perf_counter() - start
     if proc.returncode != 0 or total != megabytes << 20:
-        raise SystemExit(f"exec failed ({proc.returncode}, {total} bytes): {proc.stderr.read().decode()[-500:]}"
-                         if proc.stderr else "exec failed")
+        raise SystemExit(
+            f"exec failed ({proc.returncode}, {total} bytes): {proc.stderr.read().decode()[-500:]}"
+            if proc.stderr
+            else "exec failed"
+        )
     return total / elapsed / 1e6
 
 
@@ -129,20 +152,29 @@ def throughput(megabytes: int, rounds: int) -> dict[str, float]:
             config = gateway_config(root, upstream, sandbox.issuer, policies, listen=f"127.0.0.1:{port}")
             config["policies"] = [
                 {"name": "bench-raw", "subjects": {"groups": ["bench-raw"]}, "action": "allow"},
-                {"name": "bench-masked", "subjects": {"groups": ["bench-masked"]}, "action": "allow",
-                 "mask": ["credentials-in-text"]}]
+                {
+                    "name": "bench-masked",
+                    "subjects": {"groups": ["bench-masked"]},
+                    "action": "allow",
+                    "mask": ["credentials-in-text"],
+                },
+            ]
             config_file = root / "kubegate.yaml"
             config_file.write_text(yaml.safe_dump(config))
-            gateway = subprocess.Popen([sys.executable, "-m", "kubegate", "serve", "--config", str(config_file),
-                                        "--log-level", "warning"], cwd=REPO)
+            gateway = subprocess.Popen(
+                [sys.executable, "-m", "kubegate", "serve", "--config", str(config_file), "--log-level", "warning"],
+                cwd=REPO,
+            )
             ca = root / "gateway" / "tls" / "ca.crt"
             url = f"https://127.0.0.1:{port}"
             _wait_ready(url, ca, gateway)
             server = f"{url}/k8s/{CONNECTION}"
-            raw = _gateway_kubeconfig(root / "raw.kubeconfig", server, ca,
-                                      sandbox.issuer.mint("bench", ["bench-raw"], lifetime=3600))
-            masked = _gateway_kubeconfig(root / "masked.kubeconfig", server, ca,
-                                         sandbox.issuer.mint("bench", ["bench-masked"], lifetime=3600))
+            raw = _gateway_kubeconfig(
+                root / "raw.kubeconfig", server, ca, sandbox.issuer.mint("bench", ["bench-raw"], lifetime=3600)
+            )
+            masked = _gateway_kubeconfig(
+                root / "masked.kubeconfig", server, ca, sandbox.issuer.mint("bench", ["bench-masked"], lifetime=3600)
+            )
             results: dict[str, list[float]] = {DIRECT_LABEL: [], RECORDED_LABEL: [], MASKED_LABEL: []}
             for _ in range(rounds):
                 for label, kubeconfig in zip(results, (direct, raw, masked), strict=True):

@@ -24,41 +24,69 @@ WATCH_PATH = "/api/v1/namespaces/watch/pods"
 
 def make_pod(name: str, namespace: str) -> dict[str, Any]:
     return {
-        "kind": "Pod", "apiVersion": "v1",
+        "kind": "Pod",
+        "apiVersion": "v1",
         "metadata": {
-            "name": name, "namespace": namespace, "uid": f"8f1c2b9e-0000-4000-8000-{zlib.crc32(name.encode()):012d}",
-            "resourceVersion": "123456", "creationTimestamp": "2024-05-01T10:00:00Z",
+            "name": name,
+            "namespace": namespace,
+            "uid": f"8f1c2b9e-0000-4000-8000-{zlib.crc32(name.encode()):012d}",
+            "resourceVersion": "123456",
+            "creationTimestamp": "2024-05-01T10:00:00Z",
             "labels": {"app": name.rsplit("-", 1)[0], "pod-template-hash": "7d9f8b6c5"},
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9f8b6c5",
-                                 "uid": "11111111-2222-4333-8444-555555555555", "controller": True}],
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": "web-7d9f8b6c5",
+                    "uid": "11111111-2222-4333-8444-555555555555",
+                    "controller": True,
+                }
+            ],
         },
         "spec": {
-            "containers": [{
-                "name": "app", "image": "registry.example/web:1.27.3",
-                "ports": [{"containerPort": 8080, "protocol": "TCP"}],
-                "env": [{"name": "LOG_LEVEL", "value": "info"},
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "registry.example/web:1.27.3",
+                    "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                    "env": [
+                        {"name": "LOG_LEVEL", "value": "info"},
                         {"name": "DATABASE_URL", "value": "postgres://app:s3cr3t@db:5432/app"},
-                        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
-                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
-                "volumeMounts": [{"name": "kube-api-access", "mountPath": "/var/run/secrets/kubernetes.io"}],
-            }],
-            "nodeName": "node-1", "serviceAccountName": "default", "restartPolicy": "Always",
+                        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                    ],
+                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                    "volumeMounts": [{"name": "kube-api-access", "mountPath": "/var/run/secrets/kubernetes.io"}],
+                }
+            ],
+            "nodeName": "node-1",
+            "serviceAccountName": "default",
+            "restartPolicy": "Always",
         },
         "status": {
-            "phase": "Running", "podIP": "10.0.0.12", "hostIP": "192.168.0.3",
+            "phase": "Running",
+            "podIP": "10.0.0.12",
+            "hostIP": "192.168.0.3",
             "startTime": "2024-05-01T10:00:01Z",
-            "conditions": [{"type": t, "status": "True", "lastTransitionTime": "2024-05-01T10:00:05Z"}
-                           for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")],
-            "containerStatuses": [{"name": "app", "ready": True, "restartCount": 0,
-                                   "image": "registry.example/web:1.27.3", "started": True,
-                                   "state": {"running": {"startedAt": "2024-05-01T10:00:04Z"}}}],
+            "conditions": [
+                {"type": t, "status": "True", "lastTransitionTime": "2024-05-01T10:00:05Z"}
+                for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")
+            ],
+            "containerStatuses": [
+                {
+                    "name": "app",
+                    "ready": True,
+                    "restartCount": 0,
+                    "image": "registry.example/web:1.27.3",
+                    "started": True,
+                    "state": {"running": {"startedAt": "2024-05-01T10:00:04Z"}},
+                }
+            ],
         },
     }
 
 
 def _list(kind: str, items: list[dict[str, Any]]) -> bytes:
-    return orjson.dumps({"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": "123456"},
-                         "items": items})
+    return orjson.dumps({"kind": kind, "apiVersion": "v1", "metadata": {"resourceVersion": "123456"}, "items": items})
 
 
 def write_fixtures(root: Path, *, secrets: int = 10_000, pods: int = 500) -> dict[str, int]:

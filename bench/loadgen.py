@@ -60,21 +60,39 @@ def wrk_path() -> str | None:
     return shutil.which("wrk")
 
 
-async def run_load(url: str, authorization: str, connections: int, seconds: float, workdir: Path,
-                   tool: str) -> Load:
+async def run_load(url: str, authorization: str, connections: int, seconds: float, workdir: Path, tool: str) -> Load:
     """One measured run in a new process; `tool` is "wrk" or "python"."""
     env = {**os.environ, "BENCH_AUTHORIZATION": authorization}
     if tool == "wrk":
         script = workdir / "bench.lua"
         if not script.exists():
             script.write_text(WRK_SCRIPT)
-        argv = [wrk_path() or "wrk", "-t1", f"-c{connections}", f"-d{max(seconds, 1):.0f}s", "--timeout", "60s",
-                "-s", str(script), url]
+        argv = [
+            wrk_path() or "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(seconds, 1):.0f}s",
+            "--timeout",
+            "60s",
+            "-s",
+            str(script),
+            url,
+        ]
     else:
-        argv = [sys.executable, "-m", "bench.loadgen", "--url", url, "--connections", str(connections),
-                "--seconds", str(seconds)]
-    proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.PIPE, preexec_fn=die_with_parent)
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.loadgen",
+            "--url",
+            url,
+            "--connections",
+            str(connections),
+            "--seconds",
+            str(seconds),
+        ]
+    proc = await asyncio.create_subprocess_exec(
+        *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, preexec_fn=die_with_parent
+    )
     out, err = await proc.communicate()
     line = next((raw for raw in out.splitlines() if raw.startswith(b"{")), None)
     if proc.returncode != 0 or line is None:

@@ -37,17 +37,32 @@ class _Connection:
 
 def make_secret(i: int) -> dict[str, Any]:
     data = {f"key-{k}": base64.b64encode(os.urandom(180)).decode() for k in range(4)}
-    applied = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "data": data,
-               "metadata": {"name": f"app-{i}", "namespace": f"team-{i % 40}"}}
+    applied = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "data": data,
+        "metadata": {"name": f"app-{i}", "namespace": f"team-{i % 40}"},
+    }
     return {
         "metadata": {
-            "name": f"app-{i}", "namespace": f"team-{i % 40}", "uid": f"00000000-0000-0000-0000-{i:012d}",
-            "resourceVersion": str(100000 + i), "creationTimestamp": "2024-05-01T10:00:00Z",
+            "name": f"app-{i}",
+            "namespace": f"team-{i % 40}",
+            "uid": f"00000000-0000-0000-0000-{i:012d}",
+            "resourceVersion": str(100000 + i),
+            "creationTimestamp": "2024-05-01T10:00:00Z",
             "labels": {"app": f"app-{i}", "team": f"team-{i % 40}"},
             "annotations": {LAST_APPLIED: orjson.dumps(applied).decode() + "\n"},
-            "managedFields": [{"manager": "kubectl-client-side-apply", "operation": "Update", "apiVersion": "v1",
-                               "time": "2024-05-01T10:00:00Z", "fieldsType": "FieldsV1",
-                               "fieldsV1": {"f:data": {f"f:key-{k}": {} for k in range(4)}}}],
+            "managedFields": [
+                {
+                    "manager": "kubectl-client-side-apply",
+                    "operation": "Update",
+                    "apiVersion": "v1",
+                    "time": "2024-05-01T10:00:00Z",
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:data": {f"f:key-{k}": {} for k in range(4)}},
+                }
+            ],
         },
         "type": "Opaque",
         "data": data,
@@ -57,8 +72,14 @@ def make_secret(i: int) -> dict[str, Any]:
 def flow(path: str, query: str = "") -> Flow:
     request = make_mocked_request("GET", path + (f"?{query}" if query else ""))
     info = parse_request_info("GET", path, query)
-    f = Flow(request=request, connection=_Connection(), method="GET", raw_path=path,  # type: ignore[arg-type]
-             query_string=query, headers=CIMultiDict())
+    f = Flow(
+        request=request,
+        connection=_Connection(),
+        method="GET",
+        raw_path=path,  # type: ignore[arg-type]
+        query_string=query,
+        headers=CIMultiDict(),
+    )
     f.info, f.is_stream = info, is_stream("GET", info.verb, info.subresource, info.query)
     f.decision = Decision(action="allow", matches=(), message="", masks=BUILTIN_PROFILES)
     return f
@@ -95,7 +116,7 @@ async def fan_out(line: bytes, watchers: int) -> tuple[float, float]:
 
 
 def split(body: bytes) -> list[bytes]:
-    return [body[i:i + CHUNK] for i in range(0, len(body), CHUNK)]
+    return [body[i : i + CHUNK] for i in range(0, len(body), CHUNK)]
 
 
 def best(repeat: int, fn: Callable[[], object]) -> float:
@@ -115,44 +136,84 @@ def main() -> None:
     args = parser.parse_args()
 
     stage = MaskingStage(Masker(MaskingConfig()))
-    body = orjson.dumps({"kind": "SecretList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"},
-                         "items": [make_secret(i) for i in range(args.secrets)]}) + b"\n"
+    body = (
+        orjson.dumps(
+            {
+                "kind": "SecretList",
+                "apiVersion": "v1",
+                "metadata": {"resourceVersion": "1"},
+                "items": [make_secret(i) for i in range(args.secrets)],
+            }
+        )
+        + b"\n"
+    )
     loop = asyncio.new_event_loop()
 
     items = [make_secret(i) for i in range(args.secrets)]
-    mixed = orjson.dumps({"kind": "List", "apiVersion": "v1", "metadata": {},
-                          "items": [{"kind": "Secret", "apiVersion": "v1", **item} for item in items]}) + b"\n"
+    mixed = (
+        orjson.dumps(
+            {
+                "kind": "List",
+                "apiVersion": "v1",
+                "metadata": {},
+                "items": [{"kind": "Secret", "apiVersion": "v1", **item} for item in items],
+            }
+        )
+        + b"\n"
+    )
     floor = best(args.repeat, lambda: orjson.dumps(orjson.loads(body)))
-    general = best(args.repeat, lambda: loop.run_until_complete(
-        through_stage(stage, flow("/api/v1/secrets"), split(mixed), "application/json")))
-    fast = best(args.repeat, lambda: loop.run_until_complete(
-        through_stage(stage, flow("/api/v1/secrets"), split(body), "application/json")))
+    general = best(
+        args.repeat,
+        lambda: loop.run_until_complete(
+            through_stage(stage, flow("/api/v1/secrets"), split(mixed), "application/json")
+        ),
+    )
+    fast = best(
+        args.repeat,
+        lambda: loop.run_until_complete(through_stage(stage, flow("/api/v1/secrets"), split(body), "application/json")),
+    )
     print(f"LIST of {args.secrets} Secrets, {len(body) / 1e6:.1f} MB, all built-in profiles:")
     print(f"  orjson loads+dumps alone      {floor * 1000:8.1f} ms  (the floor of any decode-and-encode)")
     print(f"  general path (as a List)      {general * 1000:8.1f} ms")
     print(f"  SecretList fast path          {fast * 1000:8.1f} ms  ({fast / floor:.2f}x the floor)")
 
-    events = [orjson.dumps({"type": "MODIFIED", "object": {"kind": "Secret", "apiVersion": "v1",
-                                                           **make_secret(i)}}) + b"\n"
-              for i in range(args.events)]
-    per_event = best(args.repeat, lambda: loop.run_until_complete(
-        through_stage(stage, flow("/api/v1/secrets", "watch=true"), events, "application/json")))
+    events = [
+        orjson.dumps({"type": "MODIFIED", "object": {"kind": "Secret", "apiVersion": "v1", **make_secret(i)}}) + b"\n"
+        for i in range(args.events)
+    ]
+    per_event = best(
+        args.repeat,
+        lambda: loop.run_until_complete(
+            through_stage(stage, flow("/api/v1/secrets", "watch=true"), events, "application/json")
+        ),
+    )
     print(f"watch: {args.events} Secret events of {len(events[0])} bytes, one chunk each:")
     print(f"  per event                     {per_event / args.events * 1e6:8.1f} us")
     first, each = loop.run_until_complete(fan_out(events[0], args.events))
-    print(f"  one event fanned out to {args.events} watchers: first {first * 1e6:.1f} us, "
-          f"each other {each * 1e6:.1f} us (masked once, kubegate/masking/cache.py)")
+    print(
+        f"  one event fanned out to {args.events} watchers: first {first * 1e6:.1f} us, "
+        f"each other {each * 1e6:.1f} us (masked once, kubegate/masking/cache.py)"
+    )
 
-    clean = (b"2024-05-01T10:00:00.123Z INFO request served path=/api/v1/items status=200 duration=3ms "
-             b"user=alice trace=4bf92f3577b34da6a3ce929d0e0e4736\n")
-    busy = (b"2024-05-01T10:00:00.123Z INFO refreshed token for alice expires=3600 "
-            b"password=hunter2hunter2 url=https://app.example/x\n")
+    clean = (
+        b"2024-05-01T10:00:00.123Z INFO request served path=/api/v1/items status=200 duration=3ms "
+        b"user=alice trace=4bf92f3577b34da6a3ce929d0e0e4736\n"
+    )
+    busy = (
+        b"2024-05-01T10:00:00.123Z INFO refreshed token for alice expires=3600 "
+        b"password=hunter2hunter2 url=https://app.example/x\n"
+    )
     for label, line in (("clean lines", clean), ("a credential on every line", busy)):
         log = line * (8 * 1024 * 1024 // len(line))
-        chunks = [log[i:i + 16 * 1024] for i in range(0, len(log), 16 * 1024)]
-        took = best(args.repeat, lambda chunks=chunks: loop.run_until_complete(
-            through_stage(stage, flow("/api/v1/namespaces/default/pods/web/log", "follow=true"), chunks,
-                          "text/plain")))
+        chunks = [log[i : i + 16 * 1024] for i in range(0, len(log), 16 * 1024)]
+        took = best(
+            args.repeat,
+            lambda chunks=chunks: loop.run_until_complete(
+                through_stage(
+                    stage, flow("/api/v1/namespaces/default/pods/web/log", "follow=true"), chunks, "text/plain"
+                )
+            ),
+        )
         print(f"logs ({label}): {len(log) / 1e6:.1f} MB in 16 KiB chunks, credentials-in-text:")
         print(f"  throughput                    {len(log) / took / 1e6:8.1f} MB/s")
     loop.close()

@@ -54,19 +54,27 @@ http {{
 
 def ensure_tools(install: bool) -> list[str]:
     """Install what is missing when allowed; returns the notes to print (what was installed or why not)."""
-    missing = [pkg for tool, pkg in PACKAGES.items() if shutil.which(tool) is None and not Path(
-        f"/usr/sbin/{tool}").exists()]
+    missing = [
+        pkg for tool, pkg in PACKAGES.items() if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()
+    ]
     if not missing:
         return []
     if not install or os.geteuid() != 0 or shutil.which("apt-get") is None:
         return [f"not installed: {', '.join(missing)} (run as root with apt-get to install them)"]
-    result = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *missing],
-                            capture_output=True, text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    result = subprocess.run(
+        ["apt-get", "install", "-y", "--no-install-recommends", *missing],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
     if result.returncode != 0:
         subprocess.run(["apt-get", "update"], capture_output=True)
-        result = subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *missing],
-                                capture_output=True, text=True,
-                                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        result = subprocess.run(
+            ["apt-get", "install", "-y", "--no-install-recommends", *missing],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
     return [f"apt-get install {' '.join(missing)}: " + ("done" if result.returncode == 0 else "failed")]
 
 
@@ -74,15 +82,31 @@ def nginx_path() -> str | None:
     return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 
 
-async def start_nginx(workdir: Path, root: Path, cert: Path, key: Path, port: int,
-                      events_port: int) -> asyncio.subprocess.Process:
+async def start_nginx(
+    workdir: Path, root: Path, cert: Path, key: Path, port: int, events_port: int
+) -> asyncio.subprocess.Process:
     """nginx in the foreground on `port` (the caller stops it by terminating the process)."""
     conf_dir = workdir / "nginx"
     (conf_dir / "tmp").mkdir(parents=True, exist_ok=True)
     conf = conf_dir / "nginx.conf"
-    conf.write_text(CONFIG.format(dir=conf_dir, port=port, events_port=events_port, cert=cert, key=key,
-                                  root=root, watch_prefix=WATCH_PATH.rsplit("/", 1)[0] + "/"))
-    return await asyncio.create_subprocess_exec(nginx_path() or "nginx", "-c", str(conf), "-e",
-                                                str(conf_dir / "error.log"), stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.PIPE,
-                                                preexec_fn=die_with_parent)
+    conf.write_text(
+        CONFIG.format(
+            dir=conf_dir,
+            port=port,
+            events_port=events_port,
+            cert=cert,
+            key=key,
+            root=root,
+            watch_prefix=WATCH_PATH.rsplit("/", 1)[0] + "/",
+        )
+    )
+    return await asyncio.create_subprocess_exec(
+        nginx_path() or "nginx",
+        "-c",
+        str(conf),
+        "-e",
+        str(conf_dir / "error.log"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=die_with_parent,
+    )

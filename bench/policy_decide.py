@@ -28,8 +28,12 @@ def make_rules(n: int, rng: random.Random) -> list[PolicyRule]:
     for i in range(n):
         team = f"team-{i % 50}"
         kind = i % 10
-        r: dict[str, Any] = {"name": f"rule-{i}", "subjects": {"groups": [team]}, "action": "allow",
-                             "match": {"namespaces": [f"{team}-*"]}}
+        r: dict[str, Any] = {
+            "name": f"rule-{i}",
+            "subjects": {"groups": [team]},
+            "action": "allow",
+            "match": {"namespaces": [f"{team}-*"]},
+        }
         if kind in (1, 2):
             r["match"]["verbs"] = rng.sample(VERBS, 3)
             r["match"]["resources"] = rng.sample(RESOURCES, 2)
@@ -46,9 +50,12 @@ def make_rules(n: int, rng: random.Random) -> list[PolicyRule]:
             r["subjects"] = {"claims": {"repository": f"acme/{team}-*"}}
             r["connections"] = ["eks-*"]
         elif kind == 7 and i < 100:
-            r.update(action="deny", message="no privileged pods",
-                     condition="object.spec.containers.exists(c, has(c.securityContext) && "
-                               "has(c.securityContext.privileged) && c.securityContext.privileged)")
+            r.update(
+                action="deny",
+                message="no privileged pods",
+                condition="object.spec.containers.exists(c, has(c.securityContext) && "
+                "has(c.securityContext.privileged) && c.securityContext.privileged)",
+            )
             r["match"].update(verbs=["create"], resources=["pods"])
         rules.append(r)
     return [PolicyRule.model_validate(r) for r in rules]
@@ -61,14 +68,16 @@ def make_requests(n: int, rng: random.Random) -> list[tuple[Identity, RequestInf
         ident = Identity("https://issuer", "u", "u", (team, "developers"), {"repository": f"acme/{team}-app"})
         ns = rng.choice([f"{team}-dev", f"{team}-prod", "kube-system", "default"])
         res = rng.choice(["pods", "secrets", "configmaps", "services"])
-        method, path, query = rng.choice([
-            ("GET", f"/api/v1/namespaces/{ns}/{res}", ""),
-            ("GET", f"/api/v1/namespaces/{ns}/{res}/x-{rng.randrange(9)}", ""),
-            ("GET", f"/api/v1/namespaces/{ns}/{res}", "watch=1"),
-            ("DELETE", f"/api/v1/namespaces/{ns}/{res}/{team}-db-1", ""),
-            ("POST", f"/api/v1/namespaces/{ns}/pods/web/exec", "command=ls&command=/"),
-            ("GET", "/api/v1/secrets", ""),
-        ])
+        method, path, query = rng.choice(
+            [
+                ("GET", f"/api/v1/namespaces/{ns}/{res}", ""),
+                ("GET", f"/api/v1/namespaces/{ns}/{res}/x-{rng.randrange(9)}", ""),
+                ("GET", f"/api/v1/namespaces/{ns}/{res}", "watch=1"),
+                ("DELETE", f"/api/v1/namespaces/{ns}/{res}/{team}-db-1", ""),
+                ("POST", f"/api/v1/namespaces/{ns}/pods/web/exec", "command=ls&command=/"),
+                ("GET", "/api/v1/secrets", ""),
+            ]
+        )
         out.append((ident, parse_request_info(method, path, query), None))
     return out
 
@@ -100,8 +109,9 @@ def main() -> None:
     measure(engine, requests[:1000], "eks-dev")  # warm the candidate cache
     report(f"decide over {args.rules} rules", measure(engine, requests, "eks-dev"))
     pod = {"spec": {"containers": [{"name": "a", "image": "x", "securityContext": {"privileged": False}}]}}
-    creates = [(Identity("i", "u", "u", ("team-7",)), parse_request_info("POST", "/api/v1/namespaces/team-7-dev/pods"),
-                pod)] * 500
+    creates = [
+        (Identity("i", "u", "u", ("team-7",)), parse_request_info("POST", "/api/v1/namespaces/team-7-dev/pods"), pod)
+    ] * 500
     report("pod create evaluating one CEL condition", measure(engine, creates, "eks-dev"))
 
 

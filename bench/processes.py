@@ -54,12 +54,18 @@ class Process:
     _drain: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, name: str, argv: list[str], ready: str, within: float = 60,
-                    env: dict[str, str] | None = None) -> tuple[Process, re.Match[str]]:
+    async def start(
+        cls, name: str, argv: list[str], ready: str, within: float = 60, env: dict[str, str] | None = None
+    ) -> tuple[Process, re.Match[str]]:
         """Start and wait for a line matching `ready` (a regex) on stdout or stderr."""
-        proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.STDOUT, env=env, cwd=REPO,
-                                                    preexec_fn=die_with_parent)
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+            preexec_fn=die_with_parent,
+        )
         self = cls(name, proc)
         pattern = re.compile(ready)
         assert proc.stdout is not None

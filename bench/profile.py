@@ -19,8 +19,10 @@ from bench.processes import die_with_parent
 
 _LINE = re.compile(r":\d+\)$")
 # What the cost model in bench/README.md is made of: each stage's hooks, the store's writer thread, the upstream call
-_PARTS = re.compile(r"^(\w+Stage\.on_\w+|Store\.write_sync\.<locals>\.transaction|UpstreamClient\.open"
-                    r"|Pipeline\._prepare) ")
+_PARTS = re.compile(
+    r"^(\w+Stage\.on_\w+|Store\.write_sync\.<locals>\.transaction|UpstreamClient\.open"
+    r"|Pipeline\._prepare) "
+)
 
 
 def py_spy() -> str | None:
@@ -34,9 +36,22 @@ class Profiler:
 
     async def start(self) -> None:
         self._proc = await asyncio.create_subprocess_exec(
-            py_spy() or "py-spy", "record", "--pid", str(self.pid), "--subprocesses", "--nonblocking",
-            "--rate", "250", "--format", "raw", "--output", str(self.output),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL, preexec_fn=die_with_parent)
+            py_spy() or "py-spy",
+            "record",
+            "--pid",
+            str(self.pid),
+            "--subprocesses",
+            "--nonblocking",
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--output",
+            str(self.output),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+        )
 
     async def stop(self) -> None:
         if self._proc is not None and self._proc.returncode is None:

@@ -32,10 +32,18 @@ IDENTITY = Identity(issuer="https://idp.example", subject="bench", username="idp
 
 
 def make_flow(worker: int) -> Flow:
-    request = SimpleNamespace(headers={"Kubectl-Session": f"bench-{worker}", "Kubectl-Command": "kubectl get",
-                                       "User-Agent": "bench"}, remote="127.0.0.1")
-    flow = Flow(request=request, connection=SimpleNamespace(name="bench"),  # type: ignore[arg-type]
-                method="GET", raw_path=PATH, query_string="", headers=CIMultiDict())
+    request = SimpleNamespace(
+        headers={"Kubectl-Session": f"bench-{worker}", "Kubectl-Command": "kubectl get", "User-Agent": "bench"},
+        remote="127.0.0.1",
+    )
+    flow = Flow(
+        request=request,
+        connection=SimpleNamespace(name="bench"),  # type: ignore[arg-type]
+        method="GET",
+        raw_path=PATH,
+        query_string="",
+        headers=CIMultiDict(),
+    )
     flow.identity, flow.info = IDENTITY, parse_request_info("GET", PATH)
     return flow
 
@@ -96,8 +104,10 @@ async def main(args: argparse.Namespace) -> None:
     print(f"recording off: {off:8.0f} req/s")
     print(f"recording on:  {on:8.0f} req/s  ({on / off:.0%} of off)")
     print(f"commits: {commits} for {2 * args.requests} events ({2 * args.requests / max(commits, 1):.1f} per commit)")
-    print(f"request-event commit wait: p50 {statistics.median(waits) * 1000:.2f} ms, "
-          f"p99 {waits[int(len(waits) * 0.99)] * 1000:.2f} ms")
+    print(
+        f"request-event commit wait: p50 {statistics.median(waits) * 1000:.2f} ms, "
+        f"p99 {waits[int(len(waits) * 0.99)] * 1000:.2f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ def at_most_ratio(limit: float, other: str) -> Check:
     def check(values: dict[str, float | None]) -> tuple[str, bool | None]:
         r = ratio(values, FULL, other)
         return f"≤ {limit:g}x {other}", None if r is None else r <= limit
+
     return check
 
 
@@ -46,6 +47,7 @@ def at_least_ratio(limit: float, other: str) -> Check:
     def check(values: dict[str, float | None]) -> tuple[str, bool | None]:
         r = ratio(values, FULL, other)
         return f"≥ {limit:g}x {other}", None if r is None else r >= limit
+
     return check
 
 
@@ -55,6 +57,7 @@ def added_at_most(limit: float, unit: str) -> Check:
         if full is None or direct is None:
             return f"≤ +{limit:g} {unit} over direct", None
         return f"≤ +{limit:g} {unit} over direct (now +{full - direct:.2f})", full - direct <= limit
+
     return check
 
 
@@ -62,6 +65,7 @@ def at_least(limit: float, unit: str) -> Check:
     def check(values: dict[str, float | None]) -> tuple[str, bool | None]:
         full = values.get(FULL)
         return f"≥ {limit:g} {unit}", None if full is None else full >= limit
+
     return check
 
 
@@ -69,6 +73,7 @@ def at_most(limit: float, unit: str) -> Check:
     def check(values: dict[str, float | None]) -> tuple[str, bool | None]:
         full = values.get(FULL)
         return f"≤ {limit:g} {unit}", None if full is None else full <= limit
+
     return check
 
 
@@ -94,23 +99,39 @@ def machine() -> str:
         mem = f", {kb / 1024 / 1024:.0f} GiB"
     except (OSError, AttributeError):
         pass
-    return (f"{platform.node()}: {cpu}, {os.cpu_count()} cores{mem}, Linux {platform.release()}, "
-            f"Python {platform.python_version()}")
+    return (
+        f"{platform.node()}: {cpu}, {os.cpu_count()} cores{mem}, Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def table(rows: list[Row]) -> str:
-    head = ["scenario", "unit", *TARGETS, "full ÷ direct", "full ÷ kubectl proxy", "identity ÷ direct",
-            "identity ÷ kubectl proxy", "target (full pipeline)"]
+    head = [
+        "scenario",
+        "unit",
+        *TARGETS,
+        "full ÷ direct",
+        "full ÷ kubectl proxy",
+        "identity ÷ direct",
+        "identity ÷ kubectl proxy",
+        "target (full pipeline)",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         target = ""
         if row.check is not None:
             text, met = row.check(row.values)
             target = text + (" — **met**" if met else " — **not met**" if met is False else "")
-        cells = [row.scenario, row.unit, *(_figure(row.values.get(t)) for t in TARGETS),
-                 _ratio(ratio(row.values, FULL, DIRECT)), _ratio(ratio(row.values, FULL, PROXY)),
-                 _ratio(ratio(row.values, IDENTITY, DIRECT)), _ratio(ratio(row.values, IDENTITY, PROXY)),
-                 target or row.note]
+        cells = [
+            row.scenario,
+            row.unit,
+            *(_figure(row.values.get(t)) for t in TARGETS),
+            _ratio(ratio(row.values, FULL, DIRECT)),
+            _ratio(ratio(row.values, FULL, PROXY)),
+            _ratio(ratio(row.values, IDENTITY, DIRECT)),
+            _ratio(ratio(row.values, IDENTITY, PROXY)),
+            target or row.note,
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     notes = [f"- {row.scenario}: {row.note}" for row in rows if row.note and row.check is not None]
     return "\n".join(lines + (["", *notes] if notes else []))
@@ -126,7 +147,9 @@ def render(rows: list[Row], setup: list[str], extra: str = "") -> str:
 
 def append(path: Path, text: str) -> None:
     if not path.exists():
-        path.write_text("# kubegate benchmark results\n\nAppended by `python -m bench.run`; newest last. "
-                        "See bench/README.md for what each figure means.\n\n")
+        path.write_text(
+            "# kubegate benchmark results\n\nAppended by `python -m bench.run`; newest last. "
+            "See bench/README.md for what each figure means.\n\n"
+        )
     with path.open("a") as f:
         f.write(text + "\n")

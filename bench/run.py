@@ -83,8 +83,19 @@ class Settings:
     @classmethod
     def smoke(cls, **kw: object) -> Settings:
         """Seconds, not minutes: every part runs once with tiny figures (CI's check that nothing rotted)."""
-        return cls(**{"seconds": 0.3, "rounds": 1, "watches": 4, "events": 2, "event_interval": 0.05,
-                      "secrets": 20, "pods": 5, "warmup": False, **kw})  # type: ignore[arg-type]
+        return cls(
+            **{
+                "seconds": 0.3,
+                "rounds": 1,
+                "watches": 4,
+                "events": 2,
+                "event_interval": 0.05,
+                "secrets": 20,
+                "pods": 5,
+                "warmup": False,
+                **kw,
+            }
+        )  # type: ignore[arg-type]
 
 
 @dataclass
@@ -98,15 +109,19 @@ class World:
 
 
 @contextlib.asynccontextmanager
-async def profiled(w: World, settings: Settings, scenario: str,
-                   targets: tuple[str, ...] = (IDENTITY, FULL)) -> AsyncIterator[None]:
+async def profiled(
+    w: World, settings: Settings, scenario: str, targets: tuple[str, ...] = (IDENTITY, FULL)
+) -> AsyncIterator[None]:
     """py-spy on the kubegate targets while the block runs (with --profile); summaries go to w.profiles."""
     if settings.profile is None:
         yield
         return
     settings.profile.mkdir(parents=True, exist_ok=True)
-    profilers = [Profiler(t.process.pid, settings.profile / f"{scenario}-{name.replace(' ', '-')}.txt")
-                 for name, t in w.targets.items() if name in targets and t.process is not None]
+    profilers = [
+        Profiler(t.process.pid, settings.profile / f"{scenario}-{name.replace(' ', '-')}.txt")
+        for name, t in w.targets.items()
+        if name in targets and t.process is not None
+    ]
     for profiler in profilers:
         await profiler.start()
     try:
@@ -132,9 +147,21 @@ async def world(settings: Settings, workdir: Path) -> AsyncIterator[World]:
     processes: list[Process] = []
     issuer = DevIssuer(workdir / "issuer")
     try:
-        events, match = await Process.start("bench.upstream", [
-            sys.executable, "-m", "bench.upstream", "--root", str(root), "--cert", str(certs.cert),
-            "--key", str(certs.key)], r"listening (\d+)")
+        events, match = await Process.start(
+            "bench.upstream",
+            [
+                sys.executable,
+                "-m",
+                "bench.upstream",
+                "--root",
+                str(root),
+                "--cert",
+                str(certs.cert),
+                "--key",
+                str(certs.key),
+            ],
+            r"listening (\d+)",
+        )
         processes.append(events)
         events_port = int(match.group(1))
         if use_nginx:
@@ -143,13 +170,17 @@ async def world(settings: Settings, workdir: Path) -> AsyncIterator[World]:
             processes.append(Process("nginx", proc))
             await _wait_serving(f"https://127.0.0.1:{port}{POD_PATH}")
             upstream = f"https://127.0.0.1:{port}"
-            setup.append("upstream: nginx (Debian nginx-light, 1 worker) serving recorded JSON over TLS; "
-                         "watches proxied to bench.upstream")
+            setup.append(
+                "upstream: nginx (Debian nginx-light, 1 worker) serving recorded JSON over TLS; "
+                "watches proxied to bench.upstream"
+            )
         else:
             upstream = f"https://127.0.0.1:{events_port}"
             setup.append("upstream: bench.upstream (aiohttp + uvloop) over TLS; nginx not available")
-        setup.append(f"load generator: {'wrk (Debian), 1 thread, Lua script' if tool == 'wrk' else 'bench.loadgen'}"
-                     f" in its own process; watches: bench.watchclient")
+        setup.append(
+            f"load generator: {'wrk (Debian), 1 thread, Lua script' if tool == 'wrk' else 'bench.loadgen'}"
+            f" in its own process; watches: bench.watchclient"
+        )
         await issuer.start()
         token = issuer.mint("bench", ["developers"], lifetime=6 * 3600)
         targets = {DIRECT: Target(DIRECT, upstream, f"Bearer {UPSTREAM_TOKEN}")}
@@ -166,14 +197,20 @@ async def world(settings: Settings, workdir: Path) -> AsyncIterator[World]:
         failed = [r for r in started if isinstance(r, BaseException)]
         if failed:
             raise failed[0]
-        setup.append(f"targets: direct (TLS), kubectl proxy (plain HTTP on loopback, as it serves), "
-                     f"kubegate identity only and full pipeline (TLS, {settings.workers} worker(s), "
-                     "SQLite recording, all built-in masks)")
-        setup.append(f"runs: {settings.rounds} round(s) of {settings.seconds:g} s per target and scenario, "
-                     "targets interleaved; figure = median of rounds")
+        setup.append(
+            f"targets: direct (TLS), kubectl proxy (plain HTTP on loopback, as it serves), "
+            f"kubegate identity only and full pipeline (TLS, {settings.workers} worker(s), "
+            "SQLite recording, all built-in masks)"
+        )
+        setup.append(
+            f"runs: {settings.rounds} round(s) of {settings.seconds:g} s per target and scenario, "
+            "targets interleaved; figure = median of rounds"
+        )
         if settings.profile is not None:
-            setup.append("profiled with py-spy while measuring: the sampler shares the cores, so kubegate's figures "
-                         "in this run are lower than without it")
+            setup.append(
+                "profiled with py-spy while measuring: the sampler shares the cores, so kubegate's figures "
+                "in this run are lower than without it"
+            )
         yield World({t: targets[t] for t in TARGETS}, f"https://127.0.0.1:{events_port}", tool, setup, sizes)
     finally:
         await issuer.stop()
@@ -197,8 +234,9 @@ async def _wait_serving(url: str, within: float = 20) -> None:
     raise RuntimeError(f"{url} did not answer 200 within {within:g}s (last: {status})")
 
 
-async def measure(w: World, settings: Settings, workdir: Path, scenario: str, path: str,
-                  connections: int) -> dict[str, list[Load]]:
+async def measure(
+    w: World, settings: Settings, workdir: Path, scenario: str, path: str, connections: int
+) -> dict[str, list[Load]]:
     """Rounds of one request shape against every target, interleaved, after a warm-up each."""
     loads: dict[str, list[Load]] = {t: [] for t in w.targets}
     for target in w.targets.values() if settings.warmup else ():
@@ -206,8 +244,11 @@ async def measure(w: World, settings: Settings, workdir: Path, scenario: str, pa
     async with profiled(w, settings, scenario):
         for _ in range(settings.rounds):
             for name, target in w.targets.items():
-                loads[name].append(await run_load(target.url(path), target.authorization, connections,
-                                                  settings.seconds, workdir, w.tool))
+                loads[name].append(
+                    await run_load(
+                        target.url(path), target.authorization, connections, settings.seconds, workdir, w.tool
+                    )
+                )
     return loads
 
 
@@ -217,8 +258,11 @@ def _median(loads: list[Load], attr: str) -> float | None:
 
 
 def _errors(loads: dict[str, list[Load]]) -> str:
-    bad = [f"{name}: {sum(x.errors + x.status_errors for x in runs)} errors" for name, runs in loads.items()
-           if any(not x.ok for x in runs)]
+    bad = [
+        f"{name}: {sum(x.errors + x.status_errors for x in runs)} errors"
+        for name, runs in loads.items()
+        if any(not x.ok for x in runs)
+    ]
     return "; ".join(bad)
 
 
@@ -227,32 +271,72 @@ async def http_rows(w: World, settings: Settings, workdir: Path) -> list[Row]:
     if settings.only == "list":
         return await secrets_rows(w, settings, workdir)
     c1 = await measure(w, settings, workdir, "get-c1", POD_PATH, 1)
-    rows.append(Row("GET one pod, concurrency 1: p50", "ms", {t: _median(c1[t], "p50_ms") for t in TARGETS},
-                    added_at_most(0.5, "ms"), _errors(c1)))
-    rows.append(Row("GET one pod, concurrency 1: p99", "ms", {t: _median(c1[t], "p99_ms") for t in TARGETS},
-                    note=_errors(c1)))
+    rows.append(
+        Row(
+            "GET one pod, concurrency 1: p50",
+            "ms",
+            {t: _median(c1[t], "p50_ms") for t in TARGETS},
+            added_at_most(0.5, "ms"),
+            _errors(c1),
+        )
+    )
+    rows.append(
+        Row("GET one pod, concurrency 1: p99", "ms", {t: _median(c1[t], "p99_ms") for t in TARGETS}, note=_errors(c1))
+    )
     c32 = await measure(w, settings, workdir, "get-c32", POD_PATH, 32)
-    rows.append(Row("GET one pod, concurrency 32", "req/s", {t: _median(c32[t], "rps") for t in TARGETS},
-                    at_least_ratio(1.0, PROXY), _errors(c32)))
+    rows.append(
+        Row(
+            "GET one pod, concurrency 32",
+            "req/s",
+            {t: _median(c32[t], "rps") for t in TARGETS},
+            at_least_ratio(1.0, PROXY),
+            _errors(c32),
+        )
+    )
     pods = await measure(w, settings, workdir, "list-pods", PODS_PATH, 1)
-    rows.append(Row(f"LIST {settings.pods} pods ({w.sizes[PODS_PATH] / 1e6:.1f} MB), concurrency 1: p50", "ms",
-                    {t: _median(pods[t], "p50_ms") for t in TARGETS}, note=_errors(pods)))
+    rows.append(
+        Row(
+            f"LIST {settings.pods} pods ({w.sizes[PODS_PATH] / 1e6:.1f} MB), concurrency 1: p50",
+            "ms",
+            {t: _median(pods[t], "p50_ms") for t in TARGETS},
+            note=_errors(pods),
+        )
+    )
     return rows + await secrets_rows(w, settings, workdir)
 
 
 async def secrets_rows(w: World, settings: Settings, workdir: Path) -> list[Row]:
     secrets = await measure(w, settings, workdir, "list-secrets", SECRETS_PATH, 1)
-    return [Row(f"masked LIST {settings.secrets:,} Secrets ({w.sizes[SECRETS_PATH] / 1e6:.1f} MB), "
-                "concurrency 1: p50", "ms", {t: _median(secrets[t], "p50_ms") for t in TARGETS},
-                at_most_ratio(2.0, DIRECT), _errors(secrets))]
+    return [
+        Row(
+            f"masked LIST {settings.secrets:,} Secrets ({w.sizes[SECRETS_PATH] / 1e6:.1f} MB), concurrency 1: p50",
+            "ms",
+            {t: _median(secrets[t], "p50_ms") for t in TARGETS},
+            at_most_ratio(2.0, DIRECT),
+            _errors(secrets),
+        )
+    ]
 
 
 async def watch_once(w: World, target: Target, settings: Settings) -> tuple[dict[str, float], int | None]:
     """Open the watches, fire the events, return the client's figures and the target's peak RSS."""
     client, match = await Process.start(
-        "bench.watchclient", [sys.executable, "-m", "bench.watchclient", "--url", target.url(WATCH_PATH + "?watch=1"),
-                              "--watches", str(settings.watches), "--events", str(settings.events)],
-        r"^ready (\d+)", within=180, env=_env(target.authorization))
+        "bench.watchclient",
+        [
+            sys.executable,
+            "-m",
+            "bench.watchclient",
+            "--url",
+            target.url(WATCH_PATH + "?watch=1"),
+            "--watches",
+            str(settings.watches),
+            "--events",
+            str(settings.events),
+        ],
+        r"^ready (\d+)",
+        within=180,
+        env=_env(target.authorization),
+    )
     try:
         if int(match.group(1)) < settings.watches:
             raise RuntimeError(f"only {match.group(1)} of {settings.watches} watches opened through {target.name}")
@@ -297,16 +381,20 @@ async def watch_rows(w: World, settings: Settings) -> list[Row]:
         if figures["received"] < figures["expected"]:
             notes.append(f"{name}: {figures['received']} of {figures['expected']} events arrived")
     label = f"{settings.watches:,} watches, {settings.events} events fanned out"
-    return [Row(f"{label}: RSS of the proxy", "MB", rss, at_most(200, "MB"), "; ".join(notes)),
-            Row(f"{label}: event latency p99", "ms", p99, at_most(50, "ms"), "; ".join(notes))]
+    return [
+        Row(f"{label}: RSS of the proxy", "MB", rss, at_most(200, "MB"), "; ".join(notes)),
+        Row(f"{label}: event latency p99", "ms", p99, at_most(50, "ms"), "; ".join(notes)),
+    ]
 
 
 async def exec_row(settings: Settings) -> Row:
     """Exec throughput through the sandbox (exec needs a cluster that runs commands, not nginx)."""
     megabytes = max(1, min(200, int(settings.seconds * 20)))
     best = await asyncio.to_thread(exec_throughput.throughput, megabytes, settings.rounds)
-    values: dict[str, float | None] = {DIRECT: best[exec_throughput.DIRECT_LABEL],
-                                       FULL: best[exec_throughput.RECORDED_LABEL]}
+    values: dict[str, float | None] = {
+        DIRECT: best[exec_throughput.DIRECT_LABEL],
+        FULL: best[exec_throughput.RECORDED_LABEL],
+    }
     note = f"{megabytes} MB per exec; with credentials-in-text masking: {best[exec_throughput.MASKED_LABEL]:.1f} MB/s"
     return Row("exec stream throughput, recording on", "MB/s", values, at_least(50, "MB/s"), note)
 
@@ -315,8 +403,9 @@ async def components() -> str:
     """The component benchmarks, run as they are (each is one place for its own figures)."""
     out = []
     for module in COMPONENTS:
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", module, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.STDOUT, cwd=REPO)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", module, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=REPO
+        )
         text, _ = await proc.communicate()
         out.append(f"$ python -m {module}\n{text.decode(errors='replace').rstrip()}")
     return "Component figures:\n\n```\n" + "\n\n".join(out) + "\n```"
@@ -357,13 +446,28 @@ def main() -> None:
     parser.add_argument("--components", action="store_true", help="also run the component benchmarks")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to append the table")
     parser.add_argument("--profile", type=Path, help="record py-spy profiles of kubegate into this folder")
-    parser.add_argument("--only", choices=("http", "list", "watch", "exec"),
-                        help="run only these scenarios (list: only the masked LIST of Secrets)")
+    parser.add_argument(
+        "--only",
+        choices=("http", "list", "watch", "exec"),
+        help="run only these scenarios (list: only the masked LIST of Secrets)",
+    )
     args = parser.parse_args()
-    given = {k: v for k, v in {"seconds": args.seconds, "rounds": args.rounds, "watches": args.watches}.items()
-             if v is not None}
-    common = dict(upstream=args.upstream, loadgen=args.loadgen, install=not args.no_install, workers=args.workers,
-                  components=args.components, results=args.results, profile=args.profile, only=args.only, **given)
+    given = {
+        k: v
+        for k, v in {"seconds": args.seconds, "rounds": args.rounds, "watches": args.watches}.items()
+        if v is not None
+    }
+    common = dict(
+        upstream=args.upstream,
+        loadgen=args.loadgen,
+        install=not args.no_install,
+        workers=args.workers,
+        components=args.components,
+        results=args.results,
+        profile=args.profile,
+        only=args.only,
+        **given,
+    )
     make = Settings.smoke if args.smoke else Settings.quick if args.quick else Settings
     uvloop.run(stoppable(run(make(**common))))
 

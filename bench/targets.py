@@ -20,13 +20,22 @@ from bench.processes import Process, free_port, rss_bytes
 
 UPSTREAM_TOKEN = "bench-upstream-token"
 CONNECTION = "bench"
-MASKS = ["secret-values", "last-applied", "env-credentials", "configmap-keys", "serviceaccount-tokens",
-         "credentials-in-text"]
+MASKS = [
+    "secret-values",
+    "last-applied",
+    "env-credentials",
+    "configmap-keys",
+    "serviceaccount-tokens",
+    "credentials-in-text",
+]
 POLICIES: list[dict[str, Any]] = [
     {"name": "bench-developers", "subjects": {"groups": ["developers"]}, "action": "allow", "mask": MASKS},
-    {"name": "kube-system-is-read-only", "match": {"namespaces": ["kube-system"],
-                                                   "verbs": ["create", "update", "patch", "delete"]},
-     "action": "deny", "message": "kube-system is managed by the platform team"},
+    {
+        "name": "kube-system-is-read-only",
+        "match": {"namespaces": ["kube-system"], "verbs": ["create", "update", "patch", "delete"]},
+        "action": "deny",
+        "message": "kube-system is managed by the platform team",
+    },
 ]
 
 
@@ -49,10 +58,14 @@ class Target:
 
 
 def write_kubeconfig(path: Path, server: str, ca: Path) -> Path:
-    doc = {"apiVersion": "v1", "kind": "Config", "current-context": "bench",
-           "clusters": [{"name": "bench", "cluster": {"server": server, "certificate-authority": str(ca)}}],
-           "users": [{"name": "bench", "user": {"token": UPSTREAM_TOKEN}}],
-           "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": "bench"}}]}
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "bench",
+        "clusters": [{"name": "bench", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": "bench", "user": {"token": UPSTREAM_TOKEN}}],
+        "contexts": [{"name": "bench", "context": {"cluster": "bench", "user": "bench"}}],
+    }
     path.write_text(yaml.safe_dump(doc))
     path.chmod(0o600)
     return path
@@ -62,8 +75,11 @@ async def start_kubectl_proxy(workdir: Path, upstream: str, ca: Path) -> Target:
     kubeconfig = write_kubeconfig(workdir / "kubectl-proxy.kubeconfig", upstream, ca)
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
     process, match = await Process.start(
-        "kubectl proxy", [kubectl_path(), "proxy", f"--kubeconfig={kubeconfig}", "--port=0", "--address=127.0.0.1"],
-        r"Starting to serve on ([\d.]+:\d+)", env=env)
+        "kubectl proxy",
+        [kubectl_path(), "proxy", f"--kubeconfig={kubeconfig}", "--port=0", "--address=127.0.0.1"],
+        r"Starting to serve on ([\d.]+:\d+)",
+        env=env,
+    )
     return Target("kubectl proxy", f"http://{match.group(1)}", "", process)
 
 
@@ -74,10 +90,19 @@ def gateway_config(workdir: Path, name: str, upstream: str, ca: Path, issuer_url
         "listen": {"address": f"127.0.0.1:{free_port()}"},
         "state_dir": str(state),
         "store": {"url": f"sqlite:///{state / 'kubegate.db'}"},
-        "identity": {"issuers": [{"url": issuer_url, "audience": "kubegate", "ca_file": str(issuer_ca),
-                                  "username_prefix": "bench:"}]},
-        "connections": [{"name": CONNECTION, "server": upstream, "certificate_authority": str(ca),
-                         "auth": {"token": UPSTREAM_TOKEN}}],
+        "identity": {
+            "issuers": [
+                {"url": issuer_url, "audience": "kubegate", "ca_file": str(issuer_ca), "username_prefix": "bench:"}
+            ]
+        },
+        "connections": [
+            {
+                "name": CONNECTION,
+                "server": upstream,
+                "certificate_authority": str(ca),
+                "auth": {"token": UPSTREAM_TOKEN},
+            }
+        ],
         "policies": POLICIES,
     }
     path = state / "kubegate.yaml"

@@ -58,9 +58,13 @@ def main() -> None:
             env = {**os.environ, "XDG_CACHE_HOME": str(Path(tmp) / "cache"), "KUBERNETES_EXEC_INFO": "{}"}
             dev = [str(SCRIPT), "token", "--dev-issuer", issuer.url, "--ca", str(issuer.ca_file), "--sub", "ci"]
             subprocess.run(dev, env=env, check=True, stdout=subprocess.PIPE)  # fills the cache
-            env["T"] = subprocess.run([str(SCRIPT), "sandbox", "token", "--issuer", issuer.url, "--ca",
-                                       str(issuer.ca_file), "--sub", "ci"], env=env, check=True, text=True,
-                                      stdout=subprocess.PIPE).stdout.strip()
+            env["T"] = subprocess.run(
+                [str(SCRIPT), "sandbox", "token", "--issuer", issuer.url, "--ca", str(issuer.ca_file), "--sub", "ci"],
+                env=env,
+                check=True,
+                text=True,
+                stdout=subprocess.PIPE,
+            ).stdout.strip()
             figures = {
                 "python -c pass (start-up floor)": median_ms([sys.executable, "-c", "pass"], env, runs),
                 "kubegate token, cached dev-issuer token": median_ms(dev, env, runs),

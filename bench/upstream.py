@@ -35,8 +35,7 @@ def stamped(line: bytes) -> bytes:
 
 class Upstream:
     def __init__(self, root: Path) -> None:
-        self.bodies = {"/" + str(f.relative_to(root))[: -len(".json")]: f.read_bytes()
-                       for f in root.rglob("*.json")}
+        self.bodies = {"/" + str(f.relative_to(root))[: -len(".json")]: f.read_bytes() for f in root.rglob("*.json")}
         self.watchers: set[web.StreamResponse] = set()
         self.pod = make_pod("web-0", "watch")
 
@@ -50,8 +49,10 @@ class Upstream:
             return await self.watch(request)
         body = self.bodies.get(request.path)
         if body is None:
-            return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                      "reason": "NotFound", "code": 404}, status=404)
+            return web.json_response(
+                {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404},
+                status=404,
+            )
         return web.Response(body=body, content_type="application/json")
 
     async def watch(self, request: web.Request) -> web.StreamResponse:
@@ -88,8 +89,9 @@ async def serve(args: argparse.Namespace) -> None:
     app.router.add_get("/{tail:.*}", upstream.static)
     runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", args.port, backlog=4096,
-                       ssl_context=server_ssl_context(Path(args.cert), Path(args.key)))
+    site = web.TCPSite(
+        runner, "127.0.0.1", args.port, backlog=4096, ssl_context=server_ssl_context(Path(args.cert), Path(args.key))
+    )
     await site.start()
     print(f"listening {runner.addresses[0][1]}", flush=True)
     await asyncio.Event().wait()

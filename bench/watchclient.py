@@ -33,8 +33,14 @@ MARK = f'"{SENT_ANNOTATION}":"'.encode()
 class Watch(asyncio.Protocol):
     """One watch stream: counts stamped events and records how late each arrived."""
 
-    def __init__(self, request: bytes, latencies: list[float], first: asyncio.Future[None],
-                 done: asyncio.Future[None], events: int) -> None:
+    def __init__(
+        self,
+        request: bytes,
+        latencies: list[float],
+        first: asyncio.Future[None],
+        done: asyncio.Future[None],
+        events: int,
+    ) -> None:
         self.request, self.latencies, self.first, self.done, self.events = request, latencies, first, done, events
         self.seen = 0
         self.status = b""
@@ -56,7 +62,7 @@ class Watch(asyncio.Protocol):
             end = buffer.find(b'"', at + len(MARK))
             if end < 0:
                 break
-            stamp = buffer[at + len(MARK):end]
+            stamp = buffer[at + len(MARK) : end]
             if self.seen and stamp.isdigit():  # (a stamp cut by chunk framing is not counted)
                 self.latencies.append((received - int(stamp)) / 1e6)
             elif not self.first.done():
@@ -65,7 +71,7 @@ class Watch(asyncio.Protocol):
             if self.seen > self.events and not self.done.done():
                 self.done.set_result(None)
             at = buffer.find(MARK, end)
-        self.tail = buffer[at:] if at >= 0 else buffer[-len(MARK):]
+        self.tail = buffer[at:] if at >= 0 else buffer[-len(MARK) :]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(f"watch closed after {self.seen} events: {exc}")
@@ -79,8 +85,11 @@ class Watch(asyncio.Protocol):
 async def run(args: argparse.Namespace) -> dict[str, float | int]:
     url = urlsplit(args.url)
     authorization = os.environ.get("BENCH_AUTHORIZATION", "")
-    request = (f"GET {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\nAccept: application/json\r\n"
-               + (f"Authorization: {authorization}\r\n" if authorization else "") + "\r\n").encode()
+    request = (
+        f"GET {url.path}?{url.query} HTTP/1.1\r\nHost: {url.netloc}\r\nAccept: application/json\r\n"
+        + (f"Authorization: {authorization}\r\n" if authorization else "")
+        + "\r\n"
+    ).encode()
     context: ssl.SSLContext | None = None
     if url.scheme == "https":
         context = ssl.create_default_context()
@@ -98,7 +107,8 @@ async def run(args: argparse.Namespace) -> dict[str, float | int]:
         dones.append(done)
         async with gate:
             transport, _ = await loop.create_connection(
-                lambda: Watch(request, latencies, first, done, args.events), url.hostname, url.port, ssl=context)
+                lambda: Watch(request, latencies, first, done, args.events), url.hostname, url.port, ssl=context
+            )
             transports.append(transport)
             await first
 
@@ -109,8 +119,13 @@ async def run(args: argparse.Namespace) -> dict[str, float | int]:
     for transport in transports:
         transport.close()
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
-    return {"received": len(latencies), "expected": args.watches * args.events, "p50_ms": q[49], "p99_ms": q[98],
-            "max_ms": max(latencies, default=0.0)}
+    return {
+        "received": len(latencies),
+        "expected": args.watches * args.events,
+        "p50_ms": q[49],
+        "p99_ms": q[98],
+        "max_ms": max(latencies, default=0.0),
+    }
 
 
 def main() -> None:

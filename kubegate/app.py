@@ -78,8 +78,13 @@ class Gateway:
 
     @classmethod
     def from_config(cls, config: Config) -> Gateway:
-        gateway = cls(config=config, verifier=Verifier(config.identity), policy=PolicyEngine.from_config(config),
-                      masker=Masker(config.masking), base_url=config.listen.base_url())
+        gateway = cls(
+            config=config,
+            verifier=Verifier(config.identity),
+            policy=PolicyEngine.from_config(config),
+            masker=Masker(config.masking),
+            base_url=config.listen.base_url(),
+        )
         gateway.connections = {c.name: Connection(c) for c in config.connections}
         gateway.bindings = {name: TemporaryBindings(conn) for name, conn in gateway.connections.items()}
         return gateway
@@ -91,8 +96,9 @@ class Gateway:
         self.metrics.watch_recorder(self.recorder)
         self.metrics.watch_verifier(self.verifier)
         await self.verifier.start()
-        self.approvals = ApprovalService(self.store, self.recorder, self.policy, self.config.approvals,
-                                         connections=tuple(self.connections))
+        self.approvals = ApprovalService(
+            self.store, self.recorder, self.policy, self.config.approvals, connections=tuple(self.connections)
+        )
         self.metrics.watch_approvals(self.approvals)
         await self.approvals.start()
         grants = RoleGrants(self.bindings, self.recorder)
@@ -113,8 +119,9 @@ class Gateway:
         if self.config.tracing.otlp_endpoint:
             self.tracing = Tracing(self.config.tracing)
             stages = self.tracing.instrument(stages)
-        self.pipeline = Pipeline(stages, upgrades=UpgradeBridge(self.recorder, self.masker, self.config.streams),
-                                 streams=self.config.streams)
+        self.pipeline = Pipeline(
+            stages, upgrades=UpgradeBridge(self.recorder, self.masker, self.config.streams), streams=self.config.streams
+        )
         self.audit = AuditServices.from_config(self.config.audit, self.store, self.metrics.registry)
         self.tasks.extend(self.audit.start())
         self.tasks.append(asyncio.create_task(self.policy.watch(), name="policy-reload"))
@@ -174,7 +181,7 @@ def _split_target(target: str) -> tuple[str, str, str] | None:
     if not target.startswith(K8S_PREFIX):
         return None
     path, _, query = target.partition("?")
-    conn, slash, rest = path[len(K8S_PREFIX):].partition("/")
+    conn, slash, rest = path[len(K8S_PREFIX) :].partition("/")
     return conn, "/" + rest if slash else "/", query
 
 
@@ -184,17 +191,28 @@ async def handle_kube(request: web.Request) -> web.StreamResponse:
     connection = gateway.connections.get(split[0]) if split else None
     if split is None or connection is None:
         names = ", ".join(sorted(gateway.connections)) or "none"
-        return status_response(404, f"kubegate has no connection named {split[0] if split else ''!r}; "
-                               f"registered connections: {names}", reason="NotFound")
+        return status_response(
+            404,
+            f"kubegate has no connection named {split[0] if split else ''!r}; registered connections: {names}",
+            reason="NotFound",
+        )
     upgrade = "upgrade" in connection_tokens(request.headers) and "Upgrade" in request.headers
     try:
         body = b"" if upgrade else await request.read()
     except web.HTTPRequestEntityTooLarge:
-        return status_response(413, f"request body is larger than kubegate accepts "
-                               f"({gateway.config.max_request_body_bytes} bytes)")
-    flow = Flow(request=request, connection=connection, method=request.method, raw_path=split[1],
-                query_string=split[2], headers=upstream_request_headers(request.headers), body=body,
-                is_upgrade=upgrade)
+        return status_response(
+            413, f"request body is larger than kubegate accepts ({gateway.config.max_request_body_bytes} bytes)"
+        )
+    flow = Flow(
+        request=request,
+        connection=connection,
+        method=request.method,
+        raw_path=split[1],
+        query_string=split[2],
+        headers=upstream_request_headers(request.headers),
+        body=body,
+        is_upgrade=upgrade,
+    )
     assert gateway.pipeline is not None
     return await gateway.pipeline.run(flow)
 
@@ -205,8 +223,9 @@ async def handle_healthz(request: web.Request) -> web.Response:
 
 async def handle_readyz(request: web.Request) -> web.Response:
     ok, checks = await request.app[GATEWAY].readiness()
-    return web.Response(status=200 if ok else 503, content_type="application/json",
-                        body=orjson.dumps({"ready": ok, "checks": checks}))
+    return web.Response(
+        status=200 if ok else 503, content_type="application/json", body=orjson.dumps({"ready": ok, "checks": checks})
+    )
 
 
 async def handle_metrics(request: web.Request) -> web.Response:
@@ -238,10 +257,13 @@ def build_app(config: Config) -> web.Application:
     def is_reviewer(identity: Identity) -> bool:
         return gateway.approvals is not None and gateway.approvals.is_reviewer(identity)
 
-    approvals_api.setup_routes(app, lambda: gateway.approvals,
-                               make_authorize(gateway.verifier, config.identity, is_reviewer),
-                               lambda identity: roles_of(identity, config.identity, is_reviewer),
-                               lambda: gateway.base_url)
+    approvals_api.setup_routes(
+        app,
+        lambda: gateway.approvals,
+        make_authorize(gateway.verifier, config.identity, is_reviewer),
+        lambda identity: roles_of(identity, config.identity, is_reviewer),
+        lambda: gateway.base_url,
+    )
     slack.setup_routes(app, config.approvals.slack, lambda: gateway.approvals)
     app.router.add_route("*", "/k8s/{tail:.*}", handle_kube)
     setup_ui(app, gateway, config)

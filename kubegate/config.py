@@ -83,8 +83,7 @@ def read_secret_file(path: Path, field: str) -> str:
 
 class StoreConfig(Strict):
     url: str = ""
-    url_file: Path | None = Field(default=None, description="file holding the url (a mounted Secret), "
-                                  "instead of url")
+    url_file: Path | None = Field(default=None, description="file holding the url (a mounted Secret), instead of url")
     retention: str = "90d"
     max_body_bytes: int = 65536
 
@@ -115,7 +114,8 @@ class IssuerConfig(Strict):
     groups_claim: str = "groups"
     groups_prefix: str = ""
     username_prefix: str | None = Field(
-        default=None, description="prepended to the subject for the Kubernetes user; default '<issuer>#'")
+        default=None, description="prepended to the subject for the Kubernetes user; default '<issuer>#'"
+    )
     claims: list[str] = []
     required_claims: dict[str, str] = {}
     ca_file: Path | None = None
@@ -178,7 +178,8 @@ class IdentityConfig(Strict):
                     raise ValueError(
                         f"issuers[{j}].username_prefix {b.user_prefix!r} begins with issuers[{i}]'s "
                         f"{a.user_prefix!r}, so a user name would not say which issuer it came from; give each "
-                        "issuer its own prefix, such as 'github:' and 'okta:'")
+                        "issuer its own prefix, such as 'github:' and 'okta:'"
+                    )
         return self
 
 
@@ -206,8 +207,10 @@ class InClusterAuth(Strict):
 
 class AuthConfig(Strict):
     kubeconfig: KubeconfigAuth | None = None
-    in_cluster: InClusterAuth | None = Field(default=None, description="true, or {directory: PATH} where the "
-                                             "service-account volume is not at the usual place")
+    in_cluster: InClusterAuth | None = Field(
+        default=None,
+        description="true, or {directory: PATH} where the service-account volume is not at the usual place",
+    )
     token_file: Path | None = None
     token: str | None = Field(default=None, repr=False)
     client_certificate: Path | None = None
@@ -221,12 +224,16 @@ class AuthConfig(Strict):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> AuthConfig:
-        chosen = [n for n in ("kubeconfig", "in_cluster", "token_file", "token", "client_certificate", "eks")
-                  if getattr(self, n) is not None]
+        chosen = [
+            n
+            for n in ("kubeconfig", "in_cluster", "token_file", "token", "client_certificate", "eks")
+            if getattr(self, n) is not None
+        ]
         if len(chosen) != 1:
-            raise ValueError("choose exactly one of kubeconfig, in_cluster, token_file, token, client_certificate, "
-                             "eks"
-                             + (f" (got {', '.join(chosen)})" if chosen else ""))
+            raise ValueError(
+                "choose exactly one of kubeconfig, in_cluster, token_file, token, client_certificate, "
+                "eks" + (f" (got {', '.join(chosen)})" if chosen else "")
+            )
         if (self.client_certificate is None) != (self.client_key is None):
             raise ValueError("client_certificate and client_key go together")
         return self
@@ -241,8 +248,9 @@ class ConnectionConfig(Strict):
     identity_mode: Literal["impersonation", "eks-session-name"] = "impersonation"
     pass_groups: bool = True
     request_timeout_seconds: float = Field(default=60, gt=0)
-    binding_ttl: str | float = Field(default="1h", description="lifetime of a temporary RBAC binding, renewed "
-                                     "while in use")
+    binding_ttl: str | float = Field(
+        default="1h", description="lifetime of a temporary RBAC binding, renewed while in use"
+    )
 
     @field_validator("binding_ttl")
     @classmethod
@@ -264,8 +272,10 @@ class ConnectionConfig(Strict):
         """Without impersonation the caller must travel as an assumed-role session; any other auth would
         send every caller's request as kubegate itself."""
         if self.identity_mode == "eks-session-name" and (self.auth.eks is None or not self.auth.eks.role_arn):
-            raise ValueError("identity_mode eks-session-name needs auth.eks with a role_arn: the caller travels "
-                             "as the RoleSessionName of that role")
+            raise ValueError(
+                "identity_mode eks-session-name needs auth.eks with a role_arn: the caller travels "
+                "as the RoleSessionName of that role"
+            )
         return self
 
     @property
@@ -277,8 +287,12 @@ class StreamsConfig(Strict):
     """Long-lived streams: watches, followed logs, exec, attach and port-forward."""
 
     close_on_token_expiry: bool = Field(default=True, description="end a stream when the caller's token expires")
-    retry_window_seconds: float = Field(default=15, gt=0, le=300, description="how long a refused WebSocket "
-                                        "upgrade is remembered, so kubectl's SPDY retry is the same attempt")
+    retry_window_seconds: float = Field(
+        default=15,
+        gt=0,
+        le=300,
+        description="how long a refused WebSocket upgrade is remembered, so kubectl's SPDY retry is the same attempt",
+    )
 
 
 class MCPConfig(Strict):
@@ -287,8 +301,11 @@ class MCPConfig(Strict):
     enabled: bool = True
     read_only: bool = Field(default=False, description="offer only the tools that read (no apply, delete, scale, exec)")
     max_result_chars: int = Field(default=40_000, gt=1000, description="largest tool result handed to a model")
-    approval_poll_seconds: float = Field(default=0.2, gt=0, description="how often a held call looks for its "
-                                         "access request, to answer at once with a pending result")
+    approval_poll_seconds: float = Field(
+        default=0.2,
+        gt=0,
+        description="how often a held call looks for its access request, to answer at once with a pending result",
+    )
 
 
 class UIConfig(Strict):
@@ -296,22 +313,35 @@ class UIConfig(Strict):
     identity issuers, whose `audience` must include `client_id` (an ID token's aud is the client id)."""
 
     enabled: bool = True
-    issuer: str | None = Field(default=None, description="URL of the identity issuer to sign in with; "
-                               "default: the first of identity.issuers")
+    issuer: str | None = Field(
+        default=None, description="URL of the identity issuer to sign in with; default: the first of identity.issuers"
+    )
     client_id: str = "kubegate"
-    client_secret: str | None = Field(default=None, repr=False, description="for a confidential client; "
-                                      "PKCE alone for a public one")
+    client_secret: str | None = Field(
+        default=None, repr=False, description="for a confidential client; PKCE alone for a public one"
+    )
     scopes: list[str] = ["openid", "profile", "email"]
-    base_url: str | None = Field(default=None, description="URL browsers reach kubegate at, for the redirect "
-                                 "URI BASE/ui/auth/callback; default: listen.external_url, else the listen address")
-    session_secret: str | None = Field(default=None, repr=False, min_length=32, description="encrypts session "
-                                       "cookies; replicas must share it; default: a key kept in state_dir")
-    session_secret_file: Path | None = Field(default=None, description="file holding session_secret (a "
-                                             "mounted Secret), instead of session_secret")
+    base_url: str | None = Field(
+        default=None,
+        description="URL browsers reach kubegate at, for the redirect "
+        "URI BASE/ui/auth/callback; default: listen.external_url, else the listen address",
+    )
+    session_secret: str | None = Field(
+        default=None,
+        repr=False,
+        min_length=32,
+        description="encrypts session cookies; replicas must share it; default: a key kept in state_dir",
+    )
+    session_secret_file: Path | None = Field(
+        default=None, description="file holding session_secret (a mounted Secret), instead of session_secret"
+    )
     session_lifetime: str = "8h"
-    vendor_dir: Path | None = Field(default=None, description="node_modules holding htmx.org and "
-                                    "asciinema-player; default: the copy in the installed package, else "
-                                    "node_modules beside the kubegate source")
+    vendor_dir: Path | None = Field(
+        default=None,
+        description="node_modules holding htmx.org and "
+        "asciinema-player; default: the copy in the installed package, else "
+        "node_modules beside the kubegate source",
+    )
 
     @field_validator("session_lifetime")
     @classmethod

@@ -46,18 +46,28 @@ async def start_gateway(config: Config, *, reuse_port: bool = False) -> Listenin
     cert, key, ca = tls_files(config)
     runner = web.AppRunner(build_app(config), handler_cancellation=True, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.listen.host, config.listen.port, ssl_context=server_ssl_context(cert, key),
-                       backlog=1024, reuse_port=reuse_port or None)
+    site = web.TCPSite(
+        runner,
+        config.listen.host,
+        config.listen.port,
+        ssl_context=server_ssl_context(cert, key),
+        backlog=1024,
+        reuse_port=reuse_port or None,
+    )
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     url = config.listen.base_url(port)
     runner.app[GATEWAY].base_url = url
     # MCP tool calls go to the socket just bound, never to external_url (another hop, maybe another replica).
-    runner.app[GATEWAY].loopback = Loopback(config.listen.model_copy(update={"external_url": None}).base_url(port),
-                                            cert)
+    runner.app[GATEWAY].loopback = Loopback(
+        config.listen.model_copy(update={"external_url": None}).base_url(port), cert
+    )
     if config.listen.external_url:
         log.info("approve commands and web sign-in redirects use listen.external_url %s", url)
     else:
-        log.warning("approve commands and web sign-in redirects use the listen address %s: set "
-                    "listen.external_url to the URL clients reach kubegate at", url)
+        log.warning(
+            "approve commands and web sign-in redirects use the listen address %s: set "
+            "listen.external_url to the URL clients reach kubegate at",
+            url,
+        )
     return Listening(runner, url, ca)

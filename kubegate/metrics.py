@@ -28,14 +28,55 @@ if TYPE_CHECKING:
     from kubegate.identity.oidc import Verifier
     from kubegate.recording.recorder import Recorder
 
-RESOURCES = frozenset({rt.plural for rt in RESOURCE_TYPES.values()} | {
-    "leases", "endpointslices", "ingressclasses", "priorityclasses", "csidrivers", "csinodes", "volumeattachments",
-    "mutatingwebhookconfigurations", "validatingwebhookconfigurations", "validatingadmissionpolicies",
-    "apiservices", "certificatesigningrequests", "tokenreviews", "subjectaccessreviews", "selfsubjectreviews",
-    "selfsubjectaccessreviews", "selfsubjectrulesreviews", "localsubjectaccessreviews", "controllerrevisions",
-    "podtemplates", "runtimeclasses", "flowschemas", "prioritylevelconfigurations", "bindings", "componentstatuses"})
-SUBRESOURCES = frozenset({"", "exec", "attach", "portforward", "log", "status", "scale", "proxy", "binding",
-                          "eviction", "ephemeralcontainers", "resize", "token", "finalize", "approval"})
+RESOURCES = frozenset(
+    {rt.plural for rt in RESOURCE_TYPES.values()}
+    | {
+        "leases",
+        "endpointslices",
+        "ingressclasses",
+        "priorityclasses",
+        "csidrivers",
+        "csinodes",
+        "volumeattachments",
+        "mutatingwebhookconfigurations",
+        "validatingwebhookconfigurations",
+        "validatingadmissionpolicies",
+        "apiservices",
+        "certificatesigningrequests",
+        "tokenreviews",
+        "subjectaccessreviews",
+        "selfsubjectreviews",
+        "selfsubjectaccessreviews",
+        "selfsubjectrulesreviews",
+        "localsubjectaccessreviews",
+        "controllerrevisions",
+        "podtemplates",
+        "runtimeclasses",
+        "flowschemas",
+        "prioritylevelconfigurations",
+        "bindings",
+        "componentstatuses",
+    }
+)
+SUBRESOURCES = frozenset(
+    {
+        "",
+        "exec",
+        "attach",
+        "portforward",
+        "log",
+        "status",
+        "scale",
+        "proxy",
+        "binding",
+        "eviction",
+        "ephemeralcontainers",
+        "resize",
+        "token",
+        "finalize",
+        "approval",
+    }
+)
 VERBS = KNOWN_VERBS | {"unknown"}
 OTHER = "other"
 DEFAULT_DENY = "(no rule)"
@@ -59,31 +100,57 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("kubegate_requests", "Requests handled, by outcome",
-                                ["connection", "verb", "resource", "code"], registry=self.registry)
-        self.latency = Histogram("kubegate_request_duration_seconds",
-                                 "Time to the end of the response (streams excluded)", ["connection", "verb"],
-                                 registry=self.registry,
-                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-        self.open_streams = Gauge("kubegate_open_streams", "Watches, followed logs and upgraded streams open now",
-                                  ["connection"], registry=self.registry)
+        self.requests = Counter(
+            "kubegate_requests",
+            "Requests handled, by outcome",
+            ["connection", "verb", "resource", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "kubegate_request_duration_seconds",
+            "Time to the end of the response (streams excluded)",
+            ["connection", "verb"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.open_streams = Gauge(
+            "kubegate_open_streams",
+            "Watches, followed logs and upgraded streams open now",
+            ["connection"],
+            registry=self.registry,
+        )
         # Rule names and profiles come from the operator's policy and masking config, never from callers.
-        self.decisions = Counter("kubegate_decisions", "Policy decisions, by deciding rule and action",
-                                 ["rule", "action"], registry=self.registry)
-        self.upstream = Histogram("kubegate_upstream_duration_seconds",
-                                  "Time from forwarding to the cluster's response headers", ["connection"],
-                                  registry=self.registry,
-                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-        self.masked = Counter("kubegate_masked_responses", "Responses sent through masking, by masking profile",
-                              ["profile"], registry=self.registry)
+        self.decisions = Counter(
+            "kubegate_decisions",
+            "Policy decisions, by deciding rule and action",
+            ["rule", "action"],
+            registry=self.registry,
+        )
+        self.upstream = Histogram(
+            "kubegate_upstream_duration_seconds",
+            "Time from forwarding to the cluster's response headers",
+            ["connection"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.masked = Counter(
+            "kubegate_masked_responses",
+            "Responses sent through masking, by masking profile",
+            ["profile"],
+            registry=self.registry,
+        )
 
     def watch_approvals(self, service: ApprovalService) -> None:
         created = Counter("kubegate_approval_requests", "Access requests created", registry=self.registry)
-        decided = Counter("kubegate_approval_decisions", "Access requests decided, by outcome", ["outcome"],
-                          registry=self.registry)
-        waited = Histogram("kubegate_approval_decision_seconds", "Time from an access request to its approval or "
-                           "denial", registry=self.registry,
-                           buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600))
+        decided = Counter(
+            "kubegate_approval_decisions", "Access requests decided, by outcome", ["outcome"], registry=self.registry
+        )
+        waited = Histogram(
+            "kubegate_approval_decision_seconds",
+            "Time from an access request to its approval or denial",
+            registry=self.registry,
+            buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600),
+        )
 
         def observe(request: AccessRequest) -> None:
             if request.state == "pending":
@@ -98,10 +165,12 @@ class Metrics:
     def watch_verifier(self, verifier: Verifier) -> None:
         """kubegate_jwks_refreshes_total{issuer, outcome}, read from the verifier when scraped (issuers come
         from the config)."""
+
         class Refreshes(Collector):
             def collect(self) -> Iterator[CounterMetricFamily]:
-                family = CounterMetricFamily("kubegate_jwks_refreshes", "JWKS fetches by issuer and outcome",
-                                             labels=["issuer", "outcome"])
+                family = CounterMetricFamily(
+                    "kubegate_jwks_refreshes", "JWKS fetches by issuer and outcome", labels=["issuer", "outcome"]
+                )
                 for (issuer, outcome), count in sorted(verifier.refreshes().items()):
                     family.add_metric([issuer, outcome], count)
                 yield family
@@ -111,16 +180,26 @@ class Metrics:
     def watch_recorder(self, recorder: Recorder) -> None:
         """Gauges read from the recorder when scraped: its queue, its commits and the events it lost."""
         for name, doc, read in (
-                ("kubegate_recorder_queue_depth", "Events waiting for the recorder's next commit",
-                 lambda: recorder.queue_depth),
-                ("kubegate_recorder_commits", "Transactions the recorder committed", lambda: recorder.commits),
-                ("kubegate_recorder_lost_events", "Events that could not be recorded (store errors)",
-                 lambda: recorder.lost_events),
-                ("kubegate_store_healthy", "1 while the recorder's last write succeeded", lambda: recorder.healthy)):
+            (
+                "kubegate_recorder_queue_depth",
+                "Events waiting for the recorder's next commit",
+                lambda: recorder.queue_depth,
+            ),
+            ("kubegate_recorder_commits", "Transactions the recorder committed", lambda: recorder.commits),
+            (
+                "kubegate_recorder_lost_events",
+                "Events that could not be recorded (store errors)",
+                lambda: recorder.lost_events,
+            ),
+            ("kubegate_store_healthy", "1 while the recorder's last write succeeded", lambda: recorder.healthy),
+        ):
             Gauge(name, doc, registry=self.registry).set_function(read)
-        commit = Histogram("kubegate_recorder_commit_seconds", "Time to write and commit one batch of events",
-                           registry=self.registry,
-                           buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+        commit = Histogram(
+            "kubegate_recorder_commit_seconds",
+            "Time to write and commit one batch of events",
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
         recorder.on_commit = commit.observe
 
 

@@ -31,8 +31,9 @@ class Tracing:
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         self.provider = TracerProvider(resource=Resource.create({"service.name": config.service_name}))
-        self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=config.otlp_endpoint,
-                                                                             headers=dict(config.headers))))
+        self.provider.add_span_processor(
+            BatchSpanProcessor(OTLPSpanExporter(endpoint=config.otlp_endpoint, headers=dict(config.headers)))
+        )
         self.tracer = self.provider.get_tracer("kubegate")
         self.propagator = TraceContextTextMapPropagator()
 
@@ -62,10 +63,16 @@ class RequestSpan(Stage):
         from opentelemetry.trace import SpanKind
 
         parent = self.tracing.propagator.extract(dict(flow.request.headers))
-        flow.extras[ROOT] = self.tracing.tracer.start_span("kubegate request", context=parent, kind=SpanKind.SERVER,
-                                                           attributes={"http.request.method": flow.method,
-                                                                       "url.path": flow.raw_path,
-                                                                       "kubegate.connection": flow.connection.name})
+        flow.extras[ROOT] = self.tracing.tracer.start_span(
+            "kubegate request",
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={
+                "http.request.method": flow.method,
+                "url.path": flow.raw_path,
+                "kubegate.connection": flow.connection.name,
+            },
+        )
 
     async def on_end(self, flow: Flow) -> None:
         from opentelemetry.trace import Status, StatusCode
@@ -75,10 +82,14 @@ class RequestSpan(Stage):
             return
         info, decision = flow.info, flow.decision
         code = flow.response_status or int(getattr(flow.refusal, "code", 0) or 0)
-        attributes = {"http.response.status_code": code, "enduser.id": flow.identity.username if flow.identity else "",
-                      "k8s.verb": info.verb if info else "", "k8s.resource": info.resource if info else "",
-                      "k8s.namespace": info.namespace if info else "",
-                      "kubegate.decision": getattr(decision, "action", "") or ""}
+        attributes = {
+            "http.response.status_code": code,
+            "enduser.id": flow.identity.username if flow.identity else "",
+            "k8s.verb": info.verb if info else "",
+            "k8s.resource": info.resource if info else "",
+            "k8s.namespace": info.namespace if info else "",
+            "kubegate.decision": getattr(decision, "action", "") or "",
+        }
         span.set_attributes({k: v for k, v in attributes.items() if v != ""})
         if flow.refusal is not None or flow.error or code >= 500:
             span.set_status(Status(StatusCode.ERROR))
@@ -98,9 +109,12 @@ class UpstreamSpan(Stage):
         from opentelemetry import trace
         from opentelemetry.trace import SpanKind
 
-        span = self.tracing.tracer.start_span(f"upstream {flow.method}", context=self.tracing.context_of(flow),
-                                              kind=SpanKind.CLIENT,
-                                              attributes={"kubegate.connection": flow.connection.name})
+        span = self.tracing.tracer.start_span(
+            f"upstream {flow.method}",
+            context=self.tracing.context_of(flow),
+            kind=SpanKind.CLIENT,
+            attributes={"kubegate.connection": flow.connection.name},
+        )
         flow.extras[UPSTREAM] = span
         carrier: dict[str, str] = {}
         self.tracing.propagator.inject(carrier, context=trace.set_span_in_context(span))
@@ -124,15 +138,18 @@ class UpstreamSpan(Stage):
 
 def traced(stage: Stage, tracing: Tracing) -> Stage:
     """`stage` with a child span around each of its request, response and end hooks."""
+
     def spanned(hook: str) -> Any:
         async def run(self: Stage, flow: Flow) -> Any:
             with tracing.tracer.start_as_current_span(f"{stage.name} {hook}", context=tracing.context_of(flow)):
                 return await getattr(stage, hook)(flow)
+
         return run
 
     def passed(hook: str) -> Any:
         async def run(self: Stage, *args: Any) -> Any:
             return await getattr(stage, hook)(*args)
+
         return run
 
     overrides = {h for h in (*SPANNED, *PASSED) if getattr(type(stage), h) is not getattr(Stage, h)}

@@ -42,24 +42,41 @@ KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shut
 # identity has exactly deploy/rbac.yaml, so the policy's roles are `view` and `edit` only. A CEL rule
 # that reads request bodies is loaded throughout, so every write's body is judged in every test.
 REAL_CLUSTER_RBAC: list[dict[str, Any]] = [
-    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-     "metadata": {"name": "developers-are-admins"},
-     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-     "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "developers"}]},
+    {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "developers-are-admins"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "developers"}],
+    },
 ]
 REAL_CLUSTER_POLICIES: list[dict[str, Any]] = [
-    {"name": "developers-work-everywhere", "subjects": {"groups": ["developers"]}, "action": "allow",
-     "mask": ["secret-values", "last-applied", "env-credentials", "serviceaccount-tokens", "credentials-in-text"]},
-    {"name": "no-privileged-containers", "match": {"resources": ["pods"], "verbs": ["create", "update", "patch"]},
-     "condition": "has(object.spec) && has(object.spec.containers) && object.spec.containers.exists(c, "
-                  "has(c.securityContext) && has(c.securityContext.privileged) && c.securityContext.privileged)",
-     "action": "deny", "message": "privileged containers are not allowed"},
-    {"name": "kube-system-is-read-only", "match": {"namespaces": ["kube-system"],
-                                                   "verbs": ["create", "update", "patch", "delete",
-                                                             "deletecollection"]},
-     "action": "deny", "message": "kube-system is managed by the platform team; change it through GitOps"},
-    {"name": "namespace-deletion-needs-a-human", "match": {"verbs": ["delete"], "resources": ["namespaces"]},
-     "action": "review", "reviewers": {"groups": ["platform-oncall"]}},
+    {
+        "name": "developers-work-everywhere",
+        "subjects": {"groups": ["developers"]},
+        "action": "allow",
+        "mask": ["secret-values", "last-applied", "env-credentials", "serviceaccount-tokens", "credentials-in-text"],
+    },
+    {
+        "name": "no-privileged-containers",
+        "match": {"resources": ["pods"], "verbs": ["create", "update", "patch"]},
+        "condition": "has(object.spec) && has(object.spec.containers) && object.spec.containers.exists(c, "
+        "has(c.securityContext) && has(c.securityContext.privileged) && c.securityContext.privileged)",
+        "action": "deny",
+        "message": "privileged containers are not allowed",
+    },
+    {
+        "name": "kube-system-is-read-only",
+        "match": {"namespaces": ["kube-system"], "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
+        "action": "deny",
+        "message": "kube-system is managed by the platform team; change it through GitOps",
+    },
+    {
+        "name": "namespace-deletion-needs-a-human",
+        "match": {"verbs": ["delete"], "resources": ["namespaces"]},
+        "action": "review",
+        "reviewers": {"groups": ["platform-oncall"]},
+    },
 ]
 
 
@@ -78,8 +95,12 @@ class World:
             from kubegate.sandbox.envtest import EnvtestCluster
 
             cluster = EnvtestCluster(root / "cluster")
-            self.env = self.call(start_environment(root / "world", cluster=cluster, connection="envtest",
-                                                   policies=REAL_CLUSTER_POLICIES), timeout=120)
+            self.env = self.call(
+                start_environment(
+                    root / "world", cluster=cluster, connection="envtest", policies=REAL_CLUSTER_POLICIES
+                ),
+                timeout=120,
+            )
             cluster.seed(REAL_CLUSTER_RBAC)
             cluster.control.ensure_namespace("default")
         else:
@@ -105,13 +126,24 @@ class World:
     def pod(self, namespace: str, name: str = "app", **spec: Any) -> dict[str, Any]:
         """A pod on the kubelet stand-in's Node (no scheduler places pods here), created as the admin."""
         containers = spec.pop("containers", [{"name": "app", "image": "busybox"}])
-        obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
-               "spec": {"nodeName": self.env.cluster.node, "containers": containers, **spec}}
+        obj = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"nodeName": self.env.cluster.node, "containers": containers, **spec},
+        }
         self.env.cluster.seed([obj])
         return obj
 
-    def raw(self, path: str, headers: dict[str, str] | None = None, *, method: str = "GET",
-            body: bytes | None = None, authorize: bool = True) -> tuple[int, Any]:
+    def raw(
+        self,
+        path: str,
+        headers: dict[str, str] | None = None,
+        *,
+        method: str = "GET",
+        body: bytes | None = None,
+        authorize: bool = True,
+    ) -> tuple[int, Any]:
         """One HTTP request to the gateway's Kubernetes API (path after /k8s/<connection>), with a fresh
         token unless the headers carry Authorization or `authorize` is off; (status, JSON or text)."""
         assert self.env.gateway is not None and self.env.gateway.ca_file is not None
@@ -141,8 +173,12 @@ class World:
         ids = {e.raw["auditID"] for e in self.reached(marker, since)}
         deadline = time.monotonic() + timeout
         while True:
-            done = {e.raw["auditID"]: e for e in self.control.events(
-                since, lambda e: e.raw["auditID"] in ids and e.stage in ("ResponseStarted", "ResponseComplete"))}
+            done = {
+                e.raw["auditID"]: e
+                for e in self.control.events(
+                    since, lambda e: e.raw["auditID"] in ids and e.stage in ("ResponseStarted", "ResponseComplete")
+                )
+            }
             if set(done) == ids or time.monotonic() > deadline:
                 return list(done.values())
             time.sleep(0.05)
@@ -170,36 +206,79 @@ class World:
     def cluster(self) -> Any:
         return self.env.cluster
 
-    def token(self, sub: str = "alice", groups: tuple[str, ...] = ("developers",),
-              claims: dict[str, Any] | None = None, lifetime: float = 3600) -> str:
+    def token(
+        self,
+        sub: str = "alice",
+        groups: tuple[str, ...] = ("developers",),
+        claims: dict[str, Any] | None = None,
+        lifetime: float = 3600,
+    ) -> str:
         return self.env.issuer.mint(sub, list(groups), claims or {}, lifetime=lifetime)
 
-    def kubeconfig(self, sub: str = "alice", groups: tuple[str, ...] = ("developers",),
-                   claims: dict[str, Any] | None = None, token: str | None = None) -> Path:
+    def kubeconfig(
+        self,
+        sub: str = "alice",
+        groups: tuple[str, ...] = ("developers",),
+        claims: dict[str, Any] | None = None,
+        token: str | None = None,
+    ) -> Path:
         self._n += 1
         path = self.root / "kubeconfigs" / f"{sub}-{self._n}.yaml"
         return self.env.write_kubeconfig(path, token=token or self.token(sub, groups, claims))
 
-    def kubectl(self, *args: str, kubeconfig: Path | None = None, input: str | None = None,
-                check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self,
+        *args: str,
+        kubeconfig: Path | None = None,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
         cfg = kubeconfig or self.kubeconfig()
-        proc = subprocess.run([KUBECTL, f"--kubeconfig={cfg}", *args], input=input, capture_output=True,
-                              text=True, timeout=timeout, env=kubectl_env())
+        proc = subprocess.run(
+            [KUBECTL, f"--kubeconfig={cfg}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=kubectl_env(),
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
         return proc
 
     def popen(self, *args: str, kubeconfig: Path | None = None) -> subprocess.Popen[str]:
         cfg = kubeconfig or self.kubeconfig()
-        return subprocess.Popen([KUBECTL, f"--kubeconfig={cfg}", *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=kubectl_env())
+        return subprocess.Popen(
+            [KUBECTL, f"--kubeconfig={cfg}", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=kubectl_env(),
+        )
 
-    def cli(self, *args: str, sub: str = "audrey", groups: tuple[str, ...] = ("auditors",),
-            check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self,
+        *args: str,
+        sub: str = "audrey",
+        groups: tuple[str, ...] = ("auditors",),
+        check: bool = True,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
         """`kubegate ...` as a separate process, authenticated against this world's admin API."""
         assert self.env.gateway is not None
-        argv = [sys.executable, "-m", "kubegate", *args, "--server", self.env.gateway.url,
-                "--token", self.token(sub, groups), "--ca", str(self.env.gateway.ca_file)]
+        argv = [
+            sys.executable,
+            "-m",
+            "kubegate",
+            *args,
+            "--server",
+            self.env.gateway.url,
+            "--token",
+            self.token(sub, groups),
+            "--ca",
+            str(self.env.gateway.ca_file),
+        ]
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(f"kubegate {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
@@ -302,8 +381,11 @@ def s3_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
     mp = pytest.MonkeyPatch()
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         mp.setenv(name, value)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

@@ -30,8 +30,9 @@ def token_service(sandbox_world: World) -> Iterator[tuple[str, list[str]]]:
         if request.headers.get("Authorization") != "bearer runtime-token":
             return web.json_response({"message": "bad credentials"}, status=401)
         seen.append(request.query["audience"])
-        token = sandbox_world.env.issuer.mint(JOB_SUB, ["developers"], {"repository": "acme/app"},
-                                              audience=request.query["audience"])
+        token = sandbox_world.env.issuer.mint(
+            JOB_SUB, ["developers"], {"repository": "acme/app"}, audience=request.query["audience"]
+        )
         return web.json_response({"count": 1, "value": token})
 
     async def start() -> web.AppRunner:
@@ -59,8 +60,9 @@ def run_action(inputs: dict[str, str], env: dict[str, str], tmp_path: Path) -> s
     action: dict[str, Any] = yaml.safe_load((REPO / "action.yml").read_text())
     values = {name: str(spec.get("default", "")) for name, spec in action["inputs"].items()} | inputs
     files = {"GITHUB_ENV": tmp_path / "github_env", "GITHUB_OUTPUT": tmp_path / "github_output"}
-    base = {**env, "GITHUB_ACTION_PATH": str(REPO), "RUNNER_TEMP": str(tmp_path)} | {k: str(v) for k, v in
-                                                                                     files.items()}
+    base = {**env, "GITHUB_ACTION_PATH": str(REPO), "RUNNER_TEMP": str(tmp_path)} | {
+        k: str(v) for k, v in files.items()
+    }
     done = subprocess.CompletedProcess[str]([], 0, "", "")
     for step in action["runs"]["steps"]:
         assert "${{" not in step["run"], "inputs reach scripts as env, never pasted into the code"
@@ -69,30 +71,49 @@ def run_action(inputs: dict[str, str], env: dict[str, str], tmp_path: Path) -> s
             assert cond is not None, step["if"]
             if values[cond.group(1)] != cond.group(2):
                 continue
-        step_env = {k: re.sub(r"\$\{\{ inputs\.(\w+) \}\}", lambda m: values[m.group(1)], v)
-                    for k, v in (step.get("env") or {}).items()}
-        done = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-                              env={**base, **step_env}, capture_output=True, text=True, timeout=120)
+        step_env = {
+            k: re.sub(r"\$\{\{ inputs\.(\w+) \}\}", lambda m: values[m.group(1)], v)
+            for k, v in (step.get("env") or {}).items()
+        }
+        done = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+            env={**base, **step_env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if done.returncode != 0:
             return done
     return done
 
 
 def test_the_action_writes_a_kubeconfig_for_the_job_and_kubectl_works(
-        sandbox_world: World, token_service: tuple[str, list[str]], tmp_path: Path) -> None:
+    sandbox_world: World, token_service: tuple[str, list[str]], tmp_path: Path
+) -> None:
     gateway = sandbox_world.env.gateway
     assert gateway is not None and gateway.ca_file is not None
     url, seen = token_service
     env = ci_env(tmp_path, ACTIONS_ID_TOKEN_REQUEST_URL=url, ACTIONS_ID_TOKEN_REQUEST_TOKEN="runtime-token")
-    done = run_action({"server": gateway.url, "connection": sandbox_world.env.connection,
-                       "ca": gateway.ca_file.read_text(), "namespace": "default", "install": "false"}, env, tmp_path)
+    done = run_action(
+        {
+            "server": gateway.url,
+            "connection": sandbox_world.env.connection,
+            "ca": gateway.ca_file.read_text(),
+            "namespace": "default",
+            "install": "false",
+        },
+        env,
+        tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     exported = dict(line.split("=", 1) for line in (tmp_path / "github_env").read_text().splitlines())
     assert (tmp_path / "github_output").read_text() == f"path={exported['KUBECONFIG']}\n"
     job = {**env, "KUBECONFIG": exported["KUBECONFIG"]}
     name = f"ci-{uuid.uuid4().hex[:6]}"
-    for command in (["kubegate", "run", "--", "kubectl", "create", "configmap", name],
-                    ["kubectl", "get", "configmap", name, "-o", "name"]):
+    for command in (
+        ["kubegate", "run", "--", "kubectl", "create", "configmap", name],
+        ["kubectl", "get", "configmap", name, "-o", "name"],
+    ):
         ran = subprocess.run(command, env=job, capture_output=True, text=True, timeout=60)
         assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip() == f"configmap/{name}"
@@ -101,10 +122,10 @@ def test_the_action_writes_a_kubeconfig_for_the_job_and_kubectl_works(
     assert f'"name": "{name}"' in who
 
 
-def test_the_action_fails_early_in_a_job_without_id_token_permission(sandbox_world: World,
-                                                                    tmp_path: Path) -> None:
-    done = run_action({"server": "https://kubegate.example.com", "connection": "c", "install": "false"},
-                      ci_env(tmp_path), tmp_path)
+def test_the_action_fails_early_in_a_job_without_id_token_permission(sandbox_world: World, tmp_path: Path) -> None:
+    done = run_action(
+        {"server": "https://kubegate.example.com", "connection": "c", "install": "false"}, ci_env(tmp_path), tmp_path
+    )
     assert done.returncode == 1
     assert "run inside a GitHub Actions job with `permissions: id-token: write`" in done.stderr
 
@@ -117,15 +138,26 @@ def test_the_gitlab_job_in_the_docs_runs(sandbox_world: World, tmp_path: Path) -
     audience = job["id_tokens"]["KUBEGATE_ID_TOKEN"]["aud"]
     name = f"gl-{uuid.uuid4().hex[:6]}"
     (tmp_path / "k8s").mkdir()
-    (tmp_path / "k8s" / "cm.yaml").write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap",
-                                                              "metadata": {"name": name, "namespace": "default"}}))
+    (tmp_path / "k8s" / "cm.yaml").write_text(
+        yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}})
+    )
     # The job's variables, pointed at the demo; the id token is what GitLab would inject.
-    env = ci_env(tmp_path, **{**job["variables"], "KUBEGATE_URL": gateway.url,
-                              "KUBEGATE_CONNECTION": sandbox_world.env.connection},
-                 KUBEGATE_CA_FILE=str(gateway.ca_file), CI_PROJECT_DIR=str(tmp_path),
-                 KUBEGATE_ID_TOKEN=sandbox_world.env.issuer.mint("project_path:acme/app:ref_type:branch:ref:main",
-                                                                 ["developers"], audience=audience))
-    done = subprocess.run(["bash", "-eo", "pipefail", "-c", "\n".join(job["script"])], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    env = ci_env(
+        tmp_path,
+        **{**job["variables"], "KUBEGATE_URL": gateway.url, "KUBEGATE_CONNECTION": sandbox_world.env.connection},
+        KUBEGATE_CA_FILE=str(gateway.ca_file),
+        CI_PROJECT_DIR=str(tmp_path),
+        KUBEGATE_ID_TOKEN=sandbox_world.env.issuer.mint(
+            "project_path:acme/app:ref_type:branch:ref:main", ["developers"], audience=audience
+        ),
+    )
+    done = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", "\n".join(job["script"])],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert f"configmap/{name} created" in done.stdout

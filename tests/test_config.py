@@ -27,41 +27,64 @@ connections:
 
 BAD = [
     ("listen: {address: nowhere}", "listen.address: 'nowhere' is not HOST:PORT"),
-    ("connections: [{name: Dev_1, server: 'https://x', auth: {token: t}}]",
-     "connections[0].name: String should match pattern"),
-    ("connections: [{name: dev, server: 'https://x', auth: {}}]",
-     "connections[0].auth: choose exactly one of kubeconfig, in_cluster, token_file, token, client_certificate, eks"),
-    ("connections: [{name: dev, server: 'https://x', auth: {token: t, token_file: f}}]",
-     "(got token_file, token)"),
-    ("connections: [{name: dev, auth: {token: t}}]",
-     "connections[0]: server is required unless auth.kubeconfig or auth.in_cluster supplies it"),
+    (
+        "connections: [{name: Dev_1, server: 'https://x', auth: {token: t}}]",
+        "connections[0].name: String should match pattern",
+    ),
+    (
+        "connections: [{name: dev, server: 'https://x', auth: {}}]",
+        "connections[0].auth: choose exactly one of kubeconfig, in_cluster, token_file, token, client_certificate, eks",
+    ),
+    ("connections: [{name: dev, server: 'https://x', auth: {token: t, token_file: f}}]", "(got token_file, token)"),
+    (
+        "connections: [{name: dev, auth: {token: t}}]",
+        "connections[0]: server is required unless auth.kubeconfig or auth.in_cluster supplies it",
+    ),
     ("connections: [{name: dev, auth: {in_cluster: true, token: t}}]", "(got in_cluster, token)"),
     ("connections: [{name: dev, server: 'https://x', auth: {in_cluster: false}}]", "choose exactly one"),
-    ("identity: {issuers: [{url: 'http://idp.example.com', audience: x}]}",
-     "identity.issuers[0].url: 'http://idp.example.com' must be https://: plain http is allowed only for a "
-     "loopback address"),
-    ("identity: {issuers: [{url: 'https://idp', audience: x, jwks_url: 'http://keys.example/jwks'}]}",
-     "identity.issuers[0].jwks_url: 'http://keys.example/jwks' must be https://"),
-    ("identity: {issuers: [{url: 'ftp://idp', audience: x}]}",
-     "identity.issuers[0].url: 'ftp://idp' must be an https:// URL"),
-    ("identity: {issuers: [{url: 'https://idp', audience: x, leeway_seconds: 300}]}",
-     "identity.issuers[0].leeway_seconds: Input should be less than or equal to 60"),
-    ("identity: {issuers: [{url: 'https://a', audience: x, username_prefix: ''}, {url: 'https://b', audience: x}]}",
-     "identity: issuers[1].username_prefix 'https://b#' begins with issuers[0]'s '', so a user name would not say "
-     "which issuer it came from"),
-    ("identity: {issuers: [{url: 'https://a', audience: x, username_prefix: 'gh:'},"
-     " {url: 'https://b', audience: x, username_prefix: 'gh:'}]}",
-     "identity: issuers[1].username_prefix 'gh:' begins with issuers[0]'s 'gh:'"),
-    ("identity: {issuers: [{url: 'https://a', audience: x, username_prefix: 'system:'}]}",
-     "identity.issuers[0].username_prefix: 'system:' starts with system:, which Kubernetes reserves"),
-    ("identity: {issuers: [{url: 'https://a', audience: x, groups_prefix: 'system:x-'}]}",
-     "identity.issuers[0].groups_prefix: 'system:x-' starts with system:"),
+    (
+        "identity: {issuers: [{url: 'http://idp.example.com', audience: x}]}",
+        "identity.issuers[0].url: 'http://idp.example.com' must be https://: plain http is allowed only for a "
+        "loopback address",
+    ),
+    (
+        "identity: {issuers: [{url: 'https://idp', audience: x, jwks_url: 'http://keys.example/jwks'}]}",
+        "identity.issuers[0].jwks_url: 'http://keys.example/jwks' must be https://",
+    ),
+    (
+        "identity: {issuers: [{url: 'ftp://idp', audience: x}]}",
+        "identity.issuers[0].url: 'ftp://idp' must be an https:// URL",
+    ),
+    (
+        "identity: {issuers: [{url: 'https://idp', audience: x, leeway_seconds: 300}]}",
+        "identity.issuers[0].leeway_seconds: Input should be less than or equal to 60",
+    ),
+    (
+        "identity: {issuers: [{url: 'https://a', audience: x, username_prefix: ''}, {url: 'https://b', audience: x}]}",
+        "identity: issuers[1].username_prefix 'https://b#' begins with issuers[0]'s '', so a user name would not say "
+        "which issuer it came from",
+    ),
+    (
+        "identity: {issuers: [{url: 'https://a', audience: x, username_prefix: 'gh:'},"
+        " {url: 'https://b', audience: x, username_prefix: 'gh:'}]}",
+        "identity: issuers[1].username_prefix 'gh:' begins with issuers[0]'s 'gh:'",
+    ),
+    (
+        "identity: {issuers: [{url: 'https://a', audience: x, username_prefix: 'system:'}]}",
+        "identity.issuers[0].username_prefix: 'system:' starts with system:, which Kubernetes reserves",
+    ),
+    (
+        "identity: {issuers: [{url: 'https://a', audience: x, groups_prefix: 'system:x-'}]}",
+        "identity.issuers[0].groups_prefix: 'system:x-' starts with system:",
+    ),
     ("store: {retention: forever}", "store.retention: 'forever' is not a duration"),
     ("listen: {adress: '1:2'}", "listen.adress: Extra inputs are not permitted"),
     ("policies: [{name: x, action: permit}]", "policies[0].action: Input should be"),
-    ("connections: [{name: a, server: 'https://x', auth: {token: t}},"
-     " {name: a, server: 'https://y', auth: {token: t}}]",
-     "connection names must be unique: a"),
+    (
+        "connections: [{name: a, server: 'https://x', auth: {token: t}},"
+        " {name: a, server: 'https://y', auth: {token: t}}]",
+        "connection names must be unique: a",
+    ),
     ("- just\n- a list", "(top level): must be a mapping"),
     ("listen: {address: [unclosed", "not valid YAML"),
 ]
@@ -78,8 +101,9 @@ def test_good_config_resolves_relative_paths(tmp_path: Path) -> None:
 
 
 def test_in_cluster_is_a_flag_or_the_service_account_directory(tmp_path: Path) -> None:
-    (tmp_path / "kubegate.yaml").write_text("connections:\n- {name: here, auth: {in_cluster: true}}\n"
-                                            "- {name: there, auth: {in_cluster: {directory: sa}}}\n")
+    (tmp_path / "kubegate.yaml").write_text(
+        "connections:\n- {name: here, auth: {in_cluster: true}}\n- {name: there, auth: {in_cluster: {directory: sa}}}\n"
+    )
     here, there = load_config(tmp_path / "kubegate.yaml").connections
     assert here.server is None and here.auth.in_cluster is not None
     assert here.auth.in_cluster.directory == Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -103,8 +127,9 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_serve_with_a_bad_file_exits_non_zero_and_prints_the_field(tmp_path: Path) -> None:
     path = tmp_path / "kubegate.yaml"
     path.write_text("listen: {address: nowhere}\nstore: {retention: soon}\n")
-    proc = subprocess.run([sys.executable, "-m", "kubegate", "serve", "--config", str(path)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kubegate", "serve", "--config", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2
     assert f"{path}: listen.address: 'nowhere' is not HOST:PORT" in proc.stderr
     assert f"{path}: store.retention: 'soon' is not a duration" in proc.stderr
@@ -112,24 +137,28 @@ def test_serve_with_a_bad_file_exits_non_zero_and_prints_the_field(tmp_path: Pat
 
 def test_serve_refuses_a_bare_policy_user_when_several_issuers_are_trusted(tmp_path: Path) -> None:
     path = tmp_path / "kubegate.yaml"
-    path.write_text("identity: {issuers: [{url: 'https://a.example', audience: k, username_prefix: 'a:'},"
-                    " {url: 'https://b.example', audience: k, username_prefix: 'b:'}]}\n"
-                    "policies: [{name: bob-reads, action: allow, subjects: {users: [bob]}}]\n")
-    proc = subprocess.run([sys.executable, "-m", "kubegate", "serve", "--config", str(path)],
-                          capture_output=True, text=True, timeout=60)
+    path.write_text(
+        "identity: {issuers: [{url: 'https://a.example', audience: k, username_prefix: 'a:'},"
+        " {url: 'https://b.example', audience: k, username_prefix: 'b:'}]}\n"
+        "policies: [{name: bob-reads, action: allow, subjects: {users: [bob]}}]\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "kubegate", "serve", "--config", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2, proc.stderr
     assert f"{path}: policies[0].subjects.users[0]: 'bob' names no issuer" in proc.stderr
     assert "write the Kubernetes user name, 'a:bob' or 'b:bob'" in proc.stderr
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90d", 7776000), ("1h", 3600), ("30s", 30), ("250ms", 0.25),
-                                               (12, 12)])
+@pytest.mark.parametrize(("text", "seconds"), [("90d", 7776000), ("1h", 3600), ("30s", 30), ("250ms", 0.25), (12, 12)])
 def test_durations(text: str | int, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("url", ["http://localhost.attacker.example", "http://127.0.0.1@attacker.example",
-                                 "http://kubegate-issuer", "https://"])
+@pytest.mark.parametrize(
+    "url",
+    ["http://localhost.attacker.example", "http://127.0.0.1@attacker.example", "http://kubegate-issuer", "https://"],
+)
 def test_an_issuer_over_plain_http_off_this_machine_is_a_config_error(url: str) -> None:
     with pytest.raises(ValidationError) as err:
         IssuerConfig(url=url, audience="x")

@@ -43,6 +43,7 @@ def imports(path: Path, modules: set[str]) -> set[str]:
                 visit(getattr(node, "orelse", []))
                 for handler in getattr(node, "handlers", []):
                     visit(handler.body)
+
     visit(ast.parse(path.read_text()).body)
     found.discard(name)
     return found
@@ -56,7 +57,7 @@ def test_no_module_imports_itself_back() -> None:
 
     def walk(node: str, trail: list[str]) -> None:
         if node in trail:
-            raise AssertionError("import cycle: " + " -> ".join([*trail[trail.index(node):], node]))
+            raise AssertionError("import cycle: " + " -> ".join([*trail[trail.index(node) :], node]))
         if node in done:
             return
         for dep in sorted(graph[node]):

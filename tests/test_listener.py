@@ -12,12 +12,15 @@ from kubegate.config import Config, ListenConfig
 from kubegate.listener import start_gateway
 
 
-@pytest.mark.parametrize(("listen", "expected"), [
-    ({"external_url": "https://kubegate.example.com/"}, "https://kubegate.example.com"),
-    ({"address": "0.0.0.0:8443"}, "https://127.0.0.1:8443"),
-    ({"address": "[::]:9443"}, "https://[::1]:9443"),
-    ({"address": "[fd00::1]:443"}, "https://[fd00::1]:443"),
-])
+@pytest.mark.parametrize(
+    ("listen", "expected"),
+    [
+        ({"external_url": "https://kubegate.example.com/"}, "https://kubegate.example.com"),
+        ({"address": "0.0.0.0:8443"}, "https://127.0.0.1:8443"),
+        ({"address": "[::]:9443"}, "https://[::1]:9443"),
+        ({"address": "[fd00::1]:443"}, "https://[fd00::1]:443"),
+    ],
+)
 def test_the_base_url_is_external_url_else_the_listen_address(listen: dict[str, str], expected: str) -> None:
     assert ListenConfig.model_validate(listen).base_url() == expected
 
@@ -28,8 +31,9 @@ def test_an_external_url_that_is_not_a_base_url_is_refused(url: str) -> None:
         ListenConfig.model_validate({"external_url": url})
 
 
-async def test_start_up_names_the_listen_address_as_the_base_url(tmp_path: Path,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+async def test_start_up_names_the_listen_address_as_the_base_url(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     config = Config(listen=ListenConfig(address="127.0.0.1:0"), state_dir=tmp_path)
     with caplog.at_level(logging.INFO, logger="kubegate.listener"):
         listening = await start_gateway(config)
@@ -41,10 +45,12 @@ async def test_start_up_names_the_listen_address_as_the_base_url(tmp_path: Path,
         await listening.stop()
 
 
-async def test_start_up_names_the_external_url_as_the_base_url(tmp_path: Path,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
-    config = Config(listen=ListenConfig(address="127.0.0.1:0", external_url="https://kubegate.example.com"),
-                    state_dir=tmp_path)
+async def test_start_up_names_the_external_url_as_the_base_url(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = Config(
+        listen=ListenConfig(address="127.0.0.1:0", external_url="https://kubegate.example.com"), state_dir=tmp_path
+    )
     with caplog.at_level(logging.INFO, logger="kubegate.listener"):
         listening = await start_gateway(config)
     try:

@@ -14,16 +14,28 @@ from kubegate.metrics import Metrics, MetricsStage
 
 
 def _flow(method: str, path: str, status: int = 200) -> Flow:
-    flow = Flow(request=make_mocked_request(method, path), connection=SimpleNamespace(name="dev"),  # type: ignore[arg-type]
-                method=method, raw_path=path, query_string="", headers=CIMultiDict(), body=b"")
+    flow = Flow(
+        request=make_mocked_request(method, path),
+        connection=SimpleNamespace(name="dev"),  # type: ignore[arg-type]
+        method=method,
+        raw_path=path,
+        query_string="",
+        headers=CIMultiDict(),
+        body=b"",
+    )
     flow.info = parse_request_info(method, path, "")
     flow.response_status = status
     return flow
 
 
 def _series(metrics: Metrics) -> list[dict[str, str]]:
-    return [s.labels for m in metrics.registry.collect() if m.name == "kubegate_requests"
-            for s in m.samples if s.name == "kubegate_requests_total"]
+    return [
+        s.labels
+        for m in metrics.registry.collect()
+        if m.name == "kubegate_requests"
+        for s in m.samples
+        if s.name == "kubegate_requests_total"
+    ]
 
 
 async def test_resources_and_verbs_outside_the_known_sets_are_one_label() -> None:
@@ -39,8 +51,13 @@ async def test_resources_and_verbs_outside_the_known_sets_are_one_label() -> Non
     refused.response_status, refused.refusal = 0, Refused(403, "no")
     await stage.on_end(refused)
     series = sorted((s["verb"], s["resource"], s["code"]) for s in _series(metrics))
-    assert series == [("delete", "namespaces", "403"), ("get", "other", "200"), ("get", "pods/log", "200"),
-                      ("list", "other", "200"), ("other", "", "200")]
+    assert series == [
+        ("delete", "namespaces", "403"),
+        ("get", "other", "200"),
+        ("get", "pods/log", "200"),
+        ("list", "other", "200"),
+        ("other", "", "200"),
+    ]
 
 
 async def test_decisions_are_counted_by_deciding_rule_and_masked_responses_by_profile() -> None:
@@ -49,8 +66,9 @@ async def test_decisions_are_counted_by_deciding_rule_and_masked_responses_by_pr
     metrics = Metrics()
     stage = MetricsStage(metrics)
     allowed = _flow("GET", "/api/v1/namespaces/ns/secrets")
-    allowed.decision = Decision("allow", (RuleMatch("devs", "allow", []), RuleMatch("audit", "log", [])), "",
-                                masks=("secret-values",))
+    allowed.decision = Decision(
+        "allow", (RuleMatch("devs", "allow", []), RuleMatch("audit", "log", [])), "", masks=("secret-values",)
+    )
     allowed.extras["masking"] = SimpleNamespace(profiles=("secret-values",), mode="json")
     denied = _flow("DELETE", "/api/v1/namespaces/ns", status=0)
     denied.decision = Decision("deny", (), "no rule allows this")
@@ -79,8 +97,14 @@ async def test_upstream_latency_is_the_time_from_forwarding_to_the_answer() -> N
 
 def test_jwks_refreshes_are_read_from_the_verifier_by_issuer_and_outcome() -> None:
     metrics = Metrics()
-    metrics.watch_verifier(SimpleNamespace(refreshes=lambda: {("https://idp", "ok"): 3,  # type: ignore[arg-type]
-                                                              ("https://idp", "failed"): 1}))
+    metrics.watch_verifier(
+        SimpleNamespace(
+            refreshes=lambda: {
+                ("https://idp", "ok"): 3,  # type: ignore[arg-type]
+                ("https://idp", "failed"): 1,
+            }
+        )
+    )
     value = metrics.registry.get_sample_value
     assert value("kubegate_jwks_refreshes_total", {"issuer": "https://idp", "outcome": "ok"}) == 3
     assert value("kubegate_jwks_refreshes_total", {"issuer": "https://idp", "outcome": "failed"}) == 1

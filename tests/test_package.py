@@ -48,8 +48,12 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copy2(path, src / name)
     for package in {rel.split("/")[0] for rel in VENDOR.values()}:
         shutil.copytree(NODE_MODULES / package, src / "node_modules" / package)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp / "dist"),
-                    str(src)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp / "dist"), str(src)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (built,) = (tmp / "dist").glob("kubegate-*.whl")
     return built
 
@@ -62,13 +66,21 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, timeout=60)
     python = root / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
-                    str(wheel)], check=True, capture_output=True, timeout=120)
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                             check=True, capture_output=True, text=True).stdout.strip()
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     (Path(purelib) / "zz-dependencies.pth").write_text(
-        sysconfig.get_path("purelib") + "\n"
-        f"import sys; sys.modules.update(dict.fromkeys({EXTRAS_MODULES!r}))\n")
+        sysconfig.get_path("purelib") + f"\nimport sys; sys.modules.update(dict.fromkeys({EXTRAS_MODULES!r}))\n"
+    )
     return root
 
 
@@ -101,8 +113,13 @@ def served(venv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     config = state / "kubegate.yaml"
     config.write_text(yaml.safe_dump({"listen": {"address": "127.0.0.1:0"}, "state_dir": str(state / "state")}))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "KUBEGATE"))}
-    proc = subprocess.Popen([str(venv / "bin" / "kubegate"), "serve", "--config", str(config),
-                             "--log-level", "warning"], cwd=state, env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(venv / "bin" / "kubegate"), "serve", "--config", str(config), "--log-level", "warning"],
+        cwd=state,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         yield listening_url(proc)
     finally:
@@ -139,12 +156,22 @@ def _get(url: str) -> tuple[int, bytes]:
 
 
 def test_the_installed_wheel_is_the_one_that_runs(venv: Path) -> None:
-    out = subprocess.run([str(venv / "bin" / "python"), "-c", "import kubegate, aiohttp; print(kubegate.__file__)\n"
-                          "try:\n    import botocore\nexcept ImportError:\n    print('no extras')"],
-                         check=True, capture_output=True, text=True, cwd=venv).stdout
+    out = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import kubegate, aiohttp; print(kubegate.__file__)\n"
+            "try:\n    import botocore\nexcept ImportError:\n    print('no extras')",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=venv,
+    ).stdout
     assert out.startswith(str(venv)) and not out.startswith(str(ROOT)) and out.endswith("no extras\n")
-    version = subprocess.run([str(venv / "bin" / "kubegate"), "--version"], check=True, capture_output=True,
-                             text=True).stdout
+    version = subprocess.run(
+        [str(venv / "bin" / "kubegate"), "--version"], check=True, capture_output=True, text=True
+    ).stdout
     assert version == f"kubegate {kubegate.__version__}\n"
 
 

@@ -68,13 +68,21 @@ async def world() -> AsyncIterator[dict[str, Any]]:
     tracing = Tracing(TracingConfig(otlp_endpoint=str(collector.make_url("/v1/traces"))))
     chunks = Chunks()
     pipeline = Pipeline(tracing.instrument([AuthenticationStage(FakeVerifier()), RequestInfoStage(), chunks]))
-    conn = Connection(ConnectionConfig(name="up", server=str(upstream.make_url("")).rstrip("/"),
-                                       auth={"token": "gateway-token"}))
+    conn = Connection(
+        ConnectionConfig(name="up", server=str(upstream.make_url("")).rstrip("/"), auth={"token": "gateway-token"})
+    )
 
     async def handle(request: web.Request) -> web.StreamResponse:
         path, _, query = request.raw_path.partition("?")
-        flow = Flow(request=request, connection=conn, method=request.method, raw_path=path, query_string=query,
-                    headers=upstream_request_headers(request.headers), body=await request.read())
+        flow = Flow(
+            request=request,
+            connection=conn,
+            method=request.method,
+            raw_path=path,
+            query_string=query,
+            headers=upstream_request_headers(request.headers),
+            body=await request.read(),
+        )
         return await pipeline.run(flow)
 
     gateway_app = web.Application()
@@ -89,8 +97,10 @@ async def world() -> AsyncIterator[dict[str, Any]]:
 
 async def test_a_request_is_a_trace_of_its_stages_and_upstream_call(world: dict[str, Any]) -> None:
     headers = {"Authorization": "Bearer good", "traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
-    async with aiohttp.ClientSession() as http, \
-            http.get(world["gateway"].make_url("/api/v1/namespaces/shop/pods"), headers=headers) as resp:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(world["gateway"].make_url("/api/v1/namespaces/shop/pods"), headers=headers) as resp,
+    ):
         assert resp.status == 200
         await resp.read()
     await asyncio.to_thread(world["tracing"].shutdown)  # flushes to the receiver
@@ -111,8 +121,10 @@ async def test_a_request_is_a_trace_of_its_stages_and_upstream_call(world: dict[
 
 
 async def test_a_refused_request_is_a_failed_span_and_never_reaches_the_cluster(world: dict[str, Any]) -> None:
-    async with aiohttp.ClientSession() as http, \
-            http.get(world["gateway"].make_url("/api/v1/pods"), headers={"Authorization": "Bearer bad"}) as resp:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(world["gateway"].make_url("/api/v1/pods"), headers={"Authorization": "Bearer bad"}) as resp,
+    ):
         assert resp.status == 401
     await asyncio.to_thread(world["tracing"].shutdown)
     spans = {s.name: s for s in world["spans"]}

@@ -75,8 +75,9 @@ class SlackConfig(_Strict):
         try:
             value = self.signing_secret_file.read_text().strip()
         except OSError as exc:
-            raise ValueError(f"approvals.slack.signing_secret_file: cannot read {self.signing_secret_file}: "
-                             f"{exc.strerror}") from exc
+            raise ValueError(
+                f"approvals.slack.signing_secret_file: cannot read {self.signing_secret_file}: {exc.strerror}"
+            ) from exc
         if not value:
             raise ValueError(f"approvals.slack.signing_secret_file: {self.signing_secret_file} is empty")
         return value
@@ -96,8 +97,14 @@ class ApprovalsConfig(_Strict):
     slack: SlackConfig | None = None
     """How long a delivered (or given-up) notification stays in the outbox, for an operator to look at."""
 
-    _durations = field_validator("default_timeout", "grant_lifetime", "max_scope_duration", "retry_max_interval",
-                                 "retry_give_up_after", "notification_retention")(_positive_duration)
+    _durations = field_validator(
+        "default_timeout",
+        "grant_lifetime",
+        "max_scope_duration",
+        "retry_max_interval",
+        "retry_give_up_after",
+        "notification_retention",
+    )(_positive_duration)
 
     @model_validator(mode="after")
     def _unique_names(self) -> ApprovalsConfig:
@@ -114,9 +121,12 @@ class ApprovalsConfig(_Strict):
     def timeout_for(self, rules: Iterable[PolicyRule | None]) -> float:
         """How long a held request waits: the shortest timeout among its review rules, where a rule that
         sets none (or is gone) counts as default_timeout. The gateway and `policy explain` both use this."""
-        timeouts = [rule.reviewers.timeout_seconds
-                    if rule is not None and rule.reviewers is not None and "timeout" in rule.reviewers.model_fields_set
-                    else self.default_timeout_seconds for rule in rules]
+        timeouts = [
+            rule.reviewers.timeout_seconds
+            if rule is not None and rule.reviewers is not None and "timeout" in rule.reviewers.model_fields_set
+            else self.default_timeout_seconds
+            for rule in rules
+        ]
         return min(timeouts, default=self.default_timeout_seconds)
 
     @property

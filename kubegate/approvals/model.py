@@ -30,8 +30,9 @@ def body_digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def fingerprint(username: str, connection: str, info: RequestInfo, method: str, raw_path: str, query: str,
-                body_sha256: str) -> str:
+def fingerprint(
+    username: str, connection: str, info: RequestInfo, method: str, raw_path: str, query: str, body_sha256: str
+) -> str:
     """What an approval is bound to: who, where, and the exact request, body included.
 
     The method is taken as kube-apiserver authorizes it (the verb), so kubectl's WebSocket exec
@@ -66,12 +67,20 @@ class RuleReviewers:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RuleReviewers:
-        return cls(str(data["rule"]), tuple(data.get("groups", ())), tuple(data.get("users", ())),
-                   int(data.get("min_approvals", 1)))
+        return cls(
+            str(data["rule"]),
+            tuple(data.get("groups", ())),
+            tuple(data.get("users", ())),
+            int(data.get("min_approvals", 1)),
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "groups": list(self.groups), "users": list(self.users),
-                "min_approvals": self.min_approvals}
+        return {
+            "rule": self.rule,
+            "groups": list(self.groups),
+            "users": list(self.users),
+            "min_approvals": self.min_approvals,
+        }
 
     def admits(self, username: str, groups: Sequence[str]) -> bool:
         """Exact names only: a reviewer list is a list of people, never a pattern. The user name, never the
@@ -84,9 +93,16 @@ def merge_rules(rules: Sequence[RuleReviewers]) -> tuple[RuleReviewers, ...]:
     out: dict[str, RuleReviewers] = {}
     for r in rules:
         prev = out.get(r.rule)
-        out[r.rule] = r if prev is None else RuleReviewers(
-            r.rule, tuple(sorted({*prev.groups, *r.groups})), tuple(sorted({*prev.users, *r.users})),
-            max(prev.min_approvals, r.min_approvals))
+        out[r.rule] = (
+            r
+            if prev is None
+            else RuleReviewers(
+                r.rule,
+                tuple(sorted({*prev.groups, *r.groups})),
+                tuple(sorted({*prev.users, *r.users})),
+                max(prev.min_approvals, r.min_approvals),
+            )
+        )
     return tuple(out.values())
 
 
@@ -125,21 +141,35 @@ class Scope:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Scope:
-        return cls(str(data.get("namespace", "")), tuple(data["verbs"]),
-                   tuple(ResourceRef.parse(r) for r in data["resources"]), float(data["duration"]))
+        return cls(
+            str(data.get("namespace", "")),
+            tuple(data["verbs"]),
+            tuple(ResourceRef.parse(r) for r in data["resources"]),
+            float(data["duration"]),
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {"namespace": self.namespace, "verbs": list(self.verbs),
-                "resources": [str(r) for r in self.resources], "duration": self.duration}
+        return {
+            "namespace": self.namespace,
+            "verbs": list(self.verbs),
+            "resources": [str(r) for r in self.resources],
+            "duration": self.duration,
+        }
 
     def covers(self, info: RequestInfo) -> bool:
-        return (info.is_resource_request and info.namespace == self.namespace and info.verb in self.verbs
-                and any(r.covers(info) for r in self.resources))
+        return (
+            info.is_resource_request
+            and info.namespace == self.namespace
+            and info.verb in self.verbs
+            and any(r.covers(info) for r in self.resources)
+        )
 
     def describe(self) -> str:
         where = f"namespace {self.namespace}" if self.namespace else "cluster-wide"
-        return (f"{','.join(self.verbs)} on {','.join(str(r) for r in self.resources)} in {where} "
-                f"for {_human(self.duration)}")
+        return (
+            f"{','.join(self.verbs)} on {','.join(str(r) for r in self.resources)} in {where} "
+            f"for {_human(self.duration)}"
+        )
 
 
 def _human(seconds: float) -> str:
@@ -158,8 +188,7 @@ class Vote:
     at: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {"reviewer": self.reviewer, "groups": list(self.groups), "comment": self.comment,
-                "at": isotime(self.at)}
+        return {"reviewer": self.reviewer, "groups": list(self.groups), "comment": self.comment, "at": isotime(self.at)}
 
 
 def missing_approvals(rules: Sequence[RuleReviewers], votes: Sequence[Vote]) -> list[str]:
@@ -193,10 +222,23 @@ class Grant:
 
     @classmethod
     def from_row(cls, row: Any) -> Grant:
-        return cls(row.request_id, row.kind, row.username, row.connection, row.fingerprint,
-                   Scope.from_dict(row.scope) if row.scope else None, tuple(row.rules), row.created_at,
-                   row.expires_at, row.max_uses, row.uses, row.last_used_at, row.revoked_at, row.revoked_by,
-                   row.revoke_reason)
+        return cls(
+            row.request_id,
+            row.kind,
+            row.username,
+            row.connection,
+            row.fingerprint,
+            Scope.from_dict(row.scope) if row.scope else None,
+            tuple(row.rules),
+            row.created_at,
+            row.expires_at,
+            row.max_uses,
+            row.uses,
+            row.last_used_at,
+            row.revoked_at,
+            row.revoked_by,
+            row.revoke_reason,
+        )
 
     def state(self, now: float) -> str:
         if self.revoked_at is not None:
@@ -206,10 +248,17 @@ class Grant:
         return "expired" if now >= self.expires_at else "active"
 
     def as_dict(self, now: float) -> dict[str, Any]:
-        return {"kind": self.kind, "state": self.state(now), "expires_at": isotime(self.expires_at),
-                "uses": self.uses, "max_uses": self.max_uses, "last_used_at": isotime(self.last_used_at),
-                "revoked_at": isotime(self.revoked_at), "revoked_by": self.revoked_by,
-                "revoke_reason": self.revoke_reason}
+        return {
+            "kind": self.kind,
+            "state": self.state(now),
+            "expires_at": isotime(self.expires_at),
+            "uses": self.uses,
+            "max_uses": self.max_uses,
+            "last_used_at": isotime(self.last_used_at),
+            "revoked_at": isotime(self.revoked_at),
+            "revoked_by": self.revoked_by,
+            "revoke_reason": self.revoke_reason,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,12 +299,39 @@ class AccessRequest:
     @classmethod
     def from_row(cls, row: Any, votes: Sequence[Vote] = (), grant: Grant | None = None) -> AccessRequest:
         return cls(
-            row.id, row.kind, row.state, row.fingerprint, row.username, row.subject, row.issuer, tuple(row.groups),
-            dict(row.claims), row.connection, row.method, row.path, row.query, row.info, row.content_type,
-            row.body_sha256, row.body_bytes, row.kubectl_command, row.summary,
-            Scope.from_dict(row.scope) if row.scope else None, row.reason,
-            tuple(RuleReviewers.from_dict(r) for r in row.rules), row.mode, row.session_id, row.server,
-            row.created_at, row.expires_at, row.decided_at, row.decided_by, row.decision_reason, tuple(votes), grant)
+            row.id,
+            row.kind,
+            row.state,
+            row.fingerprint,
+            row.username,
+            row.subject,
+            row.issuer,
+            tuple(row.groups),
+            dict(row.claims),
+            row.connection,
+            row.method,
+            row.path,
+            row.query,
+            row.info,
+            row.content_type,
+            row.body_sha256,
+            row.body_bytes,
+            row.kubectl_command,
+            row.summary,
+            Scope.from_dict(row.scope) if row.scope else None,
+            row.reason,
+            tuple(RuleReviewers.from_dict(r) for r in row.rules),
+            row.mode,
+            row.session_id,
+            row.server,
+            row.created_at,
+            row.expires_at,
+            row.decided_at,
+            row.decided_by,
+            row.decision_reason,
+            tuple(votes),
+            grant,
+        )
 
     def effective_state(self, now: float) -> str:
         return "expired" if self.state == "pending" and now >= self.expires_at else self.state
@@ -265,13 +341,14 @@ class AccessRequest:
         return identity.username == self.username or (identity.issuer, identity.subject) == (self.issuer, self.subject)
 
     def reviewable_by(self, identity: Identity) -> bool:
-        return not self.requested_by(identity) and any(
-            r.admits(identity.username, identity.groups) for r in self.rules)
+        return not self.requested_by(identity) and any(r.admits(identity.username, identity.groups) for r in self.rules)
 
     @property
     def reviewers(self) -> dict[str, list[str]]:
-        return {"groups": sorted({g for r in self.rules for g in r.groups}),
-                "users": sorted({u for r in self.rules for u in r.users})}
+        return {
+            "groups": sorted({g for r in self.rules for g in r.groups}),
+            "users": sorted({u for r in self.rules for u in r.users}),
+        }
 
     def describe(self) -> str:
         """One line a reviewer reads: who wants to do what, where."""
@@ -282,33 +359,59 @@ class AccessRequest:
             return f"{self.username} asks to {self.method} {self.path} on connection {self.connection}"
         target = "/".join(p for p in (info.get("resource"), info.get("subresource")) if p)
         name = f" {info['name']}" if info.get("name") else ""
-        where = f" in namespace {info['namespace']}" if info.get("namespace") and info.get("resource") != "namespaces" \
+        where = (
+            f" in namespace {info['namespace']}"
+            if info.get("namespace") and info.get("resource") != "namespaces"
             else ""
+        )
         command = f": {' '.join(info['command'])}" if info.get("command") else ""
-        return f"{self.username} asks to {info.get('verb')} {target}{name}{where}{command} on connection " \
-               f"{self.connection}"
+        return (
+            f"{self.username} asks to {info.get('verb')} {target}{name}{where}{command} on connection {self.connection}"
+        )
 
     def approve_command(self, server: str | None = None) -> str:
         return f"kubegate requests approve {self.id} --server {server or self.server}"
 
     def as_dict(self, now: float) -> dict[str, Any]:
         return {
-            "id": self.id, "kind": self.kind, "state": self.effective_state(now), "description": self.describe(),
-            "requester": {"username": self.username, "subject": self.subject, "issuer": self.issuer,
-                          "groups": list(self.groups), "claims": dict(self.claims)},
+            "id": self.id,
+            "kind": self.kind,
+            "state": self.effective_state(now),
+            "description": self.describe(),
+            "requester": {
+                "username": self.username,
+                "subject": self.subject,
+                "issuer": self.issuer,
+                "groups": list(self.groups),
+                "claims": dict(self.claims),
+            },
             "connection": self.connection,
-            "request": None if self.kind == "scope" else {
-                "method": self.method, "path": self.path, "query": self.query, "info": self.info,
-                "content_type": self.content_type, "body_sha256": self.body_sha256, "body_bytes": self.body_bytes,
-                "kubectl_command": self.kubectl_command, "fingerprint": self.fingerprint},
+            "request": None
+            if self.kind == "scope"
+            else {
+                "method": self.method,
+                "path": self.path,
+                "query": self.query,
+                "info": self.info,
+                "content_type": self.content_type,
+                "body_sha256": self.body_sha256,
+                "body_bytes": self.body_bytes,
+                "kubectl_command": self.kubectl_command,
+                "fingerprint": self.fingerprint,
+            },
             "scope": self.scope.as_dict() if self.scope else None,
-            "summary": self.summary, "reason": self.reason, "mode": self.mode,
-            "rules": [r.as_dict() for r in self.rules], "reviewers": self.reviewers,
+            "summary": self.summary,
+            "reason": self.reason,
+            "mode": self.mode,
+            "rules": [r.as_dict() for r in self.rules],
+            "reviewers": self.reviewers,
             "approvals": [v.as_dict() for v in self.votes],
             "missing": missing_approvals(self.rules, self.votes) if self.state == "pending" else [],
             "session_id": self.session_id,
-            "created_at": isotime(self.created_at), "expires_at": isotime(self.expires_at),
-            "decided_at": isotime(self.decided_at), "decided_by": self.decided_by,
+            "created_at": isotime(self.created_at),
+            "expires_at": isotime(self.expires_at),
+            "decided_at": isotime(self.decided_at),
+            "decided_by": self.decided_by,
             "decision_reason": self.decision_reason,
             "grant": self.grant.as_dict(now) if self.grant else None,
             "approve_command": self.approve_command(),

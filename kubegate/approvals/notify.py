@@ -69,16 +69,37 @@ def slack_message(event: str, view: dict[str, Any], *, buttons: bool = False) ->
     body = "\n".join(lines)
     blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": body[:SLACK_TEXT_LIMIT]}}]
     if view.get("summary") and event == "created":
-        blocks.append({"type": "section", "text": {
-            "type": "mrkdwn", "text": "```" + view["summary"][:SLACK_TEXT_LIMIT - 6] + "```"}})
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": "```" + view["summary"][: SLACK_TEXT_LIMIT - 6] + "```"},
+            }
+        )
     if event == "created":
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"`{view['approve_command']}`"}})
     if event == "created" and buttons:
-        blocks.append({"type": "actions", "block_id": "kubegate-review", "elements": [
-            {"type": "button", "action_id": "approve", "style": "primary", "value": view["id"],
-             "text": {"type": "plain_text", "text": "Approve"}},
-            {"type": "button", "action_id": "deny", "style": "danger", "value": view["id"],
-             "text": {"type": "plain_text", "text": "Deny"}}]})
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": "kubegate-review",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": "approve",
+                        "style": "primary",
+                        "value": view["id"],
+                        "text": {"type": "plain_text", "text": "Approve"},
+                    },
+                    {
+                        "type": "button",
+                        "action_id": "deny",
+                        "style": "danger",
+                        "value": view["id"],
+                        "text": {"type": "plain_text", "text": "Deny"},
+                    },
+                ],
+            }
+        )
     return {"text": f"{headline}: {view['description']}", "blocks": blocks}
 
 
@@ -88,8 +109,9 @@ def render(webhook: WebhookConfig, event: str, view: dict[str, Any], *, buttons:
 
 
 class Notifier:
-    def __init__(self, store: Store, config: ApprovalsConfig, *, clock: Callable[[], float] = time.time,
-                 interval: float = 1.0) -> None:
+    def __init__(
+        self, store: Store, config: ApprovalsConfig, *, clock: Callable[[], float] = time.time, interval: float = 1.0
+    ) -> None:
         self.store = store
         self.config = config
         self.clock = clock
@@ -106,10 +128,21 @@ class Notifier:
         now = self.clock()
         view = request.as_dict(now)
         buttons = self.config.slack is not None
-        await conn.execute(sa.insert(notification_outbox), [
-            {"request_id": request.id, "event": event, "webhook": w.name,
-             "body": render(w, event, view, buttons=buttons).decode(),
-             "created_at": now, "attempts": 0, "next_attempt_at": now} for w in targets])
+        await conn.execute(
+            sa.insert(notification_outbox),
+            [
+                {
+                    "request_id": request.id,
+                    "event": event,
+                    "webhook": w.name,
+                    "body": render(w, event, view, buttons=buttons).decode(),
+                    "created_at": now,
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                }
+                for w in targets
+            ],
+        )
 
     def wake(self) -> None:
         self._wake.set()
@@ -146,10 +179,16 @@ class Notifier:
     async def deliver_due(self) -> int:
         """Post every due row this process can claim; returns how many it tried."""
         now = self.clock()
-        due = (sa.select(notification_outbox)
-               .where(notification_outbox.c.delivered_at.is_(None), notification_outbox.c.failed_at.is_(None),
-                      notification_outbox.c.next_attempt_at <= now)
-               .order_by(notification_outbox.c.id).limit(BATCH))
+        due = (
+            sa.select(notification_outbox)
+            .where(
+                notification_outbox.c.delivered_at.is_(None),
+                notification_outbox.c.failed_at.is_(None),
+                notification_outbox.c.next_attempt_at <= now,
+            )
+            .order_by(notification_outbox.c.id)
+            .limit(BATCH)
+        )
         async with self.store.read() as conn:
             rows = (await conn.execute(due)).all()
         tried = 0
@@ -164,15 +203,26 @@ class Notifier:
         horizon = self.clock() - self.config.notification_retention_seconds
         outbox = notification_outbox.c
         async with self.store.write() as conn:
-            done = await conn.execute(sa.delete(notification_outbox).where(
-                sa.or_(outbox.delivered_at < horizon, outbox.failed_at < horizon)))
+            done = await conn.execute(
+                sa.delete(notification_outbox).where(sa.or_(outbox.delivered_at < horizon, outbox.failed_at < horizon))
+            )
         return int(done.rowcount)
 
     async def _claim(self, row_id: int, seen: float, now: float) -> bool:
         async with self.store.write() as conn:
-            return bool((await conn.execute(sa.update(notification_outbox).where(
-                notification_outbox.c.id == row_id, notification_outbox.c.next_attempt_at == seen,
-                notification_outbox.c.delivered_at.is_(None)).values(next_attempt_at=now + LEASE_SECONDS))).rowcount)
+            return bool(
+                (
+                    await conn.execute(
+                        sa.update(notification_outbox)
+                        .where(
+                            notification_outbox.c.id == row_id,
+                            notification_outbox.c.next_attempt_at == seen,
+                            notification_outbox.c.delivered_at.is_(None),
+                        )
+                        .values(next_attempt_at=now + LEASE_SECONDS)
+                    )
+                ).rowcount
+            )
 
     async def _deliver(self, row: Any) -> None:
         webhook = self.config.webhook(row.webhook)
@@ -189,17 +239,30 @@ class Notifier:
         if not error:
             values: dict[str, Any] = {"delivered_at": now, "attempts": attempts, "last_error": ""}
         elif webhook is None or now - row.created_at >= self.config.give_up_seconds:
-            log.error("giving up on notification %d for access request %s via %s: %s", row.id, row.request_id,
-                      row.webhook, error)
+            log.error(
+                "giving up on notification %d for access request %s via %s: %s",
+                row.id,
+                row.request_id,
+                row.webhook,
+                error,
+            )
             values = {"failed_at": now, "attempts": attempts, "last_error": error}
         else:
-            delay = min(self.config.retry_max_seconds, 2.0 ** attempts)
-            log.warning("notification %d for access request %s via %s failed (attempt %d, next in %gs): %s",
-                        row.id, row.request_id, row.webhook, attempts, delay, error)
+            delay = min(self.config.retry_max_seconds, 2.0**attempts)
+            log.warning(
+                "notification %d for access request %s via %s failed (attempt %d, next in %gs): %s",
+                row.id,
+                row.request_id,
+                row.webhook,
+                attempts,
+                delay,
+                error,
+            )
             values = {"attempts": attempts, "next_attempt_at": now + delay, "last_error": error}
         async with self.store.write() as conn:
-            await conn.execute(sa.update(notification_outbox).where(notification_outbox.c.id == row.id)
-                               .values(**values))
+            await conn.execute(
+                sa.update(notification_outbox).where(notification_outbox.c.id == row.id).values(**values)
+            )
 
     async def _post(self, webhook: WebhookConfig, body: bytes) -> None:
         if self._http is None or self._http.closed:

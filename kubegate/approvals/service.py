@@ -42,14 +42,24 @@ QUIET_EVENTS = frozenset({"vote"})
 
 def review_rules(decision: Decision) -> tuple[RuleReviewers, ...]:
     """Each review rule that matched, with its own reviewers: every one must be satisfied."""
-    return merge_rules([RuleReviewers.from_match(m) for m in decision.matches
-                        if m.action == "review" and m.reviewers is not None])
+    return merge_rules(
+        [RuleReviewers.from_match(m) for m in decision.matches if m.action == "review" and m.reviewers is not None]
+    )
 
 
 class ApprovalService:
-    def __init__(self, store: Store, recorder: Recorder | None, policy: PolicyEngine, config: ApprovalsConfig, *,
-                 connections: Collection[str] = (), clock: Callable[[], float] = time.time,
-                 signals: DecisionSignals | None = None, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        recorder: Recorder | None,
+        policy: PolicyEngine,
+        config: ApprovalsConfig,
+        *,
+        connections: Collection[str] = (),
+        clock: Callable[[], float] = time.time,
+        signals: DecisionSignals | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.store = store
         self.recorder = recorder
         self.policy = policy
@@ -81,13 +91,23 @@ class ApprovalService:
         """Named as a reviewer (group or user) by any policy rule: may list and decide what it reviews."""
         return any(
             RuleReviewers(rule.name, tuple(rule.reviewers.groups), tuple(rule.reviewers.users)).admits(
-                identity.username, identity.groups)
-            for rule in self.policy.rules if rule.reviewers is not None)
+                identity.username, identity.groups
+            )
+            for rule in self.policy.rules
+            if rule.reviewers is not None
+        )
 
     # -- recording and announcing -------------------------------------------------------------------
 
-    async def record(self, session_id: str | None, type: str, data: dict[str, Any], *, durable: bool = True,
-                     outcome: str | None = None) -> None:
+    async def record(
+        self,
+        session_id: str | None,
+        type: str,
+        data: dict[str, Any],
+        *,
+        durable: bool = True,
+        outcome: str | None = None,
+    ) -> None:
         if self.recorder is None:
             return
         try:
@@ -111,23 +131,41 @@ class ApprovalService:
 
     # -- the pipeline's side --------------------------------------------------------------------------
 
-    async def use_grant(self, session_id: str | None, fp: str, identity: Identity, connection: str,
-                        info: RequestInfo, rules: Sequence[str], flow_id: str) -> Grant | None:
+    async def use_grant(
+        self,
+        session_id: str | None,
+        fp: str,
+        identity: Identity,
+        connection: str,
+        info: RequestInfo,
+        rules: Sequence[str],
+        flow_id: str,
+    ) -> Grant | None:
         """A single-use approval of exactly this request, else a scope grant covering it; records the use."""
         now = self.clock()
         grant = await self.repo.claim_once(fp, identity.username, rules, now)
         if grant is None:
             grant = await self.repo.use_scope(identity.username, connection, info, rules, now)
         if grant is not None:
-            await self.record(session_id, "grant_used", {
-                "flow": flow_id, "request": grant.request_id, "grant": grant.kind, "uses": grant.uses + 1,
-                "rules": list(rules), "info": info.as_dict()})
+            await self.record(
+                session_id,
+                "grant_used",
+                {
+                    "flow": flow_id,
+                    "request": grant.request_id,
+                    "grant": grant.kind,
+                    "uses": grant.uses + 1,
+                    "rules": list(rules),
+                    "info": info.as_dict(),
+                },
+            )
         return grant
 
     async def release(self, session_id: str | None, grant: Grant, flow_id: str, why: str) -> None:
         await self.repo.release_once(grant.request_id)
-        await self.record(session_id, "grant_released", {"flow": flow_id, "request": grant.request_id, "why": why},
-                          durable=False)
+        await self.record(
+            session_id, "grant_released", {"flow": flow_id, "request": grant.request_id, "why": why}, durable=False
+        )
 
     async def pending_for(self, fp: str) -> AccessRequest | None:
         return await self.repo.pending_for(fp)
@@ -137,12 +175,23 @@ class ApprovalService:
         request, created = await self.repo.create_or_join(new, self.clock(), self._on_change)
         if created:
             self._announced(request)
-        await self.record(new.session_id, "access_request", {
-            "flow": flow_id, "request": request.id, "action": "created" if created else "joined",
-            "mode": request.mode, "fingerprint": request.fingerprint, "rules": [r.as_dict() for r in request.rules],
-            "expires_at": request.expires_at, "info": dict(request.info or {}),
-            "scope": request.scope.as_dict() if request.scope else None, "reason": request.reason},
-            outcome="pending" if request.mode == "wait" else None)  # the session shows it held, not "-"
+        await self.record(
+            new.session_id,
+            "access_request",
+            {
+                "flow": flow_id,
+                "request": request.id,
+                "action": "created" if created else "joined",
+                "mode": request.mode,
+                "fingerprint": request.fingerprint,
+                "rules": [r.as_dict() for r in request.rules],
+                "expires_at": request.expires_at,
+                "info": dict(request.info or {}),
+                "scope": request.scope.as_dict() if request.scope else None,
+                "reason": request.reason,
+            },
+            outcome="pending" if request.mode == "wait" else None,
+        )  # the session shows it held, not "-"
         return request, created
 
     async def wait(self, request_id: str) -> AccessRequest:
@@ -173,15 +222,24 @@ class ApprovalService:
         return await self.repo.list(states, limit)
 
     async def approve(self, request_id: str, reviewer: Identity, comment: str = "") -> AccessRequest:
-        request = await self.repo.approve(request_id, reviewer, comment, self.clock(),
-                                          self.config.grant_lifetime_seconds, self._on_change)
+        request = await self.repo.approve(
+            request_id, reviewer, comment, self.clock(), self.config.grant_lifetime_seconds, self._on_change
+        )
         complete = request.state == "approved"
         if complete:
             self._announced(request)
-        await self.record(request.session_id, "approval", {
-            "request": request_id, "reviewer": reviewer.username, "groups": list(reviewer.groups),
-            "comment": comment, "complete": complete,
-            "grant_expires_at": request.grant.expires_at if request.grant else None})
+        await self.record(
+            request.session_id,
+            "approval",
+            {
+                "request": request_id,
+                "reviewer": reviewer.username,
+                "groups": list(reviewer.groups),
+                "comment": comment,
+                "complete": complete,
+                "grant_expires_at": request.grant.expires_at if request.grant else None,
+            },
+        )
         return request
 
     async def deny(self, request_id: str, reviewer: Identity, reason: str) -> AccessRequest:
@@ -189,52 +247,87 @@ class ApprovalService:
             raise Refused(400, "a denial needs a reason (--reason): the requester sees it", reason="BadRequest")
         request = await self.repo.deny(request_id, reviewer, reason, self.clock(), self._on_change)
         self._announced(request)
-        await self.record(request.session_id, "denial", {"request": request_id, "reviewer": reviewer.username,
-                                                         "reason": reason})
+        await self.record(
+            request.session_id, "denial", {"request": request_id, "reviewer": reviewer.username, "reason": reason}
+        )
         return request
 
     async def revoke(self, request_id: str, who: Identity, reason: str, *, admin: bool) -> AccessRequest:
-        request = await self.repo.revoke(request_id, who, reason, self.clock(), admin=admin,
-                                         on_change=self._on_change)
+        request = await self.repo.revoke(request_id, who, reason, self.clock(), admin=admin, on_change=self._on_change)
         self._announced(request)
-        await self.record(request.session_id, "grant_revoked", {"request": request_id, "by": who.username,
-                                                                "reason": reason})
+        await self.record(
+            request.session_id, "grant_revoked", {"request": request_id, "by": who.username, "reason": reason}
+        )
         return request
 
-    async def ask_scope(self, identity: Identity, connection: str, scope: Scope, reason: str,
-                        server: str) -> AccessRequest:
+    async def ask_scope(
+        self, identity: Identity, connection: str, scope: Scope, reason: str, server: str
+    ) -> AccessRequest:
         """A time-boxed grant asked for ahead of time; its reviewers are those of the review rules the
         scope would meet. A scope never widens what policy denies or asks for what it already allows."""
         if connection not in self.connections:
-            raise Refused(404, f"kubegate has no connection named {connection!r}; registered connections: "
-                          f"{', '.join(sorted(self.connections)) or 'none'}", reason="NotFound")
+            raise Refused(
+                404,
+                f"kubegate has no connection named {connection!r}; registered connections: "
+                f"{', '.join(sorted(self.connections)) or 'none'}",
+                reason="NotFound",
+            )
         unknown = sorted(set(scope.verbs) - RESOURCE_VERBS)
         if unknown or not scope.verbs or not scope.resources:
-            raise Refused(400, "a scope needs --verbs from " + ", ".join(sorted(RESOURCE_VERBS))
-                          + " and at least one resource" + (f" (unknown: {', '.join(unknown)})" if unknown else ""),
-                          reason="BadRequest")
+            raise Refused(
+                400,
+                "a scope needs --verbs from "
+                + ", ".join(sorted(RESOURCE_VERBS))
+                + " and at least one resource"
+                + (f" (unknown: {', '.join(unknown)})" if unknown else ""),
+                reason="BadRequest",
+            )
         if not 0 < scope.duration <= self.config.max_scope_seconds:
-            raise Refused(400, f"--duration must be more than 0 and at most {self.config.max_scope_duration}",
-                          reason="BadRequest")
+            raise Refused(
+                400, f"--duration must be more than 0 and at most {self.config.max_scope_duration}", reason="BadRequest"
+            )
         if not reason.strip():
             raise Refused(400, "a scope request needs a --reason the reviewers can judge", reason="BadRequest")
         rules: list[RuleReviewers] = []
         for verb in scope.verbs:
             for ref in scope.resources:
-                info = RequestInfo(verb=verb, path="", is_resource_request=True,
-                                   api_prefix="apis" if ref.group else "api", api_group=ref.group,
-                                   namespace=scope.namespace, resource=ref.resource, subresource=ref.subresource)
+                info = RequestInfo(
+                    verb=verb,
+                    path="",
+                    is_resource_request=True,
+                    api_prefix="apis" if ref.group else "api",
+                    api_group=ref.group,
+                    namespace=scope.namespace,
+                    resource=ref.resource,
+                    subresource=ref.subresource,
+                )
                 decision = self.policy.decide(identity, info, connection)
                 if decision.action == "deny":
-                    raise Refused(403, f"the policy denies {verb} {ref}, so no approval can grant it: "
-                                  f"{decision.message}", reason="Forbidden")
+                    raise Refused(
+                        403,
+                        f"the policy denies {verb} {ref}, so no approval can grant it: {decision.message}",
+                        reason="Forbidden",
+                    )
                 rules.extend(review_rules(decision))
         if not rules:
-            raise Refused(409, f"the policy already allows {scope.describe()} on {connection}: no approval is "
-                          "needed", reason="Conflict")
+            raise Refused(
+                409,
+                f"the policy already allows {scope.describe()} on {connection}: no approval is needed",
+                reason="Conflict",
+            )
         merged = merge_rules(rules)
-        request, _ = await self.ask(NewRequest(
-            kind="scope", identity=identity, connection=connection, rules=merged, mode="async",
-            expires_in=self.timeout_for(merged), scope=scope, reason=reason, server=server,
-            summary=scope.describe()))
+        request, _ = await self.ask(
+            NewRequest(
+                kind="scope",
+                identity=identity,
+                connection=connection,
+                rules=merged,
+                mode="async",
+                expires_in=self.timeout_for(merged),
+                scope=scope,
+                reason=reason,
+                server=server,
+                summary=scope.describe(),
+            )
+        )
         return request

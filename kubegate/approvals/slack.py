@@ -31,8 +31,9 @@ _SEEN_MAX = 10_000
 
 
 class SlackInteractions:
-    def __init__(self, config: SlackConfig, service: Callable[[], ApprovalService | None],
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, config: SlackConfig, service: Callable[[], ApprovalService | None], clock: Callable[[], float] = time.time
+    ) -> None:
         from slack_sdk.signature import SignatureVerifier
 
         self.config = config
@@ -71,13 +72,16 @@ class SlackInteractions:
             return web.json_response({"error": f"unknown action {kind!r}"}, status=400)
         reviewer = self.config.users.get(user)
         if reviewer is None:
-            return _reply(f"Your Slack user {user} is not a kubegate reviewer (approvals.slack.users); "
-                          f"use `kubegate requests {kind} {request_id}`.")
+            return _reply(
+                f"Your Slack user {user} is not a kubegate reviewer (approvals.slack.users); "
+                f"use `kubegate requests {kind} {request_id}`."
+            )
         service = self.service()
         if service is None:
             return web.json_response({"error": "kubegate is starting"}, status=503)
-        identity = Identity(issuer=SLACK_ISSUER, subject=user, username=reviewer.username,
-                            groups=tuple(reviewer.groups))
+        identity = Identity(
+            issuer=SLACK_ISSUER, subject=user, username=reviewer.username, groups=tuple(reviewer.groups)
+        )
         try:
             if kind == "approve":
                 decided = await service.approve(request_id, identity, comment="approved in Slack")
@@ -93,7 +97,8 @@ def _reply(text: str) -> web.Response:
     return web.json_response({"response_type": "ephemeral", "replace_original": False, "text": text})
 
 
-def setup_routes(app: web.Application, config: SlackConfig | None,
-                 service: Callable[[], ApprovalService | None]) -> None:
+def setup_routes(
+    app: web.Application, config: SlackConfig | None, service: Callable[[], ApprovalService | None]
+) -> None:
     if config is not None:
         app.router.add_post("/slack/interactions", SlackInteractions(config, service).handle)

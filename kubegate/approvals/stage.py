@@ -50,13 +50,22 @@ class ApprovalStage(Stage):
         if decision is None or decision.action != "review":
             return
         if flow.identity is None or flow.info is None:
-            raise Refused(500, "kubegate could not hold this request for approval: it has no identity or request "
-                          "info. This is a kubegate bug; please report it", kind="review")
+            raise Refused(
+                500,
+                "kubegate could not hold this request for approval: it has no identity or request "
+                "info. This is a kubegate bug; please report it",
+                kind="review",
+            )
         try:
             await self._decide(flow)
         except StoreError as exc:
-            raise Refused(503, f"this request needs approval and kubegate cannot reach its store: {exc}; try "
-                          "again or contact the kubegate operator", reason="ServiceUnavailable", kind="review") from exc
+            raise Refused(
+                503,
+                f"this request needs approval and kubegate cannot reach its store: {exc}; try "
+                "again or contact the kubegate operator",
+                reason="ServiceUnavailable",
+                kind="review",
+            ) from exc
 
     async def _decide(self, flow: Flow) -> None:
         assert flow.identity is not None and flow.info is not None and flow.decision is not None
@@ -64,8 +73,9 @@ class ApprovalStage(Stage):
         rules = review_rules(flow.decision)
         names = [r.rule for r in rules]
         digest = body_digest(flow.body)
-        fp = fingerprint(identity.username, flow.connection.name, info, flow.method, flow.raw_path,
-                         flow.query_string, digest)
+        fp = fingerprint(
+            identity.username, flow.connection.name, info, flow.method, flow.raw_path, flow.query_string, digest
+        )
         session_id = svc.recorder.session_for(flow) if svc.recorder is not None else None
         grant = await svc.use_grant(session_id, fp, identity, flow.connection.name, info, names, flow.id)
         if grant is not None:
@@ -73,48 +83,82 @@ class ApprovalStage(Stage):
             return
         pending = await svc.pending_for(fp)
         new = NewRequest(
-            kind="request", identity=identity, connection=flow.connection.name, rules=rules,
+            kind="request",
+            identity=identity,
+            connection=flow.connection.name,
+            rules=rules,
             mode=flow.decision.reviewers.mode if flow.decision.reviewers else "wait",
-            expires_in=svc.timeout_for(rules), fingerprint=fp, method=flow.method,
+            expires_in=svc.timeout_for(rules),
+            fingerprint=fp,
+            method=flow.method,
             path=scrubbed(flow.raw_path, self.masker.scrub, "path"),
             query=scrubbed(flow.query_string, self.masker.scrub, "query"),
-            info=scrubbed(info.as_dict(), self.masker.scrub), content_type=flow.headers.get("Content-Type", ""),
-            body_sha256=digest, body_bytes=len(flow.body), kubectl_command=self.masker.scrub(flow.kubectl_command),
-            summary="" if pending else await summarize(flow, self.masker), session_id=session_id,
-            server=self.server())
+            info=scrubbed(info.as_dict(), self.masker.scrub),
+            content_type=flow.headers.get("Content-Type", ""),
+            body_sha256=digest,
+            body_bytes=len(flow.body),
+            kubectl_command=self.masker.scrub(flow.kubectl_command),
+            summary="" if pending else await summarize(flow, self.masker),
+            session_id=session_id,
+            server=self.server(),
+        )
         request, _ = await svc.ask(new, flow.id)
         if request.mode == "async":
-            raise Refused(403, f"kubegate holds this request for approval: {request.describe()}; it needs "
-                          f"approval by {_who(request)} (policy rule "
-                          f"{', '.join(names)}). Access request {request.id} is waiting; a reviewer approves it with: "
-                          f"{request.approve_command(new.server)} -- then run the same command again (the approval "
-                          f"lets the identical request through once within "
-                          f"{_lifetime(svc.config.grant_lifetime_seconds)})",
-                          reason="Forbidden", details={"name": request.id, "kind": "accessrequest"}, kind="review")
+            raise Refused(
+                403,
+                f"kubegate holds this request for approval: {request.describe()}; it needs "
+                f"approval by {_who(request)} (policy rule "
+                f"{', '.join(names)}). Access request {request.id} is waiting; a reviewer approves it with: "
+                f"{request.approve_command(new.server)} -- then run the same command again (the approval "
+                f"lets the identical request through once within "
+                f"{_lifetime(svc.config.grant_lifetime_seconds)})",
+                reason="Forbidden",
+                details={"name": request.id, "kind": "accessrequest"},
+                kind="review",
+            )
         decided = await svc.wait(request.id)
         if decided.state == "approved" and _client_gone(flow):
-            raise Refused(400, f"kubegate: access request {request.id} was approved after the client disconnected; "
-                          "nothing was forwarded and the approval is kept for the same request run again",
-                          reason="BadRequest", kind="review")
+            raise Refused(
+                400,
+                f"kubegate: access request {request.id} was approved after the client disconnected; "
+                "nothing was forwarded and the approval is kept for the same request run again",
+                reason="BadRequest",
+                kind="review",
+            )
         if decided.state == "approved":
             grant = await svc.use_grant(session_id, fp, identity, flow.connection.name, info, names, flow.id)
             if grant is not None:
                 await self._passed(flow, grant)
                 return
-            raise Refused(403, f"kubegate refused this request: access request {request.id} was approved, but its "
-                          "single use was taken by an "
-                          "identical request; run the command again to ask anew", reason="Forbidden", kind="review")
-        raise Refused(403, _refusal(decided), reason="Forbidden", details={"name": request.id,
-                                                                          "kind": "accessrequest"}, kind="review")
+            raise Refused(
+                403,
+                f"kubegate refused this request: access request {request.id} was approved, but its "
+                "single use was taken by an "
+                "identical request; run the command again to ask anew",
+                reason="Forbidden",
+                kind="review",
+            )
+        raise Refused(
+            403,
+            _refusal(decided),
+            reason="Forbidden",
+            details={"name": request.id, "kind": "accessrequest"},
+            kind="review",
+        )
 
     async def _passed(self, flow: Flow, grant: Grant) -> None:
         """Let it through, telling the caller (a Warning kubectl prints) whose approval let it."""
         flow.extras[self.name] = grant
         request = await self.service.get(grant.request_id)
-        by = ", ".join(v.reviewer for v in request.votes) if request is not None and request.votes else (
-            request.decided_by if request is not None else "")
-        flow.warnings.append(f"kubegate let this request through: access request {grant.request_id} was approved"
-                             + (f" by {by}" if by else ""))
+        by = (
+            ", ".join(v.reviewer for v in request.votes)
+            if request is not None and request.votes
+            else (request.decided_by if request is not None else "")
+        )
+        flow.warnings.append(
+            f"kubegate let this request through: access request {grant.request_id} was approved"
+            + (f" by {by}" if by else "")
+        )
 
     async def on_end(self, flow: Flow) -> None:
         """An upgrade that never opened (kubectl then retries exec over SPDY) did not use its approval."""
@@ -132,11 +176,17 @@ class ApprovalStage(Stage):
 def _refusal(request: AccessRequest) -> str:
     """Why kubegate refused a held request: the reviewer's decision, or that nobody decided in time."""
     if request.state == "denied":
-        return (f"kubegate refused this request: access request {request.id} was denied by {request.decided_by}: "
-                f"{request.decision_reason}")
+        return (
+            f"kubegate refused this request: access request {request.id} was denied by {request.decided_by}: "
+            f"{request.decision_reason}"
+        )
     if request.state == "expired":
-        return (f"kubegate refused this request: access request {request.id} was not approved in time (it "
-                f"expired); run the command again to ask anew, and ask {_who(request)} to review it")
-    return (f"kubegate refused this request: access request {request.id} was {request.state}"
-            + (f" by {request.decided_by}" if request.decided_by else "")
-            + (f": {request.decision_reason}" if request.decision_reason else ""))
+        return (
+            f"kubegate refused this request: access request {request.id} was not approved in time (it "
+            f"expired); run the command again to ask anew, and ask {_who(request)} to review it"
+        )
+    return (
+        f"kubegate refused this request: access request {request.id} was {request.state}"
+        + (f" by {request.decided_by}" if request.decided_by else "")
+        + (f": {request.decision_reason}" if request.decision_reason else "")
+    )

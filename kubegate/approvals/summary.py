@@ -42,8 +42,14 @@ def _yaml(obj: Any) -> str:
 
 
 def _diff(before: Any, after: Any, label: str) -> str:
-    lines = difflib.unified_diff(_yaml(_clean(before)).splitlines(), _yaml(_clean(after)).splitlines(),
-                                 f"{label} (now)", f"{label} (after)", lineterm="", n=3)
+    lines = difflib.unified_diff(
+        _yaml(_clean(before)).splitlines(),
+        _yaml(_clean(after)).splitlines(),
+        f"{label} (now)",
+        f"{label} (after)",
+        lineterm="",
+        n=3,
+    )
     return "\n".join(lines) or "(no change)"
 
 
@@ -78,16 +84,22 @@ def _masking(flow: Flow, masker: Masker) -> Mask:
 
     def mask(obj: Any) -> Any:
         return None if obj is None else masker.mask_request_body(obj, profiles, kind)
+
     return mask
 
 
 def _changed_secret_keys(before: Any, after: Any) -> str:
     """Masking hides values on both sides; name the keys whose values change, so a reviewer still sees it."""
+
     def values(obj: Any) -> dict[str, Any]:
         if not isinstance(obj, dict):
             return {}
-        return {f"{field}.{k}": v for field in ("data", "stringData") if isinstance(obj.get(field), dict)
-                for k, v in obj[field].items()}
+        return {
+            f"{field}.{k}": v
+            for field in ("data", "stringData")
+            if isinstance(obj.get(field), dict)
+            for k, v in obj[field].items()
+        }
 
     old, new = values(before), values(after)
     changed = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
@@ -103,17 +115,26 @@ async def summarize(flow: Flow, masker: Masker) -> str:
     target = "/".join(p for p in (info.resource, info.name, info.subresource) if p)
     where = f" in namespace {info.namespace}" if info.namespace and info.resource != "namespaces" else ""
     if info.command:
-        text = f"{info.verb} {target}{where}" + (f" container {info.container}" if info.container else "") + \
-               f"\ncommand: {' '.join(info.command)}"
+        text = (
+            f"{info.verb} {target}{where}"
+            + (f" container {info.container}" if info.container else "")
+            + f"\ncommand: {' '.join(info.command)}"
+        )
     elif info.verb == "create" and isinstance(after, dict):
         text = f"create {info.resource_path}{where}:\n{_yaml(_clean(after))}"
     elif info.verb in ("update", "patch") and isinstance(after, dict):
         media = flow.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-        text = f"JSON patch of {target}{where}:\n{_json_patch_lines(sent)}\n" \
-            if media == "application/json-patch+json" and isinstance(sent, list) else ""
+        text = (
+            f"JSON patch of {target}{where}:\n{_json_patch_lines(sent)}\n"
+            if media == "application/json-patch+json" and isinstance(sent, list)
+            else ""
+        )
         raw = await _current(flow)
-        text += _diff(mask(raw), after, target) if raw is not None else \
-            f"{info.verb} {target}{where} (current object not readable) to:\n{_yaml(_clean(after))}"
+        text += (
+            _diff(mask(raw), after, target)
+            if raw is not None
+            else f"{info.verb} {target}{where} (current object not readable) to:\n{_yaml(_clean(after))}"
+        )
         if info.resource == "secrets" and raw is not None:
             text += _changed_secret_keys(raw, flow.object)
     else:

@@ -31,7 +31,8 @@ def access_record(flow: Flow, now: float) -> dict[str, Any]:
     grant = flow.extras.get("approval")
     status = flow.response_status or (int(getattr(refusal, "code", 500)) if refusal is not None else 0)
     return {
-        "time": datetime.datetime.fromtimestamp(now, datetime.UTC).isoformat(timespec="milliseconds")
+        "time": datetime.datetime.fromtimestamp(now, datetime.UTC)
+        .isoformat(timespec="milliseconds")
         .replace("+00:00", "Z"),
         "identity": flow.identity.username if flow.identity is not None else "",
         "connection": str(getattr(flow.connection, "name", "")),

@@ -45,8 +45,9 @@ def _describe(cp: Checkpoint) -> str:
     return f"checkpoint {cp.number} (signed {_when(cp.time)}, {cp.events} events)"
 
 
-async def check(conn: AsyncConnection, found: dict[int, bytes], keys: Keyring, *, anchor: str,
-                where: str) -> AnchorReport:
+async def check(
+    conn: AsyncConnection, found: dict[int, bytes], keys: Keyring, *, anchor: str, where: str
+) -> AnchorReport:
     """Compare the chain in `conn` with the checkpoints `found` on anchor `anchor` (named `where`)."""
     checkpoints: list[Checkpoint] = []
 
@@ -67,11 +68,19 @@ async def check(conn: AsyncConnection, found: dict[int, bytes], keys: Keyring, *
         expected = len(checkpoints) + 1
         if number != expected:
             gap = f"checkpoint {expected}" if number == expected + 1 else f"checkpoints {expected}..{number - 1}"
-            return report(AnchorProblem("missing-anchor", f"{gap} missing from {where}: checkpoint {number} "
-                                        "follows a missing one"))
+            return report(
+                AnchorProblem(
+                    "missing-anchor", f"{gap} missing from {where}: checkpoint {number} follows a missing one"
+                )
+            )
         if signed.checkpoint.previous != previous:
-            return report(AnchorProblem("missing-anchor", f"checkpoint {number} on {where} does not follow "
-                                        f"checkpoint {number - 1} there: an anchored checkpoint was replaced"))
+            return report(
+                AnchorProblem(
+                    "missing-anchor",
+                    f"checkpoint {number} on {where} does not follow "
+                    f"checkpoint {number - 1} there: an anchored checkpoint was replaced",
+                )
+            )
         checkpoints.append(signed.checkpoint)
         previous = digest(signed.document)
 
@@ -79,24 +88,44 @@ async def check(conn: AsyncConnection, found: dict[int, bytes], keys: Keyring, *
     recorded = (await conn.execute(sa.select(chain_anchors.c.number, chain_anchors.c.delivered))).all()
     lost = sorted(r.number for r in recorded if anchor in (r.delivered or []) and r.number not in found)
     if lost:
-        return report(AnchorProblem("missing-anchor", f"checkpoint {lost[0]} was written to {where} but is not "
-                                    "there: the anchor lost it or the wrong bucket or prefix is configured"))
+        return report(
+            AnchorProblem(
+                "missing-anchor",
+                f"checkpoint {lost[0]} was written to {where} but is not "
+                "there: the anchor lost it or the wrong bucket or prefix is configured",
+            )
+        )
     if not checkpoints:
         if head == 0:
             return report()
-        return report(AnchorProblem("missing-anchor", f"no checkpoint on {where} vouches for the chain's {head} "
-                                    "events: anchoring never ran, or it wrote elsewhere"))
+        return report(
+            AnchorProblem(
+                "missing-anchor",
+                f"no checkpoint on {where} vouches for the chain's {head} "
+                "events: anchoring never ran, or it wrote elsewhere",
+            )
+        )
 
     last = checkpoints[-1]
     if head < last.seq:
-        return report(AnchorProblem("truncated", f"the chain was truncated: it ends at event {head}, but "
-                                    f"{_describe(last)} on {where} vouches for events through {last.seq}: "
-                                    f"events {head + 1}..{last.seq} were removed"))
+        return report(
+            AnchorProblem(
+                "truncated",
+                f"the chain was truncated: it ends at event {head}, but "
+                f"{_describe(last)} on {where} vouches for events through {last.seq}: "
+                f"events {head + 1}..{last.seq} were removed",
+            )
+        )
     for cp in checkpoints:  # the first checkpoint that disagrees says how far back the rewrite goes
         stored = (await conn.execute(sa.select(events.c.hash).where(events.c.seq == cp.seq))).scalar()
         if stored is not None and stored != cp.hash:
-            return report(AnchorProblem("rewritten", f"the chain was rewritten: event {cp.seq} is not the one "
-                                        f"{_describe(cp)} on {where} vouches for (hash {stored[:12]}, signed "
-                                        f"{cp.hash[:12]}); the stored chain holds together, so it was rebuilt "
-                                        "from that event or earlier"))
+            return report(
+                AnchorProblem(
+                    "rewritten",
+                    f"the chain was rewritten: event {cp.seq} is not the one "
+                    f"{_describe(cp)} on {where} vouches for (hash {stored[:12]}, signed "
+                    f"{cp.hash[:12]}); the stored chain holds together, so it was rebuilt "
+                    "from that event or earlier",
+                )
+            )
     return report(unanchored=head - last.seq)

@@ -29,8 +29,14 @@ RETRY_WINDOW = 100
 
 
 class Anchoring:
-    def __init__(self, store: Store, signer: Signer, anchors: Sequence[Anchor], interval: float,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        signer: Signer,
+        anchors: Sequence[Anchor],
+        interval: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.signer = signer
         self.anchors = list(anchors)
@@ -41,16 +47,33 @@ class Anchoring:
 
     def _make(self, now: float, conn: Connection) -> int | None:
         seq, head = lock_head(conn)
-        last = conn.execute(sa.select(chain_anchors.c.number, chain_anchors.c.seq, chain_anchors.c.document)
-                            .order_by(chain_anchors.c.number.desc()).limit(1)).first()
+        last = conn.execute(
+            sa.select(chain_anchors.c.number, chain_anchors.c.seq, chain_anchors.c.document)
+            .order_by(chain_anchors.c.number.desc())
+            .limit(1)
+        ).first()
         if seq == 0 or (last is not None and last.seq == seq):
             return None
         number = last.number + 1 if last is not None else 1
-        cp = Checkpoint(number=number, seq=seq, hash=head, events=seq, time=now,
-                        previous=digest(last.document) if last is not None else "")
-        conn.execute(sa.insert(chain_anchors).values(number=number, seq=seq, hash=head, created_at=now,
-                                                     key_id=self.signer.key_id,
-                                                     document=signed_document(cp, self.signer), delivered=[]))
+        cp = Checkpoint(
+            number=number,
+            seq=seq,
+            hash=head,
+            events=seq,
+            time=now,
+            previous=digest(last.document) if last is not None else "",
+        )
+        conn.execute(
+            sa.insert(chain_anchors).values(
+                number=number,
+                seq=seq,
+                hash=head,
+                created_at=now,
+                key_id=self.signer.key_id,
+                document=signed_document(cp, self.signer),
+                delivered=[],
+            )
+        )
         return number
 
     async def checkpoint(self) -> int | None:
@@ -60,9 +83,13 @@ class Anchoring:
     async def deliver(self) -> None:
         """Give every anchor each recent checkpoint it does not have yet."""
         async with self.store.read() as conn:
-            rows = (await conn.execute(sa.select(chain_anchors.c.number, chain_anchors.c.document,
-                                                 chain_anchors.c.delivered)
-                                       .order_by(chain_anchors.c.number.desc()).limit(RETRY_WINDOW))).all()
+            rows = (
+                await conn.execute(
+                    sa.select(chain_anchors.c.number, chain_anchors.c.document, chain_anchors.c.delivered)
+                    .order_by(chain_anchors.c.number.desc())
+                    .limit(RETRY_WINDOW)
+                )
+            ).all()
         failed: set[str] = set()
         for row in reversed(rows):
             delivered: set[str] = set(row.delivered or [])
@@ -82,8 +109,9 @@ class Anchoring:
 
     async def _mark(self, number: int, delivered: set[str]) -> None:
         async with self.store.write() as conn:
-            await conn.execute(sa.update(chain_anchors).where(chain_anchors.c.number == number)
-                               .values(delivered=sorted(delivered)))
+            await conn.execute(
+                sa.update(chain_anchors).where(chain_anchors.c.number == number).values(delivered=sorted(delivered))
+            )
 
     async def round(self) -> None:
         await self.checkpoint()
@@ -99,5 +127,8 @@ class Anchoring:
             await asyncio.sleep(self.interval)
 
     def status(self) -> dict[str, Any]:
-        return {"anchors": [a.name for a in self.anchors], "key_id": self.signer.key_id,
-                **({"problems": dict(self.problems)} if self.problems else {})}
+        return {
+            "anchors": [a.name for a in self.anchors],
+            "key_id": self.signer.key_id,
+            **({"problems": dict(self.problems)} if self.problems else {}),
+        }

@@ -53,13 +53,18 @@ class S3Anchor:
         return f"{self.config.prefix}checkpoint-{number:012d}.json"
 
     async def put(self, number: int, document: str) -> None:
-        until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(
-            seconds=parse_duration(self.config.retention))
+        until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=parse_duration(self.config.retention))
         try:
             await asyncio.to_thread(
-                self.client.put_object, Bucket=self.config.bucket, Key=self.key(number), Body=document.encode(),
-                ContentType="application/json", ObjectLockMode=self.config.object_lock_mode,
-                ObjectLockRetainUntilDate=until, ChecksumAlgorithm="SHA256")
+                self.client.put_object,
+                Bucket=self.config.bucket,
+                Key=self.key(number),
+                Body=document.encode(),
+                ContentType="application/json",
+                ObjectLockMode=self.config.object_lock_mode,
+                ObjectLockRetainUntilDate=until,
+                ChecksumAlgorithm="SHA256",
+            )
         except Exception as exc:
             raise AnchorError(f"{self.where}: {s3_problem(exc)}") from exc
 
@@ -68,7 +73,8 @@ class S3Anchor:
         oldest: dict[str, str] = {}  # S3 lists each key's versions newest first: the last one seen is the oldest
         try:
             pages = self.client.get_paginator("list_object_versions").paginate(
-                Bucket=self.config.bucket, Prefix=self.config.prefix)
+                Bucket=self.config.bucket, Prefix=self.config.prefix
+            )
             for page in pages:
                 for v in page.get("Versions", []):
                     if _KEY.search(v["Key"]):
@@ -101,8 +107,10 @@ class WebhookAnchor:
     async def put(self, number: int, document: str) -> None:
         headers = {"Content-Type": "application/json", **self.config.headers}
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT)) as http, \
-                    http.post(self.config.url, data=document.encode(), headers=headers) as resp:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=SEND_TIMEOUT)) as http,
+                http.post(self.config.url, data=document.encode(), headers=headers) as resp,
+            ):
                 if resp.status >= 300:
                     raise AnchorError(f"the checkpoint webhook answered HTTP {resp.status}")
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -43,8 +43,7 @@ class CheckpointError(Exception):
 def signed_document(cp: Checkpoint, signer: Signer) -> str:
     body = cp.body()
     signature = signer.sign(canonical(body).encode())
-    return canonical({"checkpoint": body, "key_id": signer.key_id,
-                      "signature": base64.b64encode(signature).decode()})
+    return canonical({"checkpoint": body, "key_id": signer.key_id, "signature": base64.b64encode(signature).decode()})
 
 
 def digest(document: str) -> str:

@@ -96,8 +96,11 @@ class ExportConfig(_Strict):
     sinks: list[SinkConfig] = []
     interval: str | float = "1s"
     retry_max_interval: str | float = "1m"
-    lease: str | float = Field(default="30s", description="how long a replica holds a sink before another may "
-                               "take over; renewed every interval, so make it several intervals long")
+    lease: str | float = Field(
+        default="30s",
+        description="how long a replica holds a sink before another may "
+        "take over; renewed every interval, so make it several intervals long",
+    )
     lag_alarm: int = Field(default=10_000, gt=0, description="events behind at which /readyz reports the sink lagging")
 
     @field_validator("interval", "retry_max_interval", "lease")

@@ -35,19 +35,32 @@ _LATER_STAGES = frozenset({"response", "refused", "end"})
 
 class ExportMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.lag = Gauge("kubegate_export_lag_events", "Committed events a sink has not taken yet", ["sink"],
-                         registry=registry)
+        self.lag = Gauge(
+            "kubegate_export_lag_events", "Committed events a sink has not taken yet", ["sink"], registry=registry
+        )
         self.exported = Counter("kubegate_export_events", "Audit events a sink has taken", ["sink"], registry=registry)
-        self.failures = Counter("kubegate_export_failures", "Batches a sink did not take (retried)", ["sink"],
-                                registry=registry)
-        self.lost = Counter("kubegate_export_lost_events", "Events retention removed before a sink took them",
-                            ["sink"], registry=registry)
+        self.failures = Counter(
+            "kubegate_export_failures", "Batches a sink did not take (retried)", ["sink"], registry=registry
+        )
+        self.lost = Counter(
+            "kubegate_export_lost_events",
+            "Events retention removed before a sink took them",
+            ["sink"],
+            registry=registry,
+        )
 
 
 def _select_rows() -> sa.Select[Any]:
-    return (sa.select(events.c.seq, events.c.hash, events.c.session_id, events.c.ts, events.c.type, events.c.data,
-                      sessions.c.id.label("sid"), *(sessions.c[name] for name in _SESSION_COLUMNS))
-            .select_from(events.outerjoin(sessions, sessions.c.id == events.c.session_id)))
+    return sa.select(
+        events.c.seq,
+        events.c.hash,
+        events.c.session_id,
+        events.c.ts,
+        events.c.type,
+        events.c.data,
+        sessions.c.id.label("sid"),
+        *(sessions.c[name] for name in _SESSION_COLUMNS),
+    ).select_from(events.outerjoin(sessions, sessions.c.id == events.c.session_id))
 
 
 def _row(r: sa.Row[Any]) -> Row:
@@ -56,9 +69,19 @@ def _row(r: sa.Row[Any]) -> Row:
 
 
 class Exporter:
-    def __init__(self, store: Store, sink: Sink, *, batch_max: int = 500, interval: float = 1.0,
-                 retry_max_interval: float = 60.0, lag_alarm: int = 10_000, lease_seconds: float = 30.0,
-                 metrics: ExportMetrics | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        sink: Sink,
+        *,
+        batch_max: int = 500,
+        interval: float = 1.0,
+        retry_max_interval: float = 60.0,
+        lag_alarm: int = 10_000,
+        lease_seconds: float = 30.0,
+        metrics: ExportMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.store = store
         self.sink = sink
         self.batch_max = batch_max
@@ -77,8 +100,9 @@ class Exporter:
 
     async def cursor(self) -> int:
         async with self.store.read() as conn:
-            return (await conn.execute(sa.select(export_cursors.c.seq)
-                                       .where(export_cursors.c.sink == self.sink.name))).scalar() or 0
+            return (
+                await conn.execute(sa.select(export_cursors.c.seq).where(export_cursors.c.sink == self.sink.name))
+            ).scalar() or 0
 
     async def _claim(self) -> bool:
         """Take or renew this sink's lease; False while another process holds it."""
@@ -86,30 +110,43 @@ class Exporter:
         async with self.store.write() as conn:
             claimed = await conn.execute(
                 sa.update(export_cursors)
-                .where(export_cursors.c.sink == self.sink.name,
-                       sa.or_(export_cursors.c.owner == self.owner, export_cursors.c.lease_until < now))
-                .values(owner=self.owner, lease_until=now + self.lease_seconds))
+                .where(
+                    export_cursors.c.sink == self.sink.name,
+                    sa.or_(export_cursors.c.owner == self.owner, export_cursors.c.lease_until < now),
+                )
+                .values(owner=self.owner, lease_until=now + self.lease_seconds)
+            )
             if claimed.rowcount:
                 return True
-            exists = (await conn.execute(sa.select(export_cursors.c.sink)
-                                         .where(export_cursors.c.sink == self.sink.name))).first()
+            exists = (
+                await conn.execute(sa.select(export_cursors.c.sink).where(export_cursors.c.sink == self.sink.name))
+            ).first()
             if exists is not None:
                 return False
             # A new sink starts at the oldest event the store holds: what retention removed before it existed
             # was never its to lose.
             first = (await conn.execute(sa.select(sa.func.min(events.c.seq)))).scalar()
             start = first - 1 if first is not None else (await conn.execute(sa.select(chain_head.c.seq))).scalar_one()
-            await conn.execute(sa.insert(export_cursors).values(sink=self.sink.name, seq=start, updated_at=now,
-                                                                owner=self.owner, lease_until=now + self.lease_seconds))
+            await conn.execute(
+                sa.insert(export_cursors).values(
+                    sink=self.sink.name,
+                    seq=start,
+                    updated_at=now,
+                    owner=self.owner,
+                    lease_until=now + self.lease_seconds,
+                )
+            )
             return True
 
     async def release(self) -> None:
         """Give the lease up (a clean shutdown), so a restarted or other process resumes at once; after a
         crash the lease runs out instead."""
         async with self.store.write() as conn:
-            await conn.execute(sa.update(export_cursors).where(export_cursors.c.sink == self.sink.name,
-                                                               export_cursors.c.owner == self.owner)
-                               .values(lease_until=0))
+            await conn.execute(
+                sa.update(export_cursors)
+                .where(export_cursors.c.sink == self.sink.name, export_cursors.c.owner == self.owner)
+                .values(lease_until=0)
+            )
 
     async def step(self) -> int:
         """Export the next batch after the cursor; how many events it covered (0: caught up, or standing by)."""
@@ -120,8 +157,12 @@ class Exporter:
                 self._set_lag((await conn.execute(sa.select(chain_head.c.seq))).scalar_one() - cursor)
             return 0
         async with self.store.read() as conn:
-            rows = [_row(r) for r in await conn.execute(
-                _select_rows().where(events.c.seq > cursor).order_by(events.c.seq).limit(self.batch_max))]
+            rows = [
+                _row(r)
+                for r in await conn.execute(
+                    _select_rows().where(events.c.seq > cursor).order_by(events.c.seq).limit(self.batch_max)
+                )
+            ]
             head = (await conn.execute(sa.select(chain_head.c.seq))).scalar() or 0
             await self._recall_requests(conn, rows)
         if not rows:
@@ -131,8 +172,12 @@ class Exporter:
             missed = rows[0].seq - cursor - 1
             self.lost += missed
             self.metrics.lost.labels(self.sink.name).inc(missed)
-            log.error("export sink %s: events %d..%d were removed by retention before it took them", self.sink.name,
-                      cursor + 1, rows[0].seq - 1)
+            log.error(
+                "export sink %s: events %d..%d were removed by retention before it took them",
+                self.sink.name,
+                cursor + 1,
+                rows[0].seq - 1,
+            )
         self._set_lag(head - cursor)
         converted = [e for e in (self._converter.convert(r) for r in rows) if e is not None]
         if converted:
@@ -157,9 +202,11 @@ class Exporter:
     async def _advance(self, seq: int) -> None:
         """Move the cursor forward, never back (a process whose lease ran out may finish a batch late)."""
         async with self.store.write() as conn:
-            await conn.execute(sa.update(export_cursors)
-                               .where(export_cursors.c.sink == self.sink.name, export_cursors.c.seq < seq)
-                               .values(seq=seq, updated_at=self.clock()))
+            await conn.execute(
+                sa.update(export_cursors)
+                .where(export_cursors.c.sink == self.sink.name, export_cursors.c.seq < seq)
+                .values(seq=seq, updated_at=self.clock())
+            )
 
     def _set_lag(self, lag: int) -> None:
         self.lag = max(0, lag)
@@ -182,8 +229,15 @@ class Exporter:
                 await asyncio.sleep(self.interval)
 
     def status(self) -> dict[str, Any]:
-        state = "failing" if self.error else "standby" if self.standby else \
-            "lagging" if self.lag >= self.lag_alarm else "ok"
+        state = (
+            "failing"
+            if self.error
+            else "standby"
+            if self.standby
+            else "lagging"
+            if self.lag >= self.lag_alarm
+            else "ok"
+        )
         out: dict[str, Any] = {"state": state, "lag": self.lag}
         if self.error:
             out["error"] = self.error

@@ -98,11 +98,15 @@ class Converter:
         action = decision.get("action")
         uri = data.get("path", "") + (f"?{data['query']}" if data.get("query") else "")
         ctx = {
-            "flow": str(data.get("flow", "")), "uri": uri,
-            "verb": info.get("verb") or str(data.get("method", "")).lower(), "info": info, "received": row.ts,
+            "flow": str(data.get("flow", "")),
+            "uri": uri,
+            "verb": info.get("verb") or str(data.get("method", "")).lower(),
+            "info": info,
+            "received": row.ts,
             "action": action,
             "rules": [m.get("rule", "") for m in decision.get("matches", []) if m.get("action") == action],
-            "masks": list(decision.get("masks", [])), "created": _created_name(data),
+            "masks": list(decision.get("masks", [])),
+            "created": _created_name(data),
         }
         self._keep(self._requests, ctx["flow"], ctx)
         return ctx
@@ -111,22 +115,34 @@ class Converter:
         session = row.session or {}
         info = ctx["info"]
         event: dict[str, Any] = {
-            "kind": "Event", "apiVersion": API_VERSION, "level": "Metadata", "auditID": audit_id(ctx["flow"]),
-            "stage": stage, "requestURI": ctx["uri"], "verb": ctx["verb"],
-            "user": {"username": session.get("username", ""), "groups": list(session.get("groups") or []),
-                     **({"extra": {k: [str(v)] for k, v in session["claims"].items()}} if session.get("claims")
-                        else {})},
-            "requestReceivedTimestamp": timestamp(ctx["received"]), "stageTimestamp": timestamp(row.ts),
+            "kind": "Event",
+            "apiVersion": API_VERSION,
+            "level": "Metadata",
+            "auditID": audit_id(ctx["flow"]),
+            "stage": stage,
+            "requestURI": ctx["uri"],
+            "verb": ctx["verb"],
+            "user": {
+                "username": session.get("username", ""),
+                "groups": list(session.get("groups") or []),
+                **({"extra": {k: [str(v)] for k, v in session["claims"].items()}} if session.get("claims") else {}),
+            },
+            "requestReceivedTimestamp": timestamp(ctx["received"]),
+            "stageTimestamp": timestamp(row.ts),
         }
         if session.get("source"):
             event["sourceIPs"] = [session["source"]]
         if session.get("user_agent"):
             event["userAgent"] = session["user_agent"]
         if info.get("is_resource_request"):
-            ref = {"resource": info.get("resource"), "namespace": info.get("namespace"),
-                   "name": info.get("name") or ctx["created"],
-                   "apiGroup": info.get("api_group"), "apiVersion": info.get("api_version"),
-                   "subresource": info.get("subresource")}
+            ref = {
+                "resource": info.get("resource"),
+                "namespace": info.get("namespace"),
+                "name": info.get("name") or ctx["created"],
+                "apiGroup": info.get("api_group"),
+                "apiVersion": info.get("api_version"),
+                "subresource": info.get("subresource"),
+            }
             event["objectRef"] = {k: v for k, v in ref.items() if v}
         if data is not None:
             event["responseStatus"] = _status(data)
@@ -134,8 +150,13 @@ class Converter:
         return event
 
     def _annotations(self, row: Row, ctx: dict[str, Any], session: dict[str, Any]) -> dict[str, str]:
-        notes = {f"{PREFIX}event": row.type, f"{PREFIX}seq": str(row.seq), f"{PREFIX}hash": row.hash,
-                 f"{PREFIX}session": row.session_id or "", f"{PREFIX}connection": session.get("connection", "")}
+        notes = {
+            f"{PREFIX}event": row.type,
+            f"{PREFIX}seq": str(row.seq),
+            f"{PREFIX}hash": row.hash,
+            f"{PREFIX}session": row.session_id or "",
+            f"{PREFIX}connection": session.get("connection", ""),
+        }
         if ctx["action"]:
             notes[f"{PREFIX}decision"] = ctx["action"]
             notes["authorization.k8s.io/decision"] = "allow" if ctx["action"] == "allow" else "forbid"

@@ -117,8 +117,13 @@ class S3Sink:
 
     async def send(self, batch: Batch) -> None:
         try:
-            await asyncio.to_thread(self.client.put_object, Bucket=self.config.bucket, Key=self.key(batch),
-                                    Body=batch.lines(), ContentType="application/x-ndjson")
+            await asyncio.to_thread(
+                self.client.put_object,
+                Bucket=self.config.bucket,
+                Key=self.key(batch),
+                Body=batch.lines(),
+                ContentType="application/x-ndjson",
+            )
         except Exception as exc:
             raise SinkError(f"s3://{self.config.bucket}/{self.config.prefix}: {s3_problem(exc)}") from exc
 

@@ -46,10 +46,18 @@ class AuditServices:
         export = config.export
         metrics = ExportMetrics(registry)
         services.exporters = [
-            Exporter(store, make_sink(sink), batch_max=sink.batch_max, interval=parse_duration(export.interval),
-                     retry_max_interval=parse_duration(export.retry_max_interval), lag_alarm=export.lag_alarm,
-                     lease_seconds=parse_duration(export.lease), metrics=metrics)
-            for sink in export.sinks]
+            Exporter(
+                store,
+                make_sink(sink),
+                batch_max=sink.batch_max,
+                interval=parse_duration(export.interval),
+                retry_max_interval=parse_duration(export.retry_max_interval),
+                lag_alarm=export.lag_alarm,
+                lease_seconds=parse_duration(export.lease),
+                metrics=metrics,
+            )
+            for sink in export.sinks
+        ]
         return services
 
     def start(self) -> list[asyncio.Task[Any]]:

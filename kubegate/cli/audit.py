@@ -86,14 +86,18 @@ def verify_command(config: ConfigOpt = None, store_url: StoreUrlOpt = None) -> N
     typer.echo(f"audit chain OK: {report.events} events ({span}), head {report.head_hash}")
     if anchored is not None and anchored.last is not None:
         assert anchor is not None
-        typer.echo(f"anchored: signed checkpoints 1..{anchored.checkpoints} on {anchor.where} match, the last "
-                   f"through event {anchored.last.seq}; {anchored.unanchored} events since are not anchored yet")
+        typer.echo(
+            f"anchored: signed checkpoints 1..{anchored.checkpoints} on {anchor.where} match, the last "
+            f"through event {anchored.last.seq}; {anchored.unanchored} events since are not anchored yet"
+        )
 
 
 @audit_app.command("export")
-def export_command(config: ConfigOpt = None, store_url: StoreUrlOpt = None,
-                   once: Annotated[bool, typer.Option("--once", help="stop when every sink has caught up")] = False,
-                   ) -> None:
+def export_command(
+    config: ConfigOpt = None,
+    store_url: StoreUrlOpt = None,
+    once: Annotated[bool, typer.Option("--once", help="stop when every sink has caught up")] = False,
+) -> None:
     """Export recorded events to the sinks in audit.export (what kubegate serve does), from a process of its
     own: a sidecar, or a job that runs --once. Sinks share their cursors with the gateway's exporters."""
     cfg = _config(config)
@@ -109,8 +113,9 @@ async def _export(url: str, audit: AuditConfig, once: bool) -> None:
     from prometheus_client import CollectorRegistry
 
     store = await Store.open(url, migrate=False)
-    services = AuditServices.from_config(audit.model_copy(update={"anchors": AnchorsConfig()}), store,
-                                         CollectorRegistry())
+    services = AuditServices.from_config(
+        audit.model_copy(update={"anchors": AnchorsConfig()}), store, CollectorRegistry()
+    )
     try:
         if once:
             for exporter in services.exporters:
@@ -131,14 +136,16 @@ async def _catch_up(exporter: Exporter) -> None:
         if not exporter.standby:
             return
         if time.monotonic() > deadline:
-            raise StoreError(f"sink {exporter.sink.name} is being exported by another process (a gateway holds "
-                             "its lease)")
+            raise StoreError(
+                f"sink {exporter.sink.name} is being exported by another process (a gateway holds its lease)"
+            )
         await asyncio.sleep(exporter.interval)
 
 
 @audit_app.command("keygen")
-def keygen_command(out: Annotated[Path, typer.Argument(help="where to write the private key (PEM); the public "
-                                                       "key goes to OUT.pub")]) -> None:
+def keygen_command(
+    out: Annotated[Path, typer.Argument(help="where to write the private key (PEM); the public key goes to OUT.pub")],
+) -> None:
     """Make an Ed25519 key for signing checkpoints (see docs: rotating the signing key)."""
     try:
         kid = generate(out)

@@ -21,14 +21,25 @@ from rich.console import Console
 
 from kubegate.cli.context import ContextError, load_context
 
-ServerOpt = Annotated[str, typer.Option("--server", envvar="KUBEGATE_SERVER", show_default=False,
-                                        help="kubegate URL, https://HOST:PORT (default: from `kubegate login`)")]
-TokenOpt = Annotated[str | None, typer.Option("--token", envvar="KUBEGATE_TOKEN", show_default=False,
-                                              help="your OIDC token")]
-TokenCommandOpt = Annotated[str | None, typer.Option("--token-command", envvar="KUBEGATE_TOKEN_COMMAND",
-                                                     help="a command that prints your OIDC token")]
-CaOpt = Annotated[Path | None, typer.Option("--ca", envvar="KUBEGATE_CA",
-                                            help="CA bundle that signed kubegate's certificate")]
+ServerOpt = Annotated[
+    str,
+    typer.Option(
+        "--server",
+        envvar="KUBEGATE_SERVER",
+        show_default=False,
+        help="kubegate URL, https://HOST:PORT (default: from `kubegate login`)",
+    ),
+]
+TokenOpt = Annotated[
+    str | None, typer.Option("--token", envvar="KUBEGATE_TOKEN", show_default=False, help="your OIDC token")
+]
+TokenCommandOpt = Annotated[
+    str | None,
+    typer.Option("--token-command", envvar="KUBEGATE_TOKEN_COMMAND", help="a command that prints your OIDC token"),
+]
+CaOpt = Annotated[
+    Path | None, typer.Option("--ca", envvar="KUBEGATE_CA", help="CA bundle that signed kubegate's certificate")
+]
 
 
 class Format(enum.StrEnum):
@@ -64,15 +75,17 @@ class AdminClient:
         self._context = ssl.create_default_context(cafile=str(ca) if ca else None)
         self._timeout = timeout
 
-    def _open(self, path: str, params: dict[str, Any] | None, *, method: str = "GET",
-              body: dict[str, Any] | None = None) -> Any:
+    def _open(
+        self, path: str, params: dict[str, Any] | None, *, method: str = "GET", body: dict[str, Any] | None = None
+    ) -> Any:
         query = urlencode({k: v for k, v in (params or {}).items() if v not in (None, "")})
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
         data = None
         if body is not None:
             data, headers["Content-Type"] = orjson.dumps(body), "application/json"
-        request = Request(f"{self.server}{path}" + (f"?{query}" if query else ""), data=data, headers=headers,
-                          method=method)
+        request = Request(
+            f"{self.server}{path}" + (f"?{query}" if query else ""), data=data, headers=headers, method=method
+        )
         try:
             return urlopen(request, context=self._context, timeout=self._timeout)
         except HTTPError as exc:
@@ -111,8 +124,10 @@ def unreachable(server: str, exc: OSError) -> str:
     """One line on why kubegate did not answer, with the flag that fixes the usual cause."""
     reason = exc.reason if isinstance(exc, URLError) else exc
     if isinstance(reason, ssl.SSLCertVerificationError):
-        return (f"cannot verify kubegate's certificate at {server} ({reason.verify_message}): pass --ca FILE "
-                "(or set KUBEGATE_CA) with the CA that signed it")
+        return (
+            f"cannot verify kubegate's certificate at {server} ({reason.verify_message}): pass --ca FILE "
+            "(or set KUBEGATE_CA) with the CA that signed it"
+        )
     if isinstance(reason, ssl.SSLError):
         return f"TLS with kubegate at {server} failed ({reason.reason or reason}): is it https and the right port?"
     if isinstance(reason, TimeoutError):

@@ -32,8 +32,9 @@ def load_context() -> dict[str, str]:
     except FileNotFoundError:
         return {}
     except (OSError, yaml.YAMLError) as exc:
-        raise ContextError(f"cannot read the kubegate context {path}: {exc}; fix it or run `kubegate login` "
-                           "again") from None
+        raise ContextError(
+            f"cannot read the kubegate context {path}: {exc}; fix it or run `kubegate login` again"
+        ) from None
     if not isinstance(doc, dict):
         raise ContextError(f"the kubegate context {path} is not a mapping; run `kubegate login` again")
     return {k: str(v) for k, v in doc.items() if k in FIELDS and v}
@@ -58,13 +59,20 @@ def login(
     config: Annotated[Path | None, typer.Option(help="kubegate.yaml, for store commands (audit verify, db)")] = None,
 ) -> None:
     """Save server, CA, token command and config as the defaults of every admin command."""
-    values = {"server": server.rstrip("/"), "ca": str(ca.resolve()) if ca else "", "token_command": token_command or "",
-              "config": str(config.resolve()) if config else ""}
+    values = {
+        "server": server.rstrip("/"),
+        "ca": str(ca.resolve()) if ca else "",
+        "token_command": token_command or "",
+        "config": str(config.resolve()) if config else "",
+    }
     try:
         path = save_context(values)
     except OSError as exc:
-        typer.echo(f"error: cannot save the kubegate context at {context_path()}: {exc.strerror}; set "
-                   "KUBEGATE_CONTEXT to a writable file", err=True)
+        typer.echo(
+            f"error: cannot save the kubegate context at {context_path()}: {exc.strerror}; set "
+            "KUBEGATE_CONTEXT to a writable file",
+            err=True,
+        )
         raise typer.Exit(1) from None
     typer.echo(f"saved {path}: kubegate commands now default to {values['server']}")
 

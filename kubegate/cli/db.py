@@ -16,10 +16,18 @@ from kubegate.store.engine import Store, StoreError
 
 db_app = command_group("Manage kubegate's database.")
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", envvar="KUBEGATE_CONFIG",
-                                                help="kubegate.yaml (its store.url; default: from `kubegate login`)")]
-StoreUrlOpt = Annotated[str | None, typer.Option("--store-url", envvar="KUBEGATE_STORE_URL",
-                                                 help="sqlite:///PATH or postgresql://...; overrides --config")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", envvar="KUBEGATE_CONFIG", help="kubegate.yaml (its store.url; default: from `kubegate login`)"
+    ),
+]
+StoreUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store-url", envvar="KUBEGATE_STORE_URL", help="sqlite:///PATH or postgresql://...; overrides --config"
+    ),
+]
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

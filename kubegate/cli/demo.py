@@ -41,8 +41,10 @@ def state_lock(state_dir: Path) -> Iterator[TextIO]:
         except BlockingIOError:
             lock.seek(0)
             pid = lock.read().strip() or "?"
-            raise fail(f"a kubegate demo (pid {pid}) is already running with its state in {state_dir}; use it, stop "
-                       "it with Ctrl-C, or start another with --state-dir OTHER_DIR --port 0") from None
+            raise fail(
+                f"a kubegate demo (pid {pid}) is already running with its state in {state_dir}; use it, stop "
+                "it with Ctrl-C, or start another with --state-dir OTHER_DIR --port 0"
+            ) from None
         lock.seek(0)
         lock.truncate()
         lock.write(str(os.getpid()))
@@ -51,8 +53,10 @@ def state_lock(state_dir: Path) -> Iterator[TextIO]:
 
 
 def busy_port(port: int) -> typer.Exit:
-    return fail(f"port {port} on 127.0.0.1 is busy (another demo or server listens there); pass --port N, or "
-                "--port 0 for any free port")
+    return fail(
+        f"port {port} on 127.0.0.1 is busy (another demo or server listens there); pass --port N, or "
+        "--port 0 for any free port"
+    )
 
 
 def check_port(port: int) -> None:
@@ -72,13 +76,16 @@ def check_port(port: int) -> None:
 def export_line(kubeconfig: Path, context: Path) -> str:
     """PATH gets the directory of this kubegate (scripts/demo installs it into .venv/bin, not on PATH)."""
     bin_dir = Path(kubegate_command()[0]).parent
-    return (f'export PATH={shlex.quote(str(bin_dir))}:"$PATH" KUBECONFIG={shlex.quote(str(kubeconfig))} '
-            f"KUBEGATE_CONTEXT={shlex.quote(str(context))}")
+    return (
+        f'export PATH={shlex.quote(str(bin_dir))}:"$PATH" KUBECONFIG={shlex.quote(str(kubeconfig))} '
+        f"KUBEGATE_CONTEXT={shlex.quote(str(context))}"
+    )
 
 
 def demo(
     state_dir: Annotated[Path, typer.Option(help="Where the demo keeps its store, keys and kubeconfig")] = (
-        DEFAULT_STATE_DIR / "demo"),
+        DEFAULT_STATE_DIR / "demo"
+    ),
     port: Annotated[int, typer.Option(help="Gateway port (0: any free port)")] = 8443,
     user: Annotated[str, typer.Option(help="Subject of the demo identity")] = "demo",
     group: Annotated[list[str] | None, typer.Option(help="Groups of the demo identity; repeat")] = None,
@@ -95,15 +102,36 @@ def demo(
                 raise busy_port(port) from None
             raise
         try:
-            kubeconfig = env.write_kubeconfig(state_dir / "kubeconfig", sub=user,
-                                              groups=tuple(group) if group else DEMO_GROUPS)
+            kubeconfig = env.write_kubeconfig(
+                state_dir / "kubeconfig", sub=user, groups=tuple(group) if group else DEMO_GROUPS
+            )
             assert env.gateway is not None
-            as_oncall = shlex.join([*kubegate_command(), "sandbox", "token", "--issuer", env.issuer.url, "--ca",
-                                    str(env.issuer.ca_file), "--sub", "oncall", "--group", "platform-oncall",
-                                    "--group", "auditors"])
-            context = save_context({"server": env.gateway.url, "ca": str(env.gateway.ca_file),
-                                    "token_command": as_oncall, "config": str(env.config_file)},
-                                   state_dir / "context.yaml")
+            as_oncall = shlex.join(
+                [
+                    *kubegate_command(),
+                    "sandbox",
+                    "token",
+                    "--issuer",
+                    env.issuer.url,
+                    "--ca",
+                    str(env.issuer.ca_file),
+                    "--sub",
+                    "oncall",
+                    "--group",
+                    "platform-oncall",
+                    "--group",
+                    "auditors",
+                ]
+            )
+            context = save_context(
+                {
+                    "server": env.gateway.url,
+                    "ca": str(env.gateway.ca_file),
+                    "token_command": as_oncall,
+                    "config": str(env.config_file),
+                },
+                state_dir / "context.yaml",
+            )
             typer.echo(printout(state_dir, env, kubeconfig, context))
             await wait_for_signal()
         finally:

@@ -19,8 +19,9 @@ def command_group(help: str) -> typer.Typer:
 
 def root() -> typer.Typer:
     """`kubegate`, with --version and typer's --install-completion / --show-completion."""
-    app = typer.Typer(name="kubegate", help=HELP, no_args_is_help=True, pretty_exceptions_enable=False,
-                      rich_markup_mode=None)
+    app = typer.Typer(
+        name="kubegate", help=HELP, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None
+    )
     app.callback()(_root_options)
     return app
 
@@ -31,6 +32,10 @@ def _show_version(value: bool) -> None:
         raise typer.Exit()
 
 
-def _root_options(version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
-                                                         help="Print kubegate's version and exit.")] = False) -> None:
+def _root_options(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print kubegate's version and exit."),
+    ] = False,
+) -> None:
     """An access gateway between AI agents, people and Kubernetes."""

@@ -23,10 +23,12 @@ def kubeconfig(
     namespace: Annotated[str | None, typer.Option(help="Default namespace")] = None,
     github_actions: Annotated[bool, typer.Option(help="Get the token from GitHub Actions' OIDC provider")] = False,
     audience: Annotated[str, typer.Option(help="Token audience (with --github-actions)")] = "kubegate",
-    from_env: Annotated[str | None, typer.Option("--from-env", metavar="VAR",
-                                                 help="Read the token from this environment variable")] = None,
-    from_file: Annotated[Path | None, typer.Option("--from-file", metavar="PATH",
-                                                   help="Read the token from this file")] = None,
+    from_env: Annotated[
+        str | None, typer.Option("--from-env", metavar="VAR", help="Read the token from this environment variable")
+    ] = None,
+    from_file: Annotated[
+        Path | None, typer.Option("--from-file", metavar="PATH", help="Read the token from this file")
+    ] = None,
 ) -> None:
     """Write a kubeconfig whose user gets its OIDC token through `kubegate token`."""
     argv = kubegate_command()
@@ -38,8 +40,7 @@ def kubeconfig(
     elif from_file:
         args += ["--from-file", str(from_file.resolve())]
     else:
-        typer.echo("kubegate kubeconfig: choose a token source: --github-actions, --from-env or --from-file",
-                   err=True)
+        typer.echo("kubegate kubeconfig: choose a token source: --github-actions, --from-env or --from-file", err=True)
         raise typer.Exit(2)
     cluster: dict[str, object] = {"server": f"{server.rstrip('/')}/k8s/{connection}"}
     if ca is not None:
@@ -48,11 +49,23 @@ def kubeconfig(
     if namespace:
         context["namespace"] = namespace
     doc = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "kubegate",
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "kubegate",
         "clusters": [{"name": "kubegate", "cluster": cluster}],
-        "users": [{"name": "kubegate", "user": {"exec": {
-            "apiVersion": "client.authentication.k8s.io/v1", "command": argv[0], "args": args,
-            "interactiveMode": "Never"}}}],
+        "users": [
+            {
+                "name": "kubegate",
+                "user": {
+                    "exec": {
+                        "apiVersion": "client.authentication.k8s.io/v1",
+                        "command": argv[0],
+                        "args": args,
+                        "interactiveMode": "Never",
+                    }
+                },
+            }
+        ],
         "contexts": [{"name": "kubegate", "context": context}],
     }
     text = yaml.safe_dump(doc, sort_keys=False)

@@ -27,8 +27,10 @@ _COLORS = {"allow": "green", "deny": "red", "review": "yellow"}
 EXIT_CODES = {"allow": 0, "deny": 3, "review": 4}
 """`policy explain` exits with these, so a CI step can gate on a decision (1 and 2 stay errors)."""
 
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", envvar="KUBEGATE_CONFIG",
-                                                help="kubegate.yaml (its policies and policy_dirs)")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", envvar="KUBEGATE_CONFIG", help="kubegate.yaml (its policies and policy_dirs)"),
+]
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -84,18 +86,23 @@ def _human(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def _print(decision: Decision, identity: Identity, info: RequestInfo, connection: str, show_all: bool,
-           timeout: float | None) -> None:
+def _print(
+    decision: Decision, identity: Identity, info: RequestInfo, connection: str, show_all: bool, timeout: float | None
+) -> None:
     # Piped (a CI log, grep): one line per item at any length, never wrapped at 80 columns.
     console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 10_000)
     color = _COLORS[decision.action]
     console.print(f"[bold {color}]{decision.action.upper()}[/]  ", end="")
     console.print(decision.message, markup=False, soft_wrap=True)
     who = f"{identity.username} groups={list(identity.groups)}" + (
-        f" claims={dict(identity.claims)}" if identity.claims else "")
-    what = (f"{info.verb} {info.api_group + '/' if info.api_group else ''}{info.resource_path}"
-            f"{' ' + repr(info.name) if info.name else ''} namespace={info.namespace!r}"
-            if info.is_resource_request else f"{info.verb} {info.path}")
+        f" claims={dict(identity.claims)}" if identity.claims else ""
+    )
+    what = (
+        f"{info.verb} {info.api_group + '/' if info.api_group else ''}{info.resource_path}"
+        f"{' ' + repr(info.name) if info.name else ''} namespace={info.namespace!r}"
+        if info.is_resource_request
+        else f"{info.verb} {info.path}"
+    )
     if info.command:
         what += f" command={list(info.command)}"
     console.print(f"request: {who} -> {what} connection={connection!r}", markup=False, soft_wrap=True)
@@ -105,15 +112,17 @@ def _print(decision: Decision, identity: Identity, info: RequestInfo, connection
         console.print(f"role: {decision.role} ({decision.role_scope})", markup=False)
     if decision.reviewers:
         r = decision.reviewers
-        console.print(f"reviewers: groups={list(r.groups)} users={list(r.users)} min_approvals={r.min_approvals} "
-                      f"mode={r.mode} timeout={_human(timeout or r.timeout)}", markup=False)
+        console.print(
+            f"reviewers: groups={list(r.groups)} users={list(r.users)} min_approvals={r.min_approvals} "
+            f"mode={r.mode} timeout={_human(timeout or r.timeout)}",
+            markup=False,
+        )
     if decision.matches:
         table = Table(title="matching rules", title_justify="left")
         for col in ("rule", "action", "why", "source"):
             table.add_column(col, overflow="fold")
         for m in decision.matches:
-            table.add_row(m.rule, f"[{_COLORS.get(m.action, 'white')}]{m.action}[/]",
-                          "\n".join(m.why), m.source)
+            table.add_row(m.rule, f"[{_COLORS.get(m.action, 'white')}]{m.action}[/]", "\n".join(m.why), m.source)
         console.print(table)
     else:
         console.print("no rule matched", markup=False)
@@ -132,8 +141,9 @@ def explain(
     config: ConfigOpt = None,
     policy: Annotated[list[Path] | None, typer.Option("--policy", "-p", help="policy file or folder")] = None,
     sub: Annotated[str, typer.Option("--sub", help="token subject")] = "",
-    user: Annotated[str | None, typer.Option("--user", help="Kubernetes username (default: issuer prefix + sub)")]
-    = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="Kubernetes username (default: issuer prefix + sub)")
+    ] = None,
     group: Annotated[list[str] | None, typer.Option("--group", "-g")] = None,
     claim: Annotated[list[str] | None, typer.Option("--claim", help="NAME=VALUE")] = None,
     issuer: Annotated[str, typer.Option("--issuer")] = "",
@@ -145,8 +155,7 @@ def explain(
     namespace: Annotated[str, typer.Option("--namespace", "-n")] = "",
     name: Annotated[str, typer.Option("--name")] = "",
     command: Annotated[str, typer.Option("--command", help="exec argv as one shell-quoted string")] = "",
-    object_file: Annotated[Path | None, typer.Option("--object", help="JSON/YAML body for create/update/patch")]
-    = None,
+    object_file: Annotated[Path | None, typer.Option("--object", help="JSON/YAML body for create/update/patch")] = None,
     output: OutputOpt = Format.table,
     show_all: Annotated[bool, typer.Option("--all", "-a", help="also list rules that did not match")] = False,
 ) -> None:
@@ -177,8 +186,9 @@ def explain(
         elif verb and resource:
             info = request_from_flags(verb, resource, subresource, api_group, namespace, name, command)
         else:
-            raise _fail("describe the request: --verb V --resource R [--namespace N --name X], "
-                        "or -- kubectl COMMAND", 2)
+            raise _fail(
+                "describe the request: --verb V --resource R [--namespace N --name X], or -- kubectl COMMAND", 2
+            )
     except ExplainError as exc:
         raise _fail(str(exc), 2) from exc
     identity = identity_for(cfg, sub, user, issuer, list(group or []), _claims(list(claim or [])))
@@ -187,10 +197,14 @@ def explain(
     if decision.reviewers is not None:
         by_name = {r.name: r for r in reversed(engine.rules)}
         timeout = (cfg.approvals if cfg else ApprovalsConfig()).timeout_for(
-            by_name.get(m.rule) for m in decision.matches if m.action == "review")
-    body: dict[str, Any] = {"identity": identity.as_dict(), "connection": connection, "request": info.as_dict(),
-            "decision": decision.as_dict() if show_all else
-            {k: v for k, v in decision.as_dict().items() if k != "misses"}}
+            by_name.get(m.rule) for m in decision.matches if m.action == "review"
+        )
+    body: dict[str, Any] = {
+        "identity": identity.as_dict(),
+        "connection": connection,
+        "request": info.as_dict(),
+        "decision": decision.as_dict() if show_all else {k: v for k, v in decision.as_dict().items() if k != "misses"},
+    }
     if timeout is not None:
         body["decision"]["reviewers"]["timeout"] = timeout  # what the gateway applies, default included
     if not print_structured(body, output):

@@ -35,11 +35,16 @@ def _named(doc: dict[str, Any], section: str, name: str) -> dict[str, Any]:
 
 
 def _exec_token(spec: dict[str, Any]) -> str:
-    env = {**os.environ, **{e["name"]: e["value"] for e in spec.get("env") or []},
-           "KUBERNETES_EXEC_INFO": json.dumps({"apiVersion": spec.get("apiVersion", ""), "kind": "ExecCredential",
-                                               "spec": {"interactive": False}})}
-    done = subprocess.run([spec["command"], *(spec.get("args") or [])], env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    env = {
+        **os.environ,
+        **{e["name"]: e["value"] for e in spec.get("env") or []},
+        "KUBERNETES_EXEC_INFO": json.dumps(
+            {"apiVersion": spec.get("apiVersion", ""), "kind": "ExecCredential", "spec": {"interactive": False}}
+        ),
+    }
+    done = subprocess.run(
+        [spec["command"], *(spec.get("args") or [])], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     if done.returncode != 0:
         raise KubeconfigError(f"its exec plugin {spec['command']} exited {done.returncode}: {done.stderr.strip()}")
     try:
@@ -69,15 +74,17 @@ def gateway_client(path: Path) -> tuple[AdminClient, dict[str, object]]:
 
 
 def held_lines(request: dict[str, Any]) -> list[str]:
-    reviewers = ", ".join([*(f"group {g}" for g in request["reviewers"]["groups"]),
-                           *(f"user {u}" for u in request["reviewers"]["users"])])
-    return [f"kubegate: held for approval: access request {request['id']}: {request['description']}",
-            f"kubegate:   who can approve: {reviewers or 'nobody the policy names'} (until {request['expires_at']})",
-            f"kubegate:   approve with: {request['approve_command']}"]
+    reviewers = ", ".join(
+        [*(f"group {g}" for g in request["reviewers"]["groups"]), *(f"user {u}" for u in request["reviewers"]["users"])]
+    )
+    return [
+        f"kubegate: held for approval: access request {request['id']}: {request['description']}",
+        f"kubegate:   who can approve: {reviewers or 'nobody the policy names'} (until {request['expires_at']})",
+        f"kubegate:   approve with: {request['approve_command']}",
+    ]
 
 
-def watch(proc: subprocess.Popen[bytes], client: AdminClient, subject: object, since: float,
-          interval: float) -> None:
+def watch(proc: subprocess.Popen[bytes], client: AdminClient, subject: object, since: float, interval: float) -> None:
     """Until the command ends: print the caller's access requests made since `since`, once each."""
     seen: set[str] = set()
     warned = False
@@ -87,13 +94,13 @@ def watch(proc: subprocess.Popen[bytes], client: AdminClient, subject: object, s
         except ApiError as exc:
             items = []
             if not warned:
-                typer.echo(f"kubegate run: cannot list access requests ({exc}); held requests will not be shown",
-                           err=True)
+                typer.echo(
+                    f"kubegate run: cannot list access requests ({exc}); held requests will not be shown", err=True
+                )
                 warned = True
         for request in items:
             created = dt.datetime.fromisoformat(request["created_at"]).timestamp()
-            if (request["id"] in seen or request["requester"]["subject"] != subject
-                    or created < since - 2):
+            if request["id"] in seen or request["requester"]["subject"] != subject or created < since - 2:
                 continue
             seen.add(request["id"])
             for line in held_lines(request):
@@ -107,8 +114,12 @@ def watch(proc: subprocess.Popen[bytes], client: AdminClient, subject: object, s
 
 def run(
     command: Annotated[list[str], typer.Argument(help="The command to run, after --: kubectl ...")],
-    kubeconfig: Annotated[Path | None, typer.Option(help="The kubeconfig pointing at kubegate "
-                                                    "(default: the first of $KUBECONFIG, else ~/.kube/config)")] = None,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            help="The kubeconfig pointing at kubegate (default: the first of $KUBECONFIG, else ~/.kube/config)"
+        ),
+    ] = None,
     interval: Annotated[float, typer.Option(min=0.2, help="Seconds between looks for held requests")] = 1.0,
 ) -> None:
     """Run COMMAND; while it runs, print each access request it is held on and how to approve it."""

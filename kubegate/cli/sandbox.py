@@ -19,12 +19,14 @@ def token(
     issuer: Annotated[str, typer.Option("--issuer", metavar="URL", help="The development issuer's URL.")],
     sub: Annotated[str, typer.Option("--sub", help="Subject of the token.")],
     group: Annotated[list[str] | None, typer.Option("--group", help="Group; repeat.")] = None,
-    claim: Annotated[list[str] | None, typer.Option("--claim", metavar="NAME=VALUE",
-                                                    help="Extra claim; repeat.")] = None,
+    claim: Annotated[
+        list[str] | None, typer.Option("--claim", metavar="NAME=VALUE", help="Extra claim; repeat.")
+    ] = None,
     lifetime: Annotated[str, typer.Option("--lifetime", help="Lifetime such as 30m or 1h.")] = "1h",
     audience: Annotated[str, typer.Option("--audience", help="Token audience.")] = "kubegate",
-    ca: Annotated[Path | None, typer.Option("--ca", metavar="FILE",
-                                            help="CA certificate of the development issuer.")] = None,
+    ca: Annotated[
+        Path | None, typer.Option("--ca", metavar="FILE", help="CA certificate of the development issuer.")
+    ] = None,
 ) -> None:
     """Print a bare token from the development issuer (for scripts: TOKEN=$(kubegate sandbox token ...))."""
     try:

@@ -156,18 +156,27 @@ def run_workers(config: Config, workers: int) -> int:
             continue
         pids.remove(pid)
         if not stopping:
-            typer.echo(f"kubegate: worker {pid} exited with code {os.waitstatus_to_exitcode(status)}; "
-                       "stopping the others", err=True)
+            typer.echo(
+                f"kubegate: worker {pid} exited with code {os.waitstatus_to_exitcode(status)}; stopping the others",
+                err=True,
+            )
             failed = True
             stop()
     return 1 if failed else 0
 
 
-def serve(config: Annotated[Path, typer.Option("--config", "-c", help="kubegate.yaml")],
-          log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
-          workers: Annotated[int, typer.Option(
-              min=1, help="processes sharing the port (SO_REUSEPORT), to use more cores; each keeps its own "
-                          "token cache and /metrics")] = 1) -> None:
+def serve(
+    config: Annotated[Path, typer.Option("--config", "-c", help="kubegate.yaml")],
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="processes sharing the port (SO_REUSEPORT), to use more cores; each keeps its own "
+            "token cache and /metrics",
+        ),
+    ] = 1,
+) -> None:
     """Run the gateway."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from kubegate.policy.engine import PolicyEngine

@@ -51,11 +51,16 @@ def _filters(**values: Any) -> dict[str, Any]:
 
 @sessions_app.command("list")
 def list_command(
-    server: ServerOpt = "", token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
+    server: ServerOpt = "",
+    token: TokenOpt = None,
+    token_command: TokenCommandOpt = None,
+    ca: CaOpt = None,
     user: Annotated[str | None, typer.Option(help="user name or subject")] = None,
-    group: str | None = None, connection: str | None = None,
+    group: str | None = None,
+    connection: str | None = None,
     verb: Annotated[str | None, typer.Option(help="sessions with a request of this verb")] = None,
-    resource: str | None = None, namespace: str | None = None,
+    resource: str | None = None,
+    namespace: str | None = None,
     command: Annotated[str | None, typer.Option(help="text in the kubectl command")] = None,
     outcome: OutcomeOpt = None,
     since: Annotated[str | None, typer.Option(help="RFC 3339 time or a duration ago (2h)")] = None,
@@ -66,9 +71,20 @@ def list_command(
 ) -> None:
     """List sessions, newest first."""
     client = make_client(server, token, token_command, ca)
-    params = _filters(user=user, group=group, connection=connection, verb=verb, resource=resource,
-                      namespace=namespace, command=command, outcome=outcome, since=since, until=until,
-                      limit=limit, **{"continue": continue_token})
+    params = _filters(
+        user=user,
+        group=group,
+        connection=connection,
+        verb=verb,
+        resource=resource,
+        namespace=namespace,
+        command=command,
+        outcome=outcome,
+        since=since,
+        until=until,
+        limit=limit,
+        **{"continue": continue_token},
+    )
     try:
         page = client.get("/api/v1/sessions", params)
     except ApiError as exc:
@@ -78,8 +94,16 @@ def list_command(
         return
     table = Table("ID", "STARTED", "USER", "CONNECTION", "COMMAND", "TARGET", "REQUESTS", "OUTCOME", box=None)
     for s in page["items"]:
-        table.add_row(s["id"], s["started_at"][:19], s["username"] or "(no identity)", s["connection"],
-                      s["command"] or "-", describe_target(s.get("target")), str(s["requests"]), s["outcome"] or "-")
+        table.add_row(
+            s["id"],
+            s["started_at"][:19],
+            s["username"] or "(no identity)",
+            s["connection"],
+            s["command"] or "-",
+            describe_target(s.get("target")),
+            str(s["requests"]),
+            s["outcome"] or "-",
+        )
     Console(highlight=False, width=200).print(table)
     if more:
         typer.echo(f"more sessions: add --continue {more}", err=True)
@@ -88,7 +112,10 @@ def list_command(
 @sessions_app.command("show")
 def show_command(
     session_id: Annotated[str, typer.Argument(metavar="ID")],
-    server: ServerOpt = "", token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
+    server: ServerOpt = "",
+    token: TokenOpt = None,
+    token_command: TokenCommandOpt = None,
+    ca: CaOpt = None,
     output: OutputOpt = Format.table,
 ) -> None:
     """Show a session: who, where, and the timeline of its events."""
@@ -101,14 +128,23 @@ def show_command(
     if print_structured({"session": session, "events": events}, output):
         return
     claims = ", ".join(f"{k}={v}" for k, v in sorted(session["claims"].items()))
-    for label, value in (("Session", session["id"]), ("User", session["username"] or "(no identity)"),
-                         ("Subject", session["subject"]), ("Issuer", session["issuer"]),
-                         ("Groups", ", ".join(session["groups"])), ("Claims", claims),
-                         ("Connection", session["connection"]), ("Command", session["command"]),
-                         ("Target", describe_target(session.get("target"))),
-                         ("Client", session["user_agent"]), ("Source", session["source"]),
-                         ("Started", session["started_at"]), ("Ended", session["ended_at"]),
-                         ("Outcome", session["outcome"]), ("Requests", str(session["requests"]))):
+    for label, value in (
+        ("Session", session["id"]),
+        ("User", session["username"] or "(no identity)"),
+        ("Subject", session["subject"]),
+        ("Issuer", session["issuer"]),
+        ("Groups", ", ".join(session["groups"])),
+        ("Claims", claims),
+        ("Connection", session["connection"]),
+        ("Command", session["command"]),
+        ("Target", describe_target(session.get("target"))),
+        ("Client", session["user_agent"]),
+        ("Source", session["source"]),
+        ("Started", session["started_at"]),
+        ("Ended", session["ended_at"]),
+        ("Outcome", session["outcome"]),
+        ("Requests", str(session["requests"])),
+    ):
         typer.echo(f"{label + ':':<12}{value}")
     typer.echo("")
     start = parse_time(session["started_at"])
@@ -120,10 +156,14 @@ def show_command(
 @sessions_app.command("replay")
 def replay_command(
     session_id: Annotated[str, typer.Argument(metavar="ID")],
-    server: ServerOpt = "", token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
+    server: ServerOpt = "",
+    token: TokenOpt = None,
+    token_command: TokenCommandOpt = None,
+    ca: CaOpt = None,
     speed: Annotated[float, typer.Option(min=0.01, help="2 plays twice as fast")] = 1.0,
-    max_wait: Annotated[float, typer.Option("--idle-limit", "--max-wait", min=0.0,
-                                            help="cap any pause at this many seconds")] = 5.0,
+    max_wait: Annotated[
+        float, typer.Option("--idle-limit", "--max-wait", min=0.0, help="cap any pause at this many seconds")
+    ] = 5.0,
 ) -> None:
     """Play a session back. An exec or attach session plays its terminal output with the original timing;
     any other, the kubectl command and then each request and answer."""
@@ -133,9 +173,11 @@ def replay_command(
         events = list(client.pages(_session_path(session_id, "/events"), {"limit": 1000}))
         cast = cast_from_events(session, events)
         if cast is not None:
+
             def write(text: str) -> None:
                 sys.stdout.write(text)
                 sys.stdout.flush()
+
             play(cast, write, time.sleep, speed=speed, idle_limit=max_wait)
             return
         for step in replay_steps(session, events):
@@ -149,13 +191,26 @@ def replay_command(
 @sessions_app.command("export")
 def export_command(
     session_id: Annotated[str | None, typer.Argument(metavar="[ID]", help="one session; default: all matching")] = None,
-    server: ServerOpt = "", token: TokenOpt = None, token_command: TokenCommandOpt = None, ca: CaOpt = None,
-    fmt: Annotated[ExportFormat, typer.Option(
-        "--format", case_sensitive=False, help="jsonl: one JSON object per line, for a SIEM; asciicast: an exec "
-        "or attach session as an asciicast v2 file for asciinema")] = ExportFormat.jsonl,
+    server: ServerOpt = "",
+    token: TokenOpt = None,
+    token_command: TokenCommandOpt = None,
+    ca: CaOpt = None,
+    fmt: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            case_sensitive=False,
+            help="jsonl: one JSON object per line, for a SIEM; asciicast: an exec "
+            "or attach session as an asciicast v2 file for asciinema",
+        ),
+    ] = ExportFormat.jsonl,
     file: Annotated[Path | None, typer.Option("--file", help="write to this file (default: stdout)")] = None,
-    user: str | None = None, group: str | None = None, connection: str | None = None,
-    outcome: OutcomeOpt = None, since: str | None = None, until: str | None = None,
+    user: str | None = None,
+    group: str | None = None,
+    connection: str | None = None,
+    outcome: OutcomeOpt = None,
+    since: str | None = None,
+    until: str | None = None,
 ) -> None:
     """Export sessions and their events as JSON lines (a session line, then its events), or one exec
     session as asciicast."""
@@ -168,8 +223,9 @@ def export_command(
         if session_id:
             ids: Iterator[str] = iter([session_id])
         else:
-            params = _filters(user=user, group=group, connection=connection, outcome=outcome, since=since,
-                              until=until, limit=500)
+            params = _filters(
+                user=user, group=group, connection=connection, outcome=outcome, since=since, until=until, limit=500
+            )
             ids = (s["id"] for s in client.pages("/api/v1/sessions", params))
         for sid in ids:
             for line in client.lines(_session_path(sid, "/export"), {"format": "jsonl"}):

@@ -55,8 +55,7 @@ def token_expiry(token: str, source: str) -> dt.datetime | None:
         raise TokenSourceError(f"the token from {source} has a non-numeric exp")
     expiry = dt.datetime.fromtimestamp(exp, dt.UTC)
     if expiry <= dt.datetime.now(dt.UTC):
-        raise TokenSourceError(f"the token from {source} expired at {expiry:%Y-%m-%dT%H:%M:%SZ}: "
-                               "get a fresh one")
+        raise TokenSourceError(f"the token from {source} expired at {expiry:%Y-%m-%dT%H:%M:%SZ}: get a fresh one")
     return expiry
 
 
@@ -112,26 +111,36 @@ def github_actions_token(audience: str) -> str:
     url = os.environ.get("ACTIONS_ID_TOKEN_REQUEST_URL")
     bearer = os.environ.get("ACTIONS_ID_TOKEN_REQUEST_TOKEN")
     if not url or not bearer:
-        raise TokenSourceError("ACTIONS_ID_TOKEN_REQUEST_URL/TOKEN are not set: run inside a GitHub Actions "
-                               "job with `permissions: id-token: write`")
+        raise TokenSourceError(
+            "ACTIONS_ID_TOKEN_REQUEST_URL/TOKEN are not set: run inside a GitHub Actions "
+            "job with `permissions: id-token: write`"
+        )
     url += ("&" if "?" in url else "?") + urllib.parse.urlencode({"audience": audience})
-    request = urllib.request.Request(url, headers={"Authorization": f"bearer {bearer}",
-                                                   "Accept": "application/json"})
+    request = urllib.request.Request(url, headers={"Authorization": f"bearer {bearer}", "Accept": "application/json"})
     value = _fetch_json(request, "the GitHub Actions token service").get("value")
     if not isinstance(value, str) or not value:
         raise TokenSourceError("the GitHub Actions token service answered without a token value")
     return value
 
 
-def dev_issuer_token(issuer: str, sub: str, groups: list[str], claims: dict[str, str], lifetime: float,
-                     audience: str | None, ca: Path | None) -> str:
+def dev_issuer_token(
+    issuer: str,
+    sub: str,
+    groups: list[str],
+    claims: dict[str, str],
+    lifetime: float,
+    audience: str | None,
+    ca: Path | None,
+) -> str:
     """Ask the development issuer's POST /token for a token (see kubegate.sandbox.issuer)."""
     import urllib.request
 
-    body = json.dumps({"sub": sub, "groups": groups, "claims": claims, "lifetime": lifetime,
-                       "audience": audience}).encode()
-    request = urllib.request.Request(f"{issuer.rstrip('/')}/token", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    body = json.dumps(
+        {"sub": sub, "groups": groups, "claims": claims, "lifetime": lifetime, "audience": audience}
+    ).encode()
+    request = urllib.request.Request(
+        f"{issuer.rstrip('/')}/token", data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     value = _fetch_json(request, f"the development issuer at {issuer}", ca).get("token")
     if not isinstance(value, str) or not value:
         raise TokenSourceError("the development issuer answered without a token")
@@ -146,13 +155,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dev-issuer", metavar="URL", help="Mint a token at kubegate's development issuer.")
     p.add_argument("--sub", help="Subject (with --dev-issuer).")
     p.add_argument("--group", action="append", default=[], help="Group (with --dev-issuer); repeat.")
-    p.add_argument("--claim", action="append", default=[], metavar="NAME=VALUE",
-                   help="Extra claim (with --dev-issuer); repeat.")
+    p.add_argument(
+        "--claim", action="append", default=[], metavar="NAME=VALUE", help="Extra claim (with --dev-issuer); repeat."
+    )
     p.add_argument("--ca", metavar="FILE", type=Path, help="CA certificate of the development issuer.")
     p.add_argument("--audience", default="kubegate", help="Token audience (default: kubegate).")
     p.add_argument("--lifetime", default="1h", help="Lifetime (with --dev-issuer; default: 1h).")
-    p.add_argument("--no-cache", action="store_true",
-                   help=f"Always fetch a fresh token (default: reuse one cached in {tokencache.cache_dir()}).")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help=f"Always fetch a fresh token (default: reuse one cached in {tokencache.cache_dir()}).",
+    )
     return p
 
 
@@ -166,28 +179,50 @@ def _fetch(args: argparse.Namespace) -> tuple[str, str]:
         seconds = parse_duration(args.lifetime)
     except ValueError as exc:
         raise TokenSourceError(f"--lifetime: {exc}") from None
-    return (dev_issuer_token(args.dev_issuer, args.sub, args.group, parse_claims(args.claim), seconds,
-                             args.audience, args.ca), f"the development issuer at {args.dev_issuer}")
+    return (
+        dev_issuer_token(
+            args.dev_issuer, args.sub, args.group, parse_claims(args.claim), seconds, args.audience, args.ca
+        ),
+        f"the development issuer at {args.dev_issuer}",
+    )
 
 
 def _cache_key(args: argparse.Namespace) -> str:
     """Per source and audience; for GitHub Actions also per job (its token request URL), so a runner's
     cache never hands one job's token to the next."""
-    source = (["github-actions", os.environ.get("ACTIONS_ID_TOKEN_REQUEST_URL", "")] if args.github_actions else
-              ["dev-issuer", args.dev_issuer, args.sub, *sorted(args.group), *sorted(args.claim), args.lifetime,
-               str(args.ca)])
+    source = (
+        ["github-actions", os.environ.get("ACTIONS_ID_TOKEN_REQUEST_URL", "")]
+        if args.github_actions
+        else [
+            "dev-issuer",
+            args.dev_issuer,
+            args.sub,
+            *sorted(args.group),
+            *sorted(args.claim),
+            args.lifetime,
+            str(args.ca),
+        ]
+    )
     return tokencache.cache_key([*source, args.audience])
 
 
 def read_token(args: argparse.Namespace) -> tuple[str, dt.datetime | None]:
     """The token from exactly one source, with its expiry; network tokens come from the cache if fresh."""
-    chosen = [name for name, on in (("--from-env", args.from_env), ("--from-file", args.from_file),
-                                    ("--github-actions", args.github_actions), ("--dev-issuer", args.dev_issuer))
-              if on]
+    chosen = [
+        name
+        for name, on in (
+            ("--from-env", args.from_env),
+            ("--from-file", args.from_file),
+            ("--github-actions", args.github_actions),
+            ("--dev-issuer", args.dev_issuer),
+        )
+        if on
+    ]
     if len(chosen) != 1:
-        raise TokenSourceError("choose exactly one token source: --from-env VAR, --from-file PATH, "
-                               "--github-actions or --dev-issuer URL"
-                               + (f" (got {', '.join(chosen)})" if chosen else ""))
+        raise TokenSourceError(
+            "choose exactly one token source: --from-env VAR, --from-file PATH, "
+            "--github-actions or --dev-issuer URL" + (f" (got {', '.join(chosen)})" if chosen else "")
+        )
     if args.from_env:
         value = os.environ.get(args.from_env, "").strip()
         if not value:
@@ -236,5 +271,8 @@ def register(app: typer.Typer) -> None:
 
     token.__doc__ = HELP
     token.__annotations__ = {"ctx": typer.Context, "return": None}  # typer is not a module global here
-    app.command("token", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
-                                           "help_option_names": []}, add_help_option=False)(token)
+    app.command(
+        "token",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+        add_help_option=False,
+    )(token)

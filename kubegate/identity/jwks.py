@@ -29,9 +29,14 @@ MAX_DOCUMENT_BYTES = 1 << 20
 
 # Only asymmetric signatures: an HMAC alg would let anyone holding the (public) issuer key sign tokens.
 ALGORITHMS: dict[str, tuple[str, frozenset[str] | None]] = {
-    "RS256": ("RSA", None), "RS384": ("RSA", None), "RS512": ("RSA", None),
-    "PS256": ("RSA", None), "PS384": ("RSA", None), "PS512": ("RSA", None),
-    "ES256": ("EC", frozenset({"P-256"})), "ES384": ("EC", frozenset({"P-384"})),
+    "RS256": ("RSA", None),
+    "RS384": ("RSA", None),
+    "RS512": ("RSA", None),
+    "PS256": ("RSA", None),
+    "PS384": ("RSA", None),
+    "PS512": ("RSA", None),
+    "ES256": ("EC", frozenset({"P-256"})),
+    "ES384": ("EC", frozenset({"P-384"})),
     "ES512": ("EC", frozenset({"P-521"})),
     "EdDSA": ("OKP", frozenset({"Ed25519", "Ed448"})),
 }
@@ -56,8 +61,15 @@ def key_fits(jwk: dict[str, Any], alg: str) -> bool:
 class IssuerKeys:
     """Discovery document and JWKS of one issuer, fetched on demand and cached."""
 
-    def __init__(self, issuer: str, *, jwks_url: str | None, ssl_context: ssl.SSLContext | None,
-                 session: Callable[[], aiohttp.ClientSession], clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        issuer: str,
+        *,
+        jwks_url: str | None,
+        ssl_context: ssl.SSLContext | None,
+        session: Callable[[], aiohttp.ClientSession],
+        clock: Callable[[], float],
+    ) -> None:
         self.issuer = issuer
         self._configured_jwks_url = jwks_url
         self._jwks_url = jwks_url
@@ -104,8 +116,9 @@ class IssuerKeys:
             # Pick up retired keys in the background; this token is checked against what we have.
             self._start_refresh()
         if not self._jwks:
-            raise AuthError(f"cannot verify: issuer {self.issuer} unreachable and no key cached "
-                            f"({self._error}); try again later")
+            raise AuthError(
+                f"cannot verify: issuer {self.issuer} unreachable and no key cached ({self._error}); try again later"
+            )
         found = self._find(kid) if kid is not None else list(enumerate(self._jwks))
         if not found:
             raise AuthError("token signed with an unknown key: its kid is not in the issuer's JWKS")
@@ -149,8 +162,7 @@ class IssuerKeys:
         if self._jwks_url is None:
             doc = await self._get_json(f"{self.issuer}/.well-known/openid-configuration")
             if doc.get("issuer") != self.issuer:
-                raise IssuerUnreachable(f"discovery document names issuer {doc.get('issuer')!r}, "
-                                        f"not {self.issuer!r}")
+                raise IssuerUnreachable(f"discovery document names issuer {doc.get('issuer')!r}, not {self.issuer!r}")
             if not isinstance(doc.get("jwks_uri"), str):
                 raise IssuerUnreachable("discovery document has no jwks_uri")
             problem = key_url_problem(doc["jwks_uri"])
@@ -163,8 +175,11 @@ class IssuerKeys:
         if not isinstance(keys, list):
             raise IssuerUnreachable("JWKS has no keys list")
         # Symmetric ("oct") or encryption keys never verify an ID token.
-        usable = [k for k in keys if isinstance(k, dict) and k.get("kty") in ("RSA", "EC", "OKP")
-                  and k.get("use") in (None, "sig")]
+        usable = [
+            k
+            for k in keys
+            if isinstance(k, dict) and k.get("kty") in ("RSA", "EC", "OKP") and k.get("use") in (None, "sig")
+        ]
         if not usable:
             raise IssuerUnreachable("JWKS has no usable signing keys")
         return usable

@@ -71,9 +71,12 @@ def _reason(exc: jwt_errors.PyJWTError, issuer: IssuerConfig) -> str:
 class Verifier:
     """Checks bearer tokens against the configured issuers; one per process, shared by all requests."""
 
-    def __init__(self, config: IdentityConfig,
-                 session_factory: Callable[[], aiohttp.ClientSession] = _default_session,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: IdentityConfig,
+        session_factory: Callable[[], aiohttp.ClientSession] = _default_session,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._config = config
         self._session_factory = session_factory
         self._session: aiohttp.ClientSession | None = None
@@ -84,8 +87,12 @@ class Verifier:
         for issuer in config.issuers:
             self._issuers[issuer.url] = issuer
             self._keys[issuer.url] = IssuerKeys(
-                issuer.url, jwks_url=issuer.jwks_url, ssl_context=self._ssl_context(issuer),
-                session=self._get_session, clock=clock)
+                issuer.url,
+                jwks_url=issuer.jwks_url,
+                ssl_context=self._ssl_context(issuer),
+                session=self._get_session,
+                clock=clock,
+            )
 
     @staticmethod
     def _ssl_context(issuer: IssuerConfig) -> ssl.SSLContext | None:
@@ -103,8 +110,12 @@ class Verifier:
         for issuer in self._issuers.values():
             for url in (issuer.url, issuer.jwks_url):
                 if url is not None and is_plain_http(url):
-                    log.warning("issuer %s: keys are fetched over plain HTTP from %s (allowed on loopback only); "
-                                "use https:// outside development", issuer.url, url)
+                    log.warning(
+                        "issuer %s: keys are fetched over plain HTTP from %s (allowed on loopback only); "
+                        "use https:// outside development",
+                        issuer.url,
+                        url,
+                    )
         await asyncio.gather(*(keys.refresh() for keys in self._keys.values()))
 
     async def close(self) -> None:
@@ -165,8 +176,9 @@ class Verifier:
         header, payload = unverified["header"], unverified["payload"]
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in ALGORITHMS:
-            raise AuthError("token algorithm not allowed: kubegate accepts only asymmetric signatures "
-                            f"({', '.join(ALGORITHMS)})")
+            raise AuthError(
+                f"token algorithm not allowed: kubegate accepts only asymmetric signatures ({', '.join(ALGORITHMS)})"
+            )
         iss = payload.get("iss")
         issuer = self._issuers.get(iss) if isinstance(iss, str) else None
         if issuer is None:
@@ -183,9 +195,14 @@ class Verifier:
         for key in keys:
             try:
                 return jwt.decode(
-                    token, key=key, algorithms=[alg], audience=issuer.audiences, issuer=issuer.url,
+                    token,
+                    key=key,
+                    algorithms=[alg],
+                    audience=issuer.audiences,
+                    issuer=issuer.url,
                     leeway=min(issuer.leeway_seconds, MAX_LEEWAY),
-                    options={"require": ["exp", "iss", "aud"], "verify_sub": False, "verify_jti": False})
+                    options={"require": ["exp", "iss", "aud"], "verify_sub": False, "verify_jti": False},
+                )
             except jwt_errors.InvalidSignatureError as exc:
                 failure = exc  # a token without kid: try the next fitting key
             except jwt_errors.PyJWTError as exc:
@@ -216,11 +233,14 @@ class Verifier:
             raise AuthError(f"claim {issuer.groups_claim} must be a string or a list of strings")
         username = issuer.user_prefix + subject
         if username.startswith(RESERVED):
-            raise AuthError(f"the token maps to Kubernetes user {username!r}, and names starting with {RESERVED} "
-                            f"belong to Kubernetes itself; the kubegate operator can set a username_prefix for "
-                            f"issuer {issuer.url}")
-        selected = {name: _claim_text(claims[name]) for name in issuer.claims
-                    if name in claims and claims[name] is not None}
+            raise AuthError(
+                f"the token maps to Kubernetes user {username!r}, and names starting with {RESERVED} "
+                f"belong to Kubernetes itself; the kubegate operator can set a username_prefix for "
+                f"issuer {issuer.url}"
+            )
+        selected = {
+            name: _claim_text(claims[name]) for name in issuer.claims if name in claims and claims[name] is not None
+        }
         return Identity(
             issuer=issuer.url,
             subject=subject,

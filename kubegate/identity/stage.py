@@ -8,8 +8,9 @@ from kubegate.flow import Flow, Stage
 from kubegate.identity.model import AuthError, Identity
 from kubegate.kube.status import Refused
 
-HINT = ("point your kubeconfig's user at `kubegate token` (or set a bearer token from your identity "
-        "provider) and try again")
+HINT = (
+    "point your kubeconfig's user at `kubegate token` (or set a bearer token from your identity provider) and try again"
+)
 
 
 class TokenVerifier(Protocol):
@@ -36,5 +37,6 @@ class AuthenticationStage(Stage):
         try:
             flow.identity = await self._verifier.verify(bearer_token(flow.request.headers.get("Authorization")))
         except AuthError as exc:
-            raise Refused(401, f"kubegate refused the token: {exc.reason}; {HINT}",
-                          reason="Unauthorized", kind="unauthenticated") from exc
+            raise Refused(
+                401, f"kubegate refused the token: {exc.reason}; {HINT}", reason="Unauthorized", kind="unauthenticated"
+            ) from exc

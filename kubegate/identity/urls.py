@@ -30,8 +30,10 @@ def key_url_problem(url: str) -> str | None:
     if parts.scheme not in ("https", "http") or not host:
         return f"{url!r} must be an https:// URL"
     if parts.scheme == "http" and not is_loopback(host):
-        return (f"{url!r} must be https://: plain http is allowed only for a loopback address "
-                "(127.0.0.0/8, ::1 or localhost)")
+        return (
+            f"{url!r} must be https://: plain http is allowed only for a loopback address "
+            "(127.0.0.0/8, ::1 or localhost)"
+        )
     return None
 
 

@@ -22,8 +22,13 @@ from kubegate.kube.goyaml import DuplicateKey, GoYAMLLoader, as_json_number, go_
 from kubegate.kube.status import Refused
 
 BODY_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
-JSON_MEDIA = ("application/json", "application/merge-patch+json", "application/strategic-merge-patch+json",
-              "application/json-patch+json", "application/apply-patch+json")
+JSON_MEDIA = (
+    "application/json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/json-patch+json",
+    "application/apply-patch+json",
+)
 YAML_MEDIA = ("application/yaml", "application/x-yaml", "text/yaml", "application/apply-patch+yaml")
 
 
@@ -69,8 +74,13 @@ def parse_json(text: str) -> Any:
     """JSON as sigs.k8s.io/json reads it and the stored object keeps it: integers exact within int64 (else
     float64), integral floats as integers (Go writes 1.0 as 1); a repeated key,
     a number beyond float64 or an escaped lone UTF-16 surrogate (Go reads U+FFFD) refused."""
-    doc = json.loads(text, object_pairs_hook=_pairs, parse_constant=_no_constant, parse_int=lambda t: go_int(int(t)),
-                     parse_float=_go_float)
+    doc = json.loads(
+        text,
+        object_pairs_hook=_pairs,
+        parse_constant=_no_constant,
+        parse_int=lambda t: go_int(int(t)),
+        parse_float=_go_float,
+    )
     if _SURROGATE_ESCAPE.search(text) and _lone_surrogate(doc):
         raise AmbiguousBody("a string holds an escaped lone UTF-16 surrogate, which Go reads as U+FFFD")
     return doc
@@ -113,6 +123,10 @@ class RequestBodyStage(Stage):
         try:
             flow.sent = parse_body(flow.body, flow.headers.get("Content-Type", ""))
         except AmbiguousBody as exc:
-            raise Refused(400, f"kubegate refused this request body because it can be read two ways: {exc}. "
-                          "kube-apiserver would merge or reinterpret it; send each key once, as JSON or YAML "
-                          "encoders do", reason="BadRequest") from exc
+            raise Refused(
+                400,
+                f"kubegate refused this request body because it can be read two ways: {exc}. "
+                "kube-apiserver would merge or reinterpret it; send each key once, as JSON or YAML "
+                "encoders do",
+                reason="BadRequest",
+            ) from exc

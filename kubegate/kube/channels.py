@@ -46,11 +46,19 @@ class Protocol:
         return self.version >= 5 and not self.base64
 
 
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
-    Protocol(V5, 5, False), Protocol(V4, 4, False), Protocol(V3, 3, False), Protocol(V2, 2, False),
-    Protocol(V1, 1, False), Protocol(BASE64, 1, True), Protocol(V4_BASE64, 4, True),
-    Protocol(V5_BASE64, 5, True),
-)}
+PROTOCOLS: dict[str, Protocol] = {
+    p.name: p
+    for p in (
+        Protocol(V5, 5, False),
+        Protocol(V4, 4, False),
+        Protocol(V3, 3, False),
+        Protocol(V2, 2, False),
+        Protocol(V1, 1, False),
+        Protocol(BASE64, 1, True),
+        Protocol(V4_BASE64, 4, True),
+        Protocol(V5_BASE64, 5, True),
+    )
+}
 
 
 def protocol(name: str) -> Protocol | None:
@@ -114,9 +122,10 @@ def success_status() -> dict[str, Any]:
 def exit_status(code: int, command: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """The error-channel Status kubelet writes for a command that exited non-zero."""
     return {
-        "metadata": {}, "status": "Failure",
+        "metadata": {},
+        "status": "Failure",
         "message": f"command terminated with non-zero exit code: error executing command {list(command)}, "
-                   f"exit code {code}",
+        f"exit code {code}",
         "reason": "NonZeroExitCode",
         "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
     }

@@ -27,15 +27,71 @@ RST_CANCEL = 5
 MAX_FRAME = 1 << 24
 
 _WORDS = (
-    "options", "head", "post", "put", "delete", "trace", "accept", "accept-charset", "accept-encoding",
-    "accept-language", "accept-ranges", "age", "allow", "authorization", "cache-control", "connection",
-    "content-base", "content-encoding", "content-language", "content-length", "content-location",
-    "content-md5", "content-range", "content-type", "date", "etag", "expect", "expires", "from", "host",
-    "if-match", "if-modified-since", "if-none-match", "if-range", "if-unmodified-since", "last-modified",
-    "location", "max-forwards", "pragma", "proxy-authenticate", "proxy-authorization", "range", "referer",
-    "retry-after", "server", "te", "trailer", "transfer-encoding", "upgrade", "user-agent", "vary", "via",
-    "warning", "www-authenticate", "method", "get", "status", "200 OK", "version", "HTTP/1.1", "url",
-    "public", "set-cookie", "keep-alive", "origin",
+    "options",
+    "head",
+    "post",
+    "put",
+    "delete",
+    "trace",
+    "accept",
+    "accept-charset",
+    "accept-encoding",
+    "accept-language",
+    "accept-ranges",
+    "age",
+    "allow",
+    "authorization",
+    "cache-control",
+    "connection",
+    "content-base",
+    "content-encoding",
+    "content-language",
+    "content-length",
+    "content-location",
+    "content-md5",
+    "content-range",
+    "content-type",
+    "date",
+    "etag",
+    "expect",
+    "expires",
+    "from",
+    "host",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "if-range",
+    "if-unmodified-since",
+    "last-modified",
+    "location",
+    "max-forwards",
+    "pragma",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "range",
+    "referer",
+    "retry-after",
+    "server",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "user-agent",
+    "vary",
+    "via",
+    "warning",
+    "www-authenticate",
+    "method",
+    "get",
+    "status",
+    "200 OK",
+    "version",
+    "HTTP/1.1",
+    "url",
+    "public",
+    "set-cookie",
+    "keep-alive",
+    "origin",
 )
 _TAIL = (
     "100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505"
@@ -93,8 +149,8 @@ class Parser:
             length = int.from_bytes(self._buf[5:8], "big")
             if len(self._buf) < 8 + length:
                 break
-            head, body = bytes(self._buf[:8]), bytes(self._buf[8:8 + length])
-            del self._buf[:8 + length]
+            head, body = bytes(self._buf[:8]), bytes(self._buf[8 : 8 + length])
+            del self._buf[: 8 + length]
             frames.append(self._frame(head, body))
         return frames
 
@@ -139,11 +195,11 @@ def _stream_id(body: bytes) -> int:
 
 
 def _string(raw: bytes, pos: int) -> tuple[bytes, int]:
-    length = int.from_bytes(raw[pos:pos + 4], "big")
+    length = int.from_bytes(raw[pos : pos + 4], "big")
     end = pos + 4 + length
     if end > len(raw):
         raise IndexError("header string runs past the block")
-    return raw[pos + 4:end], end
+    return raw[pos + 4 : end], end
 
 
 class Writer:
@@ -160,7 +216,8 @@ class Writer:
     def _block(self, headers: dict[str, str]) -> bytes:
         raw = struct.pack(">I", len(headers)) + b"".join(
             struct.pack(">I", len(k)) + k.encode() + struct.pack(">I", len(v.encode())) + v.encode()
-            for k, v in headers.items())
+            for k, v in headers.items()
+        )
         return self._deflate.compress(raw) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
 
     def syn_stream(self, stream_id: int, headers: dict[str, str], fin: bool = False) -> bytes:
@@ -214,9 +271,16 @@ class Forwarded:
     closed: float | None = None
 
     def as_dict(self) -> dict[str, object]:
-        return {"request_id": self.request_id, "port": self.port, "bytes_to_pod": self.bytes_to_pod,
-                "bytes_from_pod": self.bytes_from_pod, "reset": self.reset, "error": self.error,
-                "opened": self.opened, "closed": self.closed}
+        return {
+            "request_id": self.request_id,
+            "port": self.port,
+            "bytes_to_pod": self.bytes_to_pod,
+            "bytes_from_pod": self.bytes_from_pod,
+            "reset": self.reset,
+            "error": self.error,
+            "opened": self.opened,
+            "closed": self.closed,
+        }
 
 
 MAX_ERROR_TEXT = 4096

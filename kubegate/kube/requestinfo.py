@@ -23,17 +23,38 @@ SPECIAL_VERBS = frozenset({"proxy", "watch"})
 SPECIAL_VERBS_NO_SUBRESOURCES = frozenset({"proxy"})
 NAMESPACE_SUBRESOURCES = frozenset({"status", "finalize"})
 CONNECT_SUBRESOURCES = frozenset({"exec", "attach", "portforward"})
-METHOD_VERBS = {"POST": "create", "GET": "get", "HEAD": "get", "PUT": "update", "PATCH": "patch",
-                "DELETE": "delete"}
+METHOD_VERBS = {"POST": "create", "GET": "get", "HEAD": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _NOT_PRINTABLE_ASCII = re.compile(r"[^\x21-\x7e]")
 # Parameters that decide what a request does (RequestInfo, streams, masking): given twice, which one counts
 # is a question kubegate will not answer for the cluster.
-SINGLE_VALUED = frozenset({"watch", "fieldSelector", "labelSelector", "limit", "timeoutSeconds", "resourceVersion",
-                           "resourceVersionMatch", "sendInitialEvents", "container", "follow", "previous", "tty",
-                           "stdin", "stdout", "stderr", "includeObject", "as", "fieldManager", "fieldValidation",
-                           "force", "propagationPolicy", "gracePeriodSeconds"})
+SINGLE_VALUED = frozenset(
+    {
+        "watch",
+        "fieldSelector",
+        "labelSelector",
+        "limit",
+        "timeoutSeconds",
+        "resourceVersion",
+        "resourceVersionMatch",
+        "sendInitialEvents",
+        "container",
+        "follow",
+        "previous",
+        "tty",
+        "stdin",
+        "stdout",
+        "stderr",
+        "includeObject",
+        "as",
+        "fieldManager",
+        "fieldValidation",
+        "force",
+        "propagationPolicy",
+        "gracePeriodSeconds",
+    }
+)
 _ENCODED_SEPARATOR = re.compile(r"%(2[Ff]|5[Cc]|00)")
 _BACKSLASH_OR_CONTROL = re.compile(r"[\x00-\x1f\x7f\\]")
 _EMPTY_OR_DOT_SEGMENT = re.compile(r"(?:^|/)\.{0,2}(?:/|$)")
@@ -109,13 +130,16 @@ def check_target(raw_path: str, query_string: str) -> None:
     """Refuse target bytes whose meaning differs between Go's net/http and other readers (see above)."""
     target = raw_path + "?" + query_string
     if "#" in target:
-        raise BadPath("the request target has a '#': Go reads it as part of the path or query, other "
-                      "HTTP stacks as the start of a fragment; percent-encode it as %23")
+        raise BadPath(
+            "the request target has a '#': Go reads it as part of the path or query, other "
+            "HTTP stacks as the start of a fragment; percent-encode it as %23"
+        )
     if _NOT_PRINTABLE_ASCII.search(target):
         raise BadPath("the request target has a byte that is not printable ASCII; percent-encode it")
     if ";" in query_string:
-        raise BadPath("the query has a ';': Go drops every parameter that holds one (since Go 1.17); "
-                      "percent-encode it as %3B")
+        raise BadPath(
+            "the query has a ';': Go drops every parameter that holds one (since Go 1.17); percent-encode it as %3B"
+        )
     if _BAD_ESCAPE.search(query_string):
         raise BadPath("the query has an invalid percent-escape: Go drops that parameter")
 
@@ -221,7 +245,18 @@ def parse_request_info(method: str, raw_path: str, query_string: str = "") -> Re
         container = _first(query, "container") or ""
 
     return RequestInfo(
-        verb=verb, path=path, is_resource_request=True, api_prefix=prefix, api_group=group,
-        api_version=version, namespace=namespace, resource=resource, subresource=subresource,
-        name=name, parts=tuple(rest), command=command, container=container, query=query,
+        verb=verb,
+        path=path,
+        is_resource_request=True,
+        api_prefix=prefix,
+        api_group=group,
+        api_version=version,
+        namespace=namespace,
+        resource=resource,
+        subresource=subresource,
+        name=name,
+        parts=tuple(rest),
+        command=command,
+        container=container,
+        query=query,
     )

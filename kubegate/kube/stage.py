@@ -22,8 +22,11 @@ class RequestInfoStage(Stage):
         try:
             info = parse_request_info(flow.method, flow.raw_path, flow.query_string)
         except BadPath as exc:
-            raise Refused(400, f"kubegate will not interpret this request path: {exc}; send the path "
-                          "as kubectl would (no encoded '/', no '.' or '..' or empty segments)",
-                          reason="BadRequest") from exc
+            raise Refused(
+                400,
+                f"kubegate will not interpret this request path: {exc}; send the path "
+                "as kubectl would (no encoded '/', no '.' or '..' or empty segments)",
+                reason="BadRequest",
+            ) from exc
         flow.info = info
         flow.is_stream = is_stream(flow.method, info.verb, info.subresource, info.query)

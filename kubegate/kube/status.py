@@ -25,8 +25,9 @@ REASONS = {
 }
 
 
-def status_object(code: int, message: str, reason: str | None = None,
-                  details: dict[str, Any] | None = None) -> dict[str, Any]:
+def status_object(
+    code: int, message: str, reason: str | None = None, details: dict[str, Any] | None = None
+) -> dict[str, Any]:
     obj: dict[str, Any] = {
         "kind": "Status",
         "apiVersion": "v1",
@@ -41,9 +42,13 @@ def status_object(code: int, message: str, reason: str | None = None,
     return obj
 
 
-def status_response(code: int, message: str, reason: str | None = None,
-                    details: dict[str, Any] | None = None,
-                    headers: dict[str, str] | None = None) -> web.Response:
+def status_response(
+    code: int,
+    message: str,
+    reason: str | None = None,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
     return web.Response(
         status=code,
         body=orjson.dumps(status_object(code, message, reason, details)),
@@ -55,8 +60,14 @@ def status_response(code: int, message: str, reason: str | None = None,
 class Refused(Exception):
     """Raised by any pipeline stage to stop a request; becomes a Status response."""
 
-    def __init__(self, code: int, message: str, reason: str | None = None,
-                 details: dict[str, Any] | None = None, kind: str = "refused") -> None:
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
+        kind: str = "refused",
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message

@@ -35,19 +35,51 @@ ENV_CREDENTIALS = "env-credentials"
 CONFIGMAP_KEYS = "configmap-keys"
 SERVICEACCOUNT_TOKENS = "serviceaccount-tokens"
 CREDENTIALS_IN_TEXT = "credentials-in-text"
-BUILTIN_PROFILES = (SECRET_VALUES, LAST_APPLIED, ENV_CREDENTIALS, CONFIGMAP_KEYS, SERVICEACCOUNT_TOKENS,
-                    CREDENTIALS_IN_TEXT)
+BUILTIN_PROFILES = (
+    SECRET_VALUES,
+    LAST_APPLIED,
+    ENV_CREDENTIALS,
+    CONFIGMAP_KEYS,
+    SERVICEACCOUNT_TOKENS,
+    CREDENTIALS_IN_TEXT,
+)
 # Built-in detector names are reserved too, so a profile can name one of them alone.
 BUILTIN_DETECTOR_NAMES = (*BUILTIN_PATTERNS, PEM_DETECTOR)
 
 DEFAULT_ENV_NAME_PATTERNS = (
-    "*PASSWORD*", "*PASSWD*", "*TOKEN*", "*SECRET*", "*_KEY", "*-KEY", "*APIKEY*", "*API_KEY*",
-    "*PRIVATE_KEY*", "*ACCESS_KEY*", "*CREDENTIAL*", "*AUTH_KEY*", "*_DSN", "*CONNECTION_STRING*",
+    "*PASSWORD*",
+    "*PASSWD*",
+    "*TOKEN*",
+    "*SECRET*",
+    "*_KEY",
+    "*-KEY",
+    "*APIKEY*",
+    "*API_KEY*",
+    "*PRIVATE_KEY*",
+    "*ACCESS_KEY*",
+    "*CREDENTIAL*",
+    "*AUTH_KEY*",
+    "*_DSN",
+    "*CONNECTION_STRING*",
     "DATABASE_URL",
 )
 DEFAULT_CONFIGMAP_KEY_PATTERNS = (
-    "*password*", "*passwd*", "*token*", "*secret*", "*credential*", "*_key", "*-key", "*.key",
-    "*apikey*", "*api_key*", "*api-key*", "*private*key*", "*.p12", "*.pfx", "*.jks", "*.keystore",
+    "*password*",
+    "*passwd*",
+    "*token*",
+    "*secret*",
+    "*credential*",
+    "*_key",
+    "*-key",
+    "*.key",
+    "*apikey*",
+    "*api_key*",
+    "*api-key*",
+    "*private*key*",
+    "*.p12",
+    "*.pfx",
+    "*.jks",
+    "*.keystore",
 )
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$", max_length=63)]
@@ -90,8 +122,10 @@ class UnknownProfile(ValueError):
 
     def __init__(self, names: Iterable[str]) -> None:
         self.names = sorted(names)
-        super().__init__(f"mask profile(s) {', '.join(self.names)} not defined: use one of the built-in "
-                         f"profiles ({', '.join(BUILTIN_PROFILES)}) or define it under masking.profiles")
+        super().__init__(
+            f"mask profile(s) {', '.join(self.names)} not defined: use one of the built-in "
+            f"profiles ({', '.join(BUILTIN_PROFILES)}) or define it under masking.profiles"
+        )
 
 
 class MaskingConfig(_Strict):
@@ -105,9 +139,11 @@ class MaskingConfig(_Strict):
     def _names(self) -> MaskingConfig:
         seen: dict[str, str] = {n: "a built-in profile" for n in BUILTIN_PROFILES}
         seen.update({n: "a built-in detector" for n in BUILTIN_DETECTOR_NAMES})
-        for what, names in (("detector", [d.name for d in self.detectors]),
-                            ("field rule", [r.name for r in self.field_rules]),
-                            ("profile", list(self.profiles))):
+        for what, names in (
+            ("detector", [d.name for d in self.detectors]),
+            ("field rule", [r.name for r in self.field_rules]),
+            ("profile", list(self.profiles)),
+        ):
             for name in names:
                 if name in seen:
                     raise ValueError(f"{what} name {name!r} is already {seen[name]}; names must be unique")
@@ -115,8 +151,10 @@ class MaskingConfig(_Strict):
         for profile, members in self.profiles.items():
             unknown = [m for m in members if m not in seen]
             if unknown:
-                raise ValueError(f"profile {profile!r} names {', '.join(map(repr, unknown))}, which is not a "
-                                 "built-in profile or detector, nor a detector, field rule or profile defined here")
+                raise ValueError(
+                    f"profile {profile!r} names {', '.join(map(repr, unknown))}, which is not a "
+                    "built-in profile or detector, nor a detector, field rule or profile defined here"
+                )
         for profile in self.profiles:
             self._expand_one(profile, ())
         return self
@@ -133,8 +171,15 @@ class MaskingConfig(_Strict):
 
     def known(self) -> frozenset[str]:
         """Every name a policy rule's `mask:` may use."""
-        return frozenset((*BUILTIN_PROFILES, *BUILTIN_DETECTOR_NAMES, *(d.name for d in self.detectors),
-                          *(r.name for r in self.field_rules), *self.profiles))
+        return frozenset(
+            (
+                *BUILTIN_PROFILES,
+                *BUILTIN_DETECTOR_NAMES,
+                *(d.name for d in self.detectors),
+                *(r.name for r in self.field_rules),
+                *self.profiles,
+            )
+        )
 
     def expand(self, names: Iterable[str]) -> frozenset[str]:
         """Profiles -> the built-in profiles, detectors and field rules they stand for."""

@@ -19,14 +19,17 @@ SECRET_GROUP = "secret"
 # Factored by first letter (password, passwd, private_key, secret, token, api_key, apikey,
 # access_key, auth_key, credential(s)): the scan then tests one character per position.
 _KEYWORDS = rb"p(?:assw(?:or)?d|rivate_?key)|secret|token|a(?:pi_?key|ccess_?key|uth_?key)|credentials?"
-_VALUE = (rb"(?:\"(?P<secret>[^\"\r\n]+)\"?|'(?P<secret>[^'\r\n]+)'?"
-          rb"|(?P<secret>[^\s\"',;&}\]\[)(<>]+))")
+_VALUE = (
+    rb"(?:\"(?P<secret>[^\"\r\n]+)\"?|'(?P<secret>[^'\r\n]+)'?"
+    rb"|(?P<secret>[^\s\"',;&}\]\[)(<>]+))"
+)
 
 BUILTIN_PATTERNS: dict[str, bytes] = {
     "aws-access-key-id": rb"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Z0-9])",
     "aws-secret-access-key": (
         rb"(?i)(?:aws_?)?secret_?(?:access_?)?key[\"']?[ \t]*[:=>][ \t]*[\"']?"
-        rb"(?P<secret>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"),
+        rb"(?P<secret>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"
+    ),
     "jwt": rb"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",
     "github-token": rb"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})",
     "gitlab-token": rb"(?<![A-Za-z0-9_-])gl(?:pat|dt|rt|ptt|soat)-[A-Za-z0-9_-]{20,}",
@@ -35,19 +38,46 @@ BUILTIN_PATTERNS: dict[str, bytes] = {
     # The next two start at the anchor rather than at the start of the key or scheme (which stay
     # unmasked anyway): scanning is several times faster.
     "url-credentials": rb"://[^\s:/@\"'<>]{1,128}:(?P<secret>[^\s@/\"'<>]{1,256})@",
-    "password-assignment": (
-        rb"(?i)(?:" + _KEYWORDS + rb")[A-Za-z0-9_.-]{0,64}[\"']?[ \t]*(?::|=|=>)[ \t]*" + _VALUE),
+    "password-assignment": (rb"(?i)(?:" + _KEYWORDS + rb")[A-Za-z0-9_.-]{0,64}[\"']?[ \t]*(?::|=|=>)[ \t]*" + _VALUE),
 }
 
 # Every match of a built-in pattern contains one of these (lower-cased), so lines without any are
 # skipped after a few fast bytes.find calls instead of running every detector over them.
 TRIGGERS: tuple[bytes, ...] = (
-    b"akia", b"asia", b"eyj", b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_", b"github_pat_",
-    b"glpat-", b"gldt-", b"glrt-", b"glptt-", b"glsoat-", b"xoxb-", b"xoxa-", b"xoxp-", b"xoxr-", b"xoxs-",
-    b"bearer", b"://", b"passw", b"secret", b"token", b"apikey", b"api_key", b"accesskey", b"access_key",
-    b"privatekey", b"private_key", b"credential", b"authkey", b"auth_key",
+    b"akia",
+    b"asia",
+    b"eyj",
+    b"ghp_",
+    b"gho_",
+    b"ghu_",
+    b"ghs_",
+    b"ghr_",
+    b"github_pat_",
+    b"glpat-",
+    b"gldt-",
+    b"glrt-",
+    b"glptt-",
+    b"glsoat-",
+    b"xoxb-",
+    b"xoxa-",
+    b"xoxp-",
+    b"xoxr-",
+    b"xoxs-",
+    b"bearer",
+    b"://",
+    b"passw",
+    b"secret",
+    b"token",
+    b"apikey",
+    b"api_key",
+    b"accesskey",
+    b"access_key",
+    b"privatekey",
+    b"private_key",
+    b"credential",
+    b"authkey",
+    b"auth_key",
 )
-
 
 
 def _factored(words: list[str]) -> str:
@@ -56,8 +86,9 @@ def _factored(words: list[str]) -> str:
     groups: dict[str, list[str]] = {}
     for word in words:
         groups.setdefault(word[0], []).append(word[1:])
-    parts = [re.escape(c) + (_factored(rests) if len(rests) > 1 else re.escape(rests[0]))
-             for c, rests in groups.items()]
+    parts = [
+        re.escape(c) + (_factored(rests) if len(rests) > 1 else re.escape(rests[0])) for c, rests in groups.items()
+    ]
     return parts[0] if len(parts) == 1 else "(?:" + "|".join(parts) + ")"
 
 
@@ -105,5 +136,6 @@ def compile_detector(name: str, pattern: str | bytes, triggered: bool = False) -
     return Detector(name, compiled, triggered)
 
 
-BUILTIN_DETECTORS: tuple[Detector, ...] = tuple(compile_detector(n, p, triggered=True)
-                                                for n, p in BUILTIN_PATTERNS.items())
+BUILTIN_DETECTORS: tuple[Detector, ...] = tuple(
+    compile_detector(n, p, triggered=True) for n, p in BUILTIN_PATTERNS.items()
+)

@@ -96,6 +96,7 @@ def _replacer(seen: set[str] | None) -> Callable[[str], str]:
         if seen is not None and value != MARKER:
             seen.add(value)
         return MARKER
+
     return replace
 
 
@@ -105,6 +106,7 @@ def _detector(plan: Plan, seen: set[str] | None) -> Callable[[str], str]:
         if seen is not None and masked != value:
             seen.add(value)
         return masked
+
     return detect
 
 

@@ -155,8 +155,7 @@ def _table(plan: Plan, table: dict[str, Any], kind_hint: str | None) -> bool:
         obj = row.get("object")
         if isinstance(obj, dict):
             kind = obj.get("kind")
-            changed |= mask_fields(plan, obj, kind if isinstance(kind, str) and kind != PARTIAL else kind_hint,
-                                   seen)
+            changed |= mask_fields(plan, obj, kind if isinstance(kind, str) and kind != PARTIAL else kind_hint, seen)
         cells = row.get("cells")
         if isinstance(cells, list):
             changed |= _cells(plan, cells, seen)

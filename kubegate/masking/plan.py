@@ -121,23 +121,33 @@ class Catalog:
         for name in sorted(atoms & self.rules.keys()):
             rule = self.rules[name]
             rules[rule.kind] = (*rules.get(rule.kind, ()), rule)
-        plan = _with_kinds(Plan(
-            secret_values=c.SECRET_VALUES in atoms,
-            last_applied=c.LAST_APPLIED in atoms,
-            env_credentials=c.ENV_CREDENTIALS in atoms,
-            configmap_keys=c.CONFIGMAP_KEYS in atoms,
-            serviceaccount_tokens=c.SERVICEACCOUNT_TOKENS in atoms,
-            scan_text_fields=c.CREDENTIALS_IN_TEXT in atoms,
-            text=text,
-            detect=text if text else all_text,
-            env_names=self.env_names,
-            configmap_keys_re=self.configmap_keys,
-            rules=rules,
-        ))
+        plan = _with_kinds(
+            Plan(
+                secret_values=c.SECRET_VALUES in atoms,
+                last_applied=c.LAST_APPLIED in atoms,
+                env_credentials=c.ENV_CREDENTIALS in atoms,
+                configmap_keys=c.CONFIGMAP_KEYS in atoms,
+                serviceaccount_tokens=c.SERVICEACCOUNT_TOKENS in atoms,
+                scan_text_fields=c.CREDENTIALS_IN_TEXT in atoms,
+                text=text,
+                detect=text if text else all_text,
+                env_names=self.env_names,
+                configmap_keys_re=self.configmap_keys,
+                rules=rules,
+            )
+        )
         if not plan.last_applied:
             return plan
-        inner = _with_kinds(replace(plan, secret_values=True, env_credentials=True, configmap_keys=True,
-                                    serviceaccount_tokens=True, last_applied=False))
+        inner = _with_kinds(
+            replace(
+                plan,
+                secret_values=True,
+                env_credentials=True,
+                configmap_keys=True,
+                serviceaccount_tokens=True,
+                last_applied=False,
+            )
+        )
         return replace(plan, last_applied_plan=inner)
 
 

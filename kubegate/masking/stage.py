@@ -66,9 +66,12 @@ class MaskingStage(Stage):
         try:
             plan = self.masker.plan(profiles)
         except UnknownProfile as exc:
-            raise Refused(500, f"kubegate cannot apply the masks this request needs: {exc}. Nothing was "
-                          "sent; ask a kubegate administrator to fix the policy or the masking config.",
-                          reason="InternalError") from exc
+            raise Refused(
+                500,
+                f"kubegate cannot apply the masks this request needs: {exc}. Nothing was "
+                "sent; ask a kubegate administrator to fix the policy or the masking config.",
+                reason="InternalError",
+            ) from exc
         if not plan.masks_anything:
             return
         hint = kind_for(info.resource, info.subresource) if info is not None else None
@@ -95,10 +98,14 @@ class MaskingStage(Stage):
             what = content_type or "none"
             if encoding:
                 what += f", encoding {encoding}"
-            raise Refused(502, f"kubegate could not mask this response (content type {what}), so it was not "
-                          f"sent; the masks {', '.join(state.profiles)} apply to this request. Ask for JSON "
-                          "(no protobuf, CBOR or compressed Accept headers), or ask for a policy without "
-                          "masks for it.", reason="BadGateway")
+            raise Refused(
+                502,
+                f"kubegate could not mask this response (content type {what}), so it was not "
+                f"sent; the masks {', '.join(state.profiles)} apply to this request. Ask for JSON "
+                "(no protobuf, CBOR or compressed Accept headers), or ask for a policy without "
+                "masks for it.",
+                reason="BadGateway",
+            )
         if state.mode == "text":
             state.text = plan.text.stream()
         if state.mode in ("lines", "text"):
@@ -121,8 +128,10 @@ class MaskingStage(Stage):
         lines = bytes(state.buffer[:cut])
         del state.buffer[:cut]
         context = (state.profiles, state.kind_hint)
-        return b"".join(self.watch_events.get(context, line + b"\n", lambda doc: self._mask_line(state, doc))
-                        for line in lines.split(b"\n")[:-1])
+        return b"".join(
+            self.watch_events.get(context, line + b"\n", lambda doc: self._mask_line(state, doc))
+            for line in lines.split(b"\n")[:-1]
+        )
 
     async def on_eof(self, flow: Flow) -> bytes:
         state: MaskState | None = flow.extras.get(self.name)
@@ -136,8 +145,9 @@ class MaskingStage(Stage):
         hidden = _markers(masked) - _markers(rest)
         if hidden > 0:
             values = "value" if hidden == 1 else "values"
-            flow.warnings.append(f"kubegate masked {hidden} {values} in this response {_by(flow, state)}; "
-                                 f"they read {MARKER}")
+            flow.warnings.append(
+                f"kubegate masked {hidden} {values} in this response {_by(flow, state)}; they read {MARKER}"
+            )
         return masked
 
     def _mask_line(self, state: MaskState, doc: bytes | bytearray) -> bytes:
@@ -153,9 +163,12 @@ class MaskingStage(Stage):
         try:
             loaded = orjson.loads(doc)
         except orjson.JSONDecodeError as exc:
-            raise Refused(502, "kubegate could not mask this response (it is not valid JSON), so it was not "
-                          f"sent; the masks {', '.join(state.profiles)} apply to this request.",
-                          reason="BadGateway") from exc
+            raise Refused(
+                502,
+                "kubegate could not mask this response (it is not valid JSON), so it was not "
+                f"sent; the masks {', '.join(state.profiles)} apply to this request.",
+                reason="BadGateway",
+            ) from exc
         if not mask_document(state.plan, loaded, state.kind_hint):
             return bytes(doc)
         # orjson keeps every int64/uint64 exact; larger integers it reads as floats, which is what

@@ -115,8 +115,8 @@ class TextMasker:
                 _, found = self._scan(text, base, cut, final=True)
                 out += self._release(text, base, cut, found)
                 out += begin.group() + MARKER_BYTES
-                self._ctx = text[max(0, base + begin.end() - CONTEXT): base + begin.end()]
-                buf = buf[begin.end():]
+                self._ctx = text[max(0, base + begin.end() - CONTEXT) : base + begin.end()]
+                buf = buf[begin.end() :]
                 self._in_pem, self._pem_dropped = True, 0
                 continue
             hold, found = self._scan(text, base, len(text), final)
@@ -124,7 +124,7 @@ class TextMasker:
                 hold, found = self._scan(text, base, len(text), final=True)
                 self._drop_line = True
             out += self._release(text, base, hold, found)
-            self._ctx = text[max(0, hold - CONTEXT):hold]
+            self._ctx = text[max(0, hold - CONTEXT) : hold]
             buf = text[hold:]
             break
         self._buf = buf
@@ -137,7 +137,7 @@ class TextMasker:
             out += b"\n" * buf.count(b"\n", 0, end.start()) + end.group()
             self._ctx = (self._ctx + buf[: end.end()])[-CONTEXT:]
             self._in_pem = False
-            return buf[end.end():]
+            return buf[end.end() :]
         keep_from = len(buf) if final else _partial_start(PEM_END, buf, 0, len(buf))
         out += b"\n" * buf.count(b"\n", 0, keep_from)
         self._pem_dropped += keep_from
@@ -209,6 +209,7 @@ class TextMasker:
             pos = e
         out += text[pos:stop]
         return bytes(out)
+
 
 def _partial_start(pattern: regex.Pattern[bytes], text: bytes, start: int, end: int) -> int:
     """Where a match of pattern that the next bytes could complete begins (end if none)."""

@@ -39,9 +39,11 @@ from kubegate.policy.decision import Decision
 from kubegate.policy.engine import PolicyEngine
 from kubegate.upstream.stage import RoleGrants
 
-HOW = ("To keep the stored value, send the marker exactly as kubegate showed it at that field of this object, "
-       "or leave the field out; to set a new value, send the real value (for a Secret, in `stringData` or as "
-       "base64 in `data`).")
+HOW = (
+    "To keep the stored value, send the marker exactly as kubegate showed it at that field of this object, "
+    "or leave the field out; to set a new value, send the real value (for a Secret, in `stringData` or as "
+    "base64 in `data`)."
+)
 
 
 def refuse(why: str) -> Refused:
@@ -84,13 +86,18 @@ class WriteBack:
     async def __call__(self, flow: Flow, decision: Decision) -> Restoration | None:
         if flow.sent is None:
             if MARKER_BYTES in flow.body:
-                raise refuse("its body (not JSON or YAML) holds a masked value, which kubegate can only put back "
-                             "in JSON or YAML; send it as JSON")
+                raise refuse(
+                    "its body (not JSON or YAML) holds a masked value, which kubegate can only put back "
+                    "in JSON or YAML; send it as JSON"
+                )
             return None
         json_patch = flow.headers.get("Content-Type", "").split(";")[0].strip() == JSON_PATCH
         found = next(markers(flow.sent), None)
-        reads = json_patch and isinstance(flow.sent, list) and any(
-            isinstance(op, dict) and op.get("op") in READING_OPS for op in flow.sent)
+        reads = (
+            json_patch
+            and isinstance(flow.sent, list)
+            and any(isinstance(op, dict) and op.get("op") in READING_OPS for op in flow.sent)
+        )
         if found is None and not reads:
             return None
         info, identity = flow.info, flow.identity
@@ -102,8 +109,9 @@ class WriteBack:
         if current is None:
             if found is None:
                 return None
-            raise refuse(f"{where}, and {info.resource}/{info.name} does not exist yet, so there is no value to "
-                         "put back")
+            raise refuse(
+                f"{where}, and {info.resource}/{info.name} does not exist yet, so there is no value to put back"
+            )
         read = self.engine.decide(identity, dataclasses.replace(info, verb="get"), flow.connection.name, current)
         masks = tuple(dict.fromkeys((*decision.masks, *(read.masks if read.action != "deny" else ()))))
         kind = current.get("kind") if isinstance(current.get("kind"), str) else kind_for(info.resource)
@@ -132,6 +140,8 @@ class WriteBack:
         if status == 404:
             return None
         if status != 200 or not isinstance(current, dict):
-            raise refuse(f"{where}, and kubegate could not read the object as you to put the stored values back "
-                         f"(the API server answered {status}); you need `get` on it")
+            raise refuse(
+                f"{where}, and kubegate could not read the object as you to put the stored values back "
+                f"(the API server answered {status}); you need `get` on it"
+            )
         return current

@@ -101,8 +101,10 @@ class Restorer:
                 return current
             if path[-1:] == (LAST_APPLIED,):
                 return self._last_applied(sent, path)
-            raise MaskedWrite(show(path), "holds a masked value, and this object holds no value kubegate masked "
-                              "that way at this field")
+            raise MaskedWrite(
+                show(path),
+                "holds a masked value, and this object holds no value kubegate masked that way at this field",
+            )
         if isinstance(sent, dict):
             if isinstance(current, dict) and "name" in sent and sent.get("name") != current.get("name"):
                 current = masked = None  # a renamed item is another item
@@ -148,12 +150,18 @@ class Restorer:
                 continue
             target = pointer(op.get("path"))
             rewritten = target is not None and any(
-                isinstance(o, dict) and (p := pointer(o.get("path"))) is not None and len(p) < len(target)
-                and target[: len(p)] == p for o in out[:n])
+                isinstance(o, dict)
+                and (p := pointer(o.get("path"))) is not None
+                and len(p) < len(target)
+                and target[: len(p)] == p
+                for o in out[:n]
+            )
             if target is None or restructures or rewritten:
-                raise MaskedWrite(f"operation {n} ({op.get('op')} {op.get('path')})",
-                                  "holds a masked value in a patch that also adds, removes, moves or copies; "
-                                  "send those changes as a separate patch")
+                raise MaskedWrite(
+                    f"operation {n} ({op.get('op')} {op.get('path')})",
+                    "holds a masked value in a patch that also adds, removes, moves or copies; "
+                    "send those changes as a separate patch",
+                )
             op["value"] = self._walk(op["value"], _at(self.current, target), _at(self.masked, target), target)
         return out
 
@@ -163,8 +171,7 @@ def _restructures(op: dict[str, Any]) -> bool:
     if name in ("remove", "move", "copy"):
         return True
     target = pointer(op.get("path"))
-    return name == "add" and target is not None and bool(target) and (isinstance(target[-1], int)
-                                                                      or target[-1] == "-")
+    return name == "add" and target is not None and bool(target) and (isinstance(target[-1], int) or target[-1] == "-")
 
 
 def _overlaps(a: Path, b: Path) -> bool:

@@ -16,18 +16,26 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 Message = MutableMapping[str, Any]
-ASGIApp = Callable[[MutableMapping[str, Any], Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
-                   Awaitable[None]]
+ASGIApp = Callable[
+    [MutableMapping[str, Any], Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]
 
 
 def _scope(request: web.Request) -> dict[str, Any]:
     peer = request.transport.get_extra_info("peername") if request.transport else None
     return {
-        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
-        "method": request.method, "scheme": request.scheme, "path": request.path,
-        "raw_path": request.raw_path.partition("?")[0].encode(), "query_string": request.query_string.encode(),
-        "root_path": "", "headers": [(k.lower(), v) for k, v in request.raw_headers],
-        "client": tuple(peer[:2]) if isinstance(peer, tuple) else None, "server": None,
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": request.method,
+        "scheme": request.scheme,
+        "path": request.path,
+        "raw_path": request.raw_path.partition("?")[0].encode(),
+        "query_string": request.query_string.encode(),
+        "root_path": "",
+        "headers": [(k.lower(), v) for k, v in request.raw_headers],
+        "client": tuple(peer[:2]) if isinstance(peer, tuple) else None,
+        "server": None,
     }
 
 

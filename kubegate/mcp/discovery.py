@@ -48,8 +48,14 @@ class Resource:
         return base
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "apiVersion": self.group_version, "kind": self.kind, "namespaced": self.namespaced,
-                "shortNames": list(self.short_names), "verbs": list(self.verbs)}
+        return {
+            "name": self.name,
+            "apiVersion": self.group_version,
+            "kind": self.kind,
+            "namespaced": self.namespaced,
+            "shortNames": list(self.short_names),
+            "verbs": list(self.verbs),
+        }
 
 
 def parse(documents: list[Any]) -> list[Resource]:
@@ -60,10 +66,19 @@ def parse(documents: list[Any]) -> list[Resource]:
             gname = group.get("metadata", {}).get("name", "")
             for version in group.get("versions", []):
                 for r in version.get("resources", []):
-                    out.append(Resource(
-                        gname, version["version"], r["resource"], r.get("responseKind", {}).get("kind", ""),
-                        r.get("scope") == "Namespaced", r.get("singularResource", ""), tuple(r.get("shortNames", [])),
-                        tuple(r.get("verbs", [])), tuple(s["subresource"] for s in r.get("subresources", []))))
+                    out.append(
+                        Resource(
+                            gname,
+                            version["version"],
+                            r["resource"],
+                            r.get("responseKind", {}).get("kind", ""),
+                            r.get("scope") == "Namespaced",
+                            r.get("singularResource", ""),
+                            tuple(r.get("shortNames", [])),
+                            tuple(r.get("verbs", [])),
+                            tuple(s["subresource"] for s in r.get("subresources", [])),
+                        )
+                    )
     return out
 
 
@@ -80,8 +95,10 @@ def resolve(resources: list[Resource], wanted: str, api_version: str = "") -> Re
         if lowered in (r.name, r.singular, r.kind.lower()) or lowered in r.short_names:
             return r
     where = f" in {api_version}" if api_version else ""
-    raise ToolError(f"kubegate found no resource {wanted!r}{where} that you can see on this connection; call "
-                    "list_api_resources for the names")
+    raise ToolError(
+        f"kubegate found no resource {wanted!r}{where} that you can see on this connection; call "
+        "list_api_resources for the names"
+    )
 
 
 class Discovery:
@@ -99,8 +116,10 @@ class Discovery:
         for path in ("/api", "/apis"):
             answer = await self.loopback.request(caller, connection, "GET", path, accept=AGGREGATED)
             if not answer.ok or not isinstance(answer.body, dict) or answer.body.get("kind") != "APIGroupDiscoveryList":
-                raise ToolError(f"kubegate could not read the cluster's API discovery ({path}: HTTP "
-                                f"{answer.status}); check the connection name and try again")
+                raise ToolError(
+                    f"kubegate could not read the cluster's API discovery ({path}: HTTP "
+                    f"{answer.status}); check the connection name and try again"
+                )
             docs.append(answer.body)
         found = parse(docs)
         self._cache[key] = (time.monotonic(), found)

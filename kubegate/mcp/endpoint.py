@@ -54,19 +54,30 @@ class Endpoint:
 
     def metadata(self) -> ProtectedResourceMetadata:
         # Strings, so the model keeps each issuer exactly as configured (issuer ids compare as strings).
-        return ProtectedResourceMetadata.model_validate({
-            "resource": self.resource_url(), "resource_name": "kubegate",
-            "authorization_servers": [i.url for i in self.gateway.config.identity.issuers]})
+        return ProtectedResourceMetadata.model_validate(
+            {
+                "resource": self.resource_url(),
+                "resource_name": "kubegate",
+                "authorization_servers": [i.url for i in self.gateway.config.identity.issuers],
+            }
+        )
 
     def unauthorized(self, why: str, sent_token: bool) -> web.Response:
         """RFC 6750 and 9728: the challenge names the metadata; an error code only when a token was sent."""
         url = build_resource_metadata_url(AnyHttpUrl(self.resource_url()))
         description = f"kubegate refused the token: {why}; {HINT}"
         quoted = "".join(c if " " <= c <= "~" and c not in '"\\' else "'" for c in description)
-        header = (f'Bearer error="invalid_token", error_description="{quoted}", resource_metadata="{url}"'
-                  if sent_token else f'Bearer resource_metadata="{url}"')
-        return web.Response(status=401, content_type="application/json", headers={"WWW-Authenticate": header},
-                            body=orjson.dumps({"error": "invalid_token", "error_description": description}))
+        header = (
+            f'Bearer error="invalid_token", error_description="{quoted}", resource_metadata="{url}"'
+            if sent_token
+            else f'Bearer resource_metadata="{url}"'
+        )
+        return web.Response(
+            status=401,
+            content_type="application/json",
+            headers={"WWW-Authenticate": header},
+            body=orjson.dumps({"error": "invalid_token", "error_description": description}),
+        )
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         try:
@@ -74,14 +85,20 @@ class Endpoint:
         except AuthError as exc:
             return self.unauthorized(exc.reason, "Authorization" in request.headers)
         # The SDK keys session ownership on (client_id, iss, sub); it never needs the token itself.
-        user = AuthenticatedUser(AccessToken(token="", client_id=identity.username, scopes=[],
-                                             expires_at=int(identity.expires_at) or None, subject=identity.subject,
-                                             claims={"iss": identity.issuer}))
+        user = AuthenticatedUser(
+            AccessToken(
+                token="",
+                client_id=identity.username,
+                scopes=[],
+                expires_at=int(identity.expires_at) or None,
+                subject=identity.subject,
+                claims={"iss": identity.issuer},
+            )
+        )
         return await run_asgi(self.manager.handle_request, request, {"user": user})
 
     async def handle_metadata(self, request: web.Request) -> web.Response:
-        return web.Response(content_type="application/json",
-                            body=self.metadata().model_dump_json(exclude_none=True))
+        return web.Response(content_type="application/json", body=self.metadata().model_dump_json(exclude_none=True))
 
     async def _serve(self) -> None:
         async with self.manager.run():
@@ -106,5 +123,3 @@ def setup_routes(app: web.Application, gateway: Gateway) -> Endpoint:
     app.router.add_get(METADATA, endpoint.handle_metadata)
     app.router.add_get(METADATA + PATH, endpoint.handle_metadata)
     return endpoint
-
-

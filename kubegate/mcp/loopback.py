@@ -86,21 +86,39 @@ class Loopback:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl),
-                                                  timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._ssl),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+            )
         return self._session
 
-    async def request(self, caller: Caller, connection: str, method: str, path: str, *,
-                      query: dict[str, Any] | None = None, body: bytes | None = None,
-                      content_type: str = "application/json", accept: str = "application/json") -> Answer:
+    async def request(
+        self,
+        caller: Caller,
+        connection: str,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        accept: str = "application/json",
+    ) -> Answer:
         """One Kubernetes API request (path below the connection) as the caller, answered in full."""
-        params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in (query or {}).items()
-                  if v not in (None, "", False)}
+        params = {
+            k: str(v).lower() if isinstance(v, bool) else str(v)
+            for k, v in (query or {}).items()
+            if v not in (None, "", False)
+        }
         target = f"{self.url}{K8S_PREFIX}{quote(connection, safe='')}{path}"
         if params:
             target += "?" + urlencode(params)
-        headers = {"Authorization": f"Bearer {caller.token}", "Accept": accept, "Kubectl-Command": caller.command,
-                   "User-Agent": f"kubegate-mcp/{__version__} ({caller.client or 'MCP client'})"}
+        headers = {
+            "Authorization": f"Bearer {caller.token}",
+            "Accept": accept,
+            "Kubectl-Command": caller.command,
+            "User-Agent": f"kubegate-mcp/{__version__} ({caller.client or 'MCP client'})",
+        }
         if caller.session_id:  # sessionless protocol revisions: the identity's idle window, like curl
             headers["Kubectl-Session"] = f"mcp-{caller.session_id}"
         if body is not None:
@@ -112,18 +130,24 @@ class Loopback:
                 parsed = orjson.loads(raw)
             return Answer(resp.status, parsed, [warning_text(w) for w in resp.headers.getall("Warning", [])])
 
-    async def exec(self, caller: Caller, connection: str, path: str, query: list[tuple[str, str]], *,
-                   seconds: float) -> Exec:
+    async def exec(
+        self, caller: Caller, connection: str, path: str, query: list[tuple[str, str]], *, seconds: float
+    ) -> Exec:
         """A non-interactive exec over WebSocket (v5 channels, as kubectl speaks it): output and exit status."""
         target = f"{self.url}{K8S_PREFIX}{quote(connection, safe='')}{path}?{urlencode(query)}"
-        headers = {"Authorization": f"Bearer {caller.token}", "Kubectl-Command": caller.command,
-                   "User-Agent": f"kubegate-mcp/{__version__} ({caller.client or 'MCP client'})"}
+        headers = {
+            "Authorization": f"Bearer {caller.token}",
+            "Kubectl-Command": caller.command,
+            "User-Agent": f"kubegate-mcp/{__version__} ({caller.client or 'MCP client'})",
+        }
         if caller.session_id:
             headers["Kubectl-Session"] = f"mcp-{caller.session_id}"
         out = Exec()
         try:
-            async with asyncio.timeout(seconds), self._client().ws_connect(
-                    target, headers=headers, protocols=EXEC_PROTOCOLS, max_msg_size=0) as ws:
+            async with (
+                asyncio.timeout(seconds),
+                self._client().ws_connect(target, headers=headers, protocols=EXEC_PROTOCOLS, max_msg_size=0) as ws,
+            ):
                 async for msg in ws:
                     if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
                         continue

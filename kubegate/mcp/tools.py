@@ -39,13 +39,16 @@ T = TypeVar("T")
 FIELD_MANAGER = "kubegate-mcp"
 PROGRESS_SECONDS = 5.0
 LONG_ARGUMENT = 80
-INSTRUCTIONS = ("Kubernetes through kubegate: every call runs as you, under kubegate's policy (it may refuse, "
-                "mask values, or hold a call for human approval). Start with list_api_resources.")
+INSTRUCTIONS = (
+    "Kubernetes through kubegate: every call runs as you, under kubegate's policy (it may refuse, "
+    "mask values, or hold a call for human approval). Start with list_api_resources."
+)
 
 Connection = Annotated[str, Field(description="kubegate connection (cluster) name; default: the first one")]
 Namespace = Annotated[str, Field(description="namespace; empty for cluster-scoped resources or all namespaces")]
-ResourceName = Annotated[str, Field(description="resource as kubectl names it: pods, deploy, secrets, "
-                                                "deployments.apps ...")]
+ResourceName = Annotated[
+    str, Field(description="resource as kubectl names it: pods, deploy, secrets, deployments.apps ...")
+]
 
 
 def call_line(tool: str, arguments: dict[str, Any]) -> str:
@@ -95,8 +98,9 @@ class Tools:
                 raise ToolError("kubegate has no connections configured; ask its operator to add one")
             return names[0]
         if name not in names:
-            raise ToolError(f"kubegate has no connection named {name!r}; registered connections: "
-                            f"{', '.join(names) or 'none'}")
+            raise ToolError(
+                f"kubegate has no connection named {name!r}; registered connections: {', '.join(names) or 'none'}"
+            )
         return name
 
     @staticmethod
@@ -107,16 +111,33 @@ class Tools:
         params = ctx.session.client_params if ctx.session is not None else None
         client = params.client_info.name if params is not None else ""
         call = ctx.request_context.params or {}
-        return Caller(token=token, session_id=session, client=client,
-                      command=call_line(str(call.get("name", "")), call.get("arguments") or {}))
+        return Caller(
+            token=token,
+            session_id=session,
+            client=client,
+            command=call_line(str(call.get("name", "")), call.get("arguments") or {}),
+        )
 
-    async def send(self, ctx: Context, connection: str, method: str, path: str, *,
-                   query: dict[str, Any] | None = None, body: bytes | None = None,
-                   content_type: str = "application/json", allow: tuple[int, ...] = ()) -> Answer | dict[str, Any]:
+    async def send(
+        self,
+        ctx: Context,
+        connection: str,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        allow: tuple[int, ...] = (),
+    ) -> Answer | dict[str, Any]:
         """The request's answer; a pending-approval result when a rule holds it; ToolError when refused."""
         caller = self.caller(ctx)
-        answer = await self.unless_held(caller, method, path, self.loopback.request(
-            caller, connection, method, path, query=query, body=body, content_type=content_type))
+        answer = await self.unless_held(
+            caller,
+            method,
+            path,
+            self.loopback.request(caller, connection, method, path, query=query, body=body, content_type=content_type),
+        )
         if isinstance(answer, dict):
             return answer
         service = self.gateway.approvals
@@ -137,14 +158,17 @@ class Tools:
             service = self.gateway.approvals
             if service is not None:
                 identity = await self.gateway.verifier.verify(caller.token)
-                held = await approvals.held(service, identity, method, path, since, call,
-                                            self.config.approval_poll_seconds)
+                held = await approvals.held(
+                    service, identity, method, path, since, call, self.config.approval_poll_seconds
+                )
                 if held is not None:
                     return approvals.pending_result(held, self.gateway.base_url)
             return await call
         except aiohttp.ClientError as exc:
-            raise ToolError(f"kubegate could not pass this call to its own Kubernetes endpoint ({exc}); try again, "
-                            "and tell kubegate's operator if it keeps failing") from exc
+            raise ToolError(
+                f"kubegate could not pass this call to its own Kubernetes endpoint ({exc}); try again, "
+                "and tell kubegate's operator if it keeps failing"
+            ) from exc
         finally:
             if not call.done():
                 call.cancel()
@@ -173,10 +197,18 @@ def build_server(tools: Tools) -> MCPServer:
         return fit(dump([r.describe() for r in found]), tools.config.max_result_chars, "the list is long")
 
     @server.tool()
-    async def get(ctx: Context, resource: ResourceName, name: str = "", namespace: Namespace = "",
-                  api_version: str = "", label_selector: str = "", field_selector: str = "",
-                  limit: Annotated[int, Field(ge=1, le=500)] = 50, continue_token: str = "",
-                  connection: Connection = "") -> str:
+    async def get(
+        ctx: Context,
+        resource: ResourceName,
+        name: str = "",
+        namespace: Namespace = "",
+        api_version: str = "",
+        label_selector: str = "",
+        field_selector: str = "",
+        limit: Annotated[int, Field(ge=1, le=500)] = 50,
+        continue_token: str = "",
+        connection: Connection = "",
+    ) -> str:
         """Get one object by name, or list objects (selectors, a page of `limit`, next page by continue_token).
         Output is YAML without managedFields; values policy masks read `<masked by kubegate>`."""
         conn = tools.connection(connection)
@@ -185,8 +217,12 @@ def build_server(tools: Tools) -> MCPServer:
         if name:
             result = await tools.send(ctx, conn, "GET", path)
             return tools.finish(result, lambda a: dump(trimmed(a.body)))
-        query = {"labelSelector": label_selector, "fieldSelector": field_selector, "limit": limit,
-                 "continue": continue_token}
+        query = {
+            "labelSelector": label_selector,
+            "fieldSelector": field_selector,
+            "limit": limit,
+            "continue": continue_token,
+        }
         result = await tools.send(ctx, conn, "GET", path, query=query)
         if isinstance(result, Answer) and isinstance(result.body, dict):
             fits = items_that_fit(trimmed(result.body), tools.config.max_result_chars)
@@ -195,8 +231,14 @@ def build_server(tools: Tools) -> MCPServer:
         return tools.finish(result, _listing)
 
     @server.tool()
-    async def describe(ctx: Context, resource: ResourceName, name: str, namespace: Namespace = "",
-                       api_version: str = "", connection: Connection = "") -> str:
+    async def describe(
+        ctx: Context,
+        resource: ResourceName,
+        name: str,
+        namespace: Namespace = "",
+        api_version: str = "",
+        connection: Connection = "",
+    ) -> str:
         """One object with its status and the events about it (like kubectl describe)."""
         conn = tools.connection(connection)
         res = await tools.resource(ctx, conn, resource, api_version)
@@ -206,29 +248,42 @@ def build_server(tools: Tools) -> MCPServer:
         obj = trimmed(result.body)
         uid = obj.get("metadata", {}).get("uid", "")
         events_path = f"/api/v1/namespaces/{namespace}/events" if namespace else "/api/v1/events"
-        events = await tools.send(ctx, conn, "GET", events_path, query={"fieldSelector": f"involvedObject.uid={uid}"},
-                                  allow=(403,))
+        events = await tools.send(
+            ctx, conn, "GET", events_path, query={"fieldSelector": f"involvedObject.uid={uid}"}, allow=(403,)
+        )
         listed = events.body.get("items", []) if isinstance(events, Answer) and events.ok else None
-        summary = {"object": obj, "events": "not readable by you" if listed is None else [
-            {k: e.get(k) for k in ("type", "reason", "message", "count", "lastTimestamp") if e.get(k) is not None}
-            for e in listed]}
+        summary = {
+            "object": obj,
+            "events": "not readable by you"
+            if listed is None
+            else [
+                {k: e.get(k) for k in ("type", "reason", "message", "count", "lastTimestamp") if e.get(k) is not None}
+                for e in listed
+            ],
+        }
         return tools.finish(Answer(200, summary, result.warnings), lambda a: dump(a.body))
 
     @server.tool()
-    async def pod_logs(ctx: Context, pod: str, namespace: str, container: str = "",
-                       tail_lines: Annotated[int, Field(ge=1, le=10_000)] = 200,
-                       since_seconds: Annotated[int | None, Field(ge=1)] = None, previous: bool = False,
-                       connection: Connection = "") -> str:
+    async def pod_logs(
+        ctx: Context,
+        pod: str,
+        namespace: str,
+        container: str = "",
+        tail_lines: Annotated[int, Field(ge=1, le=10_000)] = 200,
+        since_seconds: Annotated[int | None, Field(ge=1)] = None,
+        previous: bool = False,
+        connection: Connection = "",
+    ) -> str:
         """The last lines of a pod's log (one container, optionally since some seconds ago or the previous run)."""
         conn = tools.connection(connection)
-        query = {"container": container, "tailLines": tail_lines, "sinceSeconds": since_seconds,
-                 "previous": previous}
+        query = {"container": container, "tailLines": tail_lines, "sinceSeconds": since_seconds, "previous": previous}
         result = await tools.send(ctx, conn, "GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log", query=query)
         return tools.finish(result, lambda a: str(a.body or ""))
 
     @server.tool()
-    async def rollout_status(ctx: Context, resource: ResourceName, name: str, namespace: str,
-                             connection: Connection = "") -> str:
+    async def rollout_status(
+        ctx: Context, resource: ResourceName, name: str, namespace: str, connection: Connection = ""
+    ) -> str:
         """Whether a deployment, statefulset or daemonset has rolled out: generations, replicas, conditions."""
         conn = tools.connection(connection)
         res = await tools.resource(ctx, conn, resource)
@@ -236,16 +291,21 @@ def build_server(tools: Tools) -> MCPServer:
         return tools.finish(result, _rollout)
 
     @server.tool()
-    async def approval_status(ctx: Context, request_id: str,
-                              wait_seconds: Annotated[int, Field(ge=0, le=600, description=(
-                                  "wait up to this long for a decision, with progress notifications"))] = 0) -> str:
+    async def approval_status(
+        ctx: Context,
+        request_id: str,
+        wait_seconds: Annotated[
+            int, Field(ge=0, le=600, description=("wait up to this long for a decision, with progress notifications"))
+        ] = 0,
+    ) -> str:
         """The state of an access request a held call created, and what to do next."""
         identity = await tools.gateway.verifier.verify(tools.caller(ctx).token)
         service = tools.gateway.approvals
         request = await service.get(request_id) if service is not None else None
         if service is None or request is None or request.username != identity.username:
-            raise ToolError(f"kubegate has no access request {request_id!r} of yours; use the request_id a held "
-                            "call returned")
+            raise ToolError(
+                f"kubegate has no access request {request_id!r} of yours; use the request_id a held call returned"
+            )
         deadline = time.monotonic() + wait_seconds
         while request.effective_state(time.time()) == "pending" and time.monotonic() < deadline:
             left = deadline - time.monotonic()
@@ -256,9 +316,13 @@ def build_server(tools: Tools) -> MCPServer:
         return dump(approvals.status_result(request))
 
     @server.tool()
-    async def explain(ctx: Context, kubectl: Annotated[str, Field(description=(
-                          "the request as a kubectl command line, e.g. `delete configmap cfg -n shop`"))],
-                      connection: Connection = "") -> str:
+    async def explain(
+        ctx: Context,
+        kubectl: Annotated[
+            str, Field(description=("the request as a kubectl command line, e.g. `delete configmap cfg -n shop`"))
+        ],
+        connection: Connection = "",
+    ) -> str:
         """What kubegate's policy would decide for you on a request, before trying it (nothing is sent)."""
         conn = tools.connection(connection)
         identity = await tools.gateway.verifier.verify(tools.caller(ctx).token)
@@ -268,16 +332,23 @@ def build_server(tools: Tools) -> MCPServer:
             raise ToolError(f"kubegate cannot read that as a kubectl command: {exc}") from exc
         decision = tools.gateway.policy.explain(identity, info, conn, obj).as_dict()
         decision.pop("misses", None)  # other rules' conditions are for policy readers, not every caller
-        return dump({"request": {k: v for k, v in info.as_dict().items() if v not in ("", None, [])},
-                     "decision": decision})
+        return dump(
+            {"request": {k: v for k, v in info.as_dict().items() if v not in ("", None, [])}, "decision": decision}
+        )
 
     @server.tool()
-    async def request_access(ctx: Context, namespace: str, verbs: list[str], resources: Annotated[list[str], Field(
-                                 description="as kubectl names them, with group and subresource: pods, pods/log, "
-                                             "deployments.apps")],
-                             reason: Annotated[str, Field(description="why, for the reviewers")],
-                             duration: Annotated[str, Field(description="how long, e.g. 30m, 2h")] = "1h",
-                             connection: Connection = "") -> str:
+    async def request_access(
+        ctx: Context,
+        namespace: str,
+        verbs: list[str],
+        resources: Annotated[
+            list[str],
+            Field(description="as kubectl names them, with group and subresource: pods, pods/log, deployments.apps"),
+        ],
+        reason: Annotated[str, Field(description="why, for the reviewers")],
+        duration: Annotated[str, Field(description="how long, e.g. 30m, 2h")] = "1h",
+        connection: Connection = "",
+    ) -> str:
         """Ask reviewers ahead of time for verbs on resources in a namespace for a while (a time-boxed grant)."""
         conn = tools.connection(connection)
         identity = await tools.gateway.verifier.verify(tools.caller(ctx).token)
@@ -298,9 +369,14 @@ def build_server(tools: Tools) -> MCPServer:
         return server
 
     @server.tool()
-    async def apply(ctx: Context, manifest: Annotated[str, Field(description="YAML or JSON, one or more documents")],
-                    namespace: Namespace = "", dry_run: bool = False, force: bool = False,
-                    connection: Connection = "") -> str:
+    async def apply(
+        ctx: Context,
+        manifest: Annotated[str, Field(description="YAML or JSON, one or more documents")],
+        namespace: Namespace = "",
+        dry_run: bool = False,
+        force: bool = False,
+        connection: Connection = "",
+    ) -> str:
         """Server-side apply of a manifest (field manager kubegate-mcp); returns each object's diff."""
         conn = tools.connection(connection)
         try:
@@ -314,51 +390,85 @@ def build_server(tools: Tools) -> MCPServer:
             res = await tools.resource(ctx, conn, doc["kind"], doc.get("apiVersion", ""))
             ns = (doc["metadata"].get("namespace") or namespace) if res.namespaced else ""
             if res.namespaced and not ns:
-                raise ToolError(f"{res.kind} {doc['metadata']['name']} needs a namespace: set metadata.namespace "
-                                "or the namespace argument")
+                raise ToolError(
+                    f"{res.kind} {doc['metadata']['name']} needs a namespace: set metadata.namespace "
+                    "or the namespace argument"
+                )
             path = res.path(ns, doc["metadata"]["name"])
             # For the diff only: an agent may be let write what it may not read; the apply is what policy judges.
             before = await tools.send(ctx, conn, "GET", path, allow=(403, 404))
             if isinstance(before, dict):
                 return dump(before)
-            result = await tools.send(ctx, conn, "PATCH", path, body=orjson.dumps(doc),
-                                      content_type="application/apply-patch+yaml",
-                                      query={"fieldManager": FIELD_MANAGER, "force": force,
-                                             "dryRun": "All" if dry_run else ""})
+            result = await tools.send(
+                ctx,
+                conn,
+                "PATCH",
+                path,
+                body=orjson.dumps(doc),
+                content_type="application/apply-patch+yaml",
+                query={"fieldManager": FIELD_MANAGER, "force": force, "dryRun": "All" if dry_run else ""},
+            )
             if isinstance(result, dict):
                 return dump(result)
             name = f"{res.kind}/{doc['metadata']['name']}"
             changed = diff(before.body if before.ok else None, result.body, name)
             if before.status == 403:
                 changed = f"(you may not read {name}, so this diff shows all of it as new)\n{changed}"
-            out.append(("(dry run) " if dry_run else "") + (f"{name} applied\n{changed}" if changed else
-                                                            f"{name} unchanged\n"))
+            out.append(
+                ("(dry run) " if dry_run else "") + (f"{name} applied\n{changed}" if changed else f"{name} unchanged\n")
+            )
         return fit("".join(out), tools.config.max_result_chars, "apply fewer objects at once")
 
     @server.tool()
-    async def delete(ctx: Context, resource: ResourceName, name: str, namespace: Namespace = "",
-                     api_version: str = "", dry_run: bool = False, connection: Connection = "") -> str:
+    async def delete(
+        ctx: Context,
+        resource: ResourceName,
+        name: str,
+        namespace: Namespace = "",
+        api_version: str = "",
+        dry_run: bool = False,
+        connection: Connection = "",
+    ) -> str:
         """Delete one object by name."""
         conn = tools.connection(connection)
         res = await tools.resource(ctx, conn, resource, api_version)
-        result = await tools.send(ctx, conn, "DELETE", res.path(namespace, name),
-                                  query={"dryRun": "All" if dry_run else ""})
+        result = await tools.send(
+            ctx, conn, "DELETE", res.path(namespace, name), query={"dryRun": "All" if dry_run else ""}
+        )
         return tools.finish(result, lambda a: f"{'(dry run) ' if dry_run else ''}{res.kind}/{name} deleted\n")
 
     @server.tool()
-    async def scale(ctx: Context, resource: ResourceName, name: str, namespace: str,
-                    replicas: Annotated[int, Field(ge=0)], connection: Connection = "") -> str:
+    async def scale(
+        ctx: Context,
+        resource: ResourceName,
+        name: str,
+        namespace: str,
+        replicas: Annotated[int, Field(ge=0)],
+        connection: Connection = "",
+    ) -> str:
         """Set the replicas of a deployment, statefulset or replicaset (its scale subresource)."""
         conn = tools.connection(connection)
         res = await tools.resource(ctx, conn, resource)
-        result = await tools.send(ctx, conn, "PATCH", res.path(namespace, name, "scale"),
-                                  body=orjson.dumps({"spec": {"replicas": replicas}}),
-                                  content_type="application/merge-patch+json")
+        result = await tools.send(
+            ctx,
+            conn,
+            "PATCH",
+            res.path(namespace, name, "scale"),
+            body=orjson.dumps({"spec": {"replicas": replicas}}),
+            content_type="application/merge-patch+json",
+        )
         return tools.finish(result, lambda a: f"{res.kind}/{name} scaled to {replicas} replicas\n")
 
     @server.tool(name="exec")
-    async def exec_(ctx: Context, pod: str, namespace: str, command: list[str], container: str = "",
-                    timeout_seconds: Annotated[int, Field(ge=1, le=300)] = 30, connection: Connection = "") -> str:
+    async def exec_(
+        ctx: Context,
+        pod: str,
+        namespace: str,
+        command: list[str],
+        container: str = "",
+        timeout_seconds: Annotated[int, Field(ge=1, le=300)] = 30,
+        connection: Connection = "",
+    ) -> str:
         """Run a non-interactive command in a pod (no stdin, no TTY); stdout, stderr and the exit code."""
         conn = tools.connection(connection)
         path = f"/api/v1/namespaces/{namespace}/pods/{pod}/exec"
@@ -366,20 +476,26 @@ def build_server(tools: Tools) -> MCPServer:
         if container:
             query.append(("container", container))
         caller = tools.caller(ctx)
-        done = await tools.unless_held(caller, "GET", path, tools.loopback.exec(
-            caller, conn, path, query, seconds=timeout_seconds))
+        done = await tools.unless_held(
+            caller, "GET", path, tools.loopback.exec(caller, conn, path, query, seconds=timeout_seconds)
+        )
         if isinstance(done, dict):
             return dump(done)
         if done.refused:
-            raise ToolError(f"the exec was refused before it started (HTTP {done.refused}); call explain with "
-                            f"`exec {pod} -n {namespace} -- {' '.join(command)}` to see what kubegate's policy says")
+            raise ToolError(
+                f"the exec was refused before it started (HTTP {done.refused}); call explain with "
+                f"`exec {pod} -n {namespace} -- {' '.join(command)}` to see what kubegate's policy says"
+            )
         status = done.status or {}
         causes = status.get("details", {}).get("causes", [])
         code = next((c.get("message") for c in causes if c.get("reason") == "ExitCode"), None)
         exit_code = 0 if status.get("status") == "Success" else code
-        result: dict[str, Any] = {"exit_code": exit_code, "timed_out": done.timed_out,
-                                  "stdout": done.output[1].decode(errors="replace"),
-                                  "stderr": done.output[2].decode(errors="replace")}
+        result: dict[str, Any] = {
+            "exit_code": exit_code,
+            "timed_out": done.timed_out,
+            "stdout": done.output[1].decode(errors="replace"),
+            "stderr": done.output[2].decode(errors="replace"),
+        }
         if status.get("status") == "Failure" and code is None:
             result["error"] = status.get("message", "")
         text = dump(result)
@@ -404,6 +520,14 @@ def _rollout(answer: Answer) -> str:
     ready = status.get("availableReplicas", status.get("numberAvailable", 0))
     observed = status.get("observedGeneration", 0) >= meta.get("generation", 0)
     done = observed and updated == want and ready == want
-    return dump({"rolled_out": done, "generation": meta.get("generation"),
-                 "observedGeneration": status.get("observedGeneration"), "desired": want, "updated": updated,
-                 "available": ready, "conditions": status.get("conditions", [])})
+    return dump(
+        {
+            "rolled_out": done,
+            "generation": meta.get("generation"),
+            "observedGeneration": status.get("observedGeneration"),
+            "desired": want,
+            "updated": updated,
+            "available": ready,
+            "conditions": status.get("conditions", []),
+        }
+    )

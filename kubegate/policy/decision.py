@@ -23,8 +23,13 @@ class ReviewerSpec:
     timeout: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {"groups": list(self.groups), "users": list(self.users), "min_approvals": self.min_approvals,
-                "mode": self.mode, "timeout": self.timeout}
+        return {
+            "groups": list(self.groups),
+            "users": list(self.users),
+            "min_approvals": self.min_approvals,
+            "mode": self.mode,
+            "timeout": self.timeout,
+        }
 
     @staticmethod
     def combine(specs: list[ReviewerSpec]) -> ReviewerSpec | None:
@@ -50,8 +55,7 @@ class RuleMatch:
     reviewers: ReviewerSpec | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"rule": self.rule, "action": self.action, "why": list(self.why),
-                               "source": self.source}
+        out: dict[str, Any] = {"rule": self.rule, "action": self.action, "why": list(self.why), "source": self.source}
         if self.reviewers is not None:
             out["reviewers"] = self.reviewers.as_dict()
         return out

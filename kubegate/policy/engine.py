@@ -52,8 +52,9 @@ class RuleSet:
     def build(cls, sourced: Sequence[SourcedRule]) -> RuleSet:
         rules = tuple(compile_rule(sr.rule, i, sr.source) for i, sr in enumerate(sourced))
         # A body is needed for conditions that read `object` and for `names` on a create (name in the body).
-        needs_object = any((sr.rule.condition and "object" in identifiers(sr.rule.condition)) or sr.rule.match.names
-                           for sr in sourced)
+        needs_object = any(
+            (sr.rule.condition and "object" in identifiers(sr.rule.condition)) or sr.rule.match.names for sr in sourced
+        )
         return cls(rules, RuleIndex.build([sr.rule for sr in sourced]), needs_object)
 
     def candidates(self, identity: Identity, info: RequestInfo) -> list[CompiledRule]:
@@ -90,8 +91,10 @@ def build_decision(facts: Facts, matched: Sequence[CompiledRule]) -> Decision:
     info = facts.info
     if by_action["deny"]:
         first, others = by_action["deny"][0], by_action["deny"][1:]
-        message = (f"kubegate denied this request by rule {first.name}: "
-                   f"{first.rule.message or 'this request is not permitted'}")
+        message = (
+            f"kubegate denied this request by rule {first.name}: "
+            f"{first.rule.message or 'this request is not permitted'}"
+        )
         if others:
             message += f" (also denied by {', '.join(r.name for r in others)})"
         return Decision("deny", matches, message, masks)
@@ -99,25 +102,34 @@ def build_decision(facts: Facts, matched: Sequence[CompiledRule]) -> Decision:
         reviewers = ReviewerSpec.combine([r.reviewers for r in by_action["review"] if r.reviewers])
         role, scope = _choose_role(by_action["allow"] or by_action["review"], bool(info.namespace))
         first = by_action["review"][0]
-        message = (f"kubegate holds this request for approval by rule {first.name}"
-                   + (f": {first.rule.message}" if first.rule.message else ""))
+        message = f"kubegate holds this request for approval by rule {first.name}" + (
+            f": {first.rule.message}" if first.rule.message else ""
+        )
         return Decision("review", matches, message, masks, role, scope, reviewers)
     if by_action["allow"]:
         role, scope = _choose_role(by_action["allow"], bool(info.namespace))
         return Decision("allow", matches, f"allowed by rule {by_action['allow'][0].name}", masks, role, scope)
-    message = ("kubegate denied this request: no policy rule allows "
-               f"{_describe_request(facts.identity, info, facts.connection, facts.name)}. "
-               "Ask a kubegate administrator to add a rule for it; `kubegate policy explain` shows which rules "
-               "were considered and why none matched")
+    message = (
+        "kubegate denied this request: no policy rule allows "
+        f"{_describe_request(facts.identity, info, facts.connection, facts.name)}. "
+        "Ask a kubegate administrator to add a rule for it; `kubegate policy explain` shows which rules "
+        "were considered and why none matched"
+    )
     return Decision("deny", (), message, masks)
 
 
 class PolicyEngine:
     """Holds the current RuleSet; decide() is synchronous and lock-free (the RuleSet is immutable)."""
 
-    def __init__(self, config_rules: Sequence[PolicyRule] = (), policy_dirs: Sequence[Path] = (),
-                 files: Sequence[Path] = (), config_path: Path | None = None,
-                 user_prefixes: Sequence[str] = (), known_masks: frozenset[str] | None = None) -> None:
+    def __init__(
+        self,
+        config_rules: Sequence[PolicyRule] = (),
+        policy_dirs: Sequence[Path] = (),
+        files: Sequence[Path] = (),
+        config_path: Path | None = None,
+        user_prefixes: Sequence[str] = (),
+        known_masks: frozenset[str] | None = None,
+    ) -> None:
         """`user_prefixes`: each issuer's username_prefix, which every policy and reviewer user must name;
         `known_masks`: the mask names the masking config defines (a rule naming another is a config error,
         at start-up and on reload, rather than a 500 on every request it matches)."""
@@ -135,8 +147,13 @@ class PolicyEngine:
     def from_config(cls, config: Config, config_path: Path | None = None) -> PolicyEngine:
         """config.policies plus every policy file in config.policy_dirs. With `config_path`, a change to
         kubegate.yaml itself also reloads its policies and policy_dirs. Raises ConfigError."""
-        return cls(config.policies, config.policy_dirs, config_path=config_path, user_prefixes=user_prefixes(config),
-                   known_masks=config.masking.known())
+        return cls(
+            config.policies,
+            config.policy_dirs,
+            config_path=config_path,
+            user_prefixes=user_prefixes(config),
+            known_masks=config.masking.known(),
+        )
 
     @classmethod
     def from_rules(cls, rules: Iterable[PolicyRule]) -> PolicyEngine:
@@ -156,8 +173,9 @@ class PolicyEngine:
         self._fingerprint = fingerprint(self._watched_files())
         source = str(self._config_path) if self._config_path else "config"
         files = list(self._files) + policy_files(self._dirs)
-        ruleset = RuleSet.build(load_rules(self._config_rules, files, config_source=source,
-                                           user_prefixes=self._prefixes))
+        ruleset = RuleSet.build(
+            load_rules(self._config_rules, files, config_source=source, user_prefixes=self._prefixes)
+        )
         if self._known_masks is not None:
             problems = unknown_masks(ruleset, self._known_masks)
             if problems:
@@ -201,7 +219,6 @@ class PolicyEngine:
     def unknown_masks(self, known: frozenset[str]) -> list[str]:
         return unknown_masks(self._ruleset, known)
 
-
     @property
     def needs_object(self) -> bool:
         """Whether a rule reads the request body (a condition on `object`, or `names` on a create)."""
@@ -239,8 +256,16 @@ class PolicyEngine:
             else:
                 misses.append(RuleMiss(r.name, r.rule.action, r.why_not(facts), r.source))
         decision = build_decision(facts, matched)
-        return Decision(decision.action, decision.matches, decision.message, decision.masks, decision.role,
-                        decision.role_scope, decision.reviewers, tuple(misses))
+        return Decision(
+            decision.action,
+            decision.matches,
+            decision.message,
+            decision.masks,
+            decision.role,
+            decision.role_scope,
+            decision.reviewers,
+            tuple(misses),
+        )
 
 
 def unknown_masks(ruleset: RuleSet, known: frozenset[str]) -> list[str]:
@@ -249,6 +274,9 @@ def unknown_masks(ruleset: RuleSet, known: frozenset[str]) -> list[str]:
     problems = []
     for r in ruleset.rules:
         file, _, where = r.source.rpartition(" ")
-        problems += [f"{file}: {where}.mask: {name!r} is not a mask profile or detector; use one of "
-                     f"{', '.join(sorted(known))}" for name in r.rule.mask if name not in known]
+        problems += [
+            f"{file}: {where}.mask: {name!r} is not a mask profile or detector; use one of {', '.join(sorted(known))}"
+            for name in r.rule.mask
+            if name not in known
+        ]
     return problems

@@ -12,16 +12,25 @@ from kubegate.identity.model import Identity
 from kubegate.kube.requestinfo import BadPath, RequestInfo, parse_request_info
 from kubegate.policy.kubectl import KubectlParseError, ResourceType, api_path, parse_kubectl, resolve_type
 
-METHODS = {"get": "GET", "list": "GET", "watch": "GET", "create": "POST", "update": "PUT", "patch": "PATCH",
-           "delete": "DELETE", "deletecollection": "DELETE"}
+METHODS = {
+    "get": "GET",
+    "list": "GET",
+    "watch": "GET",
+    "create": "POST",
+    "update": "PUT",
+    "patch": "PATCH",
+    "delete": "DELETE",
+    "deletecollection": "DELETE",
+}
 
 
 class ExplainError(ValueError):
     """The hypothetical request cannot be built; the message says what to write instead."""
 
 
-def identity_for(config: Config | None, sub: str, user: str | None, issuer: str, groups: list[str],
-                 claims: dict[str, str]) -> Identity:
+def identity_for(
+    config: Config | None, sub: str, user: str | None, issuer: str, groups: list[str], claims: dict[str, str]
+) -> Identity:
     """The identity the gateway would build: username prefixed as the matching issuer config says (with
     no issuer given, the only configured one, as policy reads a bare subject then)."""
     issuers = config.identity.issuers if config else []
@@ -31,15 +40,22 @@ def identity_for(config: Config | None, sub: str, user: str | None, issuer: str,
     for iss in issuers:
         if iss.url == issuer.rstrip("/") or iss.url == issuer:
             prefix = iss.user_prefix
-    return Identity(issuer=issuer, subject=sub, username=user or f"{prefix}{sub}", groups=tuple(groups),
-                    claims=claims)
+    return Identity(issuer=issuer, subject=sub, username=user or f"{prefix}{sub}", groups=tuple(groups), claims=claims)
 
 
-def request_from_flags(verb: str, resource: str, subresource: str = "", api_group: str | None = None,
-                       namespace: str = "", name: str = "", command: str = "") -> RequestInfo:
+def request_from_flags(
+    verb: str,
+    resource: str,
+    subresource: str = "",
+    api_group: str | None = None,
+    namespace: str = "",
+    name: str = "",
+    command: str = "",
+) -> RequestInfo:
     if verb not in METHODS:
-        raise ExplainError(f"verb {verb!r}: use one of {', '.join(METHODS)} (exec is verb create "
-                           "on resource pods/exec)")
+        raise ExplainError(
+            f"verb {verb!r}: use one of {', '.join(METHODS)} (exec is verb create on resource pods/exec)"
+        )
     res, _, sub = resource.partition("/")
     sub = sub or subresource
     try:

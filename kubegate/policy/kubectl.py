@@ -44,14 +44,17 @@ _TYPES: dict[tuple[str, ...], ResourceType] = {
     ("ns", "namespace", "namespaces"): _rt("", "v1", "namespaces", "Namespace", namespaced=False),
     ("no", "node", "nodes"): _rt("", "v1", "nodes", "Node", namespaced=False),
     ("sa", "serviceaccount", "serviceaccounts"): _rt("", "v1", "serviceaccounts", "ServiceAccount"),
-    ("pvc", "persistentvolumeclaim", "persistentvolumeclaims"):
-        _rt("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim"),
-    ("pv", "persistentvolume", "persistentvolumes"):
-        _rt("", "v1", "persistentvolumes", "PersistentVolume", namespaced=False),
+    ("pvc", "persistentvolumeclaim", "persistentvolumeclaims"): _rt(
+        "", "v1", "persistentvolumeclaims", "PersistentVolumeClaim"
+    ),
+    ("pv", "persistentvolume", "persistentvolumes"): _rt(
+        "", "v1", "persistentvolumes", "PersistentVolume", namespaced=False
+    ),
     ("ev", "event", "events"): _rt("", "v1", "events", "Event"),
     ("ep", "endpoints"): _rt("", "v1", "endpoints", "Endpoints"),
-    ("rc", "replicationcontroller", "replicationcontrollers"):
-        _rt("", "v1", "replicationcontrollers", "ReplicationController"),
+    ("rc", "replicationcontroller", "replicationcontrollers"): _rt(
+        "", "v1", "replicationcontrollers", "ReplicationController"
+    ),
     ("quota", "resourcequota", "resourcequotas"): _rt("", "v1", "resourcequotas", "ResourceQuota"),
     ("limits", "limitrange", "limitranges"): _rt("", "v1", "limitranges", "LimitRange"),
     ("deploy", "deployment", "deployments"): _rt("apps", "v1", "deployments", "Deployment"),
@@ -61,36 +64,85 @@ _TYPES: dict[tuple[str, ...], ResourceType] = {
     ("job", "jobs"): _rt("batch", "v1", "jobs", "Job"),
     ("cj", "cronjob", "cronjobs"): _rt("batch", "v1", "cronjobs", "CronJob"),
     ("ing", "ingress", "ingresses"): _rt("networking.k8s.io", "v1", "ingresses", "Ingress"),
-    ("netpol", "networkpolicy", "networkpolicies"):
-        _rt("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
+    ("netpol", "networkpolicy", "networkpolicies"): _rt("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy"),
     ("role", "roles"): _rt("rbac.authorization.k8s.io", "v1", "roles", "Role"),
     ("rolebinding", "rolebindings"): _rt("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
-    ("clusterrole", "clusterroles"):
-        _rt("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False),
-    ("clusterrolebinding", "clusterrolebindings"):
-        _rt("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", namespaced=False),
-    ("pdb", "poddisruptionbudget", "poddisruptionbudgets"):
-        _rt("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
-    ("hpa", "horizontalpodautoscaler", "horizontalpodautoscalers"):
-        _rt("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"),
-    ("crd", "crds", "customresourcedefinition", "customresourcedefinitions"):
-        _rt("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False),
-    ("sc", "storageclass", "storageclasses"):
-        _rt("storage.k8s.io", "v1", "storageclasses", "StorageClass", namespaced=False),
+    ("clusterrole", "clusterroles"): _rt(
+        "rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False
+    ),
+    ("clusterrolebinding", "clusterrolebindings"): _rt(
+        "rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", namespaced=False
+    ),
+    ("pdb", "poddisruptionbudget", "poddisruptionbudgets"): _rt(
+        "policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"
+    ),
+    ("hpa", "horizontalpodautoscaler", "horizontalpodautoscalers"): _rt(
+        "autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler"
+    ),
+    ("crd", "crds", "customresourcedefinition", "customresourcedefinitions"): _rt(
+        "apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", namespaced=False
+    ),
+    ("sc", "storageclass", "storageclasses"): _rt(
+        "storage.k8s.io", "v1", "storageclasses", "StorageClass", namespaced=False
+    ),
     ("accessentry", "accessentries"): _rt("eks.services.k8s.aws", "v1alpha1", "accessentries", "AccessEntry"),
 }
 RESOURCE_TYPES = {name: rt for names, rt in _TYPES.items() for name in names}
 KINDS = {rt.kind: rt for rt in _TYPES.values()}
 
 # Flags that take a value (as the next argument unless written --flag=value).
-_VALUE_FLAGS = frozenset({
-    "-n", "--namespace", "-o", "--output", "-l", "--selector", "-f", "--filename", "-c", "--container",
-    "--field-selector", "-p", "--patch", "--type", "--image", "--replicas", "--target", "--raw", "--context",
-    "--kubeconfig", "--cluster", "--user", "-s", "--server", "--token", "--as", "--as-group", "--timeout",
-    "--sort-by", "--template", "--grace-period", "--since", "--tail", "--copy-to", "--profile",
-    "--from-literal", "--from-file", "--clusterrole", "--role", "--serviceaccount", "--group", "--port",
-    "--request-timeout", "-k", "--kustomize", "--subresource", "--current-replicas", "--resource-version",
-})
+_VALUE_FLAGS = frozenset(
+    {
+        "-n",
+        "--namespace",
+        "-o",
+        "--output",
+        "-l",
+        "--selector",
+        "-f",
+        "--filename",
+        "-c",
+        "--container",
+        "--field-selector",
+        "-p",
+        "--patch",
+        "--type",
+        "--image",
+        "--replicas",
+        "--target",
+        "--raw",
+        "--context",
+        "--kubeconfig",
+        "--cluster",
+        "--user",
+        "-s",
+        "--server",
+        "--token",
+        "--as",
+        "--as-group",
+        "--timeout",
+        "--sort-by",
+        "--template",
+        "--grace-period",
+        "--since",
+        "--tail",
+        "--copy-to",
+        "--profile",
+        "--from-literal",
+        "--from-file",
+        "--clusterrole",
+        "--role",
+        "--serviceaccount",
+        "--group",
+        "--port",
+        "--request-timeout",
+        "-k",
+        "--kustomize",
+        "--subresource",
+        "--current-replicas",
+        "--resource-version",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +179,7 @@ def _split(argv: list[str]) -> _Args:
     while i < len(argv):
         a = argv[i]
         if a == "--":
-            command = argv[i + 1:]
+            command = argv[i + 1 :]
             break
         if a.startswith("--") and "=" in a:
             k, _, v = a.partition("=")
@@ -259,8 +311,11 @@ def parse_kubectl(argv: list[str], default_namespace: str = "default") -> Kubect
         if len(pos) < 2:
             raise KubectlParseError("kubectl create needs -f FILE or TYPE NAME")
         rt = resolve_type(pos[0])
-        obj = {"apiVersion": f"{rt.group}/{rt.version}".lstrip("/"), "kind": rt.kind,
-               "metadata": {"name": pos[1]} | ({"namespace": ns} if rt.namespaced and ns else {})}
+        obj = {
+            "apiVersion": f"{rt.group}/{rt.version}".lstrip("/"),
+            "kind": rt.kind,
+            "metadata": {"name": pos[1]} | ({"namespace": ns} if rt.namespaced and ns else {}),
+        }
         role = args.flag("--clusterrole") or args.flag("--role")
         if rt.plural in ("rolebindings", "clusterrolebindings") and role:
             kind = "ClusterRole" if args.flag("--clusterrole") else "Role"
@@ -270,8 +325,12 @@ def parse_kubectl(argv: list[str], default_namespace: str = "default") -> Kubect
         if not args.positional:
             raise KubectlParseError("kubectl run needs a pod name")
         name = args.positional[0]
-        obj = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
-               "spec": {"containers": [{"name": name, "image": args.flag("--image") or ""}]}}
+        obj = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"containers": [{"name": name, "image": args.flag("--image") or ""}]},
+        }
         method, path = "POST", api_path(RESOURCE_TYPES["pods"], ns)
     elif verb == "delete":
         if args.has("-f", "--filename"):
@@ -283,8 +342,7 @@ def parse_kubectl(argv: list[str], default_namespace: str = "default") -> Kubect
             method, path = "DELETE", api_path(resolve_type(args.positional[0]), ns)
         else:
             raise KubectlParseError("kubectl delete needs TYPE NAME, TYPE/NAME, -f FILE or TYPE --all")
-    elif verb in ("patch", "edit", "label", "annotate", "set", "rollout", "cordon", "uncordon", "drain",
-                  "taint"):
+    elif verb in ("patch", "edit", "label", "annotate", "set", "rollout", "cordon", "uncordon", "drain", "taint"):
         index = 1 if verb in ("set", "rollout") else 0
         if verb in ("cordon", "uncordon", "drain"):
             rt, name = RESOURCE_TYPES["nodes"], _pod_arg(args, verb)
@@ -330,8 +388,9 @@ def parse_kubectl(argv: list[str], default_namespace: str = "default") -> Kubect
     elif verb in ("version", "api-versions", "api-resources"):
         method, path = "GET", "/version" if verb == "version" else "/apis"
     else:
-        raise KubectlParseError(f"explain does not know `kubectl {verb}`; use --verb, --resource, --namespace "
-                                "and --name instead")
+        raise KubectlParseError(
+            f"explain does not know `kubectl {verb}`; use --verb, --resource, --namespace and --name instead"
+        )
     qs = urlencode(query)
     info = parse_request_info(method, path, qs)
     return KubectlRequest(info, obj, method, path + (f"?{qs}" if qs else ""))
@@ -360,4 +419,3 @@ def _cp(args: _Args, ns: str, default_namespace: str) -> KubectlRequest:
     path = api_path(RESOURCE_TYPES["pods"], namespace, pod, "exec")
     qs = urlencode(query)
     return KubectlRequest(parse_request_info("POST", path, qs), None, "POST", f"{path}?{qs}")
-

@@ -34,8 +34,9 @@ def policy_files(dirs: Iterable[Path]) -> list[Path]:
     files: list[Path] = []
     for d in dirs:
         try:
-            entries = sorted(p for p in d.iterdir()
-                             if p.suffix in POLICY_SUFFIXES and not p.name.startswith(".") and p.is_file())
+            entries = sorted(
+                p for p in d.iterdir() if p.suffix in POLICY_SUFFIXES and not p.name.startswith(".") and p.is_file()
+            )
         except OSError as exc:
             raise ConfigError(f"{d}: cannot read the policy folder: {exc.strerror}") from exc
         files.extend(entries)
@@ -61,16 +62,21 @@ def read_policy_file(path: Path) -> list[PolicyRule]:
     if isinstance(data, list):
         data = {"policies": data}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: (top level): must be a mapping {{policies: [...]}} or a list of rules, "
-                          f"got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: (top level): must be a mapping {{policies: [...]}} or a list of rules, got {type(data).__name__}"
+        )
     try:
         return PolicyFile.model_validate(data).policies
     except ValidationError as exc:
         raise ConfigError(format_validation_error(str(path), exc)) from exc
 
 
-def load_rules(config_rules: Sequence[PolicyRule], files: Sequence[Path],
-               config_source: str = "config", user_prefixes: Sequence[str] = ()) -> list[SourcedRule]:
+def load_rules(
+    config_rules: Sequence[PolicyRule],
+    files: Sequence[Path],
+    config_source: str = "config",
+    user_prefixes: Sequence[str] = (),
+) -> list[SourcedRule]:
     """All rules in order (config first, then files as given), checking names are unique across them and
     qualifying user names with the issuers' `user_prefixes` (see policy/subjects.py).
 
@@ -91,8 +97,10 @@ def load_rules(config_rules: Sequence[PolicyRule], files: Sequence[Path],
     seen: dict[str, str] = {}
     for sr in rules:
         if sr.rule.name in seen:
-            errors.append(f"{sr.file}: policies[{sr.index}].name: rule name {sr.rule.name!r} "
-                          f"is already used by {seen[sr.rule.name]}; rule names must be unique")
+            errors.append(
+                f"{sr.file}: policies[{sr.index}].name: rule name {sr.rule.name!r} "
+                f"is already used by {seen[sr.rule.name]}; rule names must be unique"
+            )
         else:
             seen[sr.rule.name] = sr.source
     if errors:

@@ -14,9 +14,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from kubegate.durations import parse_duration
 from kubegate.policy.cel import CelSyntaxError, parse_condition
 
-RESOURCE_VERBS = frozenset({
-    "get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "proxy",
-})
+RESOURCE_VERBS = frozenset(
+    {
+        "get",
+        "list",
+        "watch",
+        "create",
+        "update",
+        "patch",
+        "delete",
+        "deletecollection",
+        "proxy",
+    }
+)
 # Non-resource requests (/version, /api, /openapi/...) carry the lower-cased HTTP method as verb.
 NON_RESOURCE_VERBS = frozenset({"get", "post", "put", "patch", "delete", "head", "options"})
 KNOWN_VERBS = RESOURCE_VERBS | NON_RESOURCE_VERBS
@@ -118,8 +128,9 @@ class Match(_Strict):
     exec: list[ExecMatch] = []
     non_resource_urls: list[NonEmpty] = []
 
-    _lists = field_validator("verbs", "api_groups", "resources", "subresources", "namespaces", "names",
-                             "non_resource_urls", mode="before")(_as_list)
+    _lists = field_validator(
+        "verbs", "api_groups", "resources", "subresources", "namespaces", "names", "non_resource_urls", mode="before"
+    )(_as_list)
 
     @field_validator("exec", mode="before")
     @classmethod
@@ -131,8 +142,10 @@ class Match(_Strict):
     def _known_verbs(cls, value: list[str]) -> list[str]:
         for verb in value:
             if verb != "*" and verb not in KNOWN_VERBS:
-                raise ValueError(f"{verb!r} is not a request verb; use * or one of {', '.join(sorted(KNOWN_VERBS))}"
-                                 " (exec, attach and portforward are verb create on pods/exec, ...)")
+                raise ValueError(
+                    f"{verb!r} is not a request verb; use * or one of {', '.join(sorted(KNOWN_VERBS))}"
+                    " (exec, attach and portforward are verb create on pods/exec, ...)"
+                )
         return value
 
     @field_validator("resources")
@@ -150,8 +163,10 @@ class Match(_Strict):
             if parts[0] != parts[0].lower() or (known is not None and known.plural != parts[0]):
                 plural = known.plural if known is not None else parts[0].lower()
                 fixed = "/".join([plural, *parts[1:]])
-                raise ValueError(f"{entry!r} never matches a request: resources are the API's lower-case plural "
-                                 f"names (kubectl api-resources, NAME column); write {fixed!r}")
+                raise ValueError(
+                    f"{entry!r} never matches a request: resources are the API's lower-case plural "
+                    f"names (kubectl api-resources, NAME column); write {fixed!r}"
+                )
         return value
 
     @field_validator("non_resource_urls")
@@ -164,11 +179,15 @@ class Match(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Match:
-        resource_fields = [n for n in ("api_groups", "resources", "subresources", "namespaces", "names", "exec")
-                           if getattr(self, n)]
+        resource_fields = [
+            n for n in ("api_groups", "resources", "subresources", "namespaces", "names", "exec") if getattr(self, n)
+        ]
         if self.non_resource_urls and resource_fields:
-            raise ValueError("non_resource_urls cannot be combined with " + ", ".join(resource_fields)
-                             + ": a request is either a resource request or a non-resource URL")
+            raise ValueError(
+                "non_resource_urls cannot be combined with "
+                + ", ".join(resource_fields)
+                + ": a request is either a resource request or a non-resource URL"
+            )
         return self
 
 

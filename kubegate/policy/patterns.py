@@ -51,8 +51,11 @@ class GlobSet:
         """The first pattern that matches `value`, for explanations."""
         if value in self.literals:
             return value
-        return next(p for p in self.patterns
-                    if is_glob(p) and not (not value and self.empty_is_literal) and fnmatch.fnmatchcase(value, p))
+        return next(
+            p
+            for p in self.patterns
+            if is_glob(p) and not (not value and self.empty_is_literal) and fnmatch.fnmatchcase(value, p)
+        )
 
 
 @dataclass(frozen=True, slots=True)

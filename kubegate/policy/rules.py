@@ -37,8 +37,9 @@ class Facts:
         if self._activation is None:
             request = self.info.as_dict()
             request.update(connection=self.connection, name=self.name, resource_path=self.info.resource_path)
-            self._activation = cel.activation({"identity": self.identity.as_dict(), "request": request,
-                                               "object": self.obj})
+            self._activation = cel.activation(
+                {"identity": self.identity.as_dict(), "request": request, "object": self.obj}
+            )
         return self._activation
 
 
@@ -73,16 +74,16 @@ def _claim(name: str) -> Callable[[Facts], str]:
     return lambda f: str(f.identity.claims.get(name, ""))
 
 
-def _glob_check(label: str, patterns: list[str], value: Callable[[Facts], str],
-                empty_is_literal: bool = True) -> Check:
+def _glob_check(label: str, patterns: list[str], value: Callable[[Facts], str], empty_is_literal: bool = True) -> Check:
     globs = GlobSet.compile(patterns, empty_is_literal)
 
     def why(f: Facts) -> str:
         v = value(f)
         return f"{label} {v!r} matches {globs.which(v)!r}"
 
-    return Check(lambda f: globs.matches(value(f)), why,
-                 lambda f: f"{label} {value(f)!r} is not in {_show(globs.patterns)}")
+    return Check(
+        lambda f: globs.matches(value(f)), why, lambda f: f"{label} {value(f)!r} is not in {_show(globs.patterns)}"
+    )
 
 
 def _resource_check(resources: list[str], subresources: list[str]) -> Check:
@@ -110,8 +111,9 @@ def _resource_check(resources: list[str], subresources: list[str]) -> Check:
         return f"resource {f.info.resource_path!r} matches {pattern!r}"
 
     shown = [r if s is None else (f"{r}/{s}" if s else r) for r, s in pairs]
-    return Check(lambda f: find(f) is not None, why,
-                 lambda f: f"resource {f.info.resource_path!r} is not in {_show(shown)}")
+    return Check(
+        lambda f: find(f) is not None, why, lambda f: f"resource {f.info.resource_path!r} is not in {_show(shown)}"
+    )
 
 
 def _exec_check(matchers: list[ArgvMatcher]) -> Check:
@@ -139,9 +141,13 @@ def _subject_checks(rule: PolicyRule) -> list[Check]:
         users = GlobSet.compile(s.users)
 
         # The Kubernetes user name only: it is issuer-qualified, a bare subject is not (policy/subjects.py).
-        checks.append(Check(lambda f: users.matches(f.identity.username),
-                            lambda f: f"user {f.identity.username!r} matches {users.which(f.identity.username)!r}",
-                            lambda f: f"user {f.identity.username!r} is not in {_show(s.users)}"))
+        checks.append(
+            Check(
+                lambda f: users.matches(f.identity.username),
+                lambda f: f"user {f.identity.username!r} matches {users.which(f.identity.username)!r}",
+                lambda f: f"user {f.identity.username!r} is not in {_show(s.users)}",
+            )
+        )
     if s.groups:
         groups = GlobSet.compile(s.groups)
 
@@ -149,8 +155,13 @@ def _subject_checks(rule: PolicyRule) -> list[Check]:
             g = next(g for g in f.identity.groups if groups.matches(g))
             return f"group {g!r} matches {groups.which(g)!r}"
 
-        checks.append(Check(lambda f: groups.any_matches(f.identity.groups), group_why,
-                            lambda f: f"groups {list(f.identity.groups)!r} have none of {_show(s.groups)}"))
+        checks.append(
+            Check(
+                lambda f: groups.any_matches(f.identity.groups),
+                group_why,
+                lambda f: f"groups {list(f.identity.groups)!r} have none of {_show(s.groups)}",
+            )
+        )
     if s.issuers:
         checks.append(_glob_check("issuer", s.issuers, lambda f: f.identity.issuer))
     for claim, patterns in s.claims.items():
@@ -237,19 +248,31 @@ def compile_rule(rule: PolicyRule, position: int = 0, source: str = "") -> Compi
     verbs = [v for v in m.verbs if v != "*"] if "*" not in m.verbs else []
     if verbs:
         verb_set = frozenset(verbs)
-        checks.append(Check(lambda f: f.info.verb in verb_set,
-                            lambda f: f"verb {f.info.verb!r} is in {_show(verbs)}",
-                            lambda f: f"verb {f.info.verb!r} is not in {_show(verbs)}"))
+        checks.append(
+            Check(
+                lambda f: f.info.verb in verb_set,
+                lambda f: f"verb {f.info.verb!r} is in {_show(verbs)}",
+                lambda f: f"verb {f.info.verb!r} is not in {_show(verbs)}",
+            )
+        )
     resource_fields = bool(m.api_groups or m.resources or m.subresources or m.namespaces or m.names or m.exec)
     if m.non_resource_urls:
-        checks.append(Check(lambda f: not f.info.is_resource_request,
-                            lambda f: "",
-                            lambda f: "the rule is about non-resource URLs and this is a resource request"))
+        checks.append(
+            Check(
+                lambda f: not f.info.is_resource_request,
+                lambda f: "",
+                lambda f: "the rule is about non-resource URLs and this is a resource request",
+            )
+        )
         checks.append(_glob_check("path", m.non_resource_urls, lambda f: f.info.path))
     elif resource_fields:
-        checks.append(Check(lambda f: f.info.is_resource_request,
-                            lambda f: "",
-                            lambda f: f"the rule is about resources and {f.info.path!r} is a non-resource URL"))
+        checks.append(
+            Check(
+                lambda f: f.info.is_resource_request,
+                lambda f: "",
+                lambda f: f"the rule is about resources and {f.info.path!r} is a non-resource URL",
+            )
+        )
     if m.resources or m.subresources:
         checks.append(_resource_check(m.resources, m.subresources))
     if m.namespaces:

@@ -31,28 +31,41 @@ class PolicyStage(Stage):
 
     name = "policy"
 
-    def __init__(self, engine: PolicyEngine, stored_object: StoredObject | None = None,
-                 write_back: WriteBack | None = None) -> None:
+    def __init__(
+        self, engine: PolicyEngine, stored_object: StoredObject | None = None, write_back: WriteBack | None = None
+    ) -> None:
         self.engine = engine
         self.stored_object = stored_object
         self.write_back = write_back
 
     async def on_request(self, flow: Flow) -> None:
         if flow.identity is None or flow.info is None:
-            raise Refused(500, "kubegate could not decide this request: it reached policy without an identity or "
-                          "request info. This is a kubegate bug; please report it", kind="policy")
+            raise Refused(
+                500,
+                "kubegate could not decide this request: it reached policy without an identity or "
+                "request info. This is a kubegate bug; please report it",
+                kind="policy",
+            )
         info, identity, connection = flow.info, flow.identity, flow.connection.name
         writes = info.verb in WRITES and bool(flow.body)
         early = self.engine.before_object(identity, info, connection) if writes else None
         decision = early or self.engine.decide(identity, info, connection, flow.sent)
         if writes and decision.action != "deny":
             restored = await self.write_back(flow, decision) if self.write_back is not None else None
-            if early is not None or decision.action == "review" or flow.sent is None or (
-                    restored is not None and restored.values):
+            if (
+                early is not None
+                or decision.action == "review"
+                or flow.sent is None
+                or (restored is not None and restored.values)
+            ):
                 if self.stored_object is None:
-                    raise Refused(500, "kubegate's policy needs the object this write would store, and this "
-                                  "gateway cannot ask the cluster for it. This is a kubegate bug; nothing was "
-                                  "forwarded", kind="policy")
+                    raise Refused(
+                        500,
+                        "kubegate's policy needs the object this write would store, and this "
+                        "gateway cannot ask the cluster for it. This is a kubegate bug; nothing was "
+                        "forwarded",
+                        kind="policy",
+                    )
                 flow.stored = await self.stored_object(flow, decision)
                 decision = self.engine.decide(identity, info, connection, flow.stored)
             if restored is not None:
@@ -60,5 +73,10 @@ class PolicyStage(Stage):
                 decision = restored.decision(decision)
         flow.decision = decision
         if decision.action == "deny":
-            raise Refused(403, decision.message, reason="Forbidden",
-                          details={"kind": info.resource, "name": info.name}, kind="policy")
+            raise Refused(
+                403,
+                decision.message,
+                reason="Forbidden",
+                details={"kind": info.resource, "name": info.name},
+                kind="policy",
+            )

@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from kubegate.policy.model import PolicyRule
 
 
-def _qualify(entries: Sequence[str], prefixes: Sequence[str], field: str,
-             errors: list[tuple[str, str]]) -> list[str]:
+def _qualify(entries: Sequence[str], prefixes: Sequence[str], field: str, errors: list[tuple[str, str]]) -> list[str]:
     out = []
     for i, entry in enumerate(entries):
         if any(entry.startswith(p) for p in prefixes):
@@ -23,8 +22,13 @@ def _qualify(entries: Sequence[str], prefixes: Sequence[str], field: str,
             out.append(prefixes[0] + entry)
         else:
             choices = " or ".join(repr(p + entry) for p in prefixes)
-            errors.append((f"{field}[{i}]", f"{entry!r} names no issuer, and a bare subject would match the same "
-                           f"subject from any trusted issuer: write the Kubernetes user name, {choices}"))
+            errors.append(
+                (
+                    f"{field}[{i}]",
+                    f"{entry!r} names no issuer, and a bare subject would match the same "
+                    f"subject from any trusted issuer: write the Kubernetes user name, {choices}",
+                )
+            )
     return out
 
 
@@ -34,10 +38,12 @@ def qualify_users(rule: PolicyRule, prefixes: Sequence[str]) -> tuple[PolicyRule
     if not prefixes:
         return rule, []
     errors: list[tuple[str, str]] = []
-    subjects = rule.subjects.model_copy(update={
-        "users": _qualify(rule.subjects.users, prefixes, "subjects.users", errors)})
+    subjects = rule.subjects.model_copy(
+        update={"users": _qualify(rule.subjects.users, prefixes, "subjects.users", errors)}
+    )
     update: dict[str, object] = {"subjects": subjects}
     if rule.reviewers is not None:
-        update["reviewers"] = rule.reviewers.model_copy(update={
-            "users": _qualify(rule.reviewers.users, prefixes, "reviewers.users", errors)})
+        update["reviewers"] = rule.reviewers.model_copy(
+            update={"users": _qualify(rule.reviewers.users, prefixes, "reviewers.users", errors)}
+        )
     return rule.model_copy(update=update), errors

@@ -34,8 +34,9 @@ def _overrides(stage: Stage, hook: str) -> bool:
 
 
 class Pipeline:
-    def __init__(self, stages: Sequence[Stage], upgrades: UpgradeBridge | None = None,
-                 streams: StreamsConfig | None = None) -> None:
+    def __init__(
+        self, stages: Sequence[Stage], upgrades: UpgradeBridge | None = None, streams: StreamsConfig | None = None
+    ) -> None:
         self.stages = list(stages)
         self.active = 0  # flows between arrival and the end of every stage's on_end
         self.upgrades = upgrades
@@ -46,8 +47,10 @@ class Pipeline:
         self._eof = [s for s in reversed(self.stages) if _overrides(s, "on_eof")]
         self._end = [s for s in reversed(self.stages) if _overrides(s, "on_end")]
         # What an on_eof tail still passes through: the chunk hooks of the stages before the one that held it.
-        self._after_eof = {id(stage): [s for s in self._chunk if self.stages.index(s) < self.stages.index(stage)]
-                           for stage in self._eof}
+        self._after_eof = {
+            id(stage): [s for s in self._chunk if self.stages.index(s) < self.stages.index(stage)]
+            for stage in self._eof
+        }
 
     async def run(self, flow: Flow) -> web.StreamResponse:
         self.active += 1
@@ -70,8 +73,12 @@ class Pipeline:
             await stage.on_request(flow)
         if flow.is_upgrade:
             if self.upgrades is None:
-                raise Refused(501, "this kubegate has no bridge for upgraded connections (exec, attach, "
-                              "port-forward), and never passes them through unrecorded", reason="NotImplemented")
+                raise Refused(
+                    501,
+                    "this kubegate has no bridge for upgraded connections (exec, attach, "
+                    "port-forward), and never passes them through unrecorded",
+                    reason="NotImplemented",
+                )
             return await self.upgrades.run(flow, self._opened)
         return await self._forward(flow)
 
@@ -89,9 +96,15 @@ class Pipeline:
 
     async def _forward(self, flow: Flow) -> web.StreamResponse:
         """The judged request, as the verified caller, through the connection's one upstream client."""
-        async with flow.connection.client.open(flow.method, flow.raw_path, flow.query_string, identity=flow.identity,
-                                               headers=flow.headers.items(), body=flow.body,
-                                               stream=flow.is_stream) as upstream:
+        async with flow.connection.client.open(
+            flow.method,
+            flow.raw_path,
+            flow.query_string,
+            identity=flow.identity,
+            headers=flow.headers.items(),
+            body=flow.body,
+            stream=flow.is_stream,
+        ) as upstream:
             return await self._respond(flow, upstream)
 
     async def _respond(self, flow: Flow, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
@@ -131,8 +144,11 @@ class Pipeline:
         """The caller's token expired mid-stream: a JSON watch gets an ERROR event saying so, then ends."""
         flow.error = "token expired"
         message = "kubegate ended this stream: your token expired; get a new token and run the command again"
-        if flow.info is not None and flow.info.verb == "watch" and \
-                flow.response_headers.get("Content-Type", "").startswith("application/json"):
+        if (
+            flow.info is not None
+            and flow.info.verb == "watch"
+            and flow.response_headers.get("Content-Type", "").startswith("application/json")
+        ):
             event = {"type": "ERROR", "object": status_object(401, message, "Unauthorized")}
             await self._send(flow, response, orjson.dumps(event) + b"\n")
         await self._prepare(flow, response)

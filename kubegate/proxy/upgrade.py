@@ -56,14 +56,17 @@ MAX_REFUSAL_BODY = 64 * 1024
 RETRY = "retry_of"
 MAX_REMEMBERED = 1024
 """Refused WebSocket attempts kept for kubectl's SPDY retry; callers make them, so they are capped."""
-SPDY_ADVICE = ("kubegate records exec, attach, cp and port-forward only over WebSocket, and this client asked "
-               "for SPDY. Use kubectl 1.30 or newer (1.31 or newer for port-forward), and unset "
-               "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false and KUBECTL_PORT_FORWARD_WEBSOCKETS=false.")
+SPDY_ADVICE = (
+    "kubegate records exec, attach, cp and port-forward only over WebSocket, and this client asked "
+    "for SPDY. Use kubectl 1.30 or newer (1.31 or newer for port-forward), and unset "
+    "KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false and KUBECTL_PORT_FORWARD_WEBSOCKETS=false."
+)
 
 
 def offered_protocols(flow: Flow) -> list[str]:
-    return [p.strip() for v in flow.request.headers.getall("Sec-WebSocket-Protocol", [])
-            for p in v.split(",") if p.strip()]
+    return [
+        p.strip() for v in flow.request.headers.getall("Sec-WebSocket-Protocol", []) for p in v.split(",") if p.strip()
+    ]
 
 
 def readable(subresource: str, protocol: str) -> bool:
@@ -104,8 +107,9 @@ class UpgradeGate(Stage):
     def _fingerprint(self, flow: Flow) -> str | None:
         if flow.identity is None or flow.info is None:
             return None
-        return fingerprint(flow.identity.username, flow.connection.name, flow.info, flow.method, flow.raw_path,
-                           flow.query_string, "")
+        return fingerprint(
+            flow.identity.username, flow.connection.name, flow.info, flow.method, flow.raw_path, flow.query_string, ""
+        )
 
     async def on_request(self, flow: Flow) -> None:
         if not flow.is_upgrade:
@@ -116,23 +120,35 @@ class UpgradeGate(Stage):
             self._answer_retry(flow)
             raise Refused(400, SPDY_ADVICE, reason="BadRequest", kind="refused")
         if upgrade != "websocket":
-            raise Refused(400, f"kubegate does not bridge {upgrade or 'this'} upgrades; only WebSocket exec, attach "
-                          "and port-forward", reason="BadRequest")
+            raise Refused(
+                400,
+                f"kubegate does not bridge {upgrade or 'this'} upgrades; only WebSocket exec, attach and port-forward",
+                reason="BadRequest",
+            )
         if info is None or info.resource != "pods" or info.subresource not in UPGRADE_SUBRESOURCES:
-            raise Refused(400, "kubegate bridges WebSocket upgrades only for pods/exec, pods/attach and "
-                          "pods/portforward, so that it can record them", reason="BadRequest")
+            raise Refused(
+                400,
+                "kubegate bridges WebSocket upgrades only for pods/exec, pods/attach and "
+                "pods/portforward, so that it can record them",
+                reason="BadRequest",
+            )
         protocols = tuple(p for p in offered_protocols(flow) if readable(info.subresource, p))
         if not protocols:
-            raise Refused(400, f"kubegate cannot read any WebSocket subprotocol this client offered for "
-                          f"{info.subresource} ({', '.join(offered_protocols(flow)) or 'none'}), so it will not "
-                          "pass the stream through unrecorded; use kubectl 1.30 or newer", reason="BadRequest")
+            raise Refused(
+                400,
+                f"kubegate cannot read any WebSocket subprotocol this client offered for "
+                f"{info.subresource} ({', '.join(offered_protocols(flow)) or 'none'}), so it will not "
+                "pass the stream through unrecorded; use kubectl 1.30 or newer",
+                reason="BadRequest",
+            )
         flow.extras[self.name] = Plan(info.subresource, protocols)
 
     def _forget_old(self, now: float) -> None:
         """Attempts are remembered in the order they were refused: the oldest go first, by age or by number."""
         window = self.config.retry_window_seconds
-        while self._refused and (len(self._refused) > MAX_REMEMBERED
-                                 or now - next(iter(self._refused.values())).at > window):
+        while self._refused and (
+            len(self._refused) > MAX_REMEMBERED or now - next(iter(self._refused.values())).at > window
+        ):
             del self._refused[next(iter(self._refused))]
 
     def _answer_retry(self, flow: Flow) -> None:
@@ -142,8 +158,7 @@ class UpgradeGate(Stage):
         earlier = self._refused.pop(fp, None) if fp else None
         if earlier is not None:
             flow.extras[RETRY] = earlier.flow_id
-            raise Refused(earlier.code, earlier.message, reason=earlier.reason, details=earlier.details,
-                          kind="retry")
+            raise Refused(earlier.code, earlier.message, reason=earlier.reason, details=earlier.details, kind="retry")
 
     async def on_end(self, flow: Flow) -> None:
         """Remember a WebSocket attempt that did not open: kubectl retries it over SPDY at once."""
@@ -174,8 +189,9 @@ class UpstreamRefused(aiohttp.ClientError):
         self.location = location
 
 
-async def _only_switching_protocols(request: aiohttp.ClientRequest,
-                                    handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
+async def _only_switching_protocols(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
     """Client middleware: an upgrade answered with anything but 101 ends here, before aiohttp could
     follow a redirect or hand over a connection."""
     response = await handler(request)
@@ -192,20 +208,32 @@ async def _only_switching_protocols(request: aiohttp.ClientRequest,
 
 def _relayed_refusal(exc: UpstreamRefused, connection: str) -> Refused:
     if 300 <= exc.status < 400:
-        return Refused(502, f"the API server of connection {connection} answered the upgrade with a redirect "
-                       f"({exc.status}{' to ' + exc.location if exc.location else ''}); kubegate never follows "
-                       "redirects on upgraded connections", reason="BadGateway")
+        return Refused(
+            502,
+            f"the API server of connection {connection} answered the upgrade with a redirect "
+            f"({exc.status}{' to ' + exc.location if exc.location else ''}); kubegate never follows "
+            "redirects on upgraded connections",
+            reason="BadGateway",
+        )
     try:
         status = orjson.loads(exc.body)
     except orjson.JSONDecodeError:
         status = None
     code = exc.status if 400 <= exc.status < 600 else 502
     if isinstance(status, dict) and status.get("kind") == "Status":
-        return Refused(code, str(status.get("message", "")), reason=status.get("reason"),
-                       details=status.get("details"), kind="upstream")
+        return Refused(
+            code,
+            str(status.get("message", "")),
+            reason=status.get("reason"),
+            details=status.get("details"),
+            kind="upstream",
+        )
     text = exc.body.decode(errors="replace").strip()[:500]
-    return Refused(code, f"the API server of connection {connection} refused the upgrade ({exc.status})"
-                   + (f": {text}" if text else ""), kind="upstream")
+    return Refused(
+        code,
+        f"the API server of connection {connection} refused the upgrade ({exc.status})" + (f": {text}" if text else ""),
+        kind="upstream",
+    )
 
 
 Messages = list[bytes | str]
@@ -241,8 +269,9 @@ class Session:
 class ExecSession(Session):
     """exec and attach: stdout and stderr masked as they flow, everything recorded as asciicast."""
 
-    def __init__(self, kind: str, proto: Protocol, maskers: Callable[[], TextMasker | None],
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, kind: str, proto: Protocol, maskers: Callable[[], TextMasker | None], clock: Callable[[], float]
+    ) -> None:
         super().__init__()
         self.kind = kind
         self.proto = proto
@@ -434,8 +463,14 @@ class _Pumps:
 class UpgradeBridge:
     """Bridges the upgrades the gate admitted, once the pipeline's stages all let them through."""
 
-    def __init__(self, recorder: Recorder | None, masker: Masker, config: StreamsConfig | None = None,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        recorder: Recorder | None,
+        masker: Masker,
+        config: StreamsConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.recorder = recorder
         self.masker = masker
         self.config = config or StreamsConfig()
@@ -450,9 +485,13 @@ class UpgradeBridge:
         session = self._sessions.get(conn.name)
         if session is None or session.closed or session.connector is not conn.session.connector:
             session = self._sessions[conn.name] = aiohttp.ClientSession(
-                connector=conn.session.connector, connector_owner=False, cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=False, middlewares=(_only_switching_protocols,),
-                skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"))
+                connector=conn.session.connector,
+                connector_owner=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+                middlewares=(_only_switching_protocols,),
+                skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+            )
         return session
 
     async def close(self) -> None:
@@ -463,22 +502,30 @@ class UpgradeBridge:
     async def run(self, flow: Flow, opened: Callable[[Flow], Awaitable[None]]) -> web.StreamResponse:
         plan: Plan | None = flow.extras.get(UpgradeGate.name)
         if plan is None:
-            raise Refused(500, "kubegate reached the upgrade bridge without the upgrade gate's admission. This is "
-                          "a kubegate bug; nothing was forwarded", reason="InternalError")
+            raise Refused(
+                500,
+                "kubegate reached the upgrade bridge without the upgrade gate's admission. This is "
+                "a kubegate bug; nothing was forwarded",
+                reason="InternalError",
+            )
         upstream = await self._dial(flow, plan)
         try:
             negotiated = upstream.protocol or ""
             if negotiated not in plan.protocols:
-                raise Refused(502, f"the API server of connection {flow.connection.name} chose WebSocket subprotocol "
-                              f"{negotiated or '(none)'}, which kubegate did not offer; nothing was forwarded",
-                              reason="BadGateway")
+                raise Refused(
+                    502,
+                    f"the API server of connection {flow.connection.name} chose WebSocket subprotocol "
+                    f"{negotiated or '(none)'}, which kubegate did not offer; nothing was forwarded",
+                    reason="BadGateway",
+                )
             session = self._session(flow, plan, negotiated)
             session_id = await self._record_open(flow, plan, negotiated, session)
             flow.response_status = 101
             flow.response_headers = CIMultiDict({"Sec-WebSocket-Protocol": negotiated})
             await opened(flow)
-            client = web.WebSocketResponse(protocols=(negotiated,), autoping=False, max_msg_size=MAX_MESSAGE,
-                                           compress=False)
+            client = web.WebSocketResponse(
+                protocols=(negotiated,), autoping=False, max_msg_size=MAX_MESSAGE, compress=False
+            )
             await client.prepare(flow.request)
         except BaseException:
             await upstream.close()
@@ -490,8 +537,12 @@ class UpgradeBridge:
         finally:
             self.open -= 1
             await self._flush(pumps, final=True)
-            flow.extras["upgrade_summary"] = {"protocol": negotiated, "kind": session.kind,
-                                              "ended_by": pumps.ended_by, **session.summary()}
+            flow.extras["upgrade_summary"] = {
+                "protocol": negotiated,
+                "kind": session.kind,
+                "ended_by": pumps.ended_by,
+                **session.summary(),
+            }
         return client
 
     async def _dial(self, flow: Flow, plan: Plan) -> aiohttp.ClientWebSocketResponse:
@@ -502,19 +553,33 @@ class UpgradeBridge:
         url = conn.client.url(flow.raw_path, flow.query_string)
         try:
             return await self._client_session(flow).ws_connect(
-                url, protocols=plan.protocols, headers=headers, autoping=False, autoclose=True,
-                max_msg_size=MAX_MESSAGE, timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10))
+                url,
+                protocols=plan.protocols,
+                headers=headers,
+                autoping=False,
+                autoclose=True,
+                max_msg_size=MAX_MESSAGE,
+                timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=10),
+            )
         except UpstreamRefused as exc:
             raise _relayed_refusal(exc, conn.name) from exc
         except aiohttp.WSServerHandshakeError as exc:
-            raise Refused(502, f"the API server of connection {conn.name} answered the upgrade incorrectly "
-                          f"({exc.message}); nothing was forwarded", reason="BadGateway") from exc
+            raise Refused(
+                502,
+                f"the API server of connection {conn.name} answered the upgrade incorrectly "
+                f"({exc.message}); nothing was forwarded",
+                reason="BadGateway",
+            ) from exc
         except TimeoutError as exc:
-            raise Refused(504, f"the API server of connection {conn.name} did not answer the upgrade in time",
-                          reason="Timeout") from exc
+            raise Refused(
+                504, f"the API server of connection {conn.name} did not answer the upgrade in time", reason="Timeout"
+            ) from exc
         except aiohttp.ClientError as exc:
-            raise Refused(502, f"kubegate could not reach the API server of connection {conn.name}: "
-                          f"{exc.__class__.__name__}", reason="BadGateway") from exc
+            raise Refused(
+                502,
+                f"kubegate could not reach the API server of connection {conn.name}: {exc.__class__.__name__}",
+                reason="BadGateway",
+            ) from exc
 
     def _session(self, flow: Flow, plan: Plan, negotiated: str) -> Session:
         if plan.subresource == "portforward":
@@ -530,12 +595,15 @@ class UpgradeBridge:
 
         def maskers() -> TextMasker | None:
             return text.stream() if text else None
+
         return ExecSession(plan.subresource, proto, maskers, self.clock)
 
     async def _bridge(self, p: _Pumps) -> None:
-        tasks = {asyncio.ensure_future(self._pump(p, from_client=True)),
-                 asyncio.ensure_future(self._pump(p, from_client=False)),
-                 asyncio.ensure_future(self._flusher(p))}
+        tasks = {
+            asyncio.ensure_future(self._pump(p, from_client=True)),
+            asyncio.ensure_future(self._pump(p, from_client=False)),
+            asyncio.ensure_future(self._flusher(p)),
+        }
         expiry = self._expiry(p.flow)
         if expiry is not None:
             tasks.add(asyncio.ensure_future(self._expire_at(p, expiry)))
@@ -601,9 +669,11 @@ class UpgradeBridge:
 
     async def _expire_at(self, p: _Pumps, delay: float) -> None:
         await asyncio.sleep(delay)
-        message = (f"kubegate closed this {p.session.kind} session: your token expired at "
-                   f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(self.wall()))}; get a new token and run "
-                   "the command again")
+        message = (
+            f"kubegate closed this {p.session.kind} session: your token expired at "
+            f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(self.wall()))}; get a new token and run "
+            "the command again"
+        )
         await self._send(p.client, p.session.expire(message))
         p.flow.error = "token expired"
         p.ended_by = "token expiry"
@@ -632,9 +702,14 @@ class UpgradeBridge:
             return
         if not recorder.healthy and not p.client.closed:
             p.flow.error = "the store failed, so the stream was stopped"
-            await self._send(p.client, p.session.expire("kubegate cannot record this session any more (its store "
-                                                         "failed), so it was stopped; run the command again or "
-                                                         "contact the kubegate operator"))
+            await self._send(
+                p.client,
+                p.session.expire(
+                    "kubegate cannot record this session any more (its store "
+                    "failed), so it was stopped; run the command again or "
+                    "contact the kubegate operator"
+                ),
+            )
             await p.client.close()
         try:
             await recorder.record_event(p.session_id, type, data, durable=False)
@@ -649,9 +724,13 @@ class UpgradeBridge:
         assert info is not None
         session_id: str = self.recorder.session_for(flow)
         data: dict[str, Any] = {
-            "flow": flow.id, "kind": session.kind,
-            "protocol": negotiated, "namespace": info.namespace, "pod": info.name,
-            "container": info.container, "command": list(info.command),
+            "flow": flow.id,
+            "kind": session.kind,
+            "protocol": negotiated,
+            "namespace": info.namespace,
+            "pod": info.name,
+            "container": info.container,
+            "command": list(info.command),
             "tty": any(k == "tty" and v.lower() not in ("0", "false") for k, v in info.query),
             "masks": list(getattr(flow.decision, "masks", ()) or ()),
         }
@@ -660,6 +739,10 @@ class UpgradeBridge:
         try:
             await self.recorder.record_event(session_id, "stream", data, durable=True)
         except StoreError as exc:
-            raise Refused(503, f"kubegate cannot record this stream, so it was not opened: {exc}; try again or "
-                          "contact the kubegate operator", reason="ServiceUnavailable") from exc
+            raise Refused(
+                503,
+                f"kubegate cannot record this stream, so it was not opened: {exc}; try again or "
+                "contact the kubegate operator",
+                reason="ServiceUnavailable",
+            ) from exc
         return session_id

@@ -36,8 +36,14 @@ class Window:
     others: int = 0
 
     def summary(self) -> dict[str, Any]:
-        return {"client": self.client, "from": self.started, "to": self.last, "refusals": self.count,
-                "samples": [{"what": what, "count": n} for what, n in self.samples.items()], "others": self.others}
+        return {
+            "client": self.client,
+            "from": self.started,
+            "to": self.last,
+            "refusals": self.count,
+            "samples": [{"what": what, "count": n} for what, n in self.samples.items()],
+            "others": self.others,
+        }
 
 
 class AnonymousRefusals:

@@ -123,15 +123,27 @@ def cast_from_events(session: dict[str, Any], events: Iterable[dict[str, Any]]) 
     info = min(opened.values(), key=lambda o: o["at"])
     command = " ".join(info.get("command") or []) or info.get("kind", "")
     title = f"{info.get('kind')} {info.get('namespace', '')}/{info.get('pod', '')}: {command}"
-    header: dict[str, Any] = {"version": 2, "width": width, "height": height, "timestamp": int(first),
-                              "title": title, "env": {"TERM": "xterm-256color", "SHELL": "/bin/sh"}}
+    header: dict[str, Any] = {
+        "version": 2,
+        "width": width,
+        "height": height,
+        "timestamp": int(first),
+        "title": title,
+        "env": {"TERM": "xterm-256color", "SHELL": "/bin/sh"},
+    }
     if session.get("username"):
         header["title"] += f" ({session['username']})"
     return Cast(header, merged)
 
 
-def play(cast: Cast, write: Callable[[str], None], sleep: Callable[[float], None], *, speed: float = 1.0,
-         idle_limit: float | None = None) -> None:
+def play(
+    cast: Cast,
+    write: Callable[[str], None],
+    sleep: Callable[[float], None],
+    *,
+    speed: float = 1.0,
+    idle_limit: float | None = None,
+) -> None:
     """Write the output events with their pauses (divided by `speed`, each capped at `idle_limit`)."""
     previous = 0.0
     for t, code, text in cast.events:

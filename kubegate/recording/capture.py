@@ -76,8 +76,11 @@ def request_fields(flow: Flow, limit: int, masker: Masker) -> dict[str, Any]:
 
 
 def response_headers(flow: Flow) -> dict[str, str]:
-    return {name: flow.response_headers[name] for name in ("Content-Type", "Content-Encoding")
-            if name in flow.response_headers}
+    return {
+        name: flow.response_headers[name]
+        for name in ("Content-Type", "Content-Encoding")
+        if name in flow.response_headers
+    }
 
 
 def is_stream(flow: Flow) -> bool:

@@ -22,8 +22,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from kubegate.store.tables import GENESIS_HASH, chain_checkpoints, chain_head, events, sessions
 
-SESSION_FIELDS = ("kubectl_session", "subject", "username", "issuer", "groups", "claims", "connection",
-                  "command", "user_agent", "source", "started_at")
+SESSION_FIELDS = (
+    "kubectl_session",
+    "subject",
+    "username",
+    "issuer",
+    "groups",
+    "claims",
+    "connection",
+    "command",
+    "user_agent",
+    "source",
+    "started_at",
+)
 """The session columns that never change after creation; a `session` event seals them."""
 
 
@@ -47,8 +58,13 @@ def canonical(value: object) -> str:
 
 def event_hash(ev: NewEvent, prev_hash: str) -> str:
     envelope = {
-        "session_id": ev.session_id, "ts": ev.ts, "type": ev.type, "verb": ev.verb,
-        "resource": ev.resource, "namespace": ev.namespace, "prev_hash": prev_hash,
+        "session_id": ev.session_id,
+        "ts": ev.ts,
+        "type": ev.type,
+        "verb": ev.verb,
+        "resource": ev.resource,
+        "namespace": ev.namespace,
+        "prev_hash": prev_hash,
         "data": orjson.Fragment(ev.data.encode()),
     }
     return hashlib.sha256(orjson.dumps(envelope, option=orjson.OPT_SORT_KEYS)).hexdigest()
@@ -62,8 +78,9 @@ def session_seal(row: dict[str, object]) -> str:
 # Built once: building and cache-keying these per commit cost more than running them (the writer's hot path).
 _SELECT_HEAD = sa.select(chain_head.c.seq, chain_head.c.hash).where(chain_head.c.id == 1).with_for_update()
 _INSERT_EVENTS = sa.insert(events)
-_UPDATE_HEAD = sa.update(chain_head).where(chain_head.c.id == 1).values(
-    seq=sa.bindparam("b_seq"), hash=sa.bindparam("b_hash"))
+_UPDATE_HEAD = (
+    sa.update(chain_head).where(chain_head.c.id == 1).values(seq=sa.bindparam("b_seq"), hash=sa.bindparam("b_hash"))
+)
 
 
 def lock_head(conn: Connection) -> tuple[int, str]:
@@ -81,9 +98,20 @@ def append(conn: Connection, head: tuple[int, str], batch: Sequence[NewEvent]) -
     for ev in batch:
         seq += 1
         digest = event_hash(ev, prev)
-        rows.append({"seq": seq, "session_id": ev.session_id, "ts": ev.ts, "type": ev.type, "verb": ev.verb,
-                     "resource": ev.resource, "namespace": ev.namespace, "data": ev.data,
-                     "prev_hash": prev, "hash": digest})
+        rows.append(
+            {
+                "seq": seq,
+                "session_id": ev.session_id,
+                "ts": ev.ts,
+                "type": ev.type,
+                "verb": ev.verb,
+                "resource": ev.resource,
+                "namespace": ev.namespace,
+                "data": ev.data,
+                "prev_hash": prev,
+                "hash": digest,
+            }
+        )
         seqs.append(seq)
         prev = digest
     if rows:
@@ -116,8 +144,9 @@ class ChainReport:
 
 
 async def _latest_checkpoint(conn: AsyncConnection) -> sa.Row[Any] | None:
-    return (await conn.execute(sa.select(chain_checkpoints).order_by(chain_checkpoints.c.through_seq.desc())
-                               .limit(1))).first()
+    return (
+        await conn.execute(sa.select(chain_checkpoints).order_by(chain_checkpoints.c.through_seq.desc()).limit(1))
+    ).first()
 
 
 async def verify(conn: AsyncConnection, *, batch_size: int = 2000) -> ChainReport:
@@ -137,15 +166,22 @@ async def verify(conn: AsyncConnection, *, batch_size: int = 2000) -> ChainRepor
         ev = NewEvent(row.session_id, row.ts, row.type, row.data, row.verb, row.resource, row.namespace)
         if event_hash(ev, row.prev_hash) != row.hash:
             await result.close()
-            return report(ChainProblem("edited", row.seq, f"event {row.seq} was edited: its content no longer "
-                                       "matches its hash", row.session_id))
+            return report(
+                ChainProblem(
+                    "edited",
+                    row.seq,
+                    f"event {row.seq} was edited: its content no longer matches its hash",
+                    row.session_id,
+                )
+            )
         if row.prev_hash != expected_prev:
             await result.close()
             return report(await _broken_link(conn, row, expected_seq))
         if row.type == "retention" and checkpoint is not None:
             data = orjson.loads(row.data)
-            checkpoint_confirmed |= (data.get("through_seq") == checkpoint.through_seq
-                                     and data.get("last_hash") == checkpoint.last_hash)
+            checkpoint_confirmed |= (
+                data.get("through_seq") == checkpoint.through_seq and data.get("last_hash") == checkpoint.last_hash
+            )
         if row.type == "session" and row.session_id:
             seals[row.session_id] = row.data
         count += 1
@@ -158,29 +194,51 @@ async def verify(conn: AsyncConnection, *, batch_size: int = 2000) -> ChainRepor
         return report(ChainProblem("head", None, "the chain head row is missing"))
     if (head.seq, head.hash) != (expected_seq - 1, expected_prev):
         if head.seq >= expected_seq:
-            return report(ChainProblem("removed", expected_seq, f"events {expected_seq}..{head.seq} were removed "
-                                       "from the end of the chain"))
-        return report(ChainProblem("head", head.seq, f"the chain head (seq {head.seq}) does not match the last "
-                                   f"event (seq {expected_seq - 1})"))
+            return report(
+                ChainProblem(
+                    "removed", expected_seq, f"events {expected_seq}..{head.seq} were removed from the end of the chain"
+                )
+            )
+        return report(
+            ChainProblem(
+                "head",
+                head.seq,
+                f"the chain head (seq {head.seq}) does not match the last event (seq {expected_seq - 1})",
+            )
+        )
     if not checkpoint_confirmed:
         assert checkpoint is not None
-        return report(ChainProblem("checkpoint", checkpoint.through_seq, "the retention checkpoint through event "
-                                   f"{checkpoint.through_seq} has no matching retention event in the chain"))
+        return report(
+            ChainProblem(
+                "checkpoint",
+                checkpoint.through_seq,
+                "the retention checkpoint through event "
+                f"{checkpoint.through_seq} has no matching retention event in the chain",
+            )
+        )
     return report(await _check_sessions(conn, seals, checkpoint.cutoff if checkpoint else None))
 
 
 async def _broken_link(conn: AsyncConnection, row: sa.Row[Any], expected_seq: int) -> ChainProblem:
     if row.seq > expected_seq:
         missing = f"event {expected_seq}" if row.seq == expected_seq + 1 else f"events {expected_seq}..{row.seq - 1}"
-        return ChainProblem("removed", expected_seq, f"{missing} removed: event {row.seq} follows a missing event",
-                            row.session_id)
+        return ChainProblem(
+            "removed", expected_seq, f"{missing} removed: event {row.seq} follows a missing event", row.session_id
+        )
     origin = (await conn.execute(sa.select(events.c.seq).where(events.c.hash == row.prev_hash))).first()
     if origin is not None:
-        return ChainProblem("reordered", row.seq, f"event {row.seq} is out of order: it was recorded right after "
-                            f"the event now at seq {origin.seq}", row.session_id)
+        return ChainProblem(
+            "reordered",
+            row.seq,
+            f"event {row.seq} is out of order: it was recorded right after the event now at seq {origin.seq}",
+            row.session_id,
+        )
     before = row.seq - 1
-    return ChainProblem("edited", before, f"event {before} was edited and its hash rewritten: event {row.seq} "
-                        "still links to its original hash")
+    return ChainProblem(
+        "edited",
+        before,
+        f"event {before} was edited and its hash rewritten: event {row.seq} still links to its original hash",
+    )
 
 
 async def _check_sessions(conn: AsyncConnection, seals: dict[str, str], cutoff: float | None) -> ChainProblem | None:
@@ -192,10 +250,19 @@ async def _check_sessions(conn: AsyncConnection, seals: dict[str, str], cutoff: 
             if cutoff is not None and row.started_at < cutoff:
                 continue  # its session event went with an earlier retention cut
             await result.close()
-            return ChainProblem("session", None, f"session {row.id} has no session event in the chain: it was "
-                                "added outside kubegate or its session event was removed", row.id)
+            return ChainProblem(
+                "session",
+                None,
+                f"session {row.id} has no session event in the chain: it was "
+                "added outside kubegate or its session event was removed",
+                row.id,
+            )
         if session_seal(dict(row._mapping)) != seal:
             await result.close()
-            return ChainProblem("session", None, f"session {row.id} was edited: its identity fields no longer match "
-                                "its session event", row.id)
+            return ChainProblem(
+                "session",
+                None,
+                f"session {row.id} was edited: its identity fields no longer match its session event",
+                row.id,
+            )
     return None

@@ -47,8 +47,11 @@ def decode_continue(token: str, shape: tuple[type, ...]) -> list[Any]:
         value = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except ValueError as exc:
         raise BadQuery("continue token is not one kubegate issued") from exc
-    if not (isinstance(value, list) and len(value) == len(shape)
-            and all(isinstance(v, t) for v, t in zip(value, shape, strict=True))):
+    if not (
+        isinstance(value, list)
+        and len(value) == len(shape)
+        and all(isinstance(v, t) for v, t in zip(value, shape, strict=True))
+    ):
         raise BadQuery("continue token is not one kubegate issued")
     return value
 
@@ -62,8 +65,9 @@ def _where(flt: SessionFilter) -> list[sa.ColumnElement[bool]]:
     if flt.user:
         where.append(sa.or_(sessions.c.username == flt.user, sessions.c.subject == flt.user))
     if flt.group:
-        where.append(sa.exists().where(session_groups.c.session_id == sessions.c.id,
-                                       session_groups.c.name == flt.group))
+        where.append(
+            sa.exists().where(session_groups.c.session_id == sessions.c.id, session_groups.c.name == flt.group)
+        )
     if flt.connection:
         where.append(sessions.c.connection == flt.connection)
     if flt.command:
@@ -74,8 +78,11 @@ def _where(flt: SessionFilter) -> list[sa.ColumnElement[bool]]:
         where.append(sessions.c.ended_at >= flt.since)
     if flt.until is not None:
         where.append(sessions.c.started_at <= flt.until)
-    request_match = [events.c[name] == value for name, value in
-                     (("verb", flt.verb), ("resource", flt.resource), ("namespace", flt.namespace)) if value]
+    request_match = [
+        events.c[name] == value
+        for name, value in (("verb", flt.verb), ("resource", flt.resource), ("namespace", flt.namespace))
+        if value
+    ]
     if request_match:
         where.append(sa.exists().where(events.c.session_id == sessions.c.id, *request_match))
     return where
@@ -101,8 +108,9 @@ async def _targets(conn: AsyncConnection, ids: list[str]) -> dict[str, dict[str,
         for row in (await conn.execute(query)).all():
             info = orjson.loads(row.data).get("info") or {}
             if isinstance(info, dict) and info.get("verb"):
-                out[row.session_id] = {k: info.get(k) or "" for k in ("verb", "resource", "subresource", "namespace",
-                                                                       "name", "path")}
+                out[row.session_id] = {
+                    k: info.get(k) or "" for k in ("verb", "resource", "subresource", "namespace", "name", "path")
+                }
     return out
 
 
@@ -113,34 +121,55 @@ def describe_target(target: dict[str, Any] | None) -> str:
     if not target["resource"]:
         return f"{target['verb']} {target['path']}"
     what = target["resource"] + (f"/{target['subresource']}" if target["subresource"] else "")
-    return " ".join(p for p in (target["verb"], what, target["name"], target["namespace"] and
-                                f"-n {target['namespace']}") if p)
+    return " ".join(
+        p for p in (target["verb"], what, target["name"], target["namespace"] and f"-n {target['namespace']}") if p
+    )
 
 
 def session_dict(row: sa.Row[Any], target: dict[str, Any] | None = None) -> dict[str, Any]:
     m = row._mapping
     return {
-        "id": m["id"], "kubectl_session": m["kubectl_session"], "subject": m["subject"], "username": m["username"],
-        "issuer": m["issuer"], "groups": m["groups"], "claims": m["claims"], "connection": m["connection"],
-        "command": m["command"], "user_agent": m["user_agent"], "source": m["source"],
-        "started_at": isotime(m["started_at"]), "ended_at": isotime(m["ended_at"]), "outcome": m["outcome"],
-        "requests": m["requests"], "target": target,
+        "id": m["id"],
+        "kubectl_session": m["kubectl_session"],
+        "subject": m["subject"],
+        "username": m["username"],
+        "issuer": m["issuer"],
+        "groups": m["groups"],
+        "claims": m["claims"],
+        "connection": m["connection"],
+        "command": m["command"],
+        "user_agent": m["user_agent"],
+        "source": m["source"],
+        "started_at": isotime(m["started_at"]),
+        "ended_at": isotime(m["ended_at"]),
+        "outcome": m["outcome"],
+        "requests": m["requests"],
+        "target": target,
     }
 
 
 def event_dict(row: sa.Row[Any]) -> dict[str, Any]:
-    return {"seq": row.seq, "session_id": row.session_id, "time": isotime(row.ts), "type": row.type,
-            "data": orjson.loads(row.data), "prev_hash": row.prev_hash, "hash": row.hash}
+    return {
+        "seq": row.seq,
+        "session_id": row.session_id,
+        "time": isotime(row.ts),
+        "type": row.type,
+        "data": orjson.loads(row.data),
+        "prev_hash": row.prev_hash,
+        "hash": row.hash,
+    }
 
 
-async def list_sessions(store: Store, flt: SessionFilter, *, limit: int,
-                        continue_token: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+async def list_sessions(
+    store: Store, flt: SessionFilter, *, limit: int, continue_token: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
     """Sessions matching `flt`, newest first; the token continues after the last one returned."""
     query = sa.select(sessions).where(*_where(flt))
     if continue_token:
         started, sid = decode_continue(continue_token, (float, str))
-        query = query.where(sa.or_(sessions.c.started_at < started,
-                                   sa.and_(sessions.c.started_at == started, sessions.c.id < sid)))
+        query = query.where(
+            sa.or_(sessions.c.started_at < started, sa.and_(sessions.c.started_at == started, sessions.c.id < sid))
+        )
     query = query.order_by(sessions.c.started_at.desc(), sessions.c.id.desc()).limit(limit + 1)
     async with store.read() as conn:
         rows = (await conn.execute(query)).all()
@@ -158,8 +187,9 @@ async def get_session(store: Store, session_id: str) -> dict[str, Any] | None:
     return session_dict(row, targets.get(session_id)) if row else None
 
 
-async def list_events(store: Store, session_id: str, *, limit: int,
-                      continue_token: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
+async def list_events(
+    store: Store, session_id: str, *, limit: int, continue_token: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
     """A session's events in chain order."""
     query = sa.select(events).where(events.c.session_id == session_id)
     if continue_token:

@@ -42,11 +42,16 @@ OUTCOMES = ("ok", "error", "refused", "denied", "pending")
 `pending` while one of its requests waits for approval; the eventual answer replaces it."""
 
 # Built once: constructing this statement (its CASEs) costs more than running it.
-TOUCH_SESSIONS = sa.update(sessions).where(sessions.c.id == sa.bindparam("b_id")).values(
-    ended_at=sa.case((sessions.c.ended_at < sa.bindparam("b_last"), sa.bindparam("b_last")),
-                     else_=sessions.c.ended_at),
-    requests=sessions.c.requests + sa.bindparam("b_count"),
-    outcome=sa.case((sa.bindparam("b_outcome") != "", sa.bindparam("b_outcome")), else_=sessions.c.outcome),
+TOUCH_SESSIONS = (
+    sa.update(sessions)
+    .where(sessions.c.id == sa.bindparam("b_id"))
+    .values(
+        ended_at=sa.case(
+            (sessions.c.ended_at < sa.bindparam("b_last"), sa.bindparam("b_last")), else_=sessions.c.ended_at
+        ),
+        requests=sessions.c.requests + sa.bindparam("b_count"),
+        outcome=sa.case((sa.bindparam("b_outcome") != "", sa.bindparam("b_outcome")), else_=sessions.c.outcome),
+    )
 )
 
 _KUBECTL_SESSION_MAX = 128
@@ -83,11 +88,22 @@ _STOP = object()
 class Recorder:
     """Finds or creates sessions and records events into the store's hash chain."""
 
-    def __init__(self, store: Store, *, max_body_bytes: int = 65536, retention_seconds: float | None = None,
-                 idle_seconds: float = 300.0, batch_max: int = 512, queue_max: int = 10_000,
-                 commit_timeout: float = 10.0, retention_interval: float = 3600.0, linger_seconds: float = 0.2,
-                 clock: Callable[[], float] = time.time, session_cache_max: int = 10_000,
-                 scrub: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_body_bytes: int = 65536,
+        retention_seconds: float | None = None,
+        idle_seconds: float = 300.0,
+        batch_max: int = 512,
+        queue_max: int = 10_000,
+        commit_timeout: float = 10.0,
+        retention_interval: float = 3600.0,
+        linger_seconds: float = 0.2,
+        clock: Callable[[], float] = time.time,
+        session_cache_max: int = 10_000,
+        scrub: Callable[[str], str] | None = None,
+    ) -> None:
         self.store = store
         self.scrub = scrub or Masker(MaskingConfig()).scrub
         self.max_body_bytes = max_body_bytes
@@ -119,8 +135,9 @@ class Recorder:
 
     @classmethod
     def from_config(cls, store: Store, config: StoreConfig, **kwargs: Any) -> Recorder:
-        return cls(store, max_body_bytes=config.max_body_bytes,
-                   retention_seconds=parse_duration(config.retention), **kwargs)
+        return cls(
+            store, max_body_bytes=config.max_body_bytes, retention_seconds=parse_duration(config.retention), **kwargs
+        )
 
     async def start(self) -> None:
         """Start the writer and, when a retention is set, the retention loop."""
@@ -162,15 +179,21 @@ class Recorder:
             self._prune(now)
         session_id = uuid.uuid4().hex
         self._new_sessions[session_id] = {
-            "id": session_id, "kubectl_session": kubectl_session,
-            "subject": identity.subject if identity else "", "username": username,
+            "id": session_id,
+            "kubectl_session": kubectl_session,
+            "subject": identity.subject if identity else "",
+            "username": username,
             "issuer": identity.issuer if identity else "",
             "groups": list(identity.groups) if identity else [],
             "claims": dict(identity.claims) if identity else {},
-            "connection": connection, "command": self.scrub(flow.kubectl_command),
+            "connection": connection,
+            "command": self.scrub(flow.kubectl_command),
             "user_agent": self.scrub(flow.request.headers.get("User-Agent", "")),
             "source": flow.request.remote or "",
-            "started_at": now, "ended_at": now, "outcome": "", "requests": 0,
+            "started_at": now,
+            "ended_at": now,
+            "outcome": "",
+            "requests": 0,
         }
         self._sessions[key] = _SessionState(session_id, now)
         return session_id
@@ -188,8 +211,16 @@ class Recorder:
 
     # -- events ---------------------------------------------------------------------------------------
 
-    async def record_event(self, session_id: str | None, type: str, data: Mapping[str, Any], *, durable: bool,
-                           outcome: str | None = None, counts_request: bool = False) -> int:
+    async def record_event(
+        self,
+        session_id: str | None,
+        type: str,
+        data: Mapping[str, Any],
+        *,
+        durable: bool,
+        outcome: str | None = None,
+        counts_request: bool = False,
+    ) -> int:
         """Queue an event for the chain. durable=True waits until it is committed and returns its seq
         (raises StoreError when the store fails or does not answer within commit_timeout);
         durable=False returns 0 at once, and a failed write is logged and counted in `lost_events`."""
@@ -201,8 +232,11 @@ class Recorder:
         info: dict[str, Any] = data["info"] if isinstance(data.get("info"), dict) else {}
         event = NewEvent(
             session_id=self._alias.get(session_id, session_id) if session_id else None,
-            ts=self.clock(), type=type, data=canonical(scrubbed(dict(data), self.scrub)),
-            verb=info.get("verb") or None, resource=info.get("resource") or None,
+            ts=self.clock(),
+            type=type,
+            data=canonical(scrubbed(dict(data), self.scrub)),
+            verb=info.get("verb") or None,
+            resource=info.get("resource") or None,
             namespace=info.get("namespace") or None,
         )
         future: asyncio.Future[int] | None = asyncio.get_running_loop().create_future() if durable else None
@@ -290,8 +324,11 @@ class Recorder:
 
     async def _write(self, batch: list[_Item]) -> list[int]:
         new_ids = [sid for sid in dict.fromkeys(i.event.session_id for i in batch) if sid in self._new_sessions]
-        write = _BatchWrite(self.store.dialect, [self._new_sessions[sid] for sid in new_ids],
-                            [(i.event, i.outcome, i.counts_request) for i in batch])
+        write = _BatchWrite(
+            self.store.dialect,
+            [self._new_sessions[sid] for sid in new_ids],
+            [(i.event, i.outcome, i.counts_request) for i in batch],
+        )
         seqs = await self.store.write_sync(write.run)
         for sid in new_ids:
             del self._new_sessions[sid]
@@ -310,8 +347,12 @@ class Recorder:
         now = self.clock() if now is None else now
         result = await self.store.write_sync(functools.partial(_retain, now, now - self.retention_seconds))
         if result is not None:
-            log.info("retention removed %d events and %d sessions older than %s", result.events_removed,
-                     result.sessions_removed, result.cutoff)
+            log.info(
+                "retention removed %d events and %d sessions older than %s",
+                result.events_removed,
+                result.sessions_removed,
+                result.cutoff,
+            )
         return result
 
     async def _retention_loop(self) -> None:
@@ -342,12 +383,13 @@ class _BatchWrite:
                 seals.append(NewEvent(actual, row["started_at"], "session", session_seal(row)))
             else:
                 self.remap[row["id"]] = actual
-        chained = [replace(ev, session_id=self.remap.get(s, s) if (s := ev.session_id) else None)
-                   for ev, _, _ in self.items]
+        chained = [
+            replace(ev, session_id=self.remap.get(s, s) if (s := ev.session_id) else None) for ev, _, _ in self.items
+        ]
         seqs = append(conn, head, seals + chained)
         outcomes = [(outcome, counts) for _, outcome, counts in self.items]
         _touch_sessions(conn, [(ev, *rest) for ev, rest in zip(chained, outcomes, strict=True)])
-        return seqs[len(seals):]
+        return seqs[len(seals) :]
 
 
 def _insert_session(conn: Connection, dialect: str, row: dict[str, Any]) -> str:
@@ -356,15 +398,22 @@ def _insert_session(conn: Connection, dialect: str, row: dict[str, Any]) -> str:
         conn.execute(sa.insert(sessions), row)
     else:
         insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(sessions)
-        conn.execute(insert.values(row).on_conflict_do_nothing(
-            index_elements=["kubectl_session", "username"], index_where=_KUBECTL_SESSION_INDEX_WHERE))
-        existing = conn.execute(sa.select(sessions.c.id).where(
-            sessions.c.kubectl_session == row["kubectl_session"], sessions.c.username == row["username"])).one()
+        conn.execute(
+            insert.values(row).on_conflict_do_nothing(
+                index_elements=["kubectl_session", "username"], index_where=_KUBECTL_SESSION_INDEX_WHERE
+            )
+        )
+        existing = conn.execute(
+            sa.select(sessions.c.id).where(
+                sessions.c.kubectl_session == row["kubectl_session"], sessions.c.username == row["username"]
+            )
+        ).one()
         if existing.id != row["id"]:
             return str(existing.id)
     if row["groups"]:
-        conn.execute(sa.insert(session_groups),
-                     [{"session_id": row["id"], "name": g} for g in dict.fromkeys(row["groups"])])
+        conn.execute(
+            sa.insert(session_groups), [{"session_id": row["id"], "name": g} for g in dict.fromkeys(row["groups"])]
+        )
     return str(row["id"])
 
 
@@ -379,9 +428,13 @@ def _touch_sessions(conn: Connection, chained: list[tuple[NewEvent, str | None, 
         touched[ev.session_id] = (max(last, ev.ts), count + counts_request, outcome)
     if not touched:
         return
-    conn.execute(TOUCH_SESSIONS, [
-        {"b_id": sid, "b_last": last, "b_count": count, "b_outcome": outcome or ""}
-        for sid, (last, count, outcome) in touched.items()])
+    conn.execute(
+        TOUCH_SESSIONS,
+        [
+            {"b_id": sid, "b_last": last, "b_count": count, "b_outcome": outcome or ""}
+            for sid, (last, count, outcome) in touched.items()
+        ],
+    )
 
 
 def _retain(now: float, cutoff: float, conn: Connection) -> RetentionResult | None:
@@ -397,16 +450,29 @@ def _retain(now: float, cutoff: float, conn: Connection) -> RetentionResult | No
         raise StoreError(f"event {through} is missing: run kubegate audit verify before retention")
     removed = conn.execute(sa.delete(events).where(events.c.seq <= through)).rowcount
     orphaned = sa.select(sessions.c.id).where(
-        sessions.c.ended_at < cutoff, ~sa.exists().where(events.c.session_id == sessions.c.id))
+        sessions.c.ended_at < cutoff, ~sa.exists().where(events.c.session_id == sessions.c.id)
+    )
     ids = list(conn.execute(orphaned).scalars())
     for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
+        chunk = ids[start : start + 500]
         conn.execute(sa.delete(session_groups).where(session_groups.c.session_id.in_(chunk)))
         conn.execute(sa.delete(sessions).where(sessions.c.id.in_(chunk)))
-    conn.execute(sa.insert(chain_checkpoints).values(
-        created_at=now, cutoff=cutoff, through_seq=through, last_hash=last_hash,
-        events_removed=removed, sessions_removed=len(ids)))
-    note = {"through_seq": through, "last_hash": last_hash, "cutoff": cutoff,
-            "events_removed": removed, "sessions_removed": len(ids)}
+    conn.execute(
+        sa.insert(chain_checkpoints).values(
+            created_at=now,
+            cutoff=cutoff,
+            through_seq=through,
+            last_hash=last_hash,
+            events_removed=removed,
+            sessions_removed=len(ids),
+        )
+    )
+    note = {
+        "through_seq": through,
+        "last_hash": last_hash,
+        "cutoff": cutoff,
+        "events_removed": removed,
+        "sessions_removed": len(ids),
+    }
     append(conn, head, [NewEvent(None, now, "retention", canonical(note))])
     return RetentionResult(cutoff, through, removed, len(ids))

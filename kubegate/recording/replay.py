@@ -52,12 +52,14 @@ def summarize(event: dict[str, Any]) -> str:
         if data.get("stream"):
             return f"{data.get('status')} stream started"
         return f"{data.get('status')} in {data.get('duration_ms')} ms, {data.get('bytes', 0)} bytes" + (
-            f", error: {data['error']}" if data.get("error") else "")
+            f", error: {data['error']}" if data.get("error") else ""
+        )
     if kind == "chunk":
         return f"#{data.get('n')} {data.get('bytes', 0)} bytes"
     if kind == "end":
         return f"stream ended after {data.get('duration_ms')} ms, {data.get('bytes', 0)} bytes" + (
-            f", error: {data['error']}" if data.get("error") else "")
+            f", error: {data['error']}" if data.get("error") else ""
+        )
     if kind == "refused":
         prefix = f"{_request_line(data)} -> " if "method" in data else ""
         return prefix + _status(data.get("status") or {})
@@ -66,7 +68,8 @@ def summarize(event: dict[str, Any]) -> str:
     if kind == "refusals":
         seen = "; ".join(f"{s.get('what')} ({s.get('count')}x)" for s in data.get("samples") or [])
         return f"{data.get('refusals')} more refusals of client {data.get('client')} counted, not recorded: {seen}" + (
-            f"; {data['others']} others" if data.get("others") else "")
+            f"; {data['others']} others" if data.get("others") else ""
+        )
     return ", ".join(f"{k}={v}" for k, v in sorted(data.items()))
 
 
@@ -93,8 +96,11 @@ def _render(event: dict[str, Any]) -> str:
 def replay_steps(session: dict[str, Any], events: Iterable[dict[str, Any]]) -> Iterator[Step]:
     """The command line first, then each request and what came back, spaced as recorded."""
     command = session.get("command") or f"(a client without Kubectl-Command: {session.get('user_agent') or '?'})"
-    yield Step(0.0, f"$ {command}    # {session.get('username') or '(no identity)'} on "
-                    f"{session.get('connection')}, {session.get('started_at')}\n")
+    yield Step(
+        0.0,
+        f"$ {command}    # {session.get('username') or '(no identity)'} on "
+        f"{session.get('connection')}, {session.get('started_at')}\n",
+    )
     previous = parse_time(session["started_at"])
     for event in events:
         now = parse_time(event["time"])

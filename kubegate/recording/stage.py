@@ -36,8 +36,9 @@ class RecorderStage(Stage):
 
     name = "recorder"
 
-    def __init__(self, recorder: Recorder, masker: Masker | None = None,
-                 anonymous: AnonymousRefusals | None = None) -> None:
+    def __init__(
+        self, recorder: Recorder, masker: Masker | None = None, anonymous: AnonymousRefusals | None = None
+    ) -> None:
         self.recorder = recorder
         self.masker = masker or Masker(MaskingConfig())
         self.anonymous = anonymous or AnonymousRefusals()
@@ -48,8 +49,12 @@ class RecorderStage(Stage):
             session_id = self.recorder.session_for(flow)
             seq = await self.recorder.record_event(session_id, "request", data, durable=True, counts_request=True)
         except StoreError as exc:
-            raise Refused(503, f"kubegate cannot record this request, so it was not forwarded: {exc}; "
-                               "try again or contact the kubegate operator", reason="ServiceUnavailable") from exc
+            raise Refused(
+                503,
+                f"kubegate cannot record this request, so it was not forwarded: {exc}; "
+                "try again or contact the kubegate operator",
+                reason="ServiceUnavailable",
+            ) from exc
         flow.extras[self.name] = _FlowRecord(session_id, seq)
 
     async def on_response(self, flow: Flow) -> None:
@@ -58,9 +63,17 @@ class RecorderStage(Stage):
             return
         rec.stream = is_stream(flow)
         if rec.stream:
-            await self._record(rec.session_id, "response", {
-                "flow": flow.id, "request_seq": rec.request_seq, "status": flow.response_status,
-                "headers": response_headers(flow), "stream": True})
+            await self._record(
+                rec.session_id,
+                "response",
+                {
+                    "flow": flow.id,
+                    "request_seq": rec.request_seq,
+                    "status": flow.response_status,
+                    "headers": response_headers(flow),
+                    "stream": True,
+                },
+            )
 
     async def on_chunk(self, flow: Flow, data: bytes) -> bytes:
         rec: _FlowRecord | None = flow.extras.get(self.name)
@@ -73,9 +86,12 @@ class RecorderStage(Stage):
                 rec.body += data[:room]
             return data
         if not self.recorder.healthy:
-            raise Refused(503, "kubegate cannot record this stream any more, so it was stopped: the store "
-                               "failed; run the command again or contact the kubegate operator",
-                          reason="ServiceUnavailable")
+            raise Refused(
+                503,
+                "kubegate cannot record this stream any more, so it was stopped: the store "
+                "failed; run the command again or contact the kubegate operator",
+                reason="ServiceUnavailable",
+            )
         rec.chunks += 1
         await self._record(rec.session_id, "chunk", {"flow": flow.id, "n": rec.chunks, **body_fields(data, len(data))})
         return data
@@ -86,26 +102,52 @@ class RecorderStage(Stage):
         rec: _FlowRecord | None = flow.extras.get(self.name)
         duration_ms = round((time.monotonic() - flow.started) * 1000, 3)
         if flow.refusal is not None and "retry_of" in flow.extras:
-            await self._record(self.recorder.session_for(flow), "retry", {
-                "flow": flow.id, "retry_of": flow.extras["retry_of"], "method": flow.method,
-                "upgrade": flow.request.headers.get("Upgrade", ""), "duration_ms": duration_ms})
+            await self._record(
+                self.recorder.session_for(flow),
+                "retry",
+                {
+                    "flow": flow.id,
+                    "retry_of": flow.extras["retry_of"],
+                    "method": flow.method,
+                    "upgrade": flow.request.headers.get("Upgrade", ""),
+                    "duration_ms": duration_ms,
+                },
+            )
         elif flow.refusal is not None and flow.identity is None:
             await self._record_anonymous(flow, duration_ms)
         elif flow.refusal is not None:
             await self._record_refusal(flow, rec, duration_ms)
         elif rec is not None and rec.stream:
-            await self._record(rec.session_id, "end", {
-                "flow": flow.id, "request_seq": rec.request_seq, "duration_ms": duration_ms, "bytes": rec.size,
-                "chunks": rec.chunks, "error": flow.error,
-                **({"upgrade": flow.extras["upgrade_summary"]} if "upgrade_summary" in flow.extras else {})},
-                outcome="error" if flow.error else "ok")
+            await self._record(
+                rec.session_id,
+                "end",
+                {
+                    "flow": flow.id,
+                    "request_seq": rec.request_seq,
+                    "duration_ms": duration_ms,
+                    "bytes": rec.size,
+                    "chunks": rec.chunks,
+                    "error": flow.error,
+                    **({"upgrade": flow.extras["upgrade_summary"]} if "upgrade_summary" in flow.extras else {}),
+                },
+                outcome="error" if flow.error else "ok",
+            )
         elif rec is not None:
             failed = bool(flow.error) or flow.response_status >= 400 or flow.response_status == 0
-            await self._record(rec.session_id, "response", {
-                "flow": flow.id, "request_seq": rec.request_seq, "status": flow.response_status,
-                "headers": response_headers(flow), "duration_ms": duration_ms, "error": flow.error,
-                **body_fields(bytes(rec.body), self.recorder.max_body_bytes, total=rec.size)},
-                outcome="error" if failed else "ok")
+            await self._record(
+                rec.session_id,
+                "response",
+                {
+                    "flow": flow.id,
+                    "request_seq": rec.request_seq,
+                    "status": flow.response_status,
+                    "headers": response_headers(flow),
+                    "duration_ms": duration_ms,
+                    "error": flow.error,
+                    **body_fields(bytes(rec.body), self.recorder.max_body_bytes, total=rec.size),
+                },
+                outcome="error" if failed else "ok",
+            )
 
     async def _record_refusal(self, flow: Flow, rec: _FlowRecord | None, duration_ms: float) -> None:
         """A refusal from any stage; one that came before this stage's on_request carries the request."""
@@ -119,8 +161,9 @@ class RecorderStage(Stage):
         else:
             data.update(request_fields(flow, self.recorder.max_body_bytes, self.masker))
         session_id = rec.session_id if rec is not None else self.recorder.session_for(flow)
-        await self._record(session_id, "refused", data, outcome="denied" if denied else "refused",
-                           counts_request=rec is None)
+        await self._record(
+            session_id, "refused", data, outcome="denied" if denied else "refused", counts_request=rec is None
+        )
 
     async def _record_anonymous(self, flow: Flow, duration_ms: float) -> None:
         """A caller kubegate could not identify: the first refusal of its window, cut short; then counts."""
@@ -133,23 +176,41 @@ class RecorderStage(Stage):
             return
         window.session_id = self.recorder.session_for(flow)
         code = int(getattr(refusal, "code", 500))
-        await self._record(window.session_id, "refused", {
-            "flow": flow.id, "method": cut(flow.method, 16), "path": cut(flow.raw_path),
-            "query": cut(flow.query_string),
-            "status": {"code": code, "reason": getattr(refusal, "reason", None), "message": cut(message)},
-            "client": window.client, "user_agent": cut(flow.request.headers.get("User-Agent", "")),
-            "duration_ms": duration_ms, "window_seconds": self.anonymous.window_seconds},
-            outcome="refused", counts_request=True)
+        await self._record(
+            window.session_id,
+            "refused",
+            {
+                "flow": flow.id,
+                "method": cut(flow.method, 16),
+                "path": cut(flow.raw_path),
+                "query": cut(flow.query_string),
+                "status": {"code": code, "reason": getattr(refusal, "reason", None), "message": cut(message)},
+                "client": window.client,
+                "user_agent": cut(flow.request.headers.get("User-Agent", "")),
+                "duration_ms": duration_ms,
+                "window_seconds": self.anonymous.window_seconds,
+            },
+            outcome="refused",
+            counts_request=True,
+        )
 
     async def close(self) -> None:
         for done in self.anonymous.drain():
             await self._record(done.session_id, "refusals", done.summary())
 
-    async def _record(self, session_id: str, type: str, data: dict[str, Any], *, outcome: str | None = None,
-                      counts_request: bool = False) -> None:
+    async def _record(
+        self,
+        session_id: str,
+        type: str,
+        data: dict[str, Any],
+        *,
+        outcome: str | None = None,
+        counts_request: bool = False,
+    ) -> None:
         try:
-            await self.recorder.record_event(session_id, type, data, durable=False, outcome=outcome,
-                                             counts_request=counts_request)
+            await self.recorder.record_event(
+                session_id, type, data, durable=False, outcome=outcome, counts_request=counts_request
+            )
         except StoreError as exc:
             self.recorder.lost_events += 1
             log.error("cannot record a %s event of session %s: %s", type, session_id, exc)

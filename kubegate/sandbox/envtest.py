@@ -47,7 +47,8 @@ GATEWAY_USER = "kubegate:kubegate"
 RBAC_FILE = Path(__file__).resolve().parents[2] / "deploy" / "rbac.yaml"
 
 AUDIT_POLICY = {
-    "apiVersion": "audit.k8s.io/v1", "kind": "Policy",
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
     "rules": [
         {"level": "None", "users": ["system:apiserver"]},
         {"level": "RequestResponse", "users": [GATEWAY_USER]},
@@ -60,9 +61,24 @@ AUDIT_POLICY = {
 _READ = ["get", "list", "watch"]
 _WRITE = ["create", "delete", "deletecollection", "patch", "update"]
 _VIEW_RESOURCES = {
-    "": ["configmaps", "endpoints", "persistentvolumeclaims", "pods", "pods/log", "pods/status",
-         "replicationcontrollers", "services", "serviceaccounts", "events", "limitranges", "resourcequotas",
-         "namespaces", "namespaces/status", "pods/status", "services/status"],
+    "": [
+        "configmaps",
+        "endpoints",
+        "persistentvolumeclaims",
+        "pods",
+        "pods/log",
+        "pods/status",
+        "replicationcontrollers",
+        "services",
+        "serviceaccounts",
+        "events",
+        "limitranges",
+        "resourcequotas",
+        "namespaces",
+        "namespaces/status",
+        "pods/status",
+        "services/status",
+    ],
     "apps": ["daemonsets", "deployments", "deployments/scale", "replicasets", "statefulsets"],
     "batch": ["cronjobs", "jobs"],
     "networking.k8s.io": ["ingresses", "networkpolicies"],
@@ -71,20 +87,40 @@ _VIEW_RESOURCES = {
     "discovery.k8s.io": ["endpointslices"],
 }
 AGGREGATED_RULES: dict[str, list[dict[str, Any]]] = {
-    "view": [{"apiGroups": [group], "resources": resources, "verbs": _READ}
-             for group, resources in _VIEW_RESOURCES.items()],
+    "view": [
+        {"apiGroups": [group], "resources": resources, "verbs": _READ} for group, resources in _VIEW_RESOURCES.items()
+    ],
     "edit": [
-        *({"apiGroups": [group], "resources": resources, "verbs": _READ}
-          for group, resources in _VIEW_RESOURCES.items()),
-        {"apiGroups": [""], "resources": ["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy",
-                                          "configmaps", "secrets", "services", "serviceaccounts",
-                                          "persistentvolumeclaims", "replicationcontrollers", "events"],
-         "verbs": _WRITE},
+        *(
+            {"apiGroups": [group], "resources": resources, "verbs": _READ}
+            for group, resources in _VIEW_RESOURCES.items()
+        ),
+        {
+            "apiGroups": [""],
+            "resources": [
+                "pods",
+                "pods/attach",
+                "pods/exec",
+                "pods/portforward",
+                "pods/proxy",
+                "configmaps",
+                "secrets",
+                "services",
+                "serviceaccounts",
+                "persistentvolumeclaims",
+                "replicationcontrollers",
+                "events",
+            ],
+            "verbs": _WRITE,
+        },
         {"apiGroups": [""], "resources": ["secrets"], "verbs": _READ},
         {"apiGroups": [""], "resources": ["pods/exec", "pods/attach", "pods/portforward"], "verbs": ["get"]},
         {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
-        {"apiGroups": ["apps"], "resources": ["daemonsets", "deployments", "deployments/scale", "replicasets",
-                                              "statefulsets"], "verbs": _WRITE},
+        {
+            "apiGroups": ["apps"],
+            "resources": ["daemonsets", "deployments", "deployments/scale", "replicasets", "statefulsets"],
+            "verbs": _WRITE,
+        },
         {"apiGroups": ["batch"], "resources": ["cronjobs", "jobs"], "verbs": _WRITE},
         {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"], "verbs": _WRITE},
         {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": _WRITE},
@@ -100,8 +136,10 @@ def assets_dir() -> Path:
     """The folder holding kube-apiserver and etcd, or EnvtestUnavailable saying what is missing."""
     value = os.environ.get(ASSETS_VARIABLE, "")
     if not value:
-        raise EnvtestUnavailable(f"{ASSETS_VARIABLE} is not set; scripts/test sets it from ../shared/envtest "
-                                 "(or point it at your own envtest binaries)")
+        raise EnvtestUnavailable(
+            f"{ASSETS_VARIABLE} is not set; scripts/test sets it from ../shared/envtest "
+            "(or point it at your own envtest binaries)"
+        )
     folder = Path(value)
     missing = [b for b in ("kube-apiserver", "etcd") if not os.access(folder / b, os.X_OK)]
     if missing:
@@ -175,45 +213,84 @@ class ControlPlane:
 
     def start(self, timeout: float = 60) -> ControlPlane:
         self.root.mkdir(parents=True, exist_ok=True)
-        certs = ensure_serving_cert(self.root / "tls", ["127.0.0.1", "localhost", "kubernetes.default.svc",
-                                                        "kubernetes.default", "kubernetes"], cn="envtest")
+        certs = ensure_serving_cert(
+            self.root / "tls",
+            ["127.0.0.1", "localhost", "kubernetes.default.svc", "kubernetes.default", "kubernetes"],
+            cn="envtest",
+        )
         self.ca_file = certs.ca
         sa_key = self.root / "sa.key"
         key = ec.generate_private_key(ec.SECP256R1())
-        sa_key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                             serialization.NoEncryption()))
-        (self.root / "sa.pub").write_bytes(key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        sa_key.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        (self.root / "sa.pub").write_bytes(
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
         tokens = self.root / "tokens.csv"
-        tokens.write_text(f'{self.admin_token},{ADMIN_USER},admin-uid,"system:masters"\n'
-                          f"{self.gateway_token},{GATEWAY_USER},kubegate-uid\n")
+        tokens.write_text(
+            f'{self.admin_token},{ADMIN_USER},admin-uid,"system:masters"\n'
+            f"{self.gateway_token},{GATEWAY_USER},kubegate-uid\n"
+        )
         tokens.chmod(0o600)
         policy = self.root / "audit-policy.yaml"
         policy.write_text(yaml.safe_dump(AUDIT_POLICY))
         client_port, peer_port, self.port = free_port(), free_port(), free_port()
         etcd_dir = self.root / "etcd"
         shutil.rmtree(etcd_dir, ignore_errors=True)
-        self._spawn("etcd", [
-            "--name", "envtest", "--data-dir", str(etcd_dir),
-            "--listen-client-urls", f"http://127.0.0.1:{client_port}",
-            "--advertise-client-urls", f"http://127.0.0.1:{client_port}",
-            "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
-            "--initial-cluster", f"envtest=http://127.0.0.1:{peer_port}", "--initial-cluster-state", "new",
-            "--log-level", "error",
-        ])
-        self._spawn("kube-apiserver", [
-            f"--etcd-servers=http://127.0.0.1:{client_port}", "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1", f"--secure-port={self.port}", "--endpoint-reconciler-type=none",
-            f"--tls-cert-file={certs.cert}", f"--tls-private-key-file={certs.key}", f"--client-ca-file={certs.ca}",
-            f"--token-auth-file={tokens}", "--authorization-mode=RBAC",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={self.root / 'sa.pub'}",
-            f"--service-account-signing-key-file={sa_key}", "--service-cluster-ip-range=10.0.0.0/24",
-            f"--cert-dir={self.root / 'certs'}", f"--audit-policy-file={policy}",
-            f"--audit-log-path={self.audit_log}", "--audit-log-format=json", "--audit-log-mode=blocking",
-            "--audit-log-maxsize=0", "--allow-privileged=true", "--v=0", *self.extra_args,
-        ])
+        self._spawn(
+            "etcd",
+            [
+                "--name",
+                "envtest",
+                "--data-dir",
+                str(etcd_dir),
+                "--listen-client-urls",
+                f"http://127.0.0.1:{client_port}",
+                "--advertise-client-urls",
+                f"http://127.0.0.1:{client_port}",
+                "--listen-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+                "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{peer_port}",
+                "--initial-cluster",
+                f"envtest=http://127.0.0.1:{peer_port}",
+                "--initial-cluster-state",
+                "new",
+                "--log-level",
+                "error",
+            ],
+        )
+        self._spawn(
+            "kube-apiserver",
+            [
+                f"--etcd-servers=http://127.0.0.1:{client_port}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.port}",
+                "--endpoint-reconciler-type=none",
+                f"--tls-cert-file={certs.cert}",
+                f"--tls-private-key-file={certs.key}",
+                f"--client-ca-file={certs.ca}",
+                f"--token-auth-file={tokens}",
+                "--authorization-mode=RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={self.root / 'sa.pub'}",
+                f"--service-account-signing-key-file={sa_key}",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                f"--cert-dir={self.root / 'certs'}",
+                f"--audit-policy-file={policy}",
+                f"--audit-log-path={self.audit_log}",
+                "--audit-log-format=json",
+                "--audit-log-mode=blocking",
+                "--audit-log-maxsize=0",
+                "--allow-privileged=true",
+                "--v=0",
+                *self.extra_args,
+            ],
+        )
         self.url = f"https://127.0.0.1:{self.port}"
         self._ctx = ssl.create_default_context(cafile=str(self.ca_file))
         try:
@@ -238,8 +315,15 @@ class ControlPlane:
 
     def _spawn(self, binary: str, args: list[str]) -> None:
         log = (self.root / f"{binary}.log").open("ab")
-        self._procs.append(subprocess.Popen([str(self.assets / binary), *args], stdout=log, stderr=log,
-                                            stdin=subprocess.DEVNULL, start_new_session=True))
+        self._procs.append(
+            subprocess.Popen(
+                [str(self.assets / binary), *args],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
 
     def _wait_ready(self, timeout: float) -> None:
         """/readyz, then the OpenAPI document kubectl apply validates against (served a little later)."""
@@ -262,19 +346,38 @@ class ControlPlane:
             if doc:
                 self.apply(doc)
         for name, rules in AGGREGATED_RULES.items():
-            self.request("PATCH", f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}",
-                         {"rules": rules}, content_type="application/merge-patch+json")
+            self.request(
+                "PATCH",
+                f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}",
+                {"rules": rules},
+                content_type="application/merge-patch+json",
+            )
 
     # -- talking to it as the admin -------------------------------------------------------------------
 
-    def request(self, method: str, path: str, body: Any = None, *, token: str | None = None,
-                content_type: str = "application/json", check: bool = True,
-                timeout: float = 30) -> tuple[int, Any]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | None = None,
+        content_type: str = "application/json",
+        check: bool = True,
+        timeout: float = 30,
+    ) -> tuple[int, Any]:
         """One API call (as the admin unless given a token); returns (status, decoded JSON or text)."""
         data = body if isinstance(body, bytes) else json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers={
-            "Authorization": f"Bearer {token or self.admin_token}", "Content-Type": content_type,
-            "Accept": "application/json"})
+        req = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={
+                "Authorization": f"Bearer {token or self.admin_token}",
+                "Content-Type": content_type,
+                "Accept": "application/json",
+            },
+        )
         try:
             with urllib.request.urlopen(req, context=self._ctx, timeout=timeout) as resp:
                 status, raw = resp.status, resp.read()
@@ -291,8 +394,9 @@ class ControlPlane:
     def apply(self, obj: dict[str, Any], *, field_manager: str = "envtest") -> dict[str, Any]:
         """Server-side apply of one object as the admin (any kind the cluster serves)."""
         path = self.object_path(obj)
-        _, out = self.request("PATCH", f"{path}?fieldManager={field_manager}&force=true", obj,
-                              content_type="application/apply-patch+yaml")
+        _, out = self.request(
+            "PATCH", f"{path}?fieldManager={field_manager}&force=true", obj, content_type="application/apply-patch+yaml"
+        )
         result: dict[str, Any] = out
         return result
 
@@ -313,8 +417,7 @@ class ControlPlane:
 
     def ensure_namespace(self, name: str) -> None:
         self.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-        self.apply({"apiVersion": "v1", "kind": "ServiceAccount",
-                    "metadata": {"name": "default", "namespace": name}})
+        self.apply({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": name}})
 
     def get(self, path: str) -> Any:
         return self.request("GET", path)[1]
@@ -322,13 +425,32 @@ class ControlPlane:
     def exists(self, path: str) -> bool:
         return self.request("GET", path, check=False)[0] == 200
 
-    _PLURALS = {"Endpoints": "endpoints", "NetworkPolicy": "networkpolicies", "Ingress": "ingresses",
-                "PodDisruptionBudget": "poddisruptionbudgets", "StorageClass": "storageclasses",
-                "IngressClass": "ingressclasses", "PriorityClass": "priorityclasses"}
-    _CLUSTER_KINDS = frozenset({"Namespace", "Node", "ClusterRole", "ClusterRoleBinding", "PersistentVolume",
-                                "CustomResourceDefinition", "StorageClass", "PriorityClass", "IngressClass",
-                                "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
-                                "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"})
+    _PLURALS = {
+        "Endpoints": "endpoints",
+        "NetworkPolicy": "networkpolicies",
+        "Ingress": "ingresses",
+        "PodDisruptionBudget": "poddisruptionbudgets",
+        "StorageClass": "storageclasses",
+        "IngressClass": "ingressclasses",
+        "PriorityClass": "priorityclasses",
+    }
+    _CLUSTER_KINDS = frozenset(
+        {
+            "Namespace",
+            "Node",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "PersistentVolume",
+            "CustomResourceDefinition",
+            "StorageClass",
+            "PriorityClass",
+            "IngressClass",
+            "ValidatingWebhookConfiguration",
+            "MutatingWebhookConfiguration",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+        }
+    )
 
     def object_path(self, obj: dict[str, Any]) -> str:
         """The REST path of one object (built-in kinds; a CRD's kind with `plural` in the object's `_plural`)."""
@@ -343,16 +465,29 @@ class ControlPlane:
 
     # -- credentials for others -----------------------------------------------------------------------
 
-    def write_kubeconfig(self, path: Path, token: str | None = None, *, cert: ClientCert | None = None,
-                         server: str | None = None) -> Path:
+    def write_kubeconfig(
+        self, path: Path, token: str | None = None, *, cert: ClientCert | None = None, server: str | None = None
+    ) -> Path:
         """A kubeconfig for this cluster: kubegate's own token unless given another token or a client cert."""
-        user: dict[str, Any] = ({"client-certificate": str(cert.cert), "client-key": str(cert.key)} if cert
-                                else {"token": token or self.gateway_token})
+        user: dict[str, Any] = (
+            {"client-certificate": str(cert.cert), "client-key": str(cert.key)}
+            if cert
+            else {"token": token or self.gateway_token}
+        )
         config = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "envtest", "preferences": {},
-            "clusters": [{"name": "envtest", "cluster": {
-                "server": server or self.url,
-                "certificate-authority-data": base64.b64encode(self.ca_file.read_bytes()).decode()}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "envtest",
+            "preferences": {},
+            "clusters": [
+                {
+                    "name": "envtest",
+                    "cluster": {
+                        "server": server or self.url,
+                        "certificate-authority-data": base64.b64encode(self.ca_file.read_bytes()).decode(),
+                    },
+                }
+            ],
             "users": [{"name": "envtest", "user": user}],
             "contexts": [{"name": "envtest", "context": {"cluster": "envtest", "user": "envtest"}}],
         }
@@ -367,9 +502,11 @@ class ControlPlane:
 
     def service_account_token(self, namespace: str, name: str, seconds: int = 3600) -> str:
         """A token for a ServiceAccount from the TokenRequest API, as the kubelet gets a projected one."""
-        _, answer = self.request("POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token", {
-            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-            "spec": {"expirationSeconds": seconds}})
+        _, answer = self.request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": seconds}},
+        )
         token: str = answer["status"]["token"]
         return token
 
@@ -379,21 +516,34 @@ class ControlPlane:
         ca_key = serialization.load_pem_private_key((self.ca_file.parent / "ca.key").read_bytes(), password=None)
         assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
         key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([*(x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups),
-                          x509.NameAttribute(NameOID.COMMON_NAME, user)])
+        name = x509.Name(
+            [
+                *(x509.NameAttribute(NameOID.ORGANIZATION_NAME, g) for g in groups),
+                x509.NameAttribute(NameOID.COMMON_NAME, user),
+            ]
+        )
         now = dt.datetime.now(dt.UTC)
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(ca_cert.subject)
-                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=2))
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-                .sign(ca_key, hashes.SHA256()))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
         folder = self.root / "clients"
         folder.mkdir(exist_ok=True)
         stem = folder / secrets.token_hex(6)
         cert_path, key_path = stem.with_suffix(".crt"), stem.with_suffix(".key")
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
+        key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
         key_path.chmod(0o600)
         return ClientCert(cert_path, key_path)
 
@@ -419,8 +569,7 @@ class ControlPlane:
                 if where is None or where(event):
                     yield event
 
-    def wait_for_event(self, where: Callable[[AuditEvent], bool], since: int = 0,
-                       timeout: float = 10) -> AuditEvent:
+    def wait_for_event(self, where: Callable[[AuditEvent], bool], since: int = 0, timeout: float = 10) -> AuditEvent:
         """The first audit event after `since` that matches, waiting for it to be written."""
         deadline = time.monotonic() + timeout
         while True:
@@ -466,8 +615,7 @@ class EnvtestCluster:
     async def start(self) -> None:
         await asyncio.to_thread(self.control.start)
         self._loop = asyncio.get_running_loop()
-        self.kubelet = Kubelet(self.root / "kubelet", self.control.url, self.control.admin_token,
-                               self.control.ca_file)
+        self.kubelet = Kubelet(self.root / "kubelet", self.control.url, self.control.admin_token, self.control.ca_file)
         try:
             await self.kubelet.start()
         except BaseException:
@@ -506,8 +654,9 @@ class EnvtestCluster:
     def seed(self, objects: list[dict[str, Any]]) -> None:
         self.control.seed(objects)
 
-    def append_log(self, namespace: str, pod: str, text: str, container: str | None = None,
-                   partial: bool = False) -> None:
+    def append_log(
+        self, namespace: str, pod: str, text: str, container: str | None = None, partial: bool = False
+    ) -> None:
         """Container output, appended on the kubelet's loop (from any thread; returns once it is there)."""
         assert self.kubelet is not None and self._loop is not None
         kubelet = self.kubelet
@@ -521,4 +670,5 @@ class EnvtestCluster:
 
         async def append() -> None:
             kubelet.append_log(namespace, pod, text, container, partial)
+
         asyncio.run_coroutine_threadsafe(append(), self._loop).result(10)

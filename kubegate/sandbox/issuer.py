@@ -49,8 +49,7 @@ def _thumbprint(public: rsa.RSAPublicKey) -> str:
 class DevIssuer:
     """An OIDC issuer on https://HOST:PORT that signs whatever tokens its owner asks for."""
 
-    def __init__(self, state_dir: Path, host: str = "127.0.0.1", port: int = 0,
-                 audience: str = "kubegate") -> None:
+    def __init__(self, state_dir: Path, host: str = "127.0.0.1", port: int = 0, audience: str = "kubegate") -> None:
         self.state_dir = Path(state_dir)
         self.host = host
         self.audience = audience
@@ -60,8 +59,7 @@ class DevIssuer:
         self._current = ""
         self._runner: web.AppRunner | None = None
         self.url = ""
-        certs = ensure_serving_cert(self.state_dir / "issuer-tls", [host, "localhost"],
-                                    cn="kubegate dev issuer")
+        certs = ensure_serving_cert(self.state_dir / "issuer-tls", [host, "localhost"], cn="kubegate dev issuer")
         self.ca_file = certs.ca
         self._certs = certs
         self._codes = AuthorizationCodes()
@@ -88,8 +86,11 @@ class DevIssuer:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         kid = _thumbprint(key.public_key())
         path = self._key_dir / f"{kid}.pem"
-        path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
         path.chmod(0o600)
         self._keys[kid] = key
         self._set_current(kid)
@@ -123,9 +124,17 @@ class DevIssuer:
 
     # tokens
 
-    def mint(self, sub: str, groups: Iterable[str] = (), claims: dict[str, Any] | None = None,
-             lifetime: float = 3600, audience: str | None = None, not_before: float | None = None,
-             kid: str | None = None, issuer: str | None = None) -> str:
+    def mint(
+        self,
+        sub: str,
+        groups: Iterable[str] = (),
+        claims: dict[str, Any] | None = None,
+        lifetime: float = 3600,
+        audience: str | None = None,
+        not_before: float | None = None,
+        kid: str | None = None,
+        issuer: str | None = None,
+    ) -> str:
         """A signed ID token. `claims` may override any standard claim; a value of None removes it."""
         if not self.url and issuer is None:
             raise RuntimeError("start() the issuer before minting: the token's iss is its URL")
@@ -165,8 +174,9 @@ class DevIssuer:
         app.router.add_post("/authorize", self._authorize)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self._port,
-                           ssl_context=server_ssl_context(self._certs.cert, self._certs.key))
+        site = web.TCPSite(
+            self._runner, self.host, self._port, ssl_context=server_ssl_context(self._certs.cert, self._certs.key)
+        )
         await site.start()
         self._port = self._runner.addresses[0][1]
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -185,19 +195,21 @@ class DevIssuer:
         await self.stop()
 
     async def _discovery(self, request: web.Request) -> web.Response:
-        return web.json_response({
-            "issuer": self.url,
-            "jwks_uri": f"{self.url}/jwks",
-            "token_endpoint": f"{self.url}/token",
-            "authorization_endpoint": f"{self.url}/authorize",
-            "response_types_supported": ["code", "id_token"],
-            "grant_types_supported": ["authorization_code"],
-            "code_challenge_methods_supported": ["S256"],
-            "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": [ALGORITHM],
-            "claims_supported": ["sub", "aud", "exp", "iat", "iss", "nbf", "jti", "groups", "nonce"],
-        })
+        return web.json_response(
+            {
+                "issuer": self.url,
+                "jwks_uri": f"{self.url}/jwks",
+                "token_endpoint": f"{self.url}/token",
+                "authorization_endpoint": f"{self.url}/authorize",
+                "response_types_supported": ["code", "id_token"],
+                "grant_types_supported": ["authorization_code"],
+                "code_challenge_methods_supported": ["S256"],
+                "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": [ALGORITHM],
+                "claims_supported": ["sub", "aud", "exp", "iat", "iss", "nbf", "jti", "groups", "nonce"],
+            }
+        )
 
     async def _jwks(self, request: web.Request) -> web.Response:
         return web.json_response(self.jwks())
@@ -206,7 +218,8 @@ class DevIssuer:
         """Mint a token for the fields given (form or JSON): sub, groups, claims, lifetime, audience."""
         if not _is_loopback(request.remote):
             return web.json_response(
-                {"error": "the development issuer mints tokens for loopback clients only"}, status=403)
+                {"error": "the development issuer mints tokens for loopback clients only"}, status=403
+            )
         if request.content_type != "application/json" and (await request.post()).get("grant_type"):
             return await self._exchange_code(request)
         try:
@@ -246,14 +259,20 @@ class DevIssuer:
         if not client_id and basic.startswith("Basic "):
             client_id = base64.b64decode(basic[6:]).decode(errors="replace").partition(":")[0]
         try:
-            grant = self._codes.redeem(str(form.get("code", "")), client_id, str(form.get("redirect_uri", "")),
-                                       str(form.get("code_verifier", "")))
+            grant = self._codes.redeem(
+                str(form.get("code", "")),
+                client_id,
+                str(form.get("redirect_uri", "")),
+                str(form.get("code_verifier", "")),
+            )
         except LoginError as exc:
             return web.json_response({"error": "invalid_grant", "error_description": str(exc)}, status=400)
         claims = {"nonce": grant.nonce} if grant.nonce else {}
         token = self.mint(grant.sub, grant.groups, claims, lifetime=ID_TOKEN_LIFETIME, audience=grant.client_id)
-        return web.json_response({"access_token": token, "id_token": token, "token_type": "Bearer",
-                                  "expires_in": ID_TOKEN_LIFETIME}, headers={"Cache-Control": "no-store"})
+        return web.json_response(
+            {"access_token": token, "id_token": token, "token_type": "Bearer", "expires_in": ID_TOKEN_LIFETIME},
+            headers={"Cache-Control": "no-store"},
+        )
 
 
 def _is_loopback(remote: str | None) -> bool:
@@ -288,8 +307,7 @@ async def _token_fields(request: web.Request) -> dict[str, Any]:
         sub, lifetime, audience = form.get("sub"), form.get("lifetime", "3600"), form.get("audience")
     if not isinstance(sub, str) or not sub:
         raise ValueError("sub is required")
-    seconds = parse_duration(lifetime if not isinstance(lifetime, str) or not lifetime.isdigit()
-                             else int(lifetime))
+    seconds = parse_duration(lifetime if not isinstance(lifetime, str) or not lifetime.isdigit() else int(lifetime))
     if not 0 < seconds <= MAX_LIFETIME:
         raise ValueError(f"lifetime must be between 1s and {MAX_LIFETIME}s")
     if audience is not None and not isinstance(audience, str):

@@ -104,43 +104,78 @@ class Kubelet:
         if self._runner is not None:
             await self._runner.cleanup()
 
-    def append_log(self, namespace: str, pod: str, text: str, container: str | None = None,
-                   partial: bool = False) -> None:
+    def append_log(
+        self, namespace: str, pod: str, text: str, container: str | None = None, partial: bool = False
+    ) -> None:
         """Append container output (call on the kubelet's event loop)."""
         self.logs.append(namespace, pod, text, container, partial)
 
     # -- the Node and its pods ------------------------------------------------------------------------
 
-    async def _api(self, method: str, path: str, body: Any = None,
-                   content_type: str = "application/merge-patch+json") -> tuple[int, Any]:
+    async def _api(
+        self, method: str, path: str, body: Any = None, content_type: str = "application/merge-patch+json"
+    ) -> tuple[int, Any]:
         assert self._session is not None
         data = orjson.dumps(body) if body is not None else None
-        async with self._session.request(method, self.server + path, data=data,
-                                         headers={"Content-Type": content_type}) as resp:
+        async with self._session.request(
+            method, self.server + path, data=data, headers={"Content-Type": content_type}
+        ) as resp:
             raw = await resp.read()
             return resp.status, orjson.loads(raw) if raw else None
 
     async def _register(self) -> None:
-        status, _ = await self._api("POST", "/api/v1/nodes", {
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": self.node, "labels": {"kubernetes.io/hostname": self.node,
-                                                        "kubernetes.io/os": "linux"}}},
-            content_type="application/json")
+        status, _ = await self._api(
+            "POST",
+            "/api/v1/nodes",
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": self.node,
+                    "labels": {"kubernetes.io/hostname": self.node, "kubernetes.io/os": "linux"},
+                },
+            },
+            content_type="application/json",
+        )
         if status not in (201, 409):
             raise RuntimeError(f"could not register Node {self.node}: {status}")
         stamp = _now()
         capacity = {"cpu": "2", "memory": "8Gi", "pods": "110"}
-        status, answer = await self._api("PATCH", f"/api/v1/nodes/{self.node}/status", {"status": {
-            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}},
-            "declaredFeatures": DECLARED_FEATURES,
-            "capacity": capacity, "allocatable": capacity,
-            "nodeInfo": {"kubeletVersion": "v1.36.2", "operatingSystem": "linux", "architecture": "amd64",
-                         "containerRuntimeVersion": "kubegate-sandbox://1", "machineID": "", "systemUUID": "",
-                         "bootID": "", "kernelVersion": "", "osImage": "kubegate sandbox", "kubeProxyVersion": ""},
-            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
-                            "message": "kubegate's kubelet stand-in is ready", "lastHeartbeatTime": stamp,
-                            "lastTransitionTime": stamp}]}})
+        status, answer = await self._api(
+            "PATCH",
+            f"/api/v1/nodes/{self.node}/status",
+            {
+                "status": {
+                    "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                    "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}},
+                    "declaredFeatures": DECLARED_FEATURES,
+                    "capacity": capacity,
+                    "allocatable": capacity,
+                    "nodeInfo": {
+                        "kubeletVersion": "v1.36.2",
+                        "operatingSystem": "linux",
+                        "architecture": "amd64",
+                        "containerRuntimeVersion": "kubegate-sandbox://1",
+                        "machineID": "",
+                        "systemUUID": "",
+                        "bootID": "",
+                        "kernelVersion": "",
+                        "osImage": "kubegate sandbox",
+                        "kubeProxyVersion": "",
+                    },
+                    "conditions": [
+                        {
+                            "type": "Ready",
+                            "status": "True",
+                            "reason": "KubeletReady",
+                            "message": "kubegate's kubelet stand-in is ready",
+                            "lastHeartbeatTime": stamp,
+                            "lastTransitionTime": stamp,
+                        }
+                    ],
+                }
+            },
+        )
         if status != 200:
             raise RuntimeError(f"could not set the status of Node {self.node}: {status} {answer}")
 
@@ -155,8 +190,10 @@ class Kubelet:
                 self._ready.set()
                 version = (listed or {}).get("metadata", {}).get("resourceVersion", "")
                 assert self._session is not None
-                url = (f"{self.server}/api/v1/pods?watch=true&fieldSelector={selector}"
-                       f"&resourceVersion={version}&allowWatchBookmarks=true")
+                url = (
+                    f"{self.server}/api/v1/pods?watch=true&fieldSelector={selector}"
+                    f"&resourceVersion={version}&allowWatchBookmarks=true"
+                )
                 async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=None)) as resp:
                     async for line in resp.content:
                         event = orjson.loads(line)
@@ -174,18 +211,47 @@ class Kubelet:
             return
         meta, spec = pod["metadata"], pod.get("spec") or {}
         stamp = _now()
-        containers = [{"name": c["name"], "image": c.get("image", ""), "imageID": "", "ready": True,
-                       "started": True, "restartCount": 0, "containerID": f"sandbox://{meta['uid']}/{c['name']}",
-                       "state": {"running": {"startedAt": stamp}}} for c in spec.get("containers") or []]
-        conditions = [{"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": stamp}
-                      for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")]
-        code, answer = await self._api("PATCH", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status",
-                                       {"status": {"phase": "Running", "hostIP": "127.0.0.1", "podIP": "10.244.0.10",
-                                                   "podIPs": [{"ip": "10.244.0.10"}], "startTime": stamp,
-                                                   "conditions": conditions, "containerStatuses": containers}})
+        containers = [
+            {
+                "name": c["name"],
+                "image": c.get("image", ""),
+                "imageID": "",
+                "ready": True,
+                "started": True,
+                "restartCount": 0,
+                "containerID": f"sandbox://{meta['uid']}/{c['name']}",
+                "state": {"running": {"startedAt": stamp}},
+            }
+            for c in spec.get("containers") or []
+        ]
+        conditions = [
+            {"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": stamp}
+            for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+        ]
+        code, answer = await self._api(
+            "PATCH",
+            f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status",
+            {
+                "status": {
+                    "phase": "Running",
+                    "hostIP": "127.0.0.1",
+                    "podIP": "10.244.0.10",
+                    "podIPs": [{"ip": "10.244.0.10"}],
+                    "startTime": stamp,
+                    "conditions": conditions,
+                    "containerStatuses": containers,
+                }
+            },
+        )
         if code not in (200, 404, 409):
-            log.warning("kubelet %s: cannot mark pod %s/%s running: %s %s", self.node, meta["namespace"],
-                        meta["name"], code, answer)
+            log.warning(
+                "kubelet %s: cannot mark pod %s/%s running: %s %s",
+                self.node,
+                meta["namespace"],
+                meta["name"],
+                code,
+                answer,
+            )
 
     async def _pod(self, request: web.Request) -> dict[str, Any]:
         """The pod a call names, and the Secrets and ConfigMaps its containers read their env from."""
@@ -195,8 +261,9 @@ class Kubelet:
             raise ApiError(404, f'pods "{name}" not found', "NotFound")
         for container in [*(pod["spec"].get("initContainers") or []), *(pod["spec"].get("containers") or [])]:
             refs = [((v.get("valueFrom") or {}).get("secretKeyRef"), "secrets") for v in container.get("env") or []]
-            refs += [((v.get("valueFrom") or {}).get("configMapKeyRef"), "configmaps")
-                     for v in container.get("env") or []]
+            refs += [
+                ((v.get("valueFrom") or {}).get("configMapKeyRef"), "configmaps") for v in container.get("env") or []
+            ]
             refs += [(s.get("secretRef"), "secrets") for s in container.get("envFrom") or []]
             refs += [(s.get("configMapRef"), "configmaps") for s in container.get("envFrom") or []]
             for ref, resource in refs:

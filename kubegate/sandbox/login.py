@@ -23,10 +23,21 @@ CODE_LIFETIME = 60.0
 ID_TOKEN_LIFETIME = 3600
 SUGGESTED_GROUPS = ("developers", "platform-oncall", "auditors", "kubegate-admins")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,62}$")
-PARAMS = ("response_type", "client_id", "redirect_uri", "state", "nonce", "code_challenge",
-          "code_challenge_method", "scope")
-_templates = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-                                autoescape=True, undefined=jinja2.StrictUndefined)
+PARAMS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "scope",
+)
+_templates = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
 
 
 class LoginError(ValueError):
@@ -80,8 +91,9 @@ class AuthorizationCodes:
         now = self.clock()
         self._codes = {c: g for c, g in self._codes.items() if g.expires > now}
         code = secrets.token_urlsafe(32)
-        self._codes[code] = CodeGrant(req["client_id"], req["redirect_uri"], req["code_challenge"], req["nonce"],
-                                      sub, chosen, now + CODE_LIFETIME)
+        self._codes[code] = CodeGrant(
+            req["client_id"], req["redirect_uri"], req["code_challenge"], req["nonce"], sub, chosen, now + CODE_LIFETIME
+        )
         return code
 
     def redeem(self, code: str, client_id: str, redirect_uri: str, verifier: str) -> CodeGrant:

@@ -77,8 +77,7 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy's begin event issue BEGIN itself (DEFERRED or IMMEDIATE), as its docs advise.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    for pragma in ("journal_mode=WAL", "synchronous=FULL", f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
-                   "foreign_keys=ON"):
+    for pragma in ("journal_mode=WAL", "synchronous=FULL", f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}", "foreign_keys=ON"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 
@@ -131,8 +130,13 @@ class Store:
                 importlib.import_module("asyncpg")
             except ModuleNotFoundError as exc:
                 raise StoreError("a PostgreSQL store needs asyncpg: pip install 'kubegate[postgres]'") from exc
-            engine = create_async_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=10,
-                                         connect_args={"timeout": PG_CONNECT_TIMEOUT_S})
+            engine = create_async_engine(
+                parsed,
+                pool_pre_ping=True,
+                pool_size=10,
+                max_overflow=10,
+                connect_args={"timeout": PG_CONNECT_TIMEOUT_S},
+            )
         store = cls(engine, parsed)
         try:
             if migrate:
@@ -190,6 +194,7 @@ class Store:
         def transaction() -> T:
             with engine.begin() as conn:
                 return fn(conn)
+
         return await asyncio.get_running_loop().run_in_executor(self._sync_thread, transaction)
 
     @asynccontextmanager
@@ -204,6 +209,7 @@ class Store:
             if await conn.run_sync(_current_revision) == HEAD_REVISION:
                 return
             from kubegate.store.migrations.run import upgrade
+
             await conn.run_sync(upgrade)
 
     async def revision(self) -> str | None:

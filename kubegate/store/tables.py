@@ -13,7 +13,8 @@ GENESIS_HASH = "0" * 64
 metadata = sa.MetaData()
 
 sessions = sa.Table(
-    "sessions", metadata,
+    "sessions",
+    metadata,
     sa.Column("id", sa.String(32), primary_key=True),
     sa.Column("kubectl_session", sa.String(128), nullable=False, server_default=""),
     sa.Column("subject", sa.Text, nullable=False),
@@ -31,19 +32,27 @@ sessions = sa.Table(
     sa.Column("requests", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_sessions_started_at", "started_at", "id"),
     sa.Index("ix_sessions_username", "username"),
-    sa.Index("ix_sessions_kubectl", "kubectl_session", "username", unique=True,
-             sqlite_where=sa.text("kubectl_session <> ''"), postgresql_where=sa.text("kubectl_session <> ''")),
+    sa.Index(
+        "ix_sessions_kubectl",
+        "kubectl_session",
+        "username",
+        unique=True,
+        sqlite_where=sa.text("kubectl_session <> ''"),
+        postgresql_where=sa.text("kubectl_session <> ''"),
+    ),
 )
 
 session_groups = sa.Table(
-    "session_groups", metadata,
+    "session_groups",
+    metadata,
     sa.Column("session_id", sa.String(32), primary_key=True),
     sa.Column("name", sa.Text, primary_key=True),
     sa.Index("ix_session_groups_name", "name"),
 )
 
 events = sa.Table(
-    "events", metadata,
+    "events",
+    metadata,
     sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("session_id", sa.String(32), nullable=True),
     sa.Column("ts", sa.Double, nullable=False),
@@ -59,7 +68,8 @@ events = sa.Table(
 )
 
 chain_head = sa.Table(
-    "chain_head", metadata,
+    "chain_head",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
@@ -67,7 +77,8 @@ chain_head = sa.Table(
 """One row (id 1): the last appended event. Locked by every append, so replicas extend one chain."""
 
 chain_checkpoints = sa.Table(
-    "chain_checkpoints", metadata,
+    "chain_checkpoints",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("created_at", sa.Double, nullable=False),
     sa.Column("cutoff", sa.Double, nullable=False),
@@ -81,7 +92,8 @@ chain_checkpoints = sa.Table(
 _PENDING = sa.text("state = 'pending'")
 
 access_requests = sa.Table(
-    "access_requests", metadata,
+    "access_requests",
+    metadata,
     sa.Column("id", sa.String(16), primary_key=True),
     sa.Column("kind", sa.String(8), nullable=False),
     sa.Column("state", sa.String(16), nullable=False),
@@ -112,8 +124,9 @@ access_requests = sa.Table(
     sa.Column("decided_at", sa.Double, nullable=True),
     sa.Column("decided_by", sa.Text, nullable=False, server_default=""),
     sa.Column("decision_reason", sa.Text, nullable=False, server_default=""),
-    sa.Index("ix_access_requests_pending", "fingerprint", unique=True, sqlite_where=_PENDING,
-             postgresql_where=_PENDING),
+    sa.Index(
+        "ix_access_requests_pending", "fingerprint", unique=True, sqlite_where=_PENDING, postgresql_where=_PENDING
+    ),
     sa.Index("ix_access_requests_created", "created_at", "id"),
     sa.Index("ix_access_requests_state", "state"),
 )
@@ -121,7 +134,8 @@ access_requests = sa.Table(
 At most one pending row per fingerprint, so identical attempts (WebSocket and SPDY, a retried job) join it."""
 
 approval_votes = sa.Table(
-    "approval_votes", metadata,
+    "approval_votes",
+    metadata,
     sa.Column("request_id", sa.String(16), primary_key=True),
     sa.Column("reviewer", sa.Text, primary_key=True),
     sa.Column("subject", sa.Text, nullable=False),
@@ -132,7 +146,8 @@ approval_votes = sa.Table(
 """One reviewer's approval of one request; the groups are kept as they were when the reviewer approved."""
 
 grants = sa.Table(
-    "grants", metadata,
+    "grants",
+    metadata,
     sa.Column("request_id", sa.String(16), primary_key=True),
     sa.Column("kind", sa.String(8), nullable=False),
     sa.Column("username", sa.Text, nullable=False),
@@ -154,7 +169,8 @@ grants = sa.Table(
 """What an approval creates: single use (`max_uses` 1) for one fingerprint, or a scope until it expires."""
 
 notification_outbox = sa.Table(
-    "notification_outbox", metadata,
+    "notification_outbox",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("request_id", sa.String(16), nullable=False),
     sa.Column("event", sa.String(16), nullable=False),
@@ -172,7 +188,8 @@ notification_outbox = sa.Table(
 from here, so a webhook that is down delays a message but never loses it."""
 
 ui_signouts = sa.Table(
-    "ui_signouts", metadata,
+    "ui_signouts",
+    metadata,
     sa.Column("session_digest", sa.String(64), primary_key=True),
     sa.Column("expires_at", sa.Double, nullable=False),
     sa.Index("ix_ui_signouts_expires_at", "expires_at"),
@@ -181,7 +198,8 @@ ui_signouts = sa.Table(
 then: a copied cookie stops working at sign-out, on every replica."""
 
 chain_anchors = sa.Table(
-    "chain_anchors", metadata,
+    "chain_anchors",
+    metadata,
     sa.Column("number", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
@@ -194,7 +212,8 @@ chain_anchors = sa.Table(
 anchors, not this table, are what `audit verify` trusts: this one says what should be found there."""
 
 export_cursors = sa.Table(
-    "export_cursors", metadata,
+    "export_cursors",
+    metadata,
     sa.Column("sink", sa.String(63), primary_key=True),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.Double, nullable=False),

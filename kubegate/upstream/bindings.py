@@ -97,12 +97,20 @@ class BindingSpec:
         return {"apiGroup": RBAC_GROUP, "kind": "User", "name": self.user}
 
     def manifest(self, annotations: dict[str, str]) -> dict[str, Any]:
-        metadata: dict[str, Any] = {"name": self.name, "labels": {MANAGED_BY_LABEL: MANAGED_BY},
-                                    "annotations": annotations}
+        metadata: dict[str, Any] = {
+            "name": self.name,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY},
+            "annotations": annotations,
+        }
         if self.namespace:
             metadata["namespace"] = self.namespace
-        return {"apiVersion": f"{RBAC_GROUP}/v1", "kind": self.kind, "metadata": metadata,
-                "roleRef": self.role_ref(), "subjects": [self.subject()]}
+        return {
+            "apiVersion": f"{RBAC_GROUP}/v1",
+            "kind": self.kind,
+            "metadata": metadata,
+            "roleRef": self.role_ref(),
+            "subjects": [self.subject()],
+        }
 
 
 def binding_for(user: str, role: str, scope: Scope, namespace: str) -> BindingSpec | None:
@@ -121,8 +129,10 @@ def binding_for(user: str, role: str, scope: Scope, namespace: str) -> BindingSp
         raise ValueError("the policy rule's role names no role")
     if scope == "cluster":
         if role_kind == "Role":
-            raise ValueError(f"the policy rule binds Role {role!r} cluster-wide, but a Role exists in one "
-                             "namespace only: use a ClusterRole or role_scope: namespace")
+            raise ValueError(
+                f"the policy rule binds Role {role!r} cluster-wide, but a Role exists in one "
+                "namespace only: use a ClusterRole or role_scope: namespace"
+            )
         kind: Literal["RoleBinding", "ClusterRoleBinding"] = "ClusterRoleBinding"
         namespace = ""
     elif not namespace:
@@ -186,8 +196,9 @@ class TemporaryBindings:
     per minute, not one call per request.
     """
 
-    def __init__(self, connection: Connection, ttl: float | None = None, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, connection: Connection, ttl: float | None = None, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.connection = connection
         self.ttl = ttl if ttl is not None else connection.config.binding_ttl_seconds
         self.renew_every = min(RENEW_EVERY_SECONDS, self.ttl / 2)
@@ -223,28 +234,38 @@ class TemporaryBindings:
             if status != 200:
                 raise self._failed("get", spec, status, found)
             if not _is_ours(spec, found):
-                raise BindingError(409, f"kubegate needs the temporary {spec.describe()} on connection "
-                                   f"{self.connection.name!r} to give user {spec.user!r} the {spec.role_kind} "
-                                   f"{spec.role!r}, but a binding of that name exists that kubegate did not make "
-                                   "for this purpose, and kubegate never changes bindings it did not make: "
-                                   "ask a cluster administrator to remove or rename it", "Conflict")
-            patch = {"metadata": {"resourceVersion": found["metadata"]["resourceVersion"],
-                                  "annotations": annotations}}
+                raise BindingError(
+                    409,
+                    f"kubegate needs the temporary {spec.describe()} on connection "
+                    f"{self.connection.name!r} to give user {spec.user!r} the {spec.role_kind} "
+                    f"{spec.role!r}, but a binding of that name exists that kubegate did not make "
+                    "for this purpose, and kubegate never changes bindings it did not make: "
+                    "ask a cluster administrator to remove or rename it",
+                    "Conflict",
+                )
+            patch = {"metadata": {"resourceVersion": found["metadata"]["resourceVersion"], "annotations": annotations}}
             status, answer = await self._call("PATCH", spec.object_path, patch, "application/merge-patch+json")
             if status == 200:
                 return "renewed"
             if status not in (404, 409):  # 404: reaped meanwhile; 409: renewed by another replica
                 raise self._failed("patch", spec, status, answer)
-        raise BindingError(503, f"the temporary {spec.describe()} on connection {self.connection.name!r} kept "
-                           "changing while kubegate renewed it; try again", "ServiceUnavailable")
+        raise BindingError(
+            503,
+            f"the temporary {spec.describe()} on connection {self.connection.name!r} kept "
+            "changing while kubegate renewed it; try again",
+            "ServiceUnavailable",
+        )
 
     def _failed(self, verb: str, spec: BindingSpec, status: int, answer: dict[str, Any]) -> BindingError:
         said = str(answer.get("message") or f"HTTP {status}")
-        what = (f"kubegate could not {verb} the temporary {spec.describe()} that gives user {spec.user!r} the "
-                f"{spec.role_kind} {spec.role!r} on connection {self.connection.name!r}")
+        what = (
+            f"kubegate could not {verb} the temporary {spec.describe()} that gives user {spec.user!r} the "
+            f"{spec.role_kind} {spec.role!r} on connection {self.connection.name!r}"
+        )
         if status != 403:
-            return BindingError(502, f"{what}, so the request was not forwarded. The cluster said: {said}",
-                                "BadGateway")
+            return BindingError(
+                502, f"{what}, so the request was not forwarded. The cluster said: {said}", "BadGateway"
+            )
         if verb == "create" and "cannot create" not in said:
             role_resource = "clusterroles" if spec.role_kind == "ClusterRole" else "roles"
             where = f' in namespace "{spec.namespace}"' if spec.role_kind == "Role" else ""
@@ -252,9 +273,13 @@ class TemporaryBindings:
         else:
             where = f' in namespace "{spec.namespace}"' if spec.namespace else " (cluster-wide)"
             missing = f"{verb} on {spec.resource}.{RBAC_GROUP}{where}"
-        return BindingError(403, f"{what}: kubegate's own identity lacks the permission {missing}, so the "
-                            "request was refused. Grant it as deploy/rbac.yaml shows, or change the policy "
-                            f"rule's role. The cluster said: {said}", "Forbidden")
+        return BindingError(
+            403,
+            f"{what}: kubegate's own identity lacks the permission {missing}, so the "
+            "request was refused. Grant it as deploy/rbac.yaml shows, or change the policy "
+            f"rule's role. The cluster said: {said}",
+            "Forbidden",
+        )
 
     async def reap(self, now: float | None = None) -> int:
         """Delete expired bindings that kubegate made (label and annotation both); returns how many.
@@ -274,18 +299,28 @@ class TemporaryBindings:
                     continue
                 where = f"/namespaces/{quote(meta['namespace'], safe='')}" if meta.get("namespace") else ""
                 key = f"{resource}/{meta.get('namespace', '')}/{meta['name']}"
-                options = {"apiVersion": "v1", "kind": "DeleteOptions",
-                           "preconditions": {"resourceVersion": meta.get("resourceVersion"), "uid": meta.get("uid")}}
+                options = {
+                    "apiVersion": "v1",
+                    "kind": "DeleteOptions",
+                    "preconditions": {"resourceVersion": meta.get("resourceVersion"), "uid": meta.get("uid")},
+                }
                 status, answer = await self._call(
-                    "DELETE", f"{RBAC_API}{where}/{resource}/{quote(meta['name'], safe='')}", options)
+                    "DELETE", f"{RBAC_API}{where}/{resource}/{quote(meta['name'], safe='')}", options
+                )
                 if status in (200, 202):
                     deleted += 1
                     self._entries.pop(key, None)
                 elif status == 404:
                     self._entries.pop(key, None)
                 elif status != 409:
-                    log.warning("connection %s: cannot delete expired %s %s/%s: %s", self.connection.name,
-                                resource, meta.get("namespace", ""), meta["name"], answer.get("message", status))
+                    log.warning(
+                        "connection %s: cannot delete expired %s %s/%s: %s",
+                        self.connection.name,
+                        resource,
+                        meta.get("namespace", ""),
+                        meta["name"],
+                        answer.get("message", status),
+                    )
         for key, entry in list(self._entries.items()):
             if entry.expires_at <= now and not entry.lock.locked():
                 del self._entries[key]
@@ -300,9 +335,13 @@ class TemporaryBindings:
                 query += f"&continue={quote(token, safe='')}"
             status, answer = await self._call("GET", f"{RBAC_API}/{resource}?{query}")
             if status != 200:
-                raise BindingError(502, f"kubegate could not list {resource} on connection "
-                                   f"{self.connection.name!r} to reap expired ones: "
-                                   f"{answer.get('message') or f'HTTP {status}'}", "BadGateway")
+                raise BindingError(
+                    502,
+                    f"kubegate could not list {resource} on connection "
+                    f"{self.connection.name!r} to reap expired ones: "
+                    f"{answer.get('message') or f'HTTP {status}'}",
+                    "BadGateway",
+                )
             items += answer.get("items") or []
             token = (answer.get("metadata") or {}).get("continue") or ""
             if not token:
@@ -319,13 +358,18 @@ class TemporaryBindings:
                 log.warning("connection %s: reaping temporary bindings failed: %s", self.connection.name, exc)
             await asyncio.sleep(every)
 
-    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None,
-                    content_type: str = "application/json") -> tuple[int, dict[str, Any]]:
+    async def _call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, content_type: str = "application/json"
+    ) -> tuple[int, dict[str, Any]]:
         """One call as kubegate itself (no impersonation), through the connection's upstream client."""
         conn = self.connection
         try:
             status, answer = await conn.client.call(method, path, identity=None, body=body, content_type=content_type)
         except Refused as exc:
-            raise BindingError(exc.code, f"{exc.message} (managing the temporary bindings of connection "
-                               f"{conn.name!r}), so the request was not forwarded", exc.reason or "BadGateway") from exc
+            raise BindingError(
+                exc.code,
+                f"{exc.message} (managing the temporary bindings of connection "
+                f"{conn.name!r}), so the request was not forwarded",
+                exc.reason or "BadGateway",
+            ) from exc
         return status, answer if isinstance(answer, dict) else {}

@@ -46,36 +46,65 @@ class UpstreamClient:
                 return [("Authorization", authorization)] if authorization else []
             return await conn.upstream_identity_headers(identity)
         except CredentialError as exc:
-            raise Refused(502, f"kubegate could not get its own credentials for connection {conn.name}: {exc}",
-                          reason="BadGateway") from exc
+            raise Refused(
+                502,
+                f"kubegate could not get its own credentials for connection {conn.name}: {exc}",
+                reason="BadGateway",
+            ) from exc
 
     def timeout(self, stream: bool = False) -> aiohttp.ClientTimeout:
         read = None if stream else self.connection.config.request_timeout_seconds
         return aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=read)
 
     @contextlib.asynccontextmanager
-    async def open(self, method: str, raw_path: str, raw_query: str, *, identity: Identity | None,
-                   headers: Iterable[tuple[str, str]] = (), body: bytes | None = None,
-                   stream: bool = False) -> AsyncIterator[aiohttp.ClientResponse]:
+    async def open(
+        self,
+        method: str,
+        raw_path: str,
+        raw_query: str,
+        *,
+        identity: Identity | None,
+        headers: Iterable[tuple[str, str]] = (),
+        body: bytes | None = None,
+        stream: bool = False,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
         """One request whose response the caller reads (streamed or not); redirects are never followed."""
         conn = self.connection
         sent: CIMultiDict[str] = CIMultiDict(headers)
         for name, value in await self.identity_headers(identity):
             sent.add(name, value)
         try:
-            async with conn.session.request(method, self.url(raw_path, raw_query), headers=sent, data=body or None,
-                                            allow_redirects=False, timeout=self.timeout(stream)) as response:
+            async with conn.session.request(
+                method,
+                self.url(raw_path, raw_query),
+                headers=sent,
+                data=body or None,
+                allow_redirects=False,
+                timeout=self.timeout(stream),
+            ) as response:
                 yield response
         except TimeoutError as exc:
-            raise Refused(504, f"the API server of connection {conn.name} did not answer in time",
-                          reason="Timeout") from exc
+            raise Refused(
+                504, f"the API server of connection {conn.name} did not answer in time", reason="Timeout"
+            ) from exc
         except aiohttp.ClientError as exc:
-            raise Refused(502, f"kubegate could not reach the API server of connection {conn.name}: "
-                          f"{exc.__class__.__name__}", reason="BadGateway") from exc
+            raise Refused(
+                502,
+                f"kubegate could not reach the API server of connection {conn.name}: {exc.__class__.__name__}",
+                reason="BadGateway",
+            ) from exc
 
-    async def call(self, method: str, raw_path: str, raw_query: str = "", *, identity: Identity | None,
-                   body: bytes | dict[str, Any] | None = None, content_type: str = "application/json",
-                   headers: Iterable[tuple[str, str]] = ()) -> tuple[int, Any]:
+    async def call(
+        self,
+        method: str,
+        raw_path: str,
+        raw_query: str = "",
+        *,
+        identity: Identity | None,
+        body: bytes | dict[str, Any] | None = None,
+        content_type: str = "application/json",
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> tuple[int, Any]:
         """A whole JSON exchange: (status, decoded answer or None when it is not JSON)."""
         given = list(headers)
         names = {name.lower() for name, _ in given}

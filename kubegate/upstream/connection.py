@@ -31,15 +31,20 @@ def _in_cluster(config: ConnectionConfig, auth: InClusterAuth) -> KubeconfigTarg
     if server is None:
         host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT")
         if not host or not port:
-            raise CredentialError(f"connection {config.name}: in_cluster needs KUBERNETES_SERVICE_HOST and "
-                                  "KUBERNETES_SERVICE_PORT (set in every pod), or a server")
+            raise CredentialError(
+                f"connection {config.name}: in_cluster needs KUBERNETES_SERVICE_HOST and "
+                "KUBERNETES_SERVICE_PORT (set in every pod), or a server"
+            )
         server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
     ca_file = config.certificate_authority or auth.directory / "ca.crt"
     if not ca_file.is_file() and not config.insecure_skip_tls_verify:
-        raise CredentialError(f"connection {config.name}: no cluster CA at {ca_file} (is the service-account "
-                              "token mounted? automountServiceAccountToken must not be false)")
-    return KubeconfigTarget(server=server, ca_file=ca_file, ca_data=None, insecure=False,
-                            credentials=TokenFile(auth.directory / "token"))
+        raise CredentialError(
+            f"connection {config.name}: no cluster CA at {ca_file} (is the service-account "
+            "token mounted? automountServiceAccountToken must not be false)"
+        )
+    return KubeconfigTarget(
+        server=server, ca_file=ca_file, ca_data=None, insecure=False, credentials=TokenFile(auth.directory / "token")
+    )
 
 
 def _target(config: ConnectionConfig) -> KubeconfigTarget:
@@ -63,13 +68,19 @@ def _target(config: ConnectionConfig) -> KubeconfigTarget:
         try:
             from kubegate.upstream.eks import EKSCredentials
         except ModuleNotFoundError as exc:
-            raise CredentialError(f"connection {config.name}: EKS credentials need botocore: "
-                                  "pip install 'kubegate[eks]'") from exc
+            raise CredentialError(
+                f"connection {config.name}: EKS credentials need botocore: pip install 'kubegate[eks]'"
+            ) from exc
         credentials = EKSCredentials(auth.eks, config.identity_mode)
     else:
         raise CredentialError(f"connection {config.name}: no usable auth")
-    return KubeconfigTarget(server=config.server or "", ca_file=config.certificate_authority, ca_data=None,
-                            insecure=False, credentials=credentials)
+    return KubeconfigTarget(
+        server=config.server or "",
+        ca_file=config.certificate_authority,
+        ca_data=None,
+        insecure=False,
+        credentials=credentials,
+    )
 
 
 class Connection:
@@ -81,9 +92,12 @@ class Connection:
         target = _target(config)
         self.credentials = target.credentials
         self.server = target.server.rstrip("/")
-        self.ssl = ssl_context_for(target.ca_file, target.ca_data,
-                                   config.insecure_skip_tls_verify or target.insecure,
-                                   self.credentials.client_cert())
+        self.ssl = ssl_context_for(
+            target.ca_file,
+            target.ca_data,
+            config.insecure_skip_tls_verify or target.insecure,
+            self.credentials.client_cert(),
+        )
         self._session: aiohttp.ClientSession | None = None
         self.client = UpstreamClient(self)
         # The verifier hands out one Identity object per cached token, so its impersonation headers are
@@ -94,10 +108,11 @@ class Connection:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(ssl=self.ssl, limit=0, keepalive_timeout=60,
-                                             enable_cleanup_closed=True)
+            connector = aiohttp.TCPConnector(ssl=self.ssl, limit=0, keepalive_timeout=60, enable_cleanup_closed=True)
             self._session = aiohttp.ClientSession(
-                connector=connector, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+                connector=connector,
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
                 skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
             )

@@ -106,16 +106,21 @@ class ExecPlugin(Credentials):
         async with self._lock:
             if self._token and (self._expires == 0.0 or self._expires - 60 > loop.time()):
                 return f"Bearer {self._token}"
-            exec_info = {"apiVersion": self._api_version, "kind": "ExecCredential",
-                         "spec": {"interactive": False}}
+            exec_info = {"apiVersion": self._api_version, "kind": "ExecCredential", "spec": {"interactive": False}}
             env = {**os.environ, **self._env, "KUBERNETES_EXEC_INFO": orjson.dumps(exec_info).decode()}
             proc = await asyncio.create_subprocess_exec(
-                *self._argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                stdin=asyncio.subprocess.DEVNULL)
+                *self._argv,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                stdin=asyncio.subprocess.DEVNULL,
+            )
             out, err = await proc.communicate()
             if proc.returncode != 0:
-                raise CredentialError(f"credential plugin {self._argv[0]} failed ({proc.returncode}): "
-                                      f"{err.decode(errors='replace').strip()[:300]}")
+                raise CredentialError(
+                    f"credential plugin {self._argv[0]} failed ({proc.returncode}): "
+                    f"{err.decode(errors='replace').strip()[:300]}"
+                )
             try:
                 status = orjson.loads(out)["status"]
                 self._token = status["token"]
@@ -132,8 +137,9 @@ def _expiry_in_loop_time(stamp: str | None, now_loop: float) -> float:
     return now_loop + (when - time.time())
 
 
-def ssl_context_for(ca_file: Path | None, ca_data: bytes | None, insecure: bool,
-                    client_cert: CertPair | None) -> ssl.SSLContext:
+def ssl_context_for(
+    ca_file: Path | None, ca_data: bytes | None, insecure: bool, client_cert: CertPair | None
+) -> ssl.SSLContext:
     """TLS to the upstream: its CA (file or kubeconfig data), optional client certificate."""
     ctx = ssl.create_default_context()
     if insecure:

@@ -33,14 +33,29 @@ class StoredObjects:
         query = f"{flow.query_string}&{DRY_RUN}" if flow.query_string else DRY_RUN
         headers = [(k, v) for k, v in flow.headers.items() if k.lower() not in _NOT_SENT]
         status, answer = await flow.connection.client.call(
-            flow.method, flow.raw_path, query, identity=flow.identity, body=flow.body,
-            content_type=flow.headers.get("Content-Type", "application/json"), headers=headers)
+            flow.method,
+            flow.raw_path,
+            query,
+            identity=flow.identity,
+            body=flow.body,
+            content_type=flow.headers.get("Content-Type", "application/json"),
+            headers=headers,
+        )
         if 200 <= status < 300 and isinstance(answer, dict):
             return answer
         if 400 <= status < 500 and isinstance(answer, dict) and answer.get("kind") == "Status":
-            raise Refused(status, str(answer.get("message", "")), reason=answer.get("reason"),
-                          details=answer.get("details"), kind="upstream")
-        raise Refused(502, f"kubegate asked the API server of connection {flow.connection.name} what this write "
-                      f"would store (a dry run), and it answered {status} without an object; kubegate judges "
-                      "writes on that object, so nothing was forwarded. Try again, or contact the kubegate "
-                      "operator if it persists", reason="BadGateway")
+            raise Refused(
+                status,
+                str(answer.get("message", "")),
+                reason=answer.get("reason"),
+                details=answer.get("details"),
+                kind="upstream",
+            )
+        raise Refused(
+            502,
+            f"kubegate asked the API server of connection {flow.connection.name} what this write "
+            f"would store (a dry run), and it answered {status} without an object; kubegate judges "
+            "writes on that object, so nothing was forwarded. Try again, or contact the kubegate "
+            "operator if it persists",
+            reason="BadGateway",
+        )

@@ -50,14 +50,14 @@ _REGION = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)+$")
 _BOTO_CONFIG = BotoConfig(connect_timeout=5, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"})
 _HINTS = {
     "AccessDenied": "check that the role's trust policy lets kubegate's AWS identity assume it "
-                    "(with the configured ExternalId) and that its own policy allows sts:AssumeRole",
+    "(with the configured ExternalId) and that its own policy allows sts:AssumeRole",
     "ExpiredToken": "kubegate's own AWS credentials have expired: check its IRSA token file, "
-                    "EKS Pod Identity agent or instance profile, and the host clock",
+    "EKS Pod Identity agent or instance profile, and the host clock",
     "InvalidClientTokenId": "kubegate's own AWS credentials are not valid: check the AWS_* environment, "
-                            "profile, IRSA or EKS Pod Identity setup",
+    "profile, IRSA or EKS Pod Identity setup",
     "SignatureDoesNotMatch": "kubegate's AWS secret key does not match its access key id",
     "NoCredentials": "kubegate found no AWS credentials: give its pod an IAM role (IRSA or EKS Pod "
-                     "Identity), an instance profile, a profile or AWS_* environment variables",
+    "Identity), an instance profile, a profile or AWS_* environment variables",
     "RegionDisabledException": "activate STS for this region in the account's IAM settings",
 }
 
@@ -80,13 +80,16 @@ def role_session_name(identity: Identity) -> str:
     so two identities never share a name however their subjects are truncated or sanitized. Only
     [A-Za-z0-9_.-], at most 64 characters, and never equal to kubegate's own session name.
     """
-    canonical = orjson.dumps({
-        "issuer": identity.issuer,
-        "subject": identity.subject,
-        "username": identity.username,
-        "groups": sorted(set(identity.groups)),
-        "claims": {str(k): str(v) for k, v in identity.claims.items()},
-    }, option=orjson.OPT_SORT_KEYS)
+    canonical = orjson.dumps(
+        {
+            "issuer": identity.issuer,
+            "subject": identity.subject,
+            "username": identity.username,
+            "groups": sorted(set(identity.groups)),
+            "claims": {str(k): str(v) for k, v in identity.claims.items()},
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
     digest = base64.b32encode(hashlib.sha256(canonical).digest()[:_HASH_BYTES]).decode().lower()
     readable = _UNSAFE.sub("-", identity.subject)[: 64 - 1 - len(digest)].strip("-.")
     return f"{readable}.{digest}" if readable else digest
@@ -101,16 +104,18 @@ def regional_sts_endpoint(region: str) -> str:
     return f"https://{host}"
 
 
-def build_eks_token(credentials: BotoCredentials | ReadOnlyCredentials, cluster: str, region: str, *,
-                    endpoint_url: str | None = None) -> str:
+def build_eks_token(
+    credentials: BotoCredentials | ReadOnlyCredentials, cluster: str, region: str, *, endpoint_url: str | None = None
+) -> str:
     """An EKS bearer token: the presigned GetCallerIdentity URL, `k8s-aws-v1.` + unpadded base64url.
 
     `x-k8s-aws-id` is a signed header, so the token cannot be replayed against another cluster. Blocking
     only on first use of a region (botocore's endpoint data); otherwise pure computation.
     """
     base = (endpoint_url or regional_sts_endpoint(region)).rstrip("/")
-    request = AWSRequest(method="GET", url=f"{base}/?Action=GetCallerIdentity&Version=2011-06-15",
-                         headers={"x-k8s-aws-id": cluster})
+    request = AWSRequest(
+        method="GET", url=f"{base}/?Action=GetCallerIdentity&Version=2011-06-15", headers={"x-k8s-aws-id": cluster}
+    )
     SigV4QueryAuth(credentials, "sts", region, expires=PRESIGN_SECONDS).add_auth(request)
     return TOKEN_PREFIX + base64.urlsafe_b64encode(request.url.encode()).decode().rstrip("=")
 
@@ -136,17 +141,24 @@ class EKSCredentials(Credentials):
     for kubegate's own calls such as managing temporary bindings.
     """
 
-    def __init__(self, auth: EKSAuth, identity_mode: str = "impersonation", *,
-                 sts_endpoint_url: str | None = None, session: botocore.session.Session | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        auth: EKSAuth,
+        identity_mode: str = "impersonation",
+        *,
+        sts_endpoint_url: str | None = None,
+        session: botocore.session.Session | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if identity_mode not in IDENTITY_MODES:
-            raise CredentialError(f"identity_mode must be one of {', '.join(IDENTITY_MODES)}, "
-                                  f"not {identity_mode!r}")
+            raise CredentialError(f"identity_mode must be one of {', '.join(IDENTITY_MODES)}, not {identity_mode!r}")
         if not _REGION.fullmatch(auth.region):
             raise CredentialError(f"EKS region {auth.region!r} is not an AWS region name such as eu-west-1")
         if identity_mode == "eks-session-name" and not auth.role_arn:
-            raise CredentialError("identity_mode eks-session-name needs auth.eks.role_arn: the identity "
-                                  "travels as the RoleSessionName of that role")
+            raise CredentialError(
+                "identity_mode eks-session-name needs auth.eks.role_arn: the identity "
+                "travels as the RoleSessionName of that role"
+            )
         self._auth = auth
         self._mode = identity_mode
         self._sts_endpoint_url = sts_endpoint_url
@@ -169,8 +181,9 @@ class EKSCredentials(Credentials):
             now = self._clock()
             if not slot.token or now >= slot.token_renew_at:
                 credentials, credentials_renew_at = await self._credentials(slot, name, now)
-                token = await self._aws("sign the EKS token", build_eks_token, credentials,
-                                        self._auth.cluster, self._auth.region)
+                token = await self._aws(
+                    "sign the EKS token", build_eks_token, credentials, self._auth.cluster, self._auth.region
+                )
                 slot.token = f"Bearer {token}"
                 slot.token_renew_at = min(now + TOKEN_REUSE_SECONDS, credentials_renew_at)
             value = slot.token
@@ -189,8 +202,9 @@ class EKSCredentials(Credentials):
             return await self._aws("find AWS credentials", self._base_credentials), math.inf
         if slot.credentials is None or now >= slot.credentials_renew_at:
             client = await self._sts()
-            credentials, expires = await self._aws(f"sts:AssumeRole on {self._auth.role_arn}",
-                                                   self._assume_role, client, name)
+            credentials, expires = await self._aws(
+                f"sts:AssumeRole on {self._auth.role_arn}", self._assume_role, client, name
+            )
             slot.credentials, slot.credentials_renew_at = credentials, expires - CREDENTIAL_MARGIN_SECONDS
         return slot.credentials, slot.credentials_renew_at
 
@@ -205,8 +219,7 @@ class EKSCredentials(Credentials):
         if self._auth.external_id:
             params["ExternalId"] = self._auth.external_id
         answer = client.assume_role(**params)["Credentials"]
-        credentials = ReadOnlyCredentials(answer["AccessKeyId"], answer["SecretAccessKey"],
-                                          answer["SessionToken"])
+        credentials = ReadOnlyCredentials(answer["AccessKeyId"], answer["SecretAccessKey"], answer["SessionToken"])
         return credentials, answer["Expiration"].timestamp()
 
     async def _sts(self) -> BaseClient:
@@ -217,8 +230,9 @@ class EKSCredentials(Credentials):
 
     def _new_sts_client(self) -> BaseClient:
         endpoint = self._sts_endpoint_url or regional_sts_endpoint(self._auth.region)
-        return self._session.create_client("sts", region_name=self._auth.region, endpoint_url=endpoint,
-                                           config=_BOTO_CONFIG)
+        return self._session.create_client(
+            "sts", region_name=self._auth.region, endpoint_url=endpoint, config=_BOTO_CONFIG
+        )
 
     async def _aws(self, action: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking botocore call in a thread; its failures become AWSCredentialError."""

@@ -21,9 +21,13 @@ def impersonation_headers(identity: Identity, pass_groups: bool = True) -> list[
     Extra keys are lower-case and percent-encoded in the header name, as kube-apiserver expects.
     """
     if identity.username.startswith(RESERVED):
-        raise Refused(403, f"kubegate refused to act as Kubernetes user {identity.username!r}: names starting "
-                      f"with {RESERVED} belong to Kubernetes itself; the kubegate operator can set the issuer's "
-                      "username_prefix", reason="Forbidden")
+        raise Refused(
+            403,
+            f"kubegate refused to act as Kubernetes user {identity.username!r}: names starting "
+            f"with {RESERVED} belong to Kubernetes itself; the kubegate operator can set the issuer's "
+            "username_prefix",
+            reason="Forbidden",
+        )
     headers = [("Impersonate-User", identity.username)]
     if pass_groups:
         headers += [("Impersonate-Group", g) for g in identity.groups if not g.startswith(RESERVED)]

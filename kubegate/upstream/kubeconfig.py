@@ -80,13 +80,21 @@ def _credentials(user: dict[str, Any], base: Path, path: Path, ctx_name: str) ->
     key = user.get("client-key") or user.get("client-key-data")
     if cert and key:
         return ClientCertificate(
-            _file(base, user["client-certificate"]) if user.get("client-certificate")
+            _file(base, user["client-certificate"])
+            if user.get("client-certificate")
             else base64.b64decode(user["client-certificate-data"]),
-            _file(base, user["client-key"]) if user.get("client-key") else base64.b64decode(user["client-key-data"]))
+            _file(base, user["client-key"]) if user.get("client-key") else base64.b64decode(user["client-key-data"]),
+        )
     exec_cfg = user.get("exec")
     if isinstance(exec_cfg, dict) and exec_cfg.get("command"):
         env = {e["name"]: e["value"] for e in exec_cfg.get("env") or [] if "name" in e}
-        return ExecPlugin(exec_cfg["command"], [str(a) for a in exec_cfg.get("args") or []], env,
-                          exec_cfg.get("apiVersion", "client.authentication.k8s.io/v1"))
-    raise KubeconfigError(f"{path}: user of context {ctx_name!r} has no token, tokenFile, client "
-                          "certificate or exec plugin kubegate can use")
+        return ExecPlugin(
+            exec_cfg["command"],
+            [str(a) for a in exec_cfg.get("args") or []],
+            env,
+            exec_cfg.get("apiVersion", "client.authentication.k8s.io/v1"),
+        )
+    raise KubeconfigError(
+        f"{path}: user of context {ctx_name!r} has no token, tokenFile, client "
+        "certificate or exec plugin kubegate can use"
+    )

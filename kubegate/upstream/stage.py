@@ -42,8 +42,9 @@ class RoleGrants:
         try:
             spec = binding_for(conn.kubernetes_user(identity), role, decision.role_scope or "namespace", namespace)
         except ValueError as exc:
-            raise Refused(403, f"kubegate cannot grant the role of this request's policy rule: {exc}",
-                          reason="Forbidden") from exc
+            raise Refused(
+                403, f"kubegate cannot grant the role of this request's policy rule: {exc}", reason="Forbidden"
+            ) from exc
         if spec is None:
             return None
         session = self.recorder.session_for(flow) if self.recorder is not None else (flow.kubectl_session or flow.id)
@@ -52,8 +53,11 @@ class RoleGrants:
         except BindingError as exc:
             raise Refused(exc.code, exc.message, reason=exc.reason) from exc
         except CredentialError as exc:
-            raise Refused(502, f"kubegate could not get its own credentials for connection {conn.name}: {exc}",
-                          reason="BadGateway") from exc
+            raise Refused(
+                502,
+                f"kubegate could not get its own credentials for connection {conn.name}: {exc}",
+                reason="BadGateway",
+            ) from exc
         if ensured.action in ("created", "renewed"):
             await self._record(flow, session, ensured)
         if ensured.action == "created":
@@ -67,15 +71,26 @@ class RoleGrants:
         info = flow.info
         if info is None or not info.is_resource_request:
             return
-        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview", "spec": {
-            "resourceAttributes": {"verb": info.verb, "group": info.api_group, "resource": info.resource,
-                                   "subresource": info.subresource, "namespace": info.namespace,
-                                   "name": info.name}}}
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {
+                "resourceAttributes": {
+                    "verb": info.verb,
+                    "group": info.api_group,
+                    "resource": info.resource,
+                    "subresource": info.subresource,
+                    "namespace": info.namespace,
+                    "name": info.name,
+                }
+            },
+        }
         for delay in SETTLE_DELAYS:
             await asyncio.sleep(delay)
             try:
-                status, answer = await flow.connection.client.call("POST", SSAR_PATH, identity=flow.identity,
-                                                                   body=review)
+                status, answer = await flow.connection.client.call(
+                    "POST", SSAR_PATH, identity=flow.identity, body=review
+                )
             except Refused:
                 return
             if status != 201 or not isinstance(answer, dict) or (answer.get("status") or {}).get("allowed"):
@@ -86,10 +101,22 @@ class RoleGrants:
             return
         spec = ensured.spec
         try:
-            await self.recorder.record_event(session, "binding", {
-                "flow": flow.id, "action": ensured.action, "kind": spec.kind, "name": spec.name,
-                "namespace": spec.namespace, "role_kind": spec.role_kind, "role": spec.role, "user": spec.user,
-                "expires_at": rfc3339(ensured.expires_at)}, durable=False)
+            await self.recorder.record_event(
+                session,
+                "binding",
+                {
+                    "flow": flow.id,
+                    "action": ensured.action,
+                    "kind": spec.kind,
+                    "name": spec.name,
+                    "namespace": spec.namespace,
+                    "role_kind": spec.role_kind,
+                    "role": spec.role,
+                    "user": spec.user,
+                    "expires_at": rfc3339(ensured.expires_at),
+                },
+                durable=False,
+            )
         except StoreError:
             self.recorder.lost_events += 1
 

@@ -69,8 +69,9 @@ def visible(request: AccessRequest, identity: Identity, roles: set[str]) -> bool
     return bool(roles & SEE_ALL) or request.requested_by(identity) or request.reviewable_by(identity)
 
 
-def setup_routes(app: web.Application, service_getter: ServiceGetter, authorize: Authorize, roles: Roles,
-                 server: Callable[[], str]) -> None:
+def setup_routes(
+    app: web.Application, service_getter: ServiceGetter, authorize: Authorize, roles: Roles, server: Callable[[], str]
+) -> None:
     """GET/POST /api/v1/requests, GET /api/v1/requests/{id}, POST /api/v1/requests/{id}/approve|deny|revoke.
     `server` is the gateway's base URL for approve commands (never the request's Host header)."""
 
@@ -80,14 +81,20 @@ def setup_routes(app: web.Application, service_getter: ServiceGetter, authorize:
                 identity = await authorize(request, set())
                 service = service_getter()
                 if service is None:
-                    raise Refused(503, "approvals are not running on this kubegate yet; try again in a moment",
-                                  reason="ServiceUnavailable")
+                    raise Refused(
+                        503,
+                        "approvals are not running on this kubegate yet; try again in a moment",
+                        reason="ServiceUnavailable",
+                    )
                 return await handler(request, identity, service)
             except Refused as exc:
                 return exc.response()
             except (StoreError, SQLAlchemyError, OSError) as exc:
-                return status_response(503, f"the approval store is unavailable: {describe(exc)}; try again or "
-                                       "contact the kubegate operator", "ServiceUnavailable")
+                return status_response(
+                    503,
+                    f"the approval store is unavailable: {describe(exc)}; try again or contact the kubegate operator",
+                    "ServiceUnavailable",
+                )
 
         return run
 
@@ -95,8 +102,12 @@ def setup_routes(app: web.Application, service_getter: ServiceGetter, authorize:
         found = await service.get(request_id)
         if found is None or not visible(found, identity, roles(identity)):
             # The same answer for "absent" and "not yours": ids are not an oracle.
-            raise Refused(404, f"access request {request_id} does not exist or is not one you may see; list yours "
-                          "with `kubegate requests list`", reason="NotFound")
+            raise Refused(
+                404,
+                f"access request {request_id} does not exist or is not one you may see; list yours "
+                "with `kubegate requests list`",
+                reason="NotFound",
+            )
         return found
 
     async def list_requests(request: web.Request, identity: Identity, service: ApprovalService) -> web.StreamResponse:
@@ -113,9 +124,12 @@ def setup_routes(app: web.Application, service_getter: ServiceGetter, authorize:
         if state == "expired":
             stored.append("expired")
         found = await service.list(stored, MAX_LIMIT)
-        items = [r.as_dict(now) for r in found if visible(r, identity, mine)
-                 and (state == "all" or r.effective_state(now) == state)]
-        return _json({"kind": "AccessRequestList", "items": items[:int(raw)]})
+        items = [
+            r.as_dict(now)
+            for r in found
+            if visible(r, identity, mine) and (state == "all" or r.effective_state(now) == state)
+        ]
+        return _json({"kind": "AccessRequestList", "items": items[: int(raw)]})
 
     async def show(request: web.Request, identity: Identity, service: ApprovalService) -> web.StreamResponse:
         found = await load(service, request.match_info["id"], identity)
@@ -139,8 +153,7 @@ def setup_routes(app: web.Application, service_getter: ServiceGetter, authorize:
         request_id = request.match_info["id"]
         await load(service, request_id, identity)
         data = await _body(request)
-        done = await service.revoke(request_id, identity, _text(data, "reason"),
-                                    admin="admin" in roles(identity))
+        done = await service.revoke(request_id, identity, _text(data, "reason"), admin="admin" in roles(identity))
         return _json(done.as_dict(service.clock()))
 
     async def create(request: web.Request, identity: Identity, service: ApprovalService) -> web.StreamResponse:
@@ -150,10 +163,15 @@ def setup_routes(app: web.Application, service_getter: ServiceGetter, authorize:
             duration = parse_duration(data.get("duration", "1h"))
         except ValueError as exc:
             raise _bad(str(exc)) from exc
-        scope = Scope(namespace=_text(data, "namespace", 253), verbs=tuple(_str_list(data, "verbs")),
-                      resources=resources, duration=duration)
-        created = await service.ask_scope(identity, _text(data, "connection", 63), scope, _text(data, "reason"),
-                                          server())
+        scope = Scope(
+            namespace=_text(data, "namespace", 253),
+            verbs=tuple(_str_list(data, "verbs")),
+            resources=resources,
+            duration=duration,
+        )
+        created = await service.ask_scope(
+            identity, _text(data, "connection", 63), scope, _text(data, "reason"), server()
+        )
         return _json(created.as_dict(service.clock()), status=201)
 
     app.router.add_get("/api/v1/requests", guarded(list_requests))

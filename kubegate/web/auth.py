@@ -30,19 +30,27 @@ def roles_of(identity: Identity, config: IdentityConfig, is_reviewer: ReviewerCh
     return roles
 
 
-def make_authorize(verifier: TokenVerifier, config: IdentityConfig,
-                   is_reviewer: ReviewerCheck | None = None) -> Authorize:
+def make_authorize(
+    verifier: TokenVerifier, config: IdentityConfig, is_reviewer: ReviewerCheck | None = None
+) -> Authorize:
     async def authorize(request: web.Request, roles: set[str]) -> Identity:
         try:
             identity = await verifier.verify(bearer_token(request.headers.get("Authorization")))
         except AuthError as exc:
-            raise Refused(401, f"kubegate refused the token: {exc.reason}; pass your OIDC token "
-                          "(--token or KUBEGATE_TOKEN)", reason="Unauthorized") from exc
+            raise Refused(
+                401,
+                f"kubegate refused the token: {exc.reason}; pass your OIDC token (--token or KUBEGATE_TOKEN)",
+                reason="Unauthorized",
+            ) from exc
         if roles and not roles & roles_of(identity, config, is_reviewer):
-            raise Refused(403, f"{identity.username} may not use this part of the kubegate API: it needs one "
-                          f"of the roles {', '.join(sorted(roles))}, given by identity.admin_groups or "
-                          "identity.auditor_groups in the kubegate config (reviewer: also by being named as a "
-                          "reviewer in a policy rule)", reason="Forbidden")
+            raise Refused(
+                403,
+                f"{identity.username} may not use this part of the kubegate API: it needs one "
+                f"of the roles {', '.join(sorted(roles))}, given by identity.admin_groups or "
+                "identity.auditor_groups in the kubegate config (reviewer: also by being named as a "
+                "reviewer in a policy rule)",
+                reason="Forbidden",
+            )
         return identity
 
     return authorize

@@ -33,8 +33,14 @@ def explain_body(engine: PolicyEngine, config: Config, body: dict[str, Any]) -> 
     claims = body.get("claims") or {}
     if not isinstance(claims, dict):
         raise Refused(400, "claims must be an object of strings", reason="BadRequest")
-    identity = identity_for(config, str(body.get("sub", "")), body.get("user"), str(body.get("issuer", "")),
-                            _strings(body, "groups"), {str(k): str(v) for k, v in claims.items()})
+    identity = identity_for(
+        config,
+        str(body.get("sub", "")),
+        body.get("user"),
+        str(body.get("issuer", "")),
+        _strings(body, "groups"),
+        {str(k): str(v) for k, v in claims.items()},
+    )
     names = [c.name for c in config.connections]
     connection = str(body.get("connection") or (names[0] if len(names) == 1 else ""))
     try:
@@ -42,29 +48,47 @@ def explain_body(engine: PolicyEngine, config: Config, body: dict[str, Any]) -> 
             info, obj = request_from_kubectl(_strings(body, "kubectl"))
         elif isinstance(body.get("request"), dict):
             r = body["request"]
-            info = request_from_flags(str(r.get("verb", "")), str(r.get("resource", "")),
-                                      str(r.get("subresource", "")), r.get("api_group"),
-                                      str(r.get("namespace", "")), str(r.get("name", "")),
-                                      str(r.get("command", "")))
+            info = request_from_flags(
+                str(r.get("verb", "")),
+                str(r.get("resource", "")),
+                str(r.get("subresource", "")),
+                r.get("api_group"),
+                str(r.get("namespace", "")),
+                str(r.get("name", "")),
+                str(r.get("command", "")),
+            )
             obj = None
         else:
-            raise Refused(400, 'describe the request: "kubectl": ["delete", "ns", "prod"] or "request": '
-                          '{"verb": ..., "resource": ..., "namespace": ..., "name": ...}', reason="BadRequest")
+            raise Refused(
+                400,
+                'describe the request: "kubectl": ["delete", "ns", "prod"] or "request": '
+                '{"verb": ..., "resource": ..., "namespace": ..., "name": ...}',
+                reason="BadRequest",
+            )
     except ExplainError as exc:
         raise Refused(400, str(exc), reason="BadRequest") from exc
     obj = body.get("object", obj)
     decision = engine.explain(identity, info, connection, obj)
-    return {"identity": identity.as_dict(), "connection": connection, "request": info.as_dict(),
-            "decision": decision.as_dict()}
+    return {
+        "identity": identity.as_dict(),
+        "connection": connection,
+        "request": info.as_dict(),
+        "decision": decision.as_dict(),
+    }
 
 
-def setup_routes(app: web.Application, engine: Callable[[], PolicyEngine], config: Config,
-                 authorize: Authorize) -> None:
+def setup_routes(
+    app: web.Application, engine: Callable[[], PolicyEngine], config: Config, authorize: Authorize
+) -> None:
     async def rules(request: web.Request) -> web.Response:
         await authorize(request, READERS)
         policy = engine()
-        return _json({"status": policy.status(),
-                      "rules": [r.model_dump(mode="json", exclude_defaults=True) for r in policy.rules]})
+        return _json(
+            {
+                "status": policy.status(),
+                "rules": [r.model_dump(mode="json", exclude_defaults=True) for r in policy.rules],
+            }
+        )
 
     async def explain(request: web.Request) -> web.Response:
         await authorize(request, READERS)

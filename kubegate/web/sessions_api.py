@@ -82,14 +82,18 @@ def _guarded(authorize: Authorize, handler: Handler) -> Handler:
         except BadQuery as exc:
             return status_response(400, f"{exc}", "BadRequest")
         except (StoreError, SQLAlchemyError, OSError) as exc:
-            return status_response(503, f"the session store is unavailable: {describe(exc)}; try again or "
-                                   "contact the kubegate operator", "ServiceUnavailable")
+            return status_response(
+                503,
+                f"the session store is unavailable: {describe(exc)}; try again or contact the kubegate operator",
+                "ServiceUnavailable",
+            )
 
     return run
 
 
-async def stream_jsonl(request: web.Request, first: object, rest: AsyncIterator[object],
-                       headers: Mapping[str, str] | None = None) -> web.StreamResponse:
+async def stream_jsonl(
+    request: web.Request, first: object, rest: AsyncIterator[object], headers: Mapping[str, str] | None = None
+) -> web.StreamResponse:
     """A session export as JSON lines, written as the store yields them (the first already read, so a
     missing session was answered with a 404 before anything was sent)."""
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", **(headers or {})})
@@ -105,12 +109,19 @@ def setup_routes(app: web.Application, store_getter: StoreGetter, authorize: Aut
     """GET /api/v1/sessions[/{id}[/events|/export]]; lists page with `limit` and `continue`."""
 
     def not_found(session_id: str) -> web.Response:
-        return status_response(404, f"session {session_id} does not exist (or retention removed it); "
-                               "list sessions with GET /api/v1/sessions", "NotFound")
+        return status_response(
+            404,
+            f"session {session_id} does not exist (or retention removed it); list sessions with GET /api/v1/sessions",
+            "NotFound",
+        )
 
     async def sessions(request: web.Request) -> web.StreamResponse:
-        items, token = await list_sessions(store_getter(), _filter(request), limit=_limit(request),
-                                           continue_token=request.query.get("continue") or None)
+        items, token = await list_sessions(
+            store_getter(),
+            _filter(request),
+            limit=_limit(request),
+            continue_token=request.query.get("continue") or None,
+        )
         return _json({"kind": "SessionList", "items": items, "metadata": {"continue": token or ""}})
 
     async def session(request: web.Request) -> web.StreamResponse:

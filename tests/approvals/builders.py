@@ -31,27 +31,56 @@ from kubegate.upstream.credentials import CredentialError
 
 MASKER = Masker(MaskingConfig())
 GH = "https://token.actions.githubusercontent.com"
-AGENT = Identity(issuer=GH, subject="repo:acme/app:ref:refs/heads/main", username="gh#repo:acme/app",
-                 groups=("ci-agents",), claims={"repository": "acme/app", "run_id": "42", "actor": "alice"})
+AGENT = Identity(
+    issuer=GH,
+    subject="repo:acme/app:ref:refs/heads/main",
+    username="gh#repo:acme/app",
+    groups=("ci-agents",),
+    claims={"repository": "acme/app", "run_id": "42", "actor": "alice"},
+)
 BOB = Identity(issuer="https://idp.example", subject="bob", username="idp#bob", groups=("platform-oncall",))
-CAROL = Identity(issuer="https://idp.example", subject="carol", username="idp#carol",
-                 groups=("platform-oncall", "security"))
+CAROL = Identity(
+    issuer="https://idp.example", subject="carol", username="idp#carol", groups=("platform-oncall", "security")
+)
 DAVE = Identity(issuer="https://idp.example", subject="dave", username="idp#dave", groups=("developers",))
-ONCALL_AGENT = Identity(issuer=GH, subject="repo:acme/ops:ref:refs/heads/main", username="gh#repo:acme/ops",
-                        groups=("ci-agents", "platform-oncall"))
+ONCALL_AGENT = Identity(
+    issuer=GH,
+    subject="repo:acme/ops:ref:refs/heads/main",
+    username="gh#repo:acme/ops",
+    groups=("ci-agents", "platform-oncall"),
+)
 
 RULES: list[dict[str, Any]] = [
     {"name": "agents-work", "subjects": {"groups": ["ci-agents", "developers"]}, "action": "allow"},
-    {"name": "namespace-deletion-needs-a-human", "match": {"verbs": ["delete"], "resources": ["namespaces"]},
-     "action": "review", "reviewers": {"groups": ["platform-oncall"]}},
-    {"name": "prod-reads-need-approval", "match": {"namespaces": ["prod"], "verbs": ["get", "list"]},
-     "action": "review", "reviewers": {"groups": ["platform-oncall"], "mode": "async", "timeout": "1h"}},
-    {"name": "secrets-need-two", "match": {"resources": ["secrets"], "verbs": ["update", "patch"]},
-     "action": "review", "reviewers": {"groups": ["platform-oncall"], "min_approvals": 2}},
-    {"name": "exec-needs-security", "match": {"resources": ["pods/exec"]},
-     "action": "review", "reviewers": {"groups": ["security"], "mode": "async"}},
-    {"name": "kube-system-is-read-only", "match": {"namespaces": ["kube-system"], "verbs": ["delete"]},
-     "action": "deny"},
+    {
+        "name": "namespace-deletion-needs-a-human",
+        "match": {"verbs": ["delete"], "resources": ["namespaces"]},
+        "action": "review",
+        "reviewers": {"groups": ["platform-oncall"]},
+    },
+    {
+        "name": "prod-reads-need-approval",
+        "match": {"namespaces": ["prod"], "verbs": ["get", "list"]},
+        "action": "review",
+        "reviewers": {"groups": ["platform-oncall"], "mode": "async", "timeout": "1h"},
+    },
+    {
+        "name": "secrets-need-two",
+        "match": {"resources": ["secrets"], "verbs": ["update", "patch"]},
+        "action": "review",
+        "reviewers": {"groups": ["platform-oncall"], "min_approvals": 2},
+    },
+    {
+        "name": "exec-needs-security",
+        "match": {"resources": ["pods/exec"]},
+        "action": "review",
+        "reviewers": {"groups": ["security"], "mode": "async"},
+    },
+    {
+        "name": "kube-system-is-read-only",
+        "match": {"namespaces": ["kube-system"], "verbs": ["delete"]},
+        "action": "deny",
+    },
 ]
 
 
@@ -87,8 +116,11 @@ class Client:
 
     def __init__(self) -> None:
         self.closing = False
-        self._extra = {"sslcontext": ssl.create_default_context(), "peername": ("10.0.0.7", 50000),
-                       "sockname": ("10.0.0.1", 8443)}
+        self._extra = {
+            "sslcontext": ssl.create_default_context(),
+            "peername": ("10.0.0.7", 50000),
+            "sockname": ("10.0.0.1", 8443),
+        }
 
     def is_closing(self) -> bool:
         return self.closing
@@ -103,18 +135,43 @@ HOSTILE_HOST = "attacker.example:666"
 """The Host header every test flow sends: it must never appear in a URL kubegate hands out."""
 
 
-def make_flow(method: str = "DELETE", path: str = "/api/v1/namespaces/pr-42", query: str = "", *,
-              body: bytes = b"", identity: Identity = AGENT, connection: Any = "dev", session: str = "kubectl-1",
-              policy: PolicyEngine | None = None, upgrade: bool = False) -> Flow:
+def make_flow(
+    method: str = "DELETE",
+    path: str = "/api/v1/namespaces/pr-42",
+    query: str = "",
+    *,
+    body: bytes = b"",
+    identity: Identity = AGENT,
+    connection: Any = "dev",
+    session: str = "kubectl-1",
+    policy: PolicyEngine | None = None,
+    upgrade: bool = False,
+) -> Flow:
     """A flow as it reaches the approval stage: identity, request info and the policy's decision set."""
-    headers = {"User-Agent": "kubectl/v1.32.4", "Kubectl-Session": session, "Kubectl-Command": "kubectl delete",
-               "Host": HOSTILE_HOST}
-    request = make_mocked_request(method, path + (f"?{query}" if query else ""), headers=headers,
-                                  transport=Client(), sslcontext=ssl.create_default_context())
+    headers = {
+        "User-Agent": "kubectl/v1.32.4",
+        "Kubectl-Session": session,
+        "Kubectl-Command": "kubectl delete",
+        "Host": HOSTILE_HOST,
+    }
+    request = make_mocked_request(
+        method,
+        path + (f"?{query}" if query else ""),
+        headers=headers,
+        transport=Client(),
+        sslcontext=ssl.create_default_context(),
+    )
     conn = NoUpstream(connection) if isinstance(connection, str) else connection
-    flow = Flow(request=request, connection=conn, method=method, raw_path=path,  # type: ignore[arg-type]
-                query_string=query, headers=CIMultiDict({"Content-Type": "application/json"} if body else {}),
-                body=body, is_upgrade=upgrade)
+    flow = Flow(
+        request=request,
+        connection=conn,
+        method=method,
+        raw_path=path,  # type: ignore[arg-type]
+        query_string=query,
+        headers=CIMultiDict({"Content-Type": "application/json"} if body else {}),
+        body=body,
+        is_upgrade=upgrade,
+    )
     flow.identity = identity
     flow.info = parse_request_info(method, path, query)
     if body:  # as the body stage and the policy's dry run would leave it: here the cluster stores what was sent
@@ -158,11 +215,17 @@ SLACK_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 def slack_signed(body: bytes, *, secret: str = SLACK_SECRET, ts: int | None = None) -> dict[str, str]:
     stamp = str(int(time.time()) if ts is None else ts)
     digest = hmac.new(secret.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256).hexdigest()
-    return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}",
-            "Content-Type": "application/x-www-form-urlencoded"}
+    return {
+        "X-Slack-Request-Timestamp": stamp,
+        "X-Slack-Signature": f"v0={digest}",
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
 
 
 def slack_click(action: str, request_id: str, user: str = "U0BOB") -> bytes:
-    payload = {"type": "block_actions", "user": {"id": user, "username": "bob"},
-               "actions": [{"action_id": action, "block_id": "kubegate-review", "value": request_id}]}
+    payload = {
+        "type": "block_actions",
+        "user": {"id": user, "username": "bob"},
+        "actions": [{"action_id": action, "block_id": "kubegate-review", "value": request_id}],
+    }
     return urlencode({"payload": orjson.dumps(payload).decode()}).encode()

@@ -28,11 +28,19 @@ ServiceFactory = Callable[..., ApprovalService]
 async def make_service(clock: Clock) -> AsyncIterator[ServiceFactory]:
     made: list[tuple[ApprovalService, Recorder]] = []
 
-    def make(store: Store, *, policy: PolicyEngine | None = None, config: ApprovalsConfig | None = None,
-             **kwargs: Any) -> ApprovalService:
+    def make(
+        store: Store, *, policy: PolicyEngine | None = None, config: ApprovalsConfig | None = None, **kwargs: Any
+    ) -> ApprovalService:
         recorder = Recorder(store, clock=clock)
-        service = ApprovalService(store, recorder, policy or engine(), config or ApprovalsConfig(),
-                                  connections=("dev", "prod"), clock=clock, **kwargs)
+        service = ApprovalService(
+            store,
+            recorder,
+            policy or engine(),
+            config or ApprovalsConfig(),
+            connections=("dev", "prod"),
+            clock=clock,
+            **kwargs,
+        )
         made.append((service, recorder))
         return service
 

@@ -16,12 +16,16 @@ def test_defaults() -> None:
 
 
 def test_webhooks_are_validated_and_named_uniquely() -> None:
-    ok = ApprovalsConfig.model_validate({"notifications": [{"name": "oncall", "url": "https://hooks.example/x",
-                                                            "format": "slack"}]})
+    ok = ApprovalsConfig.model_validate(
+        {"notifications": [{"name": "oncall", "url": "https://hooks.example/x", "format": "slack"}]}
+    )
     assert ok.webhook("oncall") is not None and ok.webhook("other") is None
     assert "hooks.example" not in repr(ok)  # a Slack URL is a secret
-    for bad in ({"name": "a", "url": "ftp://x"}, {"name": "A B", "url": "https://x"},
-                {"name": "a", "url": "https://x", "format": "teams"}):
+    for bad in (
+        {"name": "a", "url": "ftp://x"},
+        {"name": "A B", "url": "https://x"},
+        {"name": "a", "url": "https://x", "format": "teams"},
+    ):
         with pytest.raises(ValidationError):
             ApprovalsConfig.model_validate({"notifications": [bad]})
     with pytest.raises(ValidationError, match="unique"):

@@ -18,17 +18,30 @@ from kubegate.approvals.model import (
 from kubegate.kube.requestinfo import parse_request_info
 
 
-def fp(method: str = "DELETE", path: str = "/api/v1/namespaces/pr-42", query: str = "", body: bytes = b"{}",
-       user: str = "alice", connection: str = "dev") -> str:
-    return fingerprint(user, connection, parse_request_info(method, path, query), method, path, query,
-                       body_digest(body))
+def fp(
+    method: str = "DELETE",
+    path: str = "/api/v1/namespaces/pr-42",
+    query: str = "",
+    body: bytes = b"{}",
+    user: str = "alice",
+    connection: str = "dev",
+) -> str:
+    return fingerprint(
+        user, connection, parse_request_info(method, path, query), method, path, query, body_digest(body)
+    )
 
 
 def test_a_fingerprint_binds_identity_connection_request_and_body() -> None:
     base = fp()
     assert base == fp()
-    variants = [fp(path="/api/v1/namespaces/prod"), fp(user="bob"), fp(connection="prod"), fp(body=b'{"a":1}'),
-                fp(query="dryRun=All"), fp(method="GET")]
+    variants = [
+        fp(path="/api/v1/namespaces/prod"),
+        fp(user="bob"),
+        fp(connection="prod"),
+        fp(body=b'{"a":1}'),
+        fp(query="dryRun=All"),
+        fp(method="GET"),
+    ]
     assert len({base, *variants}) == len(variants) + 1
 
 
@@ -46,11 +59,15 @@ def test_ids_are_short_and_unambiguous() -> None:
     assert not set("01ilo") & set(ID_ALPHABET)
 
 
-@pytest.mark.parametrize(("text", "ref"), [
-    ("pods", ResourceRef("pods")), ("pods/log", ResourceRef("pods", "", "log")),
-    ("deployments.apps", ResourceRef("deployments", "apps")),
-    ("deployments.apps/scale", ResourceRef("deployments", "apps", "scale")),
-])
+@pytest.mark.parametrize(
+    ("text", "ref"),
+    [
+        ("pods", ResourceRef("pods")),
+        ("pods/log", ResourceRef("pods", "", "log")),
+        ("deployments.apps", ResourceRef("deployments", "apps")),
+        ("deployments.apps/scale", ResourceRef("deployments", "apps", "scale")),
+    ],
+)
 def test_resource_refs_parse_and_print(text: str, ref: ResourceRef) -> None:
     assert ResourceRef.parse(text) == ref and str(ref) == text
 
@@ -78,8 +95,10 @@ def test_every_rule_needs_its_own_approvals() -> None:
     bob = Vote("idp#bob", "bob", ("oncall",), "", 0)
     carol = Vote("idp#carol", "carol", ("oncall",), "", 0)
     sec = Vote("idp#sec", "sec", (), "", 0)
-    assert missing_approvals(rules, [bob]) == ["rule ns-deletion needs 1 more approval(s) from oncall",
-                                               "rule prod needs 1 more approval(s) from idp#sec"]
+    assert missing_approvals(rules, [bob]) == [
+        "rule ns-deletion needs 1 more approval(s) from oncall",
+        "rule prod needs 1 more approval(s) from idp#sec",
+    ]
     assert missing_approvals(rules, [bob, carol]) == ["rule prod needs 1 more approval(s) from idp#sec"]
     assert missing_approvals(rules, [bob, carol, sec]) == []
 

@@ -38,8 +38,9 @@ async def receiver() -> AsyncIterator[Receiver]:
         if state.failures > 0:
             state.failures -= 1
             return web.Response(status=503, text="busy")
-        state.received.append((request.path, orjson.loads(await request.read()),
-                               request.headers.get("X-Hook-Secret", "")))
+        state.received.append(
+            (request.path, orjson.loads(await request.read()), request.headers.get("X-Hook-Secret", ""))
+        )
         state.arrived.set()
         return web.Response(text="ok")
 
@@ -53,10 +54,15 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 def _config(receiver: Receiver, **extra: Any) -> ApprovalsConfig:
-    return ApprovalsConfig.model_validate({"notifications": [
-        {"name": "slack", "url": f"{receiver.url}/slack", "format": "slack"},
-        {"name": "generic", "url": f"{receiver.url}/generic", "headers": {"X-Hook-Secret": "s3"}},
-    ], **extra})
+    return ApprovalsConfig.model_validate(
+        {
+            "notifications": [
+                {"name": "slack", "url": f"{receiver.url}/slack", "format": "slack"},
+                {"name": "generic", "url": f"{receiver.url}/generic", "headers": {"X-Hook-Secret": "s3"}},
+            ],
+            **extra,
+        }
+    )
 
 
 async def _ask(service: Any, path: str = "/api/v1/namespaces/prod/pods") -> str:
@@ -72,7 +78,8 @@ async def _outbox(store: Store) -> list[Any]:
 
 
 async def test_a_failed_webhook_is_retried_with_backoff_until_it_answers(
-        store: Store, make_service: ServiceFactory, receiver: Receiver, clock: Clock) -> None:
+    store: Store, make_service: ServiceFactory, receiver: Receiver, clock: Clock
+) -> None:
     config = _config(receiver)
     service = make_service(store, config=config)
     notifier = Notifier(store, config, clock=clock)
@@ -91,14 +98,17 @@ async def test_a_failed_webhook_is_retried_with_backoff_until_it_answers(
     _, generic, secret = receiver.received[1]
     assert secret == "s3"
     assert generic["event"] == "created" and generic["request"]["id"] == request_id
-    assert generic["request"]["approve_command"] == f"kubegate requests approve {request_id} --server " \
-                                                     "https://gateway.example:8443"
+    assert (
+        generic["request"]["approve_command"] == f"kubegate requests approve {request_id} --server "
+        "https://gateway.example:8443"
+    )
     assert not any(HOSTILE_HOST.split(":")[0] in orjson.dumps(body).decode() for _, body, _ in receiver.received)
     await notifier.close()
 
 
 async def test_after_the_give_up_time_the_row_is_kept_as_failed(
-        store: Store, make_service: ServiceFactory, receiver: Receiver, clock: Clock) -> None:
+    store: Store, make_service: ServiceFactory, receiver: Receiver, clock: Clock
+) -> None:
     config = _config(receiver, retry_give_up_after="10s")
     service = make_service(store, config=config)
     notifier = Notifier(store, config, clock=clock)
@@ -114,8 +124,9 @@ async def test_after_the_give_up_time_the_row_is_kept_as_failed(
     await notifier.close()
 
 
-async def test_the_background_loop_delivers_decisions(store: Store, make_service: ServiceFactory,
-                                                      receiver: Receiver) -> None:
+async def test_the_background_loop_delivers_decisions(
+    store: Store, make_service: ServiceFactory, receiver: Receiver
+) -> None:
     service = make_service(store, config=_config(receiver))
     await service.start()
     request_id = await _ask(service)
@@ -126,23 +137,32 @@ async def test_the_background_loop_delivers_decisions(store: Store, make_service
     generic = sorted(body["event"] for path, body, _ in receiver.received if path == "/generic")
     slack = sorted(body["text"].split(":")[0] for path, body, _ in receiver.received if path == "/slack")
     assert generic == ["approved", "created"]
-    assert slack == [f"Access request {request_id} needs approval",
-                     f"Access request {request_id} was approved by idp#bob"]
+    assert slack == [
+        f"Access request {request_id} needs approval",
+        f"Access request {request_id} was approved by idp#bob",
+    ]
 
 
 VIEW: dict[str, Any] = {
-    "id": "abc23456", "description": "ci asks to delete namespaces pr-42 on connection dev",
+    "id": "abc23456",
+    "description": "ci asks to delete namespaces pr-42 on connection dev",
     "requester": {"claims": {"repository": "acme/app", "run_id": "42"}},
-    "reviewers": {"groups": ["platform-oncall"], "users": []}, "expires_at": "2025-01-01T00:10:00Z",
-    "summary": "delete namespaces/pr-42", "approve_command": "kubegate requests approve abc23456 --server https://kg",
-    "decided_by": "", "decision_reason": "", "reason": "",
+    "reviewers": {"groups": ["platform-oncall"], "users": []},
+    "expires_at": "2025-01-01T00:10:00Z",
+    "summary": "delete namespaces/pr-42",
+    "approve_command": "kubegate requests approve abc23456 --server https://kg",
+    "decided_by": "",
+    "decision_reason": "",
+    "reason": "",
 }
 
 
 def test_slack_messages_have_text_and_blocks() -> None:
     message = slack_message("created", VIEW)
-    assert message["text"] == "Access request abc23456 needs approval: ci asks to delete namespaces pr-42 on " \
-                              "connection dev"
+    assert (
+        message["text"] == "Access request abc23456 needs approval: ci asks to delete namespaces pr-42 on "
+        "connection dev"
+    )
     texts = [b["text"]["text"] for b in message["blocks"]]
     assert "CI: repository=acme/app, run_id=42" in texts[0] and "Reviewers: platform-oncall" in texts[0]
     assert texts[1] == "```delete namespaces/pr-42```"
@@ -153,12 +173,17 @@ def test_slack_messages_have_text_and_blocks() -> None:
 
 
 def test_json_messages_carry_the_whole_request() -> None:
-    assert json_message("approved", VIEW) == {"apiVersion": "kubegate.dev/v1", "kind": "AccessRequestEvent",
-                                              "event": "approved", "request": VIEW}
+    assert json_message("approved", VIEW) == {
+        "apiVersion": "kubegate.dev/v1",
+        "kind": "AccessRequestEvent",
+        "event": "approved",
+        "request": VIEW,
+    }
 
 
 async def test_finished_notifications_leave_the_outbox_after_the_retention(
-        store: Store, make_service: ServiceFactory, receiver: Receiver, clock: Clock) -> None:
+    store: Store, make_service: ServiceFactory, receiver: Receiver, clock: Clock
+) -> None:
     config = _config(receiver, notification_retention="1d", retry_give_up_after="10s")
     service = make_service(store, config=config)
     notifier = Notifier(store, config, clock=clock)

@@ -60,8 +60,13 @@ async def test_only_the_rules_reviewers_decide(service: ApprovalService) -> None
 
 async def test_min_approvals_needs_that_many_different_reviewers(service: ApprovalService) -> None:
     stage = approval_stage(service)
-    task, request_id = await held(stage, service, method="PATCH", path="/api/v1/namespaces/dev/secrets/db",
-                                  body=b'{"data":{"password":"aHVudGVyMg=="}}')
+    task, request_id = await held(
+        stage,
+        service,
+        method="PATCH",
+        path="/api/v1/namespaces/dev/secrets/db",
+        body=b'{"data":{"password":"aHVudGVyMg=="}}',
+    )
     first = await service.approve(request_id, BOB)
     assert first.state == "pending"
     assert first.as_dict(0)["missing"] == ["rule secrets-need-two needs 1 more approval(s) from platform-oncall"]
@@ -114,19 +119,27 @@ async def test_revoke_ends_an_unused_grant_and_withdraws_a_pending_request(servi
     assert twice.value.code == 409
 
 
-SCOPE = Scope(namespace="prod", verbs=("get", "list"), resources=(ResourceRef("pods"), ResourceRef("pods", "", "log")),
-              duration=3600)
+SCOPE = Scope(
+    namespace="prod",
+    verbs=("get", "list"),
+    resources=(ResourceRef("pods"), ResourceRef("pods", "", "log")),
+    duration=3600,
+)
 
 
 async def test_a_scope_grant_allows_what_it_names_until_it_expires(service: ApprovalService, clock: Clock) -> None:
     request = await service.ask_scope(AGENT, "dev", SCOPE, "incident 4711: read prod pod logs", "https://kg")
     assert [r.rule for r in request.rules] == ["prod-reads-need-approval"]
-    assert request.describe() == ("gh#repo:acme/app asks for get,list on pods,pods/log in namespace prod for 1h "
-                                  "on connection dev")
+    assert request.describe() == (
+        "gh#repo:acme/app asks for get,list on pods,pods/log in namespace prod for 1h on connection dev"
+    )
     await service.approve(request.id, BOB)
     stage = approval_stage(service)
-    for path in ("/api/v1/namespaces/prod/pods", "/api/v1/namespaces/prod/pods/web",
-                 "/api/v1/namespaces/prod/pods/web/log"):
+    for path in (
+        "/api/v1/namespaces/prod/pods",
+        "/api/v1/namespaces/prod/pods/web",
+        "/api/v1/namespaces/prod/pods/web/log",
+    ):
         await stage.on_request(make_flow("GET", path))
     with pytest.raises(Refused):  # another namespace's review is not covered
         await stage.on_request(make_flow("GET", "/api/v1/namespaces/prod/secrets"))
@@ -179,18 +192,33 @@ async def test_requests_and_grants_survive_a_restart(store_url: str, make_servic
 
 
 async def test_notifications_are_written_with_the_change(store: Store, make_service: ServiceFactory) -> None:
-    config = ApprovalsConfig.model_validate({"notifications": [
-        {"name": "oncall", "url": "https://hooks.example/T1", "format": "slack"},
-        {"name": "audit", "url": "https://audit.example/in", "events": ["created", "approved", "denied", "revoked"]},
-    ]})
+    config = ApprovalsConfig.model_validate(
+        {
+            "notifications": [
+                {"name": "oncall", "url": "https://hooks.example/T1", "format": "slack"},
+                {
+                    "name": "audit",
+                    "url": "https://audit.example/in",
+                    "events": ["created", "approved", "denied", "revoked"],
+                },
+            ]
+        }
+    )
     service = make_service(store, config=config)
     request_id = await async_request(service, **PROD_PODS)
     await service.approve(request_id, BOB)
     async with store.read() as conn:
-        rows = (await conn.execute(sa.select(notification_outbox.c.event, notification_outbox.c.webhook)
-                                   .order_by(notification_outbox.c.id))).all()
-    assert [(r.event, r.webhook) for r in rows] == [("created", "oncall"), ("created", "audit"),
-                                                    ("approved", "oncall"), ("approved", "audit")]
+        rows = (
+            await conn.execute(
+                sa.select(notification_outbox.c.event, notification_outbox.c.webhook).order_by(notification_outbox.c.id)
+            )
+        ).all()
+    assert [(r.event, r.webhook) for r in rows] == [
+        ("created", "oncall"),
+        ("created", "audit"),
+        ("approved", "oncall"),
+        ("approved", "audit"),
+    ]
 
 
 def test_is_reviewer_follows_the_policy(service: ApprovalService) -> None:

@@ -32,7 +32,8 @@ async def pg_stores() -> AsyncIterator[tuple[Store, Store]]:
 
 @pytest.mark.postgres
 async def test_postgres_notify_releases_the_request_held_by_the_other_gateway(
-        pg_stores: tuple[Store, Store], make_service: ServiceFactory) -> None:
+    pg_stores: tuple[Store, Store], make_service: ServiceFactory
+) -> None:
     store_a, store_b = pg_stores
     slow = DecisionSignals(store_a, poll_interval=30, listening_poll_interval=30)
     gateway_a = make_service(store_a, signals=slow)
@@ -46,8 +47,9 @@ async def test_postgres_notify_releases_the_request_held_by_the_other_gateway(
 
 
 @pytest.mark.postgres
-async def test_postgres_listener_reconnects_and_catches_up(pg_stores: tuple[Store, Store],
-                                                           make_service: ServiceFactory) -> None:
+async def test_postgres_listener_reconnects_and_catches_up(
+    pg_stores: tuple[Store, Store], make_service: ServiceFactory
+) -> None:
     store_a, store_b = pg_stores
     slow = DecisionSignals(store_a, poll_interval=30, listening_poll_interval=30)
     gateway_a = make_service(store_a, signals=slow)
@@ -57,9 +59,18 @@ async def test_postgres_listener_reconnects_and_catches_up(pg_stores: tuple[Stor
         await slow.wait_listening()
     task, request_id = await held(approval_stage(gateway_a), gateway_a)
     async with store_b.write() as conn:  # the database drops gateway A's LISTEN connection
-        killed = (await conn.execute(sa.text(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' "
-            "AND datname = current_database()"))).scalars().all()
+        killed = (
+            (
+                await conn.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%' "
+                        "AND datname = current_database()"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert killed == [True]
     await gateway_b.approve(request_id, BOB)  # decided while A may not be listening
     await asyncio.wait_for(task, 10)  # A reconnects, wakes every waiter, and they re-read
@@ -68,7 +79,8 @@ async def test_postgres_listener_reconnects_and_catches_up(pg_stores: tuple[Stor
 
 
 async def test_sqlite_polling_releases_the_request_held_by_the_other_gateway(
-        tmp_path: Path, make_service: ServiceFactory) -> None:
+    tmp_path: Path, make_service: ServiceFactory
+) -> None:
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     store_a, store_b = await Store.open(url), await Store.open(url)
     try:

@@ -22,9 +22,13 @@ from kubegate.config import ConfigError, load_config
 from kubegate.kube.status import Refused
 from tests.approvals.builders import SLACK_SECRET, approval_stage, cancel, held, slack_click, slack_signed
 
-CONFIG = SlackConfig(signing_secret=SLACK_SECRET, users={
-    "U0BOB": {"username": "idp#bob", "groups": ["platform-oncall"]},
-    "U0DAVE": {"username": "idp#dave", "groups": ["developers"]}})
+CONFIG = SlackConfig(
+    signing_secret=SLACK_SECRET,
+    users={
+        "U0BOB": {"username": "idp#bob", "groups": ["platform-oncall"]},
+        "U0DAVE": {"username": "idp#dave", "groups": ["developers"]},
+    },
+)
 
 
 @pytest.fixture
@@ -72,8 +76,9 @@ async def test_forged_stale_and_replayed_clicks_decide_nothing(service: Approval
         await asyncio.wait_for(task, 5)
 
 
-async def test_a_slack_user_nobody_mapped_or_who_is_no_reviewer_decides_nothing(service: ApprovalService,
-                                                                                endpoint: str) -> None:
+async def test_a_slack_user_nobody_mapped_or_who_is_no_reviewer_decides_nothing(
+    service: ApprovalService, endpoint: str
+) -> None:
     task, request_id = await held(approval_stage(service), service)
     stranger = slack_click("approve", request_id, user="U0EVE")
     status, reply = await post(endpoint, stranger, slack_signed(stranger))
@@ -86,9 +91,15 @@ async def test_a_slack_user_nobody_mapped_or_who_is_no_reviewer_decides_nothing(
 
 
 def test_new_requests_get_buttons_only_when_slack_is_configured() -> None:
-    view = {"id": "ar-1", "description": "delete namespace pr-42", "requester": {"claims": {}}, "summary": "",
-            "reviewers": {"groups": ["platform-oncall"], "users": []}, "expires_at": "soon",
-            "approve_command": "kubegate requests approve ar-1"}
+    view = {
+        "id": "ar-1",
+        "description": "delete namespace pr-42",
+        "requester": {"claims": {}},
+        "summary": "",
+        "reviewers": {"groups": ["platform-oncall"], "users": []},
+        "expires_at": "soon",
+        "approve_command": "kubegate requests approve ar-1",
+    }
     plain = slack_message("created", view)
     assert all(b["type"] != "actions" for b in plain["blocks"])
     (actions,) = [b for b in slack_message("created", view, buttons=True)["blocks"] if b["type"] == "actions"]

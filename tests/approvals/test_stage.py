@@ -44,8 +44,10 @@ async def test_wait_mode_deny_refuses_with_the_reviewers_reason(service: Approva
     with pytest.raises(Refused) as refused:
         await asyncio.wait_for(task, 10)
     assert refused.value.code == 403
-    assert refused.value.message == (f"kubegate refused this request: access request {request_id} was denied by "
-                                     "idp#bob: pr-42 is still in use by the release train")
+    assert refused.value.message == (
+        f"kubegate refused this request: access request {request_id} was denied by "
+        "idp#bob: pr-42 is still in use by the release train"
+    )
 
 
 async def test_wait_mode_times_out_with_a_403(service: ApprovalService, clock: Clock) -> None:
@@ -86,8 +88,7 @@ async def test_after_async_approval_the_identical_request_passes_once(service: A
     await service.approve(request_id, BOB)
     flow = make_flow("GET", "/api/v1/namespaces/prod/pods")
     await stage.on_request(flow)
-    assert flow.warnings == [f"kubegate let this request through: access request {request_id} was approved by "
-                             "idp#bob"]
+    assert flow.warnings == [f"kubegate let this request through: access request {request_id} was approved by idp#bob"]
     with pytest.raises(Refused) as again:
         await stage.on_request(make_flow("GET", "/api/v1/namespaces/prod/pods"))
     assert request_id not in again.value.message  # a new access request: the approval was used
@@ -109,13 +110,16 @@ async def test_the_grant_expires_with_its_lifetime(service: ApprovalService, clo
 BODY = orjson.dumps({"propagationPolicy": "Background"})
 
 
-@pytest.mark.parametrize("other", [
-    pytest.param({"path": "/api/v1/namespaces/prod-db"}, id="another-name"),
-    pytest.param({"identity": DAVE}, id="another-identity"),
-    pytest.param({"connection": "prod"}, id="another-connection"),
-    pytest.param({"body": orjson.dumps({"propagationPolicy": "Orphan"})}, id="another-body"),
-    pytest.param({"query": "dryRun=All"}, id="another-query"),
-])
+@pytest.mark.parametrize(
+    "other",
+    [
+        pytest.param({"path": "/api/v1/namespaces/prod-db"}, id="another-name"),
+        pytest.param({"identity": DAVE}, id="another-identity"),
+        pytest.param({"connection": "prod"}, id="another-connection"),
+        pytest.param({"body": orjson.dumps({"propagationPolicy": "Orphan"})}, id="another-body"),
+        pytest.param({"query": "dryRun=All"}, id="another-query"),
+    ],
+)
 async def test_an_approval_covers_only_the_exact_request(service: ApprovalService, other: dict[str, object]) -> None:
     stage = approval_stage(service)
     waiting, request_id = await held(stage, service, body=BODY)
@@ -179,8 +183,17 @@ async def test_a_grant_needs_every_review_rule_the_request_meets_now(service: Ap
         await stage.on_request(make_flow("GET", "/api/v1/namespaces/prod/pods"))
     [request_id] = await pending_ids(service)
     await service.approve(request_id, BOB)
-    stricter = engine([*RULES, {"name": "prod-also-needs-security", "match": {"namespaces": ["prod"]},
-                                "action": "review", "reviewers": {"groups": ["security"], "mode": "async"}}])
+    stricter = engine(
+        [
+            *RULES,
+            {
+                "name": "prod-also-needs-security",
+                "match": {"namespaces": ["prod"]},
+                "action": "review",
+                "reviewers": {"groups": ["security"], "mode": "async"},
+            },
+        ]
+    )
     with pytest.raises(Refused) as refused:
         await stage.on_request(make_flow("GET", "/api/v1/namespaces/prod/pods", policy=stricter))
     assert "prod-also-needs-security" in refused.value.message
@@ -201,8 +214,11 @@ async def test_every_step_is_recorded_in_the_session(service: ApprovalService) -
     await service.recorder.flush()
     async with service.store.read() as conn:
         session_id = (await conn.execute(sa.select(access_requests.c.session_id))).scalar_one()
-        rows = (await conn.execute(sa.select(events.c.type, events.c.data).where(events.c.session_id == session_id)
-                                   .order_by(events.c.seq))).all()
+        rows = (
+            await conn.execute(
+                sa.select(events.c.type, events.c.data).where(events.c.session_id == session_id).order_by(events.c.seq)
+            )
+        ).all()
     assert [r.type for r in rows] == ["session", "access_request", "approval", "grant_used"]
     assert orjson.loads(rows[2].data)["reviewer"] == "idp#bob"
 

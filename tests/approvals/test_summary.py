@@ -30,11 +30,18 @@ def summary(flow: Flow) -> Awaitable[str]:
     return summarize(flow, MASKER)
 
 
-CURRENT = {"apiVersion": "apps/v1", "kind": "Deployment",
-           "metadata": {"name": "web", "namespace": "dev", "resourceVersion": "7", "managedFields": [{"x": 1}]},
-           "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "web", "image": "web:1"}]}}}}
-SECRET = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "dev"},
-          "data": {"password": "b2xk"}}
+CURRENT = {
+    "apiVersion": "apps/v1",
+    "kind": "Deployment",
+    "metadata": {"name": "web", "namespace": "dev", "resourceVersion": "7", "managedFields": [{"x": 1}]},
+    "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "web", "image": "web:1"}]}}},
+}
+SECRET = {
+    "apiVersion": "v1",
+    "kind": "Secret",
+    "metadata": {"name": "db", "namespace": "dev"},
+    "data": {"password": "b2xk"},
+}
 
 
 class Cluster:
@@ -70,8 +77,9 @@ async def cluster() -> AsyncIterator[Cluster]:
     await server.close()
 
 
-async def _flow(cluster: Cluster, method: str, path: str, body: Any, stored: Any,
-                content_type: str = "application/json") -> Any:
+async def _flow(
+    cluster: Cluster, method: str, path: str, body: Any, stored: Any, content_type: str = "application/json"
+) -> Any:
     """A request as the approval stage gets it: body read, and the object its dry run said it would store."""
     flow = make_flow(method, path, body=orjson.dumps(body), connection=cluster)
     flow.headers = CIMultiDict({"Content-Type": content_type})
@@ -84,8 +92,11 @@ WEB = "/apis/apps/v1/namespaces/dev/deployments/web"
 
 
 def scaled(replicas: int) -> dict[str, Any]:
-    return {**CURRENT, "metadata": {**CURRENT["metadata"], "resourceVersion": "8"},
-            "spec": {**CURRENT["spec"], "replicas": replicas}}
+    return {
+        **CURRENT,
+        "metadata": {**CURRENT["metadata"], "resourceVersion": "8"},
+        "spec": {**CURRENT["spec"], "replicas": replicas},
+    }
 
 
 async def test_an_update_is_shown_as_a_diff_read_as_the_requester(cluster: Cluster) -> None:
@@ -98,8 +109,11 @@ async def test_an_update_is_shown_as_a_diff_read_as_the_requester(cluster: Clust
 async def test_every_patch_type_shows_the_diff_to_what_the_cluster_would_store(cluster: Cluster) -> None:
     """The diff is to the dry run's object, not to kubegate's reading of the patch: a strategic merge
     patch or an apply (whose merging only the cluster knows) reads like a merge patch."""
-    for media in ("application/merge-patch+json", "application/strategic-merge-patch+json",
-                  "application/apply-patch+yaml"):
+    for media in (
+        "application/merge-patch+json",
+        "application/strategic-merge-patch+json",
+        "application/apply-patch+yaml",
+    ):
         text = await summary(await _flow(cluster, "PATCH", WEB, {"spec": {"replicas": 3}}, scaled(3), media))
         assert "-  replicas: 2\n+  replicas: 3" in text, media
 
@@ -107,15 +121,24 @@ async def test_every_patch_type_shows_the_diff_to_what_the_cluster_would_store(c
 async def test_a_json_patch_lists_its_operations_and_the_diff(cluster: Cluster) -> None:
     ops = [{"op": "replace", "path": "/spec/replicas", "value": 4}, {"op": "remove", "path": "/metadata/labels"}]
     text = await summary(await _flow(cluster, "PATCH", WEB, ops, scaled(4), "application/json-patch+json"))
-    assert text.startswith("JSON patch of deployments/web in namespace dev:\nreplace /spec/replicas = 4\n"
-                           "remove /metadata/labels\n")
+    assert text.startswith(
+        "JSON patch of deployments/web in namespace dev:\nreplace /spec/replicas = 4\nremove /metadata/labels\n"
+    )
     assert "-  replicas: 2\n+  replicas: 4" in text
 
 
 async def test_an_unreadable_object_shows_what_it_would_become(cluster: Cluster) -> None:
     gone = {**scaled(3), "metadata": {"name": "gone", "namespace": "dev"}}
-    text = await summary(await _flow(cluster, "PATCH", "/apis/apps/v1/namespaces/dev/deployments/gone",
-                                     {"spec": {"replicas": 3}}, gone, "application/merge-patch+json"))
+    text = await summary(
+        await _flow(
+            cluster,
+            "PATCH",
+            "/apis/apps/v1/namespaces/dev/deployments/gone",
+            {"spec": {"replicas": 3}},
+            gone,
+            "application/merge-patch+json",
+        )
+    )
     assert text.startswith("patch deployments/gone in namespace dev (current object not readable) to:")
     assert "replicas: 3" in text
 
@@ -126,8 +149,16 @@ async def test_secret_values_never_appear(cluster: Cluster) -> None:
     assert "b2xk" not in text and "bmV3" not in text
     assert text.endswith("Secret values changed (masked): data.password")
     patched = {**SECRET, "data": {"password": "b2xk", "token": "dG9r"}}
-    text = await summary(await _flow(cluster, "PATCH", "/api/v1/namespaces/dev/secrets/db",
-                                     {"data": {"token": "dG9r"}}, patched, "application/merge-patch+json"))
+    text = await summary(
+        await _flow(
+            cluster,
+            "PATCH",
+            "/api/v1/namespaces/dev/secrets/db",
+            {"data": {"token": "dG9r"}},
+            patched,
+            "application/merge-patch+json",
+        )
+    )
     assert "dG9r" not in text and "+  token: PG1hc2tlZCBieSBrdWJlZ2F0ZT4=" in text
     assert text.endswith("Secret values changed (masked): data.token")
     created = await summary(await _flow(cluster, "POST", "/api/v1/namespaces/dev/secrets", new, new))
@@ -139,8 +170,9 @@ async def test_deletes_and_exec_read_as_one_line() -> None:
     delete.headers["Content-Type"] = "application/json"
     await RequestBodyStage().on_request(delete)
     assert await summary(delete) == 'delete namespaces/pr-42\noptions: {"propagationPolicy":"Background"}'
-    exec_flow = make_flow("GET", "/api/v1/namespaces/dev/pods/web/exec", "command=sh&command=-c&command=id"
-                          "&container=app")
+    exec_flow = make_flow(
+        "GET", "/api/v1/namespaces/dev/pods/web/exec", "command=sh&command=-c&command=id&container=app"
+    )
     assert await summary(exec_flow) == "create pods/web/exec in namespace dev container app\ncommand: sh -c id"
 
 
@@ -149,8 +181,11 @@ async def test_a_protobuf_create_shows_the_object_the_cluster_would_store() -> N
     flow = make_flow("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", body=body)
     flow.headers["Content-Type"] = "application/vnd.kubernetes.protobuf"
     await RequestBodyStage().on_request(flow)
-    flow.stored = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                   "metadata": {"name": "root-for-ci"}}
+    flow.stored = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "root-for-ci"},
+    }
     text = await summary(flow)
     assert text.startswith("create clusterrolebindings:") and "name: root-for-ci" in text
 
@@ -158,10 +193,28 @@ async def test_a_protobuf_create_shows_the_object_the_cluster_would_store() -> N
 async def test_the_request_masks_and_user_rules_apply_to_both_sides(cluster: Cluster) -> None:
     """A reviewer (and a webhook) sees what the requester's masks hide as the marker: here a user-defined
     field rule and env-credentials, on the object sent and on the current one it is diffed against."""
-    masker = Masker(MaskingConfig.model_validate({"field_rules": [
-        {"name": "image-pins", "kind": "Deployment", "path": "spec.template.spec.containers[*].image"}]}))
-    new = {**CURRENT, "spec": {"replicas": 2, "template": {"spec": {"containers": [
-        {"name": "web", "image": "web:2", "env": [{"name": "DB_PASSWORD", "value": "hunter2"}]}]}}}}
+    masker = Masker(
+        MaskingConfig.model_validate(
+            {
+                "field_rules": [
+                    {"name": "image-pins", "kind": "Deployment", "path": "spec.template.spec.containers[*].image"}
+                ]
+            }
+        )
+    )
+    new = {
+        **CURRENT,
+        "spec": {
+            "replicas": 2,
+            "template": {
+                "spec": {
+                    "containers": [
+                        {"name": "web", "image": "web:2", "env": [{"name": "DB_PASSWORD", "value": "hunter2"}]}
+                    ]
+                }
+            },
+        },
+    }
     flow = await _flow(cluster, "PUT", WEB, new, new)
     flow.decision = replace(flow.decision, masks=("image-pins", "env-credentials"))
     text = await summarize(flow, masker)

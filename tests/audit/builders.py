@@ -18,16 +18,25 @@ from kubegate.recording.recorder import Recorder
 from kubegate.store.engine import Store
 from kubegate.store.tables import chain_head, events
 
-DEV = Identity(issuer="https://idp.example", subject="dev", username="idp#dev", groups=("developers",),
-               claims={"repository": "acme/app", "run_id": "42"})
+DEV = Identity(
+    issuer="https://idp.example",
+    subject="dev",
+    username="idp#dev",
+    groups=("developers",),
+    claims={"repository": "acme/app", "run_id": "42"},
+)
 
 
 async def record(store: Store, requests: int, *, session: str = "k") -> None:
     """`requests` request events of one kubectl session (plus its session event)."""
     recorder = Recorder(store)
-    flow = SimpleNamespace(kubectl_session=session, kubectl_command="kubectl get", identity=DEV,
-                           connection=SimpleNamespace(name="dev"),
-                           request=SimpleNamespace(headers={}, remote="10.0.0.7"))
+    flow = SimpleNamespace(
+        kubectl_session=session,
+        kubectl_command="kubectl get",
+        identity=DEV,
+        connection=SimpleNamespace(name="dev"),
+        request=SimpleNamespace(headers={}, remote="10.0.0.7"),
+    )
     sid = recorder.session_for(flow)  # type: ignore[arg-type]
     for i in range(requests):
         await recorder.record_event(sid, "request", {"path": f"/api/v1/pods/p{i}"}, durable=True)
@@ -41,10 +50,12 @@ async def rewrite_chain(store: Store, edit: Callable[[str], str]) -> None:
         prev = GENESIS_HASH
         for row in rows:
             data = edit(row.data)
-            digest = event_hash(NewEvent(row.session_id, row.ts, row.type, data, row.verb, row.resource,
-                                         row.namespace), prev)
-            await conn.execute(sa.update(events).where(events.c.seq == row.seq)
-                               .values(data=data, prev_hash=prev, hash=digest))
+            digest = event_hash(
+                NewEvent(row.session_id, row.ts, row.type, data, row.verb, row.resource, row.namespace), prev
+            )
+            await conn.execute(
+                sa.update(events).where(events.c.seq == row.seq).values(data=data, prev_hash=prev, hash=digest)
+            )
             prev = digest
         await conn.execute(sa.update(chain_head).values(hash=prev))
 
@@ -92,20 +103,43 @@ async def record_requests(store: Store, n: int, *, recorder: Recorder | None = N
     """`n` requests as the recorder stage writes them: a request event, then its response."""
     own = recorder is None
     rec = recorder or Recorder(store)
-    flow = SimpleNamespace(kubectl_session="kx", kubectl_command="kubectl get pods", identity=DEV,
-                           connection=SimpleNamespace(name="dev"),
-                           request=SimpleNamespace(headers={"User-Agent": "kubectl/v1.32.4"}, remote="10.0.0.7"))
+    flow = SimpleNamespace(
+        kubectl_session="kx",
+        kubectl_command="kubectl get pods",
+        identity=DEV,
+        connection=SimpleNamespace(name="dev"),
+        request=SimpleNamespace(headers={"User-Agent": "kubectl/v1.32.4"}, remote="10.0.0.7"),
+    )
     sid = rec.session_for(flow)  # type: ignore[arg-type]
     for i in range(n):
         flow_id = uuid.uuid4().hex
-        seq = await rec.record_event(sid, "request", {
-            "flow": flow_id, "method": "GET", "path": f"/api/v1/namespaces/default/pods/p{i}", "query": "",
-            "info": {"verb": "get", "is_resource_request": True, "api_version": "v1", "namespace": "default",
-                     "resource": "pods", "name": f"p{i}"},
-            "decision": {"action": "allow", "masks": ["secret-values"],
-                         "matches": [{"rule": "devs", "action": "allow"}]},
-        }, durable=True, counts_request=True)
-        await rec.record_event(sid, "response", {"flow": flow_id, "request_seq": seq, "status": 200}, durable=True,
-                               outcome="ok")
+        seq = await rec.record_event(
+            sid,
+            "request",
+            {
+                "flow": flow_id,
+                "method": "GET",
+                "path": f"/api/v1/namespaces/default/pods/p{i}",
+                "query": "",
+                "info": {
+                    "verb": "get",
+                    "is_resource_request": True,
+                    "api_version": "v1",
+                    "namespace": "default",
+                    "resource": "pods",
+                    "name": f"p{i}",
+                },
+                "decision": {
+                    "action": "allow",
+                    "masks": ["secret-values"],
+                    "matches": [{"rule": "devs", "action": "allow"}],
+                },
+            },
+            durable=True,
+            counts_request=True,
+        )
+        await rec.record_event(
+            sid, "response", {"flow": flow_id, "request_seq": seq, "status": 200}, durable=True, outcome="ok"
+        )
     if own:
         await rec.close()

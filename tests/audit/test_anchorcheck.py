@@ -35,7 +35,8 @@ def new_key(tmp_path: Path, name: str) -> FileSigner:
 
 
 async def test_an_untouched_chain_matches_its_anchor_and_counts_what_came_after(
-        store: Store, tmp_path: Path, s3_anchor_config: S3AnchorConfig) -> None:
+    store: Store, tmp_path: Path, s3_anchor_config: S3AnchorConfig
+) -> None:
     key, anchor = new_key(tmp_path, "k.pem"), S3Anchor(s3_anchor_config)
     await anchored(store, key, anchor)
     await record(store, 2, session="later")
@@ -72,14 +73,17 @@ async def test_missing_checkpoints_are_named(store: Store, tmp_path: Path, s3_an
     assert gap.problem is not None and gap.problem.kind == "missing-anchor"
     assert "checkpoint 2 missing from s3://anchors/" in gap.problem.message
     newest_gone = await checked(store, {n: d for n, d in found.items() if n != 3}, keys)
-    assert newest_gone.problem is not None and "checkpoint 3 was written to s3://anchors/ but is not there" \
-        in newest_gone.problem.message
+    assert (
+        newest_gone.problem is not None
+        and "checkpoint 3 was written to s3://anchors/ but is not there" in newest_gone.problem.message
+    )
     nothing = await checked(store, {}, keys)
     assert nothing.problem is not None and nothing.problem.kind == "missing-anchor"
 
 
 async def test_forged_and_untrusted_checkpoints_are_refused_and_rotation_keeps_old_ones(
-        store: Store, tmp_path: Path, s3_anchor_config: S3AnchorConfig) -> None:
+    store: Store, tmp_path: Path, s3_anchor_config: S3AnchorConfig
+) -> None:
     old, new, anchor = new_key(tmp_path, "old.pem"), new_key(tmp_path, "new.pem"), S3Anchor(s3_anchor_config)
     await record(store, 1)
     await Anchoring(store, old, [anchor], 60).round()

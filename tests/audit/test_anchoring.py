@@ -25,7 +25,8 @@ def signer(tmp_path: Path) -> FileSigner:
 
 
 async def test_a_checkpoint_is_made_only_when_the_chain_moved_and_reaches_both_anchors(
-        store: Store, tmp_path: Path, s3_anchor_config: S3AnchorConfig, s3: Any) -> None:
+    store: Store, tmp_path: Path, s3_anchor_config: S3AnchorConfig, s3: Any
+) -> None:
     key = signer(tmp_path)
     async with receiver() as hook:
         anchors = [S3Anchor(s3_anchor_config), WebhookAnchor(WebhookAnchorConfig(url=hook.url))]
@@ -68,7 +69,8 @@ async def test_an_anchor_that_fails_is_named_then_caught_up(store: Store, tmp_pa
 
 
 async def test_a_version_put_over_a_checkpoint_does_not_replace_it(
-        store: Store, tmp_path: Path, s3_anchor_config: S3AnchorConfig, s3: Any) -> None:
+    store: Store, tmp_path: Path, s3_anchor_config: S3AnchorConfig, s3: Any
+) -> None:
     await record(store, 1)
     anchor = S3Anchor(s3_anchor_config)
     await Anchoring(store, signer(tmp_path), [anchor], 60).round()

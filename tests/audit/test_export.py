@@ -30,8 +30,13 @@ from tests.audit.schema import assert_audit_event
 async def exported_seqs(store: Store) -> list[int]:
     """The seqs of every event an audit Event is made from (request and response events)."""
     async with store.read() as conn:
-        return list((await conn.execute(sa.select(events.c.seq).where(events.c.type.in_(["request", "response"]))
-                                        .order_by(events.c.seq))).scalars())
+        return list(
+            (
+                await conn.execute(
+                    sa.select(events.c.seq).where(events.c.type.in_(["request", "response"])).order_by(events.c.seq)
+                )
+            ).scalars()
+        )
 
 
 def seqs_of(lines: list[dict[str, Any]]) -> list[int]:
@@ -43,8 +48,9 @@ async def drain(exporter: Exporter) -> None:
         pass
 
 
-async def test_a_file_sink_gets_every_event_once_and_a_restart_resumes_at_the_cursor(store: Store,
-                                                                                    tmp_path: Path) -> None:
+async def test_a_file_sink_gets_every_event_once_and_a_restart_resumes_at_the_cursor(
+    store: Store, tmp_path: Path
+) -> None:
     config = SinkConfig(name="siem", type="file", path=tmp_path / "audit.jsonl", batch_max=3)
     await record_requests(store, 4)
     first = Exporter(store, FileSink(config), batch_max=3)
@@ -89,14 +95,18 @@ async def test_a_sink_that_is_down_delays_nobody_shows_lag_then_gets_everything(
 
 async def test_s3_batches_are_objects_named_by_their_seqs(store: Store, s3: Any, s3_endpoint: str) -> None:
     s3.create_bucket(Bucket="audit-batches")
-    config = SinkConfig(name="lake", type="s3", bucket="audit-batches", region="us-east-1", endpoint_url=s3_endpoint,
-                        batch_max=4)
+    config = SinkConfig(
+        name="lake", type="s3", bucket="audit-batches", region="us-east-1", endpoint_url=s3_endpoint, batch_max=4
+    )
     await record_requests(store, 3)
     await drain(Exporter(store, S3Sink(config), batch_max=4))
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="audit-batches")["Contents"]]
     assert keys == ["kubegate/audit/000000000001-000000000004.jsonl", "kubegate/audit/000000000005-000000000007.jsonl"]
-    lines = [orjson.loads(line) for key in keys
-             for line in s3.get_object(Bucket="audit-batches", Key=key)["Body"].read().splitlines()]
+    lines = [
+        orjson.loads(line)
+        for key in keys
+        for line in s3.get_object(Bucket="audit-batches", Key=key)["Body"].read().splitlines()
+    ]
     assert seqs_of(lines) == await exported_seqs(store)
     assert lines[-1]["stage"] == "ResponseComplete" and lines[-1]["verb"] == "get"  # its request was a batch before
 
@@ -105,8 +115,11 @@ async def test_events_retention_removed_before_export_are_counted_never_silent(s
     registry = CollectorRegistry()
     now = [1_000.0]
     recorder = Recorder(store, retention_seconds=60, clock=lambda: now[0])
-    exporter = Exporter(store, FileSink(SinkConfig(name="late", type="file", path=tmp_path / "a.jsonl")),
-                        metrics=ExportMetrics(registry))
+    exporter = Exporter(
+        store,
+        FileSink(SinkConfig(name="late", type="file", path=tmp_path / "a.jsonl")),
+        metrics=ExportMetrics(registry),
+    )
     await record_requests(store, 1, recorder=recorder)
     await recorder.flush()
     assert await exporter.step() == 3  # the sink exists and has taken what there was
@@ -122,7 +135,8 @@ async def test_events_retention_removed_before_export_are_counted_never_silent(s
 
 
 async def test_of_two_replicas_one_exports_a_sink_and_the_other_takes_over_when_its_lease_runs_out(
-        store: Store, tmp_path: Path) -> None:
+    store: Store, tmp_path: Path
+) -> None:
     now = [1_000.0]
     config = SinkConfig(name="siem", type="file", path=tmp_path / "audit.jsonl")
     first, second = (Exporter(store, FileSink(config), lease_seconds=30, clock=lambda: now[0]) for _ in range(2))
@@ -161,9 +175,11 @@ async def test_kill_9_during_export_loses_no_event(tmp_path: Path) -> None:
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     config = tmp_path / "kubegate.yaml"
-    config.write_text(f"store: {{url: 'sqlite:///{db}'}}\naudit:\n  export:\n    interval: 10ms\n    lease: 500ms\n"
-                      f"    sinks:\n    - {{name: siem, type: webhook, url: '{server.make_url('/hook')}',"
-                      " batch_max: 5}\n")
+    config.write_text(
+        f"store: {{url: 'sqlite:///{db}'}}\naudit:\n  export:\n    interval: 10ms\n    lease: 500ms\n"
+        f"    sinks:\n    - {{name: siem, type: webhook, url: '{server.make_url('/hook')}',"
+        " batch_max: 5}\n"
+    )
     argv = [sys.executable, "-m", "kubegate", "audit", "export", "--config", str(config)]
     proc = await asyncio.create_subprocess_exec(*argv)
     try:

@@ -12,15 +12,37 @@ from kubegate.audit.k8sevent import Converter, Row
 from tests.audit.schema import VALIDATOR, assert_audit_event
 
 FLOW = "0123456789abcdef0123456789abcdef"
-SESSION = {"username": "gh#repo:acme/app", "groups": ["ci-agents"],
-           "claims": {"repository": "acme/app", "run_id": "42"}, "connection": "prod",
-           "user_agent": "kubectl/v1.32.4", "source": "10.0.0.7"}
-REQUEST = {"flow": FLOW, "method": "PATCH", "path": "/apis/apps/v1/namespaces/shop/deployments/web",
-           "query": "fieldManager=kubectl", "body": "{\"spec\":{\"replicas\":3}}", "encoding": "utf-8",
-           "info": {"verb": "patch", "is_resource_request": True, "api_group": "apps", "api_version": "v1",
-                    "namespace": "shop", "resource": "deployments", "subresource": "", "name": "web"},
-           "decision": {"action": "allow", "masks": ["secret-values", "env-credentials"],
-                        "matches": [{"rule": "ci-deploys", "action": "allow"}, {"rule": "audit-all", "action": "log"}]}}
+SESSION = {
+    "username": "gh#repo:acme/app",
+    "groups": ["ci-agents"],
+    "claims": {"repository": "acme/app", "run_id": "42"},
+    "connection": "prod",
+    "user_agent": "kubectl/v1.32.4",
+    "source": "10.0.0.7",
+}
+REQUEST = {
+    "flow": FLOW,
+    "method": "PATCH",
+    "path": "/apis/apps/v1/namespaces/shop/deployments/web",
+    "query": "fieldManager=kubectl",
+    "body": '{"spec":{"replicas":3}}',
+    "encoding": "utf-8",
+    "info": {
+        "verb": "patch",
+        "is_resource_request": True,
+        "api_group": "apps",
+        "api_version": "v1",
+        "namespace": "shop",
+        "resource": "deployments",
+        "subresource": "",
+        "name": "web",
+    },
+    "decision": {
+        "action": "allow",
+        "masks": ["secret-values", "env-credentials"],
+        "matches": [{"rule": "ci-deploys", "action": "allow"}, {"rule": "audit-all", "action": "log"}],
+    },
+}
 
 
 def row(seq: int, type: str, data: dict[str, Any], session: dict[str, Any] | None = SESSION) -> Row:
@@ -31,18 +53,31 @@ def test_a_request_and_its_response_are_two_stages_of_one_audit_event() -> None:
     conv = Converter()
     assert conv.convert(row(1, "grant_used", {"flow": FLOW, "request": "ar-7f3k"})) is None
     received = conv.convert(row(2, "request", REQUEST))
-    done = conv.convert(row(3, "response", {"flow": FLOW, "request_seq": 2, "status": 200, "duration_ms": 4.2,
-                                            "body": "{\"kind\":\"Deployment\"}"}))
+    done = conv.convert(
+        row(
+            3,
+            "response",
+            {"flow": FLOW, "request_seq": 2, "status": 200, "duration_ms": 4.2, "body": '{"kind":"Deployment"}'},
+        )
+    )
     for event in (received, done):
         assert_audit_event(event)
     assert received is not None and done is not None
     assert received["stage"] == "RequestReceived" and done["stage"] == "ResponseComplete"
     assert received["auditID"] == done["auditID"] == "01234567-89ab-cdef-0123-456789abcdef"
     assert done["verb"] == "patch" and done["requestURI"] == REQUEST["path"] + "?fieldManager=kubectl"
-    assert done["objectRef"] == {"resource": "deployments", "namespace": "shop", "name": "web", "apiGroup": "apps",
-                                 "apiVersion": "v1"}
-    assert done["user"] == {"username": "gh#repo:acme/app", "groups": ["ci-agents"],
-                            "extra": {"repository": ["acme/app"], "run_id": ["42"]}}
+    assert done["objectRef"] == {
+        "resource": "deployments",
+        "namespace": "shop",
+        "name": "web",
+        "apiGroup": "apps",
+        "apiVersion": "v1",
+    }
+    assert done["user"] == {
+        "username": "gh#repo:acme/app",
+        "groups": ["ci-agents"],
+        "extra": {"repository": ["acme/app"], "run_id": ["42"]},
+    }
     assert done["sourceIPs"] == ["10.0.0.7"] and done["responseStatus"] == {"metadata": {}, "code": 200}
     assert done["requestReceivedTimestamp"] == "2023-11-14T22:13:22.000000Z"
     notes = done["annotations"]
@@ -57,22 +92,51 @@ def test_a_request_and_its_response_are_two_stages_of_one_audit_event() -> None:
 
 def test_a_refusal_and_a_stream_are_complete_events() -> None:
     conv = Converter()
-    denied = conv.convert(row(1, "refused", {**REQUEST, "decision": {"action": "deny", "masks": [], "matches": [
-        {"rule": "kube-system-is-read-only", "action": "deny"}]},
-        "status": {"code": 403, "reason": "Forbidden", "message": "kube-system is managed by the platform team"}}))
+    denied = conv.convert(
+        row(
+            1,
+            "refused",
+            {
+                **REQUEST,
+                "decision": {
+                    "action": "deny",
+                    "masks": [],
+                    "matches": [{"rule": "kube-system-is-read-only", "action": "deny"}],
+                },
+                "status": {
+                    "code": 403,
+                    "reason": "Forbidden",
+                    "message": "kube-system is managed by the platform team",
+                },
+            },
+        )
+    )
     assert denied is not None
     assert_audit_event(denied)
-    assert denied["responseStatus"] == {"metadata": {}, "code": 403, "status": "Failure", "reason": "Forbidden",
-                                        "message": "kube-system is managed by the platform team"}
+    assert denied["responseStatus"] == {
+        "metadata": {},
+        "code": 403,
+        "status": "Failure",
+        "reason": "Forbidden",
+        "message": "kube-system is managed by the platform team",
+    }
     assert denied["annotations"]["authorization.k8s.io/decision"] == "forbid"
-    watch = {**REQUEST, "flow": "f" * 32, "method": "GET", "query": "watch=1",
-             "info": {**REQUEST["info"], "verb": "watch"}}
+    watch = {
+        **REQUEST,
+        "flow": "f" * 32,
+        "method": "GET",
+        "query": "watch=1",
+        "info": {**REQUEST["info"], "verb": "watch"},
+    }
     conv.convert(row(2, "request", watch))
     started = conv.convert(row(3, "response", {"flow": "f" * 32, "request_seq": 2, "status": 200, "stream": True}))
     ended = conv.convert(row(4, "end", {"flow": "f" * 32, "request_seq": 2, "bytes": 10, "chunks": 1, "error": ""}))
     assert started is not None and ended is not None
-    assert (started["stage"], ended["stage"], ended["responseStatus"]["code"]) == ("ResponseStarted",
-                                                                                 "ResponseComplete", 200)
+    assert (started["stage"], ended["stage"], ended["responseStatus"]["code"]) == (
+        "ResponseStarted",
+        "ResponseComplete",
+        200,
+    )
     for event in (started, ended):
         assert_audit_event(event)
 

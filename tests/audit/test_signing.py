@@ -35,8 +35,9 @@ def test_bad_keys_name_the_file_and_the_problem(tmp_path: Path) -> None:
     (tmp_path / "junk.pem").write_text("not a key")
     with pytest.raises(SigningError, match=r"junk\.pem: not an unencrypted PEM private key"):
         FileSigner(tmp_path / "junk.pem")
-    ec = generate_private_key(SECP256R1()).private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                         serialization.NoEncryption())
+    ec = generate_private_key(SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     (tmp_path / "ec.pem").write_bytes(ec)
     with pytest.raises(SigningError, match="must be Ed25519"):
         FileSigner(tmp_path / "ec.pem")

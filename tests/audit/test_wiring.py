@@ -20,8 +20,9 @@ from tests.audit.builders import receiver, record_requests
 
 
 async def test_a_signing_key_that_cannot_be_read_names_the_field(store: Store, tmp_path: Path) -> None:
-    config = AuditConfig.model_validate({"signing": {"key_file": tmp_path / "gone.pem"},
-                                         "anchors": {"webhook": {"url": "https://hook.example"}}})
+    config = AuditConfig.model_validate(
+        {"signing": {"key_file": tmp_path / "gone.pem"}, "anchors": {"webhook": {"url": "https://hook.example"}}}
+    )
     with pytest.raises(ConfigError, match=r"audit\.signing\.key_file: .*gone\.pem: cannot read the signing key"):
         AuditServices.from_config(config, store, CollectorRegistry())
 
@@ -30,12 +31,25 @@ async def test_readyz_shows_anchoring_and_each_sink(tmp_path: Path) -> None:
     generate(tmp_path / "k.pem")
     async with receiver() as hook:
         hook.failures = 1_000
-        config = Config.model_validate({"state_dir": tmp_path, "audit": {
-            "signing": {"key_file": tmp_path / "k.pem"}, "checkpoint_interval": "20ms",
-            "anchors": {"webhook": {"url": hook.url}},
-            "export": {"interval": "20ms", "retry_max_interval": "20ms", "lag_alarm": 1,
-                       "sinks": [{"name": "down", "type": "webhook", "url": hook.url},
-                                 {"name": "file", "type": "file", "path": tmp_path / "a.jsonl"}]}}})
+        config = Config.model_validate(
+            {
+                "state_dir": tmp_path,
+                "audit": {
+                    "signing": {"key_file": tmp_path / "k.pem"},
+                    "checkpoint_interval": "20ms",
+                    "anchors": {"webhook": {"url": hook.url}},
+                    "export": {
+                        "interval": "20ms",
+                        "retry_max_interval": "20ms",
+                        "lag_alarm": 1,
+                        "sinks": [
+                            {"name": "down", "type": "webhook", "url": hook.url},
+                            {"name": "file", "type": "file", "path": tmp_path / "a.jsonl"},
+                        ],
+                    },
+                },
+            }
+        )
         app = build_app(config)
         async with TestClient(TestServer(app)) as client:
             gateway = app[GATEWAY]
@@ -48,8 +62,7 @@ async def test_readyz_shows_anchoring_and_each_sink(tmp_path: Path) -> None:
                         break
                     await asyncio.sleep(0.02)
             assert checks["anchoring"]["problems"] == {"webhook": "the checkpoint webhook answered HTTP 503"}
-            assert checks["export"]["down"] == {"state": "failing", "lag": 5,
-                                                "error": "the webhook answered HTTP 503"}
+            assert checks["export"]["down"] == {"state": "failing", "lag": 5, "error": "the webhook answered HTTP 503"}
             assert checks["export"]["file"] == {"state": "ok", "lag": 0}
             metrics = await (await client.get("/metrics")).text()
             assert 'kubegate_export_lag_events{sink="down"} 5.0' in metrics

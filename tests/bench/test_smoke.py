@@ -12,8 +12,13 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-HTTP_SCENARIOS = ("GET one pod, concurrency 1: p50", "GET one pod, concurrency 1: p99", "GET one pod, concurrency 32",
-                  "LIST 5 pods", "masked LIST 20 Secrets")
+HTTP_SCENARIOS = (
+    "GET one pod, concurrency 1: p50",
+    "GET one pod, concurrency 1: p99",
+    "GET one pod, concurrency 32",
+    "LIST 5 pods",
+    "masked LIST 20 Secrets",
+)
 NUMBER = re.compile(r"^[\d,.]+$")
 
 
@@ -25,9 +30,26 @@ def rows(results: str) -> dict[str, list[str]]:
 def test_smoke_run_measures_every_target_and_appends_the_table(tmp_path: Path) -> None:
     results = tmp_path / "results.md"
     run = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--smoke", "--upstream", "python", "--loadgen", "python", "--no-install",
-         "--workers", "2", "--results", str(results)],
-        cwd=REPO, capture_output=True, text=True, timeout=240)
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--smoke",
+            "--upstream",
+            "python",
+            "--loadgen",
+            "python",
+            "--no-install",
+            "--workers",
+            "2",
+            "--results",
+            str(results),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     text = results.read_text()
     assert text.startswith("# kubegate benchmark results")

@@ -20,10 +20,13 @@ from kubegate.store.engine import Store
 async def _record(url: str, requests: int) -> None:
     store = await Store.open(url)
     recorder = Recorder(store)
-    flow = SimpleNamespace(kubectl_session="k", kubectl_command="kubectl get",
-                           identity=Identity(issuer="https://idp.example", subject="dev", username="idp#dev"),
-                           connection=SimpleNamespace(name="dev"),
-                           request=SimpleNamespace(headers={}, remote="10.0.0.7"))
+    flow = SimpleNamespace(
+        kubectl_session="k",
+        kubectl_command="kubectl get",
+        identity=Identity(issuer="https://idp.example", subject="dev", username="idp#dev"),
+        connection=SimpleNamespace(name="dev"),
+        request=SimpleNamespace(headers={}, remote="10.0.0.7"),
+    )
     sid = recorder.session_for(flow)  # type: ignore[arg-type]
     for i in range(requests):
         await recorder.record_event(sid, "request", {"path": f"/api/v1/pods/p{i}"}, durable=True)
@@ -89,17 +92,20 @@ def _anchored_config(tmp_path: Path, db_path: Path, bucket: str, endpoint: str) 
     code, out = keygen(str(tmp_path / "keys" / "signing.pem"))
     assert code == 0 and "key id" in out
     config = tmp_path / "kubegate.yaml"
-    config.write_text(f"store: {{url: 'sqlite:///{db_path}'}}\naudit:\n  signing: {{key_file: keys/signing.pem, "
-                      f"trusted_keys: [keys/signing.pem.pub]}}\n  anchors:\n    s3: {{bucket: {bucket}, "
-                      f"endpoint_url: '{endpoint}', region: us-east-1, retention: 1d}}\n")
+    config.write_text(
+        f"store: {{url: 'sqlite:///{db_path}'}}\naudit:\n  signing: {{key_file: keys/signing.pem, "
+        f"trusted_keys: [keys/signing.pem.pub]}}\n  anchors:\n    s3: {{bucket: {bucket}, "
+        f"endpoint_url: '{endpoint}', region: us-east-1, retention: 1d}}\n"
+    )
     audit_config = load_config(config).audit
     assert audit_config.anchors.s3 is not None and audit_config.signing.key_file is not None
 
     async def checkpoint() -> None:
         store = await Store.open(f"sqlite:///{db_path}")
         assert audit_config.anchors.s3 is not None and audit_config.signing.key_file is not None
-        await Anchoring(store, FileSigner(audit_config.signing.key_file), [S3Anchor(audit_config.anchors.s3)],
-                        60).round()
+        await Anchoring(
+            store, FileSigner(audit_config.signing.key_file), [S3Anchor(audit_config.anchors.s3)], 60
+        ).round()
         await store.close()
 
     asyncio.run(checkpoint())
@@ -113,15 +119,18 @@ def keygen(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_a_rewritten_database_fails_against_its_s3_anchor(db_path: Path, tmp_path: Path, locked_bucket: str,
-                                                          s3_endpoint: str) -> None:
+def test_a_rewritten_database_fails_against_its_s3_anchor(
+    db_path: Path, tmp_path: Path, locked_bucket: str, s3_endpoint: str
+) -> None:
     from tests.audit.builders import rewrite_chain
 
     config = _anchored_config(tmp_path, db_path, locked_bucket, s3_endpoint)
     code, out = verify("--config", str(config))
     assert code == 0, out
-    assert f"anchored: signed checkpoints 1..1 on s3://{locked_bucket}/kubegate/checkpoints/ match, the last " \
-           "through event 6; 0 events since are not anchored yet" in out
+    assert (
+        f"anchored: signed checkpoints 1..1 on s3://{locked_bucket}/kubegate/checkpoints/ match, the last "
+        "through event 6; 0 events since are not anchored yet" in out
+    )
 
     async def rewrite() -> None:
         store = await Store.open(f"sqlite:///{db_path}")
@@ -134,8 +143,9 @@ def test_a_rewritten_database_fails_against_its_s3_anchor(db_path: Path, tmp_pat
     assert "audit chain BROKEN (rewritten): the chain was rewritten: event 6 is not the one checkpoint 1" in out
 
 
-def test_a_truncated_database_fails_against_its_s3_anchor(db_path: Path, tmp_path: Path, locked_bucket: str,
-                                                          s3_endpoint: str) -> None:
+def test_a_truncated_database_fails_against_its_s3_anchor(
+    db_path: Path, tmp_path: Path, locked_bucket: str, s3_endpoint: str
+) -> None:
     config = _anchored_config(tmp_path, db_path, locked_bucket, s3_endpoint)
     with sqlite3.connect(db_path) as db:
         db.execute("DELETE FROM events WHERE seq > 4")
@@ -145,8 +155,9 @@ def test_a_truncated_database_fails_against_its_s3_anchor(db_path: Path, tmp_pat
     assert code == 1 and "audit chain BROKEN (truncated)" in out and "events 5..6 were removed" in out
 
 
-def test_an_anchor_without_the_checkpoints_fails(db_path: Path, tmp_path: Path, locked_bucket: str,
-                                                 s3_endpoint: str, s3: object) -> None:
+def test_an_anchor_without_the_checkpoints_fails(
+    db_path: Path, tmp_path: Path, locked_bucket: str, s3_endpoint: str, s3: object
+) -> None:
     config = _anchored_config(tmp_path, db_path, locked_bucket, s3_endpoint)
     config.write_text(config.read_text().replace(locked_bucket, f"{locked_bucket}-empty"))
     s3.create_bucket(Bucket=f"{locked_bucket}-empty", ObjectLockEnabledForBucket=True)  # type: ignore[attr-defined]

@@ -18,13 +18,25 @@ def test_login_saves_a_private_context_without_a_token(isolated_context: Path, t
     context.register(app)
     app.command("noop")(lambda: None)
     (tmp_path / "ca.crt").write_text("ca")
-    result = CliRunner().invoke(app, ["login", "--server", "https://kubegate.example:8443/", "--ca",
-                                      str(tmp_path / "ca.crt"), "--token-command", "kubegate sandbox token --sub x"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "login",
+            "--server",
+            "https://kubegate.example:8443/",
+            "--ca",
+            str(tmp_path / "ca.crt"),
+            "--token-command",
+            "kubegate sandbox token --sub x",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert f"saved {isolated_context}" in result.output
     assert yaml.safe_load(isolated_context.read_text()) == {
-        "server": "https://kubegate.example:8443", "ca": str(tmp_path / "ca.crt"),
-        "token_command": "kubegate sandbox token --sub x"}
+        "server": "https://kubegate.example:8443",
+        "ca": str(tmp_path / "ca.crt"),
+        "token_command": "kubegate sandbox token --sub x",
+    }
     assert isolated_context.stat().st_mode & 0o777 == 0o600
     assert load_context()["server"] == "https://kubegate.example:8443"
 

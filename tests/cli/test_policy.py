@@ -83,20 +83,53 @@ def test_check_needs_something_to_check() -> None:
 
 
 def test_explain_kubectl_command_as_table() -> None:
-    result = run("explain", "--policy", str(EXAMPLES), "--sub", "alice", "--group", "developers",
-                 "--connection", "eks-dev", "--", "kubectl", "delete", "ns", "prod")
+    result = run(
+        "explain",
+        "--policy",
+        str(EXAMPLES),
+        "--sub",
+        "alice",
+        "--group",
+        "developers",
+        "--connection",
+        "eks-dev",
+        "--",
+        "kubectl",
+        "delete",
+        "ns",
+        "prod",
+    )
     assert result.exit_code == 4, result.output
-    assert result.output.startswith("REVIEW  kubegate holds this request for approval by rule "
-                                    "namespace-deletion-needs-a-human")
+    assert result.output.startswith(
+        "REVIEW  kubegate holds this request for approval by rule namespace-deletion-needs-a-human"
+    )
     assert "delete namespaces 'prod' namespace='prod' connection='eks-dev'" in result.output
     assert "namespace-deletion-needs-a-human" in result.output and "verb 'delete' is in" in result.output
     assert "reviewers: groups=['platform-oncall']" in result.output
 
 
 def test_explain_exec_command_json() -> None:
-    result = run("explain", "-p", str(EXAMPLES), "--sub", "repo:acme/app", "--issuer", GITHUB,
-                 "--claim", "repository=acme/app", "-o", "json", "--", "kubectl", "exec", "web", "-n", "pr-1",
-                 "--", "bash")
+    result = run(
+        "explain",
+        "-p",
+        str(EXAMPLES),
+        "--sub",
+        "repo:acme/app",
+        "--issuer",
+        GITHUB,
+        "--claim",
+        "repository=acme/app",
+        "-o",
+        "json",
+        "--",
+        "kubectl",
+        "exec",
+        "web",
+        "-n",
+        "pr-1",
+        "--",
+        "bash",
+    )
     assert result.exit_code == 3, result.output
     out = json.loads(result.output)
     assert out["request"]["command"] == ["bash"] and out["identity"]["claims"] == {"repository": "acme/app"}
@@ -109,10 +142,35 @@ def test_explain_exec_command_json() -> None:
 
 def test_explain_from_flags_with_object_and_misses(tmp_path: Path) -> None:
     pod = tmp_path / "pod.json"
-    pod.write_text(json.dumps({"spec": {"containers": [{"name": "a", "image": "registry.example.com/a",
-                                                        "securityContext": {"privileged": True}}]}}))
-    result = run("explain", "-p", str(EXAMPLES), "--sub", "alice", "--verb", "create", "--resource", "po",
-                 "-n", "pr-1", "--object", str(pod), "-o", "json", "--all")
+    pod.write_text(
+        json.dumps(
+            {
+                "spec": {
+                    "containers": [
+                        {"name": "a", "image": "registry.example.com/a", "securityContext": {"privileged": True}}
+                    ]
+                }
+            }
+        )
+    )
+    result = run(
+        "explain",
+        "-p",
+        str(EXAMPLES),
+        "--sub",
+        "alice",
+        "--verb",
+        "create",
+        "--resource",
+        "po",
+        "-n",
+        "pr-1",
+        "--object",
+        str(pod),
+        "-o",
+        "json",
+        "--all",
+    )
     out = json.loads(result.output)
     assert out["request"]["resource"] == "pods" and out["request"]["namespace"] == "pr-1"
     assert out["decision"]["message"].startswith("kubegate denied this request by rule no-privileged-pods")
@@ -120,15 +178,48 @@ def test_explain_from_flags_with_object_and_misses(tmp_path: Path) -> None:
 
 
 def test_explain_default_deny_and_flag_forms() -> None:
-    result = run("explain", "-p", str(EXAMPLES), "--sub", "nobody", "--verb", "get", "--resource", "secrets",
-                 "--namespace", "prod", "--name", "db", "--all")
+    result = run(
+        "explain",
+        "-p",
+        str(EXAMPLES),
+        "--sub",
+        "nobody",
+        "--verb",
+        "get",
+        "--resource",
+        "secrets",
+        "--namespace",
+        "prod",
+        "--name",
+        "db",
+        "--all",
+    )
     assert result.exit_code == 3
-    assert ("DENY  kubegate denied this request: no policy rule allows 'nobody' to get secrets 'db' in namespace "
-            "'prod'") in result.output
+    assert (
+        "DENY  kubegate denied this request: no policy rule allows 'nobody' to get secrets 'db' in namespace 'prod'"
+    ) in result.output
     assert "no rule matched" in result.output and "rules that did not match" in result.output
-    exec_flags = run("explain", "-p", str(EXAMPLES), "--sub", "alice", "--group", "developers", "-o", "json",
-                     "--verb", "create", "--resource", "pods/exec", "-n", "prod", "--name", "web",
-                     "--command", "tar cf - /etc")
+    exec_flags = run(
+        "explain",
+        "-p",
+        str(EXAMPLES),
+        "--sub",
+        "alice",
+        "--group",
+        "developers",
+        "-o",
+        "json",
+        "--verb",
+        "create",
+        "--resource",
+        "pods/exec",
+        "-n",
+        "prod",
+        "--name",
+        "web",
+        "--command",
+        "tar cf - /etc",
+    )
     message = json.loads(exec_flags.output)["decision"]["message"]
     assert message.startswith("kubegate denied this request by rule production-no-kubectl-cp")
 
@@ -144,16 +235,21 @@ def test_explain_usage_errors() -> None:
 
 def test_explain_exit_codes_gate_ci_and_the_timeout_is_the_applied_one(tmp_path: Path) -> None:
     config = tmp_path / "kubegate.yaml"
-    config.write_text("approvals: {default_timeout: 7m}\npolicies:\n"
-                      "  - {name: read, action: allow, match: {verbs: [get]}}\n"
-                      "  - {name: wipe, action: review, match: {verbs: [delete]}, reviewers: {groups: [oncall]}}\n"
-                      "  - {name: wipe-fast, action: review, match: {verbs: [delete], namespaces: [tmp]},\n"
-                      "     reviewers: {groups: [oncall], timeout: 2m}}\n")
+    config.write_text(
+        "approvals: {default_timeout: 7m}\npolicies:\n"
+        "  - {name: read, action: allow, match: {verbs: [get]}}\n"
+        "  - {name: wipe, action: review, match: {verbs: [delete]}, reviewers: {groups: [oncall]}}\n"
+        "  - {name: wipe-fast, action: review, match: {verbs: [delete], namespaces: [tmp]},\n"
+        "     reviewers: {groups: [oncall], timeout: 2m}}\n"
+    )
     assert run("explain", "-c", str(config), "--sub", "a", "--", "kubectl", "get", "pod", "x").exit_code == 0
     held = run("explain", "-c", str(config), "--sub", "a", "--", "kubectl", "delete", "pod", "x", "-n", "prod")
     assert held.exit_code == 4 and "timeout=7m" in held.output  # the approvals default, not the rule model's
-    out = json.loads(run("explain", "-c", str(config), "--sub", "a", "-o", "json", "--",
-                         "kubectl", "delete", "pod", "x", "-n", "tmp").output)
+    out = json.loads(
+        run(
+            "explain", "-c", str(config), "--sub", "a", "-o", "json", "--", "kubectl", "delete", "pod", "x", "-n", "tmp"
+        ).output
+    )
     assert out["decision"]["reviewers"]["timeout"] == 120  # the shortest of the rules that apply
     assert run("explain", "-c", str(config), "--sub", "a", "--", "kubectl", "create", "ns", "x").exit_code == 3
 
@@ -162,10 +258,26 @@ def test_explain_piped_wraps_nothing() -> None:
     app = typer.Typer()
     policy.register(app)
     app.command("noop")(lambda: None)
-    result = CliRunner().invoke(app, ["policy", "explain", "-p", str(EXAMPLES), "--sub", "nobody", "--verb", "get",
-                                      "--resource", "secrets", "--namespace", "a-long-namespace-name-for-wrapping",
-                                      "--name", "a-long-secret-name-that-goes-past-eighty-columns"],
-                                env={"COLUMNS": ""})
+    result = CliRunner().invoke(
+        app,
+        [
+            "policy",
+            "explain",
+            "-p",
+            str(EXAMPLES),
+            "--sub",
+            "nobody",
+            "--verb",
+            "get",
+            "--resource",
+            "secrets",
+            "--namespace",
+            "a-long-namespace-name-for-wrapping",
+            "--name",
+            "a-long-secret-name-that-goes-past-eighty-columns",
+        ],
+        env={"COLUMNS": ""},
+    )
     first = result.output.splitlines()[0]
     assert first.startswith("DENY  kubegate denied this request: no policy rule allows 'nobody'")
     assert "in namespace 'a-long-namespace-name-for-wrapping'" in first and first.endswith("why none matched")

@@ -71,8 +71,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         service = ApprovalService(store, None, engine(), ApprovalsConfig(), connections=("dev",))
         app = web.Application()
         runner = web.AppRunner(app)
-        setup_routes(app, lambda: service, _authorize, lambda i: roles_of(i, IdentityConfig(), service.is_reviewer),
-                     lambda: f"https://127.0.0.1:{runner.addresses[0][1]}")
+        setup_routes(
+            app,
+            lambda: service,
+            _authorize,
+            lambda i: roles_of(i, IdentityConfig(), service.is_reviewer),
+            lambda: f"https://127.0.0.1:{runner.addresses[0][1]}",
+        )
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ssl_context(certs.cert, certs.key))
         await site.start()
@@ -131,17 +136,44 @@ def test_the_requester_cannot_approve_and_deny_needs_a_reason(served: Served) ->
 
 
 def test_create_a_scope_request_and_revoke_it(served: Served) -> None:
-    code, out = run(served, "create", "--connection", "dev", "--namespace", "prod", "--verbs", "get,list",
-                    "--resources", "pods,pods/log", "--duration", "1h", "--reason", "incident 4711",
-                    token="agent-token")
+    code, out = run(
+        served,
+        "create",
+        "--connection",
+        "dev",
+        "--namespace",
+        "prod",
+        "--verbs",
+        "get,list",
+        "--resources",
+        "pods,pods/log",
+        "--duration",
+        "1h",
+        "--reason",
+        "incident 4711",
+        token="agent-token",
+    )
     assert code == 0, out
     request_id = out.split()[2]
     assert "asks for get,list on pods,pods/log in namespace prod for 1h on connection dev" in out
     assert f"kubegate requests approve {request_id} --server https://127.0.0.1:" in out
     code, out = run(served, "revoke", request_id, "--reason", "not needed", token="agent-token")
     assert code == 0 and f"access request {request_id} revoked" in out
-    code, out = run(served, "create", "--connection", "dev", "--namespace", "kube-system", "--verbs", "delete",
-                    "--resources", "pods", "--reason", "x", token="agent-token")
+    code, out = run(
+        served,
+        "create",
+        "--connection",
+        "dev",
+        "--namespace",
+        "kube-system",
+        "--verbs",
+        "delete",
+        "--resources",
+        "pods",
+        "--reason",
+        "x",
+        token="agent-token",
+    )
     assert code == 1 and "the policy denies delete pods" in out
 
 

@@ -11,11 +11,17 @@ import yaml
 
 
 def _serve(tmp_path: Path, doc: dict[str, object]) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "kubegate.yaml").write_text(yaml.safe_dump({"listen": {"address": "127.0.0.1:0"},
-                                                            "state_dir": str(tmp_path / "state"), **doc}))
+    (tmp_path / "kubegate.yaml").write_text(
+        yaml.safe_dump({"listen": {"address": "127.0.0.1:0"}, "state_dir": str(tmp_path / "state"), **doc})
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
-    return subprocess.run([sys.executable, "-m", "kubegate", "serve", "--config", str(tmp_path / "kubegate.yaml")],
-                          capture_output=True, text=True, timeout=60, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "kubegate", "serve", "--config", str(tmp_path / "kubegate.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
 
 
 def test_in_cluster_credentials_outside_a_pod_are_named(tmp_path: Path) -> None:

@@ -49,30 +49,53 @@ async def _fill(store: Store) -> dict[str, str]:
     for name, command, status in (("get", "kubectl get", 200), ("delete", "kubectl delete", 403)):
         sid = recorder.session_for(_flow(name, command))  # type: ignore[arg-type]
         clock.now += 1.0
-        await recorder.record_event(sid, "request", {"method": "GET", "path": "/api/v1/namespaces/default/pods",
-                                                     "query": "limit=500", "info": {"verb": "list", "resource": "pods",
-                                                                              "namespace": "default"}},
-                                    durable=True, counts_request=True)
+        await recorder.record_event(
+            sid,
+            "request",
+            {
+                "method": "GET",
+                "path": "/api/v1/namespaces/default/pods",
+                "query": "limit=500",
+                "info": {"verb": "list", "resource": "pods", "namespace": "default"},
+            },
+            durable=True,
+            counts_request=True,
+        )
         clock.now += 0.5
-        await recorder.record_event(sid, "response", {"status": status, "duration_ms": 500.0, "bytes": 14,
-                                                      "body": f"answer-{name}\n", "encoding": "utf-8",
-                                                      "truncated": False},
-                                    durable=True, outcome="ok" if status == 200 else "denied")
+        await recorder.record_event(
+            sid,
+            "response",
+            {
+                "status": status,
+                "duration_ms": 500.0,
+                "bytes": 14,
+                "body": f"answer-{name}\n",
+                "encoding": "utf-8",
+                "truncated": False,
+            },
+            durable=True,
+            outcome="ok" if status == 200 else "denied",
+        )
         ids[name] = sid
         clock.now += 10
     await recorder.close()
     return ids
 
 
-DEV = Identity(issuer="https://idp.example", subject="dev", username="idp#dev", groups=("developers",),
-               claims={"actor": "dev"})
+DEV = Identity(
+    issuer="https://idp.example", subject="dev", username="idp#dev", groups=("developers",), claims={"actor": "dev"}
+)
 
 
 def _flow(kubectl_session: str, command: str) -> SimpleNamespace:
     """Just what Recorder.session_for reads of a Flow."""
-    return SimpleNamespace(kubectl_session=kubectl_session, kubectl_command=command, identity=DEV,
-                           connection=SimpleNamespace(name="dev"),
-                           request=SimpleNamespace(headers={"User-Agent": "kubectl/v1.32.4"}, remote="10.0.0.7"))
+    return SimpleNamespace(
+        kubectl_session=kubectl_session,
+        kubectl_command=command,
+        identity=DEV,
+        connection=SimpleNamespace(name="dev"),
+        request=SimpleNamespace(headers={"User-Agent": "kubectl/v1.32.4"}, remote="10.0.0.7"),
+    )
 
 
 @dataclass
@@ -155,8 +178,7 @@ def test_show_prints_identity_and_timeline(served: Served) -> None:
     assert lines[2].split()[0] == "+1.500s"
 
 
-def test_replay_plays_outputs_in_order_with_original_timing(served: Served,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_replay_plays_outputs_in_order_with_original_timing(served: Served, monkeypatch: pytest.MonkeyPatch) -> None:
     pauses: list[float] = []
     monkeypatch.setattr(sessions_cli.time, "sleep", pauses.append)
     code, out = run(served, "replay", served.ids["get"], "--speed", "2")
@@ -184,8 +206,7 @@ def test_refusals_and_missing_tokens_are_reported(served: Served) -> None:
     code, out = run(served, "list", "--token", "", "--token-command", "echo auditor-token")
     assert code == 0, out
     code, out = run(served, "list", "--token", "", "--token-command", "no-such-command --flag")
-    assert (code, out) == (1, "error: --token-command 'no-such-command --flag' cannot run: No such file or "
-                              "directory\n")
+    assert (code, out) == (1, "error: --token-command 'no-such-command --flag' cannot run: No such file or directory\n")
 
 
 def test_an_unreachable_server_is_reported(served: Served) -> None:
@@ -198,20 +219,24 @@ def test_an_unreachable_server_is_reported(served: Served) -> None:
 def test_a_server_certificate_nobody_passed_a_ca_for_names_the_flag(served: Served) -> None:
     app = typer.Typer()
     sessions_cli.register(app)
-    result = CliRunner().invoke(app, ["sessions", "list", "--server", served.url, "--token", "auditor-token"],
-                                env={"KUBEGATE_CA": ""})
+    result = CliRunner().invoke(
+        app, ["sessions", "list", "--server", served.url, "--token", "auditor-token"], env={"KUBEGATE_CA": ""}
+    )
     assert result.exit_code == 1
-    assert result.output == (f"error: cannot verify kubegate's certificate at {served.url} (self-signed "
-                             "certificate in certificate chain): pass --ca FILE (or set KUBEGATE_CA) with the CA "
-                             "that signed it\n")
+    assert result.output == (
+        f"error: cannot verify kubegate's certificate at {served.url} (self-signed "
+        "certificate in certificate chain): pass --ca FILE (or set KUBEGATE_CA) with the CA "
+        "that signed it\n"
+    )
 
 
 def test_a_saved_context_stands_in_for_every_flag(served: Served, isolated_context: Path) -> None:
     context.save_context({"server": served.url, "ca": str(served.ca), "token_command": "echo auditor-token"})
     app = typer.Typer()
     sessions_cli.register(app)
-    result = CliRunner().invoke(app, ["sessions", "list", "-o", "json"], env={
-        "KUBEGATE_SERVER": "", "KUBEGATE_CA": "", "KUBEGATE_TOKEN": ""})
+    result = CliRunner().invoke(
+        app, ["sessions", "list", "-o", "json"], env={"KUBEGATE_SERVER": "", "KUBEGATE_CA": "", "KUBEGATE_TOKEN": ""}
+    )
     assert result.exit_code == 0, result.output
     assert {s["id"] for s in orjson.loads(result.output)["items"]} == set(served.ids.values())
     result = CliRunner().invoke(app, ["sessions", "list", "--server", "https://127.0.0.1:1"])

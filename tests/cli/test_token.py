@@ -71,8 +71,12 @@ FUTURE = int(dt.datetime.now(dt.UTC).timestamp()) + 3600
 def test_from_env_prints_exec_credential() -> None:
     value = unsigned_jwt(sub="alice", exp=FUTURE)
     cred = credential(run(["token", "--from-env", "MY_TOKEN"], env={"MY_TOKEN": value}))
-    assert cred == {"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential", "spec": {},
-                    "status": {"token": value, "expirationTimestamp": rfc3339(FUTURE)}}
+    assert cred == {
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "kind": "ExecCredential",
+        "spec": {},
+        "status": {"token": value, "expirationTimestamp": rfc3339(FUTURE)},
+    }
 
 
 def test_from_file_prints_exec_credential(tmp_path: Path) -> None:
@@ -83,10 +87,12 @@ def test_from_file_prints_exec_credential(tmp_path: Path) -> None:
 
 
 def test_answers_the_exec_api_version_kubectl_asked_for() -> None:
-    info = json.dumps({"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential",
-                       "spec": {"interactive": False}})
-    cred = credential(run(["token", "--from-env", "T"],
-                          env={"T": unsigned_jwt(exp=FUTURE), "KUBERNETES_EXEC_INFO": info}))
+    info = json.dumps(
+        {"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential", "spec": {"interactive": False}}
+    )
+    cred = credential(
+        run(["token", "--from-env", "T"], env={"T": unsigned_jwt(exp=FUTURE), "KUBERNETES_EXEC_INFO": info})
+    )
     assert cred["apiVersion"] == "client.authentication.k8s.io/v1beta1"
 
 
@@ -95,16 +101,19 @@ def test_token_without_exp_has_no_expiration_timestamp() -> None:
     assert "expirationTimestamp" not in cred["status"]
 
 
-@pytest.mark.parametrize(("args", "env", "message"), [
-    (["token"], {}, "choose exactly one token source"),
-    (["token", "--from-env", "T", "--github-actions"], {"T": "tok-123"}, "(got --from-env, --github-actions)"),
-    (["token", "--from-env", "NOPE"], {}, "environment variable NOPE is not set or empty"),
-    (["token", "--from-file", "/nonexistent/token"], {}, "cannot read /nonexistent/token"),
-    (["token", "--from-env", "T"], {"T": "opaque-secret-value"}, "environment variable T does not hold a JWT"),
-    (["token", "--from-env", "T"], {"T": unsigned_jwt(exp=1000)}, "expired at 1970-01-01T00:16:40Z"),
-    (["token", "--github-actions"], {"ACTIONS_ID_TOKEN_REQUEST_URL": ""}, "id-token: write"),
-    (["token", "--dev-issuer", "https://127.0.0.1:1"], {}, "--dev-issuer needs --sub"),
-])
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["token"], {}, "choose exactly one token source"),
+        (["token", "--from-env", "T", "--github-actions"], {"T": "tok-123"}, "(got --from-env, --github-actions)"),
+        (["token", "--from-env", "NOPE"], {}, "environment variable NOPE is not set or empty"),
+        (["token", "--from-file", "/nonexistent/token"], {}, "cannot read /nonexistent/token"),
+        (["token", "--from-env", "T"], {"T": "opaque-secret-value"}, "environment variable T does not hold a JWT"),
+        (["token", "--from-env", "T"], {"T": unsigned_jwt(exp=1000)}, "expired at 1970-01-01T00:16:40Z"),
+        (["token", "--github-actions"], {"ACTIONS_ID_TOKEN_REQUEST_URL": ""}, "id-token: write"),
+        (["token", "--dev-issuer", "https://127.0.0.1:1"], {}, "--dev-issuer needs --sub"),
+    ],
+)
 def test_errors_go_to_stderr_without_the_token(args: list[str], env: dict[str, str], message: str) -> None:
     result = run(args, env)
     assert result.exit_code == 1
@@ -124,8 +133,9 @@ async def actions_service() -> AsyncIterator[tuple[str, list[dict[str, str]]]]:
         seen.append({"auth": request.headers.get("Authorization", ""), **request.query})
         if request.headers.get("Authorization") != "bearer runtime-token":
             return web.json_response({"message": "bad credentials"}, status=401)
-        value = unsigned_jwt(aud=request.query["audience"], exp=FUTURE,
-                             iss="https://token.actions.githubusercontent.com")
+        value = unsigned_jwt(
+            aud=request.query["audience"], exp=FUTURE, iss="https://token.actions.githubusercontent.com"
+        )
         return web.json_response({"count": 1, "value": value})
 
     app = web.Application()
@@ -156,9 +166,27 @@ async def test_github_actions_refusal_is_reported(actions_service: tuple[str, li
 
 
 async def test_dev_issuer_flow(issuer: DevIssuer) -> None:
-    cred = credential(await run_async([
-        "token", "--dev-issuer", issuer.url, "--ca", str(issuer.ca_file), "--sub", "alice",
-        "--group", "dev", "--group", "ops", "--claim", "repository=acme/app", "--lifetime", "15m"]))
+    cred = credential(
+        await run_async(
+            [
+                "token",
+                "--dev-issuer",
+                issuer.url,
+                "--ca",
+                str(issuer.ca_file),
+                "--sub",
+                "alice",
+                "--group",
+                "dev",
+                "--group",
+                "ops",
+                "--claim",
+                "repository=acme/app",
+                "--lifetime",
+                "15m",
+            ]
+        )
+    )
     value = cred["status"]["token"]
     key = jwt.PyJWKSet.from_dict(issuer.jwks())[jwt.get_unverified_header(value)["kid"]]
     claims = jwt.decode(value, key=key, algorithms=["RS256"], audience="kubegate", issuer=issuer.url)
@@ -175,9 +203,26 @@ async def test_dev_issuer_with_untrusted_certificate_fails(issuer: DevIssuer) ->
 
 
 async def test_sandbox_token_prints_a_bare_token(issuer: DevIssuer) -> None:
-    result = await run_async(["sandbox", "token", "--issuer", issuer.url, "--ca", str(issuer.ca_file),
-                              "--sub", "bob", "--group", "ci", "--claim", "run_id=9", "--lifetime", "30m",
-                              "--audience", "demo"])
+    result = await run_async(
+        [
+            "sandbox",
+            "token",
+            "--issuer",
+            issuer.url,
+            "--ca",
+            str(issuer.ca_file),
+            "--sub",
+            "bob",
+            "--group",
+            "ci",
+            "--claim",
+            "run_id=9",
+            "--lifetime",
+            "30m",
+            "--audience",
+            "demo",
+        ]
+    )
     assert result.exit_code == 0, result.stderr
     value = result.stdout.strip()
     claims = jwt.decode(value, options={"verify_signature": False})
@@ -186,8 +231,9 @@ async def test_sandbox_token_prints_a_bare_token(issuer: DevIssuer) -> None:
 
 
 async def test_sandbox_token_reports_issuer_errors(issuer: DevIssuer) -> None:
-    result = await run_async(["sandbox", "token", "--issuer", issuer.url, "--ca", str(issuer.ca_file),
-                              "--sub", "bob", "--lifetime", "30d"])
+    result = await run_async(
+        ["sandbox", "token", "--issuer", issuer.url, "--ca", str(issuer.ca_file), "--sub", "bob", "--lifetime", "30d"]
+    )
     assert result.exit_code == 1
     assert "answered HTTP 400 Bad Request: lifetime must be between" in result.stderr
 
@@ -205,7 +251,8 @@ def test_sandbox_token_rejects_bad_input() -> None:
 
 
 async def test_network_tokens_are_cached_per_audience_and_job(
-        actions_service: tuple[str, list[dict[str, str]]], cache_home: Path) -> None:
+    actions_service: tuple[str, list[dict[str, str]]], cache_home: Path
+) -> None:
     url, seen = actions_service
     env = {"ACTIONS_ID_TOKEN_REQUEST_URL": url, "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "runtime-token"}
     first = credential(await run_async(["token", "--github-actions"], env))
@@ -237,12 +284,14 @@ async def test_a_token_close_to_expiry_is_fetched_again(actions_service: tuple[s
 
 def test_the_plugin_imports_neither_typer_nor_the_store(tmp_path: Path) -> None:
     """kubectl runs the plugin on every call: `kubegate token` must not pay for the other commands."""
-    code = ("import atexit, sys\n"
-            "heavy = ('typer', 'click', 'rich', 'sqlalchemy', 'pydantic', 'jwt', 'aiohttp', 'ssl')\n"
-            "atexit.register(lambda: sys.stderr.write('loaded:' + ','.join(m for m in heavy if m in sys.modules)))\n"
-            "from kubegate.cli.main import main\n"
-            "sys.argv = ['kubegate', 'token', '--from-env', 'T']\n"
-            "main()\n")
+    code = (
+        "import atexit, sys\n"
+        "heavy = ('typer', 'click', 'rich', 'sqlalchemy', 'pydantic', 'jwt', 'aiohttp', 'ssl')\n"
+        "atexit.register(lambda: sys.stderr.write('loaded:' + ','.join(m for m in heavy if m in sys.modules)))\n"
+        "from kubegate.cli.main import main\n"
+        "sys.argv = ['kubegate', 'token', '--from-env', 'T']\n"
+        "main()\n"
+    )
     env = {**os.environ, "T": unsigned_jwt(exp=FUTURE), "XDG_CACHE_HOME": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

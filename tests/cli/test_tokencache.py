@@ -24,8 +24,9 @@ def test_a_stored_token_is_served_until_shortly_before_it_expires() -> None:
     assert tokencache.load("other", now=0) is None
 
 
-@pytest.mark.parametrize("content", ["", "{", "[]", '{"token": 1, "exp": 5000}', '{"token": "t"}',
-                                     '{"token": "t", "exp": "5000"}'])
+@pytest.mark.parametrize(
+    "content", ["", "{", "[]", '{"token": 1, "exp": 5000}', '{"token": "t"}', '{"token": "t", "exp": "5000"}']
+)
 def test_a_damaged_entry_is_a_miss(cache_home: Path, content: str) -> None:
     cache_home.mkdir(parents=True)
     (cache_home / "k.json").write_text(content)
@@ -40,7 +41,9 @@ def test_an_unwritable_cache_is_only_slower(cache_home: Path) -> None:
 
 
 def test_jwt_claims_reads_the_payload_without_verifying() -> None:
-    assert tokencache.jwt_claims(jwt.encode({"exp": 5, "sub": "a"}, "k" * 32, algorithm="HS256")) == {"exp": 5,
-                                                                                                       "sub": "a"}
+    assert tokencache.jwt_claims(jwt.encode({"exp": 5, "sub": "a"}, "k" * 32, algorithm="HS256")) == {
+        "exp": 5,
+        "sub": "a",
+    }
     for value in ("opaque", "a.b.c", "a.W10.c", f"a.{json.dumps(1)}.c"):
         assert tokencache.jwt_claims(value) is None

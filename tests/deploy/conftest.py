@@ -35,8 +35,14 @@ class Cluster:
         self.kubeconfig = kubeconfig
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([KUBECTL, f"--kubeconfig={self.kubeconfig}", *args], input=input, capture_output=True,
-                              text=True, timeout=120, env=kubectl_env())
+        proc = subprocess.run(
+            [KUBECTL, f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=kubectl_env(),
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
         return proc

@@ -18,8 +18,9 @@ SUFFIXES = ("_bucket", "_sum", "_count")
 
 async def test_every_dashboard_query_names_a_served_metric(tmp_path: Path) -> None:
     dashboard = json.loads(DASHBOARD.read_text())
-    queried = {name for panel in dashboard["panels"] for target in panel["targets"]
-               for name in METRIC.findall(target["expr"])}
+    queried = {
+        name for panel in dashboard["panels"] for target in panel["targets"] for name in METRIC.findall(target["expr"])
+    }
     assert len(queried) >= 12
     app = build_app(Config.model_validate({"state_dir": tmp_path}))
     async with TestClient(TestServer(app)) as client:
@@ -31,6 +32,10 @@ async def test_every_dashboard_query_names_a_served_metric(tmp_path: Path) -> No
     served = {m.group(1) for m in re.finditer(r"^# (?:HELP|TYPE) (kubegate_[a-z_]+)", text, re.MULTILINE)}
     served |= {m.group(1) for m in re.finditer(r"^(kubegate_[a-z_]+)", text, re.MULTILINE)}
     counters = {name + "_total" for name in served}  # a counter's HELP line may name it without _total
-    missing = {name for name in queried if name not in served | counters
-               and not any(name.endswith(s) and name.removesuffix(s) in served for s in SUFFIXES)}
+    missing = {
+        name
+        for name in queried
+        if name not in served | counters
+        and not any(name.endswith(s) and name.removesuffix(s) in served for s in SUFFIXES)
+    }
     assert not missing, f"the dashboard queries metrics /metrics does not serve: {sorted(missing)}"

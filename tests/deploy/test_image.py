@@ -50,8 +50,11 @@ def _inputs_digest(base_id: str) -> str:
     files = [ROOT / "Containerfile", ROOT / ".containerignore"]
     for name in SOURCES:
         path = ROOT / name
-        files += sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts) \
-            if path.is_dir() else [path]
+        files += (
+            sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+            if path.is_dir()
+            else [path]
+        )
     files += [ROOT / "node_modules" / rel for rel in VENDOR.values()]
     for path in files:
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -72,14 +75,31 @@ def _build_trust(tmp: Path) -> list[str]:
 def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if shutil.which("buildah") is None:
         pytest.fail("the image tests need buildah (apt-get install -y buildah debootstrap)", pytrace=False)
-    base = BASE or subprocess.run([str(ROOT / "deploy" / "debian-base")], check=True, capture_output=True,
-                                  text=True, timeout=600).stdout.strip()
+    base = (
+        BASE
+        or subprocess.run(
+            [str(ROOT / "deploy" / "debian-base")], check=True, capture_output=True, text=True, timeout=600
+        ).stdout.strip()
+    )
     base_id = buildah("inspect", "--type", "image", "--format", "{{.FromImageID}}", base)
     tag = f"{REPOSITORY}:{_inputs_digest(base_id)}"
     if subprocess.run(["buildah", "inspect", "--type", "image", tag], capture_output=True).returncode != 0:
         started = time.monotonic()
-        buildah("build", "--isolation", "chroot", "--network", "host", "--format", "docker", "--build-arg",
-                f"BASE={base}", *_build_trust(tmp_path_factory.mktemp("build")), "-t", tag, str(ROOT))
+        buildah(
+            "build",
+            "--isolation",
+            "chroot",
+            "--network",
+            "host",
+            "--format",
+            "docker",
+            "--build-arg",
+            f"BASE={base}",
+            *_build_trust(tmp_path_factory.mktemp("build")),
+            "-t",
+            tag,
+            str(ROOT),
+        )
         print(f"\nbuilt {tag} in {time.monotonic() - started:.0f} s")
         for old in buildah("images", "--format", "{{.Name}}:{{.Tag}}").split():
             if old.startswith(f"{REPOSITORY}:") and old != tag:
@@ -100,12 +120,18 @@ def test_the_image_runs_kubegate_serve_as_a_non_root_user_with_a_health_check(im
     assert "/healthz" in " ".join(config["Healthcheck"]["Test"])
     container = buildah("from", "--pull-never", image)
     try:
-        found = buildah("run", "--isolation", "chroot", container, "--", "python3", "-c",
-                        "import shutil; print([c for c in ('gcc', 'cc', 'c++', 'clang', 'make', 'ld') "
-                        "if shutil.which(c)])")
+        found = buildah(
+            "run",
+            "--isolation",
+            "chroot",
+            container,
+            "--",
+            "python3",
+            "-c",
+            "import shutil; print([c for c in ('gcc', 'cc', 'c++', 'clang', 'make', 'ld') if shutil.which(c)])",
+        )
         assert found == "[]", f"compilers in the final stage: {found}"
-        assert buildah("run", "--isolation", "chroot", container, "--", "kubegate", "--version").startswith(
-            "kubegate ")
+        assert buildah("run", "--isolation", "chroot", container, "--", "kubegate", "--version").startswith("kubegate ")
     finally:
         buildah("rm", container)
 
@@ -134,64 +160,122 @@ def issuer(tmp_path: Path) -> Iterator[DevIssuer]:
 
 
 def test_the_image_serves_kubectl_through_the_real_cluster_as_its_serviceaccount(
-        image: str, fresh_cluster: Cluster, issuer: DevIssuer, tmp_path: Path) -> None:
+    image: str, fresh_cluster: Cluster, issuer: DevIssuer, tmp_path: Path
+) -> None:
     """The SQLite overlay's ServiceAccount and RBAC on the cluster, a TokenRequest token in a kubelet-style
     volume, kubegate.yaml with auth {in_cluster: true}: the entrypoint of the image serves kubectl."""
     fresh_cluster.kubectl("delete", "deployment", "kubegate", "-n", "kubegate", "--ignore-not-found")
     fresh_cluster.kubectl("apply", "--server-side", "--field-manager=kubegate-deploy", "-k", str(OVERLAYS / "sqlite"))
     control = fresh_cluster.control
-    control.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                   "metadata": {"name": "developers-view"},
-                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
-                   "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "developers"}]})
-    volume = write_service_account_volume(tmp_path / "serviceaccount",
-                                          control.service_account_token("kubegate", "kubegate"),
-                                          control.ca_file, "kubegate")
+    control.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "developers-view"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "developers"}],
+        }
+    )
+    volume = write_service_account_volume(
+        tmp_path / "serviceaccount", control.service_account_token("kubegate", "kubegate"), control.ca_file, "kubegate"
+    )
     etc, state = tmp_path / "etc", tmp_path / "state"
     etc.mkdir()
     state.mkdir()
     os.chown(state, USER, USER)
     shutil.copy(issuer.ca_file, etc / "issuer-ca.crt")
     port = free_port()
-    (etc / "kubegate.yaml").write_text(yaml.safe_dump({
-        "listen": {"address": f"127.0.0.1:{port}"},
-        "state_dir": "/var/lib/kubegate",
-        "identity": {"issuers": [{"url": issuer.url, "audience": "kubegate", "ca_file": "issuer-ca.crt",
-                                  "username_prefix": "dev:"}]},
-        "connections": [{"name": "cluster", "auth": {"in_cluster": True}}],
-        "policies": [{"name": "developers", "subjects": {"groups": ["developers"]}, "action": "allow"}],
-    }))
+    (etc / "kubegate.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "listen": {"address": f"127.0.0.1:{port}"},
+                "state_dir": "/var/lib/kubegate",
+                "identity": {
+                    "issuers": [
+                        {
+                            "url": issuer.url,
+                            "audience": "kubegate",
+                            "ca_file": "issuer-ca.crt",
+                            "username_prefix": "dev:",
+                        }
+                    ]
+                },
+                "connections": [{"name": "cluster", "auth": {"in_cluster": True}}],
+                "policies": [{"name": "developers", "subjects": {"groups": ["developers"]}, "action": "allow"}],
+            }
+        )
+    )
     entrypoint = _config(image)
     container = buildah("from", "--pull-never", image)
     proc = subprocess.Popen(
-        ["buildah", "run", "--isolation", "chroot", "--network", "host",
-         "-v", f"{etc}:/etc/kubegate:ro", "-v", f"{state}:/var/lib/kubegate",
-         # /var/run is a link to /run in the image, and buildah mounts onto the target itself
-         "-v", f"{volume}:/run/secrets/kubernetes.io/serviceaccount:ro",
-         "--env", "KUBERNETES_SERVICE_HOST=127.0.0.1", "--env", f"KUBERNETES_SERVICE_PORT={control.port}",
-         container, "--", *entrypoint["Entrypoint"], *entrypoint["Cmd"]],
-        stderr=subprocess.PIPE, text=True, start_new_session=True)
+        [
+            "buildah",
+            "run",
+            "--isolation",
+            "chroot",
+            "--network",
+            "host",
+            "-v",
+            f"{etc}:/etc/kubegate:ro",
+            "-v",
+            f"{state}:/var/lib/kubegate",
+            # /var/run is a link to /run in the image, and buildah mounts onto the target itself
+            "-v",
+            f"{volume}:/run/secrets/kubernetes.io/serviceaccount:ro",
+            "--env",
+            "KUBERNETES_SERVICE_HOST=127.0.0.1",
+            "--env",
+            f"KUBERNETES_SERVICE_PORT={control.port}",
+            container,
+            "--",
+            *entrypoint["Entrypoint"],
+            *entrypoint["Cmd"],
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         url = listening_url(proc)
         kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "kubegate",
-            "clusters": [{"name": "kubegate", "cluster": {"server": f"{url}/k8s/cluster",
-                                                          "certificate-authority": str(state / "tls" / "ca.crt")}}],
-            "users": [{"name": "alice", "user": {"token": issuer.mint("alice", ["developers"])}}],
-            "contexts": [{"name": "kubegate", "context": {"cluster": "kubegate", "user": "alice"}}]}))
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "kubegate",
+                    "clusters": [
+                        {
+                            "name": "kubegate",
+                            "cluster": {
+                                "server": f"{url}/k8s/cluster",
+                                "certificate-authority": str(state / "tls" / "ca.crt"),
+                            },
+                        }
+                    ],
+                    "users": [{"name": "alice", "user": {"token": issuer.mint("alice", ["developers"])}}],
+                    "contexts": [{"name": "kubegate", "context": {"cluster": "kubegate", "user": "alice"}}],
+                }
+            )
+        )
 
         def kubectl(*args: str) -> str:
-            done = subprocess.run([KUBECTL, f"--kubeconfig={kubeconfig}", *args], capture_output=True, text=True,
-                                  timeout=60, env=kubectl_env())
+            done = subprocess.run(
+                [KUBECTL, f"--kubeconfig={kubeconfig}", *args],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=kubectl_env(),
+            )
             assert done.returncode == 0, done.stderr
             return done.stdout
 
         since = control.audit_mark()
         assert json.loads(kubectl("auth", "whoami", "-o", "json"))["status"]["userInfo"]["username"] == "dev:alice"
         assert "kubegate" in kubectl("get", "namespaces", "-o", "name")
-        served = control.wait_for_event(lambda e: e.stage == "ResponseComplete" and "/api/v1/namespaces" in e.uri,
-                                        since)
+        served = control.wait_for_event(
+            lambda e: e.stage == "ResponseComplete" and "/api/v1/namespaces" in e.uri, since
+        )
         assert served.user == "system:serviceaccount:kubegate:kubegate"
         assert (served.impersonated or {}).get("username") == "dev:alice"
     finally:
@@ -200,8 +284,11 @@ def test_the_image_serves_kubectl_through_the_real_cluster_as_its_serviceaccount
         proc.wait(30)
     try:
         root = Path(buildah("mount", container))
-        written = [str(p.relative_to(root)) for p in root.rglob("*")
-                   if p.lstat().st_uid == USER and p.relative_to(root).parts[:3] != ("var", "lib", "kubegate")]
+        written = [
+            str(p.relative_to(root))
+            for p in root.rglob("*")
+            if p.lstat().st_uid == USER and p.relative_to(root).parts[:3] != ("var", "lib", "kubegate")
+        ]
         assert not written, f"kubegate wrote to its root file system: {written[:10]}"
         assert (state / "kubegate.db").is_file() and (state / "tls" / "ca.crt").is_file()
     finally:

@@ -21,8 +21,9 @@ NAMESPACE = "kubegate"
 
 
 def render(overlay: str) -> list[dict[str, Any]]:
-    out = subprocess.run([KUBECTL, "kustomize", str(OVERLAYS / overlay)], check=True, capture_output=True,
-                         text=True, timeout=60).stdout
+    out = subprocess.run(
+        [KUBECTL, "kustomize", str(OVERLAYS / overlay)], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
@@ -39,8 +40,9 @@ def applied(request: pytest.FixtureRequest, fresh_cluster: Cluster) -> Applied:
     (a Deployment's strategy type cannot change under server-side apply), so the Deployment goes first."""
     overlay: str = request.param
     fresh_cluster.kubectl("delete", "deployment", "kubegate", "-n", NAMESPACE, "--ignore-not-found")
-    proc = fresh_cluster.kubectl("apply", "--server-side", "--field-manager=kubegate-deploy", "-k",
-                                 str(OVERLAYS / overlay))
+    proc = fresh_cluster.kubectl(
+        "apply", "--server-side", "--field-manager=kubegate-deploy", "-k", str(OVERLAYS / overlay)
+    )
     return Applied(overlay, render(overlay), proc.stderr)
 
 
@@ -54,8 +56,17 @@ def test_each_overlay_is_accepted_by_the_real_apiserver_as_is(fresh_cluster: Clu
     # The namespace warns as well as enforces `restricted`: a pod template that would fail says so here.
     assert "Warning" not in applied.stderr, applied.stderr
     kinds = {o["kind"] for o in objects}
-    assert kinds >= {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap",
-                     "Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy"}
+    assert kinds >= {
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    }
     for obj in objects:
         stored = fresh_cluster.control.get(fresh_cluster.control.object_path(obj))
         assert stored["metadata"]["labels"].items() >= obj["metadata"]["labels"].items(), obj["kind"]
@@ -79,8 +90,12 @@ def test_the_pod_passes_pod_security_restricted(fresh_cluster: Cluster, applied:
     namespace = fresh_cluster.control.get(f"/api/v1/namespaces/{NAMESPACE}")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     template = only(applied.objects, "Deployment")["spec"]["template"]
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "kubegate-check", **template["metadata"]},
-           "spec": template["spec"]}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "kubegate-check", **template["metadata"]},
+        "spec": template["spec"],
+    }
     path = f"/api/v1/namespaces/{NAMESPACE}/pods?dryRun=All"
     status, answer = fresh_cluster.control.request("POST", path, pod, check=False)
     assert status == 201, answer
@@ -92,27 +107,30 @@ def test_the_pod_passes_pod_security_restricted(fresh_cluster: Cluster, applied:
     deployment = json.loads(json.dumps(only(applied.objects, "Deployment")))
     deployment["metadata"]["name"] = "kubegate-loose"  # a new object: applied over kubegate, SSA would keep its fields
     deployment["spec"]["template"]["spec"] = loose["spec"]
-    warned = fresh_cluster.kubectl("apply", "--server-side", "--dry-run=server", "--field-manager=loose", "-f", "-",
-                                   input=json.dumps(deployment))
+    warned = fresh_cluster.kubectl(
+        "apply", "--server-side", "--dry-run=server", "--field-manager=loose", "-f", "-", input=json.dumps(deployment)
+    )
     assert 'Warning: would violate PodSecurity "restricted' in warned.stderr, warned.stderr
 
 
 def test_the_clusterrole_is_deploy_rbac_yaml_bound_to_the_serviceaccount() -> None:
-    documented = next(d for d in yaml.safe_load_all((ROOT / "deploy" / "rbac.yaml").read_text()) if d
-                      and d["kind"] == "ClusterRole")
+    documented = next(
+        d for d in yaml.safe_load_all((ROOT / "deploy" / "rbac.yaml").read_text()) if d and d["kind"] == "ClusterRole"
+    )
     objects = render("postgres")
     assert only(objects, "ClusterRole")["rules"] == documented["rules"]
     assert only(objects, "ClusterRoleBinding")["subjects"] == [
-        {"kind": "ServiceAccount", "name": "kubegate", "namespace": NAMESPACE}]
+        {"kind": "ServiceAccount", "name": "kubegate", "namespace": NAMESPACE}
+    ]
     assert only(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "kubegate"
 
 
 @pytest.mark.parametrize(("overlay", "replicas", "store"), [("sqlite", 1, "configMap"), ("postgres", 3, "secret")])
-def test_the_config_is_valid_and_the_overlays_differ_where_they_should(overlay: str, replicas: int,
-                                                                        store: str) -> None:
+def test_the_config_is_valid_and_the_overlays_differ_where_they_should(overlay: str, replicas: int, store: str) -> None:
     objects = render(overlay)
-    config_map = next(o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith(
-        "kubegate-config-"))
+    config_map = next(
+        o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].startswith("kubegate-config-")
+    )
     config = Config.model_validate(yaml.safe_load(config_map["data"]["kubegate.yaml"]))
     (connection,) = config.connections
     assert connection.auth.in_cluster is not None and config.listen.port == 8443

@@ -41,8 +41,12 @@ class GatewayProcess:
         doc["policy_dirs"] = []
         self.config = root / "kubegate.yaml"
         self.config.write_text(yaml.safe_dump(doc))
-        self.proc = subprocess.Popen([sys.executable, "-m", "kubegate", "serve", "--config", str(self.config)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kubegate", "serve", "--config", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.ctx: ssl.SSLContext | None = None
         self.url = f"https://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 60
@@ -62,8 +66,9 @@ class GatewayProcess:
         raise AssertionError("gateway did not become ready")
 
     def get(self, path: str, token: str) -> tuple[int, dict]:
-        req = urllib.request.Request(f"{self.url}/k8s/{self.connection}{path}",
-                                     headers={"Authorization": f"Bearer {token}"})
+        req = urllib.request.Request(
+            f"{self.url}/k8s/{self.connection}{path}", headers={"Authorization": f"Bearer {token}"}
+        )
         try:
             with urllib.request.urlopen(req, context=self.ctx, timeout=10) as r:
                 return r.status, json.loads(r.read())
@@ -84,11 +89,22 @@ class GatewayProcess:
 
     def kubeconfig(self, path: Path, token: str) -> Path:
         """A kubeconfig that points kubectl at this gateway with a fixed token."""
-        doc = {"apiVersion": "v1", "kind": "Config", "current-context": "gw",
-               "clusters": [{"name": "gw", "cluster": {"server": f"{self.url}/k8s/{self.connection}",
-                                                       "certificate-authority": str(self.ca_file)}}],
-               "users": [{"name": "gw", "user": {"token": token}}],
-               "contexts": [{"name": "gw", "context": {"cluster": "gw", "user": "gw"}}]}
+        doc = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "gw",
+            "clusters": [
+                {
+                    "name": "gw",
+                    "cluster": {
+                        "server": f"{self.url}/k8s/{self.connection}",
+                        "certificate-authority": str(self.ca_file),
+                    },
+                }
+            ],
+            "users": [{"name": "gw", "user": {"token": token}}],
+            "contexts": [{"name": "gw", "context": {"cluster": "gw", "user": "gw"}}],
+        }
         path.write_text(yaml.safe_dump(doc))
         path.chmod(0o600)
         return path

@@ -30,15 +30,34 @@ def delete_namespace(world: World, name: str) -> subprocess.Popen[str]:
     return world.popen("delete", "namespace", name, "--wait=false")
 
 
-def requests_cli(world: World, *args: str, sub: str = "bob", groups: tuple[str, ...] = ONCALL,
-                 ) -> subprocess.CompletedProcess[str]:
+def requests_cli(
+    world: World,
+    *args: str,
+    sub: str = "bob",
+    groups: tuple[str, ...] = ONCALL,
+) -> subprocess.CompletedProcess[str]:
     """`kubegate requests ...` as a separate process, with the reviewer's own OIDC token."""
     gateway = world.env.gateway
     assert gateway is not None
     return subprocess.run(
-        [sys.executable, "-m", "kubegate", "requests", *args, "--server", gateway.url,
-         "--token", world.token(sub, groups), "--ca", str(gateway.ca_file)],
-        capture_output=True, text=True, timeout=60, check=False)
+        [
+            sys.executable,
+            "-m",
+            "kubegate",
+            "requests",
+            *args,
+            "--server",
+            gateway.url,
+            "--token",
+            world.token(sub, groups),
+            "--ca",
+            str(gateway.ca_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def pending_request(world: World, needle: str, held: subprocess.Popen[str] | None = None) -> dict[str, Any]:
@@ -69,8 +88,9 @@ def test_kubectl_waits_until_a_reviewer_approves_in_another_process(world: World
         out, err = kubectl.communicate(timeout=60)
         assert kubectl.returncode == 0, err
         assert f'namespace "{name}" deleted' in out
-        assert (f"Warning: kubegate let this request through: access request {request['id']} was approved by "
-                "sandbox:bob") in err
+        assert (
+            f"Warning: kubegate let this request through: access request {request['id']} was approved by sandbox:bob"
+        ) in err
     finally:
         kubectl.kill()
 
@@ -94,10 +114,17 @@ def test_a_denial_makes_kubectl_print_forbidden_with_the_reason(world: World) ->
 def test_an_async_rule_prints_the_approve_command_and_the_approval_lets_the_retry_through(world: World) -> None:
     name = _namespace(world)
     world.kubectl("create", "configmap", "cfg", "-n", name)
-    world.set_policies("e2e-async-approval", [{
-        "name": f"configmap-deletion-in-{name}", "match": {"verbs": ["delete"], "resources": ["configmaps"],
-                                                          "namespaces": [name]},
-        "action": "review", "reviewers": {"groups": ["platform-oncall"], "mode": "async"}}])
+    world.set_policies(
+        "e2e-async-approval",
+        [
+            {
+                "name": f"configmap-deletion-in-{name}",
+                "match": {"verbs": ["delete"], "resources": ["configmaps"], "namespaces": [name]},
+                "action": "review",
+                "reviewers": {"groups": ["platform-oncall"], "mode": "async"},
+            }
+        ],
+    )
     try:
         kubeconfig = world.kubeconfig()
         first = world.kubectl("delete", "configmap", "cfg", "-n", name, kubeconfig=kubeconfig, check=False)
@@ -115,13 +142,21 @@ def test_an_async_rule_prints_the_approve_command_and_the_approval_lets_the_retr
 
 def test_a_hostile_host_header_names_nothing_kubegate_hands_out(world: World) -> None:
     name = _namespace(world)
-    world.set_policies("e2e-hostile-host", [{
-        "name": f"configmap-deletion-in-{name}", "match": {"verbs": ["delete"], "resources": ["configmaps"],
-                                                          "namespaces": [name]},
-        "action": "review", "reviewers": {"groups": ["platform-oncall"], "mode": "async"}}])
+    world.set_policies(
+        "e2e-hostile-host",
+        [
+            {
+                "name": f"configmap-deletion-in-{name}",
+                "match": {"verbs": ["delete"], "resources": ["configmaps"], "namespaces": [name]},
+                "action": "review",
+                "reviewers": {"groups": ["platform-oncall"], "mode": "async"},
+            }
+        ],
+    )
     try:
-        status, body = world.raw(f"/api/v1/namespaces/{name}/configmaps/cfg", {"Host": "attacker.example"},
-                                 method="DELETE")
+        status, body = world.raw(
+            f"/api/v1/namespaces/{name}/configmaps/cfg", {"Host": "attacker.example"}, method="DELETE"
+        )
         assert status == 403 and body["kind"] == "Status", body
         gateway = world.env.gateway
         assert gateway is not None

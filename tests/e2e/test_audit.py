@@ -31,10 +31,19 @@ class Lines(logging.Handler):
 
 
 def apply(world: World, name: str, token: str) -> None:
-    manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"},
-                "data": {"note": "hello"}}
-    world.kubectl("apply", "-f", "-", input=orjson.dumps(manifest).decode(),
-                  kubeconfig=world.kubeconfig("carol", ("developers",), token=token))
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "default"},
+        "data": {"note": "hello"},
+    }
+    world.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=orjson.dumps(manifest).decode(),
+        kubeconfig=world.kubeconfig("carol", ("developers",), token=token),
+    )
     world.settle()
 
 
@@ -61,8 +70,11 @@ def test_every_kubectl_request_is_one_access_log_line_without_the_token(world: W
         from kubegate.store.tables import events
 
         async with world.gateway.store.read() as conn:
-            return (await conn.execute(sa.select(sa.func.count()).where(
-                events.c.session_id == session, events.c.type == "request"))).scalar_one()
+            return (
+                await conn.execute(
+                    sa.select(sa.func.count()).where(events.c.session_id == session, events.c.type == "request")
+                )
+            ).scalar_one()
 
     in_session = [line for line in mine if line["session"] == write["session"]]
     assert len(in_session) == world.call(request_events(write["session"]))  # one line per request, no more

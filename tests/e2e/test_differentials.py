@@ -18,18 +18,21 @@ from tests.conftest import World
 pytestmark = pytest.mark.e2e
 
 HOST_PID = "object != null && has(object.spec) && has(object.spec.hostPID) && object.spec.hostPID"
-TEMPLATE_HOST_PID = ("object != null && has(object.spec) && has(object.spec.template.spec.hostPID) && "
-                     "object.spec.template.spec.hostPID")
+TEMPLATE_HOST_PID = (
+    "object != null && has(object.spec) && has(object.spec.template.spec.hostPID) && object.spec.template.spec.hostPID"
+)
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 
 
-def send(world: World, method: str, target: str, body: bytes | None = None,
-         content_type: str = "application/json") -> tuple[int, Any]:
+def send(
+    world: World, method: str, target: str, body: bytes | None = None, content_type: str = "application/json"
+) -> tuple[int, Any]:
     """One request to the gateway with `target` (after /k8s/<connection>) exactly as given."""
     assert world.env.gateway is not None and world.env.gateway.ca_file is not None
     base = urlsplit(world.env.server)
-    conn = http.client.HTTPSConnection(base.hostname or "", base.port,
-                                       context=ssl.create_default_context(cafile=str(world.env.gateway.ca_file)))
+    conn = http.client.HTTPSConnection(
+        base.hostname or "", base.port, context=ssl.create_default_context(cafile=str(world.env.gateway.ca_file))
+    )
     try:
         conn.putrequest(method, base.path + target, skip_accept_encoding=True)
         conn.putheader("Authorization", f"Bearer {world.token()}")
@@ -50,12 +53,25 @@ def send(world: World, method: str, target: str, body: bytes | None = None,
 
 @pytest.fixture
 def host_pid_denied(world: World) -> Iterator[str]:
-    world.set_policies("diff", [
-        {"name": "no-host-pid", "match": {"resources": ["pods"], "verbs": ["create", "update", "patch"]},
-         "condition": HOST_PID, "action": "deny", "message": "pods may not share the host's PID namespace"},
-        {"name": "no-host-pid-templates", "match": {"resources": ["deployments"],
-                                                    "verbs": ["create", "update", "patch"]},
-         "condition": TEMPLATE_HOST_PID, "action": "deny", "message": "templates may not share the host's PID"}])
+    world.set_policies(
+        "diff",
+        [
+            {
+                "name": "no-host-pid",
+                "match": {"resources": ["pods"], "verbs": ["create", "update", "patch"]},
+                "condition": HOST_PID,
+                "action": "deny",
+                "message": "pods may not share the host's PID namespace",
+            },
+            {
+                "name": "no-host-pid-templates",
+                "match": {"resources": ["deployments"], "verbs": ["create", "update", "patch"]},
+                "condition": TEMPLATE_HOST_PID,
+                "action": "deny",
+                "message": "templates may not share the host's PID",
+            },
+        ],
+    )
     try:
         yield world.namespace("diff")
     finally:
@@ -69,15 +85,19 @@ def assert_refused(status: int, answer: Any, code: int, *words: str) -> None:
         assert word in answer["message"], answer["message"]
 
 
-@pytest.mark.parametrize(("method", "target", "why"), [
-    ("DELETE", "/api/v1/namespaces/{victim}#/pods/x", "'#'"),
-    ("GET", "/api/v1/namespaces/{ns}/configmaps?#&fieldSelector=metadata.name%3Dapp-1", "'#'"),
-    ("GET", "/api/v1/namespaces/{ns}/configmaps?fieldSelector=metadata.name%3Dapp-1;", "';'"),
-    ("GET", "/api/v1/namespaces/{ns}/configmaps?labelSelector=%zz", "percent-escape"),
-    ("GET", "/api/v1/namespaces/{ns}/configmaps?limit=1&limit=500", "more than once"),
-])
-def test_a_target_go_reads_another_way_is_refused_before_the_cluster(world: World, method: str, target: str,
-                                                                     why: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "target", "why"),
+    [
+        ("DELETE", "/api/v1/namespaces/{victim}#/pods/x", "'#'"),
+        ("GET", "/api/v1/namespaces/{ns}/configmaps?#&fieldSelector=metadata.name%3Dapp-1", "'#'"),
+        ("GET", "/api/v1/namespaces/{ns}/configmaps?fieldSelector=metadata.name%3Dapp-1;", "';'"),
+        ("GET", "/api/v1/namespaces/{ns}/configmaps?labelSelector=%zz", "percent-escape"),
+        ("GET", "/api/v1/namespaces/{ns}/configmaps?limit=1&limit=500", "more than once"),
+    ],
+)
+def test_a_target_go_reads_another_way_is_refused_before_the_cluster(
+    world: World, method: str, target: str, why: str
+) -> None:
     ns, victim = world.namespace("diff"), world.namespace("victim")
     mark = world.control.audit_mark()
     status, answer = send(world, method, target.format(ns=ns, victim=victim))
@@ -94,10 +114,10 @@ def pod_json(name: str, ns: str, spec: str) -> bytes:
 def test_a_repeated_json_key_is_refused(world: World, host_pid_denied: str) -> None:
     ns = host_pid_denied
     containers = '"containers":[{"name":"app","image":"busybox"}]'
-    body = pod_json("twice", ns, '{' + containers + ',"hostPID":false,"hostPID":true}')
+    body = pod_json("twice", ns, "{" + containers + ',"hostPID":false,"hostPID":true}')
     status, answer = send(world, "POST", f"/api/v1/namespaces/{ns}/pods", body)
     assert_refused(status, answer, 400, "kubegate", "'hostPID' appears twice")
-    merged = pod_json("merged", ns, '{' + containers + ',"securityContext":{"runAsUser":1},"securityContext":{}}')
+    merged = pod_json("merged", ns, "{" + containers + ',"securityContext":{"runAsUser":1},"securityContext":{}}')
     status, answer = send(world, "POST", f"/api/v1/namespaces/{ns}/pods", merged)
     assert_refused(status, answer, 400, "appears twice")
     assert not world.control.exists(f"/api/v1/namespaces/{ns}/pods/twice")
@@ -134,8 +154,9 @@ def envelope(*raws: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("shape", ["raw twice", "spec twice"])
-def test_repeated_protobuf_fields_are_judged_as_the_cluster_reads_them(world: World, host_pid_denied: str,
-                                                                       shape: str) -> None:
+def test_repeated_protobuf_fields_are_judged_as_the_cluster_reads_them(
+    world: World, host_pid_denied: str, shape: str
+) -> None:
     ns = host_pid_denied
     name = f"pb-{uuid.uuid4().hex[:6]}"
     if shape == "raw twice":  # kubegate once read the first `raw`; the apiserver reads the last
@@ -143,8 +164,7 @@ def test_repeated_protobuf_fields_are_judged_as_the_cluster_reads_them(world: Wo
     else:  # gogo-protobuf merges a repeated embedded message
         body = envelope(_pod(name, ns, CONTAINERS, HOST_PID_ON))
     # the oracle: the real apiserver reads these bytes as a hostPID pod
-    _, read = world.control.request("POST", f"/api/v1/namespaces/{ns}/pods?dryRun=All", body,
-                                    content_type=PROTOBUF)
+    _, read = world.control.request("POST", f"/api/v1/namespaces/{ns}/pods?dryRun=All", body, content_type=PROTOBUF)
     assert read["spec"]["hostPID"] is True and read["spec"]["containers"][0]["name"] == "app"
     status, answer = send(world, "POST", f"/api/v1/namespaces/{ns}/pods", body, PROTOBUF)
     assert_refused(status, answer, 403, "no-host-pid")
@@ -152,14 +172,22 @@ def test_repeated_protobuf_fields_are_judged_as_the_cluster_reads_them(world: Wo
 
 
 @pytest.mark.parametrize("patch_type", ["strategic", "merge", "json"])
-def test_a_patch_is_judged_on_the_object_it_would_store(world: World, host_pid_denied: str,
-                                                        patch_type: str) -> None:
+def test_a_patch_is_judged_on_the_object_it_would_store(world: World, host_pid_denied: str, patch_type: str) -> None:
     ns = host_pid_denied
-    world.control.apply({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns},
-        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
-            "metadata": {"labels": {"app": "web"}},
-            "spec": {"containers": [{"name": "web", "image": "busybox"}]}}}})
+    world.control.apply(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": ns},
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "busybox"}]},
+                },
+            },
+        }
+    )
     if patch_type == "json":
         patch = json.dumps([{"op": "add", "path": "/spec/template/spec/hostPID", "value": True}])
     else:

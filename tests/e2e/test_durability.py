@@ -69,8 +69,7 @@ def test_sigkill_during_a_burst_loses_no_request_event(world: World, gateway: Ga
     assert not missing, f"{len(missing)} requests reached the cluster without a request event: {missing[:3]}"
 
 
-def test_a_store_that_cannot_write_refuses_with_503_and_forwards_nothing(world: World,
-                                                                         gateway: GatewayProcess) -> None:
+def test_a_store_that_cannot_write_refuses_with_503_and_forwards_nothing(world: World, gateway: GatewayProcess) -> None:
     token = world.token("ro", ("developers",))
     assert gateway.get("/api/v1/namespaces/default/configmaps", token)[0] == 200
     marker = uuid.uuid4().hex[:12]

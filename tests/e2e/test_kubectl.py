@@ -29,8 +29,14 @@ def test_get_namespaces_lists_the_clusters_own(world: World) -> None:
 
 def test_create_get_yaml_and_delete_a_pod(world: World) -> None:
     n = world.namespace()
-    manifest = json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": n},
-                           "spec": {"containers": [{"name": "web", "image": "nginx"}]}})
+    manifest = json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "web", "namespace": n},
+            "spec": {"containers": [{"name": "web", "image": "nginx"}]},
+        }
+    )
     world.kubectl("create", "-f", "-", input=manifest)
     out = world.kubectl("get", "pod", "web", "-n", n, "-o", "yaml").stdout
     assert "image: nginx" in out and f"namespace: {n}" in out
@@ -70,8 +76,10 @@ def _lines(proc: subprocess.Popen[str], until: str, limit: int = 50) -> list[str
 
 def _watch_established(world: World, namespace: str, since: int) -> None:
     """The watch request has reached the cluster (its audit event): what is created now, it must see."""
-    world.control.wait_for_event(lambda e: e.stage == "RequestReceived" and e.verb == "watch"
-                                 and f"/namespaces/{namespace}/configmaps" in e.uri, since)
+    world.control.wait_for_event(
+        lambda e: e.stage == "RequestReceived" and e.verb == "watch" and f"/namespaces/{namespace}/configmaps" in e.uri,
+        since,
+    )
 
 
 def test_watch_sees_an_object_created_after_it_started(world: World) -> None:
@@ -123,8 +131,10 @@ def test_a_watch_from_a_resource_version_replays_what_followed_it(world: World) 
 def test_a_watch_list_stream_sends_initial_events_and_the_bookmark_that_ends_them(world: World) -> None:
     n = world.namespace()
     world.kubectl("create", "configmap", "a", "-n", n)
-    path = (f"/api/v1/namespaces/{n}/configmaps?watch=1&sendInitialEvents=true&allowWatchBookmarks=true"
-            "&resourceVersionMatch=NotOlderThan")
+    path = (
+        f"/api/v1/namespaces/{n}/configmaps?watch=1&sendInitialEvents=true&allowWatchBookmarks=true"
+        "&resourceVersionMatch=NotOlderThan"
+    )
     with _stream(world, path) as resp:
         first, second = json.loads(resp.readline()), json.loads(resp.readline())
     assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "a")
@@ -156,8 +166,12 @@ def test_patch_of_all_four_types_and_replace(world: World) -> None:
     world.kubectl("patch", "configmap", "p", "-n", n, "--type=json", "-p", '[{"op":"remove","path":"/data/x"}]')
     world.kubectl("patch", "configmap", "p", "-n", n, "--type=merge", "-p", '{"data":{"z":"3"}}')
     applied = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "p", "namespace": n}, "data": {"w": "4"}}
-    status, _ = world.raw(f"/api/v1/namespaces/{n}/configmaps/p?fieldManager=e2e", method="PATCH",
-                          headers={"Content-Type": "application/apply-patch+yaml"}, body=json.dumps(applied).encode())
+    status, _ = world.raw(
+        f"/api/v1/namespaces/{n}/configmaps/p?fieldManager=e2e",
+        method="PATCH",
+        headers={"Content-Type": "application/apply-patch+yaml"},
+        body=json.dumps(applied).encode(),
+    )
     assert status == 200  # kubectl has no --type=apply; server-side apply is the fourth patch type
     assert world.control.get(f"/api/v1/namespaces/{n}/configmaps/p")["data"] == {"y": "2", "z": "3", "w": "4"}
     current = json.loads(world.kubectl("get", "configmap", "p", "-n", n, "-o", "json").stdout)
@@ -181,8 +195,9 @@ def test_logs_and_follow(world: World) -> None:
 
 
 def test_auth_can_i_and_whoami_see_the_impersonated_identity(world: World) -> None:
-    cfg = world.kubeconfig("carol", ("developers", "system:masters"),
-                           claims={"repository": "acme/shop", "run_id": "42"})
+    cfg = world.kubeconfig(
+        "carol", ("developers", "system:masters"), claims={"repository": "acme/shop", "run_id": "42"}
+    )
     assert world.kubectl("auth", "can-i", "create", "pods", kubeconfig=cfg).stdout.strip() == "yes"
     who = json.loads(world.kubectl("auth", "whoami", "-o", "json", kubeconfig=cfg).stdout)
     info = who["status"]["userInfo"]
@@ -204,13 +219,14 @@ def test_discovery_explain_and_raw_reads(world: World) -> None:
 
 def test_forbidden_from_the_cluster_passes_through_unchanged(world: World) -> None:
     cfg = world.kubeconfig("dave", ("developers-without-rbac",))
-    world.set_policies("dave", [{"name": "dave-may-try", "subjects": {"users": ["sandbox:dave"]},
-                                 "action": "allow"}])
+    world.set_policies("dave", [{"name": "dave-may-try", "subjects": {"users": ["sandbox:dave"]}, "action": "allow"}])
     try:
         out = world.kubectl("get", "pods", "-n", "default", kubeconfig=cfg, check=False)
         assert out.returncode != 0
-        assert ('pods is forbidden: User "sandbox:dave" cannot list resource "pods" in API group "" '
-                'in the namespace "default"') in out.stderr
+        assert (
+            'pods is forbidden: User "sandbox:dave" cannot list resource "pods" in API group "" '
+            'in the namespace "default"'
+        ) in out.stderr
     finally:
         world.clear_policies("dave")
 
@@ -231,13 +247,16 @@ def test_client_token_and_impersonation_never_reach_the_cluster(world: World) ->
     token = world.token("mallory", ("developers",))
     marker = f"mallory-{uuid.uuid4().hex}"
     mark = world.control.audit_mark()
-    status, _ = world.raw(f"/api/v1/namespaces?{marker}=1", {
-        "Authorization": f"Bearer {token}",
-        "Impersonate-User": "system:admin",
-        "impersonate-group": "system:masters",
-        "IMPERSONATE-EXTRA-scopes": "all",
-        "Connection": "Impersonate-User, Authorization, X-Kubegate",
-    })
+    status, _ = world.raw(
+        f"/api/v1/namespaces?{marker}=1",
+        {
+            "Authorization": f"Bearer {token}",
+            "Impersonate-User": "system:admin",
+            "impersonate-group": "system:masters",
+            "IMPERSONATE-EXTRA-scopes": "all",
+            "Connection": "Impersonate-User, Authorization, X-Kubegate",
+        },
+    )
     assert status == 200
     seen = world.served(marker, mark)
     assert len(seen) == 1
@@ -251,8 +270,19 @@ def test_client_token_and_impersonation_never_reach_the_cluster(world: World) ->
 def test_kubectl_as_system_masters_is_not_passed_on(world: World) -> None:
     marker = uuid.uuid4().hex[:10]
     mark = world.control.audit_mark()
-    out = world.kubectl("get", "configmaps", "-n", "default", "-l", f"m={marker}", "--as", "root",
-                        "--as-group", "system:masters", check=False)
+    out = world.kubectl(
+        "get",
+        "configmaps",
+        "-n",
+        "default",
+        "-l",
+        f"m={marker}",
+        "--as",
+        "root",
+        "--as-group",
+        "system:masters",
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     seen = world.served(marker, mark)
     assert seen and all((e.impersonated or {}).get("username") == "sandbox:alice" for e in seen)
@@ -261,13 +291,17 @@ def test_kubectl_as_system_masters_is_not_passed_on(world: World) -> None:
 
 @pytest.mark.parametrize("case", ["missing", "expired", "foreign"])
 def test_bad_tokens_get_401_status_naming_the_reason(world: World, case: str) -> None:
-    tokens = {"missing": None, "expired": world.token("erin", lifetime=-120),
-              "foreign": world.token("erin").rsplit(".", 1)[0] + ".c2lnbmF0dXJl"}
+    tokens = {
+        "missing": None,
+        "expired": world.token("erin", lifetime=-120),
+        "foreign": world.token("erin").rsplit(".", 1)[0] + ".c2lnbmF0dXJl",
+    }
     token = tokens[case]
     marker = uuid.uuid4().hex
     mark = world.control.audit_mark()
-    status, body = world.raw(f"/api/v1/namespaces?m={marker}", {"Authorization": f"Bearer {token}"} if token else {},
-                             authorize=False)
+    status, body = world.raw(
+        f"/api/v1/namespaces?m={marker}", {"Authorization": f"Bearer {token}"} if token else {}, authorize=False
+    )
     assert status == 401 and body["kind"] == "Status" and body["reason"] == "Unauthorized"
     assert {"missing": "no bearer token", "expired": "expired", "foreign": "signature"}[case] in body["message"]
     if token:
@@ -282,8 +316,15 @@ def test_kubectl_reports_an_expired_token(world: World) -> None:
     assert "You must be logged in to the server" in out.stderr
 
 
-@pytest.mark.parametrize("path", ["/api/v1/namespaces/default%2Fsecrets", "/api/v1/namespaces/x/../secrets",
-                                  "/api/v1//secrets", "/api/v1/namespaces/%2e%2e/secrets"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/namespaces/default%2Fsecrets",
+        "/api/v1/namespaces/x/../secrets",
+        "/api/v1//secrets",
+        "/api/v1/namespaces/%2e%2e/secrets",
+    ],
+)
 def test_ambiguous_paths_are_refused_before_the_cluster(world: World, path: str) -> None:
     marker = uuid.uuid4().hex
     mark = world.control.audit_mark()

@@ -60,8 +60,9 @@ def test_a_watch_streams_masked_objects(world: World, secret: tuple[str, str, st
     mark = world.control.audit_mark()
     watcher = world.popen("get", "secrets", "-n", ns, "-w", "-o", "json")
     try:
-        world.control.wait_for_event(lambda e: e.stage == "RequestReceived" and e.verb == "watch"
-                                     and f"/namespaces/{ns}/secrets" in e.uri, mark)
+        world.control.wait_for_event(
+            lambda e: e.stage == "RequestReceived" and e.verb == "watch" and f"/namespaces/{ns}/secrets" in e.uri, mark
+        )
         later = f"later-{uuid.uuid4().hex}"
         world.kubectl("create", "secret", "generic", "late", "-n", ns, f"--from-literal=token={later}")
         seen = ""
@@ -79,8 +80,12 @@ def test_a_watch_streams_masked_objects(world: World, secret: tuple[str, str, st
 def test_apply_of_a_secret_answers_masked(world: World) -> None:
     ns = world.namespace("mask")
     value = f"applied-{uuid.uuid4().hex}"
-    manifest = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "app", "namespace": ns},
-                "stringData": {"token": value}}
+    manifest = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "app", "namespace": ns},
+        "stringData": {"token": value},
+    }
     out = world.kubectl("apply", "-f", "-", "-o", "json", input=json.dumps(manifest)).stdout
     returned = json.loads(out)
     assert returned["data"] == {"token": MARKER_B64}
@@ -118,10 +123,14 @@ def test_protobuf_is_never_passed_on_unmasked(world: World, secret: tuple[str, s
     ns, name, value = secret
     assert world.env.gateway is not None
     ctx = ssl.create_default_context(cafile=str(world.env.gateway.ca_file))
-    req = urllib.request.Request(f"{world.env.server}/api/v1/namespaces/{ns}/secrets/{name}", headers={
-        "Authorization": f"Bearer {world.token()}",
-        "Accept": "application/vnd.kubernetes.protobuf, application/json",
-        "Accept-Encoding": "gzip"})
+    req = urllib.request.Request(
+        f"{world.env.server}/api/v1/namespaces/{ns}/secrets/{name}",
+        headers={
+            "Authorization": f"Bearer {world.token()}",
+            "Accept": "application/vnd.kubernetes.protobuf, application/json",
+            "Accept-Encoding": "gzip",
+        },
+    )
     with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
         body = resp.read()
         assert resp.headers["Content-Type"].startswith("application/json")

@@ -33,9 +33,17 @@ credentials = st.one_of(
 
 @pytest.fixture(scope="module")
 def masked_everywhere(world: World) -> Any:
-    world.set_policies("all-masks", [{"name": "leak-testers-see-everything-masked",
-                                      "subjects": {"groups": ["leak-testers"]}, "action": "allow",
-                                      "mask": list(BUILTIN_PROFILES)}])
+    world.set_policies(
+        "all-masks",
+        [
+            {
+                "name": "leak-testers-see-everything-masked",
+                "subjects": {"groups": ["leak-testers"]},
+                "action": "allow",
+                "mask": list(BUILTIN_PROFILES),
+            }
+        ],
+    )
     yield world.kubeconfig("leaky", ("developers", "leak-testers"))
     world.clear_policies("all-masks")
 
@@ -52,24 +60,53 @@ def store_bytes(world: World) -> bytes:
 def manifests(ns: str, s: list[str]) -> str:
     b64 = base64.b64encode(s[0].encode()).decode()
     docs: list[dict[str, Any]] = [
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": ns},
-         "data": {"key": b64}, "stringData": {"other": s[1]}},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
-            "name": "settings", "namespace": ns, "annotations": {"owner-note": f"rotate {s[2]} monthly"}},
-         "data": {"db_password": s[3], "readme": f"use token {s[4]} for the API"}},
-        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {
-            "name": "api", "namespace": ns, "labels": {"build": s[5]}},
-         "spec": {"selector": {"matchLabels": {"app": "api"}}, "template": {
-             "metadata": {"labels": {"app": "api"}},
-             "spec": {"containers": [{"name": "api", "image": "busybox", "args": [f"--token={s[6]}"],
-                                      "env": [{"name": "API_TOKEN", "value": s[7]},
-                                              {"name": "NOTES", "value": f"key {s[8]}"}]}]}}}},
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "creds", "namespace": ns},
+            "data": {"key": b64},
+            "stringData": {"other": s[1]},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "settings", "namespace": ns, "annotations": {"owner-note": f"rotate {s[2]} monthly"}},
+            "data": {"db_password": s[3], "readme": f"use token {s[4]} for the API"},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "api", "namespace": ns, "labels": {"build": s[5]}},
+            "spec": {
+                "selector": {"matchLabels": {"app": "api"}},
+                "template": {
+                    "metadata": {"labels": {"app": "api"}},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "api",
+                                "image": "busybox",
+                                "args": [f"--token={s[6]}"],
+                                "env": [
+                                    {"name": "API_TOKEN", "value": s[7]},
+                                    {"name": "NOTES", "value": f"key {s[8]}"},
+                                ],
+                            }
+                        ]
+                    },
+                },
+            },
+        },
     ]
     return yaml.safe_dump_all(docs)
 
 
-@settings(max_examples=4, deadline=None, phases=[Phase.generate],  # e2e: no shrinking, a failure says enough
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=4,
+    deadline=None,
+    phases=[Phase.generate],  # e2e: no shrinking, a failure says enough
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(secrets=st.lists(credentials, min_size=12, max_size=12, unique=True))
 def test_planted_credentials_are_found_nowhere(world: World, masked_everywhere: Path, secrets: list[str]) -> None:
     cfg = masked_everywhere
@@ -88,11 +125,19 @@ def test_planted_credentials_are_found_nowhere(world: World, masked_everywhere: 
     run("get", "secrets,configmaps,deployments", "-o", "json")
     run("get", "configmaps", "--show-labels")
     token = world.token("leaky", ("developers", "leak-testers"))
-    _, watched = world.raw(f"/apis/apps/v1/namespaces/{ns}/deployments?watch=1&timeoutSeconds=1",
-                           {"Authorization": f"Bearer {token}"})
+    _, watched = world.raw(
+        f"/apis/apps/v1/namespaces/{ns}/deployments?watch=1&timeoutSeconds=1", {"Authorization": f"Bearer {token}"}
+    )
     out.append(json.dumps(watched) if not isinstance(watched, str) else watched)
-    run("patch", "configmap", "settings", "--type", "merge", "-p",
-        json.dumps({"metadata": {"annotations": {"patched": f"now {secrets[9]}"}}}))
+    run(
+        "patch",
+        "configmap",
+        "settings",
+        "--type",
+        "merge",
+        "-p",
+        json.dumps({"metadata": {"annotations": {"patched": f"now {secrets[9]}"}}}),
+    )
     run("get", f"configmap/{secrets[10]}", check=False)  # a Status whose message repeats the name
     world.env.cluster.append_log(ns, "app", f"connecting with {secrets[11]}\n")
     run("logs", "app")

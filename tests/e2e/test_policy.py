@@ -27,23 +27,37 @@ def pod(name: str, ns: str, host_pid: bool) -> str:
 
 
 def test_a_deny_rule_blocks_before_the_cluster_with_its_message(world: World) -> None:
-    world.set_policies("deny-cm", [{"name": "no-frozen-configmaps", "match": {"resources": ["configmaps"],
-                                    "names": ["frozen-*"], "verbs": ["create", "update", "patch", "delete"]},
-                                    "action": "deny", "message": "frozen-* configmaps are managed by Terraform"}])
+    world.set_policies(
+        "deny-cm",
+        [
+            {
+                "name": "no-frozen-configmaps",
+                "match": {
+                    "resources": ["configmaps"],
+                    "names": ["frozen-*"],
+                    "verbs": ["create", "update", "patch", "delete"],
+                },
+                "action": "deny",
+                "message": "frozen-* configmaps are managed by Terraform",
+            }
+        ],
+    )
     try:
         mark = world.control.audit_mark()
         out = world.kubectl("create", "configmap", "frozen-1", check=False)
         assert out.returncode != 0
-        assert ("kubegate denied this request by rule no-frozen-configmaps: frozen-* configmaps are managed by "
-                "Terraform") in out.stderr
+        assert (
+            "kubegate denied this request by rule no-frozen-configmaps: frozen-* configmaps are managed by Terraform"
+        ) in out.stderr
         cm = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "frozen-2"}})
         out = world.kubectl("apply", "-f", "-", input=cm, check=False)
         assert out.returncode != 0 and "Error from server (Forbidden)" in out.stderr
         assert "no-frozen-configmaps" in out.stderr
         # the rule reads the name in the body, so the cluster was asked what it would store (a dry run);
         # no write reached it
-        assert not [e for e in world.reached("/configmaps", mark)
-                    if e.verb in ("create", "patch") and "dryRun=All" not in e.uri]
+        assert not [
+            e for e in world.reached("/configmaps", mark) if e.verb in ("create", "patch") and "dryRun=All" not in e.uri
+        ]
         assert world.kubectl("create", "configmap", f"thawed-{uuid.uuid4().hex[:6]}").returncode == 0
         assert [e for e in world.reached("/configmaps", mark) if e.verb == "create"]
     finally:
@@ -59,15 +73,25 @@ def test_no_matching_rule_means_deny(world: World) -> None:
 
 def test_a_cel_rule_refuses_a_host_pid_pod_in_apply(world: World) -> None:
     ns = world.namespace("cel")
-    world.set_policies("cel", [{"name": "no-host-pid", "match": {"resources": ["pods"],
-                                "verbs": ["create", "update", "patch"]}, "condition": HOST_PID,
-                                "action": "deny", "message": "pods may not share the host's PID namespace"}])
+    world.set_policies(
+        "cel",
+        [
+            {
+                "name": "no-host-pid",
+                "match": {"resources": ["pods"], "verbs": ["create", "update", "patch"]},
+                "condition": HOST_PID,
+                "action": "deny",
+                "message": "pods may not share the host's PID namespace",
+            }
+        ],
+    )
     try:
         mark = world.control.audit_mark()
         out = world.kubectl("apply", "-f", "-", input=pod("bad", ns, host_pid=True), check=False)
         assert out.returncode != 0
-        assert ("kubegate denied this request by rule no-host-pid: pods may not share the host's PID "
-                "namespace") in out.stderr
+        assert (
+            "kubegate denied this request by rule no-host-pid: pods may not share the host's PID namespace"
+        ) in out.stderr
         # the only write that reached the cluster is the dry run whose answer policy judged
         writes = [e for e in world.served(f"/namespaces/{ns}/pods", mark) if e.verb == "create"]
         assert writes and all("dryRun=All" in e.uri for e in writes)
@@ -80,8 +104,17 @@ def test_a_cel_rule_refuses_a_host_pid_pod_in_apply(world: World) -> None:
 def test_a_cluster_wide_list_does_not_match_a_namespace_limited_allow(world: World) -> None:
     """kubegate refuses before the cluster (the cluster, where agents have no RBAC, would too: so the
     test asks the audit log that nothing reached it, and that the allow does let a pr-* list through)."""
-    world.set_policies("pr", [{"name": "agents-in-pr", "subjects": {"groups": ["agents"]},
-                               "match": {"namespaces": ["pr-*"]}, "action": "allow"}])
+    world.set_policies(
+        "pr",
+        [
+            {
+                "name": "agents-in-pr",
+                "subjects": {"groups": ["agents"]},
+                "match": {"namespaces": ["pr-*"]},
+                "action": "allow",
+            }
+        ],
+    )
     try:
         cfg = world.kubeconfig("agent", ("agents",))
         pr = world.namespace("pr")
@@ -91,7 +124,7 @@ def test_a_cluster_wide_list_does_not_match_a_namespace_limited_allow(world: Wor
         assert out.returncode != 0 and "no policy rule allows 'sandbox:agent' to list secrets" in out.stderr
         assert not world.reached(marker, mark)
         inside = world.kubectl("get", "secrets", "-n", pr, "-l", f"m={marker}", kubeconfig=cfg, check=False)
-        assert "forbidden: User \"sandbox:agent\" cannot list resource \"secrets\"" in inside.stderr
+        assert 'forbidden: User "sandbox:agent" cannot list resource "secrets"' in inside.stderr
         assert world.reached(marker, mark)
     finally:
         world.clear_policies("pr")
@@ -100,11 +133,20 @@ def test_a_cluster_wide_list_does_not_match_a_namespace_limited_allow(world: Wor
 def test_the_admin_api_explains_a_decision(world: World) -> None:
     assert world.env.gateway is not None
     ctx = ssl.create_default_context(cafile=str(world.env.gateway.ca_file))
-    body = json.dumps({"sub": "bot", "groups": ["developers"], "issuer": world.env.issuer.url,
-                       "kubectl": ["delete", "ns", "kube-system"]}).encode()
-    req = urllib.request.Request(world.env.gateway.url + "/api/v1/policy/explain", data=body, method="POST",
-                                 headers={"Authorization": f"Bearer {world.token('audrey', ('auditors',))}",
-                                          "Content-Type": "application/json"})
+    body = json.dumps(
+        {
+            "sub": "bot",
+            "groups": ["developers"],
+            "issuer": world.env.issuer.url,
+            "kubectl": ["delete", "ns", "kube-system"],
+        }
+    ).encode()
+    req = urllib.request.Request(
+        world.env.gateway.url + "/api/v1/policy/explain",
+        data=body,
+        method="POST",
+        headers={"Authorization": f"Bearer {world.token('audrey', ('auditors',))}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
         answer = json.loads(resp.read())
     assert answer["identity"]["username"] == "sandbox:bot"

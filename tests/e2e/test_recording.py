@@ -19,11 +19,15 @@ pytestmark = pytest.mark.e2e
 
 def test_a_kubectl_command_is_a_session_with_its_identity_and_outputs(world: World) -> None:
     name = f"rec-{uuid.uuid4().hex[:8]}"
-    cfg = world.kubeconfig("rita", ("developers",), claims={"repository": "acme/shop", "run_id": "77",
-                                                           "workflow": "deploy", "actor": "rita"})
+    cfg = world.kubeconfig(
+        "rita",
+        ("developers",),
+        claims={"repository": "acme/shop", "run_id": "77", "workflow": "deploy", "actor": "rita"},
+    )
     world.kubectl("create", "configmap", name, "--from-literal=k=v", kubeconfig=cfg)
-    listing = json.loads(world.cli("sessions", "list", "--user", "sandbox:rita", "--command", "create",
-                                   "--output", "json").stdout)
+    listing = json.loads(
+        world.cli("sessions", "list", "--user", "sandbox:rita", "--command", "create", "--output", "json").stdout
+    )
     sessions = [s for s in listing["items"] if s["command"].startswith("kubectl create")]
     assert sessions, listing
     session = sessions[0]
@@ -43,8 +47,9 @@ def test_denials_are_recorded_and_listed_by_outcome(world: World) -> None:
     cfg = world.kubeconfig("dan", ("developers",))
     out = world.kubectl("create", "configmap", "nope", "-n", "kube-system", kubeconfig=cfg, check=False)
     assert out.returncode != 0 and "kube-system-is-read-only" in out.stderr
-    listing = json.loads(world.cli("sessions", "list", "--user", "sandbox:dan", "--outcome", "denied",
-                                   "--output", "json").stdout)
+    listing = json.loads(
+        world.cli("sessions", "list", "--user", "sandbox:dan", "--outcome", "denied", "--output", "json").stdout
+    )
     assert listing["items"], "the denial should make a denied session"
 
 
@@ -55,12 +60,16 @@ def test_an_apply_that_creates_is_ok_and_the_list_names_its_object(world: World)
     cm = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}})
     world.kubectl("apply", "-f", "-", input=cm, kubeconfig=cfg)
     world.settle()
-    listing = json.loads(world.cli("sessions", "list", "--user", "sandbox:ada", "--command", "apply",
-                                   "-o", "json").stdout)
+    listing = json.loads(
+        world.cli("sessions", "list", "--user", "sandbox:ada", "--command", "apply", "-o", "json").stdout
+    )
     [session] = [s for s in listing["items"] if s["target"] and s["target"]["name"] == name]
     assert session["outcome"] == "ok"
     assert {k: session["target"][k] for k in ("verb", "resource", "namespace")} == {
-        "verb": "get", "resource": "configmaps", "namespace": "default"}
+        "verb": "get",
+        "resource": "configmaps",
+        "namespace": "default",
+    }
     table = world.cli("sessions", "list", "--user", "sandbox:ada", "--command", "apply").stdout
     assert f"get configmaps {name} -n default" in table
 
@@ -76,8 +85,12 @@ def test_the_chain_verifies_after_real_traffic(world: World) -> None:
 
     world.kubectl("get", "namespaces")
     assert world.env.config is not None
-    proc = subprocess.run([sys.executable, "-m", "kubegate", "audit", "verify", "--config",
-                           str(world.env.config_file)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kubegate", "audit", "verify", "--config", str(world.env.config_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "audit chain OK" in proc.stdout
 
@@ -88,8 +101,13 @@ def test_a_thousand_unauthenticated_requests_with_7kb_paths_barely_grow_the_stor
 
     async def stored() -> tuple[int, int]:
         async with store.read() as conn:
-            row = (await conn.execute(sa.select(sa.func.count(), sa.func.coalesce(
-                sa.func.sum(sa.func.length(events.c.data)), 0)).select_from(events))).one()
+            row = (
+                await conn.execute(
+                    sa.select(
+                        sa.func.count(), sa.func.coalesce(sa.func.sum(sa.func.length(events.c.data)), 0)
+                    ).select_from(events)
+                )
+            ).one()
         return int(row[0]), int(row[1])
 
     world.settle()
@@ -100,8 +118,11 @@ def test_a_thousand_unauthenticated_requests_with_7kb_paths_barely_grow_the_stor
     client = http.client.HTTPSConnection(target.hostname, target.port, context=ctx, timeout=30)
     try:
         for i in range(1000):
-            client.request("GET", f"{target.path}/api/v1/namespaces/default/pods/{i}-" + "x" * 7000,
-                           headers={"Kubectl-Session": f"forged-{uuid.uuid4()}", "Authorization": "Bearer nope"})
+            client.request(
+                "GET",
+                f"{target.path}/api/v1/namespaces/default/pods/{i}-" + "x" * 7000,
+                headers={"Kubectl-Session": f"forged-{uuid.uuid4()}", "Authorization": "Bearer nope"},
+            )
             response = client.getresponse()
             assert response.status == 401 and b"kubegate refused the token" in response.read()
     finally:

@@ -35,9 +35,24 @@ def replicas(world: World, tmp_path: Path, pg_url: str) -> Iterator[tuple[Gatewa
 
 
 def cli(world: World, gateway: GatewayProcess, *args: str, sub: str, groups: tuple[str, ...]) -> Any:
-    done = subprocess.run([sys.executable, "-m", "kubegate", *args, "--server", gateway.url,
-                           "--token", world.token(sub, groups), "--ca", str(gateway.ca_file)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kubegate",
+            *args,
+            "--server",
+            gateway.url,
+            "--token",
+            world.token(sub, groups),
+            "--ca",
+            str(gateway.ca_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -55,13 +70,19 @@ def pending(world: World, gateway: GatewayProcess, needle: str, held: subprocess
 
 
 def test_an_approval_given_through_one_replica_releases_kubectl_held_by_the_other(
-        world: World, replicas: tuple[GatewayProcess, GatewayProcess], tmp_path: Path) -> None:
+    world: World, replicas: tuple[GatewayProcess, GatewayProcess], tmp_path: Path
+) -> None:
     first, second = replicas
     name = f"e2e-replica-{uuid.uuid4().hex[:8]}"
     world.kubectl("create", "namespace", name)
     kubeconfig = first.kubeconfig(tmp_path / "alice.kubeconfig", world.token("alice", ("developers",)))
-    kubectl = subprocess.Popen([KUBECTL, f"--kubeconfig={kubeconfig}", "delete", "namespace", name, "--wait=false"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=kubectl_env())
+    kubectl = subprocess.Popen(
+        [KUBECTL, f"--kubeconfig={kubeconfig}", "delete", "namespace", name, "--wait=false"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=kubectl_env(),
+    )
     try:
         request = pending(world, second, f"namespaces {name}", kubectl)
         assert kubectl.poll() is None
@@ -73,8 +94,9 @@ def test_an_approval_given_through_one_replica_releases_kubectl_held_by_the_othe
     finally:
         kubectl.kill()
     # The session replica A recorded reads the same through replica B, approval included.
-    session = json.loads(cli(world, second, "sessions", "show", request["session_id"], "-o", "json",
-                             sub="audrey", groups=("auditors",)))
+    session = json.loads(
+        cli(world, second, "sessions", "show", request["session_id"], "-o", "json", sub="audrey", groups=("auditors",))
+    )
     assert session["session"]["username"] == "sandbox:alice" and session["session"]["command"] == "kubectl delete"
     kinds = [e["type"] for e in session["events"]]
     assert "approval" in kinds and kinds.index("approval") < len(kinds) - 1

@@ -19,8 +19,9 @@ pytestmark = pytest.mark.e2e
 
 
 def test_a_signed_slack_click_approves_a_held_kubectl_request(world: World) -> None:
-    config = SlackConfig(signing_secret=SLACK_SECRET, users={"U0BOB": {"username": "sandbox:bob",
-                                                                 "groups": ["platform-oncall"]}})
+    config = SlackConfig(
+        signing_secret=SLACK_SECRET, users={"U0BOB": {"username": "sandbox:bob", "groups": ["platform-oncall"]}}
+    )
 
     async def serve() -> TestServer:
         app = web.Application()
@@ -37,8 +38,10 @@ def test_a_signed_slack_click_approves_a_held_kubectl_request(world: World) -> N
         body = slack_click("approve", request["id"])
         req = urllib.request.Request(str(server.make_url("/slack/interactions")), data=body, headers=slack_signed(body))
         with urllib.request.urlopen(req, timeout=30) as resp:
-            assert json.loads(resp.read())["text"] == f"Access request {request['id']} is approved " \
-                                                      "(approve by sandbox:bob)."
+            assert (
+                json.loads(resp.read())["text"] == f"Access request {request['id']} is approved "
+                "(approve by sandbox:bob)."
+            )
         out, err = kubectl.communicate(timeout=60)
         assert kubectl.returncode == 0, err
         assert f'namespace "{name}" deleted' in out

@@ -33,9 +33,18 @@ SECRET = "s3cr3t-Pa55word-xyz"
 @pytest.fixture(scope="module")
 def ns(world: World) -> str:
     name = world.namespace("streams")
-    world.pod(name, "app", containers=[{"name": "app", "image": "busybox", "ports": [{"containerPort": 8080}],
-                                        "env": [{"name": "DB_PASSWORD", "value": SECRET},
-                                                {"name": "GREETING", "value": "hello"}]}])
+    world.pod(
+        name,
+        "app",
+        containers=[
+            {
+                "name": "app",
+                "image": "busybox",
+                "ports": [{"containerPort": 8080}],
+                "env": [{"name": "DB_PASSWORD", "value": SECRET}, {"name": "GREETING", "value": "hello"}],
+            }
+        ],
+    )
     return name
 
 
@@ -62,8 +71,9 @@ def _never_reached(world: World, ns: str, subresource: str, since: int) -> None:
 
 def _sessions(world: World, user: str, command: str) -> list[dict[str, Any]]:
     world.settle()
-    listing = json.loads(world.cli("sessions", "list", "--user", f"sandbox:{user}", "--command", command,
-                                   "--output", "json").stdout)
+    listing = json.loads(
+        world.cli("sessions", "list", "--user", f"sandbox:{user}", "--command", command, "--output", "json").stdout
+    )
     return list(listing["items"])
 
 
@@ -136,11 +146,18 @@ def test_env_with_a_credential_is_masked_on_screen_and_in_the_recording(world: W
 def test_exit_codes_and_piped_stdin(world: World, ns: str) -> None:
     cfg = world.kubeconfig("xavier")
     mark = world.control.audit_mark()
-    failed = world.kubectl("exec", "app", "-n", ns, "--", "sh", "-c", "echo out; echo err >&2; exit 3",
-                           kubeconfig=cfg, check=False)
+    failed = world.kubectl(
+        "exec", "app", "-n", ns, "--", "sh", "-c", "echo out; echo err >&2; exit 3", kubeconfig=cfg, check=False
+    )
     assert failed.returncode == 3 and failed.stdout == "out\n" and "err" in failed.stderr
-    piped = subprocess.run(f"echo x | {KUBECTL} --kubeconfig={cfg} exec -i app -n {ns} -- cat", shell=True,
-                           capture_output=True, text=True, timeout=60, env=kubectl_env())
+    piped = subprocess.run(
+        f"echo x | {KUBECTL} --kubeconfig={cfg} exec -i app -n {ns} -- cat",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=kubectl_env(),
+    )
     assert piped.returncode == 0 and piped.stdout == "x\n", piped.stderr
     assert len(_streamed(world, ns, "exec", "xavier", mark)) == 2
 
@@ -148,8 +165,13 @@ def test_exit_codes_and_piped_stdin(world: World, ns: str) -> None:
 def test_interactive_tty_session_is_recorded_and_replayable(world: World, ns: str, tmp_path: Path) -> None:
     cfg = world.kubeconfig("tina")
     mark = world.control.audit_mark()
-    child = pexpect.spawn(KUBECTL, [f"--kubeconfig={cfg}", "exec", "-it", "app", "-n", ns, "--", "sh"],
-                          env=kubectl_env(), timeout=30, dimensions=(33, 101))
+    child = pexpect.spawn(
+        KUBECTL,
+        [f"--kubeconfig={cfg}", "exec", "-it", "app", "-n", ns, "--", "sh"],
+        env=kubectl_env(),
+        timeout=30,
+        dimensions=(33, 101),
+    )
     try:
         child.expect_exact("app:/# ")
         child.sendline("echo marker-$GREETING; stty size")
@@ -164,8 +186,9 @@ def test_interactive_tty_session_is_recorded_and_replayable(world: World, ns: st
     session_id, events = _only_session(world, "tina", "exec")
     assert "marker-hello" in _cast_text(events)
     assert "echo marker-$GREETING" in _cast_text(events, "i").replace("\r", "\n")
-    assert any(c == "r" and text == "101x33" for e in events if e["type"] == "cast"
-               for _, c, text in e["data"]["events"])
+    assert any(
+        c == "r" and text == "101x33" for e in events if e["type"] == "cast" for _, c, text in e["data"]["events"]
+    )
     replay = world.cli("sessions", "replay", session_id, "--speed", "50", "--idle-limit", "0.1").stdout
     assert "marker-hello" in replay and "33 101" in replay
     cast_file = tmp_path / "session.cast"
@@ -224,10 +247,18 @@ def test_port_forward_carries_http_and_records_each_connection(world: World, ns:
 
 
 def test_an_exec_denied_by_policy_never_upgrades_and_is_one_denial(world: World, ns: str) -> None:
-    world.set_policies("no-exec-for-ivan", [{
-        "name": "ivan-may-not-exec", "subjects": {"users": ["sandbox:ivan"]},
-        "match": {"verbs": ["create"], "resources": ["pods/exec"]}, "action": "deny",
-        "message": "ivan may not exec into pods"}])
+    world.set_policies(
+        "no-exec-for-ivan",
+        [
+            {
+                "name": "ivan-may-not-exec",
+                "subjects": {"users": ["sandbox:ivan"]},
+                "match": {"verbs": ["create"], "resources": ["pods/exec"]},
+                "action": "deny",
+                "message": "ivan may not exec into pods",
+            }
+        ],
+    )
     try:
         mark = world.control.audit_mark()
         out = world.kubectl("exec", "app", "-n", ns, "--", "env", kubeconfig=world.kubeconfig("ivan"), check=False)
@@ -243,15 +274,24 @@ def test_an_exec_denied_by_policy_never_upgrades_and_is_one_denial(world: World,
 
 
 def test_exec_command_rules_match_the_argv(world: World, ns: str) -> None:
-    world.set_policies("no-shell-for-sam", [{
-        "name": "sam-runs-no-shell", "subjects": {"users": ["sandbox:sam"]},
-        "match": {"exec": [{"command": ["sh", "-c", "*"]}]}, "action": "deny",
-        "message": "no shell scripts in pods, sam"}])
+    world.set_policies(
+        "no-shell-for-sam",
+        [
+            {
+                "name": "sam-runs-no-shell",
+                "subjects": {"users": ["sandbox:sam"]},
+                "match": {"exec": [{"command": ["sh", "-c", "*"]}]},
+                "action": "deny",
+                "message": "no shell scripts in pods, sam",
+            }
+        ],
+    )
     try:
         cfg = world.kubeconfig("sam")
         mark = world.control.audit_mark()
-        denied = world.kubectl("exec", "app", "-n", ns, "--", "sh", "-c", "echo ran-the-script", kubeconfig=cfg,
-                               check=False)
+        denied = world.kubectl(
+            "exec", "app", "-n", ns, "--", "sh", "-c", "echo ran-the-script", kubeconfig=cfg, check=False
+        )
         assert denied.returncode != 0 and "no shell scripts in pods, sam" in denied.stderr
         assert "ran-the-script" not in denied.stdout
         _never_reached(world, ns, "exec", mark)
@@ -266,8 +306,13 @@ def test_exec_command_rules_match_the_argv(world: World, ns: str) -> None:
 def test_spdy_only_clients_are_told_to_use_websockets(world: World, ns: str) -> None:
     env = {**kubectl_env(), "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"}
     mark = world.control.audit_mark()
-    out = subprocess.run([KUBECTL, f"--kubeconfig={world.kubeconfig('olga')}", "exec", "app", "-n", ns, "--", "env"],
-                         capture_output=True, text=True, timeout=60, env=env)
+    out = subprocess.run(
+        [KUBECTL, f"--kubeconfig={world.kubeconfig('olga')}", "exec", "app", "-n", ns, "--", "env"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert out.returncode != 0 and "kubectl 1.30 or newer" in out.stderr
     assert SECRET not in out.stdout and "GREETING" not in out.stdout
     _never_reached(world, ns, "exec", mark)
@@ -300,12 +345,25 @@ def test_a_watch_ends_when_the_token_expires(world: World) -> None:
     proc = world.popen("get", "configmaps", "-n", namespace, "-w", kubeconfig=cfg)
     try:
         assert proc.stdout is not None and proc.stderr is not None
-        world.control.wait_for_event(lambda e: e.stage == "ResponseStarted" and "watch=true" in e.uri
-                                     and f"/namespaces/{namespace}/configmaps" in e.uri
-                                     and (e.impersonated or {}).get("username") == "sandbox:walt", mark)
+        world.control.wait_for_event(
+            lambda e: (
+                e.stage == "ResponseStarted"
+                and "watch=true" in e.uri
+                and f"/namespaces/{namespace}/configmaps" in e.uri
+                and (e.impersonated or {}).get("username") == "sandbox:walt"
+            ),
+            mark,
+        )
         lines = Lines(proc.stdout)
-        world.cluster.seed([{"apiVersion": "v1", "kind": "ConfigMap",
-                             "metadata": {"name": "seen-by-the-watch", "namespace": namespace}}])
+        world.cluster.seed(
+            [
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "seen-by-the-watch", "namespace": namespace},
+                }
+            ]
+        )
         lines.wait_for("seen-by-the-watch", timeout=max(1.0, expires - time.monotonic()))  # the watch delivers
         code = proc.wait(30)  # it ends by itself
         out = lines.rest() + proc.stderr.read()
@@ -319,9 +377,14 @@ def test_a_watch_ends_when_the_token_expires(world: World) -> None:
 def test_attach_through_kubegate_is_bridged_and_recorded(world: World, ns: str) -> None:
     cfg = world.kubeconfig("atticus", ("developers",))
     mark = world.control.audit_mark()
-    attach = subprocess.Popen([KUBECTL, f"--kubeconfig={cfg}", "attach", "-i", "app", "-n", ns],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=kubectl_env())
+    attach = subprocess.Popen(
+        [KUBECTL, f"--kubeconfig={cfg}", "attach", "-i", "app", "-n", ns],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=kubectl_env(),
+    )
     try:
         assert attach.stdin is not None and attach.stdout is not None
         attach.stdin.write("attached-and-heard\n")

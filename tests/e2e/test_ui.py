@@ -21,8 +21,14 @@ from tests.conftest import World
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = Path(os.environ.get("KUBEGATE_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts")) / "ui"
 ONCALL = ("platform-oncall",)
 CI_CLAIMS = {"repository": "acme/shop", "run_id": "987654321", "workflow": "cleanup", "actor": "octocat"}
@@ -31,8 +37,9 @@ CI_CLAIMS = {"repository": "acme/shop", "run_id": "987654321", "workflow": "clea
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
-        raise AssertionError(f"{CHROMIUM} is missing: scripts/install puts Debian's chromium there "
-                             "(apt-get install -y chromium)")
+        raise AssertionError(
+            f"{CHROMIUM} is missing: scripts/install puts Debian's chromium there (apt-get install -y chromium)"
+        )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
@@ -46,8 +53,9 @@ class Visitor:
     def __init__(self, world: World, browser: Browser, *, width: int = 1280, height: int = 900) -> None:
         assert world.env.gateway is not None
         self.base = world.env.gateway.url
-        self.context: BrowserContext = browser.new_context(ignore_https_errors=True,
-                                                           viewport={"width": width, "height": height})
+        self.context: BrowserContext = browser.new_context(
+            ignore_https_errors=True, viewport={"width": width, "height": height}
+        )
         self.page: Page = self.context.new_page()
         self.errors: list[str] = []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
@@ -99,15 +107,23 @@ def visit(world: World, browser: Browser, opened: list[Visitor], **size: int) ->
     return visitor
 
 
-def test_a_reviewer_approves_a_waiting_kubectl_and_others_see_no_buttons(world: World, browser: Browser,
-                                                                         visitors: list[Visitor]) -> None:
+def test_a_reviewer_approves_a_waiting_kubectl_and_others_see_no_buttons(
+    world: World, browser: Browser, visitors: list[Visitor]
+) -> None:
     name = f"ui-appr-{uuid.uuid4().hex[:8]}"
     world.kubectl("create", "namespace", name)
     assert world.control.exists(f"/api/v1/namespaces/{name}")
-    world.set_policies("ui-db-oncall", [{
-        "name": "ui-db-configmaps-need-db-oncall", "match": {"verbs": ["delete"], "resources": ["configmaps"],
-                                                            "namespaces": ["ui-db-*"]},
-        "action": "review", "reviewers": {"groups": ["db-oncall"]}}])
+    world.set_policies(
+        "ui-db-oncall",
+        [
+            {
+                "name": "ui-db-configmaps-need-db-oncall",
+                "match": {"verbs": ["delete"], "resources": ["configmaps"], "namespaces": ["ui-db-*"]},
+                "action": "review",
+                "reviewers": {"groups": ["db-oncall"]},
+            }
+        ],
+    )
     try:
         rita = visit(world, browser, visitors)
         rita.sign_in("rita", ONCALL, shots="01")
@@ -117,8 +133,9 @@ def test_a_reviewer_approves_a_waiting_kubectl_and_others_see_no_buttons(world: 
         # --wait=false: without a controller-manager a deleted namespace stays Terminating, and kubectl would
         # wait for it to be gone; what matters here is that the DELETE reaches the cluster once approved.
         mark = world.control.audit_mark()
-        kubectl = world.popen("delete", "namespace", name, "--wait=false",
-                              kubeconfig=world.kubeconfig("alice", claims=CI_CLAIMS))
+        kubectl = world.popen(
+            "delete", "namespace", name, "--wait=false", kubeconfig=world.kubeconfig("alice", claims=CI_CLAIMS)
+        )
         try:
             card = page.locator("article.request", has_text=f"namespaces {name}")
             expect(card).to_be_visible(timeout=30_000)  # arrives by polling: the page is never reloaded
@@ -126,7 +143,8 @@ def test_a_reviewer_approves_a_waiting_kubectl_and_others_see_no_buttons(world: 
             expect(card).to_contain_text(f"DELETE /api/v1/namespaces/{name}")
             expect(card).to_contain_text("kubectl delete")
             expect(card.get_by_role("link", name=f"acme/shop run {CI_CLAIMS['run_id']}")).to_have_attribute(
-                "href", f"https://github.com/acme/shop/actions/runs/{CI_CLAIMS['run_id']}")
+                "href", f"https://github.com/acme/shop/actions/runs/{CI_CLAIMS['run_id']}"
+            )
             expect(card.get_by_role("button", name="Approve")).to_be_visible()
             rita.shot("02-inbox-pending")
 
@@ -146,8 +164,9 @@ def test_a_reviewer_approves_a_waiting_kubectl_and_others_see_no_buttons(world: 
             phone.shot("04-inbox-phone-width")
 
             assert kubectl.poll() is None  # still waiting for a human
-            assert not [e for e in world.reached(f"/api/v1/namespaces/{name}", mark) if e.verb == "delete"], \
+            assert not [e for e in world.reached(f"/api/v1/namespaces/{name}", mark) if e.verb == "delete"], (
                 "nothing reaches the cluster before a reviewer decides"
+            )
             card.get_by_label("Reason").fill("cleanup of a finished PR environment")
             page.keyboard.press("Tab")  # decided with the keyboard alone
             expect(card.get_by_role("button", name="Approve")).to_be_focused()
@@ -175,13 +194,15 @@ def test_a_reviewer_approves_a_waiting_kubectl_and_others_see_no_buttons(world: 
         world.clear_policies("ui-db-oncall")
 
 
-def test_an_auditor_replays_an_exec_session_and_downloads_it(world: World, browser: Browser,
-                                                            visitors: list[Visitor]) -> None:
+def test_an_auditor_replays_an_exec_session_and_downloads_it(
+    world: World, browser: Browser, visitors: list[Visitor]
+) -> None:
     ns = world.namespace("ui-exec")
     world.pod(ns, "app")
     mark = world.control.audit_mark()
-    out = world.kubectl("exec", "app", "-n", ns, "--", "sh", "-c", "echo replayed-in-the-browser",
-                        kubeconfig=world.kubeconfig("ulla")).stdout
+    out = world.kubectl(
+        "exec", "app", "-n", ns, "--", "sh", "-c", "echo replayed-in-the-browser", kubeconfig=world.kubeconfig("ulla")
+    ).stdout
     assert "replayed-in-the-browser" in out
     [opened] = world.served(f"/api/v1/namespaces/{ns}/pods/app/exec", mark)
     assert opened.code == 101 and (opened.impersonated or {}).get("username") == "sandbox:ulla"
@@ -221,8 +242,9 @@ def test_an_auditor_replays_an_exec_session_and_downloads_it(world: World, brows
     assert {r["type"] for r in records[1:]} >= {"request", "stream"}
 
 
-def test_an_auditor_explains_the_policy_and_sees_connection_health(world: World, browser: Browser,
-                                                                  visitors: list[Visitor]) -> None:
+def test_an_auditor_explains_the_policy_and_sees_connection_health(
+    world: World, browser: Browser, visitors: list[Visitor]
+) -> None:
     audrey = visit(world, browser, visitors)
     audrey.sign_in("audrey", ("auditors",))
     page = audrey.goto("/ui/policy")
@@ -243,8 +265,9 @@ def test_an_auditor_explains_the_policy_and_sees_connection_health(world: World,
     audrey.shot("10-connections")
 
 
-def test_pages_answer_only_their_roles_and_sign_out_ends_the_session(world: World, browser: Browser,
-                                                                     visitors: list[Visitor]) -> None:
+def test_pages_answer_only_their_roles_and_sign_out_ends_the_session(
+    world: World, browser: Browser, visitors: list[Visitor]
+) -> None:
     dora = visit(world, browser, visitors)
     dora.sign_in("dora", ("developers",))
     nav = dora.page.get_by_role("navigation", name="Main")

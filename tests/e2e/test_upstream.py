@@ -46,8 +46,9 @@ def admin(world: World) -> Path:
 
 
 def managed(world: World, admin: Path, namespace: str) -> list[dict[str, Any]]:
-    out = world.kubectl("get", "rolebindings", "-n", namespace, "-l", f"{MANAGED_BY_LABEL}=kubegate", "-o", "json",
-                        kubeconfig=admin).stdout
+    out = world.kubectl(
+        "get", "rolebindings", "-n", namespace, "-l", f"{MANAGED_BY_LABEL}=kubegate", "-o", "json", kubeconfig=admin
+    ).stdout
     return list(json.loads(out)["items"])
 
 
@@ -57,10 +58,19 @@ def snapshot(world: World, admin: Path, *refs: str) -> list[dict[str, Any]]:
 
 def allowed(world: World, user: str, groups: list[str], verb: str, resource: str, namespace: str) -> bool:
     """What the real cluster's RBAC says `user` may do (a SubjectAccessReview, asked as the admin)."""
-    _, review = world.control.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", {
-        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-        "spec": {"user": user, "groups": [*groups, "system:authenticated"],
-                 "resourceAttributes": {"verb": verb, "resource": resource, "namespace": namespace}}})
+    _, review = world.control.request(
+        "POST",
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": user,
+                "groups": [*groups, "system:authenticated"],
+                "resourceAttributes": {"verb": verb, "resource": resource, "namespace": namespace},
+            },
+        },
+    )
     return bool(review["status"].get("allowed"))
 
 
@@ -77,17 +87,38 @@ def pr(world: World) -> Iterator[tuple[str, str, str]]:
     the role `view` in pr-1 only. The agent holds no permanent RBAC in the cluster."""
     tag = uuid.uuid4().hex[:6]
     pr1, pr2, agent = f"pr-1-{tag}", f"pr-2-{tag}", f"agent-{tag}"
-    world.cluster.seed([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in (pr1, pr2)] + [
-        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"web-{n}", "namespace": n},
-         "spec": {"containers": [{"name": "web", "image": "nginx"}]}} for n in (pr1, pr2)])
+    world.cluster.seed(
+        [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}} for n in (pr1, pr2)]
+        + [
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": f"web-{n}", "namespace": n},
+                "spec": {"containers": [{"name": "web", "image": "nginx"}]},
+            }
+            for n in (pr1, pr2)
+        ]
+    )
     who = {"users": [f"sandbox:{agent}"]}
-    world.set_policies(f"upstream-{tag}", [
-        {"name": f"agent-discovery-{tag}", "subjects": who, "match": {"non_resource_urls": DISCOVERY},
-         "action": "allow"},
-        {"name": f"agent-views-pr-1-{tag}", "subjects": who, "match": {"namespaces": [pr1]}, "action": "allow",
-         "role": "view"},
-        {"name": f"agent-tries-pr-2-{tag}", "subjects": who, "match": {"namespaces": [pr2]}, "action": "allow"},
-    ])
+    world.set_policies(
+        f"upstream-{tag}",
+        [
+            {
+                "name": f"agent-discovery-{tag}",
+                "subjects": who,
+                "match": {"non_resource_urls": DISCOVERY},
+                "action": "allow",
+            },
+            {
+                "name": f"agent-views-pr-1-{tag}",
+                "subjects": who,
+                "match": {"namespaces": [pr1]},
+                "action": "allow",
+                "role": "view",
+            },
+            {"name": f"agent-tries-pr-2-{tag}", "subjects": who, "match": {"namespaces": [pr2]}, "action": "allow"},
+        ],
+    )
     try:
         yield pr1, pr2, agent
     finally:
@@ -95,7 +126,8 @@ def pr(world: World) -> Iterator[tuple[str, str, str]]:
 
 
 def test_view_in_pr1_lists_pods_and_the_cluster_itself_refuses_pr2(
-        world: World, admin: Path, pr: tuple[str, str, str]) -> None:
+    world: World, admin: Path, pr: tuple[str, str, str]
+) -> None:
     pr1, pr2, agent = pr
     user = f"sandbox:{agent}"
     assert not allowed(world, user, ["ci-agents"], "list", "pods", pr1), "the agent must start with no RBAC"
@@ -116,10 +148,11 @@ def test_view_in_pr1_lists_pods_and_the_cluster_itself_refuses_pr2(
     mark = world.control.audit_mark()
     deleted = world.kubectl("delete", "pod", f"web-{pr1}", "-n", pr1, "--wait=false", kubeconfig=cfg, check=False)
     assert deleted.returncode != 0
-    assert (f'pods "web-{pr1}" is forbidden: User "{user}" cannot delete resource "pods" in API group "" in the '
-            f'namespace "{pr1}"') in deleted.stderr
-    [refused_delete] = [e for e in world.served(f"/api/v1/namespaces/{pr1}/pods/web-{pr1}", mark)
-                        if e.verb == "delete"]
+    assert (
+        f'pods "web-{pr1}" is forbidden: User "{user}" cannot delete resource "pods" in API group "" in the '
+        f'namespace "{pr1}"'
+    ) in deleted.stderr
+    [refused_delete] = [e for e in world.served(f"/api/v1/namespaces/{pr1}/pods/web-{pr1}", mark) if e.verb == "delete"]
     assert refused_delete.code == 403
     only_as([refused_delete], user)
     assert world.control.exists(f"/api/v1/namespaces/{pr1}/pods/web-{pr1}")
@@ -127,8 +160,10 @@ def test_view_in_pr1_lists_pods_and_the_cluster_itself_refuses_pr2(
     mark = world.control.audit_mark()
     refused = world.kubectl("get", "pods", "-n", pr2, kubeconfig=cfg, check=False)
     assert refused.returncode != 0
-    assert (f'Error from server (Forbidden): pods is forbidden: User "{user}" cannot list resource "pods" '
-            f'in API group "" in the namespace "{pr2}"') in refused.stderr
+    assert (
+        f'Error from server (Forbidden): pods is forbidden: User "{user}" cannot list resource "pods" '
+        f'in API group "" in the namespace "{pr2}"'
+    ) in refused.stderr
     assert "kubegate" not in refused.stderr
     served = world.served(f"/api/v1/namespaces/{pr2}/pods", mark)
     only_as(served, user)
@@ -137,7 +172,8 @@ def test_view_in_pr1_lists_pods_and_the_cluster_itself_refuses_pr2(
 
 
 def test_after_the_ttl_the_binding_is_gone_and_a_new_request_binds_again(
-        world: World, admin: Path, pr: tuple[str, str, str]) -> None:
+    world: World, admin: Path, pr: tuple[str, str, str]
+) -> None:
     pr1, _, agent = pr
     user = f"sandbox:{agent}"
     cfg = world.kubeconfig(agent, ("ci-agents",))
@@ -155,25 +191,43 @@ def test_after_the_ttl_the_binding_is_gone_and_a_new_request_binds_again(
 
 
 def test_bindings_that_existed_before_a_session_are_unchanged_after_it(
-        world: World, admin: Path, pr: tuple[str, str, str]) -> None:
+    world: World, admin: Path, pr: tuple[str, str, str]
+) -> None:
     pr1, _, agent = pr
     stale = {EXPIRES_AT: "2000-01-01T00:00:00Z"}
-    world.cluster.seed([
-        {"apiVersion": f"{RBAC}/v1", "kind": "RoleBinding", "metadata": {"name": "team-view", "namespace": pr1},
-         "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "view"},
-         "subjects": [{"apiGroup": RBAC, "kind": "Group", "name": "team"}]},
-        {"apiVersion": f"{RBAC}/v1", "kind": "RoleBinding",
-         "metadata": {"name": "hand-made", "namespace": pr1, "annotations": stale},
-         "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "view"},
-         "subjects": [{"apiGroup": RBAC, "kind": "User", "name": f"sandbox:{agent}"}]},
-        {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRoleBinding",
-         "metadata": {"name": f"ops-{pr1}", "labels": {MANAGED_BY_LABEL: "kubegate"}},
-         "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "view"},
-         "subjects": [{"apiGroup": RBAC, "kind": "Group", "name": "ops"}]},
-    ])
-    refs = (f"rolebinding team-view -n {pr1}", f"rolebinding hand-made -n {pr1}", f"clusterrolebinding ops-{pr1}",
-            "clusterrolebinding cluster-admin", "clusterrolebinding kubegate",
-            "clusterrolebinding developers-are-admins")
+    world.cluster.seed(
+        [
+            {
+                "apiVersion": f"{RBAC}/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "team-view", "namespace": pr1},
+                "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "view"},
+                "subjects": [{"apiGroup": RBAC, "kind": "Group", "name": "team"}],
+            },
+            {
+                "apiVersion": f"{RBAC}/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": "hand-made", "namespace": pr1, "annotations": stale},
+                "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "view"},
+                "subjects": [{"apiGroup": RBAC, "kind": "User", "name": f"sandbox:{agent}"}],
+            },
+            {
+                "apiVersion": f"{RBAC}/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": f"ops-{pr1}", "labels": {MANAGED_BY_LABEL: "kubegate"}},
+                "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "view"},
+                "subjects": [{"apiGroup": RBAC, "kind": "Group", "name": "ops"}],
+            },
+        ]
+    )
+    refs = (
+        f"rolebinding team-view -n {pr1}",
+        f"rolebinding hand-made -n {pr1}",
+        f"clusterrolebinding ops-{pr1}",
+        "clusterrolebinding cluster-admin",
+        "clusterrolebinding kubegate",
+        "clusterrolebinding developers-are-admins",
+    )
     before = snapshot(world, admin, *refs)
     cfg = world.kubeconfig(agent, ("ci-agents",))
     world.kubectl("get", "pods", "-n", pr1, kubeconfig=cfg)
@@ -185,18 +239,37 @@ def test_bindings_that_existed_before_a_session_are_unchanged_after_it(
 
 
 def test_a_role_kubegate_may_not_bind_refuses_with_the_missing_permission(
-        world: World, pr: tuple[str, str, str]) -> None:
+    world: World, pr: tuple[str, str, str]
+) -> None:
     pr1, _, agent = pr
     role = f"secret-reader-{agent}"
-    world.cluster.seed([{"apiVersion": f"{RBAC}/v1", "kind": "ClusterRole", "metadata": {"name": role},
-                         "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}]}])
-    world.set_policies(f"unbindable-{agent}", [
-        {"name": f"agent-reads-secrets-{agent}", "subjects": {"users": [f"sandbox:{agent}"]},
-         "match": {"namespaces": [pr1], "resources": ["secrets"]}, "action": "allow", "role": role}])
+    world.cluster.seed(
+        [
+            {
+                "apiVersion": f"{RBAC}/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": role},
+                "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"]}],
+            }
+        ]
+    )
+    world.set_policies(
+        f"unbindable-{agent}",
+        [
+            {
+                "name": f"agent-reads-secrets-{agent}",
+                "subjects": {"users": [f"sandbox:{agent}"]},
+                "match": {"namespaces": [pr1], "resources": ["secrets"]},
+                "action": "allow",
+                "role": role,
+            }
+        ],
+    )
     try:
         mark = world.control.audit_mark()
-        out = world.kubectl("get", "secrets", "-n", pr1, kubeconfig=world.kubeconfig(agent, ("ci-agents",)),
-                            check=False)
+        out = world.kubectl(
+            "get", "secrets", "-n", pr1, kubeconfig=world.kubeconfig(agent, ("ci-agents",)), check=False
+        )
     finally:
         world.clear_policies(f"unbindable-{agent}")
     assert out.returncode != 0 and "Error from server (Forbidden)" in out.stderr
@@ -214,8 +287,18 @@ class SessionAuthenticator:
     certificate for that user), kubegate's own token as kubegate's own identity. Everything else in the request
     (path, query, body, any Impersonate-* header) reaches kube-apiserver as sent, so its audit log and RBAC judge."""
 
-    HOP = frozenset({"host", "authorization", "content-length", "transfer-encoding", "connection",
-                     "accept-encoding", "keep-alive", "upgrade"})
+    HOP = frozenset(
+        {
+            "host",
+            "authorization",
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "accept-encoding",
+            "keep-alive",
+            "upgrade",
+        }
+    )
 
     def __init__(self, world: World) -> None:
         self.world = world
@@ -232,8 +315,7 @@ class SessionAuthenticator:
             if user is not None:
                 cert = self.world.control.client_cert(user)
                 ctx.load_cert_chain(str(cert.cert), str(cert.key))
-            self._sessions[key] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx),
-                                                        auto_decompress=False)
+            self._sessions[key] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx), auto_decompress=False)
         return self._sessions[key]
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -244,12 +326,22 @@ class SessionAuthenticator:
         elif authorization.removeprefix("Bearer ") in self.users:
             session = self._session(self.users[authorization.removeprefix("Bearer ")])
         else:
-            return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 401,
-                                      "reason": "Unauthorized", "message": "Unauthorized"}, status=401)
+            return web.json_response(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "status": "Failure",
+                    "code": 401,
+                    "reason": "Unauthorized",
+                    "message": "Unauthorized",
+                },
+                status=401,
+            )
         body = await request.read()
         url = URL(self.world.control.url + request.raw_path, encoded=True)
-        async with session.request(request.method, url, headers=headers, data=body or None,
-                                   allow_redirects=False) as answer:
+        async with session.request(
+            request.method, url, headers=headers, data=body or None, allow_redirects=False
+        ) as answer:
             raw = await answer.read()
             kept = {k: v for k, v in answer.headers.items() if k.lower() in ("content-type", "content-encoding")}
             return web.Response(status=answer.status, body=raw, headers=kept)
@@ -296,20 +388,48 @@ def eks_gateway(world: World, pr: tuple[str, str, str]) -> Iterator[tuple[str, P
     authenticator = SessionAuthenticator(world)
     world.call(authenticator.start())
     who = {"users": [f"sandbox:{agent}"]}
-    config = Config.model_validate({
-        "listen": {"address": "127.0.0.1:0"}, "state_dir": str(world.root / f"eks-{agent}"),
-        "identity": {"issuers": [{"url": issuer.url, "audience": "kubegate", "ca_file": str(issuer.ca_file),
-                                  "username_prefix": "sandbox:"}]},
-        "connections": [{"name": "eks", "server": authenticator.url,
-                         "certificate_authority": str(authenticator.ca_file), "identity_mode": "eks-session-name",
-                         "auth": {"eks": {"cluster": "envtest", "region": "eu-west-1",
-                                          "role_arn": "arn:aws:iam::111122223333:role/kubegate"}}}],
-        "policies": [
-            {"name": "discovery", "subjects": who, "match": {"non_resource_urls": DISCOVERY}, "action": "allow"},
-            {"name": "views-pr-1", "subjects": who, "match": {"namespaces": [pr1]}, "action": "allow",
-             "role": "view"},
-            {"name": "tries-pr-2", "subjects": who, "match": {"namespaces": [pr2]}, "action": "allow"}],
-    })
+    config = Config.model_validate(
+        {
+            "listen": {"address": "127.0.0.1:0"},
+            "state_dir": str(world.root / f"eks-{agent}"),
+            "identity": {
+                "issuers": [
+                    {
+                        "url": issuer.url,
+                        "audience": "kubegate",
+                        "ca_file": str(issuer.ca_file),
+                        "username_prefix": "sandbox:",
+                    }
+                ]
+            },
+            "connections": [
+                {
+                    "name": "eks",
+                    "server": authenticator.url,
+                    "certificate_authority": str(authenticator.ca_file),
+                    "identity_mode": "eks-session-name",
+                    "auth": {
+                        "eks": {
+                            "cluster": "envtest",
+                            "region": "eu-west-1",
+                            "role_arn": "arn:aws:iam::111122223333:role/kubegate",
+                        }
+                    },
+                }
+            ],
+            "policies": [
+                {"name": "discovery", "subjects": who, "match": {"non_resource_urls": DISCOVERY}, "action": "allow"},
+                {
+                    "name": "views-pr-1",
+                    "subjects": who,
+                    "match": {"namespaces": [pr1]},
+                    "action": "allow",
+                    "role": "view",
+                },
+                {"name": "tries-pr-2", "subjects": who, "match": {"namespaces": [pr2]}, "action": "allow"},
+            ],
+        }
+    )
     app = build_app(config)
     app[GATEWAY].connections["eks"].credentials = SessionNameTokens(world, authenticator)
     cert, key, ca = tls_files(config)
@@ -323,12 +443,23 @@ def eks_gateway(world: World, pr: tuple[str, str, str]) -> Iterator[tuple[str, P
 
     port = world.call(start())
     kubeconfig = world.root / f"eks-{agent}.kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "eks",
-        "clusters": [{"name": "eks", "cluster": {"server": f"https://127.0.0.1:{port}/k8s/eks",
-                                                 "certificate-authority": str(ca)}}],
-        "users": [{"name": "agent", "user": {"token": world.token(agent, ("ci-agents",))}}],
-        "contexts": [{"name": "eks", "context": {"cluster": "eks", "user": "agent"}}]}))
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "eks",
+                "clusters": [
+                    {
+                        "name": "eks",
+                        "cluster": {"server": f"https://127.0.0.1:{port}/k8s/eks", "certificate-authority": str(ca)},
+                    }
+                ],
+                "users": [{"name": "agent", "user": {"token": world.token(agent, ("ci-agents",))}}],
+                "contexts": [{"name": "eks", "context": {"cluster": "eks", "user": "agent"}}],
+            }
+        )
+    )
     try:
         yield agent, kubeconfig
     finally:
@@ -337,7 +468,8 @@ def eks_gateway(world: World, pr: tuple[str, str, str]) -> Iterator[tuple[str, P
 
 
 def test_eks_session_name_mode_binds_the_session_user_without_impersonation(
-        world: World, admin: Path, pr: tuple[str, str, str], eks_gateway: tuple[str, Path]) -> None:
+    world: World, admin: Path, pr: tuple[str, str, str], eks_gateway: tuple[str, Path]
+) -> None:
     pr1, pr2, _ = pr
     agent, cfg = eks_gateway
     caller = Identity(issuer=world.env.issuer.url, subject=agent, username=f"sandbox:{agent}", groups=("ci-agents",))
@@ -347,8 +479,9 @@ def test_eks_session_name_mode_binds_the_session_user_without_impersonation(
     [binding] = managed(world, admin, pr1)
     assert binding["subjects"] == [{"apiGroup": RBAC, "kind": "User", "name": user}]
     listed = world.served(f"/api/v1/namespaces/{pr1}/pods", mark)
-    assert listed and all(e.user == user and e.impersonated is None and e.code == 200 for e in listed), \
-        [e.raw for e in listed]
+    assert listed and all(e.user == user and e.impersonated is None and e.code == 200 for e in listed), [
+        e.raw for e in listed
+    ]
     [made] = [e for e in world.served(f"/namespaces/{pr1}/rolebindings", mark) if e.verb == "create"]
     assert made.user == GATEWAY_USER and made.impersonated is None
     mark = world.control.audit_mark()

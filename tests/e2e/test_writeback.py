@@ -28,8 +28,14 @@ pytestmark = pytest.mark.e2e
 def secret(world: World) -> tuple[str, str, str]:
     ns = world.namespace("wb")
     value = f"s3cr3t-{uuid.uuid4().hex}"
-    world.control.apply({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": ns},
-                         "data": {"password": b64(value), "user": b64("app")}})
+    world.control.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "db", "namespace": ns},
+            "data": {"password": b64(value), "user": b64("app")},
+        }
+    )
     return ns, "db", value
 
 
@@ -78,7 +84,8 @@ def test_get_then_apply_twice_keeps_the_stored_secret(world: World, secret: tupl
 
 
 def test_server_side_apply_of_the_masked_object_keeps_the_stored_secret(
-        world: World, secret: tuple[str, str, str]) -> None:
+    world: World, secret: tuple[str, str, str]
+) -> None:
     ns, name, value = secret
     manifest = relabel(masked_yaml(world, ns, f"secret/{name}"))
     world.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=manifest)
@@ -94,19 +101,26 @@ def test_merge_patch_of_masked_data_keeps_the_stored_secret(world: World, secret
     assert now["data"] == {"password": b64(value), "user": b64("app"), "extra": b64("new")}
 
 
-def test_edit_with_an_editor_keeps_the_stored_secret(world: World, secret: tuple[str, str, str],
-                                                      tmp_path: Path) -> None:
+def test_edit_with_an_editor_keeps_the_stored_secret(
+    world: World, secret: tuple[str, str, str], tmp_path: Path
+) -> None:
     ns, name, value = secret
     editor = tmp_path / "editor.py"
-    editor.write_text("import sys, yaml\n"
-                      "p = sys.argv[1]\n"
-                      "doc = yaml.safe_load(open(p))\n"
-                      "doc['metadata'].setdefault('labels', {})['edited'] = 'yes'\n"
-                      "open(p, 'w').write(yaml.safe_dump(doc))\n")
+    editor.write_text(
+        "import sys, yaml\n"
+        "p = sys.argv[1]\n"
+        "doc = yaml.safe_load(open(p))\n"
+        "doc['metadata'].setdefault('labels', {})['edited'] = 'yes'\n"
+        "open(p, 'w').write(yaml.safe_dump(doc))\n"
+    )
     env = {**kubectl_env(), "KUBE_EDITOR": f"{sys.executable} {editor}"}
-    proc = subprocess.run([KUBECTL, f"--kubeconfig={world.kubeconfig()}", "edit", "--save-config", f"secret/{name}",
-                           "-n", ns],
-                          capture_output=True, text=True, timeout=60, env=env)
+    proc = subprocess.run(
+        [KUBECTL, f"--kubeconfig={world.kubeconfig()}", "edit", "--save-config", f"secret/{name}", "-n", ns],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     now = stored(world, ns, "secrets", name)
     assert now["data"]["password"] == b64(value) and now["metadata"]["labels"] == {"edited": "yes"}
@@ -117,12 +131,28 @@ def test_edit_with_an_editor_keeps_the_stored_secret(world: World, secret: tuple
 def test_a_masked_env_value_survives_apply_and_cannot_be_renamed_out(world: World) -> None:
     ns = world.namespace("wb")
     token = f"ghp_{uuid.uuid4().hex}{uuid.uuid4().hex[:4]}"
-    world.control.apply({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api", "namespace": ns},
-        "spec": {"selector": {"matchLabels": {"app": "api"}}, "template": {
-            "metadata": {"labels": {"app": "api"}},
-            "spec": {"containers": [{"name": "api", "image": "busybox", "env": [
-                {"name": "API_TOKEN", "value": token}, {"name": "MODE", "value": "plain"}]}]}}}})
+    world.control.apply(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "api", "namespace": ns},
+            "spec": {
+                "selector": {"matchLabels": {"app": "api"}},
+                "template": {
+                    "metadata": {"labels": {"app": "api"}},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "api",
+                                "image": "busybox",
+                                "env": [{"name": "API_TOKEN", "value": token}, {"name": "MODE", "value": "plain"}],
+                            }
+                        ]
+                    },
+                },
+            },
+        }
+    )
     manifest = masked_yaml(world, ns, "deployment/api")
     world.kubectl("apply", "-f", "-", input=relabel(manifest))
     env = stored(world, ns, "deployments", "api")["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -135,22 +165,22 @@ def test_a_masked_env_value_survives_apply_and_cannot_be_renamed_out(world: Worl
     env = stored(world, ns, "deployments", "api")["spec"]["template"]["spec"]["containers"][0]["env"]
     assert [e["name"] for e in env] == ["API_TOKEN", "MODE"]
 
-    shifted = [{"op": "add", "path": "/spec/template/spec/containers/0/env/0",
-                "value": {"name": "LEAKED", "value": "x"}},
-               {"op": "replace", "path": "/spec/template/spec/containers/0/env/1/value", "value": MARKER}]
-    out = world.kubectl("patch", "deployment", "api", "-n", ns, "--type", "json", "-p", json.dumps(shifted),
-                        check=False)
+    shifted = [
+        {"op": "add", "path": "/spec/template/spec/containers/0/env/0", "value": {"name": "LEAKED", "value": "x"}},
+        {"op": "replace", "path": "/spec/template/spec/containers/0/env/1/value", "value": MARKER},
+    ]
+    out = world.kubectl(
+        "patch", "deployment", "api", "-n", ns, "--type", "json", "-p", json.dumps(shifted), check=False
+    )
     assert out.returncode != 0 and "separate patch" in out.stderr
     assert_nowhere(world, token, out.stdout, out.stderr)
 
 
 @pytest.mark.parametrize("write", ["new-key", "new-object", "string-data", "other-object"])
-def test_a_marker_that_cannot_be_restored_is_refused(world: World, secret: tuple[str, str, str],
-                                                     write: str) -> None:
+def test_a_marker_that_cannot_be_restored_is_refused(world: World, secret: tuple[str, str, str], write: str) -> None:
     ns, name, value = secret
     if write == "new-key":
-        args = ["patch", "secret", name, "-n", ns, "--type", "merge", "-p",
-                json.dumps({"data": {"copy": MARKER_B64}})]
+        args = ["patch", "secret", name, "-n", ns, "--type", "merge", "-p", json.dumps({"data": {"copy": MARKER_B64}})]
         manifest = None
     else:
         doc = yaml.safe_load(masked_yaml(world, ns, f"secret/{name}"))
@@ -161,8 +191,14 @@ def test_a_marker_that_cannot_be_restored_is_refused(world: World, secret: tuple
         elif write == "string-data":
             doc["stringData"] = {"password": MARKER}
         else:
-            world.control.apply({"apiVersion": "v1", "kind": "Secret",
-                                 "metadata": {"name": "other", "namespace": ns}, "data": {"user": b64("x")}})
+            world.control.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": "other", "namespace": ns},
+                    "data": {"user": b64("x")},
+                }
+            )
             doc["metadata"]["name"] = "other"
         args, manifest = ["apply", "-f", "-"], yaml.safe_dump(doc)
     out = world.kubectl(*args, input=manifest, check=False)
@@ -176,8 +212,7 @@ def test_a_marker_that_cannot_be_restored_is_refused(world: World, secret: tuple
 
 
 @pytest.mark.parametrize("op", ["copy", "move", "test"])
-def test_a_json_patch_that_reads_a_masked_path_is_refused(world: World, secret: tuple[str, str, str],
-                                                          op: str) -> None:
+def test_a_json_patch_that_reads_a_masked_path_is_refused(world: World, secret: tuple[str, str, str], op: str) -> None:
     ns, name, value = secret
     if op == "test":
         patch = [{"op": "test", "path": "/data/password", "value": b64(value)}]
@@ -191,7 +226,8 @@ def test_a_json_patch_that_reads_a_masked_path_is_refused(world: World, secret: 
 
 def test_a_protobuf_write_holding_a_marker_is_refused(world: World) -> None:
     ns = world.namespace("wb")
-    out = world.kubectl("create", "secret", "generic", "copied", "-n", ns, f"--from-literal=password={MARKER}",
-                        check=False)
+    out = world.kubectl(
+        "create", "secret", "generic", "copied", "-n", ns, f"--from-literal=password={MARKER}", check=False
+    )
     assert out.returncode != 0 and "kubegate refused this write" in out.stderr, out.stderr
     assert not world.control.exists(f"/api/v1/namespaces/{ns}/secrets/copied")

@@ -18,22 +18,25 @@ from kubegate.identity.model import AuthError
 RSA = {"kty": "RSA", "n": "x", "e": "AQAB"}
 
 
-@pytest.mark.parametrize(("jwk", "alg", "fits"), [
-    (RSA, "RS256", True),
-    (RSA, "PS512", True),
-    ({**RSA, "alg": "RS256"}, "RS256", True),
-    ({**RSA, "alg": "RS256"}, "PS256", False),
-    ({**RSA, "use": "enc"}, "RS256", False),
-    (RSA, "ES256", False),
-    (RSA, "HS256", False),
-    (RSA, "none", False),
-    ({"kty": "oct", "k": "c2VjcmV0"}, "HS256", False),
-    ({"kty": "EC", "crv": "P-256"}, "ES256", True),
-    ({"kty": "EC", "crv": "P-256"}, "ES384", False),
-    ({"kty": "EC", "crv": "P-521"}, "ES512", True),
-    ({"kty": "OKP", "crv": "Ed25519"}, "EdDSA", True),
-    ({"kty": "OKP", "crv": "X25519"}, "EdDSA", False),
-])
+@pytest.mark.parametrize(
+    ("jwk", "alg", "fits"),
+    [
+        (RSA, "RS256", True),
+        (RSA, "PS512", True),
+        ({**RSA, "alg": "RS256"}, "RS256", True),
+        ({**RSA, "alg": "RS256"}, "PS256", False),
+        ({**RSA, "use": "enc"}, "RS256", False),
+        (RSA, "ES256", False),
+        (RSA, "HS256", False),
+        (RSA, "none", False),
+        ({"kty": "oct", "k": "c2VjcmV0"}, "HS256", False),
+        ({"kty": "EC", "crv": "P-256"}, "ES256", True),
+        ({"kty": "EC", "crv": "P-256"}, "ES384", False),
+        ({"kty": "EC", "crv": "P-521"}, "ES512", True),
+        ({"kty": "OKP", "crv": "Ed25519"}, "EdDSA", True),
+        ({"kty": "OKP", "crv": "X25519"}, "EdDSA", False),
+    ],
+)
 def test_key_fits(jwk: dict[str, Any], alg: str, fits: bool) -> None:
     assert key_fits(jwk, alg) is fits
 
@@ -77,13 +80,13 @@ def keys(url: str, session: aiohttp.ClientSession, jwks_url: str | None = None) 
     return IssuerKeys(url, jwks_url=jwks_url, ssl_context=None, session=lambda: session, clock=lambda: 0.0)
 
 
-async def test_discovery_naming_another_issuer_is_refused(serve: Serve,
-                                                          session: aiohttp.ClientSession) -> None:
+async def test_discovery_naming_another_issuer_is_refused(serve: Serve, session: aiohttp.ClientSession) -> None:
     url = await serve({"issuer": "https://elsewhere.example", "jwks_uri": "unused"}, {"keys": []})
     issuer_keys = keys(url, session)
     await issuer_keys.refresh()
-    assert issuer_keys.status == ("unreachable: discovery document names issuer "
-                                  "'https://elsewhere.example', not " + repr(url))
+    assert issuer_keys.status == (
+        "unreachable: discovery document names issuer 'https://elsewhere.example', not " + repr(url)
+    )
     with pytest.raises(AuthError, match=r"cannot verify: issuer .* unreachable and no key cached"):
         await issuer_keys.keys_for("k1", "RS256")
 
@@ -115,12 +118,15 @@ async def test_http_error_is_reported(serve: Serve, session: aiohttp.ClientSessi
 
 
 async def test_a_discovery_document_sending_keys_over_plain_http_off_this_machine_is_refused(
-        serve: Serve, session: aiohttp.ClientSession) -> None:
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
     discovery: dict[str, Any] = {}
     url = await serve(discovery, {"keys": []})
     discovery.update(issuer=url, jwks_uri="http://keys.attacker.example/jwks")
     issuer_keys = keys(url, session)
     await issuer_keys.refresh()
-    assert issuer_keys.status == ("unreachable: discovery document's jwks_uri 'http://keys.attacker.example/jwks' "
-                                  "must be https://: plain http is allowed only for a loopback address "
-                                  "(127.0.0.0/8, ::1 or localhost)")
+    assert issuer_keys.status == (
+        "unreachable: discovery document's jwks_uri 'http://keys.attacker.example/jwks' "
+        "must be https://: plain http is allowed only for a loopback address "
+        "(127.0.0.0/8, ::1 or localhost)"
+    )

@@ -73,13 +73,11 @@ def fetches() -> Fetches:
 
 
 @pytest.fixture
-async def make_verifier(issuer: DevIssuer, clock: Clock,
-                        fetches: Fetches) -> AsyncIterator[Callable[..., Any]]:
+async def make_verifier(issuer: DevIssuer, clock: Clock, fetches: Fetches) -> AsyncIterator[Callable[..., Any]]:
     made: list[Verifier] = []
 
     async def make(cache_seconds: float = 300, start: bool = True, **issuer_fields: Any) -> Verifier:
-        fields: dict[str, Any] = {"url": issuer.url, "audience": "kubegate", "ca_file": issuer.ca_file,
-                                  **issuer_fields}
+        fields: dict[str, Any] = {"url": issuer.url, "audience": "kubegate", "ca_file": issuer.ca_file, **issuer_fields}
         config = IdentityConfig(issuers=[IssuerConfig(**fields)], token_cache_seconds=cache_seconds)
         verifier = Verifier(config, session_factory=fetches.session_factory, clock=clock)
         made.append(verifier)
@@ -117,36 +115,52 @@ def claims_of(token: str) -> dict[str, Any]:
 
 async def test_github_actions_like_token_maps_to_identity(issuer: DevIssuer, make_verifier: Any) -> None:
     verifier = await make_verifier(groups_prefix="oidc:", claims=GITHUB_CLAIMS)
-    token = issuer.mint("repo:acme/app:ref:refs/heads/main", groups=["ci-agents", "readers"], claims={
-        "repository": "acme/app", "workflow": "deploy", "run_id": 4242, "actor": "octocat",
-        "ref": "refs/heads/main", "environment": "prod"})
+    token = issuer.mint(
+        "repo:acme/app:ref:refs/heads/main",
+        groups=["ci-agents", "readers"],
+        claims={
+            "repository": "acme/app",
+            "workflow": "deploy",
+            "run_id": 4242,
+            "actor": "octocat",
+            "ref": "refs/heads/main",
+            "environment": "prod",
+        },
+    )
     identity = await verifier.verify(token)
     assert identity == Identity(
         issuer=issuer.url,
         subject="repo:acme/app:ref:refs/heads/main",
         username=f"{issuer.url}#repo:acme/app:ref:refs/heads/main",
         groups=("oidc:ci-agents", "oidc:readers"),
-        claims={"repository": "acme/app", "workflow": "deploy", "run_id": "4242", "actor": "octocat",
-                "ref": "refs/heads/main"},
+        claims={
+            "repository": "acme/app",
+            "workflow": "deploy",
+            "run_id": "4242",
+            "actor": "octocat",
+            "ref": "refs/heads/main",
+        },
         expires_at=float(claims_of(token)["exp"]),
     )
     assert verifier.ready() == {issuer.url: "ok"}
 
 
-async def test_custom_subject_claim_username_prefix_and_single_group(issuer: DevIssuer,
-                                                                     make_verifier: Any) -> None:
+async def test_custom_subject_claim_username_prefix_and_single_group(issuer: DevIssuer, make_verifier: Any) -> None:
     verifier = await make_verifier(subject_claim="actor", username_prefix="gh:", groups_claim="team")
     identity = await verifier.verify(issuer.mint("ignored", claims={"actor": "octocat", "team": "platform"}))
     assert (identity.subject, identity.username, identity.groups) == ("octocat", "gh:octocat", ("platform",))
 
 
 @pytest.mark.parametrize("subject", ["system:admin", "system:serviceaccount:kube-system:default"])
-async def test_a_subject_that_would_be_a_system_user_is_refused(issuer: DevIssuer, make_verifier: Any,
-                                                                 subject: str) -> None:
+async def test_a_subject_that_would_be_a_system_user_is_refused(
+    issuer: DevIssuer, make_verifier: Any, subject: str
+) -> None:
     verifier = await make_verifier(username_prefix="")
     reason = await refused(verifier, issuer.mint(subject))
-    assert reason == (f"the token maps to Kubernetes user {subject!r}, and names starting with system: belong to "
-                      f"Kubernetes itself; the kubegate operator can set a username_prefix for issuer {issuer.url}")
+    assert reason == (
+        f"the token maps to Kubernetes user {subject!r}, and names starting with system: belong to "
+        f"Kubernetes itself; the kubegate operator can set a username_prefix for issuer {issuer.url}"
+    )
 
 
 async def test_missing_groups_claim_means_no_groups(issuer: DevIssuer, make_verifier: Any) -> None:
@@ -204,8 +218,9 @@ async def test_untrusted_issuer_is_refused(issuer: DevIssuer, make_verifier: Any
     assert await refused(verifier, issuer.mint("alice", claims={"iss": None})) == "token issuer is not trusted"
 
 
-async def test_foreign_key_claiming_trusted_issuer_is_refused(issuer: DevIssuer, make_verifier: Any,
-                                                              tmp_path: Path) -> None:
+async def test_foreign_key_claiming_trusted_issuer_is_refused(
+    issuer: DevIssuer, make_verifier: Any, tmp_path: Path
+) -> None:
     verifier = await make_verifier()
     attacker = DevIssuer(tmp_path / "attacker")
     reason = await refused(verifier, attacker.mint("root", issuer=issuer.url))
@@ -224,11 +239,17 @@ async def test_alg_none_is_refused(issuer: DevIssuer, make_verifier: Any) -> Non
 
 async def test_hs256_signed_with_the_public_key_is_refused(issuer: DevIssuer, make_verifier: Any) -> None:
     verifier = await make_verifier()
-    public_pem = issuer.private_key().public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = (
+        issuer.private_key()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     payload = claims_of(issuer.mint("root", groups=["system:masters"]))
-    token = hand_signed({"alg": "HS256", "kid": issuer.current_kid, "typ": "JWT"}, payload,
-                        lambda data: hmac.new(public_pem, data, hashlib.sha256).digest())
+    token = hand_signed(
+        {"alg": "HS256", "kid": issuer.current_kid, "typ": "JWT"},
+        payload,
+        lambda data: hmac.new(public_pem, data, hashlib.sha256).digest(),
+    )
     assert (await refused(verifier, token)).startswith("token algorithm not allowed")
 
 
@@ -309,7 +330,8 @@ async def test_issuer_untrusted_tls_is_unreachable(issuer: DevIssuer, make_verif
 
 
 async def test_rotated_key_is_picked_up_and_refresh_is_rate_limited(
-        issuer: DevIssuer, make_verifier: Any, clock: Clock, fetches: Fetches, tmp_path: Path) -> None:
+    issuer: DevIssuer, make_verifier: Any, clock: Clock, fetches: Fetches, tmp_path: Path
+) -> None:
     verifier = await make_verifier(cache_seconds=0)
     assert fetches.jwks == 1
     clock.now += 11
@@ -328,8 +350,9 @@ async def test_rotated_key_is_picked_up_and_refresh_is_rate_limited(
     assert fetches.jwks == 3
 
 
-async def test_concurrent_unknown_kids_share_one_refresh(issuer: DevIssuer, make_verifier: Any,
-                                                         clock: Clock, fetches: Fetches) -> None:
+async def test_concurrent_unknown_kids_share_one_refresh(
+    issuer: DevIssuer, make_verifier: Any, clock: Clock, fetches: Fetches
+) -> None:
     verifier = await make_verifier(cache_seconds=0)
     issuer.rotate()
     clock.now += 10
@@ -339,8 +362,9 @@ async def test_concurrent_unknown_kids_share_one_refresh(issuer: DevIssuer, make
     assert fetches.jwks == 2
 
 
-async def test_retired_key_stops_verifying_once_keys_are_stale(issuer: DevIssuer, make_verifier: Any,
-                                                                clock: Clock, fetches: Fetches) -> None:
+async def test_retired_key_stops_verifying_once_keys_are_stale(
+    issuer: DevIssuer, make_verifier: Any, clock: Clock, fetches: Fetches
+) -> None:
     verifier = await make_verifier(cache_seconds=0)
     old_kid = issuer.current_kid
     first, second = issuer.mint("alice"), issuer.mint("bob")
@@ -369,8 +393,7 @@ async def test_cache_hit_still_checks_expiry(issuer: DevIssuer, make_verifier: A
     assert (await refused(verifier, token)).startswith("token expired")
 
 
-async def test_cache_entries_end_after_token_cache_seconds(issuer: DevIssuer, make_verifier: Any,
-                                                           clock: Clock) -> None:
+async def test_cache_entries_end_after_token_cache_seconds(issuer: DevIssuer, make_verifier: Any, clock: Clock) -> None:
     verifier = await make_verifier(cache_seconds=10)
     token = issuer.mint("alice")
     first = await verifier.verify(token)

@@ -27,23 +27,33 @@ def test_bodies_kubegate_does_not_decode_are_left_to_the_cluster() -> None:
     assert parse_body(b'{"a": ', "application/json") is None  # the cluster answers a broken body itself
 
 
-@pytest.mark.parametrize(("body", "media"), [
-    # sigs.k8s.io/json decodes the second value into the first: the objects merge, privileged survives
-    (b'{"spec":{"securityContext":{"privileged":true},"securityContext":{}}}', "application/json"),
-    (b'{"a": 1, "a": 2}', "application/merge-patch+json"),
-    (b'[{"op": "add", "path": "/a", "path": "/b", "value": 1}]', "application/json-patch+json"),
-    (b"spec:\n  hostNetwork: true\nspec:\n  replicas: 1\n", "application/apply-patch+yaml"),
-    (b'{"a": NaN}', "application/json"),
-    (b'{"a": "\xff"}', "application/json"),
-])
+@pytest.mark.parametrize(
+    ("body", "media"),
+    [
+        # sigs.k8s.io/json decodes the second value into the first: the objects merge, privileged survives
+        (b'{"spec":{"securityContext":{"privileged":true},"securityContext":{}}}', "application/json"),
+        (b'{"a": 1, "a": 2}', "application/merge-patch+json"),
+        (b'[{"op": "add", "path": "/a", "path": "/b", "value": 1}]', "application/json-patch+json"),
+        (b"spec:\n  hostNetwork: true\nspec:\n  replicas: 1\n", "application/apply-patch+yaml"),
+        (b'{"a": NaN}', "application/json"),
+        (b'{"a": "\xff"}', "application/json"),
+    ],
+)
 def test_what_reads_two_ways_is_ambiguous(body: bytes, media: str) -> None:
     with pytest.raises(AmbiguousBody):
         parse_body(body, media)
 
 
 def flow(method: str, path: str, body: bytes, content_type: str) -> Flow:
-    f = Flow(request=None, connection=SimpleNamespace(name="dev"), method=method, raw_path=path,  # type: ignore[arg-type]
-             query_string="", headers=CIMultiDict({"Content-Type": content_type}), body=body)
+    f = Flow(
+        request=None,
+        connection=SimpleNamespace(name="dev"),
+        method=method,
+        raw_path=path,  # type: ignore[arg-type]
+        query_string="",
+        headers=CIMultiDict({"Content-Type": content_type}),
+        body=body,
+    )
     f.info = parse_request_info(method, path)
     return f
 

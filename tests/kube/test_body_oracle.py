@@ -21,21 +21,90 @@ pytestmark = pytest.mark.e2e
 
 GROUP = "oracle.kubegate.dev"
 CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
     "metadata": {"name": f"things.{GROUP}"},
-    "spec": {"group": GROUP, "scope": "Namespaced",
-             "names": {"plural": "things", "singular": "thing", "kind": "Thing"},
-             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
-                 "type": "object", "properties": {"spec": {"type": "object",
-                                                           "x-kubernetes-preserve-unknown-fields": True}}}}}]},
+    "spec": {
+        "group": GROUP,
+        "scope": "Namespaced",
+        "names": {"plural": "things", "singular": "thing", "kind": "Thing"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                    }
+                },
+            }
+        ],
+    },
 }
 # Plain YAML scalars on which YAML 1.1 readers and go-yaml v2 are known to differ, and ordinary ones.
-PLAIN = ["y", "n", "yes", "No", "on", "OFF", "true", "~", "null", "0o17", "012", "08", "0x1F", "0b101", "1e3",
-         "1.5e3", "1_000", "+12", "-0", "1:20", "2001-12-14", "2001-12-14T21:59:43Z", ".inf", ".5", "3.",
-         "9223372036854775807", "9223372036854775808", "18446744073709551616", "-9223372036854775809",
-         "1.0", "100.0", "1e21", "abc", "a b", "'quoted'", '"1"', "!!str 12", "0.1", "-.5"]
-JSON_VALUES = ["1", "1.0", "-0", "1e3", "1E-2", "9223372036854775807", "9223372036854775808", "1e400", '"\\u00e9"',
-               '"\\ud83d\\ude00"', '"\\ud800"', '"a\\/b"', "true", "null", "[]", "{}", '"\\u0000"', "123456789.5"]
+PLAIN = [
+    "y",
+    "n",
+    "yes",
+    "No",
+    "on",
+    "OFF",
+    "true",
+    "~",
+    "null",
+    "0o17",
+    "012",
+    "08",
+    "0x1F",
+    "0b101",
+    "1e3",
+    "1.5e3",
+    "1_000",
+    "+12",
+    "-0",
+    "1:20",
+    "2001-12-14",
+    "2001-12-14T21:59:43Z",
+    ".inf",
+    ".5",
+    "3.",
+    "9223372036854775807",
+    "9223372036854775808",
+    "18446744073709551616",
+    "-9223372036854775809",
+    "1.0",
+    "100.0",
+    "1e21",
+    "abc",
+    "a b",
+    "'quoted'",
+    '"1"',
+    "!!str 12",
+    "0.1",
+    "-.5",
+]
+JSON_VALUES = [
+    "1",
+    "1.0",
+    "-0",
+    "1e3",
+    "1E-2",
+    "9223372036854775807",
+    "9223372036854775808",
+    "1e400",
+    '"\\u00e9"',
+    '"\\ud83d\\ude00"',
+    '"\\ud800"',
+    '"a\\/b"',
+    "true",
+    "null",
+    "[]",
+    "{}",
+    '"\\u0000"',
+    "123456789.5",
+]
 
 
 @pytest.fixture(scope="module")
@@ -85,17 +154,20 @@ def same(ours: Any, theirs: Any) -> bool:
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(body=st.one_of(yaml_body().map(lambda b: (b, "application/yaml")),
-                      json_body().map(lambda b: (b, "application/json"))))
-def test_what_kubegate_accepts_it_decodes_as_the_cluster_does(world: World, things: str,
-                                                             body: tuple[str, str]) -> None:
+@given(
+    body=st.one_of(
+        yaml_body().map(lambda b: (b, "application/yaml")), json_body().map(lambda b: (b, "application/json"))
+    )
+)
+def test_what_kubegate_accepts_it_decodes_as_the_cluster_does(world: World, things: str, body: tuple[str, str]) -> None:
     text, content_type = body
     try:
         ours = parse_body(text.encode(), content_type)
     except AmbiguousBody:
         return  # refused with a 400 before the cluster
-    status, answer = world.control.request("POST", f"{things}?dryRun=All", text.encode(),
-                                           content_type=content_type, check=False)
+    status, answer = world.control.request(
+        "POST", f"{things}?dryRun=All", text.encode(), content_type=content_type, check=False
+    )
     if status >= 400:
         return  # the cluster refuses it too: nothing it would run to disagree about
     assert ours is not None, (text, answer)

@@ -26,11 +26,16 @@ def _open(writer: pf.Writer, stream_id: int, kind: str, port: int, request: int)
 
 def test_frames_survive_any_split_and_headers_share_one_compression_context() -> None:
     w = pf.Writer()
-    wire = (_open(w, 1, "error", 8080, 0) + _open(w, 3, "data", 8080, 0) + w.data(3, b"GET / HTTP/1.1\r\n\r\n")
-            + w.data(3, b"", fin=True) + w.ping(b"\x00\x00\x00\x07"))
+    wire = (
+        _open(w, 1, "error", 8080, 0)
+        + _open(w, 3, "data", 8080, 0)
+        + w.data(3, b"GET / HTTP/1.1\r\n\r\n")
+        + w.data(3, b"", fin=True)
+        + w.ping(b"\x00\x00\x00\x07")
+    )
     for step in (1, 3, 7, len(wire)):
         parser = pf.Parser()
-        frames = [f for i in range(0, len(wire), step) for f in parser.feed(wire[i:i + step])]
+        frames = [f for i in range(0, len(wire), step) for f in parser.feed(wire[i : i + step])]
         assert [f.type for f in frames] == [pf.SYN_STREAM, pf.SYN_STREAM, 0, 0, pf.PING]
         assert frames[1].header("streamtype") == "data" and frames[1].header("port") == "8080"
         assert frames[1].stream_id == 3 and frames[2].data.startswith(b"GET /") and frames[3].fin
@@ -63,11 +68,25 @@ def test_observer_reports_each_connection_with_its_port_and_bytes() -> None:
     client, pod = pf.Writer(), pf.Writer()
     up, down = pf.Parser(), pf.Parser()
     seen = pf.TunnelObserver()
-    assert seen.from_client(up.feed(_open(client, 1, "error", 80, 0) + _open(client, 3, "data", 80, 0)
-                                    + client.data(3, b"hello") + client.data(1, b"", fin=True)), 1.0) == []
+    assert (
+        seen.from_client(
+            up.feed(
+                _open(client, 1, "error", 80, 0)
+                + _open(client, 3, "data", 80, 0)
+                + client.data(3, b"hello")
+                + client.data(1, b"", fin=True)
+            ),
+            1.0,
+        )
+        == []
+    )
     assert seen.open_error_streams() == [1]
-    assert seen.from_pod(down.feed(pod.syn_reply(1) + pod.syn_reply(3) + pod.data(3, b"world!!")
-                                   + pod.data(1, b"oops")), 2.0) == []
+    assert (
+        seen.from_pod(
+            down.feed(pod.syn_reply(1) + pod.syn_reply(3) + pod.data(3, b"world!!") + pod.data(1, b"oops")), 2.0
+        )
+        == []
+    )
     assert seen.from_client(up.feed(client.data(3, b"", fin=True)), 3.0) == []
     [done] = seen.from_pod(down.feed(pod.data(3, b"", fin=True)), 4.0)
     assert (done.port, done.bytes_to_pod, done.bytes_from_pod, done.error, done.closed) == (80, 5, 7, "oops", 4.0)
@@ -97,8 +116,17 @@ def test_real_kubectl_connections_are_each_read_from_one_tunnel(world: World) ->
     open_port, closed_port = _free_port(), _free_port()
     cfg = world.kubeconfig("spdy-reader")
     mark = world.control.audit_mark()
-    forward = world.popen("port-forward", "--address", "127.0.0.1", "-n", ns, "pod/app", f"{open_port}:8080",
-                          f"{closed_port}:9090", kubeconfig=cfg)
+    forward = world.popen(
+        "port-forward",
+        "--address",
+        "127.0.0.1",
+        "-n",
+        ns,
+        "pod/app",
+        f"{open_port}:8080",
+        f"{closed_port}:9090",
+        kubeconfig=cfg,
+    )
     bodies = [b"first", b"second connection", b"third" * 100]
     try:
         assert forward.stdout is not None
@@ -116,8 +144,11 @@ def test_real_kubectl_connections_are_each_read_from_one_tunnel(world: World) ->
     [tunnel] = world.served(f"/api/v1/namespaces/{ns}/pods/app/portforward", mark)
     assert tunnel.code == 101 and (tunnel.impersonated or {}).get("username") == "sandbox:spdy-reader"
     world.settle()
-    listing = json.loads(world.cli("sessions", "list", "--user", "sandbox:spdy-reader", "--command", "port-forward",
-                                   "--output", "json").stdout)
+    listing = json.loads(
+        world.cli(
+            "sessions", "list", "--user", "sandbox:spdy-reader", "--command", "port-forward", "--output", "json"
+        ).stdout
+    )
     [session] = listing["items"]
     events = json.loads(world.cli("sessions", "show", session["id"], "--output", "json").stdout)["events"]
     conns = [e["data"] for e in events if e["type"] == "forward"]

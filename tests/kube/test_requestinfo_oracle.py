@@ -24,10 +24,32 @@ pytestmark = pytest.mark.e2e
 UNRESERVED = "abcdefghijklmnopqrstuvwxyz0123456789-._~"
 
 
-BENIGN = ["watch=1", "watch=false", "watch=True", "watch=0", "watch=yes", "limit=5", "limit=x", "timeoutSeconds=1",
-          "timeoutSeconds=-3", "labelSelector=a+b", "pretty=true", "%77atch=1", "resourceVersion=0", "x=", "y"]
-HOSTILE = ["fieldSelector=metadata.name%3Dweb;", "fieldSelector=metadata.name%3Dx%zz", "a;b=c", "#", "x=%",
-           "watch=1&watch=0", "fieldSelector=a&fieldSelector=b"]
+BENIGN = [
+    "watch=1",
+    "watch=false",
+    "watch=True",
+    "watch=0",
+    "watch=yes",
+    "limit=5",
+    "limit=x",
+    "timeoutSeconds=1",
+    "timeoutSeconds=-3",
+    "labelSelector=a+b",
+    "pretty=true",
+    "%77atch=1",
+    "resourceVersion=0",
+    "x=",
+    "y",
+]
+HOSTILE = [
+    "fieldSelector=metadata.name%3Dweb;",
+    "fieldSelector=metadata.name%3Dx%zz",
+    "a;b=c",
+    "#",
+    "x=%",
+    "watch=1&watch=0",
+    "fieldSelector=a&fieldSelector=b",
+]
 
 
 @st.composite
@@ -37,8 +59,15 @@ def segment(draw: st.DrawFn, word: str, benign: bool) -> str:
     trick = draw(st.sampled_from(tricks))
     if trick == "encoded":
         return "".join(f"%{ord(c):02{draw(st.sampled_from('Xx'))}}" if draw(st.booleans()) else c for c in word)
-    return {"plain": word, "slash": word + "%2F" + word, "dot": ".", "dots": "..", "empty": "",
-            "hash": word + "#x", "plus": word + "+x"}[trick]
+    return {
+        "plain": word,
+        "slash": word + "%2F" + word,
+        "dot": ".",
+        "dots": "..",
+        "empty": "",
+        "hash": word + "#x",
+        "plus": word + "+x",
+    }[trick]
 
 
 @st.composite
@@ -47,8 +76,11 @@ def target(draw: st.DrawFn) -> tuple[str, str, str]:
     accept most), half with something that reads two ways somewhere."""
     benign = draw(st.booleans())
     namespace = draw(st.sampled_from(["default", "pr-1", "kube-system"]))
-    resource = draw(st.sampled_from([("api/v1", "pods"), ("api/v1", "secrets"), ("apis/apps/v1", "deployments"),
-                                     ("api/v1", "namespaces")]))
+    resource = draw(
+        st.sampled_from(
+            [("api/v1", "pods"), ("api/v1", "secrets"), ("apis/apps/v1", "deployments"), ("api/v1", "namespaces")]
+        )
+    )
     name = draw(st.sampled_from(["web", "db-0", "a.b", "x~y"]))
     shape = draw(st.sampled_from(["collection", "object", "subresource", "cluster", "legacy-watch", "nonresource"]))
     prefix, plural = resource
@@ -65,10 +97,16 @@ def target(draw: st.DrawFn) -> tuple[str, str, str]:
         parts += ["namespaces", namespace, plural] + ([name] if shape != "collection" else [])
         parts += ["status"] if shape == "subresource" else []
     path = "/" + "/".join([draw(segment(p, benign)) for p in parts]) + draw(st.sampled_from(["", "", "/"]))
-    choices = [*BENIGN, f"fieldSelector=metadata.name%3D{name}", f"fieldSelector=metadata.name%3D%3D{name}",
-               f"fieldSelector=metadata.name%3D{name}%2Cmetadata.namespace%3Dx", "fieldSelector=spec.nodeName%3Dn"]
-    params = draw(st.lists(st.sampled_from(choices), max_size=4,
-                           unique_by=lambda p: p.split("=")[0].replace("%77", "w")))
+    choices = [
+        *BENIGN,
+        f"fieldSelector=metadata.name%3D{name}",
+        f"fieldSelector=metadata.name%3D%3D{name}",
+        f"fieldSelector=metadata.name%3D{name}%2Cmetadata.namespace%3Dx",
+        "fieldSelector=spec.nodeName%3Dn",
+    ]
+    params = draw(
+        st.lists(st.sampled_from(choices), max_size=4, unique_by=lambda p: p.split("=")[0].replace("%77", "w"))
+    )
     if not benign:
         params.insert(draw(st.integers(0, len(params))), draw(st.sampled_from(HOSTILE)))
     return draw(st.sampled_from(["GET", "GET", "HEAD"])), path, "&".join(params)
@@ -110,9 +148,14 @@ def test_what_kubegate_accepts_it_reads_as_the_cluster_does(world: World, reques
     if not info.is_resource_request:
         assert not ref, (path, query)
         return
-    assert (ref.get("apiGroup", ""), ref.get("apiVersion", ""), ref.get("resource", ""), ref.get("namespace", ""),
-            ref.get("name", ""), ref.get("subresource", "")) == (
-        info.api_group, info.api_version, info.resource, info.namespace, info.name, info.subresource), (path, query)
+    assert (
+        ref.get("apiGroup", ""),
+        ref.get("apiVersion", ""),
+        ref.get("resource", ""),
+        ref.get("namespace", ""),
+        ref.get("name", ""),
+        ref.get("subresource", ""),
+    ) == (info.api_group, info.api_version, info.resource, info.namespace, info.name, info.subresource), (path, query)
 
 
 def test_the_property_was_not_vacuous() -> None:

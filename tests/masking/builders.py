@@ -20,8 +20,14 @@ from kubegate.masking.masker import Masker
 from kubegate.masking.stage import MaskingStage
 from kubegate.policy.decision import Decision
 
-ALL = ("secret-values", "last-applied", "env-credentials", "configmap-keys", "serviceaccount-tokens",
-       "credentials-in-text")
+ALL = (
+    "secret-values",
+    "last-applied",
+    "env-credentials",
+    "configmap-keys",
+    "serviceaccount-tokens",
+    "credentials-in-text",
+)
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
@@ -45,8 +51,14 @@ def meta(name: str, namespace: str = "default", annotations: dict[str, str] | No
     return out
 
 
-def secret(name: str, data: dict[str, str] | None = None, string_data: dict[str, str] | None = None,
-           type_: str = "Opaque", last_applied: bool = False, kind: bool = True) -> dict[str, Any]:
+def secret(
+    name: str,
+    data: dict[str, str] | None = None,
+    string_data: dict[str, str] | None = None,
+    type_: str = "Opaque",
+    last_applied: bool = False,
+    kind: bool = True,
+) -> dict[str, Any]:
     obj: dict[str, Any] = {"kind": "Secret", "apiVersion": "v1"} if kind else {}
     obj["metadata"] = meta(name)
     obj["type"] = type_
@@ -55,20 +67,32 @@ def secret(name: str, data: dict[str, str] | None = None, string_data: dict[str,
     if string_data is not None:
         obj["stringData"] = dict(string_data)
     if last_applied:
-        applied = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": "default"},
-                   "type": type_, **({"data": obj["data"]} if "data" in obj else {})}
+        applied = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": "default"},
+            "type": type_,
+            **({"data": obj["data"]} if "data" in obj else {}),
+        }
         obj["metadata"]["annotations"] = {LAST_APPLIED: orjson.dumps(applied).decode() + "\n"}
     return obj
 
 
 def secret_list(items: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    return {"kind": "SecretList", "apiVersion": "v1", "metadata": {"resourceVersion": "900"},
-            "items": [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")} for item in items]}
+    return {
+        "kind": "SecretList",
+        "apiVersion": "v1",
+        "metadata": {"resourceVersion": "900"},
+        "items": [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")} for item in items],
+    }
 
 
 def container(name: str, env: dict[str, str], args: Sequence[str] = ()) -> dict[str, Any]:
-    c: dict[str, Any] = {"name": name, "image": "registry.example/app:1.2",
-                         "env": [{"name": k, "value": v} for k, v in env.items()]}
+    c: dict[str, Any] = {
+        "name": name,
+        "image": "registry.example/app:1.2",
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+    }
     c["env"].append({"name": "FROM_REF", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}})
     if args:
         c["args"] = list(args)
@@ -82,8 +106,13 @@ def pod_spec(env: dict[str, str], args: Sequence[str] = ()) -> dict[str, Any]:
 def workload(kind: str, env: dict[str, str], args: Sequence[str] = ()) -> dict[str, Any]:
     """A Pod, a pod template holder, or a CronJob, with the same env in every container."""
     spec = pod_spec(env, args)
-    api = {"Pod": "v1", "ReplicationController": "v1", "PodTemplate": "v1", "Job": "batch/v1",
-           "CronJob": "batch/v1"}.get(kind, "apps/v1")
+    api = {
+        "Pod": "v1",
+        "ReplicationController": "v1",
+        "PodTemplate": "v1",
+        "Job": "batch/v1",
+        "CronJob": "batch/v1",
+    }.get(kind, "apps/v1")
     obj: dict[str, Any] = {"kind": kind, "apiVersion": api, "metadata": meta(kind.lower())}
     if kind == "Pod":
         obj["spec"] = spec
@@ -105,9 +134,13 @@ def configmap(name: str, data: dict[str, str], binary: dict[str, bytes] | None =
 
 def table(rows: list[tuple[list[Any], dict[str, Any] | None]]) -> dict[str, Any]:
     return {
-        "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": "900"},
-        "columnDefinitions": [{"name": "Name", "type": "string", "format": "name"},
-                              {"name": "Value", "type": "string", "format": ""}],
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": "900"},
+        "columnDefinitions": [
+            {"name": "Name", "type": "string", "format": "name"},
+            {"name": "Value", "type": "string", "format": ""},
+        ],
         "rows": [{"cells": cells, **({"object": obj} if obj is not None else {})} for cells, obj in rows],
     }
 
@@ -121,8 +154,14 @@ def event(type_: str, obj: dict[str, Any]) -> bytes:
     return orjson.dumps({"type": type_, "object": obj}) + b"\n"
 
 
-def flow(method: str, path: str, query: str = "", masks: Sequence[str] = ALL,
-         accept: str | None = None, accept_encoding: str | None = "gzip") -> Flow:
+def flow(
+    method: str,
+    path: str,
+    query: str = "",
+    masks: Sequence[str] = ALL,
+    accept: str | None = None,
+    accept_encoding: str | None = "gzip",
+) -> Flow:
     headers: CIMultiDict[str] = CIMultiDict()
     if accept is not None:
         headers["Accept"] = accept
@@ -131,16 +170,28 @@ def flow(method: str, path: str, query: str = "", masks: Sequence[str] = ALL,
     target = path + (f"?{query}" if query else "")
     request = make_mocked_request(method, target, headers=headers)
     info = parse_request_info(method, path, query)
-    f = Flow(request=request, connection=FakeConnection(), method=method,  # type: ignore[arg-type]
-             raw_path=path, query_string=query, headers=CIMultiDict(headers))
+    f = Flow(
+        request=request,
+        connection=FakeConnection(),
+        method=method,  # type: ignore[arg-type]
+        raw_path=path,
+        query_string=query,
+        headers=CIMultiDict(headers),
+    )
     f.info = info
     f.is_stream = is_stream(method, info.verb, info.subresource, info.query)
     f.decision = Decision(action="allow", matches=(), message="", masks=tuple(masks)) if masks else None
     return f
 
 
-async def exchange(stage: MaskingStage, f: Flow, chunks: Iterable[bytes], status: int = 200,
-                   content_type: str = "application/json", encoding: str | None = None) -> list[bytes]:
+async def exchange(
+    stage: MaskingStage,
+    f: Flow,
+    chunks: Iterable[bytes],
+    status: int = 200,
+    content_type: str = "application/json",
+    encoding: str | None = None,
+) -> list[bytes]:
     """Run a flow through the stage as the pipeline does; returns what each hook let out, on_eof last."""
     await stage.on_request(f)
     f.response_status = status

@@ -19,6 +19,7 @@ def counting() -> tuple[list[bytes], Callable[[bytes], bytes]]:
     def mask(line: bytes) -> bytes:
         calls.append(line)
         return line.upper()
+
     return calls, mask
 
 
@@ -49,8 +50,10 @@ def test_long_lines_are_not_kept() -> None:
 async def test_watchers_of_the_same_event_share_one_masking() -> None:
     stage = MaskingStage(masker())
     line = event("MODIFIED", secret("db", {"password": "hunter2"}))
-    outs = [b"".join(await exchange(stage, flow("GET", "/api/v1/namespaces/default/secrets", "watch=true"), [line]))
-            for _ in range(3)]
+    outs = [
+        b"".join(await exchange(stage, flow("GET", "/api/v1/namespaces/default/secrets", "watch=true"), [line]))
+        for _ in range(3)
+    ]
     assert outs[0] == outs[1] == outs[2] and stage.watch_events.hits == 2
     assert orjson.loads(outs[0])["object"]["data"]["password"] == MARKER_B64
     unmasked = flow("GET", "/api/v1/namespaces/default/secrets", "watch=true", masks=("env-credentials",))

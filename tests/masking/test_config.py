@@ -19,29 +19,34 @@ def test_defaults_know_the_built_in_profiles() -> None:
 
 
 def test_user_profiles_expand_to_what_they_name() -> None:
-    config = MaskingConfig.model_validate({
-        "detectors": [{"name": "acme", "pattern": "acme_[0-9]+"}],
-        "field_rules": [{"name": "args", "kind": "Deployment", "path": "spec.template.spec.containers[*].args"}],
-        "profiles": {"base": ["secret-values", "acme"], "strict": ["base", "args", "jwt"]},
-    })
+    config = MaskingConfig.model_validate(
+        {
+            "detectors": [{"name": "acme", "pattern": "acme_[0-9]+"}],
+            "field_rules": [{"name": "args", "kind": "Deployment", "path": "spec.template.spec.containers[*].args"}],
+            "profiles": {"base": ["secret-values", "acme"], "strict": ["base", "args", "jwt"]},
+        }
+    )
     assert config.expand(["strict"]) == {"secret-values", "acme", "args", "jwt"}
     with pytest.raises(UnknownProfile, match="missing"):
         config.expand(["strict", "missing"])
 
 
-@pytest.mark.parametrize(("masking", "message"), [
-    ({"profiles": {"p": ["nope"]}}, "profile 'p' names 'nope'"),
-    ({"profiles": {"a": ["b"], "b": ["a"]}}, "includes itself"),
-    ({"profiles": {"secret-values": ["jwt"]}}, "already a built-in profile"),
-    ({"detectors": [{"name": "jwt", "pattern": "x+"}]}, "already a built-in detector"),
-    ({"detectors": [{"name": "d", "pattern": "(open"}]}, "not a valid regular expression"),
-    ({"detectors": [{"name": "d", "pattern": "x*"}]}, "matches the empty string"),
-    ({"field_rules": [{"name": "r", "kind": "Pod", "path": "spec..x"}]}, "segment ''"),
-    ({"field_rules": [{"name": "r", "kind": "Pod", "path": "spec.containers[x]"}]}, "is not KEY"),
-    ({"field_rules": [{"name": "r", "kind": "Pod", "path": "spec", "action": "hide"}]}, "replace"),
-    ({"env_name_patterns": [""]}, "at least 1 character"),
-    ({"surprise": True}, "Extra inputs"),
-])
+@pytest.mark.parametrize(
+    ("masking", "message"),
+    [
+        ({"profiles": {"p": ["nope"]}}, "profile 'p' names 'nope'"),
+        ({"profiles": {"a": ["b"], "b": ["a"]}}, "includes itself"),
+        ({"profiles": {"secret-values": ["jwt"]}}, "already a built-in profile"),
+        ({"detectors": [{"name": "jwt", "pattern": "x+"}]}, "already a built-in detector"),
+        ({"detectors": [{"name": "d", "pattern": "(open"}]}, "not a valid regular expression"),
+        ({"detectors": [{"name": "d", "pattern": "x*"}]}, "matches the empty string"),
+        ({"field_rules": [{"name": "r", "kind": "Pod", "path": "spec..x"}]}, "segment ''"),
+        ({"field_rules": [{"name": "r", "kind": "Pod", "path": "spec.containers[x]"}]}, "is not KEY"),
+        ({"field_rules": [{"name": "r", "kind": "Pod", "path": "spec", "action": "hide"}]}, "replace"),
+        ({"env_name_patterns": [""]}, "at least 1 character"),
+        ({"surprise": True}, "Extra inputs"),
+    ],
+)
 def test_bad_definitions_say_what_is_wrong(masking: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         MaskingConfig.model_validate(masking)

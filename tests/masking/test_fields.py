@@ -23,13 +23,23 @@ def masked(obj: dict[str, Any], *profiles: str) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize("obj", [
-    {"kind": "Service", "metadata": {"name": "s", "annotations": {"note": f"key {AWS}"}, "labels": {"t": TOKEN}}},
-    {"kind": "Widget", "apiVersion": "acme.io/v1", "metadata": {"name": "w"}, "spec": {"deep": [{"x": TOKEN}]}},
-    {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": f"admission webhook said {TOKEN}"},
-    {"kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [
-        {"name": "a", "args": [f"--token={TOKEN}"], "env": [{"name": "MODE", "value": f"use {AWS}"}]}]}},
-])
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"kind": "Service", "metadata": {"name": "s", "annotations": {"note": f"key {AWS}"}, "labels": {"t": TOKEN}}},
+        {"kind": "Widget", "apiVersion": "acme.io/v1", "metadata": {"name": "w"}, "spec": {"deep": [{"x": TOKEN}]}},
+        {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": f"admission webhook said {TOKEN}"},
+        {
+            "kind": "Pod",
+            "metadata": {"name": "p"},
+            "spec": {
+                "containers": [
+                    {"name": "a", "args": [f"--token={TOKEN}"], "env": [{"name": "MODE", "value": f"use {AWS}"}]}
+                ]
+            },
+        },
+    ],
+)
 def test_credentials_in_text_reads_every_string_of_every_object(obj: dict[str, Any]) -> None:
     out = masked(obj, "credentials-in-text")
     text = json.dumps(out)
@@ -39,16 +49,23 @@ def test_credentials_in_text_reads_every_string_of_every_object(obj: dict[str, A
 
 def test_credentials_in_text_reads_the_last_applied_annotation_and_keeps_it_json() -> None:
     applied = {"kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"note": f"token {TOKEN}"}}
-    obj = {"kind": "ConfigMap", "metadata": {"name": "c", "annotations": {LAST_APPLIED: json.dumps(applied)}},
-           "data": {"note": f"token {TOKEN}"}}
+    obj = {
+        "kind": "ConfigMap",
+        "metadata": {"name": "c", "annotations": {LAST_APPLIED: json.dumps(applied)}},
+        "data": {"note": f"token {TOKEN}"},
+    }
     out = masked(obj, "credentials-in-text")
     inner = json.loads(out["metadata"]["annotations"][LAST_APPLIED])
     assert inner["data"]["note"] == out["data"]["note"] == f"token {MARKER}"
 
 
 def test_configmap_keys_masks_the_same_keys_in_data_binary_data_and_last_applied() -> None:
-    body = {"kind": "ConfigMap", "metadata": {"name": "c"},
-            "data": {"db_password": "hunter2", "Api-Key": "k", "plain": "ok"}, "binaryData": {"tls.key": "aGk="}}
+    body = {
+        "kind": "ConfigMap",
+        "metadata": {"name": "c"},
+        "data": {"db_password": "hunter2", "Api-Key": "k", "plain": "ok"},
+        "binaryData": {"tls.key": "aGk="},
+    }
     obj = copy.deepcopy(body)
     obj["metadata"]["annotations"] = {LAST_APPLIED: json.dumps(body)}
     out = masked(obj, "configmap-keys")

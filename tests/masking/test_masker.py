@@ -27,10 +27,26 @@ from tests.masking.builders import (
 )
 
 M = masker()
-POD_KINDS = ["Pod", "PodTemplate", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet",
-             "ReplicationController", "Job", "CronJob"]
-ENV = {"DB_PASSWORD": "pw-1", "API_TOKEN": "tok-2", "AWS_SECRET_ACCESS_KEY": "sk-3", "SIGNING_KEY": "key-4",
-       "GCP_CREDENTIALS": "cred-5", "LOG_LEVEL": "debug", "PWD": "/srv"}
+POD_KINDS = [
+    "Pod",
+    "PodTemplate",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "ReplicationController",
+    "Job",
+    "CronJob",
+]
+ENV = {
+    "DB_PASSWORD": "pw-1",
+    "API_TOKEN": "tok-2",
+    "AWS_SECRET_ACCESS_KEY": "sk-3",
+    "SIGNING_KEY": "key-4",
+    "GCP_CREDENTIALS": "cred-5",
+    "LOG_LEVEL": "debug",
+    "PWD": "/srv",
+}
 
 
 def dump(obj: Any) -> bytes:
@@ -49,6 +65,7 @@ def envs(obj: dict[str, Any]) -> list[dict[str, Any]]:
         elif isinstance(node, list):
             for v in node:
                 walk(v)
+
     walk(obj)
     return found
 
@@ -81,8 +98,11 @@ def test_secret_list_items_have_no_kind_and_are_masked() -> None:
 
 
 def test_v1_list_with_mixed_kinds() -> None:
-    body = {"kind": "List", "apiVersion": "v1", "items": [secret("s", {"k": "v1-secret"}),
-                                                          configmap("c", {"k": "plain"})]}
+    body = {
+        "kind": "List",
+        "apiVersion": "v1",
+        "items": [secret("s", {"k": "v1-secret"}), configmap("c", {"k": "plain"})],
+    }
     assert M.mask_object(body, ["secret-values"])
     assert body["items"][0]["data"]["k"] == MARKER_B64 and body["items"][1]["data"]["k"] == "plain"
 
@@ -136,17 +156,27 @@ def test_last_applied_of_a_deployment_hides_env_credentials() -> None:
 
 
 def test_last_applied_of_other_kinds_is_untouched() -> None:
-    svc = {"kind": "Service", "apiVersion": "v1",
-           "metadata": {"name": "x", "annotations": {LAST_APPLIED: '{"kind":"Service","spec":{}}'}}}
+    svc = {
+        "kind": "Service",
+        "apiVersion": "v1",
+        "metadata": {"name": "x", "annotations": {LAST_APPLIED: '{"kind":"Service","spec":{}}'}},
+    }
     assert M.mask_object(svc, ALL) is False
 
 
 def test_partial_object_metadata_list_masks_last_applied_by_the_annotations_kind() -> None:
     s = partial(secret("db", {"password": "hunter2"}, last_applied=True))
-    svc = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-           "metadata": {"name": "x", "annotations": {LAST_APPLIED: '{"kind":"Service","spec":{}}'}}}
-    body = {"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": {},
-            "items": [{"metadata": s["metadata"]}, {"metadata": svc["metadata"]}]}
+    svc = {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"name": "x", "annotations": {LAST_APPLIED: '{"kind":"Service","spec":{}}'}},
+    }
+    body = {
+        "kind": "PartialObjectMetadataList",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {},
+        "items": [{"metadata": s["metadata"]}, {"metadata": svc["metadata"]}],
+    }
     assert M.mask_object(body, ["secret-values"])
     assert b64("hunter2").encode() not in dump(body)
     assert body["items"][1]["metadata"]["annotations"][LAST_APPLIED] == '{"kind":"Service","spec":{}}'
@@ -182,11 +212,19 @@ def test_table_cells_run_through_text_detectors() -> None:
 
 def test_watch_events_of_every_type() -> None:
     s = secret("db", {"password": "hunter2"})
-    bookmark = {"kind": "Secret", "apiVersion": "v1",
-                "metadata": {"resourceVersion": "12", "annotations": {"k8s.io/initial-events-end": "true"}}}
+    bookmark = {
+        "kind": "Secret",
+        "apiVersion": "v1",
+        "metadata": {"resourceVersion": "12", "annotations": {"k8s.io/initial-events-end": "true"}},
+    }
     error = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410, "reason": "Expired"}
-    for type_, obj, changes in (("ADDED", s, True), ("MODIFIED", s, True), ("DELETED", s, True),
-                                ("BOOKMARK", bookmark, False), ("ERROR", error, False)):
+    for type_, obj, changes in (
+        ("ADDED", s, True),
+        ("MODIFIED", s, True),
+        ("DELETED", s, True),
+        ("BOOKMARK", bookmark, False),
+        ("ERROR", error, False),
+    ):
         ev = orjson.loads(event(type_, copy.deepcopy(obj)))
         assert M.mask_object(ev, ["secret-values"]) is changes
         assert b64("hunter2").encode() not in dump(ev)
@@ -222,8 +260,11 @@ def test_env_name_patterns_are_configurable() -> None:
 
 
 def test_env_values_and_args_run_through_text_detectors() -> None:
-    obj = workload("Deployment", {"CONFIG": "url=postgres://u:pw-in-url@db/x"},
-                   args=["--verbose", "--github-token=ghp_" + "a1B2" * 9])
+    obj = workload(
+        "Deployment",
+        {"CONFIG": "url=postgres://u:pw-in-url@db/x"},
+        args=["--verbose", "--github-token=ghp_" + "a1B2" * 9],
+    )
     assert M.mask_object(obj, ["credentials-in-text"])
     raw = dump(obj)
     assert b"pw-in-url" not in raw and b"a1B2a1B2" not in raw and b"--verbose" in raw
@@ -233,8 +274,11 @@ def test_env_values_and_args_run_through_text_detectors() -> None:
 
 
 def test_configmap_keys_matching_patterns_are_masked() -> None:
-    cm = configmap("app", {"db_password": "pw", "tls.key": "k", "settings.yaml": "x: 1", "API-KEY": "a"},
-                   binary={"keystore.jks": b"\x00\x01", "logo.png": b"\x89PNG"})
+    cm = configmap(
+        "app",
+        {"db_password": "pw", "tls.key": "k", "settings.yaml": "x: 1", "API-KEY": "a"},
+        binary={"keystore.jks": b"\x00\x01", "logo.png": b"\x89PNG"},
+    )
     assert M.mask_object(cm, ["configmap-keys"])
     assert cm["data"] == {"db_password": MARKER, "tls.key": MARKER, "settings.yaml": "x: 1", "API-KEY": MARKER}
     assert cm["binaryData"] == {"keystore.jks": MARKER_B64, "logo.png": b64(b"\x89PNG")}
@@ -251,18 +295,24 @@ def test_configmap_key_patterns_are_configurable_and_values_are_scanned() -> Non
 
 
 def test_token_request_status_token() -> None:
-    tr = {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1", "metadata": {"name": "default"},
-          "spec": {"audiences": ["https://kubernetes.default.svc"], "expirationSeconds": 3600},
-          "status": {"token": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.sig",
-                     "expirationTimestamp": "2030-01-01T00:00:00Z"}}
+    tr = {
+        "kind": "TokenRequest",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"name": "default"},
+        "spec": {"audiences": ["https://kubernetes.default.svc"], "expirationSeconds": 3600},
+        "status": {"token": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.sig", "expirationTimestamp": "2030-01-01T00:00:00Z"},
+    }
     assert M.mask_object(tr, ["serviceaccount-tokens"])
     assert tr["status"] == {"token": MARKER, "expirationTimestamp": "2030-01-01T00:00:00Z"}
     assert kind_for("serviceaccounts", "token") == "TokenRequest"
 
 
 def test_service_account_token_secrets_under_serviceaccount_tokens() -> None:
-    sa = secret("sa-token", {"token": "jwt-here", "ca.crt": "CA", "namespace": "default"},
-                type_="kubernetes.io/service-account-token")
+    sa = secret(
+        "sa-token",
+        {"token": "jwt-here", "ca.crt": "CA", "namespace": "default"},
+        type_="kubernetes.io/service-account-token",
+    )
     opaque = secret("other", {"token": "keep"})
     assert M.mask_object(sa, ["serviceaccount-tokens"])
     assert M.mask_object(opaque, ["serviceaccount-tokens"]) is False
@@ -284,8 +334,12 @@ def test_user_field_rules_detectors_and_profiles() -> None:
     )
     dep = workload("Deployment", {}, args=["--db=secret-thing", "--port=80"])
     dep["metadata"]["annotations"] = {"notes": "key acme_abcdef123456 for x"}
-    widget = {"kind": "Widget", "apiVersion": "x.io/v1", "metadata": {"name": "w"},
-              "spec": {"auth": {"password": "w-pw", "user": "u"}}}
+    widget = {
+        "kind": "Widget",
+        "apiVersion": "x.io/v1",
+        "metadata": {"name": "w"},
+        "spec": {"auth": {"password": "w-pw", "user": "u"}},
+    }
     assert custom.mask_object(dep, ["strict"]) and custom.mask_object(widget, ["strict"])
     assert dep["spec"]["template"]["spec"]["containers"][0]["args"] == [MARKER, MARKER]
     assert dep["metadata"]["annotations"]["notes"] == f"key {MARKER} for x"
@@ -318,8 +372,11 @@ def test_mask_request_body_patches() -> None:
     assert M.mask_request_body(merge, ["secret-values"], kind_hint="Secret") == {"data": {"password": MARKER_B64}}
     ops = [{"op": "replace", "path": "/data/password", "value": b64("hunter2")}, {"op": "remove", "path": "/x"}]
     assert M.mask_request_body(ops, ["secret-values"], kind_hint="Secret") == [
-        {"op": "replace", "path": "/data/password", "value": MARKER}, {"op": "remove", "path": "/x"}]
+        {"op": "replace", "path": "/data/password", "value": MARKER},
+        {"op": "remove", "path": "/x"},
+    ]
     svc_ops = [{"op": "add", "path": "/spec/x", "value": "y"}]
     assert M.mask_request_body(svc_ops, ["secret-values"], kind_hint=kind_for("services")) == [
-        {"op": "add", "path": "/spec/x", "value": MARKER}]
+        {"op": "add", "path": "/spec/x", "value": MARKER}
+    ]
     assert M.mask_request_body(svc_ops, ["secret-values"], kind_hint="Service") == svc_ops

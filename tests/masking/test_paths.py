@@ -11,7 +11,13 @@ from kubegate.masking.paths import EACH, Step, apply_path, parse_path
 
 def test_parse() -> None:
     assert parse_path("spec.template.spec.containers[*].args") == (
-        Step("spec"), Step("template"), Step("spec"), Step("containers"), Step(EACH), Step("args"))
+        Step("spec"),
+        Step("template"),
+        Step("spec"),
+        Step("containers"),
+        Step(EACH),
+        Step("args"),
+    )
     assert parse_path("data.*") == (Step("data"), Step("*"))
     assert parse_path("items[0][2]") == (Step("items"), Step(0), Step(2))
 
@@ -23,8 +29,12 @@ def test_parse_rejects(bad: str) -> None:
 
 
 def test_apply_reaches_strings_in_lists_and_maps() -> None:
-    obj: dict[str, Any] = {"spec": {"containers": [{"args": ["a", "b", 3]}, {"name": "no-args"}],
-                                    "auth": {"user": "u", "nested": {"token": "t"}}}}
+    obj: dict[str, Any] = {
+        "spec": {
+            "containers": [{"args": ["a", "b", 3]}, {"name": "no-args"}],
+            "auth": {"user": "u", "nested": {"token": "t"}},
+        }
+    }
     assert apply_path(obj, parse_path("spec.containers[*].args"), str.upper)
     assert obj["spec"]["containers"][0]["args"] == ["A", "B", 3]
     assert apply_path(obj, parse_path("spec.auth"), lambda s: "x")

@@ -71,9 +71,15 @@ def assert_kept(output: bytes, chosen: Planted) -> None:
 def _skeleton() -> str:
     """Every fixed string the fixtures contain: a planted value must not occur in it by chance."""
     filler = {"v": "v"}
-    objs: list[Any] = [secret("secret-0", filler, filler, last_applied=True), configmap("settings", filler),
-                       {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
-                        "status": {"token": "v", "expirationTimestamp": "2030-01-01T00:00:00Z"}}]
+    objs: list[Any] = [
+        secret("secret-0", filler, filler, last_applied=True),
+        configmap("settings", filler),
+        {
+            "kind": "TokenRequest",
+            "apiVersion": "authentication.k8s.io/v1",
+            "status": {"token": "v", "expirationTimestamp": "2030-01-01T00:00:00Z"},
+        },
+    ]
     objs += [workload(k, {"LOG_LEVEL": "info"}) for k in KINDS]
     objs += [secret_list(objs[:1]), table([(["x", "y", "Opaque"], objs[0])])]
     return MARKER + MARKER_B64 + " ".join(orjson.dumps(o).decode() for o in objs) + "ADDED MODIFIED"
@@ -87,11 +93,18 @@ def plantable(value: str) -> bool:
     return all(form.decode() not in SKELETON for form in forms(value))
 
 
-def run(method: str, path: str, query: str, chunks: list[bytes], content_type: str = "application/json",
-        masks: tuple[str, ...] = ALL) -> bytes:
+def run(
+    method: str,
+    path: str,
+    query: str,
+    chunks: list[bytes],
+    content_type: str = "application/json",
+    masks: tuple[str, ...] = ALL,
+) -> bytes:
     async def go() -> bytes:
         f = flow(method, path, query, masks=masks)
         return b"".join(await exchange(STAGE, f, chunks, content_type=content_type))
+
     return asyncio.run(go())
 
 
@@ -101,6 +114,7 @@ Planted = list[tuple[dict[str, Any], list[str]]]
 @st.composite
 def planted_objects(draw: st.DrawFn) -> Planted:
     """Secrets, a workload, a configmap and a TokenRequest, each with the values planted in it."""
+
     def plant(into: list[str]) -> str:
         value = draw(values)
         assume(plantable(value))
@@ -120,14 +134,21 @@ def planted_objects(draw: st.DrawFn) -> Planted:
     cm = {key: plant(mine) for key in draw(st.lists(st.sampled_from(CM_KEYS), max_size=3, unique=True))}
     out.append((configmap("settings", cm | {"mode": "fast"}), mine))
     mine = []
-    out.append(({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
-                 "status": {"token": plant(mine), "expirationTimestamp": "2030-01-01T00:00:00Z"}}, mine))
+    out.append(
+        (
+            {
+                "kind": "TokenRequest",
+                "apiVersion": "authentication.k8s.io/v1",
+                "status": {"token": plant(mine), "expirationTimestamp": "2030-01-01T00:00:00Z"},
+            },
+            mine,
+        )
+    )
     return out
 
 
 @SETTINGS
-@given(planted=planted_objects(), shape=st.sampled_from(["get", "list", "table", "watch", "watch-table"]),
-       cut_at=cuts)
+@given(planted=planted_objects(), shape=st.sampled_from(["get", "list", "table", "watch", "watch-table"]), cut_at=cuts)
 def test_planted_object_values_never_leave(planted: Planted, shape: str, cut_at: list[int]) -> None:
     secrets = [(o, v) for o, v in planted if o["kind"] == "Secret"]
     query = ""
@@ -202,19 +223,24 @@ def planted_log(draw: st.DrawFn) -> tuple[bytes, list[str], list[str]]:
             token = "-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(lines) + "\n-----END RSA PRIVATE KEY-----"
         planted.append(secret_part)
         pieces.append(token)
-    separators = draw(st.lists(st.sampled_from([" ", "\n", "\t", " | "]), min_size=len(pieces),
-                               max_size=len(pieces)))
+    separators = draw(st.lists(st.sampled_from([" ", "\n", "\t", " | "]), min_size=len(pieces), max_size=len(pieces)))
     text = "".join(p + s for p, s in zip(pieces, separators, strict=True))
     return text.encode(), planted, fillers
 
 
 @SETTINGS
 @given(log=planted_log(), cut_at=st.lists(st.integers(1, 2000), max_size=20), follow=st.booleans())
-def test_planted_log_secrets_never_leave(log: tuple[bytes, list[str], list[str]], cut_at: list[int],
-                                         follow: bool) -> None:
+def test_planted_log_secrets_never_leave(
+    log: tuple[bytes, list[str], list[str]], cut_at: list[int], follow: bool
+) -> None:
     text, planted, fillers = log
-    out = run("GET", "/api/v1/namespaces/default/pods/web/log", "follow=true" if follow else "",
-              split(text, cut_at), content_type="text/plain")
+    out = run(
+        "GET",
+        "/api/v1/namespaces/default/pods/web/log",
+        "follow=true" if follow else "",
+        split(text, cut_at),
+        content_type="text/plain",
+    )
     for value in planted:
         assert value.encode() not in out, f"{value!r} leaked from {text!r}: {out!r}"
     for filler in fillers:  # the log around the secrets reads as it did

@@ -12,9 +12,13 @@ TOKEN = "xoxb-" + "a1" * 12
 
 def test_every_string_outside_bodies_is_scrubbed_and_targets_are_decoded_first() -> None:
     scrub = Masker(MaskingConfig()).scrub
-    event = {"path": "/api/v1/namespaces/a/pods/app/exec", "query": f"command=echo&command=token%3D{TOKEN}",
-             "info": {"command": ["sh", "-c", f"curl -H 'Authorization: Bearer {TOKEN}'"]},
-             "body": f"kept as the decision masked it {TOKEN}", "note": [f"say {TOKEN}"]}
+    event = {
+        "path": "/api/v1/namespaces/a/pods/app/exec",
+        "query": f"command=echo&command=token%3D{TOKEN}",
+        "info": {"command": ["sh", "-c", f"curl -H 'Authorization: Bearer {TOKEN}'"]},
+        "body": f"kept as the decision masked it {TOKEN}",
+        "note": [f"say {TOKEN}"],
+    }
     out = scrubbed(event, scrub)
     assert TOKEN not in str({k: v for k, v in out.items() if k != "body"})
     assert out["body"] == event["body"], "bodies carry their own masks"

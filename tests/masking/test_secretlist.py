@@ -18,8 +18,14 @@ from kubegate.masking.secretlist import applies, mask_secret_list
 from tests.masking.builders import ALL, LAST_APPLIED, b64, masker, secret, secret_list
 
 MASKER = masker()
-PLANS = [("secret-values",), ("last-applied",), ("serviceaccount-tokens",), ("serviceaccount-tokens", "last-applied"),
-         ALL, ("env-credentials", "configmap-keys")]
+PLANS = [
+    ("secret-values",),
+    ("last-applied",),
+    ("serviceaccount-tokens",),
+    ("serviceaccount-tokens", "last-applied"),
+    ALL,
+    ("env-credentials", "configmap-keys"),
+]
 SA_TOKEN = "kubernetes.io/service-account-token"
 
 keys = st.text(string.ascii_letters + string.digits + "-._", min_size=1, max_size=12)
@@ -49,8 +55,16 @@ def last_applied(draw: st.DrawFn, name: str) -> str:
 @st.composite
 def secrets(draw: st.DrawFn) -> dict[str, Any]:
     name = draw(st.text(string.ascii_lowercase, min_size=1, max_size=8))
-    item: dict[str, Any] = {"metadata": {"name": name, "namespace": "pr-1", "uid": "u-1", "resourceVersion": "12",
-                                         "labels": {"app": name}, "creationTimestamp": "2026-01-02T03:04:05Z"}}
+    item: dict[str, Any] = {
+        "metadata": {
+            "name": name,
+            "namespace": "pr-1",
+            "uid": "u-1",
+            "resourceVersion": "12",
+            "labels": {"app": name},
+            "creationTimestamp": "2026-01-02T03:04:05Z",
+        }
+    }
     annotations = {}
     if draw(st.booleans()):
         annotations[LAST_APPLIED] = draw(last_applied(name))
@@ -99,10 +113,12 @@ def test_masks_exactly_what_the_general_path_masks(items: list[dict[str, Any]], 
 def test_unmasked_bytes_are_kept_as_sent() -> None:
     """Values it never decodes come back byte for byte, in kube-apiserver's field order, even in
     spellings a re-encoder would change (escapes, exponent floats, spacing inside raw values)."""
-    body = (b'{"kind":"SecretList","apiVersion":"v1","metadata":{"resourceVersion":"7","continue":"a\\u003cb"},'
-            b'"items":[{"metadata":{"name":"db","namespace":"pr-1","labels":{"x":"\\u0026y"},'
-            b'"managedFields":[{"manager":"kubectl","time":"2026-01-01T00:00:00Z","fieldsV1":{"f:data":{}}}]},'
-            b'"immutable":true,"data":{"password":"aHVudGVyMg=="},"type":"Opaque"}]}')
+    body = (
+        b'{"kind":"SecretList","apiVersion":"v1","metadata":{"resourceVersion":"7","continue":"a\\u003cb"},'
+        b'"items":[{"metadata":{"name":"db","namespace":"pr-1","labels":{"x":"\\u0026y"},'
+        b'"managedFields":[{"manager":"kubectl","time":"2026-01-01T00:00:00Z","fieldsV1":{"f:data":{}}}]},'
+        b'"immutable":true,"data":{"password":"aHVudGVyMg=="},"type":"Opaque"}]}'
+    )
     masked = mask_secret_list(MASKER.plan(("secret-values",)), body)
     assert masked == body.replace(b"aHVudGVyMg==", MARKER_B64.encode())
 
@@ -117,14 +133,17 @@ def test_a_masked_list_keeps_keys_and_hides_values() -> None:
     assert b"hunter2" not in orjson.dumps(masked) and b64("hunter2").encode() not in orjson.dumps(masked)
 
 
-@pytest.mark.parametrize("change", [
-    pytest.param(lambda d: d["items"][0].update(spec={}), id="unknown item field"),
-    pytest.param(lambda d: d["items"][0]["metadata"].update(clusterName="x"), id="unknown metadata field"),
-    pytest.param(lambda d: d["items"][0].update(kind="ConfigMap"), id="item of another kind"),
-    pytest.param(lambda d: d["items"][0]["metadata"].update(annotations={"a": 1}), id="annotation not a string"),
-    pytest.param(lambda d: d["items"][0].update(data=["x"]), id="data not a map"),
-    pytest.param(lambda d: d.update(extra=True), id="unknown list field"),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda d: d["items"][0].update(spec={}), id="unknown item field"),
+        pytest.param(lambda d: d["items"][0]["metadata"].update(clusterName="x"), id="unknown metadata field"),
+        pytest.param(lambda d: d["items"][0].update(kind="ConfigMap"), id="item of another kind"),
+        pytest.param(lambda d: d["items"][0]["metadata"].update(annotations={"a": 1}), id="annotation not a string"),
+        pytest.param(lambda d: d["items"][0].update(data=["x"]), id="data not a map"),
+        pytest.param(lambda d: d.update(extra=True), id="unknown list field"),
+    ],
+)
 def test_steps_aside_for_what_it_does_not_model(change: Any) -> None:
     doc = secret_list([secret("db", {"password": "hunter2"})])
     change(doc)

@@ -25,8 +25,9 @@ from tests.masking.builders import (
 )
 
 STAGE = MaskingStage(masker())
-KUBECTL_TABLE = ("application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;"
-                 "g=meta.k8s.io,application/json")
+KUBECTL_TABLE = (
+    "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+)
 
 
 async def test_request_asks_for_uncompressed_json() -> None:
@@ -39,7 +40,9 @@ async def test_request_asks_for_uncompressed_json() -> None:
 async def test_requests_without_masks_are_untouched() -> None:
     f = flow("GET", "/api/v1/namespaces/default/secrets", masks=(), accept="application/vnd.kubernetes.protobuf")
     assert await exchange(STAGE, f, [b"\x6b\x38\x73\x00"], content_type="application/vnd.kubernetes.protobuf") == [
-        b"\x6b\x38\x73\x00", b""]
+        b"\x6b\x38\x73\x00",
+        b"",
+    ]
     assert f.headers["Accept"] == "application/vnd.kubernetes.protobuf" and f.headers["Accept-Encoding"] == "gzip"
     assert not f.rewrites_body
 
@@ -87,19 +90,27 @@ async def test_secret_list_and_cluster_wide_table() -> None:
 
 
 async def test_token_request_response() -> None:
-    body = orjson.dumps({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
-                         "status": {"token": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"}})
+    body = orjson.dumps(
+        {
+            "kind": "TokenRequest",
+            "apiVersion": "authentication.k8s.io/v1",
+            "status": {"token": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"},
+        }
+    )
     f = flow("POST", "/api/v1/namespaces/default/serviceaccounts/default/token")
     out = b"".join(await exchange(STAGE, f, [body], status=201))
     assert orjson.loads(out)["status"]["token"] == MARKER
 
 
-@pytest.mark.parametrize(("content_type", "encoding"), [
-    ("application/vnd.kubernetes.protobuf", None),
-    ("application/cbor", None),
-    ("application/yaml", None),
-    ("application/json", "gzip"),
-])
+@pytest.mark.parametrize(
+    ("content_type", "encoding"),
+    [
+        ("application/vnd.kubernetes.protobuf", None),
+        ("application/cbor", None),
+        ("application/yaml", None),
+        ("application/json", "gzip"),
+    ],
+)
 async def test_unmaskable_responses_are_refused(content_type: str, encoding: str | None) -> None:
     f = flow("GET", "/api/v1/namespaces/default/secrets/db")
     body = gzip.compress(orjson.dumps(secret("db", {"password": "hunter2"})))
@@ -118,8 +129,10 @@ async def test_invalid_json_is_refused_not_passed() -> None:
 
 
 async def test_64_bit_integers_survive_a_rewrite_exactly() -> None:
-    body = (b'{"kind":"Secret","apiVersion":"v1","metadata":{"name":"x"},"data":{"k":"aHVudGVy"},'
-            b'"n":18446744073709551615,"m":-9223372036854775808}')
+    body = (
+        b'{"kind":"Secret","apiVersion":"v1","metadata":{"name":"x"},"data":{"k":"aHVudGVy"},'
+        b'"n":18446744073709551615,"m":-9223372036854775808}'
+    )
     f = flow("GET", "/api/v1/namespaces/default/secrets/x")
     out = b"".join(await exchange(STAGE, f, [body]))
     assert b"aHVudGVy" not in out
@@ -145,10 +158,12 @@ async def test_watch_events_go_out_as_soon_as_each_line_is_complete() -> None:
 
 
 async def test_watch_stream_split_at_every_byte_boundary() -> None:
-    stream = (event("ADDED", secret("a", {"password": "hunter2"}))
-              + event("BOOKMARK", {"kind": "Secret", "apiVersion": "v1", "metadata": {"resourceVersion": "9"}})
-              + event("ADDED", table([(["t", "Opaque"], secret("t", {"k": "hunter2"}, kind=False))]))
-              + event("ERROR", {"kind": "Status", "apiVersion": "v1", "code": 410}))
+    stream = (
+        event("ADDED", secret("a", {"password": "hunter2"}))
+        + event("BOOKMARK", {"kind": "Secret", "apiVersion": "v1", "metadata": {"resourceVersion": "9"}})
+        + event("ADDED", table([(["t", "Opaque"], secret("t", {"k": "hunter2"}, kind=False))]))
+        + event("ERROR", {"kind": "Status", "apiVersion": "v1", "code": 410})
+    )
     expected = None
     for cut in range(1, len(stream), 7):
         f = flow("GET", "/api/v1/watch/secrets")
@@ -161,8 +176,9 @@ async def test_watch_stream_split_at_every_byte_boundary() -> None:
 
 async def test_logs_follow_masks_a_secret_split_across_chunks() -> None:
     f = flow("GET", "/api/v1/namespaces/default/pods/web/log", query="follow=true")
-    out = await exchange(STAGE, f, [b"starting\nusing key AKIAIOSF", b"ODNN7EXAMPLE for s3\n", b"done"],
-                         content_type="text/plain")
+    out = await exchange(
+        STAGE, f, [b"starting\nusing key AKIAIOSF", b"ODNN7EXAMPLE for s3\n", b"done"], content_type="text/plain"
+    )
     assert out[0] == b"starting\nusing key "
     assert out[1] == MARKER_BYTES + b" for s3\n"
     assert b"".join(out) == b"starting\nusing key " + MARKER_BYTES + b" for s3\ndone"
@@ -178,7 +194,9 @@ async def test_logs_with_a_pem_key_across_chunks() -> None:
 async def test_logs_pass_when_no_text_profile_applies() -> None:
     f = flow("GET", "/api/v1/namespaces/default/pods/web/log", masks=("secret-values",))
     assert await exchange(STAGE, f, [b"AKIAIOSFODNN7EXAMPLE\n"], content_type="text/plain") == [
-        b"AKIAIOSFODNN7EXAMPLE\n", b""]
+        b"AKIAIOSFODNN7EXAMPLE\n",
+        b"",
+    ]
 
 
 async def test_configmap_values_under_all_profiles() -> None:

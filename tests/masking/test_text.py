@@ -20,22 +20,33 @@ from tests.masking.builders import split
 RULES = TextRules(BUILTIN_DETECTORS, pem=True)
 GHP = "ghp_" + "Zx9" * 12
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MX0.c2lnbmF0dXJlLWJ5dGVz"
-PEM = (b"-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAyQ2Y0tLkb8\nq3N0cmluZ3NlY3JldGJvZHk9\n"
-       b"-----END RSA PRIVATE KEY-----\n")
+PEM = (
+    b"-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAyQ2Y0tLkb8\nq3N0cmluZ3NlY3JldGJvZHk9\n"
+    b"-----END RSA PRIVATE KEY-----\n"
+)
 
 # (line, the secret in it that must disappear, what must stay)
 CASES = [
     ("aws key AKIAIOSFODNN7EXAMPLE in use\n", "AKIAIOSFODNN7EXAMPLE", "aws key "),
     ("temp ASIAY34FZKBOKMUTVV7A\n", "ASIAY34FZKBOKMUTVV7A", "temp "),
-    ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
-     "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "aws_secret_access_key = "),
-    ('{"SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}\n',
-     "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", '{"SecretAccessKey": "'),
+    (
+        "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "aws_secret_access_key = ",
+    ),
+    (
+        '{"SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}\n',
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        '{"SecretAccessKey": "',
+    ),
     (f"Authorization: Bearer {JWT}\n", JWT, "Authorization: Bearer "),
     (f"token {JWT}.\n", JWT, "token "),
     (f"clone with {GHP} now\n", GHP, "clone with "),
-    ("pat github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz\n",
-     "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz", "pat "),
+    (
+        "pat github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz\n",
+        "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz",
+        "pat ",
+    ),
     ("gitlab glpat-Abc123_def456-ghi789jk\n", "glpat-Abc123_def456-ghi789jk", "gitlab "),
     ("slack xoxb-123456789012-abcdefABCDEF\n", "xoxb-123456789012-abcdefABCDEF", "slack "),
     ("DB_PASSWORD=hunter2-is-long && next\n", "hunter2-is-long", "DB_PASSWORD="),
@@ -71,9 +82,11 @@ def test_a_secret_split_at_any_byte_is_still_masked_the_same(line: str, secret: 
 
 
 def test_ordinary_log_lines_pass_unchanged() -> None:
-    text = (b"2024-05-01T10:00:00Z INFO started server on :8080\n"
-            b"GET /healthz 200 0.3ms user-agent=kube-probe/1.30\n"
-            b"processed 42 items in 1.2s; see https://example.com/docs?page=2\n")
+    text = (
+        b"2024-05-01T10:00:00Z INFO started server on :8080\n"
+        b"GET /healthz 200 0.3ms user-agent=kube-probe/1.30\n"
+        b"processed 42 items in 1.2s; see https://example.com/docs?page=2\n"
+    )
     assert run(text, [7, 30, 61, 90]) == text
 
 
@@ -81,8 +94,12 @@ def test_pem_block_across_chunks_keeps_begin_and_end_and_hides_the_body() -> Non
     """The body goes, its line breaks stay: the log has as many lines as before."""
     data = b"loading key\n" + PEM + b"key loaded\n"
     body_lines = PEM.split(b"-----END")[0].count(b"\n")
-    expected = (b"loading key\n-----BEGIN RSA PRIVATE KEY-----" + MARKER_BYTES + b"\n" * body_lines
-                + b"-----END RSA PRIVATE KEY-----\nkey loaded\n")
+    expected = (
+        b"loading key\n-----BEGIN RSA PRIVATE KEY-----"
+        + MARKER_BYTES
+        + b"\n" * body_lines
+        + b"-----END RSA PRIVATE KEY-----\nkey loaded\n"
+    )
     assert expected.count(b"\n") == data.count(b"\n")
     assert run(data) == expected
     for cut in range(1, len(data)):
@@ -186,8 +203,11 @@ def _streamed(rules: TextRules, value: str) -> str:
     return out.decode(errors="replace")
 
 
-_assignments = st.tuples(st.sampled_from([t.decode() for t in TRIGGERS]), st.sampled_from(["=", ": ", "\t", " ", ""]),
-                         st.text("abcXYZ019_-/+=.", max_size=44)).map("".join)
+_assignments = st.tuples(
+    st.sampled_from([t.decode() for t in TRIGGERS]),
+    st.sampled_from(["=", ": ", "\t", " ", ""]),
+    st.text("abcXYZ019_-/+=.", max_size=44),
+).map("".join)
 _pieces = st.sampled_from([*(c[0] for c in CASES), PEM.decode(), "-----BEGIN", " ", "\n", "plain", "acme_abcd"])
 
 

@@ -44,12 +44,33 @@ def test_a_document_gets_the_stored_values_back_where_it_carries_their_markers()
 
 @pytest.mark.parametrize("change", ["new key", "renamed item", "moved in a list", "edited around"])
 def test_a_marker_anywhere_else_is_refused(change: str) -> None:
-    current = {"kind": "Pod", "spec": {"containers": [{"name": "app", "env": [
-        {"name": "API_TOKEN", "value": "ghp_real"}, {"name": "NOTE", "value": "token ghp_real2 here"}],
-        "args": ["--token=ghp_real3", "x"]}]}}
-    masked = {"kind": "Pod", "spec": {"containers": [{"name": "app", "env": [
-        {"name": "API_TOKEN", "value": MARKER}, {"name": "NOTE", "value": f"token {MARKER} here"}],
-        "args": [f"--token={MARKER}", "x"]}]}}
+    current = {
+        "kind": "Pod",
+        "spec": {
+            "containers": [
+                {
+                    "name": "app",
+                    "env": [
+                        {"name": "API_TOKEN", "value": "ghp_real"},
+                        {"name": "NOTE", "value": "token ghp_real2 here"},
+                    ],
+                    "args": ["--token=ghp_real3", "x"],
+                }
+            ]
+        },
+    }
+    masked = {
+        "kind": "Pod",
+        "spec": {
+            "containers": [
+                {
+                    "name": "app",
+                    "env": [{"name": "API_TOKEN", "value": MARKER}, {"name": "NOTE", "value": f"token {MARKER} here"}],
+                    "args": [f"--token={MARKER}", "x"],
+                }
+            ]
+        },
+    }
     sent = copy.deepcopy(masked)
     container = sent["spec"]["containers"][0]
     if change == "new key":
@@ -81,16 +102,22 @@ def test_a_json_patch_restores_by_pointer_and_refuses_what_reads_or_shifts() -> 
     hidden = set(differing_paths(current, masked))
     assert hidden == {("data", "password"), ("data", "a/b")}
     restorer = Restorer(current, masked)
-    ops = [{"op": "replace", "path": "/data/a~1b", "value": MARKER_B64},
-           {"op": "add", "path": "/metadata/labels", "value": {"x": "y"}}]
+    ops = [
+        {"op": "replace", "path": "/data/a~1b", "value": MARKER_B64},
+        {"op": "add", "path": "/metadata/labels", "value": {"x": "y"}},
+    ]
     assert restorer.json_patch(ops, hidden)[0]["value"] == "c2xhc2g="
-    for reading in ({"op": "copy", "from": "/data/password", "path": "/metadata/annotations/x"},
-                    {"op": "move", "from": "/data", "path": "/metadata/annotations"},
-                    {"op": "test", "path": "/data/password", "value": "guess"}):
+    for reading in (
+        {"op": "copy", "from": "/data/password", "path": "/metadata/annotations/x"},
+        {"op": "move", "from": "/data", "path": "/metadata/annotations"},
+        {"op": "test", "path": "/data/password", "value": "guess"},
+    ):
         with pytest.raises(MaskedWrite, match="reads a value your masks hide"):
             restorer.json_patch([reading], hidden)
-    shifting = [{"op": "replace", "path": "/data", "value": {"password": "bmV3"}},
-                {"op": "replace", "path": "/data/password", "value": MARKER_B64}]
+    shifting = [
+        {"op": "replace", "path": "/data", "value": {"password": "bmV3"}},
+        {"op": "replace", "path": "/data/password", "value": MARKER_B64},
+    ]
     with pytest.raises(MaskedWrite, match="separate patch"):
         restorer.json_patch(shifting, hidden)
     assert pointer("/a~1b/0/~0c") == ("a/b", 0, "~c") and pointer("no-slash") is None
@@ -110,8 +137,10 @@ values = st.binary(min_size=1, max_size=12).map(lambda b: base64.b64encode(b).de
 
 
 @settings(max_examples=300, deadline=None)
-@given(current=st.dictionaries(keys, values, min_size=1, max_size=5),
-       sent=st.dictionaries(keys, st.one_of(st.just(MARKER_B64), values), max_size=6))
+@given(
+    current=st.dictionaries(keys, values, min_size=1, max_size=5),
+    sent=st.dictionaries(keys, st.one_of(st.just(MARKER_B64), values), max_size=6),
+)
 def test_a_value_only_ever_returns_to_its_own_key(current: dict[str, str], sent: dict[str, str]) -> None:
     """Whatever keys and markers a write carries, a stored value comes back only at the key it came from;
     everything the caller wrote itself is left as it was; and a marker with no stored value is refused."""

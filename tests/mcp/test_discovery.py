@@ -5,16 +5,61 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from kubegate.mcp.discovery import parse, resolve
 
-CORE = {"kind": "APIGroupDiscoveryList", "items": [{"metadata": {"name": ""}, "versions": [{"version": "v1",
-                                                                                          "resources": [
-    {"resource": "pods", "responseKind": {"kind": "Pod"}, "scope": "Namespaced", "singularResource": "pod",
-     "shortNames": ["po"], "verbs": ["get", "list"], "subresources": [{"subresource": "log"}]},
-    {"resource": "namespaces", "responseKind": {"kind": "Namespace"}, "scope": "Cluster",
-     "singularResource": "namespace", "shortNames": ["ns"], "verbs": ["get"]}]}]}]}
-APPS = {"kind": "APIGroupDiscoveryList", "items": [{"metadata": {"name": "apps"}, "versions": [
-    {"version": "v1", "resources": [{"resource": "deployments", "responseKind": {"kind": "Deployment"},
-                                     "scope": "Namespaced", "singularResource": "deployment",
-                                     "shortNames": ["deploy"], "verbs": ["get"]}]}]}]}
+CORE = {
+    "kind": "APIGroupDiscoveryList",
+    "items": [
+        {
+            "metadata": {"name": ""},
+            "versions": [
+                {
+                    "version": "v1",
+                    "resources": [
+                        {
+                            "resource": "pods",
+                            "responseKind": {"kind": "Pod"},
+                            "scope": "Namespaced",
+                            "singularResource": "pod",
+                            "shortNames": ["po"],
+                            "verbs": ["get", "list"],
+                            "subresources": [{"subresource": "log"}],
+                        },
+                        {
+                            "resource": "namespaces",
+                            "responseKind": {"kind": "Namespace"},
+                            "scope": "Cluster",
+                            "singularResource": "namespace",
+                            "shortNames": ["ns"],
+                            "verbs": ["get"],
+                        },
+                    ],
+                }
+            ],
+        }
+    ],
+}
+APPS = {
+    "kind": "APIGroupDiscoveryList",
+    "items": [
+        {
+            "metadata": {"name": "apps"},
+            "versions": [
+                {
+                    "version": "v1",
+                    "resources": [
+                        {
+                            "resource": "deployments",
+                            "responseKind": {"kind": "Deployment"},
+                            "scope": "Namespaced",
+                            "singularResource": "deployment",
+                            "shortNames": ["deploy"],
+                            "verbs": ["get"],
+                        }
+                    ],
+                }
+            ],
+        }
+    ],
+}
 
 
 @pytest.mark.parametrize("name", ["pods", "pod", "Pod", "po"])

@@ -35,10 +35,14 @@ def _tls(world: World) -> ssl.SSLContext:
 @asynccontextmanager
 async def mcp_session(world: World, token: str) -> AsyncIterator[ClientSession]:
     assert world.env.gateway is not None
-    http = httpx2.AsyncClient(verify=_tls(world), headers={"Authorization": f"Bearer {token}"},
-                              timeout=httpx2.Timeout(30, read=60))
-    async with http, streamable_http_client(world.env.gateway.url + "/mcp", http_client=http) as (read, write), \
-            ClientSession(read, write) as session:
+    http = httpx2.AsyncClient(
+        verify=_tls(world), headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30, read=60)
+    )
+    async with (
+        http,
+        streamable_http_client(world.env.gateway.url + "/mcp", http_client=http) as (read, write),
+        ClientSession(read, write) as session,
+    ):
         await session.initialize()
         yield session
 
@@ -72,16 +76,23 @@ def test_without_a_token_the_endpoint_answers_401_naming_its_metadata(world: Wor
     assert metadata["authorization_servers"] == [world.env.issuer.url]
     assert challenge == f'Bearer resource_metadata="{url}"'  # no token sent: no error code (RFC 6750)
     status, headers, _ = http_get(world, "/mcp", token="not-a-jwt")
-    assert status == 401 and 'error="invalid_token", error_description="kubegate refused the token: ' in \
-        headers["WWW-Authenticate"] and headers["WWW-Authenticate"].endswith(f'resource_metadata="{url}"')
+    assert (
+        status == 401
+        and 'error="invalid_token", error_description="kubegate refused the token: ' in headers["WWW-Authenticate"]
+        and headers["WWW-Authenticate"].endswith(f'resource_metadata="{url}"')
+    )
 
 
 async def test_a_session_belongs_to_the_user_who_opened_it(world: World) -> None:
     assert world.env.gateway is not None
     url = world.env.gateway.url + "/mcp"
     accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-    opening = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    opening = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
     listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
     async with httpx2.AsyncClient(verify=_tls(world), timeout=30) as http:
         opened = await http.post(url, json=opening, headers={**accept, "Authorization": f"Bearer {world.token('pia')}"})
@@ -121,10 +132,21 @@ async def test_get_masks_a_secret_and_lists_with_selectors(world: World) -> None
 
 async def test_apply_creates_as_the_caller_then_scale_describe_and_delete(world: World) -> None:
     ns = world.namespace("mcp")
-    manifest = yaml.safe_dump({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
-                               "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
-                                        "template": {"metadata": {"labels": {"app": "web"}},
-                                                     "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
+    manifest = yaml.safe_dump(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+                },
+            },
+        }
+    )
     mark = world.control.audit_mark()
     async with mcp_session(world, world.token("mia")) as session:
         error, text = await call(session, "apply", manifest=manifest, namespace=ns, dry_run=True)
@@ -133,8 +155,9 @@ async def test_apply_creates_as_the_caller_then_scale_describe_and_delete(world:
         error, text = await call(session, "apply", manifest=manifest, namespace=ns)
         assert not error and "+  replicas: 1" in text, text
         made = [e for e in world.served(f"/namespaces/{ns}/deployments/web", mark) if e.verb == "patch"]
-        assert made and all(e.user == GATEWAY_USER and (e.impersonated or {}).get("username") == "sandbox:mia"
-                            for e in made), [e.raw for e in made]
+        assert made and all(
+            e.user == GATEWAY_USER and (e.impersonated or {}).get("username") == "sandbox:mia" for e in made
+        ), [e.raw for e in made]
         assert (await call(session, "scale", resource="deploy", name="web", namespace=ns, replicas=3))[0] is False
         assert world.control.get(f"/apis/apps/v1/namespaces/{ns}/deployments/web")["spec"]["replicas"] == 3
         error, text = await call(session, "describe", resource="deployments.apps", name="web", namespace=ns)
@@ -147,8 +170,9 @@ async def test_apply_creates_as_the_caller_then_scale_describe_and_delete(world:
 
 async def test_a_deny_rule_refuses_the_tool_call_and_the_session_is_recorded(world: World) -> None:
     async with mcp_session(world, world.token("noah", claims={"repository": "acme/shop", "run_id": "91"})) as session:
-        error, text = await call(session, "apply", manifest="kind: ConfigMap\napiVersion: v1\nmetadata: {name: x}\n",
-                                 namespace="kube-system")
+        error, text = await call(
+            session, "apply", manifest="kind: ConfigMap\napiVersion: v1\nmetadata: {name: x}\n", namespace="kube-system"
+        )
         assert error and "kube-system is managed by the platform team" in text and "kubegate" in text
         error, text = await call(session, "get", resource="configmaps", namespace="default")
         assert not error
@@ -156,7 +180,8 @@ async def test_a_deny_rule_refuses_the_tool_call_and_the_session_is_recorded(wor
     listing = json.loads(world.cli("sessions", "list", "--user", "sandbox:noah", "--output", "json").stdout)
     [recorded] = listing["items"]
     assert recorded["user_agent"].startswith("kubegate-mcp/") and recorded["command"].startswith(
-        "mcp apply manifest=kind: ConfigMap?apiVersion: v1?metadata: {name: x}? namespace=kube-system")
+        "mcp apply manifest=kind: ConfigMap?apiVersion: v1?metadata: {name: x}? namespace=kube-system"
+    )
     assert recorded["claims"]["repository"] == "acme/shop" and recorded["claims"]["run_id"] == "91"
     shown = json.dumps(json.loads(world.cli("sessions", "show", recorded["id"], "--output", "json").stdout))
     assert "kube-system-is-read-only" in shown and "/api/v1/namespaces/default/configmaps" in shown
@@ -166,16 +191,24 @@ async def test_a_deny_rule_refuses_the_tool_call_and_the_session_is_recorded(wor
 async def test_a_held_call_returns_pending_and_the_identical_retry_runs_after_approval(world: World, mode: str) -> None:
     ns = world.namespace("mcp")
     world.kubectl("create", "configmap", "cfg", "-n", ns)
-    world.set_policies("mcp-approval", [{
-        "name": f"configmap-deletion-in-{ns}", "match": {"verbs": ["delete"], "resources": ["configmaps"],
-                                                        "namespaces": [ns]},
-        "action": "review", "reviewers": {"groups": ["platform-oncall"], "mode": mode}}])
+    world.set_policies(
+        "mcp-approval",
+        [
+            {
+                "name": f"configmap-deletion-in-{ns}",
+                "match": {"verbs": ["delete"], "resources": ["configmaps"], "namespaces": [ns]},
+                "action": "review",
+                "reviewers": {"groups": ["platform-oncall"], "mode": mode},
+            }
+        ],
+    )
     try:
         async with mcp_session(world, world.token("olga")) as session:
             error, text = await call(session, "delete", resource="configmap", name="cfg", namespace=ns)
             pending = yaml.safe_load(text)["pending_approval"]
             assert not error and pending["approve_command"].startswith(
-                f"kubegate requests approve {pending['request_id']} --server ")
+                f"kubegate requests approve {pending['request_id']} --server "
+            )
             assert world.control.exists(f"/api/v1/namespaces/{ns}/configmaps/cfg")
             status = yaml.safe_load((await call(session, "approval_status", request_id=pending["request_id"]))[1])
             assert status["state"] == "pending"
@@ -184,10 +217,16 @@ async def test_a_held_call_returns_pending_and_the_identical_retry_runs_after_ap
             async def on_progress(done: float, total: float | None, message: str | None) -> None:
                 progress.append(message)
 
-            waiting = asyncio.create_task(session.call_tool("approval_status", {
-                "request_id": pending["request_id"], "wait_seconds": 60}, progress_callback=on_progress))
-            approve = await asyncio.to_thread(world.cli, "requests", "approve", pending["request_id"], sub="bob",
-                                              groups=("platform-oncall",))
+            waiting = asyncio.create_task(
+                session.call_tool(
+                    "approval_status",
+                    {"request_id": pending["request_id"], "wait_seconds": 60},
+                    progress_callback=on_progress,
+                )
+            )
+            approve = await asyncio.to_thread(
+                world.cli, "requests", "approve", pending["request_id"], sub="bob", groups=("platform-oncall",)
+            )
             assert approve.returncode == 0, approve.stderr
             status = yaml.safe_load((await asyncio.wait_for(waiting, 30)).content[0].text)  # type: ignore[union-attr]
             assert status["state"] == "approved" and "identical tool call again" in status["next"]
@@ -201,8 +240,13 @@ async def test_a_held_call_returns_pending_and_the_identical_retry_runs_after_ap
 
 async def test_logs_exec_with_masked_output_explain_and_rollout_status(world: World) -> None:
     ns = world.namespace("mcp")
-    world.pod(ns, "app", containers=[{"name": "app", "image": "busybox",
-                                      "env": [{"name": "DB_PASSWORD", "value": "s3cr3t-Pa55word-mcp"}]}])
+    world.pod(
+        ns,
+        "app",
+        containers=[
+            {"name": "app", "image": "busybox", "env": [{"name": "DB_PASSWORD", "value": "s3cr3t-Pa55word-mcp"}]}
+        ],
+    )
     world.env.cluster.append_log(ns, "app", "first line\nsecond line\n")
     world.kubectl("create", "deployment", "web", "--image=busybox", "-n", ns)
     async with mcp_session(world, world.token("ria")) as session:
@@ -224,21 +268,37 @@ async def test_logs_exec_with_masked_output_explain_and_rollout_status(world: Wo
 
 async def test_request_access_asks_reviewers_for_a_scope_the_policy_reviews(world: World) -> None:
     ns = world.namespace("mcp")
-    world.set_policies("mcp-scope", [{
-        "name": f"agents-read-configmaps-in-{ns}-with-approval", "subjects": {"groups": ["ci-agents"]},
-        "match": {"namespaces": [ns], "resources": ["configmaps"]}, "action": "review",
-        "reviewers": {"groups": ["platform-oncall"], "mode": "async"}}])
+    world.set_policies(
+        "mcp-scope",
+        [
+            {
+                "name": f"agents-read-configmaps-in-{ns}-with-approval",
+                "subjects": {"groups": ["ci-agents"]},
+                "match": {"namespaces": [ns], "resources": ["configmaps"]},
+                "action": "review",
+                "reviewers": {"groups": ["platform-oncall"], "mode": "async"},
+            }
+        ],
+    )
     try:
         async with mcp_session(world, world.token("sam", ("ci-agents",))) as session:
-            error, text = await call(session, "request_access", namespace=ns, verbs=["get", "list"],
-                                     resources=["configmaps"], reason="debug the PR", duration="30m")
+            error, text = await call(
+                session,
+                "request_access",
+                namespace=ns,
+                verbs=["get", "list"],
+                resources=["configmaps"],
+                reason="debug the PR",
+                duration="30m",
+            )
             pending = yaml.safe_load(text)["pending_approval"]
             assert not error and "calls within the scope go through" in pending["next"]
             status = yaml.safe_load((await call(session, "approval_status", request_id=pending["request_id"]))[1])
             assert status["state"] == "pending"
         async with mcp_session(world, world.token("ada")) as session:  # developers: the policy allows it already
-            error, text = await call(session, "request_access", namespace=ns, verbs=["get"],
-                                     resources=["configmaps"], reason="r")
+            error, text = await call(
+                session, "request_access", namespace=ns, verbs=["get"], resources=["configmaps"], reason="r"
+            )
             assert error and "kubegate refused the access request: the policy already allows" in text
             error, text = await call(session, "approval_status", request_id=pending["request_id"])
             assert error and "no access request" in text  # another user's request is not hers to see
@@ -248,10 +308,20 @@ async def test_request_access_asks_reviewers_for_a_scope_the_policy_reviews(worl
 
 async def test_a_pr_agent_works_in_its_namespace_with_temporary_rbac_and_is_refused_elsewhere(world: World) -> None:
     pr, other = world.namespace("pr"), world.namespace("other")
-    world.set_policies("mcp-pr-agent", [DISCOVERY, {
-        "name": "pr-agent-works-in-pr-namespaces", "subjects": {"groups": ["ci-agents"],
-                                                                "claims": {"repository": ["acme/shop"]}},
-        "match": {"namespaces": ["pr-*"]}, "action": "allow", "role": "edit", "mask": ["secret-values"]}])
+    world.set_policies(
+        "mcp-pr-agent",
+        [
+            DISCOVERY,
+            {
+                "name": "pr-agent-works-in-pr-namespaces",
+                "subjects": {"groups": ["ci-agents"], "claims": {"repository": ["acme/shop"]}},
+                "match": {"namespaces": ["pr-*"]},
+                "action": "allow",
+                "role": "edit",
+                "mask": ["secret-values"],
+            },
+        ],
+    )
     manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: preview}\n"
     token = world.token("pr-bot", ("ci-agents",), claims={"repository": "acme/shop"})
     try:
@@ -262,15 +332,23 @@ async def test_a_pr_agent_works_in_its_namespace_with_temporary_rbac_and_is_refu
             error, text = await call(session, "get", resource="configmaps", namespace=pr)
             assert not error and "name: settings" in text
             error, text = await call(session, "apply", manifest=manifest, namespace=other)
-            assert error and f"kubegate denied this request: no policy rule allows 'sandbox:pr-bot' to patch " \
-                f"configmaps 'settings' in namespace '{other}'" in text, text
+            assert (
+                error
+                and f"kubegate denied this request: no policy rule allows 'sandbox:pr-bot' to patch "
+                f"configmaps 'settings' in namespace '{other}'"
+                in text
+            ), text
         assert world.control.get(f"/api/v1/namespaces/{pr}/configmaps/settings")["data"] == {"mode": "preview"}
         assert not world.control.exists(f"/api/v1/namespaces/{other}/configmaps/settings")
         made = [e for e in world.served(f"/namespaces/{pr}/configmaps/settings", mark) if e.verb == "patch"]
         assert made and all((e.impersonated or {}).get("username") == "sandbox:pr-bot" for e in made)
         bindings = world.control.get(f"/apis/rbac.authorization.k8s.io/v1/namespaces/{pr}/rolebindings")["items"]
-        assert [b["roleRef"]["name"] for b in bindings if {"kind": "User", "name": "sandbox:pr-bot",
-                "apiGroup": "rbac.authorization.k8s.io"} in b.get("subjects", [])] == ["edit"]  # temporary RBAC
+        assert [
+            b["roleRef"]["name"]
+            for b in bindings
+            if {"kind": "User", "name": "sandbox:pr-bot", "apiGroup": "rbac.authorization.k8s.io"}
+            in b.get("subjects", [])
+        ] == ["edit"]  # temporary RBAC
         elsewhere = world.served(f"/namespaces/{other}/configmaps", mark)
         assert [e.uri for e in elsewhere if e.user == GATEWAY_USER] == []  # refused before the cluster
     finally:

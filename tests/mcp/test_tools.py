@@ -6,8 +6,16 @@ from kubegate.app import Gateway
 from kubegate.config import Config
 from kubegate.mcp.tools import Tools, build_server, call_line
 
-READS = {"list_api_resources", "get", "describe", "pod_logs", "rollout_status", "approval_status", "explain",
-         "request_access"}
+READS = {
+    "list_api_resources",
+    "get",
+    "describe",
+    "pod_logs",
+    "rollout_status",
+    "approval_status",
+    "explain",
+    "request_access",
+}
 WRITES = {"apply", "delete", "scale", "exec"}
 
 
@@ -23,14 +31,24 @@ async def test_read_only_offers_no_tool_that_writes() -> None:
 
 
 async def test_a_call_before_the_listener_is_up_says_to_retry() -> None:
-    server = build_server(Tools(Gateway.from_config(Config.model_validate({"connections": [
-        {"name": "c", "server": "https://127.0.0.1:1", "auth": {"token": "x"}}]})), lambda: None))
+    server = build_server(
+        Tools(
+            Gateway.from_config(
+                Config.model_validate(
+                    {"connections": [{"name": "c", "server": "https://127.0.0.1:1", "auth": {"token": "x"}}]}
+                )
+            ),
+            lambda: None,
+        )
+    )
     async with Client(server) as client:
         result = await client.call_tool("get", {"resource": "pods"})
     assert result.is_error and "not listening yet" in result.content[0].text  # type: ignore[union-attr]
 
 
 def test_a_tool_call_is_recorded_as_one_short_ascii_line() -> None:
-    line = call_line("exec", {"pod": "app", "command": ["sh", "-c", "echo é\nx"], "container": "",
-                              "manifest": "x" * 200, "note": "a\tb"})
+    line = call_line(
+        "exec",
+        {"pod": "app", "command": ["sh", "-c", "echo é\nx"], "container": "", "manifest": "x" * 200, "note": "a\tb"},
+    )
     assert line == 'mcp exec pod=app command=["sh","-c","echo ?\\nx"] manifest=<200 characters> note=a?b'

@@ -22,8 +22,13 @@ def engine(*rules: PolicyRule) -> PolicyEngine:
     return PolicyEngine.from_rules(rules)
 
 
-def who(username: str = "alice", groups: tuple[str, ...] = (), issuer: str = "https://issuer.example",
-        subject: str | None = None, **claims: str) -> Identity:
+def who(
+    username: str = "alice",
+    groups: tuple[str, ...] = (),
+    issuer: str = "https://issuer.example",
+    subject: str | None = None,
+    **claims: str,
+) -> Identity:
     return Identity(issuer=issuer, subject=subject or username, username=username, groups=groups, claims=claims)
 
 

@@ -45,11 +45,23 @@ def spell(draw: st.DrawFn, segments: list[str], query: list[tuple[str, str]]) ->
     path = "/" + "/".join([draw(encoded(s)) for s in segments])
     if draw(st.booleans()):
         path += "/"
-    extras = draw(st.lists(st.sampled_from([("pretty", "true"), ("resourceVersion", "0"), ("timeoutSeconds", "30"),
-                                            ("allowWatchBookmarks", "true")]), unique=True))
+    extras = draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    ("pretty", "true"),
+                    ("resourceVersion", "0"),
+                    ("timeoutSeconds", "30"),
+                    ("allowWatchBookmarks", "true"),
+                ]
+            ),
+            unique=True,
+        )
+    )
     params = draw(st.permutations(query + extras))
-    qs = "&".join(f"{quote(k, safe='')}={draw(st.sampled_from([quote(v, safe=''), quote(v, safe='=')]))}"
-                  for k, v in params)
+    qs = "&".join(
+        f"{quote(k, safe='')}={draw(st.sampled_from([quote(v, safe=''), quote(v, safe='=')]))}" for k, v in params
+    )
     return path, qs
 
 
@@ -67,14 +79,19 @@ def request_spellings(draw: st.DrawFn) -> tuple[str, tuple[str, str, str, str], 
     elif kind == "delete":
         forms = [("DELETE", [*collection, name], [])]
     elif kind == "list":
-        forms = [("GET", collection, []), ("GET", collection, [("watch", "false")]),
-                 ("GET", collection, [("watch", "0")]), ("GET", collection, [("limit", "500")])]
+        forms = [
+            ("GET", collection, []),
+            ("GET", collection, [("watch", "false")]),
+            ("GET", collection, [("watch", "0")]),
+            ("GET", collection, [("limit", "500")]),
+        ]
     elif kind == "watch":
         forms = [("GET", collection, [("watch", v)]) for v in ("true", "1", "True", "yes")]
         forms.append(("GET", [*base, "watch", "namespaces", ns, resource], []))
     else:
-        forms = [("GET", collection, [("watch", "1"), ("fieldSelector", f"metadata.name{op}{name}")])
-                 for op in ("=", "==")]
+        forms = [
+            ("GET", collection, [("watch", "1"), ("fieldSelector", f"metadata.name{op}{name}")]) for op in ("=", "==")
+        ]
         forms.append(("GET", [*base, "watch", "namespaces", ns, resource, name], []))
     spellings = []
     for method, segments, query in forms:
@@ -114,11 +131,13 @@ patterns = st.one_of(words, st.sampled_from(["pr-*", "team-?", "team-*b", "*", "
 def random_rule(draw: st.DrawFn, i: int) -> dict:
     match: dict = {}
     if draw(st.booleans()):
-        match["verbs"] = draw(st.lists(st.sampled_from(["get", "list", "watch", "delete", "create", "*"]),
-                                       min_size=1, max_size=3))
+        match["verbs"] = draw(
+            st.lists(st.sampled_from(["get", "list", "watch", "delete", "create", "*"]), min_size=1, max_size=3)
+        )
     if draw(st.booleans()):
-        match["resources"] = draw(st.lists(st.sampled_from(["pods", "secrets", "pods/*", "*", "deploy*", "pods/log"]),
-                                           min_size=1, max_size=2))
+        match["resources"] = draw(
+            st.lists(st.sampled_from(["pods", "secrets", "pods/*", "*", "deploy*", "pods/log"]), min_size=1, max_size=2)
+        )
     if draw(st.booleans()):
         match["namespaces"] = draw(st.lists(patterns, min_size=1, max_size=2))
     subjects: dict = {}
@@ -126,8 +145,7 @@ def random_rule(draw: st.DrawFn, i: int) -> dict:
         subjects["groups"] = draw(st.lists(st.sampled_from(["agents", "readers", "read*"]), min_size=1, max_size=2))
     if draw(st.booleans()):
         subjects["users"] = draw(st.lists(st.sampled_from(["bot", "reader", "b*"]), min_size=1, max_size=2))
-    return {"name": f"r{i}", "action": draw(st.sampled_from(["allow", "deny"])), "match": match,
-            "subjects": subjects}
+    return {"name": f"r{i}", "action": draw(st.sampled_from(["allow", "deny"])), "match": match, "subjects": subjects}
 
 
 @st.composite
@@ -135,13 +153,21 @@ def random_policy(draw: st.DrawFn) -> list[dict]:
     return [draw(random_rule(i)) for i in range(draw(st.integers(1, 12)))]
 
 
-CLUSTER_WIDE = [("GET", "/api/v1/secrets", ""), ("GET", "/api/v1/nodes/n1", ""), ("GET", "/version", ""),
-                ("DELETE", "/api/v1/namespaces/pr-1", ""), ("GET", "/apis/apps/v1/deployments", "watch=1")]
+CLUSTER_WIDE = [
+    ("GET", "/api/v1/secrets", ""),
+    ("GET", "/api/v1/nodes/n1", ""),
+    ("GET", "/version", ""),
+    ("DELETE", "/api/v1/namespaces/pr-1", ""),
+    ("GET", "/apis/apps/v1/deployments", "watch=1"),
+]
 
 
 @settings(max_examples=150, deadline=None)
-@given(random_policy(), st.one_of(request_spellings().map(lambda c: c[2][0]), st.sampled_from(CLUSTER_WIDE)),
-       st.sampled_from(IDENTITIES))
+@given(
+    random_policy(),
+    st.one_of(request_spellings().map(lambda c: c[2][0]), st.sampled_from(CLUSTER_WIDE)),
+    st.sampled_from(IDENTITIES),
+)
 def test_the_index_never_hides_a_matching_rule(rules, spelling, identity) -> None:
     e = engine(*(rule(r.pop("name"), r.pop("action"), **r) for r in rules))
     info = parse_request_info(*spelling)

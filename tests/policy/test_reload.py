@@ -24,8 +24,9 @@ def action(engine: PolicyEngine, info) -> str:
 
 def test_from_config_reads_config_rules_and_folders(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text(ALLOW_PODS)
-    engine = PolicyEngine.from_config(Config(policies=[rule("svc", match={"resources": ["services"]})],
-                                             policy_dirs=[tmp_path]))
+    engine = PolicyEngine.from_config(
+        Config(policies=[rule("svc", match={"resources": ["services"]})], policy_dirs=[tmp_path])
+    )
     assert engine.status() == {"ok": True, "rules": 2, "error": ""}
     assert (action(engine, PODS), action(engine, SERVICES)) == ("allow", "allow")
 
@@ -113,6 +114,7 @@ def test_a_reload_naming_an_unknown_mask_keeps_the_previous_policy(tmp_path: Pat
     assert engine.reload() is True
     assert action(engine, PODS) == "allow" and engine.decide(who(), PODS, "c").masks == ()
     assert "policies[0].mask: 'nope' is not a mask profile or detector" in engine.status()["error"]
-    config = Config.model_validate({"masking": {"detectors": [{"name": "nope", "pattern": "x+"}]}, "policy_dirs": [
-        str(tmp_path)]})
+    config = Config.model_validate(
+        {"masking": {"detectors": [{"name": "nope", "pattern": "x+"}]}, "policy_dirs": [str(tmp_path)]}
+    )
     assert PolicyEngine.from_config(config).decide(who(), PODS, "c").masks == ("nope",), "a detector is a mask"

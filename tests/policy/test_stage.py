@@ -18,16 +18,23 @@ from tests.policy.builders import engine, req, rule, who
 
 RULES = engine(
     rule("pr", match={"namespaces": ["pr-*"]}),
-    rule("no-priv", "deny", message="privileged containers are not allowed",
-         match={"verbs": ["create", "update", "patch"], "resources": ["pods"]},
-         condition="has(object.spec) && object.spec.containers.exists(c, has(c.securityContext)"
-                   " && c.securityContext.privileged == true)"),
+    rule(
+        "no-priv",
+        "deny",
+        message="privileged containers are not allowed",
+        match={"verbs": ["create", "update", "patch"], "resources": ["pods"]},
+        condition="has(object.spec) && object.spec.containers.exists(c, has(c.securityContext)"
+        " && c.securityContext.privileged == true)",
+    ),
     rule("ns-delete", "review", match={"verbs": ["delete"], "resources": ["namespaces"]}),
     rule("cm-review", "review", match={"resources": ["configmaps"], "namespaces": ["pr-*"]}),
 )
 BODY = RequestBodyStage()
-PRIVILEGED_POD = {"kind": "Pod", "metadata": {"name": "p"},
-                  "spec": {"containers": [{"name": "a", "securityContext": {"privileged": True}}]}}
+PRIVILEGED_POD = {
+    "kind": "Pod",
+    "metadata": {"name": "p"},
+    "spec": {"containers": [{"name": "a", "securityContext": {"privileged": True}}]},
+}
 PLAIN_POD = {"kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}}
 PRIVILEGED = orjson.dumps(PRIVILEGED_POD)
 
@@ -48,10 +55,16 @@ class DryRun:
 STAGE = PolicyStage(RULES, DryRun())
 
 
-def flow(method: str, path: str, body: bytes = b"", content_type: str = "application/json",
-         query: str = "") -> Flow:
-    f = Flow(request=None, connection=SimpleNamespace(name="dev"), method=method, raw_path=path,  # type: ignore[arg-type]
-             query_string=query, headers=CIMultiDict({"Content-Type": content_type}), body=body)
+def flow(method: str, path: str, body: bytes = b"", content_type: str = "application/json", query: str = "") -> Flow:
+    f = Flow(
+        request=None,
+        connection=SimpleNamespace(name="dev"),
+        method=method,
+        raw_path=path,  # type: ignore[arg-type]
+        query_string=query,
+        headers=CIMultiDict({"Content-Type": content_type}),
+        body=body,
+    )
     f.identity, f.info = who("bot"), req(method, path, query)
     return f
 
@@ -75,24 +88,41 @@ async def test_default_deny_is_a_forbidden_status() -> None:
     status = exc.value.status()
     assert (status["code"], status["reason"]) == (403, "Forbidden")
     assert status["details"] == {"kind": "secrets", "name": "db"}
-    assert status["message"].startswith("kubegate denied this request: no policy rule allows 'bot' to get "
-                                        "secrets 'db' in namespace 'prod'")
+    assert status["message"].startswith(
+        "kubegate denied this request: no policy rule allows 'bot' to get secrets 'db' in namespace 'prod'"
+    )
     assert f.decision.action == "deny"
 
 
-@pytest.mark.parametrize(("method", "path", "body", "content_type"), [
-    ("POST", "/api/v1/namespaces/pr-1/pods", PRIVILEGED, "application/json"),
-    ("POST", "/api/v1/namespaces/pr-1/pods",
-     b"spec:\n  containers:\n  - name: a\n    securityContext: {privileged: true}\n", "application/yaml"),
-    ("PATCH", "/api/v1/namespaces/pr-1/pods/p", b'{"metadata": {"labels": {"a": "b"}}}',
-     "application/strategic-merge-patch+json; charset=utf-8"),
-    ("PATCH", "/api/v1/namespaces/pr-1/pods/p", b'[{"op": "copy", "from": "/x", "path": "/spec/y"}]',
-     "application/json-patch+json"),
-    ("PATCH", "/api/v1/namespaces/pr-1/pods/p", b"metadata:\n  labels: {a: b}\n", "application/apply-patch+yaml"),
-    ("POST", "/api/v1/namespaces/pr-1/pods", b"k8s\x00protobuf", "application/vnd.kubernetes.protobuf"),
-])
-async def test_writes_are_judged_on_the_object_the_cluster_would_store(method: str, path: str, body: bytes,
-                                                                       content_type: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "body", "content_type"),
+    [
+        ("POST", "/api/v1/namespaces/pr-1/pods", PRIVILEGED, "application/json"),
+        (
+            "POST",
+            "/api/v1/namespaces/pr-1/pods",
+            b"spec:\n  containers:\n  - name: a\n    securityContext: {privileged: true}\n",
+            "application/yaml",
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/pr-1/pods/p",
+            b'{"metadata": {"labels": {"a": "b"}}}',
+            "application/strategic-merge-patch+json; charset=utf-8",
+        ),
+        (
+            "PATCH",
+            "/api/v1/namespaces/pr-1/pods/p",
+            b'[{"op": "copy", "from": "/x", "path": "/spec/y"}]',
+            "application/json-patch+json",
+        ),
+        ("PATCH", "/api/v1/namespaces/pr-1/pods/p", b"metadata:\n  labels: {a: b}\n", "application/apply-patch+yaml"),
+        ("POST", "/api/v1/namespaces/pr-1/pods", b"k8s\x00protobuf", "application/vnd.kubernetes.protobuf"),
+    ],
+)
+async def test_writes_are_judged_on_the_object_the_cluster_would_store(
+    method: str, path: str, body: bytes, content_type: str
+) -> None:
     """Whatever the body says (an innocent-looking patch, protobuf), the verdict is on what would be stored."""
     dry_run = DryRun(PRIVILEGED_POD)
     f = flow(method, path, body, content_type)

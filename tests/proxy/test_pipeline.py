@@ -50,10 +50,15 @@ class Upstream:
         if request.path.endswith("/gz"):
             body = gzip.compress(b'{"kind":"PodList","items":[]}')
             seen = request.headers.get("Accept-Encoding", "")
-            return web.Response(body=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json",
-                                                    "X-Accept-Encoding-Seen": seen})
-        return web.json_response({"kind": "PodList", "items": [], "path": request.path},
-                                 headers={"Audit-Id": "a1"})
+            return web.Response(
+                body=body,
+                headers={
+                    "Content-Encoding": "gzip",
+                    "Content-Type": "application/json",
+                    "X-Accept-Encoding-Seen": seen,
+                },
+            )
+        return web.json_response({"kind": "PodList", "items": [], "path": request.path}, headers={"Audit-Id": "a1"})
 
 
 class FakeVerifier:
@@ -114,14 +119,22 @@ async def upstream() -> AsyncIterator[tuple[Upstream, TestServer]]:
 
 
 async def gateway(server: TestServer, stages: list[Stage]) -> tuple[TestServer, Connection]:
-    conn = Connection(ConnectionConfig(name="up", server=str(server.make_url("")).rstrip("/"),
-                                       auth={"token": "gateway-token"}))
+    conn = Connection(
+        ConnectionConfig(name="up", server=str(server.make_url("")).rstrip("/"), auth={"token": "gateway-token"})
+    )
     pipeline = Pipeline([AuthenticationStage(FakeVerifier()), RequestInfoStage(), *stages])
 
     async def handle(request: web.Request) -> web.StreamResponse:
         path, _, query = request.raw_path.partition("?")
-        flow = Flow(request=request, connection=conn, method=request.method, raw_path=path, query_string=query,
-                    headers=upstream_request_headers(request.headers), body=await request.read())
+        flow = Flow(
+            request=request,
+            connection=conn,
+            method=request.method,
+            raw_path=path,
+            query_string=query,
+            headers=upstream_request_headers(request.headers),
+            body=await request.read(),
+        )
         return await pipeline.run(flow)
 
     app = web.Application()
@@ -132,8 +145,10 @@ async def gateway(server: TestServer, stages: list[Stage]) -> tuple[TestServer, 
 
 
 async def fetch(gw: TestServer, path: str, token: str = "good", **kw: Any) -> tuple[int, bytes, Any]:
-    async with aiohttp.ClientSession() as s, s.get(gw.make_url(path), headers={"Authorization": f"Bearer {token}"},
-                                                   **kw) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(gw.make_url(path), headers={"Authorization": f"Bearer {token}"}, **kw) as r,
+    ):
         return r.status, await r.read(), r.headers
 
 
@@ -176,8 +191,10 @@ async def test_a_stage_holding_the_body_can_rewrite_it_or_refuse_cleanly(upstrea
 async def test_streams_flow_chunk_by_chunk(upstream: Any) -> None:
     up, server = upstream
     gw, conn = await gateway(server, [])
-    async with aiohttp.ClientSession() as s, s.get(gw.make_url("/api/v1/namespaces/x/pods/p/slow"),
-                                                   headers={"Authorization": "Bearer good"}) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(gw.make_url("/api/v1/namespaces/x/pods/p/slow"), headers={"Authorization": "Bearer good"}) as r,
+    ):
         assert await r.content.readline() == b"one\n"
         up.release.set()
         assert await r.content.readline() == b"two\n"
@@ -201,8 +218,10 @@ async def test_compressed_bodies_pass_through_as_the_upstream_sent_them(upstream
     _, server = upstream
     gw, conn = await gateway(server, [])
     async with aiohttp.ClientSession(auto_decompress=False) as s:
-        async with s.get(gw.make_url("/api/v1/namespaces/x/pods/gz"),
-                         headers={"Authorization": "Bearer good", "Accept-Encoding": "gzip"}) as r:
+        async with s.get(
+            gw.make_url("/api/v1/namespaces/x/pods/gz"),
+            headers={"Authorization": "Bearer good", "Accept-Encoding": "gzip"},
+        ) as r:
             raw = await r.read()
             assert r.headers["Content-Encoding"] == "gzip" and r.headers["X-Accept-Encoding-Seen"] == "gzip"
         assert gzip.decompress(raw) == b'{"kind":"PodList","items":[]}'
@@ -218,8 +237,14 @@ async def test_unreachable_upstream_is_a_502_status() -> None:
     app = web.Application()
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        flow = Flow(request=request, connection=conn, method="GET", raw_path="/api/v1/pods", query_string="",
-                    headers=CIMultiDict())
+        flow = Flow(
+            request=request,
+            connection=conn,
+            method="GET",
+            raw_path="/api/v1/pods",
+            query_string="",
+            headers=CIMultiDict(),
+        )
         return await pipeline.run(flow)
 
     app.router.add_get("/", handle)

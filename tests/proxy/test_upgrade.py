@@ -105,9 +105,17 @@ class Upstream:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.paths.append(request.path_qs)
         if request.query.get("deny"):
-            return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403,
-                                      "reason": "Forbidden", "message": "pods \"p\" is forbidden: no exec"},
-                                     status=403)
+            return web.json_response(
+                {
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "status": "Failure",
+                    "code": 403,
+                    "reason": "Forbidden",
+                    "message": 'pods "p" is forbidden: no exec',
+                },
+                status=403,
+            )
         if request.path.endswith("/redirect"):
             raise web.HTTPFound("/elsewhere")
         ws = web.WebSocketResponse(protocols=(channels.V5, channels.BASE64, channels.V4), autoping=False)
@@ -155,8 +163,9 @@ async def fake() -> AsyncIterator[dict[str, Any]]:
     app.router.add_route("*", "/{tail:.*}", up.handle)
     server = TestServer(app)
     await server.start_server()
-    conn = Connection(ConnectionConfig(name="up", server=str(server.make_url("")).rstrip("/"),
-                                       auth={"token": "gateway-token"}))
+    conn = Connection(
+        ConnectionConfig(name="up", server=str(server.make_url("")).rstrip("/"), auth={"token": "gateway-token"})
+    )
     verifier, recorder = Verifier(), Recorder()
     gate = UpgradeGate(StreamsConfig())
     bridge = UpgradeBridge(recorder, Masker(MaskingConfig()), StreamsConfig())
@@ -165,16 +174,24 @@ async def fake() -> AsyncIterator[dict[str, Any]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         path, _, query = request.raw_path.partition("?")
         upgrade = "Upgrade" in request.headers
-        flow = Flow(request=request, connection=conn, method=request.method, raw_path=path, query_string=query,
-                    headers=upstream_request_headers(request.headers), is_upgrade=upgrade)
+        flow = Flow(
+            request=request,
+            connection=conn,
+            method=request.method,
+            raw_path=path,
+            query_string=query,
+            headers=upstream_request_headers(request.headers),
+            is_upgrade=upgrade,
+        )
         return await pipeline.run(flow)
 
     front = web.Application()
     front.router.add_route("*", "/{tail:.*}", handle)
     gw = TestServer(front, handler_cancellation=True)
     await gw.start_server()
-    async with aiohttp.ClientSession(headers={"Authorization": "Bearer t"},
-                                     connector=aiohttp.TCPConnector(force_close=True)) as client:
+    async with aiohttp.ClientSession(
+        headers={"Authorization": "Bearer t"}, connector=aiohttp.TCPConnector(force_close=True)
+    ) as client:
         yield {"up": up, "gw": gw, "client": client, "recorder": recorder, "verifier": verifier, "gate": gate}
     await gw.close()
     await bridge.close()
@@ -182,10 +199,14 @@ async def fake() -> AsyncIterator[dict[str, Any]]:
     await server.close()
 
 
-async def _exec(w: dict[str, Any], path: str = EXEC, protocols: tuple[str, ...] = (channels.V5,),
-                ) -> aiohttp.ClientWebSocketResponse:
-    ws: aiohttp.ClientWebSocketResponse = await w["client"].ws_connect(w["gw"].make_url(path), protocols=protocols,
-                                                                       autoping=False)
+async def _exec(
+    w: dict[str, Any],
+    path: str = EXEC,
+    protocols: tuple[str, ...] = (channels.V5,),
+) -> aiohttp.ClientWebSocketResponse:
+    ws: aiohttp.ClientWebSocketResponse = await w["client"].ws_connect(
+        w["gw"].make_url(path), protocols=protocols, autoping=False
+    )
     return ws
 
 
@@ -238,17 +259,20 @@ async def test_pings_cross_end_to_end(fake: dict[str, Any]) -> None:
 
 
 async def test_a_refused_upgrade_is_relayed_never_tunnelled_and_its_spdy_retry_is_the_same_attempt(
-        fake: dict[str, Any]) -> None:
+    fake: dict[str, Any],
+) -> None:
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await _exec(fake, EXEC + "&deny=1")
     assert refused.value.status == 403
-    async with fake["client"].post(fake["gw"].make_url(EXEC + "&deny=1"),
-                                    headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade"}) as retry:
+    async with fake["client"].post(
+        fake["gw"].make_url(EXEC + "&deny=1"), headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade"}
+    ) as retry:
         assert retry.status == 403
         assert (await retry.json())["message"] == 'pods "p" is forbidden: no exec'
     assert len(fake["up"].paths) == 1, "the retry must not reach the cluster"
-    async with fake["client"].post(fake["gw"].make_url(EXEC + "&deny=1"),
-                                    headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade"}) as again:
+    async with fake["client"].post(
+        fake["gw"].make_url(EXEC + "&deny=1"), headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade"}
+    ) as again:
         assert again.status == 400 and "kubectl 1.30 or newer" in (await again.json())["message"]
 
 
@@ -266,11 +290,13 @@ async def test_only_readable_upgrades_pass_the_gate(fake: dict[str, Any]) -> Non
     with pytest.raises(aiohttp.WSServerHandshakeError) as proxied:
         await _exec(fake, "/api/v1/namespaces/ns/services/s/proxy/ws")
     assert proxied.value.status == 400
-    async with fake["client"].post(fake["gw"].make_url(EXEC),
-                                    headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade"}) as retry:
+    async with fake["client"].post(
+        fake["gw"].make_url(EXEC), headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade"}
+    ) as retry:
         assert "cannot read any WebSocket subprotocol" in (await retry.json())["message"], "same attempt, same answer"
-    async with fake["client"].post(fake["gw"].make_url(EXEC + "&tty=true"),
-                                    headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade"}) as spdy:
+    async with fake["client"].post(
+        fake["gw"].make_url(EXEC + "&tty=true"), headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade"}
+    ) as spdy:
         assert spdy.status == 400 and "KUBECTL_REMOTE_COMMAND_WEBSOCKETS" in (await spdy.json())["message"]
     assert fake["up"].paths == [], "nothing the gate refuses reaches the cluster"
 
@@ -297,7 +323,6 @@ async def test_an_expired_token_ends_the_stream_with_a_message(fake: dict[str, A
     assert error and b"token expired" in error[0] and b'"Unauthorized"' in error[0]
 
 
-
 # -- on the real cluster ----------------------------------------------------------------------------
 
 
@@ -314,39 +339,57 @@ def _gateway_ssl(world: World) -> ssl.SSLContext:
 
 
 def _as(world: World, sub: str) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(headers={"Authorization": f"Bearer {world.token(sub)}"},
-                                 connector=aiohttp.TCPConnector(ssl=_gateway_ssl(world), force_close=True))
+    return aiohttp.ClientSession(
+        headers={"Authorization": f"Bearer {world.token(sub)}"},
+        connector=aiohttp.TCPConnector(ssl=_gateway_ssl(world), force_close=True),
+    )
 
 
 def _only_sessions(world: World, user: str) -> list[dict[str, Any]]:
     world.settle()
     listing = orjson.loads(world.cli("sessions", "list", "--user", f"sandbox:{user}", "--output", "json").stdout)
-    return [orjson.loads(world.cli("sessions", "show", s["id"], "--output", "json").stdout)
-            for s in listing["items"]]
+    return [orjson.loads(world.cli("sessions", "show", s["id"], "--output", "json").stdout) for s in listing["items"]]
 
 
 @pytest.mark.e2e
 def test_the_real_clusters_refusal_is_relayed_and_kubectls_spdy_retry_never_reaches_it(
-        world: World, real_ns: str) -> None:
+    world: World, real_ns: str
+) -> None:
     """A caller the policy allows but whose role (view) has no pods/exec: kube-apiserver refuses the upgrade,
     kubegate relays its Status, and answers kubectl's SPDY retry itself."""
     user = f"viewer-{uuid.uuid4().hex[:6]}"
     who = {"users": [f"sandbox:{user}"]}
-    world.set_policies(f"upgrade-{user}", [
-        {"name": f"{user}-discovers", "subjects": who, "action": "allow",
-         "match": {"non_resource_urls": ["/api", "/api/*", "/apis", "/apis/*", "/version"]}},
-        {"name": f"{user}-views", "subjects": who, "match": {"namespaces": [real_ns]}, "action": "allow",
-         "role": "view"}])
+    world.set_policies(
+        f"upgrade-{user}",
+        [
+            {
+                "name": f"{user}-discovers",
+                "subjects": who,
+                "action": "allow",
+                "match": {"non_resource_urls": ["/api", "/api/*", "/apis", "/apis/*", "/version"]},
+            },
+            {
+                "name": f"{user}-views",
+                "subjects": who,
+                "match": {"namespaces": [real_ns]},
+                "action": "allow",
+                "role": "view",
+            },
+        ],
+    )
     try:
         mark = world.control.audit_mark()
-        out = world.kubectl("exec", "app", "-n", real_ns, "--", "env", kubeconfig=world.kubeconfig(user, ("ci",)),
-                            check=False)
+        out = world.kubectl(
+            "exec", "app", "-n", real_ns, "--", "env", kubeconfig=world.kubeconfig(user, ("ci",)), check=False
+        )
     finally:
         world.clear_policies(f"upgrade-{user}")
     assert out.returncode != 0
     # kube-apiserver checks `get` on pods/exec first for a WebSocket upgrade (then `create` as well)
-    assert (f'pods "app" is forbidden: User "sandbox:{user}" cannot get resource "pods/exec" in API group "" '
-            f'in the namespace "{real_ns}"') in out.stderr, out.stderr
+    assert (
+        f'pods "app" is forbidden: User "sandbox:{user}" cannot get resource "pods/exec" in API group "" '
+        f'in the namespace "{real_ns}"'
+    ) in out.stderr, out.stderr
     assert "HOSTNAME" not in out.stdout
     path = f"/api/v1/namespaces/{real_ns}/pods/app/exec"
     [attempt] = [e for e in world.served(path, mark) if e.uri.startswith(path + "?")]
@@ -400,8 +443,7 @@ async def test_nothing_the_gate_refuses_reaches_the_real_cluster(world: World, r
 
 
 @pytest.mark.e2e
-async def test_legacy_port_forward_through_the_real_cluster_records_ports_and_bytes(
-        world: World, real_ns: str) -> None:
+async def test_legacy_port_forward_through_the_real_cluster_records_ports_and_bytes(world: World, real_ns: str) -> None:
     mark = world.control.audit_mark()
     url = f"{world.env.server}/api/v1/namespaces/{real_ns}/pods/app/portforward?ports=8080"
     request = b"GET /legacy HTTP/1.1\r\nHost: pod\r\n\r\n"
@@ -425,9 +467,16 @@ async def test_legacy_port_forward_through_the_real_cluster_records_ports_and_by
 
 def _refused_exec(n: int) -> Flow:
     path, query = f"/api/v1/namespaces/ns/pods/p{n}/exec", "command=sh"
-    flow = Flow(request=make_mocked_request("GET", f"{path}?{query}", headers={"Upgrade": "websocket"}),
-                connection=type("C", (), {"name": "dev"})(), method="GET", raw_path=path,  # type: ignore[arg-type]
-                query_string=query, headers=CIMultiDict(), body=b"", is_upgrade=True)
+    flow = Flow(
+        request=make_mocked_request("GET", f"{path}?{query}", headers={"Upgrade": "websocket"}),
+        connection=type("C", (), {"name": "dev"})(),
+        method="GET",
+        raw_path=path,  # type: ignore[arg-type]
+        query_string=query,
+        headers=CIMultiDict(),
+        body=b"",
+        is_upgrade=True,
+    )
     flow.identity = Identity(issuer="https://idp", subject="alice", username="idp:alice")
     flow.info = parse_request_info("GET", path, query)
     flow.refusal = Refused(403, f"denied {n} " + "x" * 1000)

@@ -13,7 +13,12 @@ def test_the_first_refusal_of_a_window_opens_it_and_the_rest_are_counted() -> No
     assert tally.closed(30.0) == []
     [done] = tally.closed(61.0)
     assert (done.client, done.count, done.samples, done.started, done.last) == (
-        "10.0.0.1", 3, {"GET /x: no token": 3}, 0.0, 3.0)
+        "10.0.0.1",
+        3,
+        {"GET /x: no token": 3},
+        0.0,
+        3.0,
+    )
     assert tally.add("10.0.0.1", "GET /x: no token", 62.0) is not None  # a new window opens
 
 

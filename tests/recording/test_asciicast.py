@@ -30,8 +30,12 @@ def test_builder_times_events_from_the_start_and_keeps_characters_whole() -> Non
     cast.write("i", b"ls\r")
     cast.resize(120, 40)
     cast.write("o", b"\xff\x00tar", stream="2")
-    assert cast.take(final=True) == [[0.5, "o", "é!"], [1.0, "i", "ls\r"], [1.0, "r", "120x40"],
-                                     [1.0, "o", "\\xff\x00tar"]]
+    assert cast.take(final=True) == [
+        [0.5, "o", "é!"],
+        [1.0, "i", "ls\r"],
+        [1.0, "r", "120x40"],
+        [1.0, "o", "\\xff\x00tar"],
+    ]
     assert cast.take() == []
 
 
@@ -50,12 +54,21 @@ def test_builder_batches_by_size_and_age() -> None:
 def _events() -> list[dict[str, object]]:
     return [
         {"type": "request", "time": "2026-01-01T00:00:00Z", "data": {"flow": "a"}},
-        {"type": "stream", "time": "2026-01-01T00:00:01Z",
-         "data": {"flow": "a", "kind": "exec", "namespace": "ns", "pod": "web", "command": ["sh"]}},
-        {"type": "cast", "time": "2026-01-01T00:00:02Z",
-         "data": {"flow": "a", "events": [[0.1, "r", "100x30"], [0.2, "o", "$ "], [1.5, "i", "ls\r"]]}},
-        {"type": "stream", "time": "2026-01-01T00:00:11Z",
-         "data": {"flow": "b", "kind": "attach", "namespace": "ns", "pod": "web", "command": []}},
+        {
+            "type": "stream",
+            "time": "2026-01-01T00:00:01Z",
+            "data": {"flow": "a", "kind": "exec", "namespace": "ns", "pod": "web", "command": ["sh"]},
+        },
+        {
+            "type": "cast",
+            "time": "2026-01-01T00:00:02Z",
+            "data": {"flow": "a", "events": [[0.1, "r", "100x30"], [0.2, "o", "$ "], [1.5, "i", "ls\r"]]},
+        },
+        {
+            "type": "stream",
+            "time": "2026-01-01T00:00:11Z",
+            "data": {"flow": "b", "kind": "attach", "namespace": "ns", "pod": "web", "command": []},
+        },
         {"type": "cast", "time": "2026-01-01T00:00:12Z", "data": {"flow": "b", "events": [[0.5, "o", "later"]]}},
         {"type": "stream", "time": "2026-01-01T00:00:12Z", "data": {"flow": "c", "kind": "portforward"}},
     ]
@@ -83,8 +96,7 @@ def test_the_file_is_asciicast_v2(tmp_path: Path) -> None:
 
 
 def test_play_keeps_the_pauses_scaled_and_capped() -> None:
-    cast = Cast({"version": 2}, [[1.0, "o", "a"], [1.0, "i", "x"], [5.0, "o", "b"], [5.5, "r", "1x1"],
-                                 [6.0, "o", "c"]])
+    cast = Cast({"version": 2}, [[1.0, "o", "a"], [1.0, "i", "x"], [5.0, "o", "b"], [5.5, "r", "1x1"], [6.0, "o", "c"]])
     written: list[str] = []
     pauses: list[float] = []
     play(cast, written.append, pauses.append, speed=2.0, idle_limit=1.5)

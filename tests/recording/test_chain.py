@@ -43,13 +43,15 @@ async def test_untouched_chain_verifies(recorder: Recorder, store: Store, make_f
 def test_hash_covers_every_field_and_the_link() -> None:
     ev = chain.NewEvent("s", 1.5, "request", '{"a":1}', "get", "pods", "default")
     base = chain.event_hash(ev, chain.GENESIS_HASH)
-    changed = [chain.NewEvent("t", 1.5, "request", '{"a":1}', "get", "pods", "default"),
-               chain.NewEvent("s", 1.6, "request", '{"a":1}', "get", "pods", "default"),
-               chain.NewEvent("s", 1.5, "response", '{"a":1}', "get", "pods", "default"),
-               chain.NewEvent("s", 1.5, "request", '{"a":2}', "get", "pods", "default"),
-               chain.NewEvent("s", 1.5, "request", '{"a":1}', "list", "pods", "default"),
-               chain.NewEvent("s", 1.5, "request", '{"a":1}', "get", "secrets", "default"),
-               chain.NewEvent("s", 1.5, "request", '{"a":1}', "get", "pods", "kube-system")]
+    changed = [
+        chain.NewEvent("t", 1.5, "request", '{"a":1}', "get", "pods", "default"),
+        chain.NewEvent("s", 1.6, "request", '{"a":1}', "get", "pods", "default"),
+        chain.NewEvent("s", 1.5, "response", '{"a":1}', "get", "pods", "default"),
+        chain.NewEvent("s", 1.5, "request", '{"a":2}', "get", "pods", "default"),
+        chain.NewEvent("s", 1.5, "request", '{"a":1}', "list", "pods", "default"),
+        chain.NewEvent("s", 1.5, "request", '{"a":1}', "get", "secrets", "default"),
+        chain.NewEvent("s", 1.5, "request", '{"a":1}', "get", "pods", "kube-system"),
+    ]
     assert len({base, *(chain.event_hash(c, chain.GENESIS_HASH) for c in changed)}) == 8
     assert chain.event_hash(ev, "1" * 64) != base
 
@@ -67,15 +69,18 @@ class TestTamperingInTheSqliteFile:
         assert (report.problem.kind, report.problem.seq) == ("edited", 7)
         assert "event 7 was edited" in report.problem.message
 
-    async def test_edit_with_a_rewritten_hash_is_named(self, recorder: Recorder, store: Store,
-                                                       make_flow: FlowFactory) -> None:
+    async def test_edit_with_a_rewritten_hash_is_named(
+        self, recorder: Recorder, store: Store, make_flow: FlowFactory
+    ) -> None:
         await _populate(recorder, make_flow)
         with _sqlite(store) as db:
-            row = db.execute("SELECT session_id, ts, type, verb, resource, namespace, data, prev_hash "
-                             "FROM events WHERE seq = 3").fetchone()
+            row = db.execute(
+                "SELECT session_id, ts, type, verb, resource, namespace, data, prev_hash FROM events WHERE seq = 3"
+            ).fetchone()
             forged = chain.NewEvent(row[0], row[1], row[2], row[6].replace("200", "201"), row[3], row[4], row[5])
-            db.execute("UPDATE events SET data = ?, hash = ? WHERE seq = 3",
-                       (forged.data, chain.event_hash(forged, row[7])))
+            db.execute(
+                "UPDATE events SET data = ?, hash = ? WHERE seq = 3", (forged.data, chain.event_hash(forged, row[7]))
+            )
         report = await _verify(store)
         assert report.problem is not None
         assert (report.problem.kind, report.problem.seq) == ("edited", 3)
@@ -108,8 +113,9 @@ class TestTamperingInTheSqliteFile:
         assert (report.problem.kind, report.problem.seq) == ("reordered", 5)
         assert "recorded right after the event now at seq 6" in report.problem.message
 
-    async def test_edited_session_identity_is_named(self, recorder: Recorder, store: Store,
-                                                    make_flow: FlowFactory) -> None:
+    async def test_edited_session_identity_is_named(
+        self, recorder: Recorder, store: Store, make_flow: FlowFactory
+    ) -> None:
         await _populate(recorder, make_flow)
         with _sqlite(store) as db:
             sid = db.execute("SELECT id FROM sessions WHERE kubectl_session = 'b'").fetchone()[0]

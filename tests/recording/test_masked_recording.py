@@ -54,10 +54,26 @@ class Masks(Stage):
 
 
 def documents(values: list[str]) -> tuple[dict[str, Any], str]:
-    secret_list = {"kind": "SecretList", "apiVersion": "v1", "metadata": {}, "items": [
-        {"metadata": {"name": f"s{i}", "annotations": {"kubectl.kubernetes.io/last-applied-configuration":
-                                                        orjson.dumps({"stringData": {"k": v}}).decode()}},
-         "data": {"k": base64.b64encode(v.encode()).decode()}, "type": "Opaque"} for i, v in enumerate(values)]}
+    secret_list = {
+        "kind": "SecretList",
+        "apiVersion": "v1",
+        "metadata": {},
+        "items": [
+            {
+                "metadata": {
+                    "name": f"s{i}",
+                    "annotations": {
+                        "kubectl.kubernetes.io/last-applied-configuration": orjson.dumps(
+                            {"stringData": {"k": v}}
+                        ).decode()
+                    },
+                },
+                "data": {"k": base64.b64encode(v.encode()).decode()},
+                "type": "Opaque",
+            }
+            for i, v in enumerate(values)
+        ],
+    }
     log = "".join(f"line {i} password={v}\n" for i, v in enumerate(values))
     return secret_list, log
 
@@ -68,11 +84,12 @@ async def run_once(values: list[str], cut: int, root: Path) -> tuple[bytes, byte
 
     async def upstream(request: web.Request) -> web.StreamResponse:
         payload = log.encode() if request.path.endswith("/log") else body
-        resp = web.StreamResponse(headers={"Content-Type": "text/plain" if request.path.endswith("/log")
-                                           else "application/json"})
+        resp = web.StreamResponse(
+            headers={"Content-Type": "text/plain" if request.path.endswith("/log") else "application/json"}
+        )
         await resp.prepare(request)
         for i in range(0, len(payload), cut):
-            await resp.write(payload[i:i + cut])
+            await resp.write(payload[i : i + cut])
             await asyncio.sleep(0)
         return resp
 
@@ -85,13 +102,28 @@ async def run_once(values: list[str], cut: int, root: Path) -> tuple[bytes, byte
     await recorder.start()
     masker = Masker(MaskingConfig())
     conn = Connection(ConnectionConfig(name="up", server=str(up.make_url("")).rstrip("/"), auth={"token": "gw"}))
-    pipeline = Pipeline([AuthenticationStage(Verifier()), RequestInfoStage(), RequestBodyStage(), Masks(),
-                         RecorderStage(recorder, masker), MaskingStage(masker)])
+    pipeline = Pipeline(
+        [
+            AuthenticationStage(Verifier()),
+            RequestInfoStage(),
+            RequestBodyStage(),
+            Masks(),
+            RecorderStage(recorder, masker),
+            MaskingStage(masker),
+        ]
+    )
 
     async def handle(request: web.Request) -> web.StreamResponse:
         path, _, query = request.raw_path.partition("?")
-        flow = Flow(request=request, connection=conn, method=request.method, raw_path=path, query_string=query,
-                    headers=upstream_request_headers(request.headers), body=await request.read())
+        flow = Flow(
+            request=request,
+            connection=conn,
+            method=request.method,
+            raw_path=path,
+            query_string=query,
+            headers=upstream_request_headers(request.headers),
+            body=await request.read(),
+        )
         return await pipeline.run(flow)
 
     gw_app = web.Application()
@@ -105,8 +137,11 @@ async def run_once(values: list[str], cut: int, root: Path) -> tuple[bytes, byte
             async with client.get(gw.make_url("/api/v1/namespaces/a/pods/p/log")) as r:
                 logs = await r.read()
             created = secret_list["items"][0] | {"kind": "Secret", "apiVersion": "v1"}
-            async with client.post(gw.make_url("/api/v1/namespaces/a/secrets"), data=orjson.dumps(created),
-                                   headers={"Content-Type": "application/json"}) as r:
+            async with client.post(
+                gw.make_url("/api/v1/namespaces/a/secrets"),
+                data=orjson.dumps(created),
+                headers={"Content-Type": "application/json"},
+            ) as r:
                 await r.read()
         await recorder.flush()
         async with store.read() as c:

@@ -30,7 +30,8 @@ async def _rows(store: Store, table: sa.Table, *where: sa.ColumnElement[bool]) -
 
 
 async def test_concurrent_events_share_commits_and_each_waits_for_its_commit(
-        recorder: Recorder, store: Store, make_flow: FlowFactory) -> None:
+    recorder: Recorder, store: Store, make_flow: FlowFactory
+) -> None:
     commits = 0
 
     def count(_conn: object) -> None:
@@ -56,8 +57,9 @@ async def test_concurrent_events_share_commits_and_each_waits_for_its_commit(
     assert sorted(r.seq for r in rows) == list(range(2, 302))  # seq 1 is the session seal
 
 
-async def test_events_nobody_waits_for_share_the_next_request_commit(recorder: Recorder,
-                                                                      make_flow: FlowFactory) -> None:
+async def test_events_nobody_waits_for_share_the_next_request_commit(
+    recorder: Recorder, make_flow: FlowFactory
+) -> None:
     sid = recorder.session_for(make_flow())
     await recorder.record_event(sid, "request", {"n": 0}, durable=True)
     before = recorder.commits
@@ -71,8 +73,9 @@ async def test_events_nobody_waits_for_share_the_next_request_commit(recorder: R
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
-async def test_a_waiter_is_not_released_before_its_commit(recorder: Recorder, store: Store,
-                                                          make_flow: FlowFactory) -> None:
+async def test_a_waiter_is_not_released_before_its_commit(
+    recorder: Recorder, store: Store, make_flow: FlowFactory
+) -> None:
     sid = recorder.session_for(make_flow())
     await recorder.record_event(sid, "request", {"n": 0}, durable=True)
     blocker = sqlite3.connect(str(store.url.database), isolation_level=None)
@@ -88,20 +91,29 @@ async def test_a_waiter_is_not_released_before_its_commit(recorder: Recorder, st
     assert [r.seq for r in await _rows(store, events, events.c.seq == seq)] == [seq]
 
 
-async def test_sessions_follow_kubectl_session_and_identity(recorder: Recorder, store: Store,
-                                                            make_flow: FlowFactory) -> None:
+async def test_sessions_follow_kubectl_session_and_identity(
+    recorder: Recorder, store: Store, make_flow: FlowFactory
+) -> None:
     first = recorder.session_for(make_flow(session="k1"))
     assert recorder.session_for(make_flow(session="k1")) == first
     assert recorder.session_for(make_flow(session="k2")) != first
     assert recorder.session_for(make_flow(session="k1", identity=None)) != first
-    await recorder.record_event(first, "request", {"info": {"verb": "list", "resource": "pods",
-                                                              "namespace": "default"}}, durable=True,
-                                counts_request=True)
+    await recorder.record_event(
+        first,
+        "request",
+        {"info": {"verb": "list", "resource": "pods", "namespace": "default"}},
+        durable=True,
+        counts_request=True,
+    )
     await recorder.record_event(first, "response", {"status": 404}, durable=True, outcome="error")
     await recorder.record_event(first, "response", {"status": 200}, durable=True, outcome="ok")
     (row,) = await _rows(store, sessions, sessions.c.id == first)
     assert (row.kubectl_session, row.username, row.subject, row.issuer) == (
-        "k1", ALICE.username, ALICE.subject, ALICE.issuer)
+        "k1",
+        ALICE.username,
+        ALICE.subject,
+        ALICE.issuer,
+    )
     assert row.groups == ["ci-agents", "acme"]
     assert row.claims == {"repository": "acme/app", "workflow": "deploy", "run_id": "42", "actor": "alice"}
     assert (row.connection, row.command, row.user_agent) == ("dev", "kubectl get", "kubectl/v1.32.4 (linux/amd64)")
@@ -133,7 +145,8 @@ async def test_clients_without_kubectl_session_get_an_idle_window(store: Store, 
 
 
 async def test_kubectl_session_values_fill_a_bounded_cache_and_a_forgotten_one_finds_its_row(
-        store: Store, make_flow: FlowFactory) -> None:
+    store: Store, make_flow: FlowFactory
+) -> None:
     recorder = Recorder(store, session_cache_max=100)
     try:
         first = recorder.session_for(make_flow(session="k-first"))
@@ -164,8 +177,9 @@ async def test_replicas_share_one_chain_and_one_kubectl_session(store_url: str, 
         assert ids[0] != ids[1]  # each replica proposes its own id ...
 
         async def burst(r: Recorder, sid: str, n: int) -> list[int]:
-            return list(await asyncio.gather(*(r.record_event(sid, "request", {"n": i}, durable=True)
-                                               for i in range(n))))
+            return list(
+                await asyncio.gather(*(r.record_event(sid, "request", {"n": i}, durable=True) for i in range(n)))
+            )
 
         seqs = await asyncio.gather(burst(replicas[0], ids[0], 50), burst(replicas[1], ids[1], 50))
         all_seqs = sorted(seqs[0] + seqs[1])
@@ -183,8 +197,7 @@ async def test_replicas_share_one_chain_and_one_kubectl_session(store_url: str, 
             await s.close()
 
 
-async def test_retention_removes_old_events_and_leaves_a_verifiable_chain(
-        store: Store, make_flow: FlowFactory) -> None:
+async def test_retention_removes_old_events_and_leaves_a_verifiable_chain(store: Store, make_flow: FlowFactory) -> None:
     clock = Clock()
     recorder = Recorder(store, retention_seconds=90 * 86400, clock=clock)
     old = recorder.session_for(make_flow(session="old"))
@@ -229,9 +242,11 @@ async def test_a_forged_checkpoint_does_not_verify(store: Store, make_flow: Flow
     async with store.write() as conn:  # an intruder deletes the start and covers it with a checkpoint
         last = (await conn.execute(sa.select(events.c.hash).where(events.c.seq == 3))).scalar_one()
         await conn.execute(sa.delete(events).where(events.c.seq <= 3))
-        await conn.execute(sa.insert(chain_checkpoints).values(created_at=0, cutoff=0, through_seq=3,
-                                                               last_hash=last, events_removed=3,
-                                                               sessions_removed=0))
+        await conn.execute(
+            sa.insert(chain_checkpoints).values(
+                created_at=0, cutoff=0, through_seq=3, last_hash=last, events_removed=3, sessions_removed=0
+            )
+        )
     async with store.read() as conn:
         report = await chain.verify(conn)
     assert report.problem is not None and report.problem.kind == "checkpoint"
@@ -239,7 +254,8 @@ async def test_a_forged_checkpoint_does_not_verify(store: Store, make_flow: Flow
 
 
 async def test_a_failed_batch_fails_its_waiters_and_the_next_one_recovers(
-        tmp_path: Path, make_flow: FlowFactory) -> None:
+    tmp_path: Path, make_flow: FlowFactory
+) -> None:
     store = await Store.open(f"sqlite:///{tmp_path / 'k.db'}")
     recorder = Recorder(store)
     sid = recorder.session_for(make_flow())

@@ -43,12 +43,14 @@ async def fill(recorder: Recorder, make_flow: FlowFactory) -> dict[str, str]:
     await stage.on_chunk(flow, b'{"items":[]}')
     await stage.on_end(flow)
     ids["get"] = flow.extras["recorder"].session_id
-    denied = make_flow("DELETE", "/api/v1/namespaces/prod", identity=BOB, session="k-del",
-                       command="kubectl delete", connection="prod")
+    denied = make_flow(
+        "DELETE", "/api/v1/namespaces/prod", identity=BOB, session="k-del", command="kubectl delete", connection="prod"
+    )
     denied.refusal = Refused(403, "policy denies it", reason="Forbidden")
     await stage.on_end(denied)
-    watch = make_flow("GET", "/api/v1/namespaces/kube-system/pods", "watch=true", session="k-watch",
-                      command="kubectl get")
+    watch = make_flow(
+        "GET", "/api/v1/namespaces/kube-system/pods", "watch=true", session="k-watch", command="kubectl get"
+    )
     await stage.on_request(watch)
     watch.response_status = 200
     await stage.on_response(watch)
@@ -120,8 +122,14 @@ async def test_list_pages_with_continue_tokens(api: tuple[TestClient, dict]) -> 
         seen += [s["id"] for s in body["items"]]
         token = body["metadata"]["continue"]
     assert seen == [ids["watch"], ids["delete"], ids["get"]] and token == ""
-    for bad in ({"continue": "garbage"}, {"limit": "0"}, {"limit": "x"}, {"colour": "red"}, {"since": "soon"},
-                {"outcome": "bogus"}):
+    for bad in (
+        {"continue": "garbage"},
+        {"limit": "0"},
+        {"limit": "x"},
+        {"colour": "red"},
+        {"since": "soon"},
+        {"outcome": "bogus"},
+    ):
         status, body = await _get(client, "/api/v1/sessions", **bad)
         assert status == 400 and body["reason"] == "BadRequest", bad
 
@@ -134,8 +142,9 @@ async def test_session_events_and_export(api: tuple[TestClient, dict]) -> None:
     first, token, types = True, "", []
     while first or token:
         first = False
-        _, page = await _get(client, f"/api/v1/sessions/{ids['watch']}/events", limit="2",
-                             **({"continue": token} if token else {}))
+        _, page = await _get(
+            client, f"/api/v1/sessions/{ids['watch']}/events", limit="2", **({"continue": token} if token else {})
+        )
         types += [e["type"] for e in page["items"]]
         token = page["metadata"]["continue"]
     assert types == ["session", "request", "response", "chunk", "chunk", "chunk", "end"]
@@ -144,8 +153,11 @@ async def test_session_events_and_export(api: tuple[TestClient, dict]) -> None:
     lines = [orjson.loads(line) for line in (await resp.read()).splitlines()]
     assert [x["kind"] for x in lines] == ["session", "event", "event", "event"]
     assert lines[0]["id"] == ids["get"] and lines[3]["data"]["body"] == '{"items":[]}'
-    for path in (f"/api/v1/sessions/{'0' * 32}", f"/api/v1/sessions/{'0' * 32}/events",
-                 f"/api/v1/sessions/{'0' * 32}/export"):
+    for path in (
+        f"/api/v1/sessions/{'0' * 32}",
+        f"/api/v1/sessions/{'0' * 32}/events",
+        f"/api/v1/sessions/{'0' * 32}/export",
+    ):
         status, body = await _get(client, path)
         assert status == 404 and "does not exist" in body["message"]
     status, _ = await _get(client, f"/api/v1/sessions/{ids['get']}/export", format="csv")
@@ -153,8 +165,10 @@ async def test_session_events_and_export(api: tuple[TestClient, dict]) -> None:
 
 
 async def test_an_unusable_store_is_a_503() -> None:
-    broken = Store(create_async_engine(normalize_url("postgresql://x@127.0.0.1:1/x"),
-                                       connect_args={"timeout": 2}), normalize_url("postgresql://x@127.0.0.1:1/x"))
+    broken = Store(
+        create_async_engine(normalize_url("postgresql://x@127.0.0.1:1/x"), connect_args={"timeout": 2}),
+        normalize_url("postgresql://x@127.0.0.1:1/x"),
+    )
     app = web.Application()
     setup_routes(app, lambda: broken, fake_authorize)
     async with TestClient(TestServer(app)) as client:
@@ -174,8 +188,14 @@ async def test_each_session_says_what_its_first_request_asked_for(api: tuple[Tes
     client, ids = api
     _, body = await _get(client, "/api/v1/sessions")
     targets = {s["id"]: s["target"] for s in body["items"]}
-    assert targets[ids["delete"]] == {"verb": "delete", "resource": "namespaces", "subresource": "",
-                                      "namespace": "prod", "name": "prod", "path": "/api/v1/namespaces/prod"}
+    assert targets[ids["delete"]] == {
+        "verb": "delete",
+        "resource": "namespaces",
+        "subresource": "",
+        "namespace": "prod",
+        "name": "prod",
+        "path": "/api/v1/namespaces/prod",
+    }
     assert (targets[ids["watch"]]["verb"], targets[ids["watch"]]["namespace"]) == ("watch", "kube-system")
     _, one = await _get(client, f"/api/v1/sessions/{ids['get']}")
     assert (one["target"]["verb"], one["target"]["resource"]) == ("list", "pods")

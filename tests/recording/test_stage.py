@@ -26,8 +26,11 @@ from tests.recording.conftest import FlowFactory
 
 async def _events(store: Store, *types: str) -> list[tuple[str, dict]]:
     async with store.read() as conn:
-        rows = (await conn.execute(sa.select(events.c.type, events.c.data).where(events.c.type.in_(types))
-                                   .order_by(events.c.seq))).all()
+        rows = (
+            await conn.execute(
+                sa.select(events.c.type, events.c.data).where(events.c.type.in_(types)).order_by(events.c.seq)
+            )
+        ).all()
     return [(r.type, orjson.loads(r.data)) for r in rows]
 
 
@@ -36,8 +39,9 @@ async def _session(store: Store) -> sa.Row:
         return (await conn.execute(sa.select(sessions))).one()
 
 
-async def test_request_is_committed_before_on_request_returns(recorder: Recorder, store: Store,
-                                                              make_flow: FlowFactory) -> None:
+async def test_request_is_committed_before_on_request_returns(
+    recorder: Recorder, store: Store, make_flow: FlowFactory
+) -> None:
     flow = make_flow("GET", "/api/v1/namespaces/default/pods", "limit=500", token="eyJhbGciOi.secret-token")
     flow.decision = {"action": "allow", "rules": ["agents"]}
     await RecorderStage(recorder).on_request(flow)
@@ -51,18 +55,25 @@ async def test_request_is_committed_before_on_request_returns(recorder: Recorder
     assert "secret-token" not in everything and "Authorization" not in everything
 
 
-async def test_secret_bodies_are_masked_before_they_are_stored(recorder: Recorder, store: Store,
-                                                               make_flow: FlowFactory) -> None:
+async def test_secret_bodies_are_masked_before_they_are_stored(
+    recorder: Recorder, store: Store, make_flow: FlowFactory
+) -> None:
     recorder.max_body_bytes = 4096
     stage = RecorderStage(recorder)
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"},
-              "data": {"password": base64.b64encode(b"hunter2").decode()}, "stringData": {"token": "t0k3n"}}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "db"},
+        "data": {"password": base64.b64encode(b"hunter2").decode()},
+        "stringData": {"token": "t0k3n"},
+    }
     await stage.on_request(make_flow("POST", "/api/v1/namespaces/default/secrets", body=orjson.dumps(secret)))
     patch = [{"op": "replace", "path": "/data/password", "value": "aHVudGVyMw=="}]
     await stage.on_request(make_flow("PATCH", "/api/v1/namespaces/default/secrets/db", body=orjson.dumps(patch)))
     await stage.on_request(make_flow("PUT", "/api/v1/namespaces/default/secrets/db", body=b"k8s\x00protobuf"))
-    await stage.on_request(make_flow("POST", "/api/v1/namespaces/default/configmaps",
-                                     body=b'{"kind":"ConfigMap","data":{"a":"b"}}'))
+    await stage.on_request(
+        make_flow("POST", "/api/v1/namespaces/default/configmaps", body=b'{"kind":"ConfigMap","data":{"a":"b"}}')
+    )
     bodies = [d["body"] for _, d in await _events(store, "request")]
     created = orjson.loads(bodies[0])
     assert created["data"] == {"password": MARKER_B64} and created["stringData"] == {"token": MARKER}
@@ -73,8 +84,9 @@ async def test_secret_bodies_are_masked_before_they_are_stored(recorder: Recorde
     assert not any("hunter" in b or "t0k3n" in b or "aHVudGVy" in b for b in bodies)
 
 
-async def test_response_body_is_recorded_as_sent_up_to_the_limit(recorder: Recorder, store: Store,
-                                                                 make_flow: FlowFactory) -> None:
+async def test_response_body_is_recorded_as_sent_up_to_the_limit(
+    recorder: Recorder, store: Store, make_flow: FlowFactory
+) -> None:
     stage = RecorderStage(recorder)
     flow = make_flow()
     await stage.on_request(flow)
@@ -91,8 +103,9 @@ async def test_response_body_is_recorded_as_sent_up_to_the_limit(recorder: Recor
     assert (await _session(store)).outcome == "ok"
 
 
-async def test_watch_streams_are_recorded_chunk_by_chunk(recorder: Recorder, store: Store,
-                                                         make_flow: FlowFactory) -> None:
+async def test_watch_streams_are_recorded_chunk_by_chunk(
+    recorder: Recorder, store: Store, make_flow: FlowFactory
+) -> None:
     stage = RecorderStage(recorder)
     flow = make_flow("GET", "/api/v1/namespaces/default/pods", "watch=true")
     await stage.on_request(flow)
@@ -114,8 +127,9 @@ async def test_watch_streams_are_recorded_chunk_by_chunk(recorder: Recorder, sto
     assert recorded[4][1]["chunks"] == 3
 
 
-async def test_a_refusal_before_the_recorder_is_recorded_with_its_request(recorder: Recorder, store: Store,
-                                                                          make_flow: FlowFactory) -> None:
+async def test_a_refusal_before_the_recorder_is_recorded_with_its_request(
+    recorder: Recorder, store: Store, make_flow: FlowFactory
+) -> None:
     stage = RecorderStage(recorder)
     flow = make_flow("DELETE", "/api/v1/namespaces/prod")
     flow.refusal = Refused(403, "policy denies delete namespaces", reason="Forbidden")
@@ -133,8 +147,9 @@ async def test_a_refusal_before_the_recorder_is_recorded_with_its_request(record
     assert (rows[""].outcome, rows[""].subject) == ("refused", "")
 
 
-async def test_a_refusal_after_recording_links_to_the_request(recorder: Recorder, store: Store,
-                                                              make_flow: FlowFactory) -> None:
+async def test_a_refusal_after_recording_links_to_the_request(
+    recorder: Recorder, store: Store, make_flow: FlowFactory
+) -> None:
     stage = RecorderStage(recorder)
     flow = make_flow()
     await stage.on_request(flow)
@@ -265,13 +280,24 @@ async def test_fail_closed_when_postgresql_stops(pg_url: str, make_flow: FlowFac
 
 
 async def test_a_thousand_unauthenticated_requests_with_7kb_paths_add_little_to_the_store(
-        recorder: Recorder, store: Store, make_flow: FlowFactory) -> None:
+    recorder: Recorder, store: Store, make_flow: FlowFactory
+) -> None:
     stage = RecorderStage(recorder)
     for i in range(1000):
-        flow = make_flow("GET", f"/api/v1/namespaces/{i}/" + "x" * 7000, "q=" + "y" * 2000, identity=None,
-                         session=f"forged-{i}", body=b"z" * 60_000)
-        flow.refusal = Refused(401, "kubegate refused the token: no bearer token in the request",
-                               reason="Unauthorized", kind="unauthenticated")
+        flow = make_flow(
+            "GET",
+            f"/api/v1/namespaces/{i}/" + "x" * 7000,
+            "q=" + "y" * 2000,
+            identity=None,
+            session=f"forged-{i}",
+            body=b"z" * 60_000,
+        )
+        flow.refusal = Refused(
+            401,
+            "kubegate refused the token: no bearer token in the request",
+            reason="Unauthorized",
+            kind="unauthenticated",
+        )
         await stage.on_end(flow)
     await stage.close()
     await recorder.flush()
@@ -286,7 +312,8 @@ async def test_a_thousand_unauthenticated_requests_with_7kb_paths_add_little_to_
 
 
 async def test_a_window_of_unauthenticated_refusals_is_summed_up_by_the_next_request_after_it(
-        store: Store, make_flow: FlowFactory) -> None:
+    store: Store, make_flow: FlowFactory
+) -> None:
     now = [1_700_000_000.0]
     recorder = Recorder(store, clock=lambda: now[0])
     stage = RecorderStage(recorder, anonymous=AnonymousRefusals(window_seconds=60))
@@ -299,7 +326,9 @@ async def test_a_window_of_unauthenticated_refusals_is_summed_up_by_the_next_req
         await stage.on_end(make_flow())  # someone else's request, long after
         await recorder.flush()
         [(_, summary)] = await _events(store, "refusals")
-        assert (summary["refusals"], summary["samples"]) == (2, [{"what": "GET /api/v1/namespaces/default/pods: "
-                                                                          "no token", "count": 2}])
+        assert (summary["refusals"], summary["samples"]) == (
+            2,
+            [{"what": "GET /api/v1/namespaces/default/pods: no token", "count": 2}],
+        )
     finally:
         await recorder.close()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 KUBECTL = Path(sys.executable).parent / "kubectl"
-STREAM_WAIT = 30.0   # safety net for a stream that never delivers; never a timing assertion
+STREAM_WAIT = 30.0  # safety net for a stream that never delivers; never a timing assertion
 
 
 @dataclass
@@ -26,15 +26,17 @@ class Kubectl:
         return {"HOME": str(self.home), "PATH": os.environ.get("PATH", "")}
 
     def run(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(self._argv(args), capture_output=True, text=True, input=stdin, env=self._env(),
-                                timeout=60)
+        result = subprocess.run(
+            self._argv(args), capture_output=True, text=True, input=stdin, env=self._env(), timeout=60
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
         return result
 
     def stream(self, *args: str) -> Stream:
-        proc = subprocess.Popen(self._argv(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=self._env())
+        proc = subprocess.Popen(
+            self._argv(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self._env()
+        )
         return Stream(proc)
 
 

@@ -22,8 +22,10 @@ async def issuer(tmp_path: Path) -> AsyncIterator[DevIssuer]:
 
 async def fetch(issuer: DevIssuer, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
     context = ssl.create_default_context(cafile=str(issuer.ca_file))
-    async with aiohttp.ClientSession() as session, \
-            session.request(method, f"{issuer.url}{path}", ssl=context, **kwargs) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, f"{issuer.url}{path}", ssl=context, **kwargs) as resp,
+    ):
         return resp.status, await resp.json()
 
 
@@ -45,16 +47,19 @@ async def test_discovery_and_jwks_over_tls(issuer: DevIssuer) -> None:
 
 async def test_mint_sets_standard_claims_and_overrides(issuer: DevIssuer) -> None:
     _, jwks = await fetch(issuer, "GET", "/jwks")
-    claims = verify(issuer, jwks, issuer.mint("alice", groups=["dev"], claims={"repository": "acme/app"},
-                                              lifetime=120))
+    claims = verify(issuer, jwks, issuer.mint("alice", groups=["dev"], claims={"repository": "acme/app"}, lifetime=120))
     assert claims["sub"] == "alice" and claims["groups"] == ["dev"] and claims["repository"] == "acme/app"
     assert claims["exp"] - claims["iat"] == 120 and claims["nbf"] == claims["iat"]
     assert "exp" not in jwt.decode(issuer.mint("bob", claims={"exp": None}), options={"verify_signature": False})
 
 
 async def test_token_endpoint_json(issuer: DevIssuer) -> None:
-    status, body = await fetch(issuer, "POST", "/token", json={
-        "sub": "ci", "groups": ["ci-agents"], "claims": {"run_id": "7"}, "lifetime": "10m", "audience": "x"})
+    status, body = await fetch(
+        issuer,
+        "POST",
+        "/token",
+        json={"sub": "ci", "groups": ["ci-agents"], "claims": {"run_id": "7"}, "lifetime": "10m", "audience": "x"},
+    )
     assert status == 200
     _, jwks = await fetch(issuer, "GET", "/jwks")
     claims = verify(issuer, jwks, body["token"], audience="x")
@@ -63,28 +68,40 @@ async def test_token_endpoint_json(issuer: DevIssuer) -> None:
 
 
 async def test_token_endpoint_form(issuer: DevIssuer) -> None:
-    form = aiohttp.FormData([("sub", "alice"), ("groups", "a"), ("groups", "b"), ("claim", "actor=octocat"),
-                             ("lifetime", "60")])
+    form = aiohttp.FormData(
+        [("sub", "alice"), ("groups", "a"), ("groups", "b"), ("claim", "actor=octocat"), ("lifetime", "60")]
+    )
     status, body = await fetch(issuer, "POST", "/token", data=form)
     assert status == 200
     claims = jwt.decode(body["token"], options={"verify_signature": False})
     assert (claims["groups"], claims["actor"], claims["aud"]) == (["a", "b"], "octocat", "demo")
 
 
-@pytest.mark.parametrize(("body", "problem"), [
-    ({}, "sub is required"),
-    ({"sub": "a", "lifetime": "forever"}, "is not a duration"),
-    ({"sub": "a", "lifetime": 10**9}, "lifetime must be between"),
-    ({"sub": "a", "groups": [1]}, "groups must be a list of strings"),
-])
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({}, "sub is required"),
+        ({"sub": "a", "lifetime": "forever"}, "is not a duration"),
+        ({"sub": "a", "lifetime": 10**9}, "lifetime must be between"),
+        ({"sub": "a", "groups": [1]}, "groups must be a list of strings"),
+    ],
+)
 async def test_token_endpoint_rejects_bad_requests(issuer: DevIssuer, body: dict[str, Any], problem: str) -> None:
     status, answer = await fetch(issuer, "POST", "/token", json=body)
     assert status == 400 and problem in answer["error"]
 
 
-@pytest.mark.parametrize(("remote", "loopback"), [
-    ("127.0.0.1", True), ("::1", True), ("10.0.0.5", False), ("192.168.1.1", False), (None, False), ("x", False),
-])
+@pytest.mark.parametrize(
+    ("remote", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("10.0.0.5", False),
+        ("192.168.1.1", False),
+        (None, False),
+        ("x", False),
+    ],
+)
 def test_token_endpoint_serves_loopback_only(remote: str | None, loopback: bool) -> None:
     assert _is_loopback(remote) is loopback
 
@@ -96,8 +113,13 @@ async def test_keys_persist_across_restarts(tmp_path: Path) -> None:
     async with DevIssuer(tmp_path / "state", port=0) as second:
         assert second.current_kid == kid
         _, jwks = await fetch(second, "GET", "/jwks")
-        claims = jwt.decode(token, key=jwt.PyJWKSet.from_dict(jwks)[kid], algorithms=["RS256"],
-                            audience="kubegate", options={"verify_iss": False})
+        claims = jwt.decode(
+            token,
+            key=jwt.PyJWKSet.from_dict(jwks)[kid],
+            algorithms=["RS256"],
+            audience="kubegate",
+            options={"verify_iss": False},
+        )
         assert claims["sub"] == "alice"
 
 

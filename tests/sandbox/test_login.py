@@ -20,9 +20,17 @@ REDIRECT = "https://127.0.0.1:8443/ui/auth/callback"
 
 
 def _request(verifier: str, **overrides: str) -> dict[str, str]:
-    return {"response_type": "code", "client_id": "kubegate", "redirect_uri": REDIRECT, "state": "st",
-            "nonce": "n-1", "code_challenge": s256(verifier), "code_challenge_method": "S256",
-            "scope": "openid", **overrides}
+    return {
+        "response_type": "code",
+        "client_id": "kubegate",
+        "redirect_uri": REDIRECT,
+        "state": "st",
+        "nonce": "n-1",
+        "code_challenge": s256(verifier),
+        "code_challenge_method": "S256",
+        "scope": "openid",
+        **overrides,
+    }
 
 
 @pytest.fixture
@@ -41,12 +49,14 @@ async def http(issuer: DevIssuer) -> AsyncIterator[aiohttp.ClientSession]:
 def test_an_authorization_request_must_use_pkce_and_a_real_redirect() -> None:
     verifier = new_verifier()
     assert authorization_request(_request(verifier))["nonce"] == "n-1"
-    for bad, message in ((dict(code_challenge_method="plain"), "PKCE is required"),
-                         (dict(code_challenge=""), "PKCE is required"),
-                         (dict(response_type="token"), "response_type must be code"),
-                         (dict(redirect_uri="/relative"), "redirect_uri must be an absolute"),
-                         (dict(redirect_uri="javascript:alert(1)"), "redirect_uri must be an absolute"),
-                         (dict(client_id=""), "client_id is required")):
+    for bad, message in (
+        (dict(code_challenge_method="plain"), "PKCE is required"),
+        (dict(code_challenge=""), "PKCE is required"),
+        (dict(response_type="token"), "response_type must be code"),
+        (dict(redirect_uri="/relative"), "redirect_uri must be an absolute"),
+        (dict(redirect_uri="javascript:alert(1)"), "redirect_uri must be an absolute"),
+        (dict(client_id=""), "client_id is required"),
+    ):
         with pytest.raises(LoginError, match=message):
             authorization_request(_request(verifier, **bad))
 
@@ -82,8 +92,9 @@ def test_user_and_group_names_are_checked() -> None:
         codes.issue(req, "rita", ["ok", "<script>"])
 
 
-async def test_the_login_page_signs_in_and_the_code_buys_an_id_token(issuer: DevIssuer,
-                                                                     http: aiohttp.ClientSession) -> None:
+async def test_the_login_page_signs_in_and_the_code_buys_an_id_token(
+    issuer: DevIssuer, http: aiohttp.ClientSession
+) -> None:
     async with http.get(f"{issuer.url}/.well-known/openid-configuration") as r:
         discovery = await r.json()
     assert discovery["authorization_endpoint"] == f"{issuer.url}/authorize"
@@ -99,22 +110,32 @@ async def test_the_login_page_signs_in_and_the_code_buys_an_id_token(issuer: Dev
     assert f"{target.scheme}://{target.netloc}{target.path}" == REDIRECT
     query = parse_qs(target.query)
     assert query["state"] == ["st"]
-    exchange = {"grant_type": "authorization_code", "code": query["code"][0], "redirect_uri": REDIRECT,
-                "client_id": "kubegate", "code_verifier": verifier}
+    exchange = {
+        "grant_type": "authorization_code",
+        "code": query["code"][0],
+        "redirect_uri": REDIRECT,
+        "client_id": "kubegate",
+        "code_verifier": verifier,
+    }
     async with http.post(f"{issuer.url}/token", data=exchange) as r:
         body = await r.json()
     assert r.status == 200 and body["token_type"] == "Bearer"
     claims = jwt.decode(body["id_token"], options={"verify_signature": False})
     assert (claims["sub"], claims["groups"], claims["nonce"], claims["aud"]) == (
-        "rita", ["platform-oncall", "db-oncall", "sre"], "n-1", "kubegate")
+        "rita",
+        ["platform-oncall", "db-oncall", "sre"],
+        "n-1",
+        "kubegate",
+    )
     async with http.post(f"{issuer.url}/token", data=exchange) as r:
         assert r.status == 400 and (await r.json())["error"] == "invalid_grant"
     async with http.post(f"{issuer.url}/token", data={**exchange, "grant_type": "password"}) as r:
         assert r.status == 400 and (await r.json())["error"] == "unsupported_grant_type"
 
 
-async def test_a_bad_login_shows_the_page_again_and_minting_still_works(issuer: DevIssuer,
-                                                                        http: aiohttp.ClientSession) -> None:
+async def test_a_bad_login_shows_the_page_again_and_minting_still_works(
+    issuer: DevIssuer, http: aiohttp.ClientSession
+) -> None:
     form = {**_request(new_verifier()), "sub": "no spaces please"}
     async with http.post(f"{issuer.url}/authorize", data=form, allow_redirects=False) as r:
         assert r.status == 400 and "the user name must be" in await r.text()

@@ -30,8 +30,13 @@ def test_protobuf_bodies_decode_to_json_objects() -> None:
     meta = _field(1, b"cfg") + _field(11, _field(1, b"app") + _field(2, b"web"))
     obj = _field(1, meta) + _field(2, _field(1, b"k") + _field(2, b"v")) + _field(4, 0)
     body = _envelope(b"v1", b"ConfigMap", obj)
-    expected = {"apiVersion": "v1", "kind": "ConfigMap", "immutable": False,
-                "metadata": {"name": "cfg", "labels": {"app": "web"}}, "data": {"k": "v"}}
+    expected = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "immutable": False,
+        "metadata": {"name": "cfg", "labels": {"app": "web"}},
+        "data": {"k": "v"},
+    }
     assert protobuf.decode_body(body) == expected
 
 

@@ -10,10 +10,13 @@ from tests.sandbox.sandbox_kubectl import Kubectl
 
 
 def _binding(namespace: str, name: str, role: str, user: str) -> dict[str, object]:
-    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": {"name": name, "namespace": namespace},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]}
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": name, "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }
 
 
 def test_whoami_as_admin_and_as_an_impersonated_user(admin: Kubectl, gateway: Kubectl) -> None:
@@ -22,36 +25,58 @@ def test_whoami_as_admin_and_as_an_impersonated_user(admin: Kubectl, gateway: Ku
     assert "alice" in out and "[devs system:authenticated]" in out
 
 
-def test_can_i_follows_rbac_for_the_impersonated_user(gateway: Kubectl, sandbox: SandboxCluster,
-                                                     namespace: str) -> None:
+def test_can_i_follows_rbac_for_the_impersonated_user(
+    gateway: Kubectl, sandbox: SandboxCluster, namespace: str
+) -> None:
     denied = gateway.run("auth", "can-i", "list", "pods", "-n", namespace, "--as", "carol", check=False)
     assert (denied.returncode, denied.stdout.strip()) == (1, "no")
     sandbox.seed([_binding(namespace, "carol-view", "view", "carol")])
     assert gateway.run("auth", "can-i", "list", "pods", "-n", namespace, "--as", "carol").stdout.strip() == "yes"
-    assert gateway.run("auth", "can-i", "get", "pods", "--subresource=log", "-n", namespace,
-                       "--as", "carol").stdout.strip() == "yes"
-    assert gateway.run("auth", "can-i", "list", "secrets", "-n", namespace, "--as", "carol",
-                       check=False).stdout.strip() == "no"
+    assert (
+        gateway.run(
+            "auth", "can-i", "get", "pods", "--subresource=log", "-n", namespace, "--as", "carol"
+        ).stdout.strip()
+        == "yes"
+    )
+    assert (
+        gateway.run("auth", "can-i", "list", "secrets", "-n", namespace, "--as", "carol", check=False).stdout.strip()
+        == "no"
+    )
 
 
 def test_forbidden_messages_match_kube(gateway: Kubectl, sandbox: SandboxCluster, namespace: str) -> None:
     listing = gateway.run("get", "pods", "-n", namespace, "--as", "dave", check=False)
     assert listing.stderr.strip() == (
         'Error from server (Forbidden): pods is forbidden: User "dave" cannot list resource "pods" in API group '
-        f'"" in the namespace "{namespace}"')
+        f'"" in the namespace "{namespace}"'
+    )
     nodes = gateway.run("get", "clusterroles", "--as", "dave", check=False)
-    assert 'User "dave" cannot list resource "clusterroles" in API group "rbac.authorization.k8s.io" at the ' \
-           "cluster scope" in nodes.stderr
-    sandbox.seed([_binding(namespace, "dave-pods", "dave-pod-reader", "dave"),
-                  {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                   "metadata": {"name": "dave-pod-reader"},
-                   "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]},
-                  {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": namespace},
-                   "spec": {"containers": [{"name": "c", "image": "busybox"}]}}])
+    assert (
+        'User "dave" cannot list resource "clusterroles" in API group "rbac.authorization.k8s.io" at the '
+        "cluster scope" in nodes.stderr
+    )
+    sandbox.seed(
+        [
+            _binding(namespace, "dave-pods", "dave-pod-reader", "dave"),
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": "dave-pod-reader"},
+                "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "p", "namespace": namespace},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+            },
+        ]
+    )
     logs = gateway.run("logs", "p", "-n", namespace, "--as", "dave", check=False)
     assert logs.stderr.strip() == (
         'Error from server (Forbidden): pods "p" is forbidden: User "dave" cannot get resource "pods/log" in API '
-        f'group "" in the namespace "{namespace}"')
+        f'group "" in the namespace "{namespace}"'
+    )
 
 
 def test_the_gateway_identity_has_no_rights_of_its_own(gateway: Kubectl) -> None:
@@ -66,7 +91,8 @@ def test_impersonation_is_refused_without_the_right(sandbox: SandboxCluster, kub
     out = mallory.run("get", "pods", "--as", "alice", check=False)
     assert out.stderr.strip() == (
         'Error from server (Forbidden): users "alice" is forbidden: User "mallory" cannot impersonate resource '
-        '"users" in API group "" at the cluster scope')
+        '"users" in API group "" at the cluster scope'
+    )
 
 
 def test_unknown_token_is_unauthorized(sandbox: SandboxCluster, kubectl_home: Path) -> None:

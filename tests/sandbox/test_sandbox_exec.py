@@ -26,8 +26,12 @@ from tests.sandbox.sandbox_kubectl import KUBECTL, Kubectl
 
 def _pod(namespace: str, name: str, **spec: object) -> dict[str, object]:
     container: dict[str, object] = {"name": "app", "image": "busybox", **spec}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
-            "spec": {"containers": [container]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"containers": [container]},
+    }
 
 
 @dataclass
@@ -49,8 +53,10 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
 
     def seed(objects: list[dict[str, Any]]) -> None:
         # no scheduler on the real cluster: pods are placed on the kubelet stand-in's Node
-        world.cluster.seed([{**o, "spec": {**o["spec"], "nodeName": node}} if o["kind"] == "Pod" else o
-                            for o in objects])
+        world.cluster.seed(
+            [{**o, "spec": {**o["spec"], "nodeName": node}} if o["kind"] == "Pod" else o for o in objects]
+        )
+
     home = tmp_path / "home"
     home.mkdir()
     admin = Kubectl(world.control.admin_kubeconfig(tmp_path / "admin.kubeconfig"), home)
@@ -59,13 +65,24 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
 
 def test_exec_runs_the_command_with_the_pods_environment(target: Target) -> None:
     admin, namespace = target.admin, target.namespace
-    target.seed([
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": namespace},
-         "stringData": {"password": "hunter2"}},
-        _pod(namespace, "web", env=[{"name": "GREETING", "value": "hello"},
-                                    {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db",
-                                                                                           "key": "password"}}}]),
-    ])
+    target.seed(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "db", "namespace": namespace},
+                "stringData": {"password": "hunter2"},
+            },
+            _pod(
+                namespace,
+                "web",
+                env=[
+                    {"name": "GREETING", "value": "hello"},
+                    {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+                ],
+            ),
+        ]
+    )
     env = admin.run("exec", "web", "-n", namespace, "--", "env").stdout.splitlines()
     assert "GREETING=hello" in env and "DB_PASSWORD=hunter2" in env and "HOSTNAME=web" in env
     out = admin.run("exec", "web", "-n", namespace, "--", "sh", "-c", "echo $GREETING world; echo oops >&2 || true")
@@ -108,10 +125,13 @@ def test_cp_both_ways_keeps_the_bytes(target: Target, tmp_path: Path) -> None:
 def test_interactive_tty_session(target: Target) -> None:
     admin, namespace = target.admin, target.namespace
     target.seed([_pod(namespace, "tty")])
-    child = pexpect.spawn(str(KUBECTL), ["--kubeconfig", str(admin.kubeconfig), "exec", "-it", "tty", "-n",
-                                         namespace, "--", "sh"],
-                          env={"HOME": str(admin.home), "PATH": os.environ.get("PATH", "")}, timeout=30,
-                          dimensions=(30, 100))
+    child = pexpect.spawn(
+        str(KUBECTL),
+        ["--kubeconfig", str(admin.kubeconfig), "exec", "-it", "tty", "-n", namespace, "--", "sh"],
+        env={"HOME": str(admin.home), "PATH": os.environ.get("PATH", "")},
+        timeout=30,
+        dimensions=(30, 100),
+    )
     try:
         child.expect_exact("tty:/# ")
         child.sendline("echo typed-$HOSTNAME; stty size")
@@ -138,8 +158,14 @@ def test_port_forward_carries_http(target: Target) -> None:
         assert "Forwarding from 127.0.0.1" in forward.next_line()
         with urllib.request.urlopen(f"http://127.0.0.1:{local}/hello?x=1", timeout=20) as answer:
             doc = json.loads(answer.read())
-        assert doc == {"pod": "srv", "namespace": namespace, "port": 8080, "method": "GET",
-                       "path": "/hello?x=1", "body": ""}
+        assert doc == {
+            "pod": "srv",
+            "namespace": namespace,
+            "port": 8080,
+            "method": "GET",
+            "path": "/hello?x=1",
+            "body": "",
+        }
     finally:
         forward.stop()
 
@@ -147,9 +173,13 @@ def test_port_forward_carries_http(target: Target) -> None:
 def test_attach_sees_what_the_container_logs(target: Target) -> None:
     admin, namespace = target.admin, target.namespace
     target.seed([_pod(namespace, "main")])
-    attach = subprocess.Popen([str(KUBECTL), "--kubeconfig", str(admin.kubeconfig), "attach", "-i", "main", "-n",
-                               namespace], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                              env={"HOME": str(admin.home), "PATH": os.environ.get("PATH", "")})
+    attach = subprocess.Popen(
+        [str(KUBECTL), "--kubeconfig", str(admin.kubeconfig), "attach", "-i", "main", "-n", namespace],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={"HOME": str(admin.home), "PATH": os.environ.get("PATH", "")},
+    )
     try:
         assert attach.stdin is not None and attach.stdout is not None
         attach.stdin.write("ping\n")
@@ -159,4 +189,3 @@ def test_attach_sees_what_the_container_logs(target: Target) -> None:
         attach.kill()
         attach.wait()
     assert admin.run("logs", "main", "-n", namespace).stdout == "ping\n"
-

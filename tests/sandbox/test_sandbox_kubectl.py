@@ -24,10 +24,21 @@ spec:
 def test_api_resources_lists_every_kind(admin: Kubectl) -> None:
     out = admin.run("api-resources", "-o", "name").stdout.split()
     assert set(out) >= {
-        "namespaces", "pods", "secrets", "configmaps", "serviceaccounts", "events", "services",
-        "deployments.apps", "roles.rbac.authorization.k8s.io", "rolebindings.rbac.authorization.k8s.io",
-        "clusterroles.rbac.authorization.k8s.io", "clusterrolebindings.rbac.authorization.k8s.io",
-        "selfsubjectaccessreviews.authorization.k8s.io", "selfsubjectreviews.authentication.k8s.io"}
+        "namespaces",
+        "pods",
+        "secrets",
+        "configmaps",
+        "serviceaccounts",
+        "events",
+        "services",
+        "deployments.apps",
+        "roles.rbac.authorization.k8s.io",
+        "rolebindings.rbac.authorization.k8s.io",
+        "clusterroles.rbac.authorization.k8s.io",
+        "clusterrolebindings.rbac.authorization.k8s.io",
+        "selfsubjectaccessreviews.authorization.k8s.io",
+        "selfsubjectreviews.authentication.k8s.io",
+    }
     wide = admin.run("api-resources").stdout
     assert "deploy" in wide and "apps/v1" in wide and "Deployment" in wide
 
@@ -46,8 +57,19 @@ def test_standard_namespaces_exist(admin: Kubectl) -> None:
 def test_get_table_and_yaml(admin: Kubectl, namespace: str) -> None:
     admin.run("apply", "-n", namespace, "-f", "-", stdin=POD)
     table = admin.run("get", "pods", "-n", namespace, "-o", "wide").stdout.splitlines()
-    assert table[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED", "NODE",
-                                "READINESS", "GATES"]
+    assert table[0].split() == [
+        "NAME",
+        "READY",
+        "STATUS",
+        "RESTARTS",
+        "AGE",
+        "IP",
+        "NODE",
+        "NOMINATED",
+        "NODE",
+        "READINESS",
+        "GATES",
+    ]
     assert table[1].split()[:4] == ["web", "1/1", "Running", "0"]
     pod = json.loads(admin.run("get", "pod", "web", "-n", namespace, "-o", "json").stdout)
     assert pod["status"]["phase"] == "Running"
@@ -69,11 +91,9 @@ def test_apply_twice_sends_a_strategic_patch(admin: Kubectl, sandbox: SandboxClu
 
 def test_server_side_apply_owns_fields_and_reports_conflicts(admin: Kubectl, namespace: str) -> None:
     config = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: '1', b: '2'}\n"
-    assert "serverside-applied" in admin.run("apply", "--server-side", "-n", namespace, "-f", "-",
-                                             stdin=config).stdout
+    assert "serverside-applied" in admin.run("apply", "--server-side", "-n", namespace, "-f", "-", stdin=config).stdout
     admin.run("apply", "--server-side", "-n", namespace, "-f", "-", stdin=config.replace("b: '2'", "c: '3'"))
-    cm = json.loads(admin.run("get", "cm", "settings", "-n", namespace, "-o", "json",
-                              "--show-managed-fields").stdout)
+    cm = json.loads(admin.run("get", "cm", "settings", "-n", namespace, "-o", "json", "--show-managed-fields").stdout)
     assert cm["data"] == {"a": "1", "c": "3"}  # b was dropped: only kubectl owned it
     assert cm["metadata"]["managedFields"][0]["manager"] == "kubectl"
     assert cm["metadata"]["managedFields"][0]["operation"] == "Apply"
@@ -95,13 +115,29 @@ def test_server_side_apply_creates_when_absent(admin: Kubectl, namespace: str) -
 
 def test_patch_strategic_merge_and_json(admin: Kubectl, namespace: str) -> None:
     admin.run("apply", "-n", namespace, "-f", "-", stdin=POD)
-    admin.run("patch", "pod", "web", "-n", namespace, "-p",
-              '{"spec":{"containers":[{"name":"app","env":[{"name":"EXTRA","value":"x"}]}]}}')
+    admin.run(
+        "patch",
+        "pod",
+        "web",
+        "-n",
+        namespace,
+        "-p",
+        '{"spec":{"containers":[{"name":"app","env":[{"name":"EXTRA","value":"x"}]}]}}',
+    )
     env = admin.run("get", "pod", "web", "-n", namespace, "-o", "jsonpath={.spec.containers[0].env}").stdout
     assert json.loads(env) == [{"name": "MODE", "value": "one"}, {"name": "EXTRA", "value": "x"}]
     admin.run("patch", "pod", "web", "-n", namespace, "--type", "merge", "-p", '{"metadata":{"labels":{"app":null}}}')
-    admin.run("patch", "pod", "web", "-n", namespace, "--type", "json", "-p",
-              '[{"op":"add","path":"/metadata/labels/tier","value":"front"}]')
+    admin.run(
+        "patch",
+        "pod",
+        "web",
+        "-n",
+        namespace,
+        "--type",
+        "json",
+        "-p",
+        '[{"op":"add","path":"/metadata/labels/tier","value":"front"}]',
+    )
     labels = admin.run("get", "pod", "web", "-n", namespace, "-o", "jsonpath={.metadata.labels}").stdout
     assert json.loads(labels) == {"tier": "front"}
 
@@ -123,8 +159,7 @@ def test_typed_creates_send_protobuf_and_land(admin: Kubectl, sandbox: SandboxCl
     assert row[:4] == ["api", "3/3", "3", "3"]
     secret = json.loads(admin.run("get", "secret", "creds", "-n", namespace, "-o", "json").stdout)
     assert secret["data"] == {"password": "aHVudGVyMg=="} and secret["type"] == "Opaque"
-    assert "deployment.apps/api scaled" in admin.run("scale", "deploy", "api", "-n", namespace,
-                                                     "--replicas=1").stdout
+    assert "deployment.apps/api scaled" in admin.run("scale", "deploy", "api", "-n", namespace, "--replicas=1").stdout
 
 
 def test_errors_are_worded_like_kube(admin: Kubectl, namespace: str) -> None:
@@ -132,7 +167,8 @@ def test_errors_are_worded_like_kube(admin: Kubectl, namespace: str) -> None:
     again = admin.run("create", "configmap", "twice", "-n", namespace, check=False)
     assert 'configmaps "twice" already exists' in again.stderr
     bad = admin.run("run", "Bad_Name", "--image=x", "-n", namespace, check=False)
-    assert 'The Pod "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123' \
-        in bad.stderr
-    assert admin.run("get", "deploy", "nope", "-n", namespace, check=False).stderr.strip() == \
-        'Error from server (NotFound): deployments.apps "nope" not found'
+    assert 'The Pod "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123' in bad.stderr
+    assert (
+        admin.run("get", "deploy", "nope", "-n", namespace, check=False).stderr.strip()
+        == 'Error from server (NotFound): deployments.apps "nope" not found'
+    )

@@ -12,8 +12,12 @@ def _pod(name: str, log: str = "") -> dict[str, object]:
     meta: dict[str, object] = {"name": name, "namespace": "", "labels": {"app": name}}
     if log:
         meta["annotations"] = {"sandbox.kubegate.dev/log": log}
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta,
-            "spec": {"containers": [{"name": "app", "image": "busybox"}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": meta,
+        "spec": {"containers": [{"name": "app", "image": "busybox"}]},
+    }
 
 
 def _in(namespace: str, obj: dict[str, object]) -> dict[str, object]:
@@ -73,20 +77,25 @@ def test_watch_replays_from_a_resource_version(admin: Kubectl, namespace: str) -
     admin.run("create", "configmap", "after", "-n", namespace)
     admin.run("label", "configmap", "after", "-n", namespace, "x=y")
     admin.run("delete", "configmap", "before", "-n", namespace)
-    events = _raw_watch(admin, f"/api/v1/namespaces/{namespace}/configmaps?watch=1&resourceVersion={rv}"
-                               "&timeoutSeconds=1")
+    events = _raw_watch(
+        admin, f"/api/v1/namespaces/{namespace}/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=1"
+    )
     seen = [(e["type"], e["object"]["metadata"]["name"]) for e in events]  # type: ignore[index]
     assert seen == [("ADDED", "after"), ("MODIFIED", "after"), ("DELETED", "before")]
 
 
-def test_watch_from_an_expired_resource_version_gets_410(admin: Kubectl, sandbox: SandboxCluster,
-                                                        namespace: str) -> None:
+def test_watch_from_an_expired_resource_version_gets_410(
+    admin: Kubectl, sandbox: SandboxCluster, namespace: str
+) -> None:
     old = sandbox.store.rv
-    churn = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"c{i}", "namespace": namespace}}
-             for i in range((sandbox.store.history.maxlen or 0) + 1)]
+    churn = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"c{i}", "namespace": namespace}}
+        for i in range((sandbox.store.history.maxlen or 0) + 1)
+    ]
     sandbox.seed(churn)
-    events = _raw_watch(admin, f"/api/v1/namespaces/{namespace}/configmaps?watch=1&resourceVersion={old}"
-                               "&timeoutSeconds=5")
+    events = _raw_watch(
+        admin, f"/api/v1/namespaces/{namespace}/configmaps?watch=1&resourceVersion={old}&timeoutSeconds=5"
+    )
     assert len(events) == 1 and events[0]["type"] == "ERROR"
     status = events[0]["object"]
     assert status["code"] == 410 and status["reason"] == "Expired"  # type: ignore[index]

@@ -13,16 +13,32 @@ from kubegate.sandbox.cluster.errors import ApiError, not_found
 from kubegate.sandbox.cluster.kinds import find
 from kubegate.sandbox.cluster.rbac import Attributes, User, rule_allows
 
-POD: dict[str, Any] = {"spec": {"containers": [
-    {"name": "a", "image": "x:1", "env": [{"name": "K", "value": "1"}], "ports": [{"containerPort": 80}]},
-    {"name": "b", "image": "y:1"}]}, "metadata": {"finalizers": ["f1"]}}
+POD: dict[str, Any] = {
+    "spec": {
+        "containers": [
+            {"name": "a", "image": "x:1", "env": [{"name": "K", "value": "1"}], "ports": [{"containerPort": 80}]},
+            {"name": "b", "image": "y:1"},
+        ]
+    },
+    "metadata": {"finalizers": ["f1"]},
+}
 
 
 def test_strategic_merge_merges_keyed_lists_and_honours_directives() -> None:
-    patch = {"spec": {"containers": [{"name": "a", "image": "x:2", "env": [{"name": "J", "value": "2"}],
-                                      "ports": [{"containerPort": 80, "name": "http"}]},
-                                     {"name": "b", "$patch": "delete"}]},
-             "metadata": {"finalizers": ["f2"]}}
+    patch = {
+        "spec": {
+            "containers": [
+                {
+                    "name": "a",
+                    "image": "x:2",
+                    "env": [{"name": "J", "value": "2"}],
+                    "ports": [{"containerPort": 80, "name": "http"}],
+                },
+                {"name": "b", "$patch": "delete"},
+            ]
+        },
+        "metadata": {"finalizers": ["f2"]},
+    }
     merged = patching.strategic_merge(POD, patch)
     assert merged is not None
     containers = merged["spec"]["containers"]
@@ -34,15 +50,17 @@ def test_strategic_merge_merges_keyed_lists_and_honours_directives() -> None:
 
 
 def test_strategic_merge_replace_delete_and_primitive_list_directives() -> None:
-    replaced = patching.strategic_merge(POD, {"spec": {"containers": [{"name": "z", "image": "z"},
-                                                                      {"$patch": "replace"}]}})
+    replaced = patching.strategic_merge(
+        POD, {"spec": {"containers": [{"name": "z", "image": "z"}, {"$patch": "replace"}]}}
+    )
     assert replaced is not None and replaced["spec"]["containers"] == [{"name": "z", "image": "z"}]
     trimmed = patching.strategic_merge(POD, {"metadata": {"$deleteFromPrimitiveList/finalizers": ["f1"]}})
     assert trimmed is not None and trimmed["metadata"]["finalizers"] == []
     gone = patching.strategic_merge(POD, {"metadata": {"$patch": "delete"}})
     assert gone is not None and "metadata" not in gone
-    service = patching.strategic_merge({"spec": {"ports": [{"port": 80, "name": "a"}]}},
-                                       {"spec": {"ports": [{"port": 80, "name": "b"}, {"port": 81}]}})
+    service = patching.strategic_merge(
+        {"spec": {"ports": [{"port": 80, "name": "a"}]}}, {"spec": {"ports": [{"port": 80, "name": "b"}, {"port": 81}]}}
+    )
     assert service is not None and service["spec"]["ports"] == [{"port": 80, "name": "b"}, {"port": 81}]
 
 
@@ -81,14 +99,25 @@ def test_apply_removes_fields_a_manager_stops_applying() -> None:
 def test_field_sets_track_keyed_list_elements() -> None:
     fields = managedfields.encode(managedfields.field_set({"spec": {"containers": [{"name": "a", "image": "x"}]}}))
     assert fields == {"f:spec": {"f:containers": {'k:{"name":"a"}': {".": {}, "f:image": {}, "f:name": {}}}}}
-    assert managedfields.decode(fields) == managedfields.field_set({"spec": {"containers": [{"name": "a",
-                                                                                              "image": "x"}]}})
+    assert managedfields.decode(fields) == managedfields.field_set(
+        {"spec": {"containers": [{"name": "a", "image": "x"}]}}
+    )
 
 
-@pytest.mark.parametrize(("selector", "expected"), [
-    ("app=web", True), ("app==web", True), ("app!=web", False), ("app in (db,web)", True),
-    ("app notin (web)", False), ("tier", False), ("!tier", True), ("app=web,tier", False), ("n>3", True),
-])
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        ("app=web", True),
+        ("app==web", True),
+        ("app!=web", False),
+        ("app in (db,web)", True),
+        ("app notin (web)", False),
+        ("tier", False),
+        ("!tier", True),
+        ("app=web,tier", False),
+        ("n>3", True),
+    ],
+)
 def test_label_selectors(selector: str, expected: bool) -> None:
     obj = {"metadata": {"labels": {"app": "web", "n": "5"}}}
     assert selectors.label_selector(selector)(obj) is expected
@@ -100,8 +129,6 @@ def test_field_selectors() -> None:
     assert not selectors.field_selector("pods", "metadata.namespace==other")(pod)
     with pytest.raises(ApiError):
         selectors.field_selector("configmaps", "status.phase=Running")
-
-
 
 
 def test_rbac_rule_matching() -> None:
@@ -116,8 +143,18 @@ def test_rbac_rule_matching() -> None:
     assert not rule_allows(Attributes(user, "get", False, path="/metrics"), urls)
 
 
-@pytest.mark.parametrize(("seconds", "text"), [(5, "5s"), (150, "2m30s"), (600, "10m"), (4 * 3600 + 60, "4h1m"),
-                                               (30 * 3600, "30h"), (3 * 86400 + 3600, "3d1h"), (400 * 86400, "400d")])
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (5, "5s"),
+        (150, "2m30s"),
+        (600, "10m"),
+        (4 * 3600 + 60, "4h1m"),
+        (30 * 3600, "30h"),
+        (3 * 86400 + 3600, "3d1h"),
+        (400 * 86400, "400d"),
+    ],
+)
 def test_ages_print_like_kubectl(seconds: int, text: str) -> None:
     assert tables.human_duration(seconds) == text
 
@@ -127,6 +164,12 @@ def test_status_errors_serialise_as_kube_status() -> None:
     assert kind is not None
     status = not_found(kind, "web").status()
     assert orjson.loads(orjson.dumps(status)) == {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": 'deployments.apps "web" not found', "reason": "NotFound",
-        "details": {"name": "web", "group": "apps", "kind": "deployments"}, "code": 404}
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'deployments.apps "web" not found',
+        "reason": "NotFound",
+        "details": {"name": "web", "group": "apps", "kind": "deployments"},
+        "code": 404,
+    }

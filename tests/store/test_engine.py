@@ -50,9 +50,11 @@ def test_the_head_revision_is_alembics() -> None:
 
 
 def test_a_store_at_head_opens_without_loading_alembic(tmp_path: Path) -> None:
-    code = ("import asyncio, sys; from kubegate.store.engine import Store\n"
-            "async def main():\n    await (await Store.open(sys.argv[1])).close()\n"
-            "asyncio.run(main()); print('alembic' in sys.modules)")
+    code = (
+        "import asyncio, sys; from kubegate.store.engine import Store\n"
+        "async def main():\n    await (await Store.open(sys.argv[1])).close()\n"
+        "asyncio.run(main()); print('alembic' in sys.modules)"
+    )
     argv = [sys.executable, "-c", code, f"sqlite:///{tmp_path / 'k.db'}"]
     loaded = [subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip() for _ in range(2)]
     assert loaded == ["True", "False"]  # the first open migrates a new file; the second finds it at head
@@ -133,6 +135,7 @@ def test_db_upgrade_command(tmp_path: Path) -> None:
 
 async def test_the_migrations_build_exactly_the_tables_kubegate_uses(store: Store) -> None:
     """tables.py (what the code queries) and the migrations (what a store gets) describe one schema."""
+
     def diff(conn: Connection) -> list[object]:
         return compare_metadata(MigrationContext.configure(conn), metadata)
 

@@ -15,15 +15,24 @@ from werkzeug.serving import make_server
 
 FAKE_ACCESS_KEY = "AKIAKUBEGATETEST0001"
 FAKE_SECRET_KEY = "kubegate-test-secret-key-do-not-leak-0001"
-_AMBIENT_AWS = ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ROLE_ARN",
-                "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_SESSION_NAME", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN",
-                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS")
+_AMBIENT_AWS = (
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_STS",
+)
 
 
 def _moto_post(base: str, path: str, body: bytes = b"") -> None:
-    request = urllib.request.Request(f"{base}{path}", data=body, method="POST",
-                                     headers={"Content-Type": "text/plain"})
+    request = urllib.request.Request(f"{base}{path}", data=body, method="POST", headers={"Content-Type": "text/plain"})
     with urllib.request.urlopen(request) as response:
         response.read()
 
@@ -41,8 +50,7 @@ def moto_server() -> Iterator[str]:
 def moto_sts_only() -> Iterator[str]:
     """moto's STS app on its own port: the full server routes on the Authorization header, and the
     presigned GET that EKS sends has none (all its signing is in the query string)."""
-    server = make_server("127.0.0.1", 0, create_backend_app("sts"), threaded=True,
-                         request_handler=MotoRequestHandler)
+    server = make_server("127.0.0.1", 0, create_backend_app("sts"), threaded=True, request_handler=MotoRequestHandler)
     Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()

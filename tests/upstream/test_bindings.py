@@ -86,12 +86,22 @@ def binding_calls(cluster: SandboxCluster, since: int) -> list[str]:
     return [f"{r.method} {r.path}" for r in cluster.requests[since:] if f"/apis/{RBAC}/" in r.path]
 
 
-def role_binding(ns: str, name: str, role: str, user: str, *, labels: dict[str, str] | None = None,
-                 annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"apiVersion": f"{RBAC}/v1", "kind": "RoleBinding",
-            "metadata": {"name": name, "namespace": ns, "labels": labels or {}, "annotations": annotations or {}},
-            "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": role},
-            "subjects": [{"apiGroup": RBAC, "kind": "User", "name": user}]}
+def role_binding(
+    ns: str,
+    name: str,
+    role: str,
+    user: str,
+    *,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{RBAC}/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": name, "namespace": ns, "labels": labels or {}, "annotations": annotations or {}},
+        "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": RBAC, "kind": "User", "name": user}],
+    }
 
 
 def test_names_are_deterministic_per_user_role_and_namespace() -> None:
@@ -99,9 +109,13 @@ def test_names_are_deterministic_per_user_role_and_namespace() -> None:
     assert spec is not None and spec == binding_for("idp:alice", "view", "namespace", "pr-1")
     assert (spec.kind, spec.namespace, spec.role_kind, spec.role) == ("RoleBinding", "pr-1", "ClusterRole", "view")
     assert re.fullmatch(r"kubegate-[a-z2-7]{16}", spec.name)
-    variants = [("idp:bob", "view", "namespace", "pr-1"), ("idp:alice", "edit", "namespace", "pr-1"),
-                ("idp:alice", "view", "namespace", "pr-2"), ("idp:alice", "view", "cluster", "pr-1"),
-                ("idp:alice", "Role/view", "namespace", "pr-1")]
+    variants = [
+        ("idp:bob", "view", "namespace", "pr-1"),
+        ("idp:alice", "edit", "namespace", "pr-1"),
+        ("idp:alice", "view", "namespace", "pr-2"),
+        ("idp:alice", "view", "cluster", "pr-1"),
+        ("idp:alice", "Role/view", "namespace", "pr-1"),
+    ]
     others = [binding_for(*v) for v in variants]
     assert len({spec.name, *(o.name for o in others if o is not None)}) == 6
 
@@ -123,7 +137,8 @@ def test_expiry_times_are_rfc3339_utc() -> None:
 
 
 async def test_ensure_creates_a_labelled_annotated_binding_as_kubegate_itself(
-        cluster: SandboxCluster, bindings: TemporaryBindings, ns: str) -> None:
+    cluster: SandboxCluster, bindings: TemporaryBindings, ns: str
+) -> None:
     spec = binding_for("idp:alice", "view", "namespace", ns)
     assert spec is not None
     before = len(cluster.requests)
@@ -132,8 +147,11 @@ async def test_ensure_creates_a_labelled_annotated_binding_as_kubegate_itself(
     obj = stored(cluster, spec)
     assert obj is not None
     assert obj["metadata"]["labels"] == {MANAGED_BY_LABEL: "kubegate"}
-    assert obj["metadata"]["annotations"] == {IDENTITY: "idp:alice", SESSION: "session-1",
-                                              EXPIRES_AT: rfc3339(T0 + TTL)}
+    assert obj["metadata"]["annotations"] == {
+        IDENTITY: "idp:alice",
+        SESSION: "session-1",
+        EXPIRES_AT: rfc3339(T0 + TTL),
+    }
     assert obj["roleRef"] == {"apiGroup": RBAC, "kind": "ClusterRole", "name": "view"}
     assert obj["subjects"] == [{"apiGroup": RBAC, "kind": "User", "name": "idp:alice"}]
     seen = cluster.requests[before:]
@@ -143,7 +161,8 @@ async def test_ensure_creates_a_labelled_annotated_binding_as_kubegate_itself(
 
 
 async def test_renewal_happens_at_most_once_a_minute(
-        cluster: SandboxCluster, bindings: TemporaryBindings, clock: Clock, ns: str) -> None:
+    cluster: SandboxCluster, bindings: TemporaryBindings, clock: Clock, ns: str
+) -> None:
     spec = binding_for("idp:alice", "edit", "namespace", ns)
     assert spec is not None
     await bindings.ensure(spec, "idp:alice", "s1")
@@ -164,7 +183,8 @@ async def test_renewal_happens_at_most_once_a_minute(
 
 
 async def test_concurrent_requests_make_one_binding(
-        cluster: SandboxCluster, bindings: TemporaryBindings, ns: str) -> None:
+    cluster: SandboxCluster, bindings: TemporaryBindings, ns: str
+) -> None:
     spec = binding_for("idp:carol", "view", "namespace", ns)
     assert spec is not None
     before = len(cluster.requests)
@@ -182,10 +202,19 @@ async def test_cluster_scope_makes_a_cluster_role_binding(cluster: SandboxCluste
 
 
 async def test_a_namespaced_role_is_bound_in_its_namespace(
-        cluster: SandboxCluster, bindings: TemporaryBindings, ns: str) -> None:
+    cluster: SandboxCluster, bindings: TemporaryBindings, ns: str
+) -> None:
     # kubegate may bind a Role whose permissions it holds itself (RBAC escalation check)
-    cluster.seed([{"apiVersion": f"{RBAC}/v1", "kind": "Role", "metadata": {"name": "read-bindings", "namespace": ns},
-                   "rules": [{"apiGroups": [RBAC], "resources": ["rolebindings"], "verbs": ["get"]}]}])
+    cluster.seed(
+        [
+            {
+                "apiVersion": f"{RBAC}/v1",
+                "kind": "Role",
+                "metadata": {"name": "read-bindings", "namespace": ns},
+                "rules": [{"apiGroups": [RBAC], "resources": ["rolebindings"], "verbs": ["get"]}],
+            }
+        ]
+    )
     spec = binding_for("idp:dana", "Role/read-bindings", "namespace", ns)
     assert spec is not None
     await bindings.ensure(spec, "idp:dana", "s")
@@ -194,7 +223,8 @@ async def test_a_namespaced_role_is_bound_in_its_namespace(
 
 
 async def test_a_namespace_that_does_not_exist_is_skipped_and_not_remembered(
-        cluster: SandboxCluster, bindings: TemporaryBindings) -> None:
+    cluster: SandboxCluster, bindings: TemporaryBindings
+) -> None:
     spec = binding_for("idp:alice", "view", "namespace", "no-such-namespace")
     assert spec is not None
     assert (await bindings.ensure(spec, "idp:alice", "s")).action == "skipped"
@@ -204,9 +234,18 @@ async def test_a_namespace_that_does_not_exist_is_skipped_and_not_remembered(
 
 
 async def test_missing_bind_right_refuses_naming_it_with_the_clusters_words(
-        cluster: SandboxCluster, bindings: TemporaryBindings, ns: str) -> None:
-    cluster.seed([{"apiVersion": f"{RBAC}/v1", "kind": "ClusterRole", "metadata": {"name": "secret-reader"},
-                   "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}])
+    cluster: SandboxCluster, bindings: TemporaryBindings, ns: str
+) -> None:
+    cluster.seed(
+        [
+            {
+                "apiVersion": f"{RBAC}/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": "secret-reader"},
+                "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}],
+            }
+        ]
+    )
     spec = binding_for("idp:alice", "secret-reader", "namespace", ns)
     assert spec is not None
     with pytest.raises(BindingError) as caught:
@@ -221,12 +260,23 @@ async def test_missing_bind_right_refuses_naming_it_with_the_clusters_words(
 
 async def test_missing_create_right_refuses_naming_it(cluster: SandboxCluster, tmp_path: Path, ns: str) -> None:
     cluster.add_token("reader-token", "binding-reader", [])
-    cluster.seed([
-        {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRole", "metadata": {"name": "binding-reader"},
-         "rules": [{"apiGroups": [RBAC], "resources": ["rolebindings"], "verbs": ["get", "list"]}]},
-        {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "binding-reader"},
-         "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "binding-reader"},
-         "subjects": [{"apiGroup": RBAC, "kind": "User", "name": "binding-reader"}]}])
+    cluster.seed(
+        [
+            {
+                "apiVersion": f"{RBAC}/v1",
+                "kind": "ClusterRole",
+                "metadata": {"name": "binding-reader"},
+                "rules": [{"apiGroups": [RBAC], "resources": ["rolebindings"], "verbs": ["get", "list"]}],
+            },
+            {
+                "apiVersion": f"{RBAC}/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": "binding-reader"},
+                "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "binding-reader"},
+                "subjects": [{"apiGroup": RBAC, "kind": "User", "name": "binding-reader"}],
+            },
+        ]
+    )
     conn = connection(cluster, tmp_path, "reader-token")
     try:
         spec = binding_for("idp:alice", "view", "namespace", ns)
@@ -241,7 +291,8 @@ async def test_missing_create_right_refuses_naming_it(cluster: SandboxCluster, t
 
 
 async def test_a_binding_of_that_name_not_made_by_kubegate_is_never_changed(
-        cluster: SandboxCluster, bindings: TemporaryBindings, ns: str) -> None:
+    cluster: SandboxCluster, bindings: TemporaryBindings, ns: str
+) -> None:
     spec = binding_for("idp:alice", "view", "namespace", ns)
     assert spec is not None
     cluster.seed([role_binding(ns, spec.name, "view", "idp:alice")])
@@ -269,22 +320,28 @@ async def test_an_unreachable_cluster_fails_closed(tmp_path: Path) -> None:
 def foreign(cluster: SandboxCluster, ns: str) -> Iterator[list[tuple[str, str, str]]]:
     """Bindings kubegate did not make: permanent, label without expiry, expired annotation without label."""
     expired = {EXPIRES_AT: rfc3339(T0 - 10)}
-    cluster.seed([
-        role_binding(ns, "team-view", "view", "team"),
-        role_binding(ns, "labelled-by-hand", "view", "someone", labels={MANAGED_BY_LABEL: "kubegate"}),
-        role_binding(ns, "annotated-by-hand", "view", "someone", annotations=expired),
-        {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRoleBinding", "metadata": {"name": f"ops-{ns}",
-                                                                                 "annotations": expired},
-         "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "view"},
-         "subjects": [{"apiGroup": RBAC, "kind": "Group", "name": "ops"}]},
-    ])
+    cluster.seed(
+        [
+            role_binding(ns, "team-view", "view", "team"),
+            role_binding(ns, "labelled-by-hand", "view", "someone", labels={MANAGED_BY_LABEL: "kubegate"}),
+            role_binding(ns, "annotated-by-hand", "view", "someone", annotations=expired),
+            {
+                "apiVersion": f"{RBAC}/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": f"ops-{ns}", "annotations": expired},
+                "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "view"},
+                "subjects": [{"apiGroup": RBAC, "kind": "Group", "name": "ops"}],
+            },
+        ]
+    )
     yield [(f"{RBAC}/rolebindings", ns, n) for n in ("team-view", "labelled-by-hand", "annotated-by-hand")] + [
-        (f"{RBAC}/clusterrolebindings", "", f"ops-{ns}")]
+        (f"{RBAC}/clusterrolebindings", "", f"ops-{ns}")
+    ]
 
 
 async def test_reaper_deletes_only_its_own_expired_bindings(
-        cluster: SandboxCluster, bindings: TemporaryBindings, clock: Clock, ns: str,
-        foreign: list[tuple[str, str, str]]) -> None:
+    cluster: SandboxCluster, bindings: TemporaryBindings, clock: Clock, ns: str, foreign: list[tuple[str, str, str]]
+) -> None:
     before = {key: cluster.store.get(*key) for key in foreign}
     old = binding_for("idp:old", "view", "namespace", ns)
     fresh = binding_for("idp:fresh", "view", "cluster", "")
@@ -300,8 +357,7 @@ async def test_reaper_deletes_only_its_own_expired_bindings(
     assert (await bindings.ensure(old, "idp:old", "s")).action == "created"
 
 
-async def test_several_replicas_reap_the_same_binding_safely(
-        cluster: SandboxCluster, tmp_path: Path, ns: str) -> None:
+async def test_several_replicas_reap_the_same_binding_safely(cluster: SandboxCluster, tmp_path: Path, ns: str) -> None:
     conns = [connection(cluster, tmp_path), connection(cluster, tmp_path)]
     try:
         clock = Clock()
@@ -321,7 +377,8 @@ async def test_several_replicas_reap_the_same_binding_safely(
 
 
 async def test_reaper_leaves_a_binding_renewed_after_it_was_listed(
-        cluster: SandboxCluster, tmp_path: Path, ns: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster: SandboxCluster, tmp_path: Path, ns: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     conns = [connection(cluster, tmp_path), connection(cluster, tmp_path)]
     try:
         clock = Clock()
@@ -347,8 +404,9 @@ async def test_reaper_leaves_a_binding_renewed_after_it_was_listed(
             await c.close()
 
 
-async def test_the_reaper_keeps_running_after_a_failed_round(bindings: TemporaryBindings,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_reaper_keeps_running_after_a_failed_round(
+    bindings: TemporaryBindings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rounds: list[float | None] = []
     done = asyncio.Event()
 

@@ -17,8 +17,13 @@ from kubegate.upstream.connection import Connection
 from kubegate.upstream.credentials import CredentialError, Credentials
 from kubegate.upstream.eks import role_session_name
 
-ALICE = Identity(issuer="https://idp", subject="alice", username="idp:alice", groups=("dev", "system:masters"),
-                 claims={"repository": "acme/shop"})
+ALICE = Identity(
+    issuer="https://idp",
+    subject="alice",
+    username="idp:alice",
+    groups=("dev", "system:masters"),
+    claims={"repository": "acme/shop"},
+)
 EKS = {"eks": {"cluster": "dev", "region": "eu-west-1", "role_arn": "arn:aws:iam::111122223333:role/kubegate"}}
 
 
@@ -41,8 +46,9 @@ async def test_impersonation_mode_sends_kubegates_token_and_impersonates_the_cal
 
 
 async def test_eks_session_name_mode_sends_the_callers_session_and_no_impersonation() -> None:
-    conn = Connection(ConnectionConfig(name="dev", server="https://127.0.0.1:9", auth=EKS,
-                                       identity_mode="eks-session-name"))
+    conn = Connection(
+        ConnectionConfig(name="dev", server="https://127.0.0.1:9", auth=EKS, identity_mode="eks-session-name")
+    )
     conn.credentials = PerSession()
     try:
         headers = await conn.upstream_identity_headers(ALICE)
@@ -60,8 +66,10 @@ def test_eks_session_name_mode_needs_an_eks_role(auth: dict[str, object]) -> Non
 
 def test_binding_ttl_defaults_to_an_hour_and_takes_durations() -> None:
     assert ConnectionConfig(name="dev", server="https://x", auth={"token": "t"}).binding_ttl_seconds == 3600
-    assert ConnectionConfig(name="dev", server="https://x", auth={"token": "t"},
-                            binding_ttl="15m").binding_ttl_seconds == 900
+    assert (
+        ConnectionConfig(name="dev", server="https://x", auth={"token": "t"}, binding_ttl="15m").binding_ttl_seconds
+        == 900
+    )
     for bad in ("0s", "soon"):
         with pytest.raises(ValidationError, match="binding_ttl"):
             ConnectionConfig(name="dev", server="https://x", auth={"token": "t"}, binding_ttl=bad)
@@ -80,10 +88,12 @@ def service_account(tmp_path: Path) -> Path:
     return write_service_account_volume(tmp_path / "serviceaccount", "t0", certs.ca, "kubegate")
 
 
-@pytest.mark.parametrize(("host", "server"), [("10.0.0.1", "https://10.0.0.1:443"),
-                                              ("fd00::1", "https://[fd00::1]:443")])
+@pytest.mark.parametrize(
+    ("host", "server"), [("10.0.0.1", "https://10.0.0.1:443"), ("fd00::1", "https://[fd00::1]:443")]
+)
 async def test_in_cluster_finds_the_api_server_in_the_pods_environment(
-        service_account: Path, monkeypatch: pytest.MonkeyPatch, host: str, server: str) -> None:
+    service_account: Path, monkeypatch: pytest.MonkeyPatch, host: str, server: str
+) -> None:
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
     conn = Connection(ConnectionConfig(name="here", auth={"in_cluster": {"directory": service_account}}))
@@ -92,15 +102,19 @@ async def test_in_cluster_finds_the_api_server_in_the_pods_environment(
         assert await conn.credentials.authorization(None) == "Bearer t0"
     finally:
         await conn.close()
-    explicit = Connection(ConnectionConfig(name="here", server="https://api.internal:6443",
-                                           auth={"in_cluster": {"directory": service_account}}))
+    explicit = Connection(
+        ConnectionConfig(
+            name="here", server="https://api.internal:6443", auth={"in_cluster": {"directory": service_account}}
+        )
+    )
     assert explicit.server == "https://api.internal:6443"
     await explicit.close()
 
 
 @pytest.mark.parametrize(("missing", "message"), [("environment", "KUBERNETES_SERVICE_HOST"), ("ca", "no cluster CA")])
-def test_in_cluster_outside_a_pod_says_what_is_missing(service_account: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       missing: str, message: str) -> None:
+def test_in_cluster_outside_a_pod_says_what_is_missing(
+    service_account: Path, monkeypatch: pytest.MonkeyPatch, missing: str, message: str
+) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     if missing == "ca":
         monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
@@ -111,29 +125,39 @@ def test_in_cluster_outside_a_pod_says_what_is_missing(service_account: Path, mo
 
 
 async def _who(conn: Connection, identity: Identity | None) -> dict[str, Any]:
-    status, review = await conn.client.call("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews",
-                                            identity=identity, body={"apiVersion": "authentication.k8s.io/v1",
-                                                                     "kind": "SelfSubjectReview"})
+    status, review = await conn.client.call(
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        identity=identity,
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+    )
     assert status == 201, review
     user: dict[str, Any] = review["status"]["userInfo"]
     return user
 
 
 async def test_in_cluster_credentials_on_the_real_cluster_follow_token_rotation(
-        world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """kubegate's ServiceAccount, bound to deploy/rbac.yaml's ClusterRole, with TokenRequest-issued tokens in a
     kubelet-style volume: it impersonates the caller, and a rotated token is used from the next request."""
     control = world.control
     namespace = world.namespace("incluster")
-    control.apply({"apiVersion": "v1", "kind": "ServiceAccount",
-                   "metadata": {"name": "kubegate", "namespace": namespace}})
-    control.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                   "metadata": {"name": f"kubegate-{namespace}"},
-                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubegate"},
-                   "subjects": [{"kind": "ServiceAccount", "name": "kubegate", "namespace": namespace}]})
-    volume = write_service_account_volume(tmp_path / "serviceaccount",
-                                          control.service_account_token(namespace, "kubegate"),
-                                          control.ca_file, namespace)
+    control.apply(
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "kubegate", "namespace": namespace}}
+    )
+    control.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"kubegate-{namespace}"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubegate"},
+            "subjects": [{"kind": "ServiceAccount", "name": "kubegate", "namespace": namespace}],
+        }
+    )
+    volume = write_service_account_volume(
+        tmp_path / "serviceaccount", control.service_account_token(namespace, "kubegate"), control.ca_file, namespace
+    )
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(control.port))
     conn = Connection(ConnectionConfig(name="envtest", auth={"in_cluster": {"directory": volume}}))
@@ -141,8 +165,9 @@ async def test_in_cluster_credentials_on_the_real_cluster_follow_token_rotation(
         itself = await _who(conn, None)
         assert itself["username"] == f"system:serviceaccount:{namespace}:kubegate"
         assert (await _who(conn, ALICE))["username"] == "idp:alice"
-        write_service_account_volume(volume, control.service_account_token(namespace, "kubegate"),
-                                     control.ca_file, namespace)
+        write_service_account_volume(
+            volume, control.service_account_token(namespace, "kubegate"), control.ca_file, namespace
+        )
         rotated = await _who(conn, None)
     finally:
         await conn.close()

@@ -86,15 +86,22 @@ async def test_an_unusable_token_file_is_a_credential_error(tmp_path: Path, setu
 def plugin(tmp_path: Path, body: str) -> ExecPlugin:
     """An exec credential plugin: a Python script, run as kubectl runs one; it counts its runs in `runs`."""
     script = tmp_path / "plugin.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import json, os, pathlib, sys
         runs = pathlib.Path(sys.argv[1])
         n = int(runs.read_text()) + 1 if runs.exists() else 1
         runs.write_text(str(n))
         info = json.loads(os.environ["KUBERNETES_EXEC_INFO"])
-    """) + textwrap.dedent(body))
-    return ExecPlugin(sys.executable, [str(script), str(tmp_path / "runs")], {"PLUGIN_TEAM": "platform"},
-                      "client.authentication.k8s.io/v1")
+    """)
+        + textwrap.dedent(body)
+    )
+    return ExecPlugin(
+        sys.executable,
+        [str(script), str(tmp_path / "runs")],
+        {"PLUGIN_TEAM": "platform"},
+        "client.authentication.k8s.io/v1",
+    )
 
 
 def runs(tmp_path: Path) -> int:
@@ -106,30 +113,39 @@ def _stamp(seconds: float) -> str:
 
 
 async def test_an_exec_plugin_token_is_cached_until_its_expiry(tmp_path: Path) -> None:
-    source = plugin(tmp_path, f"""
+    source = plugin(
+        tmp_path,
+        f"""
         assert info["kind"] == "ExecCredential" and info["spec"]["interactive"] is False
         token = f"{{os.environ['PLUGIN_TEAM']}}-{{n}}"
         print(json.dumps({{"apiVersion": info["apiVersion"], "kind": "ExecCredential",
                           "status": {{"token": token, "expirationTimestamp": "{_stamp(3600)}"}}}}))
-    """)
+    """,
+    )
     assert await source.authorization(None) == "Bearer platform-1"
     assert await source.authorization(ALICE) == "Bearer platform-1"
     assert runs(tmp_path) == 1
 
 
 async def test_an_exec_plugin_is_run_again_when_its_token_is_about_to_expire(tmp_path: Path) -> None:
-    source = plugin(tmp_path, f"""
+    source = plugin(
+        tmp_path,
+        f"""
         print(json.dumps({{"status": {{"token": f"t{{n}}", "expirationTimestamp": "{_stamp(30)}"}}}}))
-    """)
+    """,
+    )
     assert await source.authorization(None) == "Bearer t1"
     assert await source.authorization(None) == "Bearer t2"
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ("print('no credentials for you', file=sys.stderr); sys.exit(3)", r"failed \(3\): no credentials for you"),
-    ("print('not json')", "printed no token"),
-    ("print(json.dumps({'status': {}}))", "printed no token"),
-])
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("print('no credentials for you', file=sys.stderr); sys.exit(3)", r"failed \(3\): no credentials for you"),
+        ("print('not json')", "printed no token"),
+        ("print(json.dumps({'status': {}}))", "printed no token"),
+    ],
+)
 async def test_a_failing_exec_plugin_is_a_credential_error(tmp_path: Path, body: str, message: str) -> None:
     with pytest.raises(CredentialError, match=message):
         await plugin(tmp_path, body).authorization(None)
@@ -146,17 +162,24 @@ class PKI:
         ca_cert = x509.load_pem_x509_certificate(self.ca.read_bytes())
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
-        cert = (x509.CertificateBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubegate-client")]))
-                .issuer_name(ca_cert.subject).public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-                .sign(ca_key, hashes.SHA256()))
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubegate-client")]))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
         self.client_cert, self.client_key = directory / "client.crt", directory / "client.key"
         self.client_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        self.client_key.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                      serialization.NoEncryption()))
+        self.client_key.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
 
 
 @pytest.fixture
@@ -170,8 +193,9 @@ async def mtls(tmp_path: Path) -> AsyncIterator[tuple[PKI, str]]:
     async def whoami(request: web.Request) -> web.Response:
         peer = request.transport.get_extra_info("peercert") if request.transport else None
         subject = dict(item for rdn in (peer or {}).get("subject", ()) for item in rdn)
-        return web.json_response({"cn": subject.get("commonName"),
-                                  "authorization": request.headers.get("Authorization")})
+        return web.json_response(
+            {"cn": subject.get("commonName"), "authorization": request.headers.get("Authorization")}
+        )
 
     app = web.Application()
     app.router.add_get("/whoami", whoami)
@@ -186,8 +210,14 @@ async def mtls(tmp_path: Path) -> AsyncIterator[tuple[PKI, str]]:
 
 async def test_a_client_certificate_is_presented_upstream(mtls: tuple[PKI, str]) -> None:
     pki, url = mtls
-    conn = Connection(ConnectionConfig(name="mtls", server=url, certificate_authority=pki.ca,
-                                       auth={"client_certificate": pki.client_cert, "client_key": pki.client_key}))
+    conn = Connection(
+        ConnectionConfig(
+            name="mtls",
+            server=url,
+            certificate_authority=pki.ca,
+            auth={"client_certificate": pki.client_cert, "client_key": pki.client_key},
+        )
+    )
     try:
         assert isinstance(conn.credentials, ClientCertificate)
         headers = await conn.upstream_identity_headers(ALICE)
@@ -200,8 +230,9 @@ async def test_a_client_certificate_is_presented_upstream(mtls: tuple[PKI, str])
     assert ("Impersonate-User", "idp:alice") in headers
 
 
-async def test_certificate_data_is_presented_and_leaves_no_file(mtls: tuple[PKI, str], tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_certificate_data_is_presented_and_leaves_no_file(
+    mtls: tuple[PKI, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """kubeconfig `client-*-data`: loaded from a private directory removed at once, never left in TMPDIR."""
     pki, url = mtls
     scratch = tmp_path / "tmp"

@@ -38,8 +38,12 @@ ROLE = f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/kubegate-dev"
 OTHER_ROLE = f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/someone-else"
 REGION = "eu-west-1"
 STS_HOST = f"sts.{REGION}.amazonaws.com"
-ALICE = Identity(issuer="https://idp.example", subject="alice@example.com",
-                 username="https://idp.example#alice@example.com", groups=("dev",))
+ALICE = Identity(
+    issuer="https://idp.example",
+    subject="alice@example.com",
+    username="https://idp.example#alice@example.com",
+    groups=("dev",),
+)
 BOB = Identity(issuer="https://idp.example", subject="bob", username="https://idp.example#bob")
 STS_SESSION_NAME = re.compile(r"^[\w+=,.@-]{2,64}$", re.ASCII)
 
@@ -89,8 +93,9 @@ def secret_of(url: str) -> ReadOnlyCredentials:
 
 
 async def test_assumes_the_role_as_kubegate_with_the_external_id(sts_url: str) -> None:
-    creds = EKSCredentials(EKSAuth(cluster="dev", region=REGION, role_arn=ROLE, external_id="ext-4711"),
-                           sts_endpoint_url=sts_url)
+    creds = EKSCredentials(
+        EKSAuth(cluster="dev", region=REGION, role_arn=ROLE, external_id="ext-4711"), sts_endpoint_url=sts_url
+    )
     value = await creds.authorization(ALICE)
     [role] = assumed_roles()
     assert (role.role_arn, role.session_name, role.external_id) == (ROLE, "kubegate", "ext-4711")
@@ -132,42 +137,55 @@ def test_build_eks_token_signature_and_partition_endpoint() -> None:
     assert recompute_signature(url, "cn-cluster", wrong) != query(url)["X-Amz-Signature"]
 
 
-@pytest.mark.parametrize(("region", "endpoint"), [
-    ("us-east-1", "https://sts.us-east-1.amazonaws.com"),  # regional, not the global sts.amazonaws.com
-    ("eu-west-1", "https://sts.eu-west-1.amazonaws.com"),
-    ("us-gov-west-1", "https://sts.us-gov-west-1.amazonaws.com"),
-    ("cn-northwest-1", "https://sts.cn-northwest-1.amazonaws.com.cn"),
-])
+@pytest.mark.parametrize(
+    ("region", "endpoint"),
+    [
+        ("us-east-1", "https://sts.us-east-1.amazonaws.com"),  # regional, not the global sts.amazonaws.com
+        ("eu-west-1", "https://sts.eu-west-1.amazonaws.com"),
+        ("us-gov-west-1", "https://sts.us-gov-west-1.amazonaws.com"),
+        ("cn-northwest-1", "https://sts.cn-northwest-1.amazonaws.com.cn"),
+    ],
+)
 def test_sts_endpoints_are_regional(region: str, endpoint: str) -> None:
     assert regional_sts_endpoint(region) == endpoint
 
 
-async def test_presigned_url_answers_get_caller_identity_for_the_assumed_role(
-        sts_url: str, moto_sts_only: str) -> None:
+async def test_presigned_url_answers_get_caller_identity_for_the_assumed_role(sts_url: str, moto_sts_only: str) -> None:
     """What EKS does with a token: GET the URL with the x-k8s-aws-id header. Unlike STS, moto ignores
     query-string credentials, so the caller is then identified by the access key the URL was signed with."""
-    creds = EKSCredentials(EKSAuth(cluster="dev", region=REGION, role_arn=ROLE),
-                           "eks-session-name", sts_endpoint_url=sts_url)
+    creds = EKSCredentials(
+        EKSAuth(cluster="dev", region=REGION, role_arn=ROLE), "eks-session-name", sts_endpoint_url=sts_url
+    )
     url = decode(await creds.authorization(ALICE))
     parts = urlsplit(url)
-    async with aiohttp.ClientSession() as http, http.get(
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
             URL(f"{moto_sts_only}{parts.path}?{parts.query}", encoded=True),
-            headers={"Host": parts.netloc, "x-k8s-aws-id": "dev"}) as response:
+            headers={"Host": parts.netloc, "x-k8s-aws-id": "dev"},
+        ) as response,
+    ):
         body = await response.text()
     assert response.status == 200
     assert "<GetCallerIdentityResult>" in body
     secret = secret_of(url)
     sts = botocore.session.get_session().create_client(
-        "sts", region_name=REGION, endpoint_url=sts_url, aws_access_key_id=secret.access_key,
-        aws_secret_access_key=secret.secret_key, aws_session_token=secret.token)
+        "sts",
+        region_name=REGION,
+        endpoint_url=sts_url,
+        aws_access_key_id=secret.access_key,
+        aws_secret_access_key=secret.secret_key,
+        aws_session_token=secret.token,
+    )
     arn = sts.get_caller_identity()["Arn"]
     assert arn == f"arn:aws:sts::{DEFAULT_ACCOUNT_ID}:assumed-role/kubegate-dev/{role_session_name(ALICE)}"
     await creds.close()
 
 
 async def test_session_name_mode_assumes_once_per_identity(sts_url: str) -> None:
-    creds = EKSCredentials(EKSAuth(cluster="dev", region=REGION, role_arn=ROLE),
-                           "eks-session-name", sts_endpoint_url=sts_url)
+    creds = EKSCredentials(
+        EKSAuth(cluster="dev", region=REGION, role_arn=ROLE), "eks-session-name", sts_endpoint_url=sts_url
+    )
     alice = await creds.authorization(ALICE)
     bob = await creds.authorization(BOB)
     assert await creds.authorization(ALICE) == alice
@@ -186,7 +204,8 @@ async def test_impersonation_mode_ignores_the_identity(sts_url: str) -> None:
 
 
 async def test_tokens_and_credentials_are_cached_and_renewed_before_expiry(
-        sts_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    sts_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     signed: list[str] = []
 
     def counting(*args: object, **kwargs: object) -> str:
@@ -196,8 +215,7 @@ async def test_tokens_and_credentials_are_cached_and_renewed_before_expiry(
 
     monkeypatch.setattr(eks, "build_eks_token", counting)
     clock = Clock()
-    creds = EKSCredentials(EKSAuth(cluster="dev", region=REGION, role_arn=ROLE),
-                           sts_endpoint_url=sts_url, clock=clock)
+    creds = EKSCredentials(EKSAuth(cluster="dev", region=REGION, role_arn=ROLE), sts_endpoint_url=sts_url, clock=clock)
     first = await creds.authorization(None)
     assert await creds.authorization(None) == first
     assert (len(assumed_roles()), len(signed)) == (1, 1)
@@ -218,8 +236,7 @@ async def test_tokens_and_credentials_are_cached_and_renewed_before_expiry(
 
 async def test_token_never_outlives_the_credentials_it_was_signed_with(sts_url: str) -> None:
     clock = Clock()
-    creds = EKSCredentials(EKSAuth(cluster="dev", region=REGION, role_arn=ROLE),
-                           sts_endpoint_url=sts_url, clock=clock)
+    creds = EKSCredentials(EKSAuth(cluster="dev", region=REGION, role_arn=ROLE), sts_endpoint_url=sts_url, clock=clock)
     await creds.authorization(None)
     expires = assumed_roles()[0].expiration.timestamp()
     clock.now = expires - CREDENTIAL_MARGIN_SECONDS - TOKEN_REUSE_SECONDS + 60
@@ -231,7 +248,8 @@ async def test_token_never_outlives_the_credentials_it_was_signed_with(sts_url: 
 
 
 async def test_without_a_role_the_token_is_signed_with_the_chain_credentials(
-        sts_url: str, aws_env: ReadOnlyCredentials) -> None:
+    sts_url: str, aws_env: ReadOnlyCredentials
+) -> None:
     creds = EKSCredentials(EKSAuth(cluster="dev", region=REGION), sts_endpoint_url=sts_url)
     url = decode(await creds.authorization(ALICE))
     assert query(url)["X-Amz-Credential"].startswith(f"{aws_env.access_key}/")
@@ -242,11 +260,11 @@ async def test_without_a_role_the_token_is_signed_with_the_chain_credentials(
 
 @pytest.mark.parametrize("role_arn", [ROLE, None])
 async def test_no_credentials_is_a_credential_error(
-        sts_url: str, monkeypatch: pytest.MonkeyPatch, role_arn: str | None) -> None:
+    sts_url: str, monkeypatch: pytest.MonkeyPatch, role_arn: str | None
+) -> None:
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
-    creds = EKSCredentials(EKSAuth(cluster="dev", region=REGION, role_arn=role_arn),
-                           sts_endpoint_url=sts_url)
+    creds = EKSCredentials(EKSAuth(cluster="dev", region=REGION, role_arn=role_arn), sts_endpoint_url=sts_url)
     with pytest.raises(AWSCredentialError) as caught:
         await creds.authorization(None)
     assert caught.value.code == "NoCredentials"
@@ -258,13 +276,16 @@ async def test_no_credentials_is_a_credential_error(
 @pytest.fixture
 def iam_user(sts_url: str, enforce_iam: Callable[[], None], monkeypatch: pytest.MonkeyPatch) -> str:
     """An IAM user that may assume ROLE only; moto then checks every request against IAM."""
-    iam = botocore.session.get_session().create_client("iam", region_name="us-east-1",
-                                                       endpoint_url=sts_url)
+    iam = botocore.session.get_session().create_client("iam", region_name="us-east-1", endpoint_url=sts_url)
     iam.create_user(UserName="kubegate")
     key = iam.create_access_key(UserName="kubegate")["AccessKey"]
-    iam.put_user_policy(UserName="kubegate", PolicyName="assume", PolicyDocument=json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": ROLE}]}))
+    iam.put_user_policy(
+        UserName="kubegate",
+        PolicyName="assume",
+        PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": ROLE}]}
+        ),
+    )
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
     enforce_iam()
@@ -272,11 +293,13 @@ def iam_user(sts_url: str, enforce_iam: Callable[[], None], monkeypatch: pytest.
 
 
 async def test_access_denied_carries_the_code_and_no_secret(sts_url: str, iam_user: str) -> None:
-    allowed = EKSCredentials(EKSAuth(cluster="dev", region=REGION, role_arn=ROLE, external_id="ext-4711"),
-                             sts_endpoint_url=sts_url)
+    allowed = EKSCredentials(
+        EKSAuth(cluster="dev", region=REGION, role_arn=ROLE, external_id="ext-4711"), sts_endpoint_url=sts_url
+    )
     assert (await allowed.authorization(None)).startswith("Bearer k8s-aws-v1.")
-    denied = EKSCredentials(EKSAuth(cluster="dev", region=REGION, role_arn=OTHER_ROLE,
-                                    external_id="ext-4711"), sts_endpoint_url=sts_url)
+    denied = EKSCredentials(
+        EKSAuth(cluster="dev", region=REGION, role_arn=OTHER_ROLE, external_id="ext-4711"), sts_endpoint_url=sts_url
+    )
     with pytest.raises(AWSCredentialError) as caught:
         await denied.authorization(None)
     message = str(caught.value)
@@ -290,7 +313,8 @@ async def test_access_denied_carries_the_code_and_no_secret(sts_url: str, iam_us
 
 
 async def test_unknown_access_key_is_invalid_client_token_id(
-        sts_url: str, aws_env: ReadOnlyCredentials, enforce_iam: Callable[[], None]) -> None:
+    sts_url: str, aws_env: ReadOnlyCredentials, enforce_iam: Callable[[], None]
+) -> None:
     enforce_iam()
     creds = EKSCredentials(EKSAuth(cluster="dev", region=REGION, role_arn=ROLE), sts_endpoint_url=sts_url)
     with pytest.raises(AWSCredentialError) as caught:
@@ -321,8 +345,13 @@ identities = st.builds(
 
 
 def _essence(identity: Identity) -> tuple[object, ...]:
-    return (identity.issuer, identity.subject, identity.username, frozenset(identity.groups),
-            tuple(sorted(identity.claims.items())))
+    return (
+        identity.issuer,
+        identity.subject,
+        identity.username,
+        frozenset(identity.groups),
+        tuple(sorted(identity.claims.items())),
+    )
 
 
 @settings(max_examples=300)
@@ -332,9 +361,19 @@ def test_role_session_name_is_a_valid_stable_session_name(identity: Identity) ->
     assert STS_SESSION_NAME.fullmatch(name)
     assert "@" not in name
     assert name != KUBEGATE_SESSION_NAME
-    assert role_session_name(Identity(identity.issuer, identity.subject, identity.username,
-                                      tuple(reversed(identity.groups)), dict(identity.claims),
-                                      expires_at=identity.expires_at + 3600)) == name
+    assert (
+        role_session_name(
+            Identity(
+                identity.issuer,
+                identity.subject,
+                identity.username,
+                tuple(reversed(identity.groups)),
+                dict(identity.claims),
+                expires_at=identity.expires_at + 3600,
+            )
+        )
+        == name
+    )
 
 
 @settings(max_examples=300)
@@ -344,8 +383,13 @@ def test_distinct_identities_get_distinct_session_names(a: Identity, b: Identity
 
 
 def test_role_session_name_keeps_a_readable_prefix() -> None:
-    name = role_session_name(Identity(issuer="https://token.actions.githubusercontent.com",
-                                      subject="repo:acme/shop:ref:refs/heads/main", username="x"))
+    name = role_session_name(
+        Identity(
+            issuer="https://token.actions.githubusercontent.com",
+            subject="repo:acme/shop:ref:refs/heads/main",
+            username="x",
+        )
+    )
     assert name.startswith("repo-acme-shop-ref-refs-heads-main.")
     long = role_session_name(Identity(issuer="i", subject="a" * 200, username="u"))
     same_prefix = role_session_name(Identity(issuer="i", subject="a" * 199 + "b", username="u"))

@@ -10,9 +10,13 @@ from kubegate.upstream.impersonation import impersonation_headers
 
 
 def test_user_groups_and_extras_without_system_groups() -> None:
-    ident = Identity(issuer="https://token.actions.githubusercontent.com", subject="repo:acme/shop:ref:main",
-                     username="gh:repo:acme/shop:ref:main", groups=("ci-agents", "system:masters", "system:nodes"),
-                     claims={"repository": "acme/shop", "run_id": "42", "Actor": "zoë"})
+    ident = Identity(
+        issuer="https://token.actions.githubusercontent.com",
+        subject="repo:acme/shop:ref:main",
+        username="gh:repo:acme/shop:ref:main",
+        groups=("ci-agents", "system:masters", "system:nodes"),
+        claims={"repository": "acme/shop", "run_id": "42", "Actor": "zoë"},
+    )
     headers = impersonation_headers(ident)
     assert ("Impersonate-User", "gh:repo:acme/shop:ref:main") in headers
     assert [v for k, v in headers if k == "Impersonate-Group"] == ["ci-agents"]
@@ -34,5 +38,7 @@ def test_a_system_user_is_never_impersonated() -> None:
     ident = Identity(issuer="https://idp", subject="system:admin", username="system:admin")
     with pytest.raises(Refused) as refused:
         impersonation_headers(ident)
-    assert refused.value.code == 403 and "kubegate refused to act as Kubernetes user 'system:admin'" in \
-        refused.value.message
+    assert (
+        refused.value.code == 403
+        and "kubegate refused to act as Kubernetes user 'system:admin'" in refused.value.message
+    )

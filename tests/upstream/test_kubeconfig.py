@@ -20,11 +20,17 @@ from kubegate.upstream.credentials import ClientCertificate, ExecPlugin, StaticT
 from kubegate.upstream.kubeconfig import KubeconfigError, load_kubeconfig
 
 
-def kubeconfig(path: Path, users: dict[str, dict[str, Any]], *, cluster: dict[str, Any] | None = None,
-               current: str | None = "first") -> Path:
+def kubeconfig(
+    path: Path,
+    users: dict[str, dict[str, Any]],
+    *,
+    cluster: dict[str, Any] | None = None,
+    current: str | None = "first",
+) -> Path:
     """One cluster and one context per user (context name = user name)."""
     doc: dict[str, Any] = {
-        "apiVersion": "v1", "kind": "Config",
+        "apiVersion": "v1",
+        "kind": "Config",
         "clusters": [{"name": "c", "cluster": cluster or {"server": "https://api.example:6443/"}}],
         "users": [{"name": name, "user": user} for name, user in users.items()],
         "contexts": [{"name": name, "context": {"cluster": "c", "user": name}} for name in users],
@@ -46,10 +52,14 @@ def test_the_current_context_or_the_named_one_is_used(tmp_path: Path) -> None:
 
 
 def test_token_files_and_certificates_are_found_next_to_the_kubeconfig(tmp_path: Path) -> None:
-    path = kubeconfig(tmp_path / "conf" / "kc", {
-        "first": {"tokenFile": "secrets/token"},
-        "cert": {"client-certificate": "pki/client.crt", "client-key": "/abs/client.key"},
-    }, cluster={"server": "https://api", "certificate-authority": "pki/ca.crt"})
+    path = kubeconfig(
+        tmp_path / "conf" / "kc",
+        {
+            "first": {"tokenFile": "secrets/token"},
+            "cert": {"client-certificate": "pki/client.crt", "client-key": "/abs/client.key"},
+        },
+        cluster={"server": "https://api", "certificate-authority": "pki/ca.crt"},
+    )
     token = load_kubeconfig(path)
     assert isinstance(token.credentials, TokenFile)
     assert token.ca_file == tmp_path / "conf" / "pki" / "ca.crt" and token.ca_data is None
@@ -61,31 +71,51 @@ def test_token_files_and_certificates_are_found_next_to_the_kubeconfig(tmp_path:
 def test_embedded_certificate_data_stays_in_memory(tmp_path: Path) -> None:
     ca, crt, key = b"-----CA-----\n", b"-----CERT-----\n", b"-----KEY-----\n"
     b64 = {name: base64.b64encode(value).decode() for name, value in (("ca", ca), ("crt", crt), ("key", key))}
-    path = kubeconfig(tmp_path / "kc", {"first": {"client-certificate-data": b64["crt"],
-                                                  "client-key-data": b64["key"]}},
-                      cluster={"server": "https://api", "certificate-authority-data": b64["ca"],
-                               "insecure-skip-tls-verify": True})
+    path = kubeconfig(
+        tmp_path / "kc",
+        {"first": {"client-certificate-data": b64["crt"], "client-key-data": b64["key"]}},
+        cluster={"server": "https://api", "certificate-authority-data": b64["ca"], "insecure-skip-tls-verify": True},
+    )
     target = load_kubeconfig(path)
     assert target.ca_data == ca and target.insecure is True
     assert target.credentials.client_cert() == (crt, key)
 
 
 def test_an_exec_plugin_user_becomes_an_exec_credential_source(tmp_path: Path) -> None:
-    path = kubeconfig(tmp_path / "kc", {"first": {"exec": {
-        "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "aws",
-        "args": ["eks", "get-token", "--cluster-name", "dev"], "env": [{"name": "AWS_PROFILE", "value": "ci"}]}}})
+    path = kubeconfig(
+        tmp_path / "kc",
+        {
+            "first": {
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1beta1",
+                    "command": "aws",
+                    "args": ["eks", "get-token", "--cluster-name", "dev"],
+                    "env": [{"name": "AWS_PROFILE", "value": "ci"}],
+                }
+            }
+        },
+    )
     assert isinstance(load_kubeconfig(path).credentials, ExecPlugin)
 
 
-@pytest.mark.parametrize(("users", "cluster", "current", "context", "message"), [
-    ({"first": {"token": "t"}}, None, None, None, "no context given and no current-context set"),
-    ({"first": {"token": "t"}}, None, "first", "nope", "no context named 'nope'"),
-    ({"first": {"token": "t"}}, {"insecure-skip-tls-verify": True}, "first", None, "has no server"),
-    ({"first": {"username": "admin", "password": "x"}}, None, "first", None,
-     "no token, tokenFile, client certificate or exec plugin"),
-])
-def test_an_unusable_kubeconfig_says_what_is_wrong(tmp_path: Path, users: dict[str, Any], cluster: Any,
-                                                   current: str | None, context: str | None, message: str) -> None:
+@pytest.mark.parametrize(
+    ("users", "cluster", "current", "context", "message"),
+    [
+        ({"first": {"token": "t"}}, None, None, None, "no context given and no current-context set"),
+        ({"first": {"token": "t"}}, None, "first", "nope", "no context named 'nope'"),
+        ({"first": {"token": "t"}}, {"insecure-skip-tls-verify": True}, "first", None, "has no server"),
+        (
+            {"first": {"username": "admin", "password": "x"}},
+            None,
+            "first",
+            None,
+            "no token, tokenFile, client certificate or exec plugin",
+        ),
+    ],
+)
+def test_an_unusable_kubeconfig_says_what_is_wrong(
+    tmp_path: Path, users: dict[str, Any], cluster: Any, current: str | None, context: str | None, message: str
+) -> None:
     path = kubeconfig(tmp_path / "kc", users, cluster=cluster, current=current)
     with pytest.raises(KubeconfigError, match=message) as caught:
         load_kubeconfig(path, context)
@@ -119,8 +149,9 @@ async def whoami(conn: Connection) -> str:
     if authorization:
         headers["Authorization"] = authorization
     body = b'{"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}'
-    async with conn.session.post(f"{conn.server}/apis/authentication.k8s.io/v1/selfsubjectreviews", data=body,
-                                 headers=headers) as response:
+    async with conn.session.post(
+        f"{conn.server}/apis/authentication.k8s.io/v1/selfsubjectreviews", data=body, headers=headers
+    ) as response:
         assert response.status == 201, await response.text()
         return str((await response.json())["status"]["userInfo"]["username"])
 
@@ -132,11 +163,22 @@ def connect(path: Path) -> Connection:
 async def test_an_exec_plugin_context_authenticates_to_the_cluster(cluster: SandboxCluster, tmp_path: Path) -> None:
     cluster.add_token("from-the-plugin", "plugin-user", [])
     script = tmp_path / "plugin.py"
-    script.write_text("import json, os\nprint(json.dumps({'kind': 'ExecCredential', "
-                      "'status': {'token': os.environ['SANDBOX_TOKEN']}}))\n")
-    path = sandbox_kubeconfig(cluster, tmp_path / "kc", {"exec": {
-        "apiVersion": "client.authentication.k8s.io/v1", "command": sys.executable, "args": [str(script)],
-        "env": [{"name": "SANDBOX_TOKEN", "value": "from-the-plugin"}]}})
+    script.write_text(
+        "import json, os\nprint(json.dumps({'kind': 'ExecCredential', "
+        "'status': {'token': os.environ['SANDBOX_TOKEN']}}))\n"
+    )
+    path = sandbox_kubeconfig(
+        cluster,
+        tmp_path / "kc",
+        {
+            "exec": {
+                "apiVersion": "client.authentication.k8s.io/v1",
+                "command": sys.executable,
+                "args": [str(script)],
+                "env": [{"name": "SANDBOX_TOKEN", "value": "from-the-plugin"}],
+            }
+        },
+    )
     conn = connect(path)
     try:
         assert await whoami(conn) == "plugin-user"

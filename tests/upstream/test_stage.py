@@ -50,8 +50,12 @@ async def conn() -> AsyncIterator[Connection]:
     await c.close()
 
 
-def flow(conn: Connection, path: str = "/api/v1/namespaces/pr-1/pods", role: str | None = "view",
-         scope: str | None = "namespace") -> Flow:
+def flow(
+    conn: Connection,
+    path: str = "/api/v1/namespaces/pr-1/pods",
+    role: str | None = "view",
+    scope: str | None = "namespace",
+) -> Flow:
     request = make_mocked_request("GET", path, headers={"Kubectl-Session": "ks-1"})
     f = Flow(request=request, connection=conn, method="GET", raw_path=path, query_string="", headers=CIMultiDict())
     f.identity = ALICE
@@ -84,12 +88,16 @@ async def test_a_cluster_wide_rule_binds_cluster_wide_and_a_namespaced_one_never
     assert [s.kind for s, _, _ in fake.asked] == ["ClusterRoleBinding"]
 
 
-@pytest.mark.parametrize(("error", "code", "text"), [
-    (BindingError(403, "lacks the permission bind on clusterroles", "Forbidden"), 403, "lacks the permission bind"),
-    (CredentialError("token file /x is empty"), 502, "could not get its own credentials for connection dev"),
-])
-async def test_a_binding_that_cannot_be_made_refuses_the_request(conn: Connection, error: Exception, code: int,
-                                                                 text: str) -> None:
+@pytest.mark.parametrize(
+    ("error", "code", "text"),
+    [
+        (BindingError(403, "lacks the permission bind on clusterroles", "Forbidden"), 403, "lacks the permission bind"),
+        (CredentialError("token file /x is empty"), 502, "could not get its own credentials for connection dev"),
+    ],
+)
+async def test_a_binding_that_cannot_be_made_refuses_the_request(
+    conn: Connection, error: Exception, code: int, text: str
+) -> None:
     with pytest.raises(Refused) as caught:
         await UpstreamAccessStage(RoleGrants({"dev": FakeBindings(error=error)})).on_request(flow(conn))  # type: ignore[dict-item]
     assert caught.value.code == code and text in caught.value.message
@@ -98,13 +106,15 @@ async def test_a_binding_that_cannot_be_made_refuses_the_request(conn: Connectio
 async def test_a_role_bound_cluster_wide_that_is_a_namespaced_role_is_refused(conn: Connection) -> None:
     with pytest.raises(Refused) as caught:
         await UpstreamAccessStage(RoleGrants({"dev": FakeBindings()})).on_request(  # type: ignore[dict-item]
-            flow(conn, role="Role/deployer", scope="cluster"))
+            flow(conn, role="Role/deployer", scope="cluster")
+        )
     assert caught.value.code == 403 and "a Role exists in one namespace only" in caught.value.message
 
 
 async def test_eks_session_name_mode_binds_the_user_eks_maps_the_session_to() -> None:
-    conn = Connection(ConnectionConfig(name="dev", server="https://127.0.0.1:9", auth=EKS_AUTH,
-                                       identity_mode="eks-session-name"))
+    conn = Connection(
+        ConnectionConfig(name="dev", server="https://127.0.0.1:9", auth=EKS_AUTH, identity_mode="eks-session-name")
+    )
     try:
         fake = FakeBindings()
         await UpstreamAccessStage(RoleGrants({"dev": fake})).on_request(flow(conn))  # type: ignore[dict-item]
@@ -123,7 +133,8 @@ async def test_made_and_renewed_bindings_are_recorded_in_the_session(conn: Conne
         stage = UpstreamAccessStage(RoleGrants({"dev": FakeBindings()}, recorder))  # type: ignore[dict-item]
         await stage.on_request(f)
         await UpstreamAccessStage(RoleGrants({"dev": FakeBindings("cached")}, recorder)).on_request(  # type: ignore[dict-item]
-            flow(conn))
+            flow(conn)
+        )
         await recorder.flush()
         session = recorder.session_for(f)
         events, _ = await list_events(store, session, limit=50)

@@ -38,8 +38,13 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[TestClient[web.Request, web
     store = await Store.open(f"sqlite:///{tmp_path / 'kubegate.db'}")
     service = ApprovalService(store, None, engine(), ApprovalsConfig(), connections=("dev",))
     app = web.Application()
-    setup_routes(app, lambda: service, authorize, lambda i: roles_of(i, IDENTITY, service.is_reviewer),
-                 lambda: "https://kubegate.example.com")
+    setup_routes(
+        app,
+        lambda: service,
+        authorize,
+        lambda i: roles_of(i, IDENTITY, service.is_reviewer),
+        lambda: "https://kubegate.example.com",
+    )
     client = TestClient(TestServer(app))
     await client.start_server()
     yield client, service
@@ -89,8 +94,9 @@ async def test_approve_deny_and_revoke_through_the_api(api: Api) -> None:
     assert approved.status == 200 and (await approved.json())["state"] == "approved"
     no_reason = await client.post(f"/api/v1/requests/{second}/deny", headers=_auth("bob"), json={})
     assert no_reason.status == 400
-    denied = await (await client.post(f"/api/v1/requests/{second}/deny", headers=_auth("bob"),
-                                      json={"reason": "use staging"})).json()
+    denied = await (
+        await client.post(f"/api/v1/requests/{second}/deny", headers=_auth("bob"), json={"reason": "use staging"})
+    ).json()
     assert (denied["state"], denied["decision_reason"]) == ("denied", "use staging")
     revoked = await client.post(f"/api/v1/requests/{first}/revoke", headers=_auth("admin"), json={"reason": "x"})
     assert revoked.status == 200 and (await revoked.json())["grant"]["state"] == "revoked"
@@ -100,17 +106,33 @@ async def test_approve_deny_and_revoke_through_the_api(api: Api) -> None:
 
 async def test_a_scope_request_through_the_api(api: Api) -> None:
     client, _ = api
-    created = await client.post("/api/v1/requests", headers={**_auth("agent"), "Host": "attacker.example"}, json={
-        "connection": "dev", "namespace": "prod", "verbs": "get,list", "resources": "pods,pods/log",
-        "duration": "1h", "reason": "incident 4711"})
+    created = await client.post(
+        "/api/v1/requests",
+        headers={**_auth("agent"), "Host": "attacker.example"},
+        json={
+            "connection": "dev",
+            "namespace": "prod",
+            "verbs": "get,list",
+            "resources": "pods,pods/log",
+            "duration": "1h",
+            "reason": "incident 4711",
+        },
+    )
     assert created.status == 201, await created.text()
     body = await created.json()
-    assert body["kind"] == "scope" and body["scope"] == {"namespace": "prod", "verbs": ["get", "list"],
-                                                         "resources": ["pods", "pods/log"], "duration": 3600.0}
+    assert body["kind"] == "scope" and body["scope"] == {
+        "namespace": "prod",
+        "verbs": ["get", "list"],
+        "resources": ["pods", "pods/log"],
+        "duration": 3600.0,
+    }
     assert body["approve_command"] == f"kubegate requests approve {body['id']} --server https://kubegate.example.com"
     assert "attacker.example" not in await created.text()  # the configured base URL, never the Host header
-    bad = await client.post("/api/v1/requests", headers=_auth("agent"), json={
-        "connection": "dev", "namespace": "prod", "verbs": "get", "resources": "pods/", "reason": "x"})
+    bad = await client.post(
+        "/api/v1/requests",
+        headers=_auth("agent"),
+        json={"connection": "dev", "namespace": "prod", "verbs": "get", "resources": "pods/", "reason": "x"},
+    )
     assert bad.status == 400 and "RESOURCE" in (await bad.json())["message"]
 
 
@@ -122,8 +144,9 @@ async def test_refusals_are_statuses(api: Api) -> None:
     assert bad_state.status == 400
     missing = await client.post("/api/v1/requests/zzzzzzzz/approve", headers=_auth("bob"), json={})
     assert missing.status == 404
-    not_json = await client.post("/api/v1/requests", headers={**_auth("agent"), "Content-Type": "application/json"},
-                                 data=b"{nope")
+    not_json = await client.post(
+        "/api/v1/requests", headers={**_auth("agent"), "Content-Type": "application/json"}, data=b"{nope"
+    )
     assert not_json.status == 400
 
 

@@ -53,7 +53,7 @@ def _ref(kind: str, name: str, namespace: str = "", api_version: str = "", field
 
 
 def _extra_key(header: str) -> str:
-    key = header[len(EXTRA_PREFIX):].lower()
+    key = header[len(EXTRA_PREFIX) :].lower()
     try:
         return unquote(key, errors="strict")
     except UnicodeDecodeError:
@@ -90,8 +90,11 @@ def impersonate(requester: User, headers: CIMultiDictProxy[str], authz: Authoriz
         groups.append(g)
     extra: dict[str, list[str]] = {}
     for key, value in extras:
-        checks.append(Attributes(requester, "impersonate", True, AUTHN_GROUP, "v1", resource="userextras",
-                                 subresource=key, name=value))
+        checks.append(
+            Attributes(
+                requester, "impersonate", True, AUTHN_GROUP, "v1", resource="userextras", subresource=key, name=value
+            )
+        )
         extra.setdefault(key, []).append(value)
     if uid:
         checks.append(Attributes(requester, "impersonate", True, AUTHN_GROUP, "v1", resource="uids", name=uid))
@@ -106,4 +109,3 @@ def impersonate(requester: User, headers: CIMultiDictProxy[str], authz: Authoriz
     elif UNAUTHENTICATED not in groups:
         groups.append(UNAUTHENTICATED)
     return User(user_name, tuple(groups), uid, {k: tuple(v) for k, v in extra.items()})
-

@@ -7,13 +7,23 @@ from typing import Any
 
 GATEWAY_USER = "kubegate-gateway"
 RBAC = "rbac.authorization.k8s.io/v1"
-_BOOT = {"labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
-         "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}}
+_BOOT = {
+    "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+    "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
+}
 
 READ = ["get", "list", "watch"]
 WRITE = ["create", "delete", "deletecollection", "patch", "update"]
-_WORKLOADS_CORE = ["pods", "pods/log", "pods/status", "configmaps", "services", "services/status",
-                   "events", "serviceaccounts"]
+_WORKLOADS_CORE = [
+    "pods",
+    "pods/log",
+    "pods/status",
+    "configmaps",
+    "services",
+    "services/status",
+    "events",
+    "serviceaccounts",
+]
 _WORKLOADS_APPS = ["deployments", "deployments/scale", "deployments/status"]
 
 
@@ -26,9 +36,13 @@ def _cluster_role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _cluster_binding(name: str, role: str, subjects: list[dict[str, str]]) -> dict[str, Any]:
-    return {"apiVersion": RBAC, "kind": "ClusterRoleBinding", "metadata": {"name": name, **_BOOT},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-            "subjects": subjects}
+    return {
+        "apiVersion": RBAC,
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": name, **_BOOT},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": subjects,
+    }
 
 
 def _group(name: str) -> dict[str, str]:
@@ -53,49 +67,91 @@ ADMIN_RULES = [
     _rule(["rbac.authorization.k8s.io"], ["roles", "rolebindings"], READ + WRITE),
     _rule(["authorization.k8s.io"], ["localsubjectaccessreviews"], ["create"]),
 ]
-DISCOVERY_URLS = ["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*",
-                  "/readyz", "/version", "/version/"]
+DISCOVERY_URLS = [
+    "/api",
+    "/api/*",
+    "/apis",
+    "/apis/*",
+    "/healthz",
+    "/livez",
+    "/openapi",
+    "/openapi/*",
+    "/readyz",
+    "/version",
+    "/version/",
+]
 
 
 def cluster_objects() -> list[dict[str, Any]]:
     """Bootstrap objects in creation order (namespaces first)."""
-    namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}
-                  for n in ("default", "kube-system", "kube-public", "kube-node-lease")]
+    namespaces = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}
+        for n in ("default", "kube-system", "kube-public", "kube-node-lease")
+    ]
     roles = [
         _cluster_role("cluster-admin", [_rule(["*"], ["*"], ["*"]), {"nonResourceURLs": ["*"], "verbs": ["*"]}]),
         _cluster_role("admin", ADMIN_RULES),
         _cluster_role("edit", EDIT_RULES),
         _cluster_role("view", VIEW_RULES),
         _cluster_role("system:discovery", [{"nonResourceURLs": DISCOVERY_URLS, "verbs": ["get"]}]),
-        _cluster_role("system:public-info-viewer", [{"nonResourceURLs": [
-            "/healthz", "/livez", "/readyz", "/version", "/version/"], "verbs": ["get"]}]),
-        _cluster_role("system:basic-user", [
-            _rule(["authentication.k8s.io"], ["selfsubjectreviews"], ["create"]),
-            _rule(["authorization.k8s.io"], ["selfsubjectaccessreviews", "selfsubjectrulesreviews"], ["create"]),
-        ]),
-        _cluster_role(GATEWAY_USER, [
-            _rule([""], ["users", "groups", "serviceaccounts"], ["impersonate"]),
-            # RBAC has no `userextras/*` wildcard: `*` in this group covers uids and every userextras key.
-            _rule(["authentication.k8s.io"], ["*"], ["impersonate"]),
-            # temporary bindings, as deploy/rbac.yaml grants them: manage bindings, bind the standard roles only
-            _rule(["rbac.authorization.k8s.io"], ["rolebindings", "clusterrolebindings"],
-                  ["get", "list", "create", "update", "patch", "delete"]),
-            {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles"], "verbs": ["bind"],
-             "resourceNames": ["cluster-admin", "admin", "edit", "view"]},
-        ]),
+        _cluster_role(
+            "system:public-info-viewer",
+            [{"nonResourceURLs": ["/healthz", "/livez", "/readyz", "/version", "/version/"], "verbs": ["get"]}],
+        ),
+        _cluster_role(
+            "system:basic-user",
+            [
+                _rule(["authentication.k8s.io"], ["selfsubjectreviews"], ["create"]),
+                _rule(["authorization.k8s.io"], ["selfsubjectaccessreviews", "selfsubjectrulesreviews"], ["create"]),
+            ],
+        ),
+        _cluster_role(
+            GATEWAY_USER,
+            [
+                _rule([""], ["users", "groups", "serviceaccounts"], ["impersonate"]),
+                # RBAC has no `userextras/*` wildcard: `*` in this group covers uids and every userextras key.
+                _rule(["authentication.k8s.io"], ["*"], ["impersonate"]),
+                # temporary bindings, as deploy/rbac.yaml grants them: manage bindings, bind the standard roles only
+                _rule(
+                    ["rbac.authorization.k8s.io"],
+                    ["rolebindings", "clusterrolebindings"],
+                    ["get", "list", "create", "update", "patch", "delete"],
+                ),
+                {
+                    "apiGroups": ["rbac.authorization.k8s.io"],
+                    "resources": ["clusterroles"],
+                    "verbs": ["bind"],
+                    "resourceNames": ["cluster-admin", "admin", "edit", "view"],
+                },
+            ],
+        ),
     ]
     bindings = [
         _cluster_binding("cluster-admin", "cluster-admin", [_group("system:masters")]),
         _cluster_binding("system:discovery", "system:discovery", [_group("system:authenticated")]),
         _cluster_binding("system:basic-user", "system:basic-user", [_group("system:authenticated")]),
-        _cluster_binding("system:public-info-viewer", "system:public-info-viewer",
-                         [_group("system:authenticated"), _group("system:unauthenticated")]),
-        _cluster_binding(GATEWAY_USER, GATEWAY_USER, [{"apiGroup": "rbac.authorization.k8s.io",
-                                                       "kind": "User", "name": GATEWAY_USER}]),
+        _cluster_binding(
+            "system:public-info-viewer",
+            "system:public-info-viewer",
+            [_group("system:authenticated"), _group("system:unauthenticated")],
+        ),
+        _cluster_binding(
+            GATEWAY_USER,
+            GATEWAY_USER,
+            [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": GATEWAY_USER}],
+        ),
     ]
-    service = {"apiVersion": "v1", "kind": "Service",
-               "metadata": {"name": "kubernetes", "namespace": "default",
-                            "labels": {"component": "apiserver", "provider": "kubernetes"}},
-               "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP",
-                                                              "targetPort": 6443}]}}
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "kubernetes",
+            "namespace": "default",
+            "labels": {"component": "apiserver", "provider": "kubernetes"},
+        },
+        "spec": {
+            "clusterIP": "10.96.0.1",
+            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+        },
+    }
     return [*namespaces, *roles, *bindings, service]

@@ -31,8 +31,7 @@ T = TypeVar("T")
 
 
 class SandboxCluster:
-    def __init__(self, state_dir: Path, host: str = "127.0.0.1", port: int = 0, *,
-                 watch_history: int = 2000) -> None:
+    def __init__(self, state_dir: Path, host: str = "127.0.0.1", port: int = 0, *, watch_history: int = 2000) -> None:
         self.state_dir = Path(state_dir)
         self.host = host
         self.port = port
@@ -82,10 +81,19 @@ class SandboxCluster:
         """A kubeconfig with context `sandbox`: this cluster, its CA embedded, and a bearer token."""
         path = Path(path)
         config = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "sandbox", "preferences": {},
-            "clusters": [{"name": "sandbox", "cluster": {
-                "server": self.url,
-                "certificate-authority-data": base64.b64encode(self.ca_file.read_bytes()).decode()}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": "sandbox",
+            "preferences": {},
+            "clusters": [
+                {
+                    "name": "sandbox",
+                    "cluster": {
+                        "server": self.url,
+                        "certificate-authority-data": base64.b64encode(self.ca_file.read_bytes()).decode(),
+                    },
+                }
+            ],
             "users": [{"name": "sandbox", "user": {"token": token or self.gateway_token}}],
             "contexts": [{"name": "sandbox", "context": {"cluster": "sandbox", "user": "sandbox"}}],
         }
@@ -98,8 +106,9 @@ class SandboxCluster:
         """Create objects as the admin (any supported kind); an invalid one raises ApiError."""
         self._on_loop(lambda: self._create_all(objects))
 
-    def append_log(self, namespace: str, pod: str, text: str, container: str | None = None,
-                   partial: bool = False) -> None:
+    def append_log(
+        self, namespace: str, pod: str, text: str, container: str | None = None, partial: bool = False
+    ) -> None:
         """Append log lines; `partial` leaves text without a final newline open, sent to followers as is."""
         self._on_loop(lambda: self.logs.append(namespace, pod, text, container, partial))
 
@@ -119,4 +128,5 @@ class SandboxCluster:
 
         async def call() -> T:
             return fn()
+
         return asyncio.run_coroutine_threadsafe(call(), loop).result()

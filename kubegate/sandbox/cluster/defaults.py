@@ -50,29 +50,64 @@ def _default_pod_spec(spec: dict[str, Any]) -> None:
 
 def _pod_status(pod: dict[str, Any], started: str) -> dict[str, Any]:
     ip = f"10.244.0.{next(_pod_ips) % 250 + 2}"
-    statuses = [{"name": c["name"], "image": c.get("image", ""), "imageID": f"docker.io/{c.get('image', '')}",
-                 "containerID": f"containerd://{uuid.uuid4().hex}", "ready": True, "started": True,
-                 "restartCount": 0, "state": {"running": {"startedAt": started}}}
-                for c in pod["spec"].get("containers") or []]
-    conditions = [{"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": started}
-                  for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady",
-                            "PodScheduled")]
-    return {"phase": "Running", "conditions": conditions, "hostIP": NODE_IP, "hostIPs": [{"ip": NODE_IP}],
-            "podIP": ip, "podIPs": [{"ip": ip}], "startTime": started, "containerStatuses": statuses,
-            "qosClass": "BestEffort"}
+    statuses = [
+        {
+            "name": c["name"],
+            "image": c.get("image", ""),
+            "imageID": f"docker.io/{c.get('image', '')}",
+            "containerID": f"containerd://{uuid.uuid4().hex}",
+            "ready": True,
+            "started": True,
+            "restartCount": 0,
+            "state": {"running": {"startedAt": started}},
+        }
+        for c in pod["spec"].get("containers") or []
+    ]
+    conditions = [
+        {"type": t, "status": "True", "lastProbeTime": None, "lastTransitionTime": started}
+        for t in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
+    ]
+    return {
+        "phase": "Running",
+        "conditions": conditions,
+        "hostIP": NODE_IP,
+        "hostIPs": [{"ip": NODE_IP}],
+        "podIP": ip,
+        "podIPs": [{"ip": ip}],
+        "startTime": started,
+        "containerStatuses": statuses,
+        "qosClass": "BestEffort",
+    }
 
 
 def _deployment_status(d: dict[str, Any]) -> dict[str, Any]:
     replicas = d["spec"].get("replicas", 1)
     stamp = now()
-    return {"observedGeneration": d["metadata"].get("generation", 1), "replicas": replicas,
-            "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas,
-            "conditions": [
-                {"type": "Available", "status": "True", "lastUpdateTime": stamp, "lastTransitionTime": stamp,
-                 "reason": "MinimumReplicasAvailable", "message": "Deployment has minimum availability."},
-                {"type": "Progressing", "status": "True", "lastUpdateTime": stamp,
-                 "lastTransitionTime": stamp, "reason": "NewReplicaSetAvailable",
-                 "message": f'ReplicaSet "{d["metadata"]["name"]}-sandbox" has successfully progressed.'}]}
+    return {
+        "observedGeneration": d["metadata"].get("generation", 1),
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+        "conditions": [
+            {
+                "type": "Available",
+                "status": "True",
+                "lastUpdateTime": stamp,
+                "lastTransitionTime": stamp,
+                "reason": "MinimumReplicasAvailable",
+                "message": "Deployment has minimum availability.",
+            },
+            {
+                "type": "Progressing",
+                "status": "True",
+                "lastUpdateTime": stamp,
+                "lastTransitionTime": stamp,
+                "reason": "NewReplicaSetAvailable",
+                "message": f'ReplicaSet "{d["metadata"]["name"]}-sandbox" has successfully progressed.',
+            },
+        ],
+    }
 
 
 def _default_deployment(d: dict[str, Any]) -> None:
@@ -80,8 +115,9 @@ def _default_deployment(d: dict[str, Any]) -> None:
     spec.setdefault("replicas", 1)
     spec.setdefault("revisionHistoryLimit", 10)
     spec.setdefault("progressDeadlineSeconds", 600)
-    spec.setdefault("strategy", {"type": "RollingUpdate",
-                                 "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
+    spec.setdefault(
+        "strategy", {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}
+    )
     template = spec.setdefault("template", {})
     _default_pod_spec(template.setdefault("spec", {}))
 

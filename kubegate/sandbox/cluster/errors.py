@@ -15,8 +15,9 @@ from .kinds import Kind
 class ApiError(Exception):
     """Stops a request; the server turns it into a Status response with `code`."""
 
-    def __init__(self, code: int, message: str, reason: str | None = None,
-                 details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, code: int, message: str, reason: str | None = None, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -49,8 +50,9 @@ def already_exists(kind: Kind, name: str) -> ApiError:
 
 
 def conflict(kind: Kind, name: str, why: str) -> ApiError:
-    return ApiError(409, f'Operation cannot be fulfilled on {kind.qualified} "{name}": {why}', "Conflict",
-                    _details(kind, name))
+    return ApiError(
+        409, f'Operation cannot be fulfilled on {kind.qualified} "{name}": {why}', "Conflict", _details(kind, name)
+    )
 
 
 MODIFIED = "the object has been modified; please apply your changes to the latest version and try again"
@@ -82,8 +84,11 @@ def not_acceptable(accepted: list[str]) -> ApiError:
 
 
 def unsupported_media_type(content_type: str, accepted: list[str]) -> ApiError:
-    return ApiError(415, f'the body of the request was in an unknown format - accepted media types include: '
-                         f'{", ".join(accepted)}', "UnsupportedMediaType")
+    return ApiError(
+        415,
+        f"the body of the request was in an unknown format - accepted media types include: {', '.join(accepted)}",
+        "UnsupportedMediaType",
+    )
 
 
 def resource_not_found() -> ApiError:
@@ -95,8 +100,7 @@ def expired(message: str) -> ApiError:
 
 
 def internal(message: str) -> ApiError:
-    return ApiError(500, f"Internal error occurred: {message}", "InternalError",
-                    {"causes": [{"message": message}]})
+    return ApiError(500, f"Internal error occurred: {message}", "InternalError", {"causes": [{"message": message}]})
 
 
 def unauthorized() -> ApiError:
@@ -108,8 +112,9 @@ def forbidden(group: str, resource: str, name: str, why: str) -> ApiError:
     if not resource:
         message = f"forbidden: {why}"
     elif name:
-        message = f'{resource}.{group} "{name}" is forbidden: {why}' if group else \
-            f'{resource} "{name}" is forbidden: {why}'
+        message = (
+            f'{resource}.{group} "{name}" is forbidden: {why}' if group else f'{resource} "{name}" is forbidden: {why}'
+        )
     else:
         message = f"{resource}.{group} is forbidden: {why}" if group else f"{resource} is forbidden: {why}"
     details: dict[str, Any] = {}

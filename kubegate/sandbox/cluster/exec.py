@@ -28,10 +28,20 @@ from .logs import LogBook, choose_container
 from .shell import Filesystem, Io, Output, Pipe, Shell
 from .store import Store
 
-CHANNEL_PROTOCOLS = (channels.V5, channels.V4, channels.V4_BASE64, channels.V3, channels.V2, channels.V1,
-                     channels.BASE64)
-KUBERNETES_ENV = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443",
-                  "KUBERNETES_PORT": "tcp://10.96.0.1:443"}
+CHANNEL_PROTOCOLS = (
+    channels.V5,
+    channels.V4,
+    channels.V4_BASE64,
+    channels.V3,
+    channels.V2,
+    channels.V1,
+    channels.BASE64,
+)
+KUBERNETES_ENV = {
+    "KUBERNETES_SERVICE_HOST": "10.96.0.1",
+    "KUBERNETES_SERVICE_PORT": "443",
+    "KUBERNETES_PORT": "tcp://10.96.0.1:443",
+}
 
 
 @dataclass
@@ -61,8 +71,9 @@ class Runtime:
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME": meta["name"]}
         for source in spec_container.get("envFrom") or []:
             ref = source.get("configMapRef") or source.get("secretRef")
-            data = self._data(namespace, "configmaps" if "configMapRef" in source else "secrets",
-                              (ref or {}).get("name", ""))
+            data = self._data(
+                namespace, "configmaps" if "configMapRef" in source else "secrets", (ref or {}).get("name", "")
+            )
             env.update({source.get("prefix", "") + k: v for k, v in data.items()})
         for var in spec_container.get("env") or []:
             env[var["name"]] = self._value(pod, var)
@@ -82,8 +93,13 @@ class Runtime:
                 ref = source[key]
                 return self._data(namespace, resource, ref.get("name", "")).get(ref.get("key", ""), "")
         field_path = (source.get("fieldRef") or {}).get("fieldPath", "")
-        return str({"metadata.name": pod["metadata"]["name"], "metadata.namespace": namespace,
-                    "status.podIP": (pod.get("status") or {}).get("podIP", "")}.get(field_path, ""))
+        return str(
+            {
+                "metadata.name": pod["metadata"]["name"],
+                "metadata.namespace": namespace,
+                "status.podIP": (pod.get("status") or {}).get("podIP", ""),
+            }.get(field_path, "")
+        )
 
     def _data(self, namespace: str, resource: str, name: str) -> dict[str, str]:
         obj = self.store.get(f"/{resource}", namespace, name) or {}
@@ -95,8 +111,7 @@ class Runtime:
 class Terminal:
     """A line discipline: raw keystrokes in, echo out, cooked lines to `deliver`, Ctrl-D to `eof`."""
 
-    def __init__(self, echo: Output, interrupt: Callable[[], bool], deliver: Output,
-                 eof: Callable[[], None]) -> None:
+    def __init__(self, echo: Output, interrupt: Callable[[], bool], deliver: Output, eof: Callable[[], None]) -> None:
         self._echo = echo
         self._interrupt = interrupt
         self._deliver = deliver
@@ -165,8 +180,9 @@ async def open_channels(request: web.Request) -> Channels:
     """Answer the upgrade with the first channel protocol the client offers that the sandbox speaks."""
     if request.headers.get("Upgrade", "").lower() != "websocket":
         raise bad_request("Upgrade request required")
-    ws = web.WebSocketResponse(protocols=CHANNEL_PROTOCOLS, autoping=True, max_msg_size=16 * 1024 * 1024,
-                               compress=False)
+    ws = web.WebSocketResponse(
+        protocols=CHANNEL_PROTOCOLS, autoping=True, max_msg_size=16 * 1024 * 1024, compress=False
+    )
     await ws.prepare(request)
     proto = channels.protocol(ws.ws_protocol or channels.V1)
     assert proto is not None
@@ -195,8 +211,9 @@ async def serve_exec(request: web.Request, pod: dict[str, Any], runtime: Runtime
     if not (want_stdin or want_stdout or want_stderr):
         raise bad_request("you must specify at least 1 of stdin, stdout, stderr")
     ch = await open_channels(request)
-    shell = Shell(runtime.filesystem(pod, container), runtime.environment(pod, container, tty),
-                  hostname=pod["metadata"]["name"])
+    shell = Shell(
+        runtime.filesystem(pod, container), runtime.environment(pod, container, tty), hostname=pod["metadata"]["name"]
+    )
     out = _writer(ch, channels.STDOUT, tty, want_stdout)
     err = out if tty else _writer(ch, channels.STDERR, False, want_stderr)
     stdin = Pipe()
@@ -239,6 +256,7 @@ def _writer(ch: Channels, channel: int, tty: bool, enabled: bool) -> Output:
     async def write(data: bytes) -> None:
         if enabled and data:
             await ch.send(channel, data.replace(b"\n", b"\r\n") if tty else data)
+
     return write
 
 

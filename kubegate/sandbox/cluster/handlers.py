@@ -77,13 +77,21 @@ def _decode_continue(token: str) -> tuple[str, str]:
         ns, name = data["start"]
         return str(ns), str(name)
     except (ValueError, KeyError, TypeError):
-        raise bad_request("continue key is not valid: incorrect encoded start resourceVersion (version "
-                          "meta.k8s.io/v1)") from None
+        raise bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)"
+        ) from None
 
 
 class Api:
-    def __init__(self, store: Store, resources: Resources, logs: LogBook, authz: Authorizer,
-                 tokens: Tokens, runtime: Runtime | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        resources: Resources,
+        logs: LogBook,
+        authz: Authorizer,
+        tokens: Tokens,
+        runtime: Runtime | None = None,
+    ) -> None:
         self.runtime = runtime or Runtime(store, logs)
         self.store = store
         self.resources = resources
@@ -108,8 +116,14 @@ class Api:
             return await self._review(call)
         if verb in ("list", "watch"):
             return await self._list(call)
-        handler = {"get": self._get, "create": self._create, "update": self._update, "patch": self._patch,
-                   "delete": self._delete, "deletecollection": self._delete_collection}[verb]
+        handler = {
+            "get": self._get,
+            "create": self._create,
+            "update": self._update,
+            "patch": self._patch,
+            "delete": self._delete,
+            "deletecollection": self._delete_collection,
+        }[verb]
         return await handler(call)
 
     # rendering
@@ -118,8 +132,7 @@ class Api:
         target = negotiate(call.request.headers.get("Accept", ""), resource=True)
         if target.form == "table":
             meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
-            body = tables.table(call.kind, [obj], meta, call.query.get("includeObject", "Metadata"),
-                                target.version)
+            body = tables.table(call.kind, [obj], meta, call.query.get("includeObject", "Metadata"), target.version)
             return respond(call.request, body, status, target.content_type)
         if target.form == "partial":
             return respond(call.request, tables.partial(obj, target.version), status, target.content_type)
@@ -168,8 +181,10 @@ class Api:
         for o in items:
             o.pop("kind", None)
             o.pop("apiVersion", None)
-        return respond(call.request, {"kind": call.kind.list_kind_name(), "apiVersion": call.kind.api_version,
-                                      "metadata": meta, "items": items})
+        return respond(
+            call.request,
+            {"kind": call.kind.list_kind_name(), "apiVersion": call.kind.api_version, "metadata": meta, "items": items},
+        )
 
     async def _create(self, call: Call) -> web.StreamResponse:
         body = await read_object(call.request)
@@ -177,8 +192,7 @@ class Api:
 
     async def _update(self, call: Call, subresource: str = "") -> web.StreamResponse:
         body = await read_object(call.request)
-        obj, created = self.resources.update(call.kind, call.namespace, call.info.name, body,
-                                             _write(call, subresource))
+        obj, created = self.resources.update(call.kind, call.namespace, call.info.name, body, _write(call, subresource))
         return self.render(call, obj, 201 if created else 200)
 
     async def _patch(self, call: Call, subresource: str = "") -> web.StreamResponse:
@@ -194,15 +208,20 @@ class Api:
         existing = self._existing(call)
         patched = apply_patch(content_type, clone(existing), body)
         new = self.resources.identify(call.kind, call.namespace, patched, call.info.name)
-        if new["metadata"].get("resourceVersion", existing["metadata"]["resourceVersion"]) != \
-                existing["metadata"]["resourceVersion"]:
+        if (
+            new["metadata"].get("resourceVersion", existing["metadata"]["resourceVersion"])
+            != existing["metadata"]["resourceVersion"]
+        ):
             raise conflict(call.kind, call.info.name, MODIFIED)
         return self.render(call, self.resources.commit(call.kind, existing, new, w))
 
     async def _apply(self, call: Call, body: bytes, w: Write) -> web.StreamResponse:
         if not call.query.get("fieldManager"):
-            raise ApiError(422, 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is '
-                                "required for apply patch", "Invalid")
+            raise ApiError(
+                422,
+                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
+                "Invalid",
+            )
         applied = decode_object(body, APPLY_PATCH)
         if not isinstance(applied, dict) or not applied.get("apiVersion") or not applied.get("kind"):
             raise bad_request("invalid object type: apply patches must set apiVersion and kind")
@@ -217,8 +236,9 @@ class Api:
         wanted = applied["metadata"].get("resourceVersion")
         if wanted and wanted != existing["metadata"]["resourceVersion"]:
             raise conflict(kind, call.info.name, MODIFIED)
-        new = managedfields.server_side_apply(existing, applied, w.manager, force, kind.api_version, now(),
-                                              w.subresource)
+        new = managedfields.server_side_apply(
+            existing, applied, w.manager, force, kind.api_version, now(), w.subresource
+        )
         return self.render(call, self.resources.commit(kind, existing, new, w, managed=True))
 
     async def _delete_options(self, call: Call) -> dict[str, Any]:
@@ -228,9 +248,13 @@ class Api:
             raise bad_request("DeleteOptions must be a JSON object")
         policy = options.get("propagationPolicy") or call.query.get("propagationPolicy")
         if policy and policy not in ("Orphan", "Background", "Foreground"):
-            raise ApiError(422, f'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported '
-                                f'value: "{policy}": supported values: "Foreground", "Background", "Orphan", '
-                                f'"nil"', "Invalid")
+            raise ApiError(
+                422,
+                f'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported '
+                f'value: "{policy}": supported values: "Foreground", "Background", "Orphan", '
+                f'"nil"',
+                "Invalid",
+            )
         return options
 
     def _delete_write(self, call: Call, options: dict[str, Any]) -> Write:
@@ -249,8 +273,10 @@ class Api:
         if kind.group:
             details["group"] = kind.group
         details.update({"kind": kind.resource, "uid": final["metadata"].get("uid", "")})
-        return respond(call.request, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                                      "details": details})
+        return respond(
+            call.request,
+            {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details},
+        )
 
     async def _delete_collection(self, call: Call) -> web.StreamResponse:
         options = await self._delete_options(call)
@@ -263,8 +289,15 @@ class Api:
                 gone.pop("kind", None)
                 gone.pop("apiVersion", None)
                 deleted.append(gone)
-        return respond(call.request, {"kind": call.kind.list_kind_name(), "apiVersion": call.kind.api_version,
-                                      "metadata": {"resourceVersion": str(self.store.rv)}, "items": deleted})
+        return respond(
+            call.request,
+            {
+                "kind": call.kind.list_kind_name(),
+                "apiVersion": call.kind.api_version,
+                "metadata": {"resourceVersion": str(self.store.rv)},
+                "items": deleted,
+            },
+        )
 
     # subresources and reviews
 
@@ -299,12 +332,18 @@ class Api:
     def _scale_of(d: dict[str, Any]) -> dict[str, Any]:
         meta = d["metadata"]
         labels = ((d.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-        return {"kind": "Scale", "apiVersion": "autoscaling/v1",
-                "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion",
-                                                  "creationTimestamp") if k in meta},
-                "spec": {"replicas": d["spec"].get("replicas", 1)},
-                "status": {"replicas": (d.get("status") or {}).get("replicas", 0),
-                           "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))}}
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in meta
+            },
+            "spec": {"replicas": d["spec"].get("replicas", 1)},
+            "status": {
+                "replicas": (d.get("status") or {}).get("replicas", 0),
+                "selector": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+            },
+        }
 
     async def _scale(self, call: Call) -> web.StreamResponse:
         existing = self._existing(call)
@@ -323,8 +362,12 @@ class Api:
             raise conflict(call.kind, call.info.name, MODIFIED)
         replicas = (wanted.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or replicas < 0:
-            raise ApiError(422, f'Scale.autoscaling "{call.info.name}" is invalid: spec.replicas: Invalid value: '
-                                f"{replicas}: must be greater than or equal to 0", "Invalid")
+            raise ApiError(
+                422,
+                f'Scale.autoscaling "{call.info.name}" is invalid: spec.replicas: Invalid value: '
+                f"{replicas}: must be greater than or equal to 0",
+                "Invalid",
+            )
         new = clone(existing)
         new["spec"]["replicas"] = replicas
         result = self.resources.commit(call.kind, existing, new, _write(call, "scale"))

@@ -12,7 +12,7 @@ STATUS_VERBS = ("get", "patch", "update")
 class Subresource:
     name: str
     verbs: tuple[str, ...]
-    kind: str = ""          # response kind when it differs from the parent's
+    kind: str = ""  # response kind when it differs from the parent's
     group: str | None = None
     version: str = "v1"
 
@@ -30,9 +30,9 @@ class Kind:
     categories: tuple[str, ...] = ()
     subresources: tuple[Subresource, ...] = ()
     create_on_update: bool = False
-    name_rule: str = "subdomain"    # "subdomain" (DNS-1123 subdomain), "label" (DNS-1123 label) or "path"
-    stored: bool = True             # False for review kinds that are only ever created and answered
-    returns_deleted: bool = False   # DELETE answers with the object (else with a Success Status)
+    name_rule: str = "subdomain"  # "subdomain" (DNS-1123 subdomain), "label" (DNS-1123 label) or "path"
+    stored: bool = True  # False for review kinds that are only ever created and answered
+    returns_deleted: bool = False  # DELETE answers with the object (else with a Success Status)
     list_kind: str = field(default="")
 
     @property
@@ -68,40 +68,136 @@ class Kind:
 _STATUS = Subresource("status", STATUS_VERBS)
 
 KINDS: tuple[Kind, ...] = (
-    Kind("", "v1", "namespaces", "Namespace", False, "namespace",
-         verbs=("create", "delete", "get", "list", "patch", "update", "watch"), short_names=("ns",),
-         subresources=(_STATUS,), name_rule="label", returns_deleted=True),
-    Kind("", "v1", "pods", "Pod", True, "pod", short_names=("po",), categories=("all",),
-         subresources=(Subresource("log", ("get",)), _STATUS, Subresource("exec", ("create", "get")),
-                       Subresource("attach", ("create", "get")), Subresource("portforward", ("create", "get"))),
-         returns_deleted=True),
+    Kind(
+        "",
+        "v1",
+        "namespaces",
+        "Namespace",
+        False,
+        "namespace",
+        verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
+        short_names=("ns",),
+        subresources=(_STATUS,),
+        name_rule="label",
+        returns_deleted=True,
+    ),
+    Kind(
+        "",
+        "v1",
+        "pods",
+        "Pod",
+        True,
+        "pod",
+        short_names=("po",),
+        categories=("all",),
+        subresources=(
+            Subresource("log", ("get",)),
+            _STATUS,
+            Subresource("exec", ("create", "get")),
+            Subresource("attach", ("create", "get")),
+            Subresource("portforward", ("create", "get")),
+        ),
+        returns_deleted=True,
+    ),
     Kind("", "v1", "secrets", "Secret", True, "secret"),
     Kind("", "v1", "configmaps", "ConfigMap", True, "configmap", short_names=("cm",)),
-    Kind("", "v1", "serviceaccounts", "ServiceAccount", True, "serviceaccount", short_names=("sa",),
-         subresources=(Subresource("token", ("create",), kind="TokenRequest", group="authentication.k8s.io"),)),
-    Kind("", "v1", "events", "Event", True, "event", short_names=("ev",), create_on_update=True,
-         name_rule="path"),
-    Kind("", "v1", "services", "Service", True, "service",
-         verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
-         short_names=("svc",), categories=("all",), subresources=(_STATUS,), name_rule="label",
-         returns_deleted=True),
-    Kind("apps", "v1", "deployments", "Deployment", True, "deployment", short_names=("deploy",),
-         categories=("all",),
-         subresources=(Subresource("scale", STATUS_VERBS, kind="Scale", group="autoscaling"), _STATUS)),
-    Kind("rbac.authorization.k8s.io", "v1", "roles", "Role", True, "role", create_on_update=True,
-         name_rule="path"),
-    Kind("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True, "rolebinding",
-         create_on_update=True, name_rule="path"),
-    Kind("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False, "clusterrole",
-         create_on_update=True, name_rule="path"),
-    Kind("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False,
-         "clusterrolebinding", create_on_update=True, name_rule="path"),
-    Kind("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False,
-         "selfsubjectaccessreview", verbs=("create",), stored=False),
-    Kind("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", False,
-         "selfsubjectrulesreview", verbs=("create",), stored=False),
-    Kind("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", False,
-         "selfsubjectreview", verbs=("create",), stored=False),
+    Kind(
+        "",
+        "v1",
+        "serviceaccounts",
+        "ServiceAccount",
+        True,
+        "serviceaccount",
+        short_names=("sa",),
+        subresources=(Subresource("token", ("create",), kind="TokenRequest", group="authentication.k8s.io"),),
+    ),
+    Kind("", "v1", "events", "Event", True, "event", short_names=("ev",), create_on_update=True, name_rule="path"),
+    Kind(
+        "",
+        "v1",
+        "services",
+        "Service",
+        True,
+        "service",
+        verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"),
+        short_names=("svc",),
+        categories=("all",),
+        subresources=(_STATUS,),
+        name_rule="label",
+        returns_deleted=True,
+    ),
+    Kind(
+        "apps",
+        "v1",
+        "deployments",
+        "Deployment",
+        True,
+        "deployment",
+        short_names=("deploy",),
+        categories=("all",),
+        subresources=(Subresource("scale", STATUS_VERBS, kind="Scale", group="autoscaling"), _STATUS),
+    ),
+    Kind("rbac.authorization.k8s.io", "v1", "roles", "Role", True, "role", create_on_update=True, name_rule="path"),
+    Kind(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rolebindings",
+        "RoleBinding",
+        True,
+        "rolebinding",
+        create_on_update=True,
+        name_rule="path",
+    ),
+    Kind(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "ClusterRole",
+        False,
+        "clusterrole",
+        create_on_update=True,
+        name_rule="path",
+    ),
+    Kind(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        False,
+        "clusterrolebinding",
+        create_on_update=True,
+        name_rule="path",
+    ),
+    Kind(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+        False,
+        "selfsubjectaccessreview",
+        verbs=("create",),
+        stored=False,
+    ),
+    Kind(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectrulesreviews",
+        "SelfSubjectRulesReview",
+        False,
+        "selfsubjectrulesreview",
+        verbs=("create",),
+        stored=False,
+    ),
+    Kind(
+        "authentication.k8s.io",
+        "v1",
+        "selfsubjectreviews",
+        "SelfSubjectReview",
+        False,
+        "selfsubjectreview",
+        verbs=("create",),
+        stored=False,
+    ),
 )
 
 
@@ -119,8 +215,7 @@ def kinds_in(group: str, version: str) -> list[Kind]:
 
 
 def find(group: str, version: str, resource: str) -> Kind | None:
-    return next((k for k in KINDS if k.group == group and k.version == version and k.resource == resource),
-                None)
+    return next((k for k in KINDS if k.group == group and k.version == version and k.resource == resource), None)
 
 
 def by_kind(api_version: str, kind: str) -> Kind | None:

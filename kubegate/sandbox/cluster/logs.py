@@ -21,7 +21,7 @@ class Line:
     (followers get it at once, as a container writing half a line is seen through the kubelet)."""
 
     time: str
-    container: str | None       # None: the pod's default (first) container
+    container: str | None  # None: the pod's default (first) container
     text: str
     starts: bool = True
     ends: bool = True
@@ -43,8 +43,7 @@ class LogBook:
         self._lines: dict[tuple[str, str], list[Line]] = {}
         self._followers: dict[tuple[str, str], set[asyncio.Queue[Line | None]]] = {}
 
-    def append(self, namespace: str, pod: str, text: str, container: str | None = None,
-               partial: bool = False) -> None:
+    def append(self, namespace: str, pod: str, text: str, container: str | None = None, partial: bool = False) -> None:
         """Append lines; with `partial`, text not ending in a newline stays an open line that the
         next append continues."""
         lines = self._lines.setdefault((namespace, pod), [])
@@ -53,8 +52,13 @@ class LogBook:
         parts = body.split("\n")
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
-            line = Line(_stamp(), container, part, starts=not (i == 0 and continues),
-                        ends=not (last and partial and not text.endswith("\n")))
+            line = Line(
+                _stamp(),
+                container,
+                part,
+                starts=not (i == 0 and continues),
+                ends=not (last and partial and not text.endswith("\n")),
+            )
             lines.append(line)
             for q in self._followers.get((namespace, pod), set()):
                 q.put_nowait(line)
@@ -97,8 +101,7 @@ def choose_container(pod: dict[str, Any], requested: str) -> str:
         if default in names:
             return str(default)
         if len(main) != 1:
-            raise bad_request(f"a container name must be specified for pod {name}, choose one of: "
-                              f"[{' '.join(names)}]")
+            raise bad_request(f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]")
         return str(main[0])
     if requested not in names:
         raise bad_request(f"container {requested} is not valid for pod {name}")

@@ -18,8 +18,18 @@ from .patching import PRIMITIVE_SETS, merge_key, strategic_merge
 
 Path = tuple[tuple[str, str], ...]
 MARK = (".", "")
-_IGNORED_META = ("name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp",
-                 "managedFields", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink")
+_IGNORED_META = (
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "managedFields",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "selfLink",
+)
 
 
 def _key_text(value: Any) -> str:
@@ -108,8 +118,9 @@ def _locate(obj: Any, path: Path) -> Any:
             key = orjson.loads(text)
             if not isinstance(node, list):
                 return _MISSING
-            node = next((e for e in node if isinstance(e, dict) and all(e.get(k) == v for k, v in key.items())),
-                        _MISSING)
+            node = next(
+                (e for e in node if isinstance(e, dict) and all(e.get(k) == v for k, v in key.items())), _MISSING
+            )
         else:
             value = orjson.loads(text)
             return value if isinstance(node, list) and value in node else _MISSING
@@ -154,26 +165,37 @@ def _manager_text(entry: dict[str, Any]) -> str:
     if entry.get("subresource"):
         text += f' with subresource "{entry["subresource"]}"'
     if entry.get("operation") == "Update":
-        text += f' using {entry.get("apiVersion", "")}'
+        text += f" using {entry.get('apiVersion', '')}"
     return text
 
 
-def _entry(manager: str, operation: str, api_version: str, now: str, paths: set[Path],
-           subresource: str) -> dict[str, Any]:
-    entry: dict[str, Any] = {"manager": manager, "operation": operation, "apiVersion": api_version,
-                             "time": now, "fieldsType": "FieldsV1", "fieldsV1": encode(paths)}
+def _entry(
+    manager: str, operation: str, api_version: str, now: str, paths: set[Path], subresource: str
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "manager": manager,
+        "operation": operation,
+        "apiVersion": api_version,
+        "time": now,
+        "fieldsType": "FieldsV1",
+        "fieldsV1": encode(paths),
+    }
     if subresource:
         entry["subresource"] = subresource
     return entry
 
 
 def _same(entry: dict[str, Any], manager: str, operation: str, subresource: str) -> bool:
-    return (entry.get("manager") == manager and entry.get("operation") == operation
-            and entry.get("subresource", "") == subresource)
+    return (
+        entry.get("manager") == manager
+        and entry.get("operation") == operation
+        and entry.get("subresource", "") == subresource
+    )
 
 
-def record_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str, api_version: str, now: str,
-                  subresource: str = "") -> None:
+def record_update(
+    old: dict[str, Any] | None, new: dict[str, Any], manager: str, api_version: str, now: str, subresource: str = ""
+) -> None:
     """Give `manager` the fields this non-apply write changed, and take them from everyone else."""
     entries = list((old or {}).get("metadata", {}).get("managedFields") or [])
     before = field_set(old, subresource) if old else set()
@@ -200,8 +222,9 @@ def record_update(old: dict[str, Any] | None, new: dict[str, Any], manager: str,
 
 def conflict_error(conflicts: list[tuple[str, Path]]) -> ApiError:
     """internal.NewConflictError: 409 with one cause per conflicting field."""
-    causes = [{"reason": "FieldManagerConflict", "message": f"conflict with {m}", "field": path_text(p)}
-              for m, p in conflicts]
+    causes = [
+        {"reason": "FieldManagerConflict", "message": f"conflict with {m}", "field": path_text(p)} for m, p in conflicts
+    ]
     if len(conflicts) == 1:
         m, p = conflicts[0]
         message = f"Apply failed with 1 conflict: conflict with {m}: {path_text(p)}"
@@ -214,8 +237,15 @@ def conflict_error(conflicts: list[tuple[str, Path]]) -> ApiError:
     return ApiError(409, message, "Conflict", {"causes": causes})
 
 
-def server_side_apply(live: dict[str, Any] | None, applied: dict[str, Any], manager: str, force: bool,
-                      api_version: str, now: str, subresource: str = "") -> dict[str, Any]:
+def server_side_apply(
+    live: dict[str, Any] | None,
+    applied: dict[str, Any],
+    manager: str,
+    force: bool,
+    api_version: str,
+    now: str,
+    subresource: str = "",
+) -> dict[str, Any]:
     """The object after `manager` applies `applied` (a full configuration) onto `live` (or nothing)."""
     applied_fields = field_set(applied, subresource)
     base = live or {}

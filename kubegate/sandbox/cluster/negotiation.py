@@ -13,7 +13,7 @@ DISCOVERY_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscovery
 
 @dataclass(frozen=True)
 class Target:
-    form: str            # "json", "table", "partial" or "discovery"
+    form: str  # "json", "table", "partial" or "discovery"
     content_type: str
     version: str = "v1"  # meta.k8s.io version for table/partial
 
@@ -64,7 +64,6 @@ def negotiate(header: str, *, resource: bool = False, discovery: bool = False) -
                 return Target("table", f"{JSON};as=Table;v={version};g=meta.k8s.io", version)
             if as_kind in ("PartialObjectMetadata", "PartialObjectMetadataList"):
                 return Target("partial", f"{JSON};as={as_kind};v={version};g=meta.k8s.io", version)
-        if discovery and as_kind == "APIGroupDiscoveryList" and group == "apidiscovery.k8s.io" \
-                and version == "v2":
+        if discovery and as_kind == "APIGroupDiscoveryList" and group == "apidiscovery.k8s.io" and version == "v2":
             return Target("discovery", DISCOVERY_V2)
     raise not_acceptable([JSON])

@@ -13,8 +13,12 @@ import orjson
 from .discovery import VERSION
 from .kinds import Kind, group_versions, kinds_in
 
-PATCH_BODIES = ("application/json-patch+json", "application/merge-patch+json",
-                "application/strategic-merge-patch+json", "application/apply-patch+yaml")
+PATCH_BODIES = (
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+)
 _QUERY = ("dryRun", "fieldManager", "fieldValidation", "force", "pretty")
 
 
@@ -24,15 +28,16 @@ def _gv_path(group: str, version: str) -> str:
 
 def _operation(kind: Kind, action: str, op_id: str, patch: bool = False) -> dict[str, Any]:
     op: dict[str, Any] = {
-        "operationId": op_id, "x-kubernetes-action": action,
+        "operationId": op_id,
+        "x-kubernetes-action": action,
         "x-kubernetes-group-version-kind": {"group": kind.group, "version": kind.version, "kind": kind.kind},
         "responses": {"200": {"description": "OK"}, "401": {"description": "Unauthorized"}},
     }
     if patch:
-        op["parameters"] = [{"name": n, "in": "query", "schema": {"type": "string"}, "uniqueItems": True}
-                            for n in _QUERY]
-        op["requestBody"] = {"content": {t: {"schema": {"type": "object"}} for t in PATCH_BODIES},
-                             "required": True}
+        op["parameters"] = [
+            {"name": n, "in": "query", "schema": {"type": "string"}, "uniqueItems": True} for n in _QUERY
+        ]
+        op["requestBody"] = {"content": {t: {"schema": {"type": "object"}} for t in PATCH_BODIES}, "required": True}
     return op
 
 
@@ -45,14 +50,18 @@ def _paths(kind: Kind) -> dict[str, Any]:
     item = f"{collection}/{{name}}"
     paths: dict[str, Any] = {
         collection: {"get": _operation(kind, "list", f"list{name}"), "post": _operation(kind, "post", f"create{name}")},
-        item: {"get": _operation(kind, "get", f"read{name}"), "put": _operation(kind, "put", f"replace{name}"),
-               "patch": _operation(kind, "patch", f"patch{name}", patch=True),
-               "delete": _operation(kind, "delete", f"delete{name}")},
+        item: {
+            "get": _operation(kind, "get", f"read{name}"),
+            "put": _operation(kind, "put", f"replace{name}"),
+            "patch": _operation(kind, "patch", f"patch{name}", patch=True),
+            "delete": _operation(kind, "delete", f"delete{name}"),
+        },
     }
     for sub in kind.subresources:
         if "patch" in sub.verbs and not sub.kind:
-            paths[f"{item}/{sub.name}"] = {"patch": _operation(kind, "patch", f"patch{name}{sub.name.title()}",
-                                                               patch=True)}
+            paths[f"{item}/{sub.name}"] = {
+                "patch": _operation(kind, "patch", f"patch{name}{sub.name.title()}", patch=True)
+            }
     return paths
 
 
@@ -64,8 +73,12 @@ def group_document(group: str, version: str) -> bytes | None:
     paths: dict[str, Any] = {}
     for k in kinds:
         paths.update(_paths(k))
-    doc = {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": VERSION["gitVersion"]},
-           "paths": paths, "components": {"schemas": {}}}
+    doc = {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": VERSION["gitVersion"]},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }
     return orjson.dumps(doc)
 
 
@@ -82,5 +95,11 @@ def index() -> bytes:
 
 @cache
 def swagger_v2() -> bytes:
-    return orjson.dumps({"swagger": "2.0", "info": {"title": "Kubernetes", "version": VERSION["gitVersion"]},
-                         "paths": {}, "definitions": {}})
+    return orjson.dumps(
+        {
+            "swagger": "2.0",
+            "info": {"title": "Kubernetes", "version": VERSION["gitVersion"]},
+            "paths": {},
+            "definitions": {},
+        }
+    )

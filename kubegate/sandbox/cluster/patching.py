@@ -20,11 +20,23 @@ APPLY_PATCH = "application/apply-patch+yaml"
 PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH)
 
 _MERGE_KEYS = {
-    "containers": "name", "initContainers": "name", "ephemeralContainers": "name", "env": "name",
-    "volumes": "name", "volumeMounts": "mountPath", "volumeDevices": "devicePath", "imagePullSecrets": "name",
-    "hostAliases": "ip", "conditions": "type", "ownerReferences": "uid", "secrets": "name",
-    "topologySpreadConstraints": "topologyKey", "resourceClaims": "name", "schedulingGates": "name",
-    "podIPs": "ip", "hostIPs": "ip",
+    "containers": "name",
+    "initContainers": "name",
+    "ephemeralContainers": "name",
+    "env": "name",
+    "volumes": "name",
+    "volumeMounts": "mountPath",
+    "volumeDevices": "devicePath",
+    "imagePullSecrets": "name",
+    "hostAliases": "ip",
+    "conditions": "type",
+    "ownerReferences": "uid",
+    "secrets": "name",
+    "topologySpreadConstraints": "topologyKey",
+    "resourceClaims": "name",
+    "schedulingGates": "name",
+    "podIPs": "ip",
+    "hostIPs": "ip",
 }
 PRIMITIVE_SETS = frozenset({"finalizers"})
 
@@ -45,8 +57,12 @@ def json_patch(doc: dict[str, Any], body: bytes) -> dict[str, Any]:
     try:
         result: dict[str, Any] = patch.apply(doc)
     except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
-        raise ApiError(422, "the server rejected our request due to an error in our request", "Invalid",
-                       {"causes": [{"reason": "UnexpectedServerResponse", "message": str(exc)}]}) from None
+        raise ApiError(
+            422,
+            "the server rejected our request due to an error in our request",
+            "Invalid",
+            {"causes": [{"reason": "UnexpectedServerResponse", "message": str(exc)}]},
+        ) from None
     return result
 
 
@@ -137,6 +153,7 @@ def _reorder(items: list[Any], order: Any, key: str | None) -> list[Any]:
     def rank(item: Any) -> int:
         ident = item.get(key) if key and isinstance(item, dict) else item
         return ids.index(ident) if ident in ids else len(ids)
+
     return sorted(items, key=rank)
 
 

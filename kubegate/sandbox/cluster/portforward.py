@@ -28,8 +28,12 @@ LEGACY_PROTOCOLS = (channels.V4, channels.V1, channels.BASE64, channels.V4_BASE6
 
 
 def declared_ports(pod: dict[str, Any]) -> set[int]:
-    return {int(p["containerPort"]) for c in (pod.get("spec") or {}).get("containers") or []
-            for p in c.get("ports") or [] if "containerPort" in p}
+    return {
+        int(p["containerPort"])
+        for c in (pod.get("spec") or {}).get("containers") or []
+        for p in c.get("ports") or []
+        if "containerPort" in p
+    }
 
 
 async def http_echo(pod: dict[str, Any], port: int, read: Pipe, send: Send) -> None:
@@ -59,16 +63,30 @@ async def http_echo(pod: dict[str, Any], port: int, read: Pipe, send: Send) -> N
             break
         body += chunk
     meta = pod["metadata"]
-    answer = orjson.dumps({"pod": meta["name"], "namespace": meta.get("namespace", ""), "port": port,
-                           "method": method, "path": path, "body": body[:length].decode(errors="replace")})
-    await send(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-               + str(len(answer)).encode() + b"\r\nConnection: close\r\n\r\n" + answer)
+    answer = orjson.dumps(
+        {
+            "pod": meta["name"],
+            "namespace": meta.get("namespace", ""),
+            "port": port,
+            "method": method,
+            "path": path,
+            "body": body[:length].decode(errors="replace"),
+        }
+    )
+    await send(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+        + str(len(answer)).encode()
+        + b"\r\nConnection: close\r\n\r\n"
+        + answer
+    )
 
 
 def refused(pod: dict[str, Any], port: int) -> bytes:
     meta = pod["metadata"]
-    return (f"error forwarding port {port} to pod {meta.get('uid', '')}, uid : failed to connect to "
-            f"localhost:{port} inside namespace \"{meta.get('namespace', '')}\": connection refused").encode()
+    return (
+        f"error forwarding port {port} to pod {meta.get('uid', '')}, uid : failed to connect to "
+        f'localhost:{port} inside namespace "{meta.get("namespace", "")}": connection refused'
+    ).encode()
 
 
 async def serve_portforward(request: web.Request, pod: dict[str, Any]) -> web.StreamResponse:
@@ -76,14 +94,15 @@ async def serve_portforward(request: web.Request, pod: dict[str, Any]) -> web.St
         raise bad_request("Upgrade request required")
     offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
     if pf.TUNNEL_PROTOCOL in offered:
-        ws = web.WebSocketResponse(protocols=(pf.TUNNEL_PROTOCOL,), autoping=True, compress=False,
-                                   max_msg_size=16 * 1024 * 1024)
+        ws = web.WebSocketResponse(
+            protocols=(pf.TUNNEL_PROTOCOL,), autoping=True, compress=False, max_msg_size=16 * 1024 * 1024
+        )
         await ws.prepare(request)
         await SpdyServer(ws, pod).run()
         return ws
     ports = [int(p) for v in request.query.getall("ports", []) for p in v.split(",") if p.strip().isdigit()]
     if not ports:
-        raise bad_request("query parameter \"port\" is required")
+        raise bad_request('query parameter "port" is required')
     ws = web.WebSocketResponse(protocols=LEGACY_PROTOCOLS, autoping=True, compress=False)
     await ws.prepare(request)
     proto = channels.protocol(ws.ws_protocol or channels.V1)
@@ -105,6 +124,7 @@ async def _legacy(ch: Channels, pod: dict[str, Any], ports: list[int]) -> None:
 
         def sender(channel: int) -> Send:
             return lambda data: ch.send(channel, data)
+
         tasks.append(asyncio.ensure_future(http_echo(pod, port, inputs[i], sender(2 * i))))
     try:
         async for msg in ch.ws:
@@ -187,8 +207,9 @@ class SpdyServer:
         port = self.port_of.get(data_id, 0)
         try:
             if port in self.ports:
-                await http_echo(self.pod, port, self.inputs[data_id],
-                                lambda chunk: self.send(self.writer.data(data_id, chunk)))
+                await http_echo(
+                    self.pod, port, self.inputs[data_id], lambda chunk: self.send(self.writer.data(data_id, chunk))
+                )
             else:
                 await self.send(self.writer.data(error_id, refused(self.pod, port)))
             await self.send(self.writer.data(data_id, b"", fin=True))

@@ -65,8 +65,7 @@ def rule_allows(a: Attributes, rule: dict[str, Any]) -> bool:
         return False
     combined = f"{a.resource}/{a.subresource}" if a.subresource else a.resource
     resources = rule.get("resources") or []
-    if not ("*" in resources or combined in resources
-            or (a.subresource and f"*/{a.subresource}" in resources)):
+    if not ("*" in resources or combined in resources or (a.subresource and f"*/{a.subresource}" in resources)):
         return False
     names = rule.get("resourceNames") or []
     return not names or a.name in names
@@ -130,8 +129,10 @@ class Authorizer:
                 if subject_matches(subject, user, ""):
                     ref = binding.get("roleRef", {})
                     rules, err = self._role_rules(ref, "")
-                    source = (f'ClusterRoleBinding "{binding["metadata"]["name"]}" of {ref.get("kind")} '
-                              f'"{ref.get("name")}" to {_describe_subject(subject, "")}')
+                    source = (
+                        f'ClusterRoleBinding "{binding["metadata"]["name"]}" of {ref.get("kind")} '
+                        f'"{ref.get("name")}" to {_describe_subject(subject, "")}'
+                    )
                     yield source, rules, err
                     break
         if not namespace:
@@ -141,8 +142,10 @@ class Authorizer:
                 if subject_matches(subject, user, namespace):
                     ref = binding.get("roleRef", {})
                     rules, err = self._role_rules(ref, namespace)
-                    source = (f'RoleBinding "{binding["metadata"]["name"]}/{namespace}" of {ref.get("kind")} '
-                              f'"{ref.get("name")}" to {_describe_subject(subject, namespace)}')
+                    source = (
+                        f'RoleBinding "{binding["metadata"]["name"]}/{namespace}" of {ref.get("kind")} '
+                        f'"{ref.get("name")}" to {_describe_subject(subject, namespace)}'
+                    )
                     yield source, rules, err
                     break
 
@@ -185,5 +188,6 @@ def _expand(user: User, namespace: str, rule: dict[str, Any]) -> Iterator[Attrib
             for resource in rule.get("resources") or []:
                 res, _, sub = resource.partition("/")
                 for name in rule.get("resourceNames") or [""]:
-                    yield Attributes(user, verb, True, api_group=group, namespace=namespace,
-                                     resource=res, subresource=sub, name=name)
+                    yield Attributes(
+                        user, verb, True, api_group=group, namespace=namespace, resource=res, subresource=sub, name=name
+                    )

@@ -40,15 +40,25 @@ def _same_content(a: dict[str, Any], b: dict[str, Any]) -> bool:
         c.get("metadata", {}).pop("resourceVersion", None)
         c.get("metadata", {}).pop("managedFields", None)
         return c
+
     return strip(a) == strip(b)
 
 
 def _compact(rule: dict[str, Any]) -> str:
     def q(values: list[str]) -> str:
         return "[" + " ".join(f'"{v}"' for v in values) + "]"
-    parts = [f"{label}:{q(rule[key])}" for key, label in
-             (("apiGroups", "APIGroups"), ("resources", "Resources"), ("resourceNames", "ResourceNames"),
-              ("nonResourceURLs", "NonResourceURLs"), ("verbs", "Verbs")) if rule.get(key)]
+
+    parts = [
+        f"{label}:{q(rule[key])}"
+        for key, label in (
+            ("apiGroups", "APIGroups"),
+            ("resources", "Resources"),
+            ("resourceNames", "ResourceNames"),
+            ("nonResourceURLs", "NonResourceURLs"),
+            ("verbs", "Verbs"),
+        )
+        if rule.get(key)
+    ]
     return "{" + ", ".join(parts) + "}"
 
 
@@ -64,11 +74,12 @@ class Resources:
         if not isinstance(obj, dict):
             raise bad_request(f"the object provided is unrecognized (must be of type {kind.kind})")
         if obj.get("apiVersion", kind.api_version) != kind.api_version:
-            raise bad_request(f'the API version in the data ({obj["apiVersion"]}) does not match the expected '
-                              f"API version ({kind.api_version})")
+            raise bad_request(
+                f"the API version in the data ({obj['apiVersion']}) does not match the expected "
+                f"API version ({kind.api_version})"
+            )
         if obj.get("kind", kind.kind) != kind.kind:
-            raise bad_request(f'the object provided is unrecognized (must be of type {kind.kind}): '
-                              f'kind {obj["kind"]}')
+            raise bad_request(f"the object provided is unrecognized (must be of type {kind.kind}): kind {obj['kind']}")
         obj = clone(obj)
         obj["apiVersion"], obj["kind"] = kind.api_version, kind.kind
         meta = obj.setdefault("metadata", {})
@@ -76,14 +87,16 @@ class Resources:
             raise bad_request("metadata must be an object")
         if kind.namespaced:
             if meta.get("namespace") and meta["namespace"] != namespace:
-                raise bad_request("the namespace of the provided object does not match the namespace sent on "
-                                  "the request")
+                raise bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
             meta["namespace"] = namespace
         else:
             meta.pop("namespace", None)
         if url_name and meta.get("name") and meta["name"] != url_name:
-            raise bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL "
-                              f"({url_name})")
+            raise bad_request(
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({url_name})"
+            )
         if url_name:
             meta["name"] = url_name
         return obj
@@ -110,22 +123,28 @@ class Resources:
             rules = (role or {}).get("rules") or []
         else:
             verb_resource = "roles" if kind.resource == "roles" else "clusterroles"
-            escalate = Attributes(user, "escalate", True, RBAC_GROUP, "v1", namespace, verb_resource,
-                                  name=obj["metadata"]["name"])
+            escalate = Attributes(
+                user, "escalate", True, RBAC_GROUP, "v1", namespace, verb_resource, name=obj["metadata"]["name"]
+            )
             if self.authz.authorize(escalate).allowed:
                 return
             rules = obj.get("rules") or []
         missing = self.authz.covers(user, namespace, rules)
         if missing:
             groups = "[" + " ".join(f'"{g}"' for g in user.groups) + "]"
-            raise forbidden(RBAC_GROUP, kind.resource, obj["metadata"]["name"],
-                            f'user "{user.name}" (groups={groups}) is attempting to grant RBAC permissions not '
-                            "currently held:\n" + "\n".join(_compact(r) for r in missing))
+            raise forbidden(
+                RBAC_GROUP,
+                kind.resource,
+                obj["metadata"]["name"],
+                f'user "{user.name}" (groups={groups}) is attempting to grant RBAC permissions not '
+                "currently held:\n" + "\n".join(_compact(r) for r in missing),
+            )
 
     # writes
 
-    def create(self, kind: Kind, namespace: str, body: dict[str, Any], w: Write,
-               managed: dict[str, Any] | None = None) -> dict[str, Any]:
+    def create(
+        self, kind: Kind, namespace: str, body: dict[str, Any], w: Write, managed: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Create `body`; `managed` is a ready object from server-side apply (fields already tracked)."""
         obj = self.identify(kind, namespace, managed or body)
         meta = obj["metadata"]
@@ -156,15 +175,19 @@ class Resources:
             if initial:
                 self.logs.append(meta["namespace"], meta["name"], initial)
         elif kind.resource == "namespaces":
-            sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default",
-                                                                            "namespace": meta["name"]}}
+            sa = {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": "default", "namespace": meta["name"]},
+            }
             sa_kind = find("", "v1", "serviceaccounts")
             assert sa_kind is not None
             defaults.on_create(sa_kind, sa)
             self.store.write(sa_kind.key, sa)
 
-    def update(self, kind: Kind, namespace: str, name: str, body: dict[str, Any], w: Write,
-               check_version: bool = True) -> tuple[dict[str, Any], bool]:
+    def update(
+        self, kind: Kind, namespace: str, name: str, body: dict[str, Any], w: Write, check_version: bool = True
+    ) -> tuple[dict[str, Any], bool]:
         """Replace an object (or its status); returns (object, created)."""
         obj = self.identify(kind, namespace, body, name)
         existing = self.store.get(kind.key, namespace, name)
@@ -177,8 +200,9 @@ class Resources:
             raise conflict(kind, name, MODIFIED)
         return self.commit(kind, existing, obj, w), False
 
-    def commit(self, kind: Kind, existing: dict[str, Any], new: dict[str, Any], w: Write,
-               managed: bool = False) -> dict[str, Any]:
+    def commit(
+        self, kind: Kind, existing: dict[str, Any], new: dict[str, Any], w: Write, managed: bool = False
+    ) -> dict[str, Any]:
         """The common tail of update, patch and apply: `new` replaces `existing`."""
         if w.subresource == "status":
             status = new.get("status")
@@ -210,12 +234,19 @@ class Resources:
         pre = options.get("preconditions") or {}
         meta = existing["metadata"]
         if pre.get("uid") and pre["uid"] != meta.get("uid"):
-            raise conflict(kind, name, f"Precondition failed: UID in precondition: {pre['uid']}, UID in object "
-                                       f"meta: {meta.get('uid')}")
+            raise conflict(
+                kind,
+                name,
+                f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {meta.get('uid')}",
+            )
         if pre.get("resourceVersion") and pre["resourceVersion"] != meta.get("resourceVersion"):
-            raise conflict(kind, name, f"Precondition failed: ResourceVersion in precondition: "
-                                       f"{pre['resourceVersion']}, ResourceVersion in object meta: "
-                                       f"{meta.get('resourceVersion')}")
+            raise conflict(
+                kind,
+                name,
+                f"Precondition failed: ResourceVersion in precondition: "
+                f"{pre['resourceVersion']}, ResourceVersion in object meta: "
+                f"{meta.get('resourceVersion')}",
+            )
         if kind.resource == "namespaces" and name in PROTECTED_NAMESPACES:
             raise forbidden("", "namespaces", name, "this namespace may not be deleted")
         if w.dry_run:
@@ -239,4 +270,3 @@ class Resources:
             final.update({"status": existing["status"]})
             final["metadata"]["deletionTimestamp"] = existing["metadata"]["deletionTimestamp"]
         return final
-

@@ -24,8 +24,7 @@ def accepts_gzip(request: web.Request) -> bool:
     return False
 
 
-def respond(request: web.Request, obj: Any, status: int = 200,
-            content_type: str = "application/json") -> web.Response:
+def respond(request: web.Request, obj: Any, status: int = 200, content_type: str = "application/json") -> web.Response:
     body = orjson.dumps(obj)
     headers = {"Content-Type": content_type}
     if len(body) > GZIP_THRESHOLD and accepts_gzip(request):

@@ -16,21 +16,36 @@ def access_review(authz: Authorizer, user: User, body: dict[str, Any]) -> dict[s
     spec = body.get("spec") or {}
     res, nonres = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
     if res:
-        attrs = Attributes(user, res.get("verb", ""), True, res.get("group", ""), res.get("version", ""),
-                           res.get("namespace", ""), res.get("resource", ""), res.get("subresource", ""),
-                           res.get("name", ""))
+        attrs = Attributes(
+            user,
+            res.get("verb", ""),
+            True,
+            res.get("group", ""),
+            res.get("version", ""),
+            res.get("namespace", ""),
+            res.get("resource", ""),
+            res.get("subresource", ""),
+            res.get("name", ""),
+        )
     elif nonres:
         attrs = Attributes(user, nonres.get("verb", ""), False, path=nonres.get("path", ""))
     else:
-        raise bad_request('SelfSubjectAccessReview.authorization.k8s.io "" is invalid: spec.resourceAttributes: '
-                          "Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes "
-                          "must be specified")
+        raise bad_request(
+            'SelfSubjectAccessReview.authorization.k8s.io "" is invalid: spec.resourceAttributes: '
+            'Invalid value: "null": exactly one of nonResourceAttributes or resourceAttributes '
+            "must be specified"
+        )
     decision = authz.authorize(attrs)
     status: dict[str, Any] = {"allowed": decision.allowed}
     if decision.reason:
         status["reason"] = decision.reason
-    return {"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
-            "metadata": {"creationTimestamp": None}, "spec": spec, "status": status}
+    return {
+        "kind": "SelfSubjectAccessReview",
+        "apiVersion": "authorization.k8s.io/v1",
+        "metadata": {"creationTimestamp": None},
+        "spec": spec,
+        "status": status,
+    }
 
 
 def rules_review(authz: Authorizer, user: User, body: dict[str, Any]) -> dict[str, Any]:
@@ -46,14 +61,27 @@ def rules_review(authz: Authorizer, user: User, body: dict[str, Any]) -> dict[st
             if rule.get("nonResourceURLs"):
                 non_resource_rules.append({"verbs": rule.get("verbs", []), "nonResourceURLs": rule["nonResourceURLs"]})
             else:
-                resource_rules.append({k: rule[k] for k in ("verbs", "apiGroups", "resources", "resourceNames")
-                                       if rule.get(k) or k == "verbs"})
-    status: dict[str, Any] = {"resourceRules": resource_rules, "nonResourceRules": non_resource_rules,
-                              "incomplete": bool(errors)}
+                resource_rules.append(
+                    {
+                        k: rule[k]
+                        for k in ("verbs", "apiGroups", "resources", "resourceNames")
+                        if rule.get(k) or k == "verbs"
+                    }
+                )
+    status: dict[str, Any] = {
+        "resourceRules": resource_rules,
+        "nonResourceRules": non_resource_rules,
+        "incomplete": bool(errors),
+    }
     if errors:
         status["evaluationError"] = ", ".join(errors)
-    return {"kind": "SelfSubjectRulesReview", "apiVersion": "authorization.k8s.io/v1",
-            "metadata": {"creationTimestamp": None}, "spec": spec, "status": status}
+    return {
+        "kind": "SelfSubjectRulesReview",
+        "apiVersion": "authorization.k8s.io/v1",
+        "metadata": {"creationTimestamp": None},
+        "spec": spec,
+        "status": status,
+    }
 
 
 def self_review(user: User) -> dict[str, Any]:
@@ -62,8 +90,12 @@ def self_review(user: User) -> dict[str, Any]:
         info["uid"] = user.uid
     if user.extra:
         info["extra"] = {k: list(v) for k, v in user.extra.items()}
-    return {"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
-            "metadata": {"creationTimestamp": None}, "status": {"userInfo": info}}
+    return {
+        "kind": "SelfSubjectReview",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"creationTimestamp": None},
+        "status": {"userInfo": info},
+    }
 
 
 def token_request(tokens: Tokens, account: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
@@ -75,9 +107,14 @@ def token_request(tokens: Tokens, account: dict[str, Any], body: dict[str, Any])
     spec.setdefault("audiences", ["https://kubernetes.default.svc.cluster.local"])
     token = secrets.token_urlsafe(32)
     ns = meta["namespace"]
-    tokens.add(token, f"system:serviceaccount:{ns}:{meta['name']}",
-               ["system:serviceaccounts", f"system:serviceaccounts:{ns}"])
+    tokens.add(
+        token, f"system:serviceaccount:{ns}:{meta['name']}", ["system:serviceaccounts", f"system:serviceaccounts:{ns}"]
+    )
     expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
-    return {"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
-            "metadata": {"name": meta["name"], "namespace": ns, "creationTimestamp": None}, "spec": spec,
-            "status": {"token": token, "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}}
+    return {
+        "kind": "TokenRequest",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"name": meta["name"], "namespace": ns, "creationTimestamp": None},
+        "spec": spec,
+        "status": {"token": token, "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ")},
+    }

@@ -15,7 +15,8 @@ _VALUE = r"[-A-Za-z0-9_.]*"
 _TERM = re.compile(
     rf"\s*(?:(?P<not>!)\s*(?P<nkey>{_KEY})"
     rf"|(?P<key>{_KEY})(?:\s*(?P<op>==|=|!=|>|<)\s*(?P<value>{_VALUE})"
-    rf"|\s+(?P<setop>in|notin)\s*\((?P<values>[^)]*)\))?)\s*(?:,|$)")
+    rf"|\s+(?P<setop>in|notin)\s*\((?P<values>[^)]*)\))?)\s*(?:,|$)"
+)
 
 
 def _labels(obj: dict[str, Any]) -> dict[str, str]:
@@ -37,14 +38,16 @@ def _requirement(m: re.Match[str]) -> Predicate:
         try:
             bound = int(m.group("value"))
         except ValueError:
-            raise bad_request(f"unable to parse requirement: for '{op}' operator, the value must be an "
-                              "integer") from None
+            raise bad_request(
+                f"unable to parse requirement: for '{op}' operator, the value must be an integer"
+            ) from None
 
         def compare(o: dict[str, Any]) -> bool:
             raw = _labels(o).get(key)
             if raw is None or not re.fullmatch(r"-?\d+", raw):
                 return False
             return int(raw) > bound if op == ">" else int(raw) < bound
+
         return compare
     if setop:
         values = {v.strip() for v in m.group("values").split(",") if v.strip()}
@@ -80,19 +83,30 @@ def _unescape(value: str) -> str:
 
 def _pod_fields(obj: dict[str, Any]) -> dict[str, str]:
     spec, status = obj.get("spec") or {}, obj.get("status") or {}
-    return {"status.phase": status.get("phase", ""), "spec.nodeName": spec.get("nodeName", ""),
-            "spec.restartPolicy": spec.get("restartPolicy", ""),
-            "spec.serviceAccountName": spec.get("serviceAccountName", ""),
-            "spec.schedulerName": spec.get("schedulerName", ""), "status.podIP": status.get("podIP", "")}
+    return {
+        "status.phase": status.get("phase", ""),
+        "spec.nodeName": spec.get("nodeName", ""),
+        "spec.restartPolicy": spec.get("restartPolicy", ""),
+        "spec.serviceAccountName": spec.get("serviceAccountName", ""),
+        "spec.schedulerName": spec.get("schedulerName", ""),
+        "status.podIP": status.get("podIP", ""),
+    }
 
 
 def _event_fields(obj: dict[str, Any]) -> dict[str, str]:
     inv = obj.get("involvedObject") or {}
-    fields = {f"involvedObject.{k}": str(inv.get(k, "")) for k in
-              ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")}
-    fields.update({"reason": obj.get("reason", ""), "type": obj.get("type", ""),
-                   "source": (obj.get("source") or {}).get("component", ""),
-                   "reportingComponent": obj.get("reportingComponent", "")})
+    fields = {
+        f"involvedObject.{k}": str(inv.get(k, ""))
+        for k in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")
+    }
+    fields.update(
+        {
+            "reason": obj.get("reason", ""),
+            "type": obj.get("type", ""),
+            "source": (obj.get("source") or {}).get("component", ""),
+            "reportingComponent": obj.get("reportingComponent", ""),
+        }
+    )
     return fields
 
 
@@ -132,4 +146,5 @@ def field_selector(resource: str, text: str) -> Predicate:
     def match(o: dict[str, Any]) -> bool:
         fields = object_fields(resource, o)
         return all((fields.get(f) == v) == equal for f, equal, v in terms)
+
     return match

@@ -55,8 +55,11 @@ def _non_resource(request: web.Request, path: str) -> web.StreamResponse:
     if parts[:2] == ["openapi", "v3"]:
         negotiate(accept)
         gv = parts[2:]
-        group_doc = openapi.group_document("", gv[1]) if gv[:1] == ["api"] and len(gv) == 2 else (
-            openapi.group_document(gv[1], gv[2]) if gv[:1] == ["apis"] and len(gv) == 3 else None)
+        group_doc = (
+            openapi.group_document("", gv[1])
+            if gv[:1] == ["api"] and len(gv) == 2
+            else (openapi.group_document(gv[1], gv[2]) if gv[:1] == ["apis"] and len(gv) == 3 else None)
+        )
         if group_doc is None:
             raise resource_not_found()
         return web.Response(body=group_doc, content_type="application/json")
@@ -76,8 +79,7 @@ def _non_resource(request: web.Request, path: str) -> web.StreamResponse:
 
 def build_app(tokens: Tokens, authz: Authorizer, api: Api, seen: Callable[[SeenRequest], None]) -> web.Application:
     async def handle(request: web.Request) -> web.StreamResponse:
-        seen(SeenRequest(request.method, request.rel_url.raw_path, request.query_string,
-                         CIMultiDict(request.headers)))
+        seen(SeenRequest(request.method, request.rel_url.raw_path, request.query_string, CIMultiDict(request.headers)))
         try:
             user: User = tokens.authenticate(request.headers.get("Authorization"))
             user = impersonate(user, request.headers, authz)
@@ -85,8 +87,20 @@ def build_app(tokens: Tokens, authz: Authorizer, api: Api, seen: Callable[[SeenR
                 info = parse_request_info(request.method, request.rel_url.raw_path, request.rel_url.raw_query_string)
             except BadPath as exc:
                 raise bad_request(str(exc)) from None
-            authz.require(Attributes(user, info.verb, info.is_resource_request, info.api_group, info.api_version,
-                                     info.namespace, info.resource, info.subresource, info.name, info.path))
+            authz.require(
+                Attributes(
+                    user,
+                    info.verb,
+                    info.is_resource_request,
+                    info.api_group,
+                    info.api_version,
+                    info.namespace,
+                    info.resource,
+                    info.subresource,
+                    info.name,
+                    info.path,
+                )
+            )
             if not info.is_resource_request:
                 return _non_resource(request, info.path)
             kind = find(info.api_group, info.api_version, info.resource)

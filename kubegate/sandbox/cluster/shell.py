@@ -156,7 +156,9 @@ class Filesystem:
         if path not in self.dirs:
             raise FsError(f"{path}: No such file or directory")
         prefix = path.rstrip("/") + "/"
-        names = {p[len(prefix):].split("/")[0] for p in (*self.files, *self.dirs) if p.startswith(prefix) and p != path}
+        names = {
+            p[len(prefix) :].split("/")[0] for p in (*self.files, *self.dirs) if p.startswith(prefix) and p != path
+        }
         return sorted(names)
 
     def remove(self, path: str, recursive: bool = False) -> None:
@@ -196,7 +198,7 @@ def tokenize(script: str, env: dict[str, str], status: int) -> list[tuple[str, s
             end = script.find("}", j)
             if end < 0:
                 raise SyntaxErr("bad substitution")
-            return env.get(script[j + 1:end], ""), end + 1
+            return env.get(script[j + 1 : end], ""), end + 1
         k = j
         while k < n and (script[k].isalnum() or script[k] == "_"):
             k += 1
@@ -215,7 +217,7 @@ def tokenize(script: str, env: dict[str, str], status: int) -> list[tuple[str, s
             end = script.find("'", i + 1)
             if end < 0:
                 raise SyntaxErr("unterminated quoted string")
-            word.append(script[i + 1:end])
+            word.append(script[i + 1 : end])
             in_word, i = True, end + 1
         elif c == '"':
             i += 1
@@ -338,6 +340,7 @@ def builtin(*names: str) -> Callable[[Builtin], Builtin]:
         for name in names:
             BUILTINS[name] = fn
         return fn
+
     return register
 
 
@@ -450,6 +453,7 @@ class Shell:
 
                 async def capture(data: bytes) -> None:
                     captured.append(data)
+
                 stdout = capture
             if cmd.stdout_to_stderr:
                 stdout = stderr
@@ -460,6 +464,7 @@ class Shell:
 
                 async def capture_err(data: bytes) -> None:
                     errors.append(data)
+
                 stderr = capture_err
         except FsError as exc:
             await io.stderr(f"sh: {exc}\n".encode())
@@ -593,7 +598,7 @@ async def _cat(sh: Shell, argv: list[str], io: Io) -> int:
 
 async def _write_chunks(io: Io, data: bytes) -> None:
     for start in range(0, len(data), CHUNK):
-        await io.stdout(data[start:start + CHUNK])
+        await io.stdout(data[start : start + CHUNK])
 
 
 @builtin("head")
@@ -635,7 +640,7 @@ async def _head(sh: Shell, argv: list[str], io: Io) -> int:
 
 
 def _size(text: str) -> int:
-    units = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
     return int(text[:-1]) * units[text[-1]] if text[-1:] in units else int(text)
 
 
@@ -720,7 +725,10 @@ async def _test(sh: Shell, argv: list[str], io: Io) -> int:
     if len(args) == 2 and args[0] in ("-d", "-f", "-e"):
         path = sh.path(args[1])
         tests: dict[str, Callable[[Any], bool]] = {
-            "-d": sh.fs.is_dir, "-f": sh.fs.is_file, "-e": lambda p: sh.fs.is_dir(p) or sh.fs.is_file(p)}
+            "-d": sh.fs.is_dir,
+            "-f": sh.fs.is_file,
+            "-e": lambda p: sh.fs.is_dir(p) or sh.fs.is_file(p),
+        }
         result = tests[args[0]](path)
     elif len(args) == 3 and args[1] in ("=", "!="):
         result = (args[0] == args[2]) == (args[1] == "=")

@@ -27,8 +27,8 @@ def clone(obj: dict[str, Any]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Event:
     rv: int
-    type: str                       # ADDED, MODIFIED or DELETED
-    key: str                        # Kind.key
+    type: str  # ADDED, MODIFIED or DELETED
+    key: str  # Kind.key
     obj: dict[str, Any]
     old: dict[str, Any] | None = None
 
@@ -64,8 +64,7 @@ class Store:
 
     def in_namespace(self, namespace: str) -> builtins.list[tuple[str, str]]:
         """(kind key, name) of every object in `namespace`: what deleting the namespace removes."""
-        return sorted((key, name) for key, items in self._objects.items() for (ns, name) in items
-                      if ns == namespace)
+        return sorted((key, name) for key, items in self._objects.items() for (ns, name) in items if ns == namespace)
 
     def write(self, key: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Create or replace `obj`, stamping the next resourceVersion; returns the stored copy."""
@@ -110,5 +109,4 @@ class Store:
         oldest = self.history[0].rv if self.history else self.rv + 1
         if rv < oldest - 1:
             raise expired(f"too old resource version: {rv} ({oldest - 1})")
-        return [e for e in self.history
-                if e.rv > rv and e.key == key and (not namespace or e.namespace == namespace)]
+        return [e for e in self.history if e.rv > rv and e.key == key and (not namespace or e.namespace == namespace)]

@@ -9,17 +9,21 @@ from typing import Any
 
 from .kinds import Kind
 
-Column = tuple[str, str, int]          # name, type, priority
+Column = tuple[str, str, int]  # name, type, priority
 Row = Callable[[dict[str, Any]], list[Any]]
 NONE = "<none>"
 
-_NAME_DOC = ("Name must be unique within a namespace. Is required when creating resources, although some "
-             "resources may allow a client to request the generation of an appropriate name automatically. "
-             "Name is primarily intended for creation idempotence and configuration definition. Cannot be "
-             "updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names")
-_AGE_DOC = ("CreationTimestamp is a timestamp representing the server time when this object was created. It is "
-            "not guaranteed to be set in happens-before order across separate operations. Clients may not set "
-            "this value. It is represented in RFC3339 form and is in UTC.")
+_NAME_DOC = (
+    "Name must be unique within a namespace. Is required when creating resources, although some "
+    "resources may allow a client to request the generation of an appropriate name automatically. "
+    "Name is primarily intended for creation idempotence and configuration definition. Cannot be "
+    "updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names"
+)
+_AGE_DOC = (
+    "CreationTimestamp is a timestamp representing the server time when this object was created. It is "
+    "not guaranteed to be set in happens-before order across separate operations. Clients may not set "
+    "this value. It is represented in RFC3339 form and is in UTC."
+)
 
 
 def human_duration(seconds: int) -> str:
@@ -82,20 +86,33 @@ def _pod(o: dict[str, Any]) -> list[Any]:
     if _meta(o).get("deletionTimestamp"):
         reason = "Terminating"
     restarts = sum(int(s.get("restartCount", 0)) for s in statuses)
-    return [_meta(o)["name"], f"{ready}/{len(containers)}", reason, str(restarts),
-            age(_meta(o).get("creationTimestamp")), status.get("podIP") or NONE,
-            (o.get("spec") or {}).get("nodeName") or NONE, status.get("nominatedNodeName") or NONE, NONE]
+    return [
+        _meta(o)["name"],
+        f"{ready}/{len(containers)}",
+        reason,
+        str(restarts),
+        age(_meta(o).get("creationTimestamp")),
+        status.get("podIP") or NONE,
+        (o.get("spec") or {}).get("nodeName") or NONE,
+        status.get("nominatedNodeName") or NONE,
+        NONE,
+    ]
 
 
 def _deployment(o: dict[str, Any]) -> list[Any]:
     spec, status = o.get("spec") or {}, o.get("status") or {}
     pod_spec = (spec.get("template") or {}).get("spec") or {}
     containers = pod_spec.get("containers") or []
-    return [_meta(o)["name"], f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}",
-            int(status.get("updatedReplicas", 0)), int(status.get("availableReplicas", 0)),
-            age(_meta(o).get("creationTimestamp")), ",".join(c.get("name", "") for c in containers),
-            ",".join(c.get("image", "") for c in containers),
-            _selector((spec.get("selector") or {}).get("matchLabels"))]
+    return [
+        _meta(o)["name"],
+        f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}",
+        int(status.get("updatedReplicas", 0)),
+        int(status.get("availableReplicas", 0)),
+        age(_meta(o).get("creationTimestamp")),
+        ",".join(c.get("name", "") for c in containers),
+        ",".join(c.get("image", "") for c in containers),
+        _selector((spec.get("selector") or {}).get("matchLabels")),
+    ]
 
 
 def _ports(spec: dict[str, Any]) -> str:
@@ -112,9 +129,15 @@ def _service(o: dict[str, Any]) -> list[Any]:
     external = [i.get("ip") or i.get("hostname", "") for i in ingress] + list(spec.get("externalIPs") or [])
     if spec.get("type") == "ExternalName":
         external = [spec.get("externalName", "")]
-    return [_meta(o)["name"], spec.get("type", "ClusterIP"), spec.get("clusterIP") or NONE,
-            ",".join(external) if external else ("<pending>" if spec.get("type") == "LoadBalancer" else NONE),
-            _ports(spec), age(_meta(o).get("creationTimestamp")), _selector(spec.get("selector"))]
+    return [
+        _meta(o)["name"],
+        spec.get("type", "ClusterIP"),
+        spec.get("clusterIP") or NONE,
+        ",".join(external) if external else ("<pending>" if spec.get("type") == "LoadBalancer" else NONE),
+        _ports(spec),
+        age(_meta(o).get("creationTimestamp")),
+        _selector(spec.get("selector")),
+    ]
 
 
 def _binding(o: dict[str, Any]) -> list[Any]:
@@ -122,10 +145,20 @@ def _binding(o: dict[str, Any]) -> list[Any]:
     ref = o.get("roleRef") or {}
 
     def names(kind: str) -> str:
-        return ", ".join(s.get("name", "") if kind != "ServiceAccount" else f"{s.get('namespace', '')}/{s['name']}"
-                         for s in subjects if s.get("kind") == kind)
-    return [_meta(o)["name"], f"{ref.get('kind')}/{ref.get('name')}", age(_meta(o).get("creationTimestamp")),
-            names("User"), names("Group"), names("ServiceAccount")]
+        return ", ".join(
+            s.get("name", "") if kind != "ServiceAccount" else f"{s.get('namespace', '')}/{s['name']}"
+            for s in subjects
+            if s.get("kind") == kind
+        )
+
+    return [
+        _meta(o)["name"],
+        f"{ref.get('kind')}/{ref.get('name')}",
+        age(_meta(o).get("creationTimestamp")),
+        names("User"),
+        names("Group"),
+        names("ServiceAccount"),
+    ]
 
 
 def _event(o: dict[str, Any]) -> list[Any]:
@@ -133,41 +166,121 @@ def _event(o: dict[str, Any]) -> list[Any]:
     last = o.get("lastTimestamp") or o.get("eventTime") or _meta(o).get("creationTimestamp")
     first = o.get("firstTimestamp") or o.get("eventTime") or _meta(o).get("creationTimestamp")
     source = (o.get("source") or {}).get("component") or o.get("reportingComponent") or ""
-    return [age(last), o.get("type", ""), o.get("reason", ""),
-            f"{str(inv.get('kind', '')).lower()}/{inv.get('name', '')}", inv.get("fieldPath", ""), source,
-            o.get("message", ""), age(first), int(o.get("count") or 1), _meta(o)["name"]]
+    return [
+        age(last),
+        o.get("type", ""),
+        o.get("reason", ""),
+        f"{str(inv.get('kind', '')).lower()}/{inv.get('name', '')}",
+        inv.get("fieldPath", ""),
+        source,
+        o.get("message", ""),
+        age(first),
+        int(o.get("count") or 1),
+        _meta(o)["name"],
+    ]
 
 
 def _with_age(*cells: Callable[[dict[str, Any]], Any]) -> Row:
     def row(o: dict[str, Any]) -> list[Any]:
         return [_meta(o)["name"], *(c(o) for c in cells), age(_meta(o).get("creationTimestamp"))]
+
     return row
 
 
 _S, _I = "string", "integer"
 PRINTERS: dict[str, tuple[list[Column], Row]] = {
-    "pods": ([("Name", _S, 0), ("Ready", _S, 0), ("Status", _S, 0), ("Restarts", _S, 0), ("Age", _S, 0),
-              ("IP", _S, 1), ("Node", _S, 1), ("Nominated Node", _S, 1), ("Readiness Gates", _S, 1)], _pod),
-    "deployments": ([("Name", _S, 0), ("Ready", _S, 0), ("Up-to-date", _I, 0), ("Available", _I, 0),
-                     ("Age", _S, 0), ("Containers", _S, 1), ("Images", _S, 1), ("Selector", _S, 1)],
-                    _deployment),
-    "secrets": ([("Name", _S, 0), ("Type", _S, 0), ("Data", _I, 0), ("Age", _S, 0)],
-                _with_age(lambda o: o.get("type", ""), lambda o: len(o.get("data") or {}))),
-    "configmaps": ([("Name", _S, 0), ("Data", _I, 0), ("Age", _S, 0)],
-                   _with_age(lambda o: len(o.get("data") or {}) + len(o.get("binaryData") or {}))),
-    "namespaces": ([("Name", _S, 0), ("Status", _S, 0), ("Age", _S, 0)],
-                   _with_age(lambda o: (o.get("status") or {}).get("phase", ""))),
-    "serviceaccounts": ([("Name", _S, 0), ("Secrets", _I, 0), ("Age", _S, 0)],
-                        _with_age(lambda o: len(o.get("secrets") or []))),
-    "services": ([("Name", _S, 0), ("Type", _S, 0), ("Cluster-IP", _S, 0), ("External-IP", _S, 0),
-                  ("Port(s)", _S, 0), ("Age", _S, 0), ("Selector", _S, 1)], _service),
-    "rolebindings": ([("Name", _S, 0), ("Role", _S, 0), ("Age", _S, 0), ("Users", _S, 1), ("Groups", _S, 1),
-                      ("ServiceAccounts", _S, 1)], _binding),
-    "clusterrolebindings": ([("Name", _S, 0), ("Role", _S, 0), ("Age", _S, 0), ("Users", _S, 1),
-                             ("Groups", _S, 1), ("ServiceAccounts", _S, 1)], _binding),
-    "events": ([("Last Seen", _S, 0), ("Type", _S, 0), ("Reason", _S, 0), ("Object", _S, 0),
-                ("Subobject", _S, 1), ("Source", _S, 1), ("Message", _S, 0), ("First Seen", _S, 1),
-                ("Count", _I, 1), ("Name", _S, 1)], _event),
+    "pods": (
+        [
+            ("Name", _S, 0),
+            ("Ready", _S, 0),
+            ("Status", _S, 0),
+            ("Restarts", _S, 0),
+            ("Age", _S, 0),
+            ("IP", _S, 1),
+            ("Node", _S, 1),
+            ("Nominated Node", _S, 1),
+            ("Readiness Gates", _S, 1),
+        ],
+        _pod,
+    ),
+    "deployments": (
+        [
+            ("Name", _S, 0),
+            ("Ready", _S, 0),
+            ("Up-to-date", _I, 0),
+            ("Available", _I, 0),
+            ("Age", _S, 0),
+            ("Containers", _S, 1),
+            ("Images", _S, 1),
+            ("Selector", _S, 1),
+        ],
+        _deployment,
+    ),
+    "secrets": (
+        [("Name", _S, 0), ("Type", _S, 0), ("Data", _I, 0), ("Age", _S, 0)],
+        _with_age(lambda o: o.get("type", ""), lambda o: len(o.get("data") or {})),
+    ),
+    "configmaps": (
+        [("Name", _S, 0), ("Data", _I, 0), ("Age", _S, 0)],
+        _with_age(lambda o: len(o.get("data") or {}) + len(o.get("binaryData") or {})),
+    ),
+    "namespaces": (
+        [("Name", _S, 0), ("Status", _S, 0), ("Age", _S, 0)],
+        _with_age(lambda o: (o.get("status") or {}).get("phase", "")),
+    ),
+    "serviceaccounts": (
+        [("Name", _S, 0), ("Secrets", _I, 0), ("Age", _S, 0)],
+        _with_age(lambda o: len(o.get("secrets") or [])),
+    ),
+    "services": (
+        [
+            ("Name", _S, 0),
+            ("Type", _S, 0),
+            ("Cluster-IP", _S, 0),
+            ("External-IP", _S, 0),
+            ("Port(s)", _S, 0),
+            ("Age", _S, 0),
+            ("Selector", _S, 1),
+        ],
+        _service,
+    ),
+    "rolebindings": (
+        [
+            ("Name", _S, 0),
+            ("Role", _S, 0),
+            ("Age", _S, 0),
+            ("Users", _S, 1),
+            ("Groups", _S, 1),
+            ("ServiceAccounts", _S, 1),
+        ],
+        _binding,
+    ),
+    "clusterrolebindings": (
+        [
+            ("Name", _S, 0),
+            ("Role", _S, 0),
+            ("Age", _S, 0),
+            ("Users", _S, 1),
+            ("Groups", _S, 1),
+            ("ServiceAccounts", _S, 1),
+        ],
+        _binding,
+    ),
+    "events": (
+        [
+            ("Last Seen", _S, 0),
+            ("Type", _S, 0),
+            ("Reason", _S, 0),
+            ("Object", _S, 0),
+            ("Subobject", _S, 1),
+            ("Source", _S, 1),
+            ("Message", _S, 0),
+            ("First Seen", _S, 1),
+            ("Count", _I, 1),
+            ("Name", _S, 1),
+        ],
+        _event,
+    ),
 }
 DEFAULT: tuple[list[Column], Row] = (
     [("Name", _S, 0), ("Created At", "date", 0)],
@@ -177,9 +290,16 @@ DEFAULT: tuple[list[Column], Row] = (
 
 def _column_definitions(columns: list[Column]) -> list[dict[str, Any]]:
     docs = {"Name": _NAME_DOC, "Age": _AGE_DOC, "Created At": _AGE_DOC}
-    return [{"name": name, "type": typ, "format": "name" if name == "Name" else "",
-             "description": docs.get(name, f"{name} of the object."), "priority": prio}
-            for name, typ, prio in columns]
+    return [
+        {
+            "name": name,
+            "type": typ,
+            "format": "name" if name == "Name" else "",
+            "description": docs.get(name, f"{name} of the object."),
+            "priority": prio,
+        }
+        for name, typ, prio in columns
+    ]
 
 
 def partial(obj: dict[str, Any], version: str = "v1") -> dict[str, Any]:
@@ -187,12 +307,22 @@ def partial(obj: dict[str, Any], version: str = "v1") -> dict[str, Any]:
 
 
 def partial_list(items: list[dict[str, Any]], list_meta: dict[str, Any], version: str = "v1") -> dict[str, Any]:
-    return {"kind": "PartialObjectMetadataList", "apiVersion": f"meta.k8s.io/{version}", "metadata": list_meta,
-            "items": [{"metadata": _meta(o)} for o in items]}
+    return {
+        "kind": "PartialObjectMetadataList",
+        "apiVersion": f"meta.k8s.io/{version}",
+        "metadata": list_meta,
+        "items": [{"metadata": _meta(o)} for o in items],
+    }
 
 
-def table(kind: Kind, items: list[dict[str, Any]], list_meta: dict[str, Any], include_object: str = "Metadata",
-          version: str = "v1", headers: bool = True) -> dict[str, Any]:
+def table(
+    kind: Kind,
+    items: list[dict[str, Any]],
+    list_meta: dict[str, Any],
+    include_object: str = "Metadata",
+    version: str = "v1",
+    headers: bool = True,
+) -> dict[str, Any]:
     """A Table of `items`; `include_object` is the includeObject parameter (None, Metadata or Object)."""
     columns, row = PRINTERS.get(kind.resource, DEFAULT)
     rows = []
@@ -203,5 +333,10 @@ def table(kind: Kind, items: list[dict[str, Any]], list_meta: dict[str, Any], in
         elif include_object != "None":
             r["object"] = partial(o, version)
         rows.append(r)
-    return {"kind": "Table", "apiVersion": f"meta.k8s.io/{version}", "metadata": list_meta,
-            "columnDefinitions": _column_definitions(columns) if headers else None, "rows": rows}
+    return {
+        "kind": "Table",
+        "apiVersion": f"meta.k8s.io/{version}",
+        "metadata": list_meta,
+        "columnDefinitions": _column_definitions(columns) if headers else None,
+        "rows": rows,
+    }

@@ -14,12 +14,16 @@ from .kinds import Kind
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _SUBDOMAIN = rf"{_LABEL}(\.{_LABEL})*"
-SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-                 "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
-                 "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
-LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
-             "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
-             "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+SUBDOMAIN_MSG = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+    "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
+    "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+LABEL_MSG = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
+    "start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for "
+    "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+)
 
 Cause = tuple[str, str, str]
 
@@ -31,11 +35,10 @@ def _quote(value: Any) -> str:
 def _name_causes(kind: Kind, name: str) -> list[Cause]:
     if kind.name_rule == "path":
         if name in (".", ".."):
-            return [("FieldValueInvalid", "metadata.name", f'Invalid value: "{name}": may not be \'{name}\'')]
+            return [("FieldValueInvalid", "metadata.name", f"Invalid value: \"{name}\": may not be '{name}'")]
         bad = next((c for c in ("/", "%") if c in name), None)
         if bad:
-            return [("FieldValueInvalid", "metadata.name",
-                     f'Invalid value: "{name}": may not contain \'{bad}\'')]
+            return [("FieldValueInvalid", "metadata.name", f"Invalid value: \"{name}\": may not contain '{bad}'")]
         return []
     if kind.name_rule == "label":
         if len(name) > 63 or not re.fullmatch(_LABEL, name):
@@ -71,8 +74,13 @@ def _deployment(obj: dict[str, Any]) -> list[Cause]:
         causes.append(("FieldValueRequired", "spec.selector", "Required value"))
     labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
     if selector and any(labels.get(k) != v for k, v in selector.items()):
-        causes.append(("FieldValueInvalid", "spec.template.metadata.labels",
-                       f"Invalid value: {_go_map(labels)}: `selector` does not match template `labels`"))
+        causes.append(
+            (
+                "FieldValueInvalid",
+                "spec.template.metadata.labels",
+                f"Invalid value: {_go_map(labels)}: `selector` does not match template `labels`",
+            )
+        )
     causes += _containers((spec.get("template") or {}).get("spec") or {}, "spec.template.spec")
     return causes
 
@@ -82,15 +90,19 @@ def _secret(obj: dict[str, Any]) -> None:
         try:
             base64.b64decode(str(value), validate=True)
         except (binascii.Error, ValueError):
-            raise bad_request(f'Secret in version "v1" cannot be handled as a Secret: illegal base64 data '
-                              f'for key "{key}"') from None
+            raise bad_request(
+                f'Secret in version "v1" cannot be handled as a Secret: illegal base64 data for key "{key}"'
+            ) from None
 
 
 def validate(kind: Kind, obj: dict[str, Any], old: dict[str, Any] | None = None) -> None:
     """Raise 422 Invalid (or 400 for undecodable data) when `obj` would be refused by kube-apiserver."""
     name = obj.get("metadata", {}).get("name", "")
-    causes = _name_causes(kind, name) if name else [
-        ("FieldValueRequired", "metadata.name", "Required value: name or generateName is required")]
+    causes = (
+        _name_causes(kind, name)
+        if name
+        else [("FieldValueRequired", "metadata.name", "Required value: name or generateName is required")]
+    )
     if kind.resource == "pods":
         causes += _containers(obj.get("spec") or {}, "spec")
     elif kind.resource == "deployments":
@@ -102,7 +114,6 @@ def validate(kind: Kind, obj: dict[str, Any], old: dict[str, Any] | None = None)
         if not ref.get("name"):
             causes.append(("FieldValueRequired", "roleRef.name", "Required value"))
         if old is not None and old.get("roleRef") != obj.get("roleRef"):
-            causes.append(("FieldValueInvalid", "roleRef",
-                           f"Invalid value: {_quote(ref)}: cannot change roleRef"))
+            causes.append(("FieldValueInvalid", "roleRef", f"Invalid value: {_quote(ref)}: cannot change roleRef"))
     if causes:
         raise invalid(kind, name, causes)

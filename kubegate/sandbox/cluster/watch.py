@@ -58,11 +58,22 @@ class WatchStream:
         elif self.target.form == "partial":
             body = tables.partial(obj, self.target.version)
         elif event_type == "BOOKMARK":
-            body = tables.table(self.kind, [], {"resourceVersion": obj["metadata"]["resourceVersion"]},
-                                version=self.target.version, headers=False)
+            body = tables.table(
+                self.kind,
+                [],
+                {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                version=self.target.version,
+                headers=False,
+            )
         else:
-            body = tables.table(self.kind, [obj], {"resourceVersion": obj["metadata"].get("resourceVersion", "")},
-                                self.include_object, self.target.version, headers=not self.headers_sent)
+            body = tables.table(
+                self.kind,
+                [obj],
+                {"resourceVersion": obj["metadata"].get("resourceVersion", "")},
+                self.include_object,
+                self.target.version,
+                headers=not self.headers_sent,
+            )
             self.headers_sent = True
         return orjson.dumps({"type": event_type, "object": body}) + b"\n"
 
@@ -70,8 +81,7 @@ class WatchStream:
         meta: dict[str, Any] = {"resourceVersion": str(rv), "creationTimestamp": None}
         if initial_end:
             meta["annotations"] = {INITIAL_EVENTS_END: "true"}
-        return self.render("BOOKMARK", {"kind": self.kind.kind, "apiVersion": self.kind.api_version,
-                                        "metadata": meta})
+        return self.render("BOOKMARK", {"kind": self.kind.kind, "apiVersion": self.kind.api_version, "metadata": meta})
 
 
 def _parse_rv(raw: str) -> int:
@@ -81,16 +91,21 @@ def _parse_rv(raw: str) -> int:
         raise bad_request(f'invalid resource version "{raw}"') from None
 
 
-async def serve_watch(request: web.Request, store: Store, kind: Kind, namespace: str, pred: Predicate,
-                      target: Target) -> web.StreamResponse:
+async def serve_watch(
+    request: web.Request, store: Store, kind: Kind, namespace: str, pred: Predicate, target: Target
+) -> web.StreamResponse:
     q = request.query
     rv_param = q.get("resourceVersion", "")
     bookmarks = _flag(q.get("allowWatchBookmarks"))
     initial = _flag(q.get("sendInitialEvents"))
     if "sendInitialEvents" in q and (q.get("resourceVersionMatch") != "NotOlderThan" or not bookmarks):
-        raise ApiError(422, 'ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: '
-                            "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan and "
-                            "allowWatchBookmarks to true", "Invalid")
+        raise ApiError(
+            422,
+            'ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Forbidden: '
+            "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan and "
+            "allowWatchBookmarks to true",
+            "Invalid",
+        )
     timeout = q.get("timeoutSeconds")
     deadline = time.monotonic() + float(timeout) if timeout and timeout.isdigit() else None
     stream = WatchStream(kind, target, q.get("includeObject", "Metadata"))

@@ -4,7 +4,6 @@ from alembic import context
 
 from kubegate.store.tables import metadata
 
-context.configure(connection=context.config.attributes["connection"], target_metadata=metadata,
-                  render_as_batch=True)
+context.configure(connection=context.config.attributes["connection"], target_metadata=metadata, render_as_batch=True)
 with context.begin_transaction():
     context.run_migrations()

@@ -43,11 +43,20 @@ def build_ui(gateway: Gateway, config: Config, *, secure_cookies: bool = True) -
     ui_config = config.ui
     issuers = {i.url: i for i in config.identity.issuers}
     issuer = issuers.get((ui_config.issuer or "").rstrip("/")) or next(iter(issuers.values()), None)
-    codec = CookieCodec(load_secret(ui_config.secret, config.state_dir),
-                        session_lifetime=ui_config.session_lifetime_seconds, secure=secure_cookies)
+    codec = CookieCodec(
+        load_secret(ui_config.secret, config.state_dir),
+        session_lifetime=ui_config.session_lifetime_seconds,
+        secure=secure_cookies,
+    )
     oidc = OIDCClient(ui_config, issuer, gateway.verifier) if issuer is not None else None
-    state = UIState(gateway=gateway, config=config, codec=codec, oidc=oidc, assets=Assets(ui_config.vendor_dir),
-                    templates=make_templates())
+    state = UIState(
+        gateway=gateway,
+        config=config,
+        codec=codec,
+        oidc=oidc,
+        assets=Assets(ui_config.vendor_dir),
+        templates=make_templates(),
+    )
     app = web.Application(middlewares=[security_headers])
     app[UI] = state
 

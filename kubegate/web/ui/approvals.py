@@ -63,39 +63,60 @@ def card(request: AccessRequest, viewer: Viewer, now: float) -> dict[str, Any]:
     else:
         why_not = ""
     already = any(v.reviewer == viewer.identity.username for v in request.votes)
-    return {**view, "ci_url": ci_run_url(view["requester"]["claims"]), "diff": diff_lines(view["summary"]),
-            "can_decide": pending and not own and not already and request.reviewable_by(viewer.identity),
-            "why_not": why_not if pending else "", "own": own, "voted": already,
-            "query_text": f"?{view['request']['query']}" if view["request"] and view["request"]["query"] else ""}
+    return {
+        **view,
+        "ci_url": ci_run_url(view["requester"]["claims"]),
+        "diff": diff_lines(view["summary"]),
+        "can_decide": pending and not own and not already and request.reviewable_by(viewer.identity),
+        "why_not": why_not if pending else "",
+        "own": own,
+        "voted": already,
+        "query_text": f"?{view['request']['query']}" if view["request"] and view["request"]["query"] else "",
+    }
 
 
 async def _inbox(service: ApprovalService, viewer: Viewer) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
     now = service.clock()
     roles = set(viewer.roles)
-    pending = [r for r in await service.list(["pending"], PENDING_LIMIT)
-               if r.effective_state(now) == "pending" and visible(r, viewer.identity, roles)]
-    recent = [r for r in await service.list(["approved", "denied", "revoked", "expired"], RECENT_LIMIT)
-              if visible(r, viewer.identity, roles)]
+    pending = [
+        r
+        for r in await service.list(["pending"], PENDING_LIMIT)
+        if r.effective_state(now) == "pending" and visible(r, viewer.identity, roles)
+    ]
+    recent = [
+        r
+        for r in await service.list(["approved", "denied", "revoked", "expired"], RECENT_LIMIT)
+        if visible(r, viewer.identity, roles)
+    ]
     cards = [card(r, viewer, now) for r in pending]
     decided = [r.as_dict(now) for r in recent]
-    version = hashlib.sha256(orjson.dumps([[c["id"], c["state"], len(c["approvals"])] for c in cards]
-                                          + [[d["id"], d["state"]] for d in decided])).hexdigest()[:16]
+    version = hashlib.sha256(
+        orjson.dumps(
+            [[c["id"], c["state"], len(c["approvals"])] for c in cards] + [[d["id"], d["state"]] for d in decided]
+        )
+    ).hexdigest()[:16]
     return cards, decided, version
 
 
 def _service(request: web.Request) -> ApprovalService:
     service = request.config_dict[UI].gateway.approvals
     if service is None:
-        raise Refused(503, "approvals are not running on this kubegate yet; reload in a moment",
-                      reason="ServiceUnavailable")
+        raise Refused(
+            503, "approvals are not running on this kubegate yet; reload in a moment", reason="ServiceUnavailable"
+        )
     return service
 
 
 def _failure(request: web.Request, viewer: Viewer, exc: Exception) -> web.Response:
     if isinstance(exc, Refused):
         return error_page(request, exc.code, "Not done", exc.message, viewer)
-    return error_page(request, 503, "Store unavailable", f"the approval store is unavailable: {describe(exc)}; "
-                      "try again or contact the kubegate operator", viewer)
+    return error_page(
+        request,
+        503,
+        "Store unavailable",
+        f"the approval store is unavailable: {describe(exc)}; try again or contact the kubegate operator",
+        viewer,
+    )
 
 
 @page()
@@ -111,8 +132,17 @@ async def inbox(request: web.Request, viewer: Viewer) -> web.StreamResponse:
                 notice = found.as_dict(service.clock())
     except (Refused, StoreError, SQLAlchemyError, OSError) as exc:
         return _failure(request, viewer, exc)
-    return render(request, "approvals.html", viewer=viewer, title="Approvals", cards=cards, decided=decided,
-                  version=version, poll=POLL_SECONDS, notice=notice)
+    return render(
+        request,
+        "approvals.html",
+        viewer=viewer,
+        title="Approvals",
+        cards=cards,
+        decided=decided,
+        version=version,
+        poll=POLL_SECONDS,
+        notice=notice,
+    )
 
 
 @page()
@@ -124,8 +154,9 @@ async def pending_fragment(request: web.Request, viewer: Viewer) -> web.StreamRe
         return web.Response(status=204)
     if request.query.get("v") == version:
         return web.Response(status=204, headers={"Cache-Control": "no-store"})
-    return render(request, "_inbox.html", viewer=viewer, cards=cards, decided=decided, version=version,
-                  poll=POLL_SECONDS)
+    return render(
+        request, "_inbox.html", viewer=viewer, cards=cards, decided=decided, version=version, poll=POLL_SECONDS
+    )
 
 
 @page(form=True)
@@ -134,14 +165,20 @@ async def decide(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     form = await request.post()
     decision, reason = str(form.get("decision", "")), str(form.get("reason", "")).strip()
     if decision not in ("approve", "deny") or len(reason) > 2000:
-        return error_page(request, 400, "Not done", "choose Approve or Deny, with a reason of at most 2000 "
-                          "characters", viewer)
+        return error_page(
+            request, 400, "Not done", "choose Approve or Deny, with a reason of at most 2000 characters", viewer
+        )
     try:
         service = _service(request)
         found = await service.get(request_id)
         if found is None or not visible(found, viewer.identity, set(viewer.roles)):
-            return error_page(request, 404, "Not found", f"access request {request_id} does not exist or is not "
-                              "one you may see", viewer)
+            return error_page(
+                request,
+                404,
+                "Not found",
+                f"access request {request_id} does not exist or is not one you may see",
+                viewer,
+            )
         if decision == "approve":
             await service.approve(request_id, viewer.identity, reason)
         else:

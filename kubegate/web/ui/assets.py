@@ -29,14 +29,21 @@ class Assets:
             log.warning("%s", self.missing_message())
 
     def missing_message(self) -> str:
-        return (f"the web UI's front-end parts are not installed in {self.vendor_dir} (missing "
-                f"{', '.join(self.missing)}): run `npm ci` in {self.vendor_dir.parent} (scripts/install does), "
-                "or set ui.vendor_dir to a node_modules that has htmx.org and asciinema-player")
+        return (
+            f"the web UI's front-end parts are not installed in {self.vendor_dir} (missing "
+            f"{', '.join(self.missing)}): run `npm ci` in {self.vendor_dir.parent} (scripts/install does), "
+            "or set ui.vendor_dir to a node_modules that has htmx.org and asciinema-player"
+        )
 
     def _file(self, path: Path) -> web.StreamResponse:
-        return web.FileResponse(path, headers={"Content-Type": TYPES.get(path.suffix, "application/octet-stream"),
-                                               "Cache-Control": "public, max-age=3600",
-                                               "X-Content-Type-Options": "nosniff"})
+        return web.FileResponse(
+            path,
+            headers={
+                "Content-Type": TYPES.get(path.suffix, "application/octet-stream"),
+                "Cache-Control": "public, max-age=3600",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
 
     async def own(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]

@@ -30,22 +30,32 @@ async def login(request: web.Request) -> web.StreamResponse:
         return see_other(target)
     state = request.config_dict[UI]
     issuer = state.oidc.issuer.url if state.oidc else ""
-    return render(request, "login.html", title="Sign in", next=target, issuer=issuer,
-                  signed_out="signed_out" in request.query)
+    return render(
+        request, "login.html", title="Sign in", next=target, issuer=issuer, signed_out="signed_out" in request.query
+    )
 
 
 async def start(request: web.Request) -> web.StreamResponse:
     """Remember state, nonce and the PKCE verifier in a sealed cookie, then go to the issuer."""
     state = request.config_dict[UI]
     if state.oidc is None:
-        return error_page(request, 503, "Sign-in is not configured",
-                          "kubegate has no identity issuer to sign in with: add one under identity.issuers "
-                          "(and ui.issuer if there are several).")
-    login_state = LoginState(secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(48),
-                             safe_next(request.query.get("next")))
+        return error_page(
+            request,
+            503,
+            "Sign-in is not configured",
+            "kubegate has no identity issuer to sign in with: add one under identity.issuers "
+            "(and ui.issuer if there are several).",
+        )
+    login_state = LoginState(
+        secrets.token_urlsafe(24),
+        secrets.token_urlsafe(24),
+        secrets.token_urlsafe(48),
+        safe_next(request.query.get("next")),
+    )
     try:
-        url = await state.oidc.authorization_url(redirect_uri(request), login_state.state, login_state.nonce,
-                                                 login_state.verifier)
+        url = await state.oidc.authorization_url(
+            redirect_uri(request), login_state.state, login_state.nonce, login_state.verifier
+        )
     except SignInError as exc:
         return error_page(request, 503, "Sign-in is unavailable", str(exc))
     response = see_other(url)
@@ -57,18 +67,32 @@ async def callback(request: web.Request) -> web.StreamResponse:
     state = request.config_dict[UI]
     login_state = state.codec.login(request)
     if state.oidc is None or login_state is None:
-        return error_page(request, 400, "Sign-in expired",
-                          "This sign-in was not started here or took longer than 10 minutes. Sign in again.")
+        return error_page(
+            request,
+            400,
+            "Sign-in expired",
+            "This sign-in was not started here or took longer than 10 minutes. Sign in again.",
+        )
     if "error" in request.query:
         reason = request.query.get("error_description") or request.query["error"]
-        return error_page(request, 401, "Sign-in refused", f"The identity provider refused the sign-in: "
-                          f"{reason[:300]}. Sign in again, or ask your identity provider's admin.")
+        return error_page(
+            request,
+            401,
+            "Sign-in refused",
+            f"The identity provider refused the sign-in: "
+            f"{reason[:300]}. Sign in again, or ask your identity provider's admin.",
+        )
     if not secrets.compare_digest(request.query.get("state", ""), login_state.state):
-        return error_page(request, 400, "Sign-in refused", "The answer from the identity provider does not belong "
-                          "to this sign-in (state differs). Sign in again.")
+        return error_page(
+            request,
+            400,
+            "Sign-in refused",
+            "The answer from the identity provider does not belong to this sign-in (state differs). Sign in again.",
+        )
     try:
-        identity = await state.oidc.exchange(request.query.get("code", ""), redirect_uri(request),
-                                             login_state.verifier, login_state.nonce)
+        identity = await state.oidc.exchange(
+            request.query.get("code", ""), redirect_uri(request), login_state.verifier, login_state.nonce
+        )
     except SignInError as exc:
         log.warning("web UI sign-in failed: %s", exc)
         return error_page(request, 401, "Sign-in failed", str(exc))
@@ -90,10 +114,14 @@ async def logout(request: web.Request, viewer: Viewer) -> web.StreamResponse:
         if store is not None:
             await sign_out(store, viewer.session)
     except (StoreError, SQLAlchemyError) as exc:
-        response = error_page(request, 503, "Not signed out everywhere",
-                              f"kubegate could not record the sign-out in its store ({exc}), so a copy of this "
-                              "session's cookie would still work until it expires. This browser is signed out; "
-                              "tell a kubegate operator.")
+        response = error_page(
+            request,
+            503,
+            "Not signed out everywhere",
+            f"kubegate could not record the sign-out in its store ({exc}), so a copy of this "
+            "session's cookie would still work until it expires. This browser is signed out; "
+            "tell a kubegate operator.",
+        )
         request.config_dict[UI].codec.clear_session(response)
         return response
     response = see_other("/ui/login?signed_out=1")

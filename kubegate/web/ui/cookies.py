@@ -59,8 +59,14 @@ class UISession:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UISession:
         i = data["identity"]
-        identity = Identity(issuer=i["issuer"], subject=i["subject"], username=i["username"],
-                            groups=tuple(i["groups"]), claims=dict(i["claims"]), expires_at=i["expires_at"])
+        identity = Identity(
+            issuer=i["issuer"],
+            subject=i["subject"],
+            username=i["username"],
+            groups=tuple(i["groups"]),
+            claims=dict(i["claims"]),
+            expires_at=i["expires_at"],
+        )
         return cls(identity, str(data["csrf"]), float(data["expires_at"]))
 
 
@@ -96,8 +102,9 @@ class CookieCodec:
         return data if isinstance(data, dict) and data.get("purpose") == purpose else None
 
     def _set(self, response: web.StreamResponse, name: str, value: str, max_age: float) -> None:
-        response.set_cookie(name, value, max_age=max(int(max_age), 0), path="/", secure=self.secure,
-                            httponly=True, samesite="Lax")
+        response.set_cookie(
+            name, value, max_age=max(int(max_age), 0), path="/", secure=self.secure, httponly=True, samesite="Lax"
+        )
 
     # -- sessions -------------------------------------------------------------------------------------
 
@@ -112,8 +119,10 @@ class CookieCodec:
     def set_session(self, response: web.StreamResponse, session: UISession, now: float | None = None) -> None:
         value = self._seal("session", session.as_dict())
         if len(value) + len(SESSION_COOKIE) > MAX_COOKIE_BYTES:
-            raise CookieTooLarge(f"{session.identity.username} has too many groups or claims for a session "
-                                 "cookie; ask the identity provider to send fewer groups to kubegate")
+            raise CookieTooLarge(
+                f"{session.identity.username} has too many groups or claims for a session "
+                "cookie; ask the identity provider to send fewer groups to kubegate"
+            )
         now = time.time() if now is None else now
         self._set(response, SESSION_COOKIE, value, session.expires_at - now)
 
@@ -133,9 +142,14 @@ class CookieCodec:
     # -- sign-in in progress ----------------------------------------------------------------------------
 
     def set_login(self, response: web.StreamResponse, login: LoginState) -> None:
-        self._set(response, LOGIN_COOKIE, self._seal("login", {
-            "state": login.state, "nonce": login.nonce, "verifier": login.verifier, "next": login.next}),
-            LOGIN_LIFETIME)
+        self._set(
+            response,
+            LOGIN_COOKIE,
+            self._seal(
+                "login", {"state": login.state, "nonce": login.nonce, "verifier": login.verifier, "next": login.next}
+            ),
+            LOGIN_LIFETIME,
+        )
 
     def login(self, request: web.Request) -> LoginState | None:
         data = self._open("login", request.cookies.get(LOGIN_COOKIE), LOGIN_LIFETIME)

@@ -50,8 +50,9 @@ async def probe(conn: Connection) -> Health:
         ok, detail = False, exc.message
     except (TimeoutError, ValueError) as exc:
         ok, detail = False, f"unreachable: {exc.__class__.__name__}: {exc}"
-    return Health(conn.name, conn.server, ok, detail, version, round((time.monotonic() - started) * 1000, 1),
-                  time.time())
+    return Health(
+        conn.name, conn.server, ok, detail, version, round((time.monotonic() - started) * 1000, 1), time.time()
+    )
 
 
 class HealthCache:
@@ -60,8 +61,11 @@ class HealthCache:
 
     async def check(self, connections: dict[str, Connection]) -> list[Health]:
         now = time.time()
-        stale = [c for name, c in sorted(connections.items())
-                 if name not in self._seen or now - self._seen[name].checked_at > CACHE_SECONDS]
+        stale = [
+            c
+            for name, c in sorted(connections.items())
+            if name not in self._seen or now - self._seen[name].checked_at > CACHE_SECONDS
+        ]
         for health in await asyncio.gather(*(probe(c) for c in stale)):
             self._seen[health.name] = health
         return [self._seen[name] for name in sorted(connections)]

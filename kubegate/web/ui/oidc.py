@@ -35,8 +35,9 @@ class OIDCClient:
         self.config = config
         self.issuer = issuer
         self.verifier = verifier
-        self._ssl: ssl.SSLContext | None = (ssl.create_default_context(cafile=str(issuer.ca_file))
-                                            if issuer.ca_file else None)
+        self._ssl: ssl.SSLContext | None = (
+            ssl.create_default_context(cafile=str(issuer.ca_file)) if issuer.ca_file else None
+        )
         self._http: aiohttp.ClientSession | None = None
         self._metadata: dict[str, Any] | None = None
         self._fetched = 0.0
@@ -57,45 +58,76 @@ class OIDCClient:
             if self._metadata is None or time.monotonic() - self._fetched > DISCOVERY_TTL:
                 url = f"{self.issuer.url}/.well-known/openid-configuration"
                 try:
-                    async with self._session().get(url, ssl=self._ssl if self._ssl else True,
-                                                   allow_redirects=False) as response:
+                    async with self._session().get(
+                        url, ssl=self._ssl if self._ssl else True, allow_redirects=False
+                    ) as response:
                         if response.status != 200:
-                            raise SignInError(f"the identity provider {self.issuer.url} answered {response.status} "
-                                              "for its discovery document; try again later")
+                            raise SignInError(
+                                f"the identity provider {self.issuer.url} answered {response.status} "
+                                "for its discovery document; try again later"
+                            )
                         data = await response.json(content_type=None)
                 except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                    raise SignInError(f"the identity provider {self.issuer.url} is unreachable "
-                                      f"({exc.__class__.__name__}); try again later") from exc
-                if not isinstance(data, dict) or not data.get("authorization_endpoint") \
-                        or not data.get("token_endpoint"):
-                    raise SignInError(f"the identity provider {self.issuer.url} does not offer the authorization "
-                                      "code flow (no authorization_endpoint or token_endpoint)")
+                    raise SignInError(
+                        f"the identity provider {self.issuer.url} is unreachable "
+                        f"({exc.__class__.__name__}); try again later"
+                    ) from exc
+                if (
+                    not isinstance(data, dict)
+                    or not data.get("authorization_endpoint")
+                    or not data.get("token_endpoint")
+                ):
+                    raise SignInError(
+                        f"the identity provider {self.issuer.url} does not offer the authorization "
+                        "code flow (no authorization_endpoint or token_endpoint)"
+                    )
                 self._metadata, self._fetched = data, time.monotonic()
             return self._metadata
 
     async def authorization_url(self, redirect_uri: str, state: str, nonce: str, verifier: str) -> str:
         endpoint = str((await self.metadata())["authorization_endpoint"])
-        query = urlencode({"response_type": "code", "client_id": self.config.client_id, "redirect_uri": redirect_uri,
-                           "scope": " ".join(self.config.scopes), "state": state, "nonce": nonce,
-                           "code_challenge": s256(verifier), "code_challenge_method": "S256"})
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": self.config.client_id,
+                "redirect_uri": redirect_uri,
+                "scope": " ".join(self.config.scopes),
+                "state": state,
+                "nonce": nonce,
+                "code_challenge": s256(verifier),
+                "code_challenge_method": "S256",
+            }
+        )
         return endpoint + ("&" if "?" in endpoint else "?") + query
 
     async def exchange(self, code: str, redirect_uri: str, verifier: str, nonce: str) -> Identity:
         """Redeem the code with the PKCE verifier and verify the ID token it buys, nonce included."""
         endpoint = str((await self.metadata())["token_endpoint"])
-        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
-                "code_verifier": verifier, "client_id": self.config.client_id}
-        auth = aiohttp.BasicAuth(self.config.client_id, self.config.client_secret) \
-            if self.config.client_secret else None
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": verifier,
+            "client_id": self.config.client_id,
+        }
+        auth = (
+            aiohttp.BasicAuth(self.config.client_id, self.config.client_secret) if self.config.client_secret else None
+        )
         try:
-            async with self._session().post(endpoint, data=form, auth=auth, allow_redirects=False,
-                                            ssl=self._ssl if self._ssl else True,
-                                            headers={"Accept": "application/json"}) as response:
+            async with self._session().post(
+                endpoint,
+                data=form,
+                auth=auth,
+                allow_redirects=False,
+                ssl=self._ssl if self._ssl else True,
+                headers={"Accept": "application/json"},
+            ) as response:
                 body = await response.json(content_type=None)
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            raise SignInError(f"the identity provider's token endpoint is unreachable ({exc.__class__.__name__}); "
-                              "sign in again") from exc
+            raise SignInError(
+                f"the identity provider's token endpoint is unreachable ({exc.__class__.__name__}); sign in again"
+            ) from exc
         if not isinstance(body, dict):
             raise SignInError("the identity provider's token endpoint did not answer with JSON; sign in again")
         if status != 200:
@@ -107,8 +139,10 @@ class OIDCClient:
         try:
             identity = await self.verifier.verify(id_token)
         except AuthError as exc:
-            raise SignInError(f"kubegate refused the ID token: {exc.reason} (the issuer's audience in kubegate's "
-                              f"config must include the UI's client id {self.config.client_id!r})") from exc
+            raise SignInError(
+                f"kubegate refused the ID token: {exc.reason} (the issuer's audience in kubegate's "
+                f"config must include the UI's client id {self.config.client_id!r})"
+            ) from exc
         claims = jwt.decode(id_token, options={"verify_signature": False})  # verified just above
         if identity.issuer != self.issuer.url or claims.get("nonce") != nonce:
             raise SignInError("the ID token was not issued for this sign-in (issuer or nonce differ); sign in again")

@@ -31,15 +31,23 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 READERS = frozenset({"auditor", "admin"})
 """Sessions: auditors read, admins see everything."""
 POLICY_READERS = frozenset({"auditor", "admin", "reviewer"})
-NAV: tuple[tuple[str, str, str, frozenset[str]], ...] = (("approvals", "/ui/approvals", "Approvals", frozenset()),
-       ("sessions", "/ui/sessions", "Sessions", READERS),
-       ("policy", "/ui/policy", "Policy", POLICY_READERS),
-       ("connections", "/ui/connections", "Connections", POLICY_READERS))
-CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; form-action 'self'; "
-       "frame-ancestors 'none'")
-SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
-                    "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY"}
+NAV: tuple[tuple[str, str, str, frozenset[str]], ...] = (
+    ("approvals", "/ui/approvals", "Approvals", frozenset()),
+    ("sessions", "/ui/sessions", "Sessions", READERS),
+    ("policy", "/ui/policy", "Policy", POLICY_READERS),
+    ("connections", "/ui/connections", "Connections", POLICY_READERS),
+)
+CSP = (
+    "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; worker-src 'self' blob:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
 
 
 def _time(value: str | None) -> str:
@@ -54,8 +62,13 @@ def _time(value: str | None) -> str:
 
 
 def make_templates() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["time"] = _time
     env.filters["urlquote"] = lambda v: quote(str(v), safe="")
     env.filters["target"] = describe_target
@@ -91,21 +104,30 @@ class Viewer:
         return self.session.identity
 
 
-def render(request: web.Request, template: str, *, viewer: Viewer | None = None, status: int = 200,
-           **context: Any) -> web.Response:
+def render(
+    request: web.Request, template: str, *, viewer: Viewer | None = None, status: int = 200, **context: Any
+) -> web.Response:
     state = request.config_dict[UI]
-    nav = [(key, href, label) for key, href, label, roles in NAV
-           if viewer is not None and (not roles or roles & viewer.roles)]
+    nav = [
+        (key, href, label)
+        for key, href, label, roles in NAV
+        if viewer is not None and (not roles or roles & viewer.roles)
+    ]
     html = state.templates.get_template(template).render(
-        viewer=viewer, nav=nav, csrf_field=FIELD, csrf=viewer.session.csrf if viewer else "",
+        viewer=viewer,
+        nav=nav,
+        csrf_field=FIELD,
+        csrf=viewer.session.csrf if viewer else "",
         assets_missing=state.assets.missing_message() if state.assets.missing else "",
-        path=request.path, **context)
-    return web.Response(text=html, status=status, content_type="text/html",
-                        headers={"Cache-Control": "no-store"})
+        path=request.path,
+        **context,
+    )
+    return web.Response(text=html, status=status, content_type="text/html", headers={"Cache-Control": "no-store"})
 
 
-def error_page(request: web.Request, status: int, title: str, message: str, viewer: Viewer | None = None
-               ) -> web.Response:
+def error_page(
+    request: web.Request, status: int, title: str, message: str, viewer: Viewer | None = None
+) -> web.Response:
     return render(request, "error.html", viewer=viewer, status=status, title=title, message=message)
 
 
@@ -148,21 +170,33 @@ def page(roles: frozenset[str] = frozenset(), *, form: bool = False) -> Callable
                 if request.headers.get("HX-Request"):
                     return web.Response(status=200, headers={"HX-Redirect": login})
                 if request.method != "GET":
-                    return error_page(request, 401, "Signed out", "Your sign-in has ended. Sign in again, then "
-                                      "repeat what you were doing.")
+                    return error_page(
+                        request,
+                        401,
+                        "Signed out",
+                        "Your sign-in has ended. Sign in again, then repeat what you were doing.",
+                    )
                 return see_other(login)
             if roles and not roles & viewer.roles:
-                return error_page(request, 403, "Not for your roles",
-                                  f"{viewer.identity.username} may not open this page: it needs one of the roles "
-                                  f"{', '.join(sorted(roles))}. Ask a kubegate admin to add one of your groups to "
-                                  "identity.admin_groups or identity.auditor_groups (or a policy rule's reviewers).",
-                                  viewer)
+                return error_page(
+                    request,
+                    403,
+                    "Not for your roles",
+                    f"{viewer.identity.username} may not open this page: it needs one of the roles "
+                    f"{', '.join(sorted(roles))}. Ask a kubegate admin to add one of your groups to "
+                    "identity.admin_groups or identity.auditor_groups (or a policy rule's reviewers).",
+                    viewer,
+                )
             if form:
                 data = await request.post()
                 token = data.get(FIELD)
                 try:
-                    check(request, viewer.session, token if isinstance(token, str) else None,
-                          request.config_dict[UI].config.ui.base_url)
+                    check(
+                        request,
+                        viewer.session,
+                        token if isinstance(token, str) else None,
+                        request.config_dict[UI].config.ui.base_url,
+                    )
                 except CSRFError as exc:
                     return error_page(request, 403, "Form refused", str(exc), viewer)
             return await handler(request, viewer)

@@ -19,15 +19,23 @@ EXPLAIN_FIELDS = ("sub", "issuer", "groups", "connection", "kubectl", "verb", "r
 def rule_view(rule: Any) -> dict[str, Any]:
     data = rule.model_dump(mode="json", exclude_defaults=True)
     details = {k: v for k, v in data.items() if k not in ("name", "action", "description", "message")}
-    return {"name": rule.name, "action": rule.action, "description": rule.description, "message": rule.message,
-            "details": yaml.safe_dump(details, sort_keys=False, default_flow_style=False).strip() if details else ""}
+    return {
+        "name": rule.name,
+        "action": rule.action,
+        "description": rule.description,
+        "message": rule.message,
+        "details": yaml.safe_dump(details, sort_keys=False, default_flow_style=False).strip() if details else "",
+    }
 
 
 def explain_request(query: dict[str, str]) -> dict[str, Any]:
     """The explain API's body for the form's fields: a kubectl command line, or verb and resource."""
-    body: dict[str, Any] = {"sub": query.get("sub", "").strip(), "issuer": query.get("issuer", ""),
-                            "groups": [g.strip() for g in query.get("groups", "").split(",") if g.strip()],
-                            "connection": query.get("connection", "")}
+    body: dict[str, Any] = {
+        "sub": query.get("sub", "").strip(),
+        "issuer": query.get("issuer", ""),
+        "groups": [g.strip() for g in query.get("groups", "").split(",") if g.strip()],
+        "connection": query.get("connection", ""),
+    }
     command = query.get("kubectl", "").strip()
     if command:
         try:
@@ -55,9 +63,19 @@ async def policy_page(request: web.Request, viewer: Viewer) -> web.StreamRespons
             result = explain_body(engine, state.config, explain_request(query))
         except Refused as exc:
             error = exc.message
-    return render(request, "policy.html", viewer=viewer, title="Policy", status_info=engine.status(),
-                  rules=[rule_view(r) for r in engine.rules], query=query, issuers=issuers,
-                  connections=[c.name for c in state.config.connections], result=result, error=error)
+    return render(
+        request,
+        "policy.html",
+        viewer=viewer,
+        title="Policy",
+        status_info=engine.status(),
+        rules=[rule_view(r) for r in engine.rules],
+        query=query,
+        issuers=issuers,
+        connections=[c.name for c in state.config.connections],
+        result=result,
+        error=error,
+    )
 
 
 def add_routes(app: web.Application) -> None:

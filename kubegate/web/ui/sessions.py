@@ -42,8 +42,13 @@ def session_filter(query: dict[str, str]) -> tuple[SessionFilter, dict[str, str]
 
 
 def _failure(request: web.Request, viewer: Viewer, exc: Exception) -> web.Response:
-    return error_page(request, 503, "Store unavailable", f"the session store is unavailable: {describe(exc)}; try "
-                      "again or contact the kubegate operator", viewer)
+    return error_page(
+        request,
+        503,
+        "Store unavailable",
+        f"the session store is unavailable: {describe(exc)}; try again or contact the kubegate operator",
+        viewer,
+    )
 
 
 @page(READERS)
@@ -55,8 +60,9 @@ async def list_page(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     items: list[dict[str, Any]] = []
     try:
         flt, kept = session_filter(query)
-        items, token = await list_sessions(_store(request), flt, limit=limit,
-                                           continue_token=query.get("continue") or None)
+        items, token = await list_sessions(
+            _store(request), flt, limit=limit, continue_token=query.get("continue") or None
+        )
     except BadQuery as exc:
         error, kept = str(exc), {}
     except (StoreError, SQLAlchemyError, OSError) as exc:
@@ -64,9 +70,20 @@ async def list_page(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     base = {**kept, "limit": str(limit)}
     next_url = f"/ui/sessions?{urlencode({**base, 'continue': token})}" if token else ""
     first_url = f"/ui/sessions?{urlencode(base)}" if query.get("continue") else ""
-    return render(request, "sessions.html", viewer=viewer, title="Sessions", items=items, query=query,
-                  error=error, next_url=next_url, first_url=first_url, limit=limit, page_sizes=PAGE_SIZES,
-                  outcomes=OUTCOMES)
+    return render(
+        request,
+        "sessions.html",
+        viewer=viewer,
+        title="Sessions",
+        items=items,
+        query=query,
+        error=error,
+        next_url=next_url,
+        first_url=first_url,
+        limit=limit,
+        page_sizes=PAGE_SIZES,
+        outcomes=OUTCOMES,
+    )
 
 
 async def _all_events(store: Store, session_id: str) -> AsyncIterator[dict[str, Any]]:
@@ -93,10 +110,12 @@ async def session_page(request: web.Request, viewer: Viewer) -> web.StreamRespon
         store = _store(request)
         session = await get_session(store, sid)
         if session is None:
-            return error_page(request, 404, "No such session", f"session {sid} does not exist (or retention "
-                              "removed it)", viewer)
-        events, token = await list_events(store, sid, limit=EVENTS_PER_PAGE,
-                                          continue_token=request.query.get("continue") or None)
+            return error_page(
+                request, 404, "No such session", f"session {sid} does not exist (or retention removed it)", viewer
+            )
+        events, token = await list_events(
+            store, sid, limit=EVENTS_PER_PAGE, continue_token=request.query.get("continue") or None
+        )
         has_cast = await _has_terminal(store, sid)
     except BadQuery as exc:
         return error_page(request, 400, "Bad page", str(exc), viewer)
@@ -105,9 +124,17 @@ async def session_page(request: web.Request, viewer: Viewer) -> web.StreamRespon
     start = parse_time(session["started_at"])
     timeline = [entry(e, start) for e in events]
     more_url = f"/ui/sessions/{sid}?{urlencode({'continue': token})}" if token else ""
-    return render(request, "session.html", viewer=viewer, title=f"Session {sid}", session=session,
-                  timeline=timeline, more_url=more_url, has_cast=has_cast,
-                  claims=sorted(session["claims"].items()))
+    return render(
+        request,
+        "session.html",
+        viewer=viewer,
+        title=f"Session {sid}",
+        session=session,
+        timeline=timeline,
+        more_url=more_url,
+        has_cast=has_cast,
+        claims=sorted(session["claims"].items()),
+    )
 
 
 @page(READERS)
@@ -121,8 +148,9 @@ async def cast(request: web.Request, viewer: Viewer) -> web.StreamResponse:
     except (StoreError, SQLAlchemyError, OSError) as exc:
         return _failure(request, viewer, exc)
     if found is None:
-        return error_page(request, 404, "No terminal recording", f"session {sid} has no exec or attach stream "
-                          "to replay", viewer)
+        return error_page(
+            request, 404, "No terminal recording", f"session {sid} has no exec or attach stream to replay", viewer
+        )
     headers = {"Cache-Control": "no-store"}
     if request.query.get("download"):
         headers["Content-Disposition"] = f'attachment; filename="kubegate-session-{sid}.cast"'
@@ -140,8 +168,12 @@ async def export(request: web.Request, viewer: Viewer) -> web.StreamResponse:
         return _failure(request, viewer, exc)
     if first is None:
         return error_page(request, 404, "No such session", f"session {sid} does not exist", viewer)
-    return await stream_jsonl(request, first, lines, {
-        "Cache-Control": "no-store", "Content-Disposition": f'attachment; filename="kubegate-session-{sid}.jsonl"'})
+    return await stream_jsonl(
+        request,
+        first,
+        lines,
+        {"Cache-Control": "no-store", "Content-Disposition": f'attachment; filename="kubegate-session-{sid}.jsonl"'},
+    )
 
 
 def add_routes(app: web.Application) -> None:

@@ -26,15 +26,17 @@ async def sign_out(store: Store, session: UISession) -> None:
     async with store.write() as conn:
         await conn.execute(sa.delete(ui_signouts).where(ui_signouts.c.expires_at < time.time()))
         await conn.execute(sa.delete(ui_signouts).where(ui_signouts.c.session_digest == _digest(session)))
-        await conn.execute(sa.insert(ui_signouts).values(session_digest=_digest(session),
-                                                         expires_at=session.expires_at))
+        await conn.execute(
+            sa.insert(ui_signouts).values(session_digest=_digest(session), expires_at=session.expires_at)
+        )
 
 
 async def is_signed_out(store: Store, session: UISession) -> bool:
     try:
         async with store.read() as conn:
-            found = await conn.execute(sa.select(ui_signouts.c.session_digest)
-                                       .where(ui_signouts.c.session_digest == _digest(session)))
+            found = await conn.execute(
+                sa.select(ui_signouts.c.session_digest).where(ui_signouts.c.session_digest == _digest(session))
+            )
             return found.first() is not None
     except (SQLAlchemyError, StoreError, OSError):
         return True

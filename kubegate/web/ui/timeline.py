@@ -9,8 +9,19 @@ from typing import Any
 from kubegate.recording.replay import parse_time, summarize
 
 BODY_TYPES = frozenset({"request", "response", "chunk", "refused"})
-DECISION_TYPES = frozenset({"access_request", "approval", "denial", "grant_used", "grant_released", "grant_revoked",
-                            "request_expired", "refused", "binding"})
+DECISION_TYPES = frozenset(
+    {
+        "access_request",
+        "approval",
+        "denial",
+        "grant_used",
+        "grant_released",
+        "grant_revoked",
+        "request_expired",
+        "refused",
+        "binding",
+    }
+)
 
 
 def _reviewers(rules: list[dict[str, Any]]) -> str:
@@ -39,21 +50,32 @@ def describe(event: dict[str, Any]) -> str:
         return f"access request {request} expired without a decision"
     if kind == "binding":
         where = f" in {d['namespace']}" if d.get("namespace") else ""
-        return (f"{d.get('action')} temporary {d.get('kind')} {d.get('name')}{where}: {d.get('role_kind')} "
-                f"{d.get('role')} for {d.get('user')} until {d.get('expires_at')}")
+        return (
+            f"{d.get('action')} temporary {d.get('kind')} {d.get('name')}{where}: {d.get('role_kind')} "
+            f"{d.get('role')} for {d.get('user')} until {d.get('expires_at')}"
+        )
     if kind == "cast":
         return f"terminal: {len(d.get('events') or [])} recorded output/input events"
     if kind == "stream":
         command = " ".join(d.get("command") or [])
-        return (f"{d.get('kind')} stream to {d.get('namespace', '')}/{d.get('pod', '')}"
-                + (f": {command}" if command else "") + (" (tty)" if d.get("tty") else ""))
+        return (
+            f"{d.get('kind')} stream to {d.get('namespace', '')}/{d.get('pod', '')}"
+            + (f": {command}" if command else "")
+            + (" (tty)" if d.get("tty") else "")
+        )
     return summarize(event)
 
 
 def entry(event: dict[str, Any], start: float) -> dict[str, Any]:
     data = event.get("data") or {}
     body = data.get("body") if event["type"] in BODY_TYPES and data.get("encoding") != "base64" else None
-    return {"seq": event["seq"], "type": event["type"],
-            "kind": "decision" if event["type"] in DECISION_TYPES else event["type"], "time": event["time"],
-            "offset": parse_time(event["time"]) - start, "text": describe(event), "body": body,
-            "truncated": bool(data.get("truncated"))}
+    return {
+        "seq": event["seq"],
+        "type": event["type"],
+        "kind": "decision" if event["type"] in DECISION_TYPES else event["type"],
+        "time": event["time"],
+        "offset": parse_time(event["time"]) - start,
+        "text": describe(event),
+        "body": body,
+        "truncated": bool(data.get("truncated")),
+    }

@@ -88,8 +88,11 @@ async def ui(tmp_path: Path) -> AsyncIterator[UIHarness]:
     policy = engine()
     service = ApprovalService(store, None, policy, ApprovalsConfig(), connections=("dev",))
     vendor = tmp_path / "node_modules"
-    config = Config(state_dir=tmp_path / "state", ui=UIConfig(vendor_dir=vendor),
-                    identity=IdentityConfig(admin_groups=["kubegate-admins"], auditor_groups=["auditors"]))
+    config = Config(
+        state_dir=tmp_path / "state",
+        ui=UIConfig(vendor_dir=vendor),
+        identity=IdentityConfig(admin_groups=["kubegate-admins"], auditor_groups=["auditors"]),
+    )
     gateway = StandInGateway(store=store, approvals=service, policy=policy)
     root = web.Application()
     ui_app = build_ui(gateway, config, secure_cookies=False)  # type: ignore[arg-type]

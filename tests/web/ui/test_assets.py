@@ -60,8 +60,9 @@ async def test_missing_parts_are_named_with_the_command_that_installs_them(tmp_p
         await client.close()
 
 
-def test_without_vendor_dir_the_packaged_copy_wins_over_node_modules(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_vendor_dir_the_packaged_copy_wins_over_node_modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A wheel carries kubegate/web/vendor (setup.py); a source checkout has only node_modules."""
     packaged = tmp_path / "vendor"
     monkeypatch.setattr(assets_module, "PACKAGED_VENDOR_DIR", packaged)

@@ -39,11 +39,15 @@ async def make_client(tmp_path: Path, issuer: DevIssuer) -> AsyncIterator[Callab
     opened: list[tuple[Client, Verifier, ApprovalService, Store]] = []
 
     async def make(client_id: str = "kubegate") -> Client:
-        identity = IdentityConfig(issuers=[IssuerConfig(url=issuer.url, audience="kubegate", ca_file=issuer.ca_file,
-                                                        username_prefix="dev:")],
-                                  auditor_groups=["auditors"])
-        config = Config(state_dir=tmp_path / f"state-{len(opened)}", identity=identity,
-                        ui=UIConfig(client_id=client_id, vendor_dir=tmp_path / "none"))
+        identity = IdentityConfig(
+            issuers=[IssuerConfig(url=issuer.url, audience="kubegate", ca_file=issuer.ca_file, username_prefix="dev:")],
+            auditor_groups=["auditors"],
+        )
+        config = Config(
+            state_dir=tmp_path / f"state-{len(opened)}",
+            identity=identity,
+            ui=UIConfig(client_id=client_id, vendor_dir=tmp_path / "none"),
+        )
         verifier = Verifier(identity)
         store = await Store.open(f"sqlite:///{tmp_path / f'db-{len(opened)}.sqlite'}")
         service = ApprovalService(store, None, engine(), ApprovalsConfig())
@@ -67,16 +71,18 @@ async def _login_at_issuer(issuer: DevIssuer, authorize_url: str, sub: str, grou
     """What the person does on the issuer's page; returns where the issuer sends the browser back."""
     params = {k: v[0] for k, v in parse_qs(urlsplit(authorize_url).query).items()}
     connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=str(issuer.ca_file)))
-    async with aiohttp.ClientSession(connector=connector) as http, \
-            http.post(f"{issuer.url}/authorize", data={**params, "sub": sub, "groups": groups},
-                      allow_redirects=False) as response:
+    async with (
+        aiohttp.ClientSession(connector=connector) as http,
+        http.post(
+            f"{issuer.url}/authorize", data={**params, "sub": sub, "groups": groups}, allow_redirects=False
+        ) as response,
+    ):
         assert response.status == 303
         return response.headers["Location"]
 
 
 async def _start(client: Client, next_path: str = "/ui/policy", headers: dict[str, str] | None = None) -> str:
-    response = await client.get("/ui/auth/start", params={"next": next_path}, allow_redirects=False,
-                                headers=headers)
+    response = await client.get("/ui/auth/start", params={"next": next_path}, allow_redirects=False, headers=headers)
     assert response.status == 303
     return response.headers["Location"]
 
@@ -137,12 +143,12 @@ async def test_a_sign_in_planted_from_another_browser_is_refused(issuer: DevIssu
     assert SESSION_COOKIE not in response.cookies
 
 
-async def test_the_issuers_refusal_and_a_wrong_audience_are_explained(issuer: DevIssuer,
-                                                                      make_client: Callable) -> None:
+async def test_the_issuers_refusal_and_a_wrong_audience_are_explained(issuer: DevIssuer, make_client: Callable) -> None:
     client: Client = await make_client()
     await _start(client)
-    response = await client.get("/ui/auth/callback", params={"error": "access_denied",
-                                                             "error_description": "the user said no"})
+    response = await client.get(
+        "/ui/auth/callback", params={"error": "access_denied", "error_description": "the user said no"}
+    )
     assert response.status == 401 and "the user said no" in await response.text()
     other: Client = await make_client(client_id="kubegate-ui")
     back = await _login_at_issuer(issuer, await _start(other), "audrey", ["auditors"])
@@ -152,10 +158,17 @@ async def test_the_issuers_refusal_and_a_wrong_audience_are_explained(issuer: De
     assert SESSION_COOKIE not in response.cookies
 
 
-@pytest.mark.parametrize(("asked", "kept"), [
-    ("/ui/sessions?user=x", "/ui/sessions?user=x"), ("https://evil.example/", "/ui/approvals"),
-    ("//evil.example/ui/", "/ui/approvals"), ("/ui//evil.example", "/ui/approvals"),
-    ("/api/v1/requests", "/ui/approvals"),
-    ("/ui/\\evil", "/ui/approvals"), (None, "/ui/approvals")])
+@pytest.mark.parametrize(
+    ("asked", "kept"),
+    [
+        ("/ui/sessions?user=x", "/ui/sessions?user=x"),
+        ("https://evil.example/", "/ui/approvals"),
+        ("//evil.example/ui/", "/ui/approvals"),
+        ("/ui//evil.example", "/ui/approvals"),
+        ("/api/v1/requests", "/ui/approvals"),
+        ("/ui/\\evil", "/ui/approvals"),
+        (None, "/ui/approvals"),
+    ],
+)
 def test_sign_in_only_returns_to_pages_of_the_ui(asked: str | None, kept: str) -> None:
     assert safe_next(asked) == kept

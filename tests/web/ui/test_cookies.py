@@ -20,8 +20,14 @@ from kubegate.web.ui.cookies import (
 )
 
 SECRET = b"s" * 40
-RITA = Identity(issuer="https://idp", subject="rita", username="idp#rita", groups=("platform-oncall",),
-                claims={"actor": "rita"}, expires_at=2_000_000_000.0)
+RITA = Identity(
+    issuer="https://idp",
+    subject="rita",
+    username="idp#rita",
+    groups=("platform-oncall",),
+    claims={"actor": "rita"},
+    expires_at=2_000_000_000.0,
+)
 
 
 def _cookie_request(response: web.StreamResponse, name: str) -> web.Request:
@@ -79,8 +85,9 @@ def test_clearing_expires_the_cookies() -> None:
 
 def test_an_identity_too_big_for_a_cookie_is_refused_with_a_reason() -> None:
     codec = CookieCodec(SECRET, session_lifetime=3600)
-    crowded = Identity(issuer="https://idp", subject="x", username="idp#x",
-                       groups=tuple(f"group-number-{i}" for i in range(300)))
+    crowded = Identity(
+        issuer="https://idp", subject="x", username="idp#x", groups=tuple(f"group-number-{i}" for i in range(300))
+    )
     with pytest.raises(CookieTooLarge, match="too many groups or claims"):
         codec.set_session(web.Response(), codec.new_session(crowded))
 

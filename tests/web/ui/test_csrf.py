@@ -24,14 +24,17 @@ def test_a_form_from_this_origin_with_the_token_passes() -> None:
     check(behind_proxy, SESSION, "token-1", base_url="https://gate.example.com")
 
 
-@pytest.mark.parametrize(("headers", "token", "message"), [
-    ({}, None, "has expired or was not made for this sign-in"),
-    ({}, "token-2", "has expired or was not made for this sign-in"),
-    ({"Sec-Fetch-Site": "cross-site"}, "token-1", r"from another site \(cross-site\)"),
-    ({"Sec-Fetch-Site": "same-site"}, "token-1", r"from another site \(same-site\)"),
-    ({"Origin": "https://evil.example"}, "token-1", "from another origin"),
-    ({"Origin": "null"}, "token-1", "from another origin"),
-])
+@pytest.mark.parametrize(
+    ("headers", "token", "message"),
+    [
+        ({}, None, "has expired or was not made for this sign-in"),
+        ({}, "token-2", "has expired or was not made for this sign-in"),
+        ({"Sec-Fetch-Site": "cross-site"}, "token-1", r"from another site \(cross-site\)"),
+        ({"Sec-Fetch-Site": "same-site"}, "token-1", r"from another site \(same-site\)"),
+        ({"Origin": "https://evil.example"}, "token-1", "from another origin"),
+        ({"Origin": "null"}, "token-1", "from another origin"),
+    ],
+)
 def test_anything_else_is_refused(headers: dict[str, str], token: str | None, message: str) -> None:
     with pytest.raises(CSRFError, match=message):
         check(_request(**headers), SESSION, token)

@@ -8,8 +8,16 @@ import pytest
 from tests.approvals.builders import AGENT, BOB, CAROL, DAVE, ONCALL_AGENT
 from tests.web.ui.conftest import ADMIN, AUDITOR, UIHarness, csrf_of
 
-PAGES = ("/ui/approvals", "/ui/sessions", "/ui/policy", "/ui/connections", "/ui/sessions/x/cast",
-         "/ui/sessions/x/export.jsonl", "/ui/sessions/x", "/ui/approvals/pending")
+PAGES = (
+    "/ui/approvals",
+    "/ui/sessions",
+    "/ui/policy",
+    "/ui/connections",
+    "/ui/sessions/x/cast",
+    "/ui/sessions/x/export.jsonl",
+    "/ui/sessions/x",
+    "/ui/approvals/pending",
+)
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -28,16 +36,25 @@ async def test_a_form_sent_while_signed_out_is_refused(ui: UIHarness) -> None:
     assert (await ui.service.get(request_id)).state == "pending"  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(("identity", "allowed"), [
-    (DAVE, {"/ui/approvals"}),
-    (BOB, {"/ui/approvals", "/ui/policy", "/ui/connections"}),
-    (AUDITOR, {"/ui/approvals", "/ui/policy", "/ui/connections", "/ui/sessions"}),
-    (ADMIN, {"/ui/approvals", "/ui/policy", "/ui/connections", "/ui/sessions"}),
-])
+@pytest.mark.parametrize(
+    ("identity", "allowed"),
+    [
+        (DAVE, {"/ui/approvals"}),
+        (BOB, {"/ui/approvals", "/ui/policy", "/ui/connections"}),
+        (AUDITOR, {"/ui/approvals", "/ui/policy", "/ui/connections", "/ui/sessions"}),
+        (ADMIN, {"/ui/approvals", "/ui/policy", "/ui/connections", "/ui/sessions"}),
+    ],
+)
 async def test_each_page_answers_only_its_roles(ui: UIHarness, identity: object, allowed: set[str]) -> None:
     headers = ui.sign_in(identity)  # type: ignore[arg-type]
-    for path in ("/ui/approvals", "/ui/policy", "/ui/connections", "/ui/sessions", "/ui/sessions/x/cast",
-                 "/ui/sessions/x/export.jsonl"):
+    for path in (
+        "/ui/approvals",
+        "/ui/policy",
+        "/ui/connections",
+        "/ui/sessions",
+        "/ui/sessions/x/cast",
+        "/ui/sessions/x/export.jsonl",
+    ):
         status, html = await ui.page(path, headers)
         if path in allowed:
             assert status == 200, (path, html)
@@ -69,8 +86,12 @@ async def test_a_reviewer_sees_the_request_with_its_ci_run_and_decides_it(ui: UI
     assert f'id="request-{request_id}"' in html
     assert 'href="https://github.com/acme/app/actions/runs/42"' in html
     assert "GET /api/v1/namespaces/prod/pods" in html and ">Approve</button>" in html
-    response = await ui.client.post(f"/ui/approvals/{request_id}/decide", headers=headers, allow_redirects=False,
-                                    data={"decision": "approve", "reason": "read-only", "csrf_token": csrf_of(html)})
+    response = await ui.client.post(
+        f"/ui/approvals/{request_id}/decide",
+        headers=headers,
+        allow_redirects=False,
+        data={"decision": "approve", "reason": "read-only", "csrf_token": csrf_of(html)},
+    )
     assert response.status == 303 and response.headers["Location"] == f"/ui/approvals?decided={request_id}"
     decided = await ui.service.get(request_id)
     assert decided is not None and decided.state == "approved" and decided.decided_by == BOB.username
@@ -82,8 +103,11 @@ async def test_a_denial_needs_a_reason(ui: UIHarness) -> None:
     request_id = await ui.ask()
     headers = ui.sign_in(CAROL)
     _, html = await ui.page("/ui/approvals", headers)
-    response = await ui.client.post(f"/ui/approvals/{request_id}/decide", headers=headers,
-                                    data={"decision": "deny", "reason": " ", "csrf_token": csrf_of(html)})
+    response = await ui.client.post(
+        f"/ui/approvals/{request_id}/decide",
+        headers=headers,
+        data={"decision": "deny", "reason": " ", "csrf_token": csrf_of(html)},
+    )
     assert response.status == 400 and "a denial needs a reason" in await response.text()
     assert (await ui.service.get(request_id)).state == "pending"  # type: ignore[union-attr]
 
@@ -114,8 +138,9 @@ async def test_nobody_decides_their_own_request_and_others_see_no_buttons(ui: UI
     _, html = await ui.page("/ui/approvals", headers)
     assert f'id="request-{own_id}"' in html and ">Approve</button>" not in html
     assert "This is your own request" in html
-    response = await ui.client.post(f"/ui/approvals/{own_id}/decide", headers=headers,
-                                    data={"decision": "approve", "csrf_token": csrf_of(html)})
+    response = await ui.client.post(
+        f"/ui/approvals/{own_id}/decide", headers=headers, data={"decision": "approve", "csrf_token": csrf_of(html)}
+    )
     assert response.status == 403 and "nobody reviews their own request" in await response.text()
     _, html = await ui.page("/ui/approvals", ui.sign_in(AUDITOR))  # sees every request, decides none
     assert f'id="request-{own_id}"' in html and ">Approve</button>" not in html
@@ -147,8 +172,9 @@ async def test_sign_out_needs_the_csrf_token_and_clears_the_cookie(ui: UIHarness
     _, html = await ui.page("/ui/approvals", headers)
     refused = await ui.client.post("/ui/logout", headers=headers, data={})
     assert refused.status == 403
-    response = await ui.client.post("/ui/logout", headers=headers, data={"csrf_token": csrf_of(html)},
-                                    allow_redirects=False)
+    response = await ui.client.post(
+        "/ui/logout", headers=headers, data={"csrf_token": csrf_of(html)}, allow_redirects=False
+    )
     assert response.status == 303 and response.headers["Location"] == "/ui/login?signed_out=1"
     cleared = response.cookies["__Host-kubegate-session"]
     assert cleared.value == "" and cleared["max-age"] == "0"
@@ -160,8 +186,9 @@ async def test_a_copied_cookie_stops_working_at_sign_out(ui: UIHarness) -> None:
     headers = ui.sign_in(BOB)
     other = ui.sign_in(BOB)
     _, html = await ui.page("/ui/approvals", headers)
-    response = await ui.client.post("/ui/logout", headers=headers, data={"csrf_token": csrf_of(html)},
-                                    allow_redirects=False)
+    response = await ui.client.post(
+        "/ui/logout", headers=headers, data={"csrf_token": csrf_of(html)}, allow_redirects=False
+    )
     assert response.status == 303
     replay = await ui.client.get("/ui/approvals", headers=headers, allow_redirects=False)
     assert replay.status == 303 and replay.headers["Location"].startswith("/ui/login")
@@ -171,13 +198,17 @@ async def test_a_copied_cookie_stops_working_at_sign_out(ui: UIHarness) -> None:
 
 async def test_policy_explain_shows_the_matching_rules(ui: UIHarness) -> None:
     headers = ui.sign_in(AUDITOR)
-    status, html = await ui.page("/ui/policy", headers, params={
-        "explain": "1", "sub": "alice", "groups": "developers", "kubectl": "kubectl delete namespace pr-1"})
+    status, html = await ui.page(
+        "/ui/policy",
+        headers,
+        params={"explain": "1", "sub": "alice", "groups": "developers", "kubectl": "kubectl delete namespace pr-1"},
+    )
     assert status == 200
     assert '<span class="badge review">review</span>' in html
     assert "namespace-deletion-needs-a-human" in html
-    status, html = await ui.page("/ui/policy", headers, params={"explain": "1", "sub": "alice",
-                                                                "kubectl": "frobnicate"})
+    status, html = await ui.page(
+        "/ui/policy", headers, params={"explain": "1", "sub": "alice", "kubectl": "frobnicate"}
+    )
     assert status == 200 and 'class="error"' in html
 
 

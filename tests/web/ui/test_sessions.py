@@ -25,8 +25,13 @@ async def recorder(ui: UIHarness) -> AsyncIterator[Recorder]:
     await rec.close()
 
 
-async def record(recorder: Recorder, session: str, identity: Identity = AGENT, path: str = "/api/v1/namespaces/a/pods",
-                 status: int = 200) -> str:
+async def record(
+    recorder: Recorder,
+    session: str,
+    identity: Identity = AGENT,
+    path: str = "/api/v1/namespaces/a/pods",
+    status: int = 200,
+) -> str:
     stage = RecorderStage(recorder)
     flow = make_flow("GET", path, identity=identity, session=session)
     await stage.on_request(flow)
@@ -91,10 +96,15 @@ async def test_a_session_page_shows_its_timeline_and_downloads(ui: UIHarness, re
 
 async def test_an_exec_session_has_a_player_and_an_asciicast(ui: UIHarness, recorder: Recorder) -> None:
     sid = await record(recorder, "k-exec", path="/api/v1/namespaces/a/pods/app/exec")
-    await recorder.record_event(sid, "stream", {"flow": "f1", "kind": "exec", "namespace": "a", "pod": "app",
-                                                "command": ["sh"], "tty": True}, durable=True)
-    await recorder.record_event(sid, "cast", {"flow": "f1", "events": [[0.1, "r", "100x30"], [0.5, "o", "hi\r\n"]]},
-                                durable=True)
+    await recorder.record_event(
+        sid,
+        "stream",
+        {"flow": "f1", "kind": "exec", "namespace": "a", "pod": "app", "command": ["sh"], "tty": True},
+        durable=True,
+    )
+    await recorder.record_event(
+        sid, "cast", {"flow": "f1", "events": [[0.1, "r", "100x30"], [0.5, "o", "hi\r\n"]]}, durable=True
+    )
     await recorder.flush()
     headers = ui.sign_in(AUDITOR)
     _, html = await ui.page(f"/ui/sessions/{sid}", headers)

@@ -15,20 +15,30 @@ def test_approval_events_read_as_sentences() -> None:
     rules = [{"rule": "namespace-deletion-needs-a-human", "groups": ["platform-oncall"], "users": []}]
     assert describe(_event("access_request", request="abc", action="created", mode="wait", rules=rules)) == (
         "asked for approval: access request abc (wait); reviewers rule namespace-deletion-needs-a-human: "
-        "platform-oncall")
+        "platform-oncall"
+    )
     assert describe(_event("approval", request="abc", reviewer="sandbox:rita", comment="ok", complete=True)) == (
-        "sandbox:rita approved access request abc: “ok”")
+        "sandbox:rita approved access request abc: “ok”"
+    )
     assert describe(_event("approval", request="abc", reviewer="r", comment="", complete=False)).endswith(
-        "(more approvals needed)")
+        "(more approvals needed)"
+    )
     assert describe(_event("denial", request="abc", reviewer="r", reason="no")) == "r denied access request abc: “no”"
     assert describe(_event("grant_used", request="abc", grant="once", uses=1)) == (
-        "used the approval of access request abc (once, use 1)")
+        "used the approval of access request abc (once, use 1)"
+    )
     assert describe(_event("request_expired", request="abc")) == "access request abc expired without a decision"
 
 
 def test_requests_and_streams_keep_their_details() -> None:
-    request = _event("request", method="GET", path="/api/v1/namespaces/a/pods", query="",
-                     info={"verb": "list", "resource": "pods", "namespace": "a"}, body="{}")
+    request = _event(
+        "request",
+        method="GET",
+        path="/api/v1/namespaces/a/pods",
+        query="",
+        info={"verb": "list", "resource": "pods", "namespace": "a"},
+        body="{}",
+    )
     assert describe(request) == "GET /api/v1/namespaces/a/pods  (list pods in a)"
     stream = _event("stream", kind="exec", namespace="a", pod="app", command=["sh", "-c", "id"], tty=True)
     assert describe(stream) == "exec stream to a/app: sh -c id (tty)"

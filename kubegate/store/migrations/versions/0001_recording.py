@@ -36,9 +36,14 @@ def upgrade() -> None:
     )
     op.create_index("ix_sessions_started_at", "sessions", ["started_at", "id"])
     op.create_index("ix_sessions_username", "sessions", ["username"])
-    op.create_index("ix_sessions_kubectl", "sessions", ["kubectl_session", "username"], unique=True,
-                    sqlite_where=sa.text("kubectl_session <> ''"),
-                    postgresql_where=sa.text("kubectl_session <> ''"))
+    op.create_index(
+        "ix_sessions_kubectl",
+        "sessions",
+        ["kubectl_session", "username"],
+        unique=True,
+        sqlite_where=sa.text("kubectl_session <> ''"),
+        postgresql_where=sa.text("kubectl_session <> ''"),
+    )
     op.create_table(
         "session_groups",
         sa.Column("session_id", sa.String(32), primary_key=True),

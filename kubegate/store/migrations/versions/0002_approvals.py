@@ -49,8 +49,14 @@ def upgrade() -> None:
         sa.Column("decided_by", sa.Text, nullable=False, server_default=""),
         sa.Column("decision_reason", sa.Text, nullable=False, server_default=""),
     )
-    op.create_index("ix_access_requests_pending", "access_requests", ["fingerprint"], unique=True,
-                    sqlite_where=PENDING, postgresql_where=PENDING)
+    op.create_index(
+        "ix_access_requests_pending",
+        "access_requests",
+        ["fingerprint"],
+        unique=True,
+        sqlite_where=PENDING,
+        postgresql_where=PENDING,
+    )
     op.create_index("ix_access_requests_created", "access_requests", ["created_at", "id"])
     op.create_index("ix_access_requests_state", "access_requests", ["state"])
     op.create_table(
