@@ -33,7 +33,7 @@ import yaml
 
 from bench.report import append, machine
 from kubegate.sandbox.environment import Environment, start_environment
-from kubegate.sandbox.envtest import EnvtestCluster
+from kubegate.sandbox.envtest import EnvtestCluster, developers_are_admins
 
 BIN = Path(sys.executable).parent
 KUBECTL = str(BIN / "kubectl")
@@ -46,15 +46,7 @@ DISCOVERY = re.compile(r"^(/k8s/[^/]+)?(/api(/v1)?|/apis(/[^/]+/[^/]+)?|/version
 DIRECT, KUBEGATE, STATIC = "direct", "kubegate", "kubegate, fixed token"
 # As the e2e tests stand (tests/conftest.py): the platform team bound `developers` to cluster-admin, kubegate's
 # own identity has deploy/rbac.yaml; the policy masks everything built in and reads every pod write's body.
-RBAC: list[dict[str, Any]] = [
-    {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": "developers-are-admins"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "developers"}],
-    },
-]
+RBAC: list[dict[str, Any]] = [developers_are_admins()]
 POLICIES: list[dict[str, Any]] = [
     {
         "name": "developers-work-everywhere",

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
+from kubegate.sandbox.envtest import developers_are_admins
 from kubegate.store.engine import Store
 from tests.databases import fresh_pg_database
 
@@ -41,15 +42,7 @@ KUBECTL = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shut
 # `developers` group to cluster-admin (kubegate passes groups as Impersonate-Group); kubegate's own
 # identity has exactly deploy/rbac.yaml, so the policy's roles are `view` and `edit` only. A CEL rule
 # that reads request bodies is loaded throughout, so every write's body is judged in every test.
-REAL_CLUSTER_RBAC: list[dict[str, Any]] = [
-    {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": "developers-are-admins"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "developers"}],
-    },
-]
+REAL_CLUSTER_RBAC: list[dict[str, Any]] = [developers_are_admins()]
 REAL_CLUSTER_POLICIES: list[dict[str, Any]] = [
     {
         "name": "developers-work-everywhere",

@@ -43,6 +43,7 @@ from kubegate.masking.masker import Masker
 from kubegate.masking.text import TextMasker
 from kubegate.recording.asciicast import CastBuilder
 from kubegate.store.engine import StoreError
+from kubegate.upstream.client import unreachable
 
 if TYPE_CHECKING:
     from kubegate.recording.recorder import Recorder
@@ -575,11 +576,7 @@ class UpgradeBridge:
                 504, f"the API server of connection {conn.name} did not answer the upgrade in time", reason="Timeout"
             ) from exc
         except aiohttp.ClientError as exc:
-            raise Refused(
-                502,
-                f"kubegate could not reach the API server of connection {conn.name}: {exc.__class__.__name__}",
-                reason="BadGateway",
-            ) from exc
+            raise unreachable(conn.name, exc) from exc
 
     def _session(self, flow: Flow, plan: Plan, negotiated: str) -> Session:
         if plan.subresource == "portforward":

@@ -672,3 +672,15 @@ class EnvtestCluster:
             kubelet.append_log(namespace, pod, text, container, partial)
 
         asyncio.run_coroutine_threadsafe(append(), self._loop).result(10)
+
+
+def developers_are_admins() -> dict[str, Any]:
+    """The standing binding the test tier and the CI benchmark give a cluster: group `developers` is
+    cluster-admin (kubegate passes groups as Impersonate-Group), so callers need no temporary role."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "developers-are-admins"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "developers"}],
+    }

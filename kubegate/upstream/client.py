@@ -26,6 +26,15 @@ if TYPE_CHECKING:
     from kubegate.upstream.connection import Connection
 
 
+def unreachable(connection: str, exc: Exception) -> Refused:
+    """The refusal when the cluster cannot be reached at all (refused, reset, TLS failure)."""
+    return Refused(
+        502,
+        f"kubegate could not reach the API server of connection {connection}: {exc.__class__.__name__}",
+        reason="BadGateway",
+    )
+
+
 class UpstreamClient:
     """Calls to one connection's API server, as kubegate itself or impersonating a verified caller."""
 
@@ -88,11 +97,7 @@ class UpstreamClient:
                 504, f"the API server of connection {conn.name} did not answer in time", reason="Timeout"
             ) from exc
         except aiohttp.ClientError as exc:
-            raise Refused(
-                502,
-                f"kubegate could not reach the API server of connection {conn.name}: {exc.__class__.__name__}",
-                reason="BadGateway",
-            ) from exc
+            raise unreachable(conn.name, exc) from exc
 
     async def call(
         self,

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import World
+from tests.protowire import field
 
 pytestmark = pytest.mark.e2e
 
@@ -123,34 +124,19 @@ def test_a_repeated_json_key_is_refused(world: World, host_pid_denied: str) -> N
     assert not world.control.exists(f"/api/v1/namespaces/{ns}/pods/twice")
 
 
-# A minimal protobuf writer: the envelope (runtime.Unknown) and the few Pod fields these tests need.
-def _varint(n: int) -> bytes:
-    out = b""
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out += bytes([byte | (0x80 if n else 0)])
-        if not n:
-            return out
-
-
-def _field(number: int, payload: bytes | int) -> bytes:
-    if isinstance(payload, int):
-        return _varint(number << 3) + _varint(payload)
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
+# Protobuf bodies: the envelope (runtime.Unknown) and the few Pod fields these tests need.
 def _pod(name: str, ns: str, *specs: bytes) -> bytes:
-    meta = _field(1, name.encode()) + _field(3, ns.encode())
-    return _field(1, meta) + b"".join(_field(2, spec) for spec in specs)
+    meta = field(1, name.encode()) + field(3, ns.encode())
+    return field(1, meta) + b"".join(field(2, spec) for spec in specs)
 
 
-CONTAINERS = _field(2, _field(1, b"app") + _field(2, b"busybox"))
-HOST_PID_ON = _field(12, 1)
+CONTAINERS = field(2, field(1, b"app") + field(2, b"busybox"))
+HOST_PID_ON = field(12, 1)
 
 
 def envelope(*raws: bytes) -> bytes:
-    type_meta = _field(1, b"v1") + _field(2, b"Pod")
-    return b"k8s\x00" + _field(1, type_meta) + b"".join(_field(2, raw) for raw in raws)
+    type_meta = field(1, b"v1") + field(2, b"Pod")
+    return b"k8s\x00" + field(1, type_meta) + b"".join(field(2, raw) for raw in raws)
 
 
 @pytest.mark.parametrize("shape", ["raw twice", "spec twice"])

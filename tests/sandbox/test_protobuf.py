@@ -5,30 +5,16 @@ from __future__ import annotations
 import pytest
 
 from kubegate.sandbox.cluster import protobuf
-
-
-def _varint(n: int) -> bytes:
-    out = b""
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out += bytes([byte | (0x80 if n else 0)])
-        if not n:
-            return out
-
-
-def _field(number: int, payload: bytes | int) -> bytes:
-    if isinstance(payload, int):
-        return _varint(number << 3) + _varint(payload)
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+from tests.protowire import field
 
 
 def _envelope(api_version: bytes, kind: bytes, obj: bytes) -> bytes:
-    return protobuf.MAGIC + _field(1, _field(1, api_version) + _field(2, kind)) + _field(2, obj)
+    return protobuf.MAGIC + field(1, field(1, api_version) + field(2, kind)) + field(2, obj)
 
 
 def test_protobuf_bodies_decode_to_json_objects() -> None:
-    meta = _field(1, b"cfg") + _field(11, _field(1, b"app") + _field(2, b"web"))
-    obj = _field(1, meta) + _field(2, _field(1, b"k") + _field(2, b"v")) + _field(4, 0)
+    meta = field(1, b"cfg") + field(11, field(1, b"app") + field(2, b"web"))
+    obj = field(1, meta) + field(2, field(1, b"k") + field(2, b"v")) + field(4, 0)
     body = _envelope(b"v1", b"ConfigMap", obj)
     expected = {
         "apiVersion": "v1",
@@ -42,11 +28,11 @@ def test_protobuf_bodies_decode_to_json_objects() -> None:
 
 def test_unknown_kinds_are_refused() -> None:
     with pytest.raises(protobuf.UnknownKind):
-        protobuf.decode_body(protobuf.MAGIC + _field(1, _field(1, b"batch/v1") + _field(2, b"Job")))
+        protobuf.decode_body(protobuf.MAGIC + field(1, field(1, b"batch/v1") + field(2, b"Job")))
 
 
 def test_fields_outside_the_table_are_skipped() -> None:
-    obj = _field(1, _field(1, b"cfg")) + _field(99, b"hidden")
+    obj = field(1, field(1, b"cfg")) + field(99, b"hidden")
     body = _envelope(b"v1", b"ConfigMap", obj)
     assert protobuf.decode_body(body) == {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}}
 
