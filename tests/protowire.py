@@ -17,3 +17,8 @@ def field(number: int, payload: bytes | int) -> bytes:
     if isinstance(payload, int):
         return varint(number << 3) + varint(payload)
     return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def envelope(api_version: bytes, kind: bytes, *raws: bytes) -> bytes:
+    """A Kubernetes protobuf body: `k8s\\x00` and a runtime.Unknown (typeMeta 1, raw 2, given once or more)."""
+    return b"k8s\x00" + field(1, field(1, api_version) + field(2, kind)) + b"".join(field(2, raw) for raw in raws)

@@ -23,7 +23,7 @@ from kubegate.masking.config import MaskingConfig
 from kubegate.masking.masker import Masker
 from kubegate.upstream.client import UpstreamClient
 from tests.approvals.builders import AGENT, MASKER, make_flow
-from tests.sandbox.test_protobuf import _envelope, _field
+from tests.protowire import envelope, field
 
 
 def summary(flow: Flow) -> Awaitable[str]:
@@ -177,7 +177,7 @@ async def test_deletes_and_exec_read_as_one_line() -> None:
 
 
 async def test_a_protobuf_create_shows_the_object_the_cluster_would_store() -> None:
-    body = _envelope(b"rbac.authorization.k8s.io/v1", b"ClusterRoleBinding", _field(1, _field(1, b"root-for-ci")))
+    body = envelope(b"rbac.authorization.k8s.io/v1", b"ClusterRoleBinding", field(1, field(1, b"root-for-ci")))
     flow = make_flow("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", body=body)
     flow.headers["Content-Type"] = "application/vnd.kubernetes.protobuf"
     await RequestBodyStage().on_request(flow)

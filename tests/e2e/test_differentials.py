@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import World
-from tests.protowire import field
+from tests.protowire import envelope, field
 
 pytestmark = pytest.mark.e2e
 
@@ -134,11 +134,6 @@ CONTAINERS = field(2, field(1, b"app") + field(2, b"busybox"))
 HOST_PID_ON = field(12, 1)
 
 
-def envelope(*raws: bytes) -> bytes:
-    type_meta = field(1, b"v1") + field(2, b"Pod")
-    return b"k8s\x00" + field(1, type_meta) + b"".join(field(2, raw) for raw in raws)
-
-
 @pytest.mark.parametrize("shape", ["raw twice", "spec twice"])
 def test_repeated_protobuf_fields_are_judged_as_the_cluster_reads_them(
     world: World, host_pid_denied: str, shape: str
@@ -146,9 +141,9 @@ def test_repeated_protobuf_fields_are_judged_as_the_cluster_reads_them(
     ns = host_pid_denied
     name = f"pb-{uuid.uuid4().hex[:6]}"
     if shape == "raw twice":  # kubegate once read the first `raw`; the apiserver reads the last
-        body = envelope(_pod(name, ns, CONTAINERS), _pod(name, ns, CONTAINERS + HOST_PID_ON))
+        body = envelope(b"v1", b"Pod", _pod(name, ns, CONTAINERS), _pod(name, ns, CONTAINERS + HOST_PID_ON))
     else:  # gogo-protobuf merges a repeated embedded message
-        body = envelope(_pod(name, ns, CONTAINERS, HOST_PID_ON))
+        body = envelope(b"v1", b"Pod", _pod(name, ns, CONTAINERS, HOST_PID_ON))
     # the oracle: the real apiserver reads these bytes as a hostPID pod
     _, read = world.control.request("POST", f"/api/v1/namespaces/{ns}/pods?dryRun=All", body, content_type=PROTOBUF)
     assert read["spec"]["hostPID"] is True and read["spec"]["containers"][0]["name"] == "app"

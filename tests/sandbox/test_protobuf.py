@@ -5,17 +5,13 @@ from __future__ import annotations
 import pytest
 
 from kubegate.sandbox.cluster import protobuf
-from tests.protowire import field
-
-
-def _envelope(api_version: bytes, kind: bytes, obj: bytes) -> bytes:
-    return protobuf.MAGIC + field(1, field(1, api_version) + field(2, kind)) + field(2, obj)
+from tests.protowire import envelope, field
 
 
 def test_protobuf_bodies_decode_to_json_objects() -> None:
     meta = field(1, b"cfg") + field(11, field(1, b"app") + field(2, b"web"))
     obj = field(1, meta) + field(2, field(1, b"k") + field(2, b"v")) + field(4, 0)
-    body = _envelope(b"v1", b"ConfigMap", obj)
+    body = envelope(b"v1", b"ConfigMap", obj)
     expected = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -33,7 +29,7 @@ def test_unknown_kinds_are_refused() -> None:
 
 def test_fields_outside_the_table_are_skipped() -> None:
     obj = field(1, field(1, b"cfg")) + field(99, b"hidden")
-    body = _envelope(b"v1", b"ConfigMap", obj)
+    body = envelope(b"v1", b"ConfigMap", obj)
     assert protobuf.decode_body(body) == {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}}
 
 
