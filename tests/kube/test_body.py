@@ -11,7 +11,7 @@ from kubegate.flow import Flow
 from kubegate.kube.body import AmbiguousBody, RequestBodyStage, parse_body
 from kubegate.kube.requestinfo import parse_request_info
 from kubegate.kube.status import Refused
-from tests.sandbox.test_protobuf import _envelope
+from tests.protowire import envelope
 
 
 def test_json_and_yaml_in_every_media_type_kubectl_sends() -> None:
@@ -23,7 +23,7 @@ def test_json_and_yaml_in_every_media_type_kubectl_sends() -> None:
 
 def test_bodies_kubegate_does_not_decode_are_left_to_the_cluster() -> None:
     assert parse_body(b"\xa0", "application/cbor") is None
-    assert parse_body(_envelope(b"v1", b"ConfigMap", b""), "application/vnd.kubernetes.protobuf") is None
+    assert parse_body(envelope(b"v1", b"ConfigMap", b""), "application/vnd.kubernetes.protobuf") is None
     assert parse_body(b'{"a": ', "application/json") is None  # the cluster answers a broken body itself
 
 
