@@ -54,7 +54,6 @@ class ApprovalStage(Stage):
                 500,
                 "kubegate could not hold this request for approval: it has no identity or request "
                 "info. This is a kubegate bug; please report it",
-                kind="review",
             )
         try:
             await self._decide(flow)
@@ -64,7 +63,6 @@ class ApprovalStage(Stage):
                 f"this request needs approval and kubegate cannot reach its store: {exc}; try "
                 "again or contact the kubegate operator",
                 reason="ServiceUnavailable",
-                kind="review",
             ) from exc
 
     async def _decide(self, flow: Flow) -> None:
@@ -114,7 +112,6 @@ class ApprovalStage(Stage):
                 f"{_lifetime(svc.config.grant_lifetime_seconds)})",
                 reason="Forbidden",
                 details={"name": request.id, "kind": "accessrequest"},
-                kind="review",
             )
         decided = await svc.wait(request.id)
         if decided.state == "approved" and _client_gone(flow):
@@ -123,7 +120,6 @@ class ApprovalStage(Stage):
                 f"kubegate: access request {request.id} was approved after the client disconnected; "
                 "nothing was forwarded and the approval is kept for the same request run again",
                 reason="BadRequest",
-                kind="review",
             )
         if decided.state == "approved":
             grant = await svc.use_grant(session_id, fp, identity, flow.connection.name, info, names, flow.id)
@@ -136,14 +132,12 @@ class ApprovalStage(Stage):
                 "single use was taken by an "
                 "identical request; run the command again to ask anew",
                 reason="Forbidden",
-                kind="review",
             )
         raise Refused(
             403,
             _refusal(decided),
             reason="Forbidden",
             details={"name": request.id, "kind": "accessrequest"},
-            kind="review",
         )
 
     async def _passed(self, flow: Flow, grant: Grant) -> None:

@@ -37,6 +37,4 @@ class AuthenticationStage(Stage):
         try:
             flow.identity = await self._verifier.verify(bearer_token(flow.request.headers.get("Authorization")))
         except AuthError as exc:
-            raise Refused(
-                401, f"kubegate refused the token: {exc.reason}; {HINT}", reason="Unauthorized", kind="unauthenticated"
-            ) from exc
+            raise Refused(401, f"kubegate refused the token: {exc.reason}; {HINT}", reason="Unauthorized") from exc

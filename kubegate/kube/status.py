@@ -66,14 +66,12 @@ class Refused(Exception):
         message: str,
         reason: str | None = None,
         details: dict[str, Any] | None = None,
-        kind: str = "refused",
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.reason = reason
         self.details = details
-        self.kind = kind
 
     def response(self) -> web.Response:
         headers = {"WWW-Authenticate": 'Bearer realm="kubegate"'} if self.code == 401 else None

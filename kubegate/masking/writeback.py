@@ -47,7 +47,7 @@ HOW = (
 
 
 def refuse(why: str) -> Refused:
-    return Refused(400, f"kubegate refused this write: {why}. {HOW}", reason="BadRequest", kind="masking")
+    return Refused(400, f"kubegate refused this write: {why}. {HOW}", reason="BadRequest")
 
 
 @dataclass

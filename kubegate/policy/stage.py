@@ -44,7 +44,6 @@ class PolicyStage(Stage):
                 500,
                 "kubegate could not decide this request: it reached policy without an identity or "
                 "request info. This is a kubegate bug; please report it",
-                kind="policy",
             )
         info, identity, connection = flow.info, flow.identity, flow.connection.name
         writes = info.verb in WRITES and bool(flow.body)
@@ -64,7 +63,6 @@ class PolicyStage(Stage):
                         "kubegate's policy needs the object this write would store, and this "
                         "gateway cannot ask the cluster for it. This is a kubegate bug; nothing was "
                         "forwarded",
-                        kind="policy",
                     )
                 flow.stored = await self.stored_object(flow, decision)
                 decision = self.engine.decide(identity, info, connection, flow.stored)
@@ -78,5 +76,4 @@ class PolicyStage(Stage):
                 decision.message,
                 reason="Forbidden",
                 details={"kind": info.resource, "name": info.name},
-                kind="policy",
             )

@@ -119,7 +119,7 @@ class UpgradeGate(Stage):
         upgrade = flow.request.headers.get("Upgrade", "").strip().lower()
         if upgrade.startswith("spdy/"):
             self._answer_retry(flow)
-            raise Refused(400, SPDY_ADVICE, reason="BadRequest", kind="refused")
+            raise Refused(400, SPDY_ADVICE, reason="BadRequest")
         if upgrade != "websocket":
             raise Refused(
                 400,
@@ -159,7 +159,7 @@ class UpgradeGate(Stage):
         earlier = self._refused.pop(fp, None) if fp else None
         if earlier is not None:
             flow.extras[RETRY] = earlier.flow_id
-            raise Refused(earlier.code, earlier.message, reason=earlier.reason, details=earlier.details, kind="retry")
+            raise Refused(earlier.code, earlier.message, reason=earlier.reason, details=earlier.details)
 
     async def on_end(self, flow: Flow) -> None:
         """Remember a WebSocket attempt that did not open: kubectl retries it over SPDY at once."""
@@ -227,13 +227,11 @@ def _relayed_refusal(exc: UpstreamRefused, connection: str) -> Refused:
             str(status.get("message", "")),
             reason=status.get("reason"),
             details=status.get("details"),
-            kind="upstream",
         )
     text = exc.body.decode(errors="replace").strip()[:500]
     return Refused(
         code,
         f"the API server of connection {connection} refused the upgrade ({exc.status})" + (f": {text}" if text else ""),
-        kind="upstream",
     )
 
 

@@ -49,7 +49,6 @@ class StoredObjects:
                 str(answer.get("message", "")),
                 reason=answer.get("reason"),
                 details=answer.get("details"),
-                kind="upstream",
             )
         raise Refused(
             502,

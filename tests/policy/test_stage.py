@@ -161,7 +161,7 @@ async def test_a_review_of_a_write_knows_what_would_be_stored() -> None:
 
 
 async def test_the_clusters_refusal_of_the_dry_run_is_the_answer() -> None:
-    refusal = Refused(422, 'Pod "p" is invalid: spec.containers: Required value', reason="Invalid", kind="upstream")
+    refusal = Refused(422, 'Pod "p" is invalid: spec.containers: Required value', reason="Invalid")
     with pytest.raises(Refused) as exc:
         await decide(flow("POST", "/api/v1/namespaces/pr-1/pods", b"{}"), PolicyStage(RULES, DryRun(refusal=refusal)))
     assert exc.value is refusal

@@ -296,7 +296,6 @@ async def test_a_thousand_unauthenticated_requests_with_7kb_paths_add_little_to_
             401,
             "kubegate refused the token: no bearer token in the request",
             reason="Unauthorized",
-            kind="unauthenticated",
         )
         await stage.on_end(flow)
     await stage.close()
