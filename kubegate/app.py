@@ -91,7 +91,7 @@ class Gateway:
 
     async def start(self) -> None:
         self.store = await Store.open(self.config.store_url)
-        self.recorder = Recorder.from_config(self.store, self.config.store)
+        self.recorder = Recorder.from_config(self.store, self.config.store, scrub=self.masker.scrub)
         await self.recorder.start()
         self.metrics.watch_recorder(self.recorder)
         self.metrics.watch_verifier(self.verifier)
