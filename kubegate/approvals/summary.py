@@ -19,6 +19,7 @@ import orjson
 import yaml
 
 from kubegate.flow import Flow
+from kubegate.kube.body import media_type
 from kubegate.kube.status import Refused
 from kubegate.masking.config import SECRET_VALUES
 from kubegate.masking.masker import Masker, kind_for
@@ -123,7 +124,7 @@ async def summarize(flow: Flow, masker: Masker) -> str:
     elif info.verb == "create" and isinstance(after, dict):
         text = f"create {info.resource_path}{where}:\n{_yaml(_clean(after))}"
     elif info.verb in ("update", "patch") and isinstance(after, dict):
-        media = flow.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+        media = media_type(flow.headers.get("Content-Type", ""))
         text = (
             f"JSON patch of {target}{where}:\n{_json_patch_lines(sent)}\n"
             if media == "application/json-patch+json" and isinstance(sent, list)

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+from kubegate.kube.body import media_type
+
 JSON = "application/json"
 BodyKind = Literal["json", "text", "empty", "unmaskable"]
-
-
-def _media_type(value: str) -> str:
-    return value.split(";", 1)[0].strip().lower()
 
 
 def is_json_media(media: str) -> bool:
@@ -27,7 +25,7 @@ def json_only_accept(accept: str) -> str:
     kept: list[str] = []
     for part in accept.split(","):
         part = part.strip()
-        media = _media_type(part)
+        media = media_type(part)
         if is_json_media(media):
             kept.append(part)
         elif media in ("*/*", "application/*") and JSON not in kept:
@@ -39,7 +37,7 @@ def classify(content_type: str, content_encoding: str, content_length: str | Non
     """What a response body is, for masking purposes."""
     if content_encoding.strip().lower() not in ("", "identity"):
         return "unmaskable"
-    media = _media_type(content_type)
+    media = media_type(content_type)
     if not media:
         return "empty" if content_length == "0" else "unmaskable"
     if is_json_media(media):

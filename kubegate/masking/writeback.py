@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from kubegate.flow import Flow
+from kubegate.kube.body import media_type
 from kubegate.kube.status import Refused
 from kubegate.masking.marker import MARKER_BYTES
 from kubegate.masking.masker import Masker, kind_for
@@ -91,7 +92,7 @@ class WriteBack:
                     "in JSON or YAML; send it as JSON"
                 )
             return None
-        json_patch = flow.headers.get("Content-Type", "").split(";")[0].strip() == JSON_PATCH
+        json_patch = media_type(flow.headers.get("Content-Type", "")) == JSON_PATCH
         found = next(markers(flow.sent), None)
         reads = (
             json_patch
