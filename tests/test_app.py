@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+from kubegate.app import Gateway
+from kubegate.config import Config
+from kubegate.masking.marker import MARKER
 
 OPTIONAL = ("alembic", "asyncpg", "cel", "botocore", "boto3", "opentelemetry")
 
@@ -33,3 +38,23 @@ def test_the_mcp_endpoint_is_served_unless_disabled() -> None:
             [sys.executable, "-c", code.format(enabled=enabled)], capture_output=True, text=True, check=True
         ).stdout.strip()
         assert out == expected
+
+
+async def test_recorded_strings_pass_the_configured_detectors(tmp_path: Path) -> None:
+    """The recorder scrubs with the gateway's masker: a user-defined detector hides its matches in what is
+    recorded outside bodies (command lines, targets), not only the built-in ones."""
+    config = Config.model_validate(
+        {
+            "store": {"url": f"sqlite:///{tmp_path / 'kubegate.db'}"},
+            "masking": {"detectors": [{"name": "acme-key", "pattern": "acme_[a-z0-9]{12}"}]},
+        }
+    )
+    gateway = Gateway.from_config(config)
+    await gateway.start()
+    try:
+        assert gateway.recorder is not None
+        assert gateway.recorder.scrub("kubectl exec app -- use acme_abcdef123456") == (
+            f"kubectl exec app -- use {MARKER}"
+        )
+    finally:
+        await gateway.close()
