@@ -119,9 +119,7 @@ class Gateway:
         if self.config.tracing.otlp_endpoint:
             self.tracing = Tracing(self.config.tracing)
             stages = self.tracing.instrument(stages)
-        self.pipeline = Pipeline(
-            stages, upgrades=UpgradeBridge(self.recorder, self.masker, self.config.streams), streams=self.config.streams
-        )
+        self.pipeline = Pipeline(stages, upgrades=UpgradeBridge(self.config.streams), streams=self.config.streams)
         self.audit = AuditServices.from_config(self.config.audit, self.store, self.metrics.registry)
         self.tasks.extend(self.audit.start())
         self.tasks.append(asyncio.create_task(self.policy.watch(), name="policy-reload"))

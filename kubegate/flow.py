@@ -2,7 +2,10 @@
 
 Like mitmproxy's addons, each stage implements only the hooks it needs; like kube-apiserver's
 handler chain, stages run in one fixed order: `on_request` first to last, the response hooks last
-to first. Any stage refuses a request by raising `kubegate.kube.status.Refused`.
+to first. Upgraded streams (exec, attach, port-forward) travel the same stages: each decoded
+`Message` from the client goes first to last, each from the cluster last to first, like the
+request and the response. Any stage refuses a request, or stops a stream, by raising
+`kubegate.kube.status.Refused`.
 """
 
 from __future__ import annotations
@@ -18,8 +21,45 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from kubegate.identity.model import Identity
+    from kubegate.kube.portforward import Frame as SpdyFrame
     from kubegate.kube.requestinfo import RequestInfo
     from kubegate.upstream.connection import Connection
+
+
+@dataclass(slots=True)
+class Upgrade:
+    """An upgraded stream: what the upgrade gate admitted, the subprotocol the cluster chose, whether a
+    recording holds it (set by the recorder before forwarding: the bridge dials no stream without
+    one), and which side ended it."""
+
+    subresource: str
+    offered: tuple[str, ...]
+    protocol: str = ""
+    recorded: bool = False
+    ended_by: str = ""
+
+
+@dataclass(slots=True)
+class Message:
+    """One message of an upgraded stream, decoded once by the bridge.
+
+    `channel` is the remote-command or legacy port-forward channel (stdin 0, stdout 1, stderr 2,
+    error 3, resize 4; port i's data 2i and errors 2i+1), with `close` for a v5 half-close; it is None
+    in the port-forward tunnel, whose SPDY `frames` this message completed (decoded once, for
+    everyone). `raw` is the message as it arrived: a stage that changes `data` returns a new Message
+    without it, and the bridge encodes that one instead.
+    """
+
+    from_client: bool
+    channel: int | None
+    data: bytes = b""
+    close: bool = False
+    frames: tuple[SpdyFrame, ...] = ()
+    raw: bytes | str | None = None
+
+    def replaced(self, data: bytes) -> Message:
+        """The same message carrying other data: encoded anew by the bridge."""
+        return Message(self.from_client, self.channel, data, self.close)
 
 
 @dataclass(eq=False)
@@ -31,8 +71,9 @@ class Flow:
     the object a write would store, when policy asked the cluster (a dry run). `headers` are the
     headers that will be sent upstream: already stripped of hop-by-hop, Authorization and
     Impersonate-* headers. `decision` is set by the policy stage; `warnings` go to the caller as
-    `Warning` headers (set before the first byte); `extras` is where a stage keeps what only it and
-    later stages need.
+    `Warning` headers (set before the first byte); `upgrade` describes an admitted upgraded stream;
+    `retry_of` names the refused attempt this one repeats (kubectl's SPDY retry); `extras` is where a
+    stage keeps what only it and later stages need.
     """
 
     request: web.Request
@@ -50,6 +91,8 @@ class Flow:
     info: RequestInfo | None = None
     decision: Any = None
     is_upgrade: bool = False
+    upgrade: Upgrade | None = None
+    retry_of: str = ""
     is_stream: bool = False
     rewrites_body: bool = False
     response_status: int = 0
@@ -83,6 +126,11 @@ class Stage:
       A stage that changes the body sets `flow.rewrites_body` in on_response (Content-Length is then
       dropped) and may hold data back, returning it later or from `on_eof`.
     - `on_eof(flow) -> bytes`: the upstream body ended; return what the stage still holds.
+    - `on_message(flow, message) -> list[Message]`: each message of an upgraded stream, once the cluster
+      answered 101 (on_response saw that): from the client first to last, from the cluster last to first.
+      Return it, changed messages, several, or none (held back for later).
+    - `on_stream_end(flow) -> list[Message]`: the stream is ending (either side left, or the caller's
+      token expired); return what the stage still holds. They pass the stages after it in their direction.
     - `on_end(flow)`: the exchange is over (flow.error or flow.refusal say how); reverse order.
     - `close()`: the gateway is shutting down.
     """
@@ -100,6 +148,12 @@ class Stage:
 
     async def on_eof(self, flow: Flow) -> bytes:
         return b""
+
+    async def on_message(self, flow: Flow, message: Message) -> list[Message]:
+        return [message]
+
+    async def on_stream_end(self, flow: Flow) -> list[Message]:
+        return []
 
     async def on_end(self, flow: Flow) -> None:
         return None

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from kubegate.config import TracingConfig
 
 SPANNED = ("on_request", "on_response", "on_end")
-PASSED = ("on_chunk", "on_eof", "close")
+PASSED = ("on_chunk", "on_eof", "on_message", "on_stream_end", "close")
 ROOT = "tracing"
 UPSTREAM = "tracing.upstream"
 

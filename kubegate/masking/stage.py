@@ -6,7 +6,8 @@ On the way up it asks for an uncompressed JSON body (see negotiation.py). On the
   a SecretList, the largest body masking sees, takes a typed fast path (secretlist.py);
 - a watch stream is masked event by event: each complete line goes out as soon as it is masked
   (an event fanned out to many watchers is masked once, see cache.py);
-- text (pods/log, `logs -f`) flows through the streaming text detectors;
+- text (pods/log, `logs -f`) flows through the streaming text detectors, and so do the stdout and
+  stderr of exec and attach, message by message (streams.py);
 - anything else, or a body still compressed, is refused when an object mask applies: protobuf, CBOR
   or gzip never reach a client unmasked. (Text detectors alone mask text bodies and pass the rest:
   they apply to text streams and to the object fields a profile names.)
@@ -23,7 +24,7 @@ from typing import Literal
 
 import orjson
 
-from kubegate.flow import Flow, Stage
+from kubegate.flow import Flow, Message, Stage
 from kubegate.kube.status import Refused
 from kubegate.masking import secretlist
 from kubegate.masking.cache import MaskedLines
@@ -32,6 +33,7 @@ from kubegate.masking.marker import MARKER, MARKER_B64, MARKER_BYTES
 from kubegate.masking.masker import Masker, kind_for, mask_document
 from kubegate.masking.negotiation import classify, json_only_accept
 from kubegate.masking.plan import Plan
+from kubegate.masking.streams import OutputMasks
 from kubegate.masking.text import TextMasker
 
 Mode = Literal["pass", "json", "lines", "text"]
@@ -49,6 +51,7 @@ class MaskState:
     mode: Mode = "pass"
     buffer: bytearray = field(default_factory=bytearray)
     text: TextMasker | None = None
+    output: OutputMasks | None = None
 
 
 class MaskingStage(Stage):
@@ -83,7 +86,13 @@ class MaskingStage(Stage):
 
     async def on_response(self, flow: Flow) -> None:
         state: MaskState | None = flow.extras.get(self.name)
-        if state is None or flow.response_status in NO_BODY_STATUSES or flow.method == "HEAD":
+        if state is None:
+            return
+        upgrade = flow.upgrade
+        if upgrade is not None and upgrade.subresource != "portforward" and state.plan.text:
+            state.output = OutputMasks(state.plan.text)
+            return
+        if flow.response_status in NO_BODY_STATUSES or flow.method == "HEAD":
             return
         headers = flow.response_headers
         content_type = headers.get("Content-Type", "")
@@ -111,6 +120,14 @@ class MaskingStage(Stage):
         if state.mode in ("lines", "text"):
             flow.warnings.append(f"kubegate masks values in this stream {_by(flow, state)}")
         flow.rewrites_body = state.mode != "pass"
+
+    async def on_message(self, flow: Flow, message: Message) -> list[Message]:
+        state: MaskState | None = flow.extras.get(self.name)
+        return state.output.message(message) if state is not None and state.output is not None else [message]
+
+    async def on_stream_end(self, flow: Flow) -> list[Message]:
+        state: MaskState | None = flow.extras.get(self.name)
+        return state.output.flush() if state is not None and state.output is not None else []
 
     async def on_chunk(self, flow: Flow, data: bytes) -> bytes:
         state: MaskState | None = flow.extras.get(self.name)

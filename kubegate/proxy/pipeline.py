@@ -1,7 +1,9 @@
 """Runs one Flow through the stages in order, forwards it, and streams the answer back through them.
 
 Request hooks run first to last; response hooks run last to first, so the stage nearest the
-cluster sees the response first (masking before recording, recording before metrics).
+cluster sees the response first (masking before recording, recording before metrics). An upgraded
+stream's messages take the same two ways: the client's first to last, the cluster's last to first;
+the bridge (upgrade.py) only carries them.
 Every stage's `on_end` runs for every flow, refused or not, so refusals are counted and recorded.
 """
 
@@ -19,7 +21,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from kubegate.config import StreamsConfig
-from kubegate.flow import Flow, Stage
+from kubegate.flow import Flow, Message, Stage
 from kubegate.kube.status import Refused, status_object
 from kubegate.proxy.headers import downstream_response_headers, warning_header
 
@@ -51,6 +53,11 @@ class Pipeline:
             id(stage): [s for s in self._chunk if self.stages.index(s) < self.stages.index(stage)]
             for stage in self._eof
         }
+        messaging = [s for s in self.stages if _overrides(s, "on_message")]
+        self._messages = {True: messaging, False: messaging[::-1]}  # keyed by from_client
+        # Last to first, like the other ends: what the masking stage still holds passes the recorder
+        # before the recorder closes the stream's recording.
+        self._stream_end = [s for s in reversed(self.stages) if _overrides(s, "on_stream_end")]
 
     async def run(self, flow: Flow) -> web.StreamResponse:
         self.active += 1
@@ -79,13 +86,36 @@ class Pipeline:
                     "port-forward), and never passes them through unrecorded",
                     reason="NotImplemented",
                 )
-            return await self.upgrades.run(flow, self._opened)
+            return await self.upgrades.run(flow, self)
         return await self._forward(flow)
 
-    async def _opened(self, flow: Flow) -> None:
-        """An upgrade was answered 101: the response hooks see it before any byte crosses."""
+    async def opened(self, flow: Flow) -> None:
+        """An upgrade was answered 101: the response hooks see it before any message crosses."""
         for stage in self._response:
             await stage.on_response(flow)
+
+    async def message(self, flow: Flow, message: Message) -> list[Message]:
+        """One message of an upgraded stream through the message hooks of its direction."""
+        return await self._messages_from(flow, [message], self._messages[message.from_client])
+
+    async def stream_end(self, flow: Flow) -> list[Message]:
+        """The stream is ending: what each stage held, through the stages after it in its direction."""
+        out: list[Message] = []
+        for stage in self._stream_end:
+            for held in await stage.on_stream_end(flow):
+                way = self._messages[held.from_client]
+                later = [s for s in way if way.index(s) > way.index(stage)] if stage in way else way
+                out += await self._messages_from(flow, [held], later)
+        return out
+
+    @staticmethod
+    async def _messages_from(flow: Flow, messages: list[Message], stages: list[Stage]) -> list[Message]:
+        for stage in stages:
+            passed: list[Message] = []
+            for message in messages:
+                passed += await stage.on_message(flow, message)
+            messages = passed
+        return messages
 
     def _expiry(self, flow: Flow) -> float | None:
         """Seconds until the caller's token expires, for streams that outlive requests; None: never cut."""

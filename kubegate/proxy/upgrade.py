@@ -10,11 +10,12 @@ Two parts, on either side of the decision:
 - `UpgradeBridge` (called by the pipeline once every stage said yes) dials the cluster first and
   answers the client only after the cluster answered 101 with a subprotocol kubegate speaks; any
   other answer is relayed as a Status and nothing is tunnelled (CVE-2018-1002105), and a redirect is
-  never followed (CVE-2020-8559). Then every message is read on its way: exec and attach output is
-  masked as it flows and recorded as asciicast, stdin and resizes too; port-forward connections are
-  followed in the tunnelled SPDY frames (or legacy channels) and recorded with their ports and bytes.
-  Pings and pongs cross end to end, so each side's keep-alive measures the whole path. When the
-  caller's token expires the stream ends with a message on the error channel.
+  never followed (CVE-2020-8559). It dials only a stream a recording holds. Then it
+  decodes every message once (kube/streams.py) and passes it through the pipeline's stages, which
+  mask (masking/streams.py) and record (recording/streams.py) it; the bridge itself is only
+  transport. Pings and pongs cross end to end, so each side's keep-alive measures the whole path.
+  When the caller's token expires, or a stage stops the stream, the client is told why in its
+  protocol's words.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 import orjson
@@ -34,19 +35,12 @@ from multidict import CIMultiDict
 
 from kubegate.approvals.model import fingerprint
 from kubegate.config import StreamsConfig
-from kubegate.flow import Flow, Stage
+from kubegate.flow import Flow, Message, Stage, Upgrade
 from kubegate.kube import channels
 from kubegate.kube import portforward as pf
-from kubegate.kube.channels import Frame, Protocol
 from kubegate.kube.status import Refused
-from kubegate.masking.masker import Masker
-from kubegate.masking.text import TextMasker
-from kubegate.recording.asciicast import CastBuilder
-from kubegate.store.engine import StoreError
+from kubegate.kube.streams import ChannelCodec, LegacyForwardCodec, StreamCodec, TunnelCodec, requested_ports
 from kubegate.upstream.client import unreachable
-
-if TYPE_CHECKING:
-    from kubegate.recording.recorder import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +48,6 @@ UPGRADE_SUBRESOURCES = frozenset({"exec", "attach", "portforward"})
 LEGACY_FORWARD_PROTOCOLS = frozenset({channels.V4, channels.V1, channels.BASE64, channels.V4_BASE64})
 MAX_MESSAGE = 16 * 1024 * 1024
 MAX_REFUSAL_BODY = 64 * 1024
-RETRY = "retry_of"
 MAX_REMEMBERED = 1024
 """Refused WebSocket attempts kept for kubectl's SPDY retry; callers make them, so they are capped."""
 SPDY_ADVICE = (
@@ -75,14 +68,6 @@ def readable(subresource: str, protocol: str) -> bool:
     if subresource == "portforward":
         return protocol == pf.TUNNEL_PROTOCOL or protocol in LEGACY_FORWARD_PROTOCOLS
     return channels.protocol(protocol) is not None
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What the gate accepted: the subresource and the subprotocols to offer upstream, in order."""
-
-    subresource: str
-    protocols: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +127,7 @@ class UpgradeGate(Stage):
                 "pass the stream through unrecorded; use kubectl 1.30 or newer",
                 reason="BadRequest",
             )
-        flow.extras[self.name] = Plan(info.subresource, protocols)
+        flow.upgrade = Upgrade(info.subresource, protocols)
 
     def _forget_old(self, now: float) -> None:
         """Attempts are remembered in the order they were refused: the oldest go first, by age or by number."""
@@ -158,12 +143,12 @@ class UpgradeGate(Stage):
         self._forget_old(now)
         earlier = self._refused.pop(fp, None) if fp else None
         if earlier is not None:
-            flow.extras[RETRY] = earlier.flow_id
+            flow.retry_of = earlier.flow_id
             raise Refused(earlier.code, earlier.message, reason=earlier.reason, details=earlier.details)
 
     async def on_end(self, flow: Flow) -> None:
         """Remember a WebSocket attempt that did not open: kubectl retries it over SPDY at once."""
-        if not flow.is_upgrade or RETRY in flow.extras or flow.response_status == 101:
+        if not flow.is_upgrade or flow.retry_of or flow.response_status == 101:
             return
         if flow.request.headers.get("Upgrade", "").strip().lower() != "websocket":
             return
@@ -235,216 +220,25 @@ def _relayed_refusal(exc: UpstreamRefused, connection: str) -> Refused:
     )
 
 
-Messages = list[bytes | str]
+class StreamHooks(Protocol):
+    """The pipeline, as the bridge sees it: every message goes through the stages."""
+
+    async def opened(self, flow: Flow) -> None: ...
+
+    async def message(self, flow: Flow, message: Message) -> list[Message]: ...
+
+    async def stream_end(self, flow: Flow) -> list[Message]: ...
 
 
-class Session:
-    """What is read from one upgraded connection. Subclasses say which messages go on, changed or not."""
-
-    kind = "stream"
-
-    def __init__(self) -> None:
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.forwarded: list[dict[str, Any]] = []
-        self.cast: CastBuilder | None = None
-
-    def from_client(self, data: bytes | str) -> Messages:
-        return [data]
-
-    def from_upstream(self, data: bytes | str) -> Messages:
-        return [data]
-
-    def finish(self) -> Messages:
-        return []
-
-    def expire(self, message: str) -> Messages:
-        return self.finish()
-
-    def summary(self) -> dict[str, Any]:
-        return {"bytes_in": self.bytes_in, "bytes_out": self.bytes_out}
-
-
-class ExecSession(Session):
-    """exec and attach: stdout and stderr masked as they flow, everything recorded as asciicast."""
-
-    def __init__(
-        self, kind: str, proto: Protocol, maskers: Callable[[], TextMasker | None], clock: Callable[[], float]
-    ) -> None:
-        super().__init__()
-        self.kind = kind
-        self.proto = proto
-        self.cast = CastBuilder(clock)
-        self._out = {channels.STDOUT: maskers(), channels.STDERR: maskers()}
-        self._in = maskers()
-        self.exit_code: int | None = None
-        self.status = ""
-
-    def from_client(self, data: bytes | str) -> Messages:
-        frame = channels.decode(self.proto, data)
-        assert self.cast is not None
-        if frame.channel == channels.STDIN and not frame.close:
-            self.bytes_in += len(frame.data)
-            self.cast.write("i", self._in.feed(frame.data) if self._in else frame.data)
-        elif frame.channel == channels.RESIZE and not frame.close:
-            size = channels.resize(frame.data)
-            if size is not None:
-                self.cast.resize(*size)
-        elif frame.channel == channels.STDIN and frame.close and self._in is not None:
-            self.cast.write("i", self._in.flush())
-        return [data]
-
-    def from_upstream(self, data: bytes | str) -> Messages:
-        frame = channels.decode(self.proto, data)
-        if frame.close or frame.channel not in (channels.STDOUT, channels.STDERR, channels.ERROR):
-            return [data]
-        if frame.channel == channels.ERROR:
-            self.exit_code = channels.exit_code(frame.data)
-            self.status = channels.status_message(frame.data)
-            return [*self.finish(), data]
-        self.bytes_out += len(frame.data)
-        if not frame.data:
-            return [data]
-        return self._output(frame.channel, frame.data)
-
-    def _output(self, channel: int, data: bytes) -> Messages:
-        masker = self._out[channel]
-        out = masker.feed(data) if masker is not None else data
-        if not out:
-            return []
-        assert self.cast is not None
-        self.cast.write("o", out, stream=str(channel))
-        return [channels.encode(self.proto, Frame(channel, out))]
-
-    def finish(self) -> Messages:
-        messages: Messages = []
-        for channel, masker in self._out.items():
-            if masker is not None:
-                tail = masker.flush()
-                if tail:
-                    assert self.cast is not None
-                    self.cast.write("o", tail, stream=str(channel))
-                    messages.append(channels.encode(self.proto, Frame(channel, tail)))
-        return messages
-
-    def expire(self, message: str) -> Messages:
-        status = channels.failure_status(message, reason="Unauthorized", code=401)
-        return [*self.finish(), channels.encode(self.proto, Frame(channels.ERROR, orjson.dumps(status)))]
-
-    def summary(self) -> dict[str, Any]:
-        return {**super().summary(), "exit_code": self.exit_code, "status": self.status}
-
-
-class TunnelSession(Session):
-    """Port-forward through the SPDY tunnel: frames followed both ways, connections recorded as they end."""
-
-    kind = "portforward"
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        super().__init__()
-        self.clock = clock
-        self.started = clock()
-        self._up, self._down = pf.Parser(), pf.Parser()
-        self._seen = pf.TunnelObserver()
-        self.connections = 0
-
-    def _done(self, finished: list[pf.Forwarded]) -> None:
-        for conn in finished:
-            self.connections += 1
-            record = conn.as_dict()
-            record["opened"] = round(conn.opened - self.started, 6)
-            record["closed"] = round((conn.closed or conn.opened) - self.started, 6)
-            self.forwarded.append(record)
-
-    def from_client(self, data: bytes | str) -> Messages:
-        if isinstance(data, str):
-            raise pf.SpdyError("the SPDY tunnel carries binary messages only")
-        self.bytes_in += len(data)
-        self._done(self._seen.from_client(self._up.feed(data), self.clock()))
-        return [data]
-
-    def from_upstream(self, data: bytes | str) -> Messages:
-        if isinstance(data, str):
-            raise pf.SpdyError("the SPDY tunnel carries binary messages only")
-        self.bytes_out += len(data)
-        self._done(self._seen.from_pod(self._down.feed(data), self.clock()))
-        return [data]
-
-    def finish(self) -> Messages:
-        self._done(self._seen.close(self.clock()))
-        return []
-
-    def expire(self, message: str) -> Messages:
-        messages: Messages = []
-        if self._down.at_boundary:
-            messages = [pf.Writer.data(sid, message.encode(), fin=True) for sid in self._seen.open_error_streams()]
-        return [*messages, *self.finish()]
-
-    def summary(self) -> dict[str, Any]:
-        return {**super().summary(), "connections": self.connections}
-
-
-class LegacyForwardSession(Session):
-    """Port-forward over the channel protocol: one connection per port, channel 2i data, 2i+1 errors."""
-
-    kind = "portforward"
-
-    def __init__(self, proto: Protocol, ports: list[int], clock: Callable[[], float]) -> None:
-        super().__init__()
-        self.proto = proto
-        self.clock = clock
-        self.started = clock()
-        self.ports = ports
-        self._conns = [pf.Forwarded(str(i), port, 0.0) for i, port in enumerate(ports)]
-        self._announced: set[int] = set()
-
-    def _conn(self, channel: int) -> pf.Forwarded | None:
-        return self._conns[channel // 2] if channel // 2 < len(self._conns) else None
-
-    def from_client(self, data: bytes | str) -> Messages:
-        frame = channels.decode(self.proto, data)
-        conn = self._conn(frame.channel)
-        if conn is not None and frame.channel % 2 == 0:
-            conn.bytes_to_pod += len(frame.data)
-            self.bytes_in += len(frame.data)
-        return [data]
-
-    def from_upstream(self, data: bytes | str) -> Messages:
-        frame = channels.decode(self.proto, data)
-        conn = self._conn(frame.channel)
-        payload = frame.data
-        if conn is not None and frame.channel not in self._announced:
-            self._announced.add(frame.channel)
-            port = pf.legacy_port(payload)
-            if port is not None:
-                conn.port = port
-            payload = payload[2:]
-        if conn is not None and frame.channel % 2 == 0:
-            conn.bytes_from_pod += len(payload)
-            self.bytes_out += len(payload)
-        elif conn is not None and len(conn.error) < pf.MAX_ERROR_TEXT:
-            conn.error += payload.decode(errors="replace")[: pf.MAX_ERROR_TEXT - len(conn.error)]
-        return [data]
-
-    def finish(self) -> Messages:
-        now = round(self.clock() - self.started, 6)
-        for conn in self._conns:
-            if conn.closed is None:
-                conn.closed = now
-                self.forwarded.append(conn.as_dict())
-        return []
-
-    def expire(self, message: str) -> Messages:
-        messages = [channels.encode(self.proto, Frame(2 * i + 1, message.encode())) for i in range(len(self._conns))]
-        return [*messages, *self.finish()]
-
-    def summary(self) -> dict[str, Any]:
-        return {**super().summary(), "connections": len(self._conns)}
-
-
-def _ports(flow: Flow) -> list[int]:
-    assert flow.info is not None
-    return [int(p) for k, v in flow.info.query if k == "ports" for p in v.split(",") if p.strip().isdigit()]
+def _codec(flow: Flow, upgrade: Upgrade) -> StreamCodec:
+    if upgrade.protocol == pf.TUNNEL_PROTOCOL:
+        return TunnelCodec()
+    proto = channels.protocol(upgrade.protocol)
+    assert proto is not None
+    if upgrade.subresource == "portforward":
+        assert flow.info is not None
+        return LegacyForwardCodec(proto, len(requested_ports(flow.info.query)))
+    return ChannelCodec(proto)
 
 
 @dataclass
@@ -452,31 +246,30 @@ class _Pumps:
     """The state one bridged connection shares between its tasks."""
 
     flow: Flow
+    hooks: StreamHooks
+    codec: StreamCodec
     client: web.WebSocketResponse
     upstream: aiohttp.ClientWebSocketResponse
-    session: Session
-    session_id: str | None
-    ended_by: str = ""
+    ending: bool = False
+
+    @property
+    def upgrade(self) -> Upgrade:
+        assert self.flow.upgrade is not None
+        return self.flow.upgrade
 
 
 class UpgradeBridge:
-    """Bridges the upgrades the gate admitted, once the pipeline's stages all let them through."""
+    """Carries the upgrades the gate admitted once every stage let them through: dial, 101 only,
+    decode, pumps through the stages, keep-alive, close."""
 
     def __init__(
         self,
-        recorder: Recorder | None,
-        masker: Masker,
         config: StreamsConfig | None = None,
-        clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        self.recorder = recorder
-        self.masker = masker
         self.config = config or StreamsConfig()
-        self.clock = clock
         self.wall = wall
         self._sessions: dict[str, aiohttp.ClientSession] = {}
-        self.open = 0
 
     def _client_session(self, flow: Flow) -> aiohttp.ClientSession:
         """A client sharing the connection's pool and TLS, whose upgrades stop at any non-101 answer."""
@@ -498,30 +291,36 @@ class UpgradeBridge:
             await session.close()
         self._sessions.clear()
 
-    async def run(self, flow: Flow, opened: Callable[[Flow], Awaitable[None]]) -> web.StreamResponse:
-        plan: Plan | None = flow.extras.get(UpgradeGate.name)
-        if plan is None:
+    async def run(self, flow: Flow, hooks: StreamHooks) -> web.StreamResponse:
+        upgrade = flow.upgrade
+        if upgrade is None:
             raise Refused(
                 500,
                 "kubegate reached the upgrade bridge without the upgrade gate's admission. This is "
                 "a kubegate bug; nothing was forwarded",
                 reason="InternalError",
             )
-        upstream = await self._dial(flow, plan)
+        if not upgrade.recorded:
+            raise Refused(
+                500,
+                "kubegate has no recording for this stream and never opens one unrecorded; nothing "
+                "was forwarded. This is a kubegate configuration bug: tell the kubegate operator",
+                reason="InternalError",
+            )
+        upstream = await self._dial(flow, upgrade)
         try:
             negotiated = upstream.protocol or ""
-            if negotiated not in plan.protocols:
+            if negotiated not in upgrade.offered:
                 raise Refused(
                     502,
                     f"the API server of connection {flow.connection.name} chose WebSocket subprotocol "
                     f"{negotiated or '(none)'}, which kubegate did not offer; nothing was forwarded",
                     reason="BadGateway",
                 )
-            session = self._session(flow, plan, negotiated)
-            session_id = await self._record_open(flow, plan, negotiated, session)
+            upgrade.protocol = negotiated
             flow.response_status = 101
             flow.response_headers = CIMultiDict({"Sec-WebSocket-Protocol": negotiated})
-            await opened(flow)
+            await hooks.opened(flow)
             client = web.WebSocketResponse(
                 protocols=(negotiated,), autoping=False, max_msg_size=MAX_MESSAGE, compress=False
             )
@@ -529,22 +328,10 @@ class UpgradeBridge:
         except BaseException:
             await upstream.close()
             raise
-        pumps = _Pumps(flow, client, upstream, session, session_id)
-        self.open += 1
-        try:
-            await self._bridge(pumps)
-        finally:
-            self.open -= 1
-            await self._flush(pumps, final=True)
-            flow.extras["upgrade_summary"] = {
-                "protocol": negotiated,
-                "kind": session.kind,
-                "ended_by": pumps.ended_by,
-                **session.summary(),
-            }
+        await self._bridge(_Pumps(flow, hooks, _codec(flow, upgrade), client, upstream))
         return client
 
-    async def _dial(self, flow: Flow, plan: Plan) -> aiohttp.ClientWebSocketResponse:
+    async def _dial(self, flow: Flow, upgrade: Upgrade) -> aiohttp.ClientWebSocketResponse:
         conn = flow.connection
         headers = CIMultiDict((k, v) for k, v in flow.headers.items() if not k.lower().startswith("sec-websocket-"))
         for name, value in await conn.client.identity_headers(flow.identity):
@@ -553,7 +340,7 @@ class UpgradeBridge:
         try:
             return await self._client_session(flow).ws_connect(
                 url,
-                protocols=plan.protocols,
+                protocols=upgrade.offered,
                 headers=headers,
                 autoping=False,
                 autoclose=True,
@@ -576,28 +363,10 @@ class UpgradeBridge:
         except aiohttp.ClientError as exc:
             raise unreachable(conn.name, exc) from exc
 
-    def _session(self, flow: Flow, plan: Plan, negotiated: str) -> Session:
-        if plan.subresource == "portforward":
-            if negotiated == pf.TUNNEL_PROTOCOL:
-                return TunnelSession(self.clock)
-            proto = channels.protocol(negotiated)
-            assert proto is not None
-            return LegacyForwardSession(proto, _ports(flow), self.clock)
-        proto = channels.protocol(negotiated)
-        assert proto is not None
-        masks = tuple(getattr(flow.decision, "masks", ()) or ())
-        text = self.masker.plan(masks).text if masks else None
-
-        def maskers() -> TextMasker | None:
-            return text.stream() if text else None
-
-        return ExecSession(plan.subresource, proto, maskers, self.clock)
-
     async def _bridge(self, p: _Pumps) -> None:
         tasks = {
             asyncio.ensure_future(self._pump(p, from_client=True)),
             asyncio.ensure_future(self._pump(p, from_client=False)),
-            asyncio.ensure_future(self._flusher(p)),
         }
         expiry = self._expiry(p.flow)
         if expiry is not None:
@@ -610,20 +379,18 @@ class UpgradeBridge:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            tail = p.session.finish()
-            with contextlib.suppress(ConnectionResetError, aiohttp.ClientError):
-                await self._send(p.client, tail)
+            with contextlib.suppress(ConnectionResetError, aiohttp.ClientError, Refused):
+                await self._end(p)
             await self._close(p)
 
     async def _pump(self, p: _Pumps, from_client: bool) -> None:
         src: Any = p.client if from_client else p.upstream
         dst: Any = p.upstream if from_client else p.client
-        handle = p.session.from_client if from_client else p.session.from_upstream
         try:
             async for msg in src:
                 if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
-                    await self._send(dst, handle(msg.data))
-                    await self._flush(p)
+                    for out in await p.hooks.message(p.flow, p.codec.decode(msg.data, from_client)):
+                        await self._send(p.upstream if out.from_client else p.client, [p.codec.encode(out)])
                 elif msg.type == WSMsgType.PING:
                     await dst.ping(msg.data)
                 elif msg.type == WSMsgType.PONG:
@@ -633,13 +400,31 @@ class UpgradeBridge:
         except (channels.ProtocolError, pf.SpdyError) as exc:
             p.flow.error = f"{'client' if from_client else 'API server'} broke the stream protocol: {exc}"
             log.warning("flow %s: %s", p.flow.id, p.flow.error)
+        except Refused as refusal:  # a stage stopped the stream (a recording that failed)
+            await self._farewell(p, refusal.message, "kubegate")
         except (ConnectionResetError, aiohttp.ClientError) as exc:
             p.flow.error = p.flow.error or f"connection lost: {exc.__class__.__name__}"
-        if not p.ended_by:
-            p.ended_by = "client" if from_client else "upstream"
+        if not p.upgrade.ended_by:
+            p.upgrade.ended_by = "client" if from_client else "upstream"
+
+    async def _end(self, p: _Pumps) -> None:
+        """Once: what the stages still hold goes to its side before the stream closes."""
+        if p.ending:
+            return
+        p.ending = True
+        for out in await p.hooks.stream_end(p.flow):
+            await self._send(p.upstream if out.from_client else p.client, [p.codec.encode(out)])
+
+    async def _farewell(self, p: _Pumps, text: str, ended_by: str) -> None:
+        """kubegate ends the stream itself: the stages' tails first, then the reason, in the protocol's words."""
+        p.flow.error = text
+        p.upgrade.ended_by = ended_by
+        with contextlib.suppress(ConnectionResetError, aiohttp.ClientError, Refused):
+            await self._end(p)
+            await self._send(p.client, p.codec.farewell(text))
 
     @staticmethod
-    async def _send(ws: Any, messages: Messages) -> None:
+    async def _send(ws: Any, messages: list[bytes | str]) -> None:
         for message in messages:
             if ws.closed:
                 return
@@ -649,12 +434,12 @@ class UpgradeBridge:
                 await ws.send_bytes(message)
 
     async def _close(self, p: _Pumps) -> None:
-        code = p.upstream.close_code if p.ended_by == "upstream" else p.client.close_code
+        code = p.upstream.close_code if p.upgrade.ended_by == "upstream" else p.client.close_code
         code = code if code and 1000 <= code < 5000 and code not in (1005, 1006, 1015) else 1000
         with contextlib.suppress(Exception):
             await p.client.close(code=code)
         with contextlib.suppress(Exception):
-            await p.upstream.close(code=code if p.ended_by == "client" else 1000)
+            await p.upstream.close(code=code if p.upgrade.ended_by == "client" else 1000)
 
     def _expiry(self, flow: Flow) -> float | None:
         expires = flow.identity.expires_at if flow.identity is not None else 0.0
@@ -664,80 +449,12 @@ class UpgradeBridge:
 
     async def _expire_at(self, p: _Pumps, delay: float) -> None:
         await asyncio.sleep(delay)
-        message = (
-            f"kubegate closed this {p.session.kind} session: your token expired at "
+        kind = "portforward" if p.upgrade.subresource == "portforward" else p.upgrade.subresource
+        await self._farewell(
+            p,
+            f"kubegate closed this {kind} session: your token expired at "
             f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(self.wall()))}; get a new token and run "
-            "the command again"
+            "the command again",
+            "token expiry",
         )
-        await self._send(p.client, p.session.expire(message))
         p.flow.error = "token expired"
-        p.ended_by = "token expiry"
-
-    async def _flusher(self, p: _Pumps) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            await self._flush(p, force=True)
-
-    async def _flush(self, p: _Pumps, final: bool = False, force: bool = False) -> None:
-        """Hand finished port-forward connections and batched asciicast events to the recorder."""
-        session = p.session
-        cast = session.cast
-        events = cast.take(final=final) if cast is not None and (final or force or cast.ready()) else []
-        forwarded, session.forwarded = session.forwarded, []
-        if p.session_id is None:
-            return
-        if events:
-            await self._record(p, "cast", {"flow": p.flow.id, "events": events})
-        for conn in forwarded:
-            await self._record(p, "forward", {"flow": p.flow.id, **conn})
-
-    async def _record(self, p: _Pumps, type: str, data: dict[str, Any]) -> None:
-        recorder = self.recorder
-        if recorder is None or p.session_id is None:
-            return
-        if not recorder.healthy and not p.client.closed:
-            p.flow.error = "the store failed, so the stream was stopped"
-            await self._send(
-                p.client,
-                p.session.expire(
-                    "kubegate cannot record this session any more (its store "
-                    "failed), so it was stopped; run the command again or "
-                    "contact the kubegate operator"
-                ),
-            )
-            await p.client.close()
-        try:
-            await recorder.record_event(p.session_id, type, data, durable=False)
-        except StoreError as exc:
-            recorder.lost_events += 1
-            log.error("cannot record a %s event of flow %s: %s", type, p.flow.id, exc)
-
-    async def _record_open(self, flow: Flow, plan: Plan, negotiated: str, session: Session) -> str | None:
-        if self.recorder is None:
-            return None
-        info = flow.info
-        assert info is not None
-        session_id: str = self.recorder.session_for(flow)
-        data: dict[str, Any] = {
-            "flow": flow.id,
-            "kind": session.kind,
-            "protocol": negotiated,
-            "namespace": info.namespace,
-            "pod": info.name,
-            "container": info.container,
-            "command": list(info.command),
-            "tty": any(k == "tty" and v.lower() not in ("0", "false") for k, v in info.query),
-            "masks": list(getattr(flow.decision, "masks", ()) or ()),
-        }
-        if plan.subresource == "portforward":
-            data["ports"] = _ports(flow)
-        try:
-            await self.recorder.record_event(session_id, "stream", data, durable=True)
-        except StoreError as exc:
-            raise Refused(
-                503,
-                f"kubegate cannot record this stream, so it was not opened: {exc}; try again or "
-                "contact the kubegate operator",
-                reason="ServiceUnavailable",
-            ) from exc
-        return session_id

@@ -1,19 +1,25 @@
-"""The pipeline stage that records: the request before it is forwarded, the response as it is sent."""
+"""The pipeline stage that records: the request before it is forwarded, the response as it is sent, and
+an upgraded stream's messages as the client exchanged them."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubegate.flow import Flow, Stage
+from kubegate.flow import Flow, Message, Stage
+from kubegate.kube import portforward as pf
 from kubegate.kube.status import Refused
+from kubegate.kube.streams import requested_ports
 from kubegate.masking.config import MaskingConfig
 from kubegate.masking.masker import Masker
 from kubegate.recording.anonymous import AnonymousRefusals, cut
 from kubegate.recording.capture import body_fields, is_stream, request_fields, response_headers
 from kubegate.recording.recorder import Recorder
+from kubegate.recording.streams import CastRecord, LegacyForwardRecord, StreamRecord, TunnelRecord
 from kubegate.store.engine import StoreError
 
 log = logging.getLogger(__name__)
@@ -27,12 +33,15 @@ class _FlowRecord:
     body: bytearray = field(default_factory=bytearray)
     size: int = 0
     chunks: int = 0
+    upgraded: StreamRecord | None = None
+    flusher: asyncio.Task[None] | None = None
 
 
 class RecorderStage(Stage):
     """Writes the request event and waits for its commit before the pipeline forwards (fail closed);
     then records the response as the client receives it: buffered up to max_body_bytes, or, for
-    streams, chunk by chunk as they pass."""
+    streams, chunk by chunk as they pass. An upgraded stream is recorded as it opens (durably: no
+    stream opens unrecorded), then as asciicast or forwarded connections in batches."""
 
     name = "recorder"
 
@@ -56,13 +65,17 @@ class RecorderStage(Stage):
                 reason="ServiceUnavailable",
             ) from exc
         flow.extras[self.name] = _FlowRecord(session_id, seq)
+        if flow.upgrade is not None:
+            flow.upgrade.recorded = True
 
     async def on_response(self, flow: Flow) -> None:
         rec: _FlowRecord | None = flow.extras.get(self.name)
         if rec is None:
             return
         rec.stream = is_stream(flow)
-        if rec.stream:
+        if flow.upgrade is not None and flow.response_status == 101:
+            await self._open_stream(flow, rec)
+        elif rec.stream:
             await self._record(
                 rec.session_id,
                 "response",
@@ -96,18 +109,104 @@ class RecorderStage(Stage):
         await self._record(rec.session_id, "chunk", {"flow": flow.id, "n": rec.chunks, **body_fields(data, len(data))})
         return data
 
+    async def _open_stream(self, flow: Flow, rec: _FlowRecord) -> None:
+        """The cluster answered 101: the stream is recorded as open before any message crosses."""
+        upgrade, info = flow.upgrade, flow.info
+        assert upgrade is not None and info is not None
+        masks = tuple(getattr(flow.decision, "masks", ()) or ())
+        data: dict[str, Any] = {
+            "flow": flow.id,
+            "kind": "portforward" if upgrade.subresource == "portforward" else upgrade.subresource,
+            "protocol": upgrade.protocol,
+            "namespace": info.namespace,
+            "pod": info.name,
+            "container": info.container,
+            "command": list(info.command),
+            "tty": any(k == "tty" and v.lower() not in ("0", "false") for k, v in info.query),
+            "masks": list(masks),
+        }
+        if upgrade.subresource == "portforward":
+            data["ports"] = requested_ports(info.query)
+            if upgrade.protocol == pf.TUNNEL_PROTOCOL:
+                rec.upgraded = TunnelRecord(self.recorder.clock)
+            else:
+                rec.upgraded = LegacyForwardRecord(data["ports"], self.recorder.clock)
+        else:
+            text = self.masker.plan(masks).text if masks else None
+            rec.upgraded = CastRecord(upgrade.subresource, text.stream() if text else None, self.recorder.clock)
+        try:
+            await self.recorder.record_event(rec.session_id, "stream", data, durable=True)
+        except StoreError as exc:
+            raise Refused(
+                503,
+                f"kubegate cannot record this stream, so it was not opened: {exc}; try again or "
+                "contact the kubegate operator",
+                reason="ServiceUnavailable",
+            ) from exc
+        rec.flusher = asyncio.create_task(self._flush_every_second(flow, rec), name=f"record-stream-{flow.id}")
+
+    async def on_message(self, flow: Flow, message: Message) -> list[Message]:
+        rec: _FlowRecord | None = flow.extras.get(self.name)
+        if rec is None or rec.upgraded is None:
+            return [message]
+        if not self.recorder.healthy:
+            raise Refused(
+                503,
+                "kubegate cannot record this session any more (its store failed), so it was stopped; run "
+                "the command again or contact the kubegate operator",
+                reason="ServiceUnavailable",
+            )
+        rec.upgraded.add(message)
+        await self._flush_stream(flow, rec)
+        return [message]
+
+    async def on_stream_end(self, flow: Flow) -> list[Message]:
+        rec: _FlowRecord | None = flow.extras.get(self.name)
+        if rec is not None and rec.upgraded is not None:
+            await self._stop_flusher(rec)
+            rec.upgraded.finish()
+            await self._flush_stream(flow, rec, final=True)
+        return []
+
+    async def _flush_every_second(self, flow: Flow, rec: _FlowRecord) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            await self._flush_stream(flow, rec, force=True)
+
+    @staticmethod
+    async def _stop_flusher(rec: _FlowRecord) -> None:
+        if rec.flusher is not None:
+            rec.flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await rec.flusher
+            rec.flusher = None
+
+    async def _flush_stream(self, flow: Flow, rec: _FlowRecord, final: bool = False, force: bool = False) -> None:
+        """Hand batched asciicast events and finished port-forward connections to the recorder."""
+        stream = rec.upgraded
+        assert stream is not None
+        cast = stream.cast
+        events = cast.take(final=final) if cast is not None and (final or force or cast.ready()) else []
+        forwarded, stream.forwarded = stream.forwarded, []
+        if events:
+            await self._record(rec.session_id, "cast", {"flow": flow.id, "events": events})
+        for conn in forwarded:
+            await self._record(rec.session_id, "forward", {"flow": flow.id, **conn})
+
     async def on_end(self, flow: Flow) -> None:
         for done in self.anonymous.closed(self.recorder.clock()):  # any traffic closes due windows
             await self._record(done.session_id, "refusals", done.summary())
         rec: _FlowRecord | None = flow.extras.get(self.name)
         duration_ms = round((time.monotonic() - flow.started) * 1000, 3)
-        if flow.refusal is not None and "retry_of" in flow.extras:
+        if rec is not None:
+            await self._stop_flusher(rec)
+        if flow.refusal is not None and flow.retry_of:
             await self._record(
                 self.recorder.session_for(flow),
                 "retry",
                 {
                     "flow": flow.id,
-                    "retry_of": flow.extras["retry_of"],
+                    "retry_of": flow.retry_of,
                     "method": flow.method,
                     "upgrade": flow.request.headers.get("Upgrade", ""),
                     "duration_ms": duration_ms,
@@ -128,7 +227,7 @@ class RecorderStage(Stage):
                     "bytes": rec.size,
                     "chunks": rec.chunks,
                     "error": flow.error,
-                    **({"upgrade": flow.extras["upgrade_summary"]} if "upgrade_summary" in flow.extras else {}),
+                    **({"upgrade": _summary(flow, rec.upgraded)} if rec.upgraded is not None else {}),
                 },
                 outcome="error" if flow.error else "ok",
             )
@@ -214,3 +313,9 @@ class RecorderStage(Stage):
         except StoreError as exc:
             self.recorder.lost_events += 1
             log.error("cannot record a %s event of session %s: %s", type, session_id, exc)
+
+
+def _summary(flow: Flow, stream: StreamRecord) -> dict[str, Any]:
+    upgrade = flow.upgrade
+    assert upgrade is not None
+    return {"protocol": upgrade.protocol, "kind": stream.kind, "ended_by": upgrade.ended_by, **stream.summary()}

@@ -10,11 +10,11 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestServer, make_mocked_request
 from multidict import CIMultiDict
 
 from kubegate.config import ConnectionConfig
-from kubegate.flow import Flow, Stage
+from kubegate.flow import Flow, Message, Stage
 from kubegate.identity.model import Identity
 from kubegate.identity.stage import AuthenticationStage
 from kubegate.kube.stage import RequestInfoStage
@@ -254,3 +254,49 @@ async def test_unreachable_upstream_is_a_502_status() -> None:
     assert status == 502 and b"could not reach the API server of connection down" in body
     await gw.close()
     await conn.close()
+
+
+class Relay(Stage):
+    """Tags every message it passes; `holds` keeps the first cluster message back until the stream ends."""
+
+    def __init__(self, name: str, log: list[str], holds: bool = False) -> None:
+        self.name, self.log, self.holds = name, log, holds
+        self.held: list[Message] = []
+
+    async def on_message(self, flow: Flow, message: Message) -> list[Message]:
+        self.log.append(f"{self.name}.{'client' if message.from_client else 'cluster'}")
+        if self.holds and not message.from_client and not self.held:
+            self.held.append(message)
+            return []
+        return [message.replaced(message.data + self.name.encode())]
+
+    async def on_stream_end(self, flow: Flow) -> list[Message]:
+        self.log.append(f"{self.name}.stream_end")
+        held, self.held = self.held, []
+        return held
+
+
+def _flow() -> Flow:
+    return Flow(
+        request=make_mocked_request("GET", "/"),
+        connection=None,  # type: ignore[arg-type]
+        method="GET",
+        raw_path="/",
+        query_string="",
+        headers=CIMultiDict(),
+    )
+
+
+async def test_stream_messages_take_the_request_and_response_ways_and_held_ones_pass_only_later_stages() -> None:
+    log: list[str] = []
+    pipeline = Pipeline([Relay("a", log), Relay("b", log, holds=True), Relay("c", log)])
+    flow = _flow()
+    [up] = await pipeline.message(flow, Message(True, 0, b"in:"))
+    assert up.data == b"in:abc" and up.raw is None and log == ["a.client", "b.client", "c.client"]
+    log.clear()
+    assert await pipeline.message(flow, Message(False, 1, b"out:")) == []
+    assert log == ["c.cluster", "b.cluster"]
+    log.clear()
+    [tail] = await pipeline.stream_end(flow)
+    assert tail.data == b"out:ca", "what b held went on through a only, after c had seen it"
+    assert log == ["c.stream_end", "b.stream_end", "a.cluster", "a.stream_end"]

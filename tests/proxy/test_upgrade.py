@@ -37,9 +37,11 @@ from kubegate.kube.status import Refused
 from kubegate.masking.config import MaskingConfig
 from kubegate.masking.marker import MARKER
 from kubegate.masking.masker import Masker
+from kubegate.masking.stage import MaskingStage
 from kubegate.proxy.headers import upstream_request_headers
 from kubegate.proxy.pipeline import Pipeline
 from kubegate.proxy.upgrade import MAX_REMEMBERED, UpgradeBridge, UpgradeGate
+from kubegate.recording.stage import RecorderStage
 from kubegate.sandbox.envtest import GATEWAY_USER
 from kubegate.upstream.connection import Connection
 from tests.conftest import World
@@ -71,9 +73,13 @@ class Decide(Stage):
 
 @dataclass
 class Recorder:
+    """Collects what RecorderStage records, in memory."""
+
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     healthy: bool = True
     lost_events: int = 0
+    max_body_bytes: int = 64 * 1024
+    clock: Any = time.monotonic
 
     def session_for(self, flow: Flow) -> str:
         return "s1"
@@ -168,8 +174,14 @@ async def fake() -> AsyncIterator[dict[str, Any]]:
     )
     verifier, recorder = Verifier(), Recorder()
     gate = UpgradeGate(StreamsConfig())
-    bridge = UpgradeBridge(recorder, Masker(MaskingConfig()), StreamsConfig())
-    pipeline = Pipeline([AuthenticationStage(verifier), RequestInfoStage(), gate, Decide()], upgrades=bridge)
+    bridge = UpgradeBridge(StreamsConfig())
+    masker = Masker(MaskingConfig())
+    stages = [AuthenticationStage(verifier), RequestInfoStage(), gate, Decide()]
+    pipelines = {
+        "full": Pipeline([*stages, RecorderStage(recorder, masker), MaskingStage(masker)], upgrades=bridge),  # type: ignore[arg-type]
+        "unrecorded": Pipeline([*stages, MaskingStage(masker)], upgrades=bridge),
+    }
+    chosen = {"pipeline": "full"}
 
     async def handle(request: web.Request) -> web.StreamResponse:
         path, _, query = request.raw_path.partition("?")
@@ -183,7 +195,7 @@ async def fake() -> AsyncIterator[dict[str, Any]]:
             headers=upstream_request_headers(request.headers),
             is_upgrade=upgrade,
         )
-        return await pipeline.run(flow)
+        return await pipelines[chosen["pipeline"]].run(flow)
 
     front = web.Application()
     front.router.add_route("*", "/{tail:.*}", handle)
@@ -192,7 +204,15 @@ async def fake() -> AsyncIterator[dict[str, Any]]:
     async with aiohttp.ClientSession(
         headers={"Authorization": "Bearer t"}, connector=aiohttp.TCPConnector(force_close=True)
     ) as client:
-        yield {"up": up, "gw": gw, "client": client, "recorder": recorder, "verifier": verifier, "gate": gate}
+        yield {
+            "up": up,
+            "gw": gw,
+            "client": client,
+            "recorder": recorder,
+            "verifier": verifier,
+            "gate": gate,
+            "chosen": chosen,
+        }
     await gw.close()
     await bridge.close()
     await conn.close()
@@ -321,6 +341,27 @@ async def test_an_expired_token_ends_the_stream_with_a_message(fake: dict[str, A
         frames.append(msg.data)
     error = [f for f in frames if f[:1] == bytes((channels.ERROR,))]
     assert error and b"token expired" in error[0] and b'"Unauthorized"' in error[0]
+
+
+async def test_a_stream_no_recording_holds_is_never_dialed(fake: dict[str, Any]) -> None:
+    fake["chosen"]["pipeline"] = "unrecorded"
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await _exec(fake)
+    assert refused.value.status == 500
+    assert fake["up"].paths == [], "the cluster never saw the exec"
+
+
+async def test_a_recording_that_fails_mid_stream_stops_it_and_says_why(fake: dict[str, Any]) -> None:
+    ws = await _exec(fake)
+    assert (await ws.receive_bytes()) == b"\x01"
+    fake["recorder"].healthy = False
+    await ws.send_bytes(b"\x00hello\n")
+    frames = [msg.data async for msg in ws if msg.type == WSMsgType.BINARY]
+    assert b"\x01hello\n" not in frames, "nothing more crosses once it cannot be recorded"
+    [error] = [f for f in frames if f[:1] == bytes((channels.ERROR,))]
+    assert b"cannot record this session any more" in error
+    [end] = await fake["recorder"].settled("end")
+    assert end["upgrade"]["ended_by"] == "kubegate" and "cannot record" in end["error"]
 
 
 # -- on the real cluster ----------------------------------------------------------------------------
