@@ -56,6 +56,7 @@ async def run(upstream: str, stage: RecorderStage | None, requests: int, concurr
         for _ in remaining:
             flow = make_flow(n)
             if stage is not None:
+                flow.session_id = stage.recorder.session_for(flow)  # the session stage's job
                 started = time.perf_counter()
                 await stage.on_request(flow)
                 waits.append(time.perf_counter() - started)

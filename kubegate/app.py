@@ -37,7 +37,7 @@ from kubegate.proxy.headers import connection_tokens, upstream_request_headers
 from kubegate.proxy.pipeline import Pipeline
 from kubegate.proxy.upgrade import UpgradeBridge, UpgradeGate
 from kubegate.recording.recorder import Recorder
-from kubegate.recording.stage import RecorderStage
+from kubegate.recording.stage import RecorderStage, SessionStage
 from kubegate.store.engine import Store
 from kubegate.tracing import Tracing
 from kubegate.upstream.bindings import TemporaryBindings
@@ -106,6 +106,7 @@ class Gateway:
             *([AccessLogStage(self.config.audit.access_log)] if self.config.audit.access_log.enabled else []),
             MetricsStage(self.metrics),
             AuthenticationStage(self.verifier),
+            SessionStage(self.recorder),
             RequestInfoStage(),
             UpgradeGate(self.config.streams),
             RequestBodyStage(),

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from kubegate.identity.model import Identity
     from kubegate.kube.portforward import Frame as SpdyFrame
     from kubegate.kube.requestinfo import RequestInfo
+    from kubegate.kube.status import Refused
+    from kubegate.policy.decision import Decision
     from kubegate.upstream.connection import Connection
 
 
@@ -68,7 +70,8 @@ class Flow:
 
     `is_stream` marks responses that never end on their own (watch, logs -f): stages must pass
     their chunks on as they come. `sent` is the request body decoded as sent (JSON or YAML); `stored`
-    the object a write would store, when policy asked the cluster (a dry run). `headers` are the
+    the object a write would store, when policy asked the cluster (a dry run). `session_id` is the
+    recorded session, decided once right after authentication (empty for a caller nobody identified). `headers` are the
     headers that will be sent upstream: already stripped of hop-by-hop, Authorization and
     Impersonate-* headers. `decision` is set by the policy stage; `warnings` go to the caller as
     `Warning` headers (set before the first byte); `upgrade` describes an admitted upgraded stream;
@@ -88,8 +91,9 @@ class Flow:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     started: float = field(default_factory=time.monotonic)
     identity: Identity | None = None
+    session_id: str = ""
     info: RequestInfo | None = None
-    decision: Any = None
+    decision: Decision | None = None
     is_upgrade: bool = False
     upgrade: Upgrade | None = None
     retry_of: str = ""
@@ -97,7 +101,7 @@ class Flow:
     rewrites_body: bool = False
     response_status: int = 0
     response_headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
-    refusal: Any = None
+    refusal: Refused | None = None
     error: str = ""
     warnings: list[str] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)

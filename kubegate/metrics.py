@@ -91,7 +91,7 @@ def labels(flow: Flow) -> tuple[str, str, str]:
     if info is not None and info.is_resource_request:
         known = info.resource in RESOURCES and info.subresource in SUBRESOURCES
         resource = info.resource_path if known else OTHER
-    code = flow.response_status or (getattr(flow.refusal, "code", 500) if flow.refusal is not None else 0)
+    code = flow.response_status or (flow.refusal.code if flow.refusal is not None else 0)
     return (verb if verb in VERBS else OTHER), resource, (str(code) if code in range(600) else OTHER)
 
 

@@ -81,14 +81,14 @@ class RequestSpan(Stage):
         if span is None:
             return
         info, decision = flow.info, flow.decision
-        code = flow.response_status or int(getattr(flow.refusal, "code", 0) or 0)
+        code = flow.response_status or (flow.refusal.code if flow.refusal is not None else 0)
         attributes = {
             "http.response.status_code": code,
             "enduser.id": flow.identity.username if flow.identity else "",
             "k8s.verb": info.verb if info else "",
             "k8s.resource": info.resource if info else "",
             "k8s.namespace": info.namespace if info else "",
-            "kubegate.decision": getattr(decision, "action", "") or "",
+            "kubegate.decision": decision.action if decision is not None else "",
         }
         span.set_attributes({k: v for k, v in attributes.items() if v != ""})
         if flow.refusal is not None or flow.error or code >= 500:

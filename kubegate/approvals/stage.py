@@ -74,7 +74,7 @@ class ApprovalStage(Stage):
         fp = fingerprint(
             identity.username, flow.connection.name, info, flow.method, flow.raw_path, flow.query_string, digest
         )
-        session_id = svc.recorder.session_for(flow) if svc.recorder is not None else None
+        session_id = flow.session_id or None
         grant = await svc.use_grant(session_id, fp, identity, flow.connection.name, info, names, flow.id)
         if grant is not None:
             await self._passed(flow, grant)
@@ -160,7 +160,7 @@ class ApprovalStage(Stage):
         if grant is None or grant.kind != "once" or not flow.is_upgrade or flow.response_status == 101:
             return
         svc = self.service
-        session_id = svc.recorder.session_for(flow) if svc.recorder is not None else None
+        session_id = flow.session_id or None
         await svc.release(session_id, grant, flow.id, f"the upgrade was answered {flow.response_status}")
 
     async def close(self) -> None:

@@ -29,7 +29,7 @@ def access_record(flow: Flow, now: float) -> dict[str, Any]:
     refusal = flow.refusal
     recorded = flow.extras.get("recorder")  # RecorderStage's record: session id and response bytes
     grant = flow.extras.get("approval")
-    status = flow.response_status or (int(getattr(refusal, "code", 500)) if refusal is not None else 0)
+    status = flow.response_status or (refusal.code if refusal is not None else 0)
     return {
         "time": datetime.datetime.fromtimestamp(now, datetime.UTC)
         .isoformat(timespec="milliseconds")
@@ -41,8 +41,8 @@ def access_record(flow: Flow, now: float) -> dict[str, Any]:
         "resource": (info.resource + (f"/{info.subresource}" if info.subresource else "")) if info is not None else "",
         "namespace": info.namespace if info is not None else "",
         "name": (info.name if info is not None else "") or _created_name(flow),
-        "decision": getattr(decision, "action", "") or ("refused" if refusal is not None else ""),
-        "rule": ",".join(getattr(decision, "deciding_rules", ())),
+        "decision": decision.action if decision is not None else ("refused" if refusal is not None else ""),
+        "rule": ",".join(decision.deciding_rules) if decision is not None else "",
         "approval": getattr(grant, "request_id", "") or "",
         "status": status,
         "duration_ms": round((time.monotonic() - flow.started) * 1000, 3),

@@ -200,5 +200,5 @@ def _markers(body: bytes | bytearray) -> int:
 
 def _by(flow: Flow, state: MaskState) -> str:
     """Which rule asked for which masks, for the caller's warning."""
-    rules = ", ".join(getattr(flow.decision, "deciding_rules", ()) or ()) or "(none)"
+    rules = ", ".join(flow.decision.deciding_rules if flow.decision is not None else ()) or "(none)"
     return f"(rule {rules}: {', '.join(state.profiles)})"

@@ -154,7 +154,7 @@ class UpgradeGate(Stage):
             return
         fp = self._fingerprint(flow)
         refusal = flow.refusal
-        if fp is None or not isinstance(refusal, Refused):
+        if fp is None or refusal is None:
             return
         now = self.clock()
         self._refused.pop(fp, None)  # re-inserted last, so the dict stays in order of refusal

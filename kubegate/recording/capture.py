@@ -48,20 +48,15 @@ def request_fields(flow: Flow, limit: int, masker: Masker) -> dict[str, Any]:
     """The request as kubegate understood and decided it; enough to replay and to audit. The body is
     masked with Secret values always and with whatever else the decision masks."""
     info = flow.info
-    masks = tuple(getattr(flow.decision, "masks", ()))
+    masks = flow.decision.masks if flow.decision is not None else ()
     kind = kind_for(info.resource, info.subresource) if info is not None else None
-    decision = flow.decision
-    if decision is not None and hasattr(decision, "as_dict"):
-        decision = decision.as_dict()
-    elif not isinstance(decision, dict):
-        decision = None
     fields: dict[str, Any] = {
         "flow": flow.id,
         "method": flow.method,
         "path": flow.raw_path,
         "query": flow.query_string,
         "info": info.as_dict() if info is not None else None,
-        "decision": decision,
+        "decision": flow.decision.as_dict() if flow.decision is not None else None,
         "content_type": flow.headers.get("Content-Type", ""),
     }
     profiles = (*REQUEST_PROFILES, *masks)

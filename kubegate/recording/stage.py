@@ -25,6 +25,19 @@ from kubegate.store.engine import StoreError
 log = logging.getLogger(__name__)
 
 
+class SessionStage(Stage):
+    """Right after authentication: the recorded session this request belongs to (its kubectl invocation,
+    or the identity's idle window), decided once for every later stage."""
+
+    name = "session"
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    async def on_request(self, flow: Flow) -> None:
+        flow.session_id = self.recorder.session_for(flow)
+
+
 @dataclass(slots=True)
 class _FlowRecord:
     session_id: str
@@ -54,8 +67,15 @@ class RecorderStage(Stage):
 
     async def on_request(self, flow: Flow) -> None:
         data = request_fields(flow, self.recorder.max_body_bytes, self.masker)
+        session_id = flow.session_id
+        if not session_id:
+            raise Refused(
+                500,
+                "kubegate has no session to record this request in, so it was not forwarded. This is a "
+                "kubegate bug (the session stage must run after authentication): tell the kubegate operator",
+                reason="InternalError",
+            )
         try:
-            session_id = self.recorder.session_for(flow)
             seq = await self.recorder.record_event(session_id, "request", data, durable=True, counts_request=True)
         except StoreError as exc:
             raise Refused(
@@ -113,7 +133,7 @@ class RecorderStage(Stage):
         """The cluster answered 101: the stream is recorded as open before any message crosses."""
         upgrade, info = flow.upgrade, flow.info
         assert upgrade is not None and info is not None
-        masks = tuple(getattr(flow.decision, "masks", ()) or ())
+        masks = flow.decision.masks if flow.decision is not None else ()
         data: dict[str, Any] = {
             "flow": flow.id,
             "kind": "portforward" if upgrade.subresource == "portforward" else upgrade.subresource,
@@ -202,7 +222,7 @@ class RecorderStage(Stage):
             await self._stop_flusher(rec)
         if flow.refusal is not None and flow.retry_of:
             await self._record(
-                self.recorder.session_for(flow),
+                flow.session_id,
                 "retry",
                 {
                     "flow": flow.id,
@@ -212,7 +232,7 @@ class RecorderStage(Stage):
                     "duration_ms": duration_ms,
                 },
             )
-        elif flow.refusal is not None and flow.identity is None:
+        elif flow.refusal is not None and not flow.session_id:
             await self._record_anonymous(flow, duration_ms)
         elif flow.refusal is not None:
             await self._record_refusal(flow, rec, duration_ms)
@@ -251,30 +271,32 @@ class RecorderStage(Stage):
     async def _record_refusal(self, flow: Flow, rec: _FlowRecord | None, duration_ms: float) -> None:
         """A refusal from any stage; one that came before this stage's on_request carries the request."""
         refusal = flow.refusal
-        code = int(getattr(refusal, "code", 500))
-        status = refusal.status() if isinstance(refusal, Refused) else {"code": code, "message": str(refusal)}
-        denied = code == 403 or getattr(refusal, "kind", "") in ("denied", "deny")
-        data: dict[str, Any] = {"flow": flow.id, "status": status, "duration_ms": duration_ms}
+        assert refusal is not None
+        data: dict[str, Any] = {"flow": flow.id, "status": refusal.status(), "duration_ms": duration_ms}
         if rec is not None:
             data["request_seq"] = rec.request_seq
         else:
             data.update(request_fields(flow, self.recorder.max_body_bytes, self.masker))
-        session_id = rec.session_id if rec is not None else self.recorder.session_for(flow)
+        session_id = rec.session_id if rec is not None else flow.session_id
         await self._record(
-            session_id, "refused", data, outcome="denied" if denied else "refused", counts_request=rec is None
+            session_id,
+            "refused",
+            data,
+            outcome="denied" if refusal.code == 403 else "refused",
+            counts_request=rec is None,
         )
 
     async def _record_anonymous(self, flow: Flow, duration_ms: float) -> None:
         """A caller kubegate could not identify: the first refusal of its window, cut short; then counts."""
         now = self.recorder.clock()
         refusal = flow.refusal
-        message = str(getattr(refusal, "message", refusal))
+        assert refusal is not None
+        message = refusal.message
         what = f"{flow.method} {cut(flow.raw_path)}: {message}"
         window = self.anonymous.add(flow.request.remote or "", what, now)
         if window is None:
             return
         window.session_id = self.recorder.session_for(flow)
-        code = int(getattr(refusal, "code", 500))
         await self._record(
             window.session_id,
             "refused",
@@ -283,7 +305,7 @@ class RecorderStage(Stage):
                 "method": cut(flow.method, 16),
                 "path": cut(flow.raw_path),
                 "query": cut(flow.query_string),
-                "status": {"code": code, "reason": getattr(refusal, "reason", None), "message": cut(message)},
+                "status": {"code": refusal.code, "reason": refusal.reason, "message": cut(message)},
                 "client": window.client,
                 "user_agent": cut(flow.request.headers.get("User-Agent", "")),
                 "duration_ms": duration_ms,

@@ -47,7 +47,7 @@ class RoleGrants:
             ) from exc
         if spec is None:
             return None
-        session = self.recorder.session_for(flow) if self.recorder is not None else (flow.kubectl_session or flow.id)
+        session = flow.session_id or flow.id
         try:
             ensured = await bindings.ensure(spec, identity.username, session)
         except BindingError as exc:

@@ -26,6 +26,7 @@ from kubegate.masking.config import MaskingConfig
 from kubegate.masking.masker import Masker
 from kubegate.policy.engine import PolicyEngine
 from kubegate.policy.model import PolicyRule
+from kubegate.recording.recorder import Recorder
 from kubegate.upstream.client import UpstreamClient
 from kubegate.upstream.credentials import CredentialError
 
@@ -146,8 +147,10 @@ def make_flow(
     session: str = "kubectl-1",
     policy: PolicyEngine | None = None,
     upgrade: bool = False,
+    recorder: Recorder | None = None,
 ) -> Flow:
-    """A flow as it reaches the approval stage: identity, request info and the policy's decision set."""
+    """A flow as it reaches the approval stage: identity, its session (with a recorder), request info and
+    the policy's decision set."""
     headers = {
         "User-Agent": "kubectl/v1.32.4",
         "Kubectl-Session": session,
@@ -173,6 +176,8 @@ def make_flow(
         is_upgrade=upgrade,
     )
     flow.identity = identity
+    if recorder is not None:
+        flow.session_id = recorder.session_for(flow)
     flow.info = parse_request_info(method, path, query)
     if body:  # as the body stage and the policy's dry run would leave it: here the cluster stores what was sent
         flow.sent = parse_body(body, "application/json")
@@ -188,7 +193,7 @@ async def pending_ids(service: ApprovalService) -> list[str]:
 async def held(stage: ApprovalStage, service: ApprovalService, **flow_args: Any) -> tuple[asyncio.Task[None], str]:
     """Start a wait-mode request; return the task holding it and its (new) access request id."""
     before = set(await pending_ids(service))
-    task = asyncio.create_task(stage.on_request(make_flow(**flow_args)))
+    task = asyncio.create_task(stage.on_request(make_flow(recorder=service.recorder, **flow_args)))
     while True:
         new = set(await pending_ids(service)) - before
         if new:

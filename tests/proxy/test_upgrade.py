@@ -38,10 +38,11 @@ from kubegate.masking.config import MaskingConfig
 from kubegate.masking.marker import MARKER
 from kubegate.masking.masker import Masker
 from kubegate.masking.stage import MaskingStage
+from kubegate.policy.decision import Decision
 from kubegate.proxy.headers import upstream_request_headers
 from kubegate.proxy.pipeline import Pipeline
 from kubegate.proxy.upgrade import MAX_REMEMBERED, UpgradeBridge, UpgradeGate
-from kubegate.recording.stage import RecorderStage
+from kubegate.recording.stage import RecorderStage, SessionStage
 from kubegate.sandbox.envtest import GATEWAY_USER
 from kubegate.upstream.connection import Connection
 from tests.conftest import World
@@ -58,17 +59,11 @@ class Verifier:
         return Identity(issuer="https://idp", subject="alice", username="idp:alice", expires_at=self.expires_at)
 
 
-@dataclass
-class Decision:
-    masks: tuple[str, ...] = ("credentials-in-text",)
-    action: str = "allow"
-
-
 class Decide(Stage):
     name = "policy"
 
     async def on_request(self, flow: Flow) -> None:
-        flow.decision = Decision()
+        flow.decision = Decision("allow", (), "allowed", masks=("credentials-in-text",))
 
 
 @dataclass
@@ -178,7 +173,10 @@ async def fake() -> AsyncIterator[dict[str, Any]]:
     masker = Masker(MaskingConfig())
     stages = [AuthenticationStage(verifier), RequestInfoStage(), gate, Decide()]
     pipelines = {
-        "full": Pipeline([*stages, RecorderStage(recorder, masker), MaskingStage(masker)], upgrades=bridge),  # type: ignore[arg-type]
+        "full": Pipeline(
+            [*stages, SessionStage(recorder), RecorderStage(recorder, masker), MaskingStage(masker)],  # type: ignore[arg-type]
+            upgrades=bridge,
+        ),
         "unrecorded": Pipeline([*stages, MaskingStage(masker)], upgrades=bridge),
     }
     chosen = {"pipeline": "full"}

@@ -36,7 +36,9 @@ FlowFactory = Callable[..., Flow]
 
 
 @pytest.fixture
-def make_flow() -> FlowFactory:
+def make_flow(recorder: Recorder) -> FlowFactory:
+    """Flows as they reach the recorder: an identified caller's session decided (the session stage's job)."""
+
     def make(
         method: str = "GET",
         path: str = "/api/v1/namespaces/default/pods",
@@ -66,6 +68,8 @@ def make_flow() -> FlowFactory:
         )
         flow.identity = identity
         flow.info = parse_request_info(method, path, query)
+        if identity is not None:
+            flow.session_id = recorder.session_for(flow)
         return flow
 
     return make

@@ -27,10 +27,11 @@ from kubegate.kube.stage import RequestInfoStage
 from kubegate.masking.config import MaskingConfig
 from kubegate.masking.masker import Masker
 from kubegate.masking.stage import MaskingStage
+from kubegate.policy.decision import Decision
 from kubegate.proxy.headers import upstream_request_headers
 from kubegate.proxy.pipeline import Pipeline
 from kubegate.recording.recorder import Recorder
-from kubegate.recording.stage import RecorderStage
+from kubegate.recording.stage import RecorderStage, SessionStage
 from kubegate.store.engine import Store
 from kubegate.store.tables import events
 from kubegate.upstream.connection import Connection
@@ -50,7 +51,7 @@ class Masks(Stage):
     name = "policy"
 
     async def on_request(self, flow: Flow) -> None:
-        flow.decision = type("D", (), {"masks": PROFILES, "as_dict": lambda self: {"masks": list(PROFILES)}})()
+        flow.decision = Decision("allow", (), "allowed", masks=PROFILES)
 
 
 def documents(values: list[str]) -> tuple[dict[str, Any], str]:
@@ -108,6 +109,7 @@ async def run_once(values: list[str], cut: int, root: Path) -> tuple[bytes, byte
             RequestInfoStage(),
             RequestBodyStage(),
             Masks(),
+            SessionStage(recorder),
             RecorderStage(recorder, masker),
             MaskingStage(masker),
         ]

@@ -16,6 +16,7 @@ from sqlalchemy.engine import make_url
 
 from kubegate.kube.status import Refused
 from kubegate.masking.marker import MARKER, MARKER_B64
+from kubegate.policy.decision import Decision, RuleMatch
 from kubegate.recording.anonymous import AnonymousRefusals
 from kubegate.recording.recorder import Recorder
 from kubegate.recording.stage import RecorderStage
@@ -43,13 +44,13 @@ async def test_request_is_committed_before_on_request_returns(
     recorder: Recorder, store: Store, make_flow: FlowFactory
 ) -> None:
     flow = make_flow("GET", "/api/v1/namespaces/default/pods", "limit=500", token="eyJhbGciOi.secret-token")
-    flow.decision = {"action": "allow", "rules": ["agents"]}
+    flow.decision = Decision("allow", (RuleMatch("agents", "allow", ["group ci-agents"]),), "allowed")
     await RecorderStage(recorder).on_request(flow)
     ((kind, data),) = await _events(store, "request")  # visible at once, from another connection
     assert kind == "request"
     assert (data["method"], data["path"], data["query"]) == ("GET", "/api/v1/namespaces/default/pods", "limit=500")
     assert data["info"]["verb"] == "list" and data["info"]["namespace"] == "default"
-    assert data["decision"] == {"action": "allow", "rules": ["agents"]}
+    assert data["decision"]["action"] == "allow" and [m["rule"] for m in data["decision"]["matches"]] == ["agents"]
     async with store.read() as conn:
         everything = " ".join(r.data for r in (await conn.execute(sa.select(events.c.data))).all())
     assert "secret-token" not in everything and "Authorization" not in everything

@@ -61,6 +61,7 @@ def flow(
     f.identity = ALICE
     f.info = parse_request_info("GET", path, "")
     f.decision = Decision("allow", (), "allowed", role=role, role_scope=scope)  # type: ignore[arg-type]
+    f.session_id = "ks-1"  # as the session stage decided it
     return f
 
 
@@ -129,14 +130,12 @@ async def test_made_and_renewed_bindings_are_recorded_in_the_session(conn: Conne
     recorder = Recorder(store)
     await recorder.start()
     try:
-        f = flow(conn)
+        f, again = flow(conn), flow(conn)
+        session = f.session_id = again.session_id = recorder.session_for(f)
         stage = UpstreamAccessStage(RoleGrants({"dev": FakeBindings()}, recorder))  # type: ignore[dict-item]
         await stage.on_request(f)
-        await UpstreamAccessStage(RoleGrants({"dev": FakeBindings("cached")}, recorder)).on_request(  # type: ignore[dict-item]
-            flow(conn)
-        )
+        await UpstreamAccessStage(RoleGrants({"dev": FakeBindings("cached")}, recorder)).on_request(again)  # type: ignore[dict-item]
         await recorder.flush()
-        session = recorder.session_for(f)
         events, _ = await list_events(store, session, limit=50)
     finally:
         await recorder.close()

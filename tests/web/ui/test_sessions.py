@@ -11,7 +11,7 @@ import pytest
 
 from kubegate.identity.model import Identity
 from kubegate.recording.recorder import Recorder
-from kubegate.recording.stage import RecorderStage
+from kubegate.recording.stage import RecorderStage, SessionStage
 from kubegate.web.ui.sessions import session_filter
 from tests.approvals.builders import AGENT, DAVE, make_flow
 from tests.web.ui.conftest import AUDITOR, UIHarness
@@ -34,6 +34,7 @@ async def record(
 ) -> str:
     stage = RecorderStage(recorder)
     flow = make_flow("GET", path, identity=identity, session=session)
+    await SessionStage(recorder).on_request(flow)
     await stage.on_request(flow)
     flow.response_status = status
     await stage.on_response(flow)
