@@ -18,7 +18,7 @@ from kubegate.approvals.service import ApprovalService
 from kubegate.approvals.stage import ApprovalStage
 from kubegate.audit.accesslog import AccessLogStage
 from kubegate.audit.wiring import AuditServices
-from kubegate.config import Config
+from kubegate.config import Config, policy_engine
 from kubegate.flow import Flow, Stage
 from kubegate.identity.model import Identity
 from kubegate.identity.oidc import Verifier
@@ -81,7 +81,7 @@ class Gateway:
         gateway = cls(
             config=config,
             verifier=Verifier(config.identity),
-            policy=PolicyEngine.from_config(config),
+            policy=policy_engine(config),
             masker=Masker(config.masking),
             base_url=config.listen.base_url(),
         )

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from kubegate.config import ConfigError, IssuerConfig, load_config, parse_duration
+from kubegate.config import load_config, parse_duration
+from kubegate.configbase import ConfigError
+from kubegate.identity.config import IssuerConfig
 
 GOOD = """
 listen: {address: "127.0.0.1:9443"}

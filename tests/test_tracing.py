@@ -14,13 +14,14 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from kubegate.config import ConnectionConfig, TracingConfig
+from kubegate.config import TracingConfig
 from kubegate.flow import Flow, Stage
 from kubegate.identity.stage import AuthenticationStage
 from kubegate.kube.stage import RequestInfoStage
 from kubegate.proxy.headers import upstream_request_headers
 from kubegate.proxy.pipeline import Pipeline
 from kubegate.tracing import Tracing
+from kubegate.upstream.config import ConnectionConfig
 from kubegate.upstream.connection import Connection
 from tests.proxy.test_pipeline import FakeVerifier
 
@@ -134,7 +135,8 @@ async def test_a_refused_request_is_a_failed_span_and_never_reaches_the_cluster(
 
 
 def test_a_bad_endpoint_names_the_field(tmp_path: Any) -> None:
-    from kubegate.config import ConfigError, load_config
+    from kubegate.config import load_config
+    from kubegate.configbase import ConfigError
 
     path = tmp_path / "kubegate.yaml"
     path.write_text("tracing: {otlp_endpoint: 'collector:4318'}\n")

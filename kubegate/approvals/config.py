@@ -6,8 +6,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from kubegate.configbase import Strict
 from kubegate.durations import parse_duration
 
 if TYPE_CHECKING:
@@ -24,11 +25,7 @@ def _positive_duration(value: str | float) -> str | float:
     return value
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class WebhookConfig(_Strict):
+class WebhookConfig(Strict):
     """One notification target. `json` posts kubegate's own event document; `slack` posts a Slack
     incoming-webhook message (text plus blocks), which Mattermost and Teams workflows also accept.
     The URL and headers stay in the config: the outbox stores only the webhook's name."""
@@ -47,14 +44,14 @@ class WebhookConfig(_Strict):
         return value
 
 
-class SlackReviewer(_Strict):
+class SlackReviewer(Strict):
     """The kubegate reviewer a Slack user acts as: policy's reviewers rules judge this username and groups."""
 
     username: str = Field(min_length=1)
     groups: list[str] = []
 
 
-class SlackConfig(_Strict):
+class SlackConfig(Strict):
     """Approve / Deny buttons on Slack messages (webhooks with `format: slack`) and the endpoint,
     `/slack/interactions`, that Slack posts a click to. Only Slack users listed in `users` can decide."""
 
@@ -83,7 +80,7 @@ class SlackConfig(_Strict):
         return value
 
 
-class ApprovalsConfig(_Strict):
+class ApprovalsConfig(Strict):
     """Timeouts are durations (10m, 1h). `default_timeout` applies to review rules that set none."""
 
     default_timeout: str | float = "10m"

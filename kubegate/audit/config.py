@@ -5,15 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from kubegate.configbase import Strict
 from kubegate.durations import parse_duration
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _duration(value: str | float) -> str | float:
@@ -28,7 +25,7 @@ def _http_url(value: str) -> str:
     return value
 
 
-class SigningConfig(_Strict):
+class SigningConfig(Strict):
     """`key_file` signs new checkpoints; `trusted_keys` are the public keys `audit verify` accepts (the
     current key and every retired one whose checkpoints are still kept)."""
 
@@ -36,7 +33,7 @@ class SigningConfig(_Strict):
     trusted_keys: list[Path] = Field(default=[], description="Ed25519 public keys (PEM) that verify checkpoints")
 
 
-class S3AnchorConfig(_Strict):
+class S3AnchorConfig(Strict):
     bucket: str
     prefix: str = "kubegate/checkpoints/"
     region: str | None = None
@@ -50,7 +47,7 @@ class S3AnchorConfig(_Strict):
         return _duration(value)
 
 
-class WebhookAnchorConfig(_Strict):
+class WebhookAnchorConfig(Strict):
     """Each checkpoint is POSTed here (a transparency log, a SIEM, another team's store); `audit verify`
     cannot read it back, so it is the receiver's copy for a human to compare."""
 
@@ -63,12 +60,12 @@ class WebhookAnchorConfig(_Strict):
         return _http_url(value)
 
 
-class AnchorsConfig(_Strict):
+class AnchorsConfig(Strict):
     s3: S3AnchorConfig | None = None
     webhook: WebhookAnchorConfig | None = None
 
 
-class SinkConfig(_Strict):
+class SinkConfig(Strict):
     """One export destination; each keeps its own cursor in the store, so a slow one delays nobody else."""
 
     name: Name
@@ -92,7 +89,7 @@ class SinkConfig(_Strict):
         return self
 
 
-class ExportConfig(_Strict):
+class ExportConfig(Strict):
     sinks: list[SinkConfig] = []
     interval: str | float = "1s"
     retry_max_interval: str | float = "1m"
@@ -117,12 +114,12 @@ class ExportConfig(_Strict):
         return self
 
 
-class AccessLogConfig(_Strict):
+class AccessLogConfig(Strict):
     enabled: bool = True
     format: Literal["json", "text"] = "json"
 
 
-class AuditConfig(_Strict):
+class AuditConfig(Strict):
     signing: SigningConfig = SigningConfig()
     anchors: AnchorsConfig = AnchorsConfig()
     checkpoint_interval: str | float = "5m"

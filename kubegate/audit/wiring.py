@@ -15,7 +15,7 @@ from kubegate.audit.config import AuditConfig
 from kubegate.audit.export import Exporter, ExportMetrics
 from kubegate.audit.signing import FileSigner, SigningError
 from kubegate.audit.sinks import make_sink
-from kubegate.config import ConfigError
+from kubegate.configbase import ConfigError
 from kubegate.durations import parse_duration
 from kubegate.store.engine import Store, describe
 

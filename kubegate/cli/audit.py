@@ -19,7 +19,8 @@ from kubegate.audit.wiring import AuditServices
 from kubegate.cli.context import ContextError, load_context
 from kubegate.cli.db import ConfigOpt, StoreUrlOpt, fail
 from kubegate.cli.groups import command_group
-from kubegate.config import Config, ConfigError, load_config
+from kubegate.config import Config, load_config
+from kubegate.configbase import ConfigError
 from kubegate.recording.chain import ChainReport, verify
 from kubegate.store.engine import Store, StoreError, describe
 

@@ -11,7 +11,8 @@ from rich.console import Console
 
 from kubegate.cli.context import ContextError, load_context
 from kubegate.cli.groups import command_group
-from kubegate.config import Config, ConfigError, load_config
+from kubegate.config import Config, load_config
+from kubegate.configbase import ConfigError
 from kubegate.store.engine import Store, StoreError
 
 db_app = command_group("Manage kubegate's database.")

@@ -13,12 +13,13 @@ from rich.table import Table
 from kubegate.approvals.config import ApprovalsConfig
 from kubegate.cli.client import Format, OutputOpt, print_structured
 from kubegate.cli.groups import command_group
-from kubegate.config import Config, ConfigError, load_config, load_yaml
+from kubegate.config import Config, load_config, policy_sources
+from kubegate.configbase import ConfigError, load_yaml
 from kubegate.identity.model import Identity
 from kubegate.kube.requestinfo import RequestInfo
 from kubegate.masking.config import MaskingConfig
 from kubegate.policy.decision import Decision
-from kubegate.policy.engine import PolicyEngine, user_prefixes
+from kubegate.policy.engine import PolicyEngine
 from kubegate.policy.explain import ExplainError, identity_for, request_from_flags, request_from_kubectl
 
 policy_app = command_group("Check policy files and explain decisions.")
@@ -45,7 +46,7 @@ def _engine(config_path: Path | None, paths: list[Path]) -> tuple[PolicyEngine, 
     files = [p for p in paths if not p.is_dir()]
     rules = config.policies if config else []
     dirs = (list(config.policy_dirs) if config else []) + dirs
-    engine = PolicyEngine(rules, dirs, files, user_prefixes=user_prefixes(config) if config else ())
+    engine = PolicyEngine(rules, dirs, files, user_prefixes=policy_sources(config).user_prefixes if config else ())
     return engine, config
 
 

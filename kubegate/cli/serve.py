@@ -23,7 +23,8 @@ from typing import Annotated
 
 import typer
 
-from kubegate.config import Config, ConfigError, ListenConfig, load_config
+from kubegate.config import Config, ListenConfig, load_config, policy_engine
+from kubegate.configbase import ConfigError
 from kubegate.upstream.credentials import CredentialError
 
 
@@ -179,11 +180,10 @@ def serve(
 ) -> None:
     """Run the gateway."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from kubegate.policy.engine import PolicyEngine
 
     try:
         cfg = load_config(config)
-        PolicyEngine.from_config(cfg, config)  # policies and policy_dirs, checked against the issuers
+        policy_engine(cfg, config)  # policies and policy_dirs, checked against the issuers
     except ConfigError as exc:
         typer.echo(f"kubegate: invalid configuration\n{exc}", err=True)
         raise typer.Exit(2) from exc

@@ -20,7 +20,7 @@ import jwt
 import orjson
 from jwt import exceptions as jwt_errors
 
-from kubegate.config import IdentityConfig, IssuerConfig
+from kubegate.identity.config import IdentityConfig, IssuerConfig
 from kubegate.identity.jwks import ALGORITHMS, IssuerKeys
 from kubegate.identity.model import RESERVED, AuthError, Identity
 from kubegate.identity.urls import is_plain_http

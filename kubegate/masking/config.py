@@ -24,8 +24,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from kubegate.configbase import Strict
 from kubegate.masking.detectors import BUILTIN_PATTERNS, PEM_DETECTOR, compile_detector
 from kubegate.masking.paths import parse_path
 
@@ -86,11 +87,7 @@ Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$", max_le
 Glob = Annotated[str, Field(min_length=1)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DetectorConfig(_Strict):
+class DetectorConfig(Strict):
     """A regex over text; with a group named `secret`, only that group is masked."""
 
     name: Name
@@ -102,7 +99,7 @@ class DetectorConfig(_Strict):
         return self
 
 
-class FieldRuleConfig(_Strict):
+class FieldRuleConfig(Strict):
     """Mask what `path` reaches in objects of `kind` (`*` for every kind)."""
 
     name: Name
@@ -128,7 +125,7 @@ class UnknownProfile(ValueError):
         )
 
 
-class MaskingConfig(_Strict):
+class MaskingConfig(Strict):
     env_name_patterns: list[Glob] = list(DEFAULT_ENV_NAME_PATTERNS)
     configmap_key_patterns: list[Glob] = list(DEFAULT_CONFIGMAP_KEY_PATTERNS)
     detectors: list[DetectorConfig] = []

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -37,8 +37,10 @@ from kubegate.masking.writes import (
     show,
 )
 from kubegate.policy.decision import Decision
-from kubegate.policy.engine import PolicyEngine
-from kubegate.upstream.stage import RoleGrants
+
+if TYPE_CHECKING:
+    from kubegate.policy.engine import PolicyEngine
+    from kubegate.upstream.stage import RoleGrants
 
 HOW = (
     "To keep the stored value, send the marker exactly as kubegate showed it at that field of this object, "

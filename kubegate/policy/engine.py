@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubegate.config import Config, ConfigError, load_config
+from kubegate.configbase import ConfigError
 from kubegate.identity.model import Identity
 from kubegate.kube.requestinfo import RequestInfo
 from kubegate.policy.cel import identifiers
@@ -62,8 +62,15 @@ class RuleSet:
         return [self.rules[p] for p in positions(self.index.candidates(identity, info))]
 
 
-def user_prefixes(config: Config) -> tuple[str, ...]:
-    return tuple(i.user_prefix for i in config.identity.issuers)
+@dataclass(frozen=True, slots=True)
+class PolicySources:
+    """What kubegate.yaml gives a policy: its own rules and policy_dirs, each issuer's username prefix
+    (every policy user must name one) and the masks the masking config defines."""
+
+    rules: tuple[PolicyRule, ...] = ()
+    dirs: tuple[Path, ...] = ()
+    user_prefixes: tuple[str, ...] = ()
+    known_masks: frozenset[str] | None = None
 
 
 def _describe_request(identity: Identity, info: RequestInfo, connection: str, name: str) -> str:
@@ -129,10 +136,15 @@ class PolicyEngine:
         config_path: Path | None = None,
         user_prefixes: Sequence[str] = (),
         known_masks: frozenset[str] | None = None,
+        read_config: Callable[[Path], PolicySources] | None = None,
     ) -> None:
         """`user_prefixes`: each issuer's username_prefix, which every policy and reviewer user must name;
         `known_masks`: the mask names the masking config defines (a rule naming another is a config error,
-        at start-up and on reload, rather than a 500 on every request it matches)."""
+        at start-up and on reload, rather than a 500 on every request it matches); with `config_path`,
+        `read_config` reads those again from kubegate.yaml whenever it changes."""
+        if config_path is not None and read_config is None:
+            raise ValueError("a watched config_path needs read_config")
+        self._read_config = read_config
         self._known_masks = known_masks
         self._config_rules = tuple(config_rules)
         self._dirs = tuple(policy_dirs)
@@ -144,18 +156,6 @@ class PolicyEngine:
         self._ruleset = self._load()
 
     @classmethod
-    def from_config(cls, config: Config, config_path: Path | None = None) -> PolicyEngine:
-        """config.policies plus every policy file in config.policy_dirs. With `config_path`, a change to
-        kubegate.yaml itself also reloads its policies and policy_dirs. Raises ConfigError."""
-        return cls(
-            config.policies,
-            config.policy_dirs,
-            config_path=config_path,
-            user_prefixes=user_prefixes(config),
-            known_masks=config.masking.known(),
-        )
-
-    @classmethod
     def from_rules(cls, rules: Iterable[PolicyRule]) -> PolicyEngine:
         return cls(tuple(rules))
 
@@ -165,11 +165,10 @@ class PolicyEngine:
         return ([self._config_path] if self._config_path else []) + list(self._files) + policy_files(self._dirs)
 
     def _load(self) -> RuleSet:
-        if self._config_path is not None:
-            config = load_config(self._config_path)
-            self._config_rules, self._dirs = tuple(config.policies), tuple(config.policy_dirs)
-            self._prefixes = user_prefixes(config)
-            self._known_masks = config.masking.known()
+        if self._config_path is not None and self._read_config is not None:
+            sources = self._read_config(self._config_path)
+            self._config_rules, self._dirs = sources.rules, sources.dirs
+            self._prefixes, self._known_masks = sources.user_prefixes, sources.known_masks
         self._fingerprint = fingerprint(self._watched_files())
         source = str(self._config_path) if self._config_path else "config"
         files = list(self._files) + policy_files(self._dirs)

@@ -4,13 +4,15 @@ would build and the RequestInfo kube-apiserver would parse, from a few flags or 
 from __future__ import annotations
 
 import shlex
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from kubegate.config import Config
 from kubegate.identity.model import Identity
 from kubegate.kube.requestinfo import BadPath, RequestInfo, parse_request_info
 from kubegate.policy.kubectl import KubectlParseError, ResourceType, api_path, parse_kubectl, resolve_type
+
+if TYPE_CHECKING:
+    from kubegate.config import Config
 
 METHODS = {
     "get": "GET",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from kubegate.config import ConfigError, format_validation_error, load_yaml
+from kubegate.configbase import ConfigError, format_validation_error, load_yaml
 from kubegate.policy.model import PolicyFile, PolicyRule
 from kubegate.policy.subjects import qualify_users
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from kubegate.configbase import Strict
 from kubegate.durations import parse_duration
 from kubegate.policy.cel import CelSyntaxError, parse_condition
 
@@ -37,16 +38,12 @@ _MASK_NAME = r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$"
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 def _as_list(value: object) -> object:
     """Let a single value stand for a one-element list, as people write YAML."""
     return [value] if isinstance(value, str) else value
 
 
-class Subjects(_Strict):
+class Subjects(Strict):
     """Who a rule is about. Fields combine with AND; values inside one field with OR; globs allowed.
 
     `users` matches the identity's Kubernetes user name, the issuer's username_prefix + the token's
@@ -69,7 +66,7 @@ class Subjects(_Strict):
         return value
 
 
-class ExecMatch(_Strict):
+class ExecMatch(Strict):
     """The exec command (argv) a rule applies to: exactly one of `command` or `regex`.
 
     `command` is a list of globs compared element by element with argv, so ["sh", "-c", "*"] is
@@ -108,7 +105,7 @@ class ExecMatch(_Strict):
         return self
 
 
-class Match(_Strict):
+class Match(Strict):
     """What a request must look like. Fields combine with AND; values inside one field with OR.
 
     An omitted field matches anything. Globs (`*`, `?`, `[..]`) never match an empty value: the
@@ -191,7 +188,7 @@ class Match(_Strict):
         return self
 
 
-class Reviewers(_Strict):
+class Reviewers(Strict):
     """Who may approve a request a `review` rule catches, and how kubectl waits for them. `users` are
     Kubernetes user names, issuer-qualified as in Subjects.users."""
 
@@ -221,7 +218,7 @@ class Reviewers(_Strict):
         return parse_duration(self.timeout)
 
 
-class PolicyRule(_Strict):
+class PolicyRule(Strict):
     """One rule: who (`subjects`), where (`connections`), what (`match`, `condition`) and the outcome.
 
     `condition` is a CEL expression over `identity`, `request` and `object` (the parsed body of a
@@ -271,7 +268,7 @@ class PolicyRule(_Strict):
         return self.role_scope or "namespace"
 
 
-class PolicyFile(_Strict):
+class PolicyFile(Strict):
     """A policy file: `{policies: [...]}` (a bare list of rules is read as this too)."""
 
     policies: list[PolicyRule] = []

@@ -20,9 +20,9 @@ import orjson
 from aiohttp import web
 from multidict import CIMultiDict
 
-from kubegate.config import StreamsConfig
 from kubegate.flow import Flow, Message, Stage
 from kubegate.kube.status import Refused, status_object
+from kubegate.proxy.config import StreamsConfig
 from kubegate.proxy.headers import downstream_response_headers, warning_header
 
 if TYPE_CHECKING:

@@ -34,12 +34,12 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 
 from kubegate.approvals.model import fingerprint
-from kubegate.config import StreamsConfig
 from kubegate.flow import Flow, Message, Stage, Upgrade
 from kubegate.kube import channels
 from kubegate.kube import portforward as pf
 from kubegate.kube.status import Refused
 from kubegate.kube.streams import ChannelCodec, LegacyForwardCodec, StreamCodec, TunnelCodec, requested_ports
+from kubegate.proxy.config import StreamsConfig
 from kubegate.upstream.client import unreachable
 
 log = logging.getLogger(__name__)

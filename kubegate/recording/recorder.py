@@ -23,12 +23,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from kubegate.config import StoreConfig
 from kubegate.durations import parse_duration
 from kubegate.masking.config import MaskingConfig
 from kubegate.masking.masker import Masker
 from kubegate.masking.scrub import scrubbed
 from kubegate.recording.chain import NewEvent, append, canonical, lock_head, session_seal
+from kubegate.recording.config import StoreConfig
 from kubegate.store.engine import Store, StoreError, describe
 from kubegate.store.tables import chain_checkpoints, events, session_groups, sessions
 

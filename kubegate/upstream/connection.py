@@ -7,9 +7,9 @@ from dataclasses import replace
 
 import aiohttp
 
-from kubegate.config import ConnectionConfig, InClusterAuth
 from kubegate.identity.model import Identity
 from kubegate.upstream.client import UpstreamClient
+from kubegate.upstream.config import ConnectionConfig, InClusterAuth
 from kubegate.upstream.credentials import (
     ClientCertificate,
     CredentialError,

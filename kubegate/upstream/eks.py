@@ -31,8 +31,8 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from botocore.loaders import create_loader
 from botocore.regions import EndpointResolver
 
-from kubegate.config import EKSAuth
 from kubegate.identity.model import Identity
+from kubegate.upstream.config import EKSAuth
 from kubegate.upstream.credentials import CredentialError, Credentials
 
 TOKEN_PREFIX = "k8s-aws-v1."

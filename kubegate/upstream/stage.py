@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from kubegate.flow import Flow, Stage
 from kubegate.kube.status import Refused
 from kubegate.policy.decision import Decision
-from kubegate.recording.recorder import Recorder
 from kubegate.store.engine import StoreError
 from kubegate.upstream.bindings import BindingError, Ensured, TemporaryBindings, binding_for, rfc3339
 from kubegate.upstream.credentials import CredentialError
+
+if TYPE_CHECKING:
+    from kubegate.recording.recorder import Recorder
 
 SSAR_PATH = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 SETTLE_DELAYS = (0, 0.02, 0.05, 0.1, 0.2, 0.4)

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from kubegate.config import IdentityConfig
+from kubegate.identity.config import IdentityConfig
 from kubegate.identity.model import AuthError, Identity
 from kubegate.identity.stage import TokenVerifier, bearer_token
 from kubegate.kube.status import Refused

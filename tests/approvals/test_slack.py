@@ -18,7 +18,8 @@ from kubegate.approvals.config import SlackConfig
 from kubegate.approvals.notify import slack_message
 from kubegate.approvals.service import ApprovalService
 from kubegate.approvals.slack import setup_routes
-from kubegate.config import ConfigError, load_config
+from kubegate.config import load_config
+from kubegate.configbase import ConfigError
 from kubegate.kube.status import Refused
 from tests.approvals.builders import SLACK_SECRET, approval_stage, cancel, held, slack_click, slack_signed
 

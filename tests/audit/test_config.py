@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kubegate.config import ConfigError, load_config
+from kubegate.config import load_config
+from kubegate.configbase import ConfigError
 
 
 def problems(tmp_path: Path, text: str) -> str:

@@ -14,7 +14,8 @@ from kubegate.app import GATEWAY, build_app
 from kubegate.audit.config import AuditConfig
 from kubegate.audit.signing import generate
 from kubegate.audit.wiring import AuditServices
-from kubegate.config import Config, ConfigError
+from kubegate.config import Config
+from kubegate.configbase import ConfigError
 from kubegate.store.engine import Store
 from tests.audit.builders import receiver, record_requests
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from kubegate.approvals.config import ApprovalsConfig
 from kubegate.approvals.service import ApprovalService
 from kubegate.cli import requests as requests_cli
-from kubegate.config import IdentityConfig
+from kubegate.identity.config import IdentityConfig
 from kubegate.identity.model import Identity
 from kubegate.kube.status import Refused
 from kubegate.store.engine import Store

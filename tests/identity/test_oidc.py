@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from kubegate.config import IdentityConfig, IssuerConfig
+from kubegate.identity.config import IdentityConfig, IssuerConfig
 from kubegate.identity.model import AuthError, Identity
 from kubegate.identity.oidc import Verifier
 from kubegate.sandbox.issuer import DevIssuer

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from kubegate.config import ConfigError, load_config
+from kubegate.config import load_config
+from kubegate.configbase import ConfigError
 from kubegate.masking.config import BUILTIN_PROFILES, MaskingConfig, UnknownProfile
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kubegate.config import ConfigError
+from kubegate.configbase import ConfigError
 from kubegate.policy.loader import load_rules, policy_files, read_policy_file
 from tests.policy.builders import rule
 

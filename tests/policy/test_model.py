@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from kubegate.config import format_validation_error
+from kubegate.configbase import format_validation_error
 from kubegate.policy.model import PolicyFile
 
 

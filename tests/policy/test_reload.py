@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kubegate.config import Config, ConfigError, load_config
+from kubegate.config import Config, load_config, policy_engine
+from kubegate.configbase import ConfigError
 from kubegate.policy.engine import PolicyEngine
 from tests.policy.builders import req, rule, who
 
@@ -24,9 +25,7 @@ def action(engine: PolicyEngine, info) -> str:
 
 def test_from_config_reads_config_rules_and_folders(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text(ALLOW_PODS)
-    engine = PolicyEngine.from_config(
-        Config(policies=[rule("svc", match={"resources": ["services"]})], policy_dirs=[tmp_path])
-    )
+    engine = policy_engine(Config(policies=[rule("svc", match={"resources": ["services"]})], policy_dirs=[tmp_path]))
     assert engine.status() == {"ok": True, "rules": 2, "error": ""}
     assert (action(engine, PODS), action(engine, SERVICES)) == ("allow", "allow")
 
@@ -34,13 +33,13 @@ def test_from_config_reads_config_rules_and_folders(tmp_path: Path) -> None:
 def test_startup_with_an_invalid_file_fails(tmp_path: Path) -> None:
     (tmp_path / "p.yaml").write_text(INVALID)
     with pytest.raises(ConfigError, match=r"p.yaml: policies\[1\].match.verbs"):
-        PolicyEngine.from_config(Config(policy_dirs=[tmp_path]))
+        policy_engine(Config(policy_dirs=[tmp_path]))
 
 
 def test_reload_picks_up_changes_and_keeps_previous_on_error(tmp_path: Path, caplog) -> None:
     policy = tmp_path / "p.yaml"
     policy.write_text(ALLOW_PODS)
-    engine = PolicyEngine.from_config(Config(policy_dirs=[tmp_path]))
+    engine = policy_engine(Config(policy_dirs=[tmp_path]))
     assert engine.reload() is False  # nothing changed
 
     policy.write_text(ALLOW_SVC)
@@ -70,7 +69,7 @@ def test_reload_picks_up_changes_and_keeps_previous_on_error(tmp_path: Path, cap
 def test_config_file_changes_are_watched_too(tmp_path: Path) -> None:
     config = tmp_path / "kubegate.yaml"
     config.write_text(ALLOW_PODS)
-    engine = PolicyEngine.from_config(load_config(config), config_path=config)
+    engine = policy_engine(load_config(config), config_path=config)
     assert action(engine, PODS) == "allow"
     config.write_text(ALLOW_SVC)
     assert engine.reload() and action(engine, SERVICES) == "allow" and action(engine, PODS) == "deny"
@@ -82,7 +81,7 @@ def test_config_file_changes_are_watched_too(tmp_path: Path) -> None:
 async def test_watch_reloads_in_the_background(tmp_path: Path) -> None:
     policy = tmp_path / "p.yaml"
     policy.write_text(ALLOW_PODS)
-    engine = PolicyEngine.from_config(Config(policy_dirs=[tmp_path]))
+    engine = policy_engine(Config(policy_dirs=[tmp_path]))
     loop = asyncio.get_running_loop()
     reloads: asyncio.Queue[dict] = asyncio.Queue()
     reload = engine.reload
@@ -109,7 +108,7 @@ async def test_watch_reloads_in_the_background(tmp_path: Path) -> None:
 def test_a_reload_naming_an_unknown_mask_keeps_the_previous_policy(tmp_path: Path) -> None:
     policy = tmp_path / "p.yaml"
     policy.write_text(ALLOW_PODS)
-    engine = PolicyEngine.from_config(Config(policy_dirs=[tmp_path]))
+    engine = policy_engine(Config(policy_dirs=[tmp_path]))
     policy.write_text("policies:\n  - {name: pods, action: allow, match: {resources: [pods]}, mask: [nope]}\n")
     assert engine.reload() is True
     assert action(engine, PODS) == "allow" and engine.decide(who(), PODS, "c").masks == ()
@@ -117,4 +116,4 @@ def test_a_reload_naming_an_unknown_mask_keeps_the_previous_policy(tmp_path: Pat
     config = Config.model_validate(
         {"masking": {"detectors": [{"name": "nope", "pattern": "x+"}]}, "policy_dirs": [str(tmp_path)]}
     )
-    assert PolicyEngine.from_config(config).decide(who(), PODS, "c").masks == ("nope",), "a detector is a mask"
+    assert policy_engine(config).decide(who(), PODS, "c").masks == ("nope",), "a detector is a mask"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kubegate.config import Config, ConfigError, IdentityConfig, IssuerConfig
-from kubegate.policy.engine import PolicyEngine
+from kubegate.config import Config, load_config, policy_engine
+from kubegate.configbase import ConfigError
+from kubegate.identity.config import IdentityConfig, IssuerConfig
 from kubegate.policy.loader import load_rules
 from kubegate.policy.subjects import qualify_users
 from tests.policy.builders import req, rule, who
@@ -58,7 +59,7 @@ def test_a_subject_from_another_issuer_never_matches() -> None:
             rule("gh-bot-reads", subjects={"users": ["github:repo:acme/*"]}),
         ],
     )
-    engine = PolicyEngine.from_config(config)
+    engine = policy_engine(config)
     info = req("GET", "/api/v1/pods")
     assert engine.decide(who(f"{OKTA}#bob", issuer=OKTA, subject="bob"), info, "dev").action == "allow"
     # GitHub's subject `bob`, and a subject spelled like Okta's user name, are other people.
@@ -82,7 +83,7 @@ def test_a_config_reload_qualifies_with_the_issuers_it_names(tmp_path: Path) -> 
         f"identity: {{issuers: [{{url: '{GITHUB}', audience: k, username_prefix: 'github:'}}]}}\n"
         "policies: [{name: bob-reads, action: allow, subjects: {users: [bob]}}]\n"
     )
-    engine = PolicyEngine(config_path=path)
+    engine = policy_engine(load_config(path), path)
     assert engine.rules[0].subjects.users == ["github:bob"]
     path.write_text(
         f"identity: {{issuers: [{{url: '{GITHUB}', audience: k, username_prefix: 'github:'}}, "

@@ -13,7 +13,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer, make_mocked_request
 from multidict import CIMultiDict
 
-from kubegate.config import ConnectionConfig
 from kubegate.flow import Flow, Message, Stage
 from kubegate.identity.model import Identity
 from kubegate.identity.stage import AuthenticationStage
@@ -21,6 +20,7 @@ from kubegate.kube.stage import RequestInfoStage
 from kubegate.kube.status import Refused
 from kubegate.proxy.headers import upstream_request_headers
 from kubegate.proxy.pipeline import Pipeline
+from kubegate.upstream.config import ConnectionConfig
 from kubegate.upstream.connection import Connection
 
 

@@ -25,7 +25,6 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer, make_mocked_request
 from multidict import CIMultiDict
 
-from kubegate.config import ConnectionConfig, StreamsConfig
 from kubegate.flow import Flow, Stage
 from kubegate.identity.model import Identity
 from kubegate.identity.stage import AuthenticationStage
@@ -39,11 +38,13 @@ from kubegate.masking.marker import MARKER
 from kubegate.masking.masker import Masker
 from kubegate.masking.stage import MaskingStage
 from kubegate.policy.decision import Decision
+from kubegate.proxy.config import StreamsConfig
 from kubegate.proxy.headers import upstream_request_headers
 from kubegate.proxy.pipeline import Pipeline
 from kubegate.proxy.upgrade import MAX_REMEMBERED, UpgradeBridge, UpgradeGate
 from kubegate.recording.stage import RecorderStage, SessionStage
 from kubegate.sandbox.envtest import GATEWAY_USER
+from kubegate.upstream.config import ConnectionConfig
 from kubegate.upstream.connection import Connection
 from tests.conftest import World
 

@@ -18,7 +18,6 @@ from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kubegate.config import ConnectionConfig
 from kubegate.flow import Flow, Stage
 from kubegate.identity.model import Identity
 from kubegate.identity.stage import AuthenticationStage
@@ -34,6 +33,7 @@ from kubegate.recording.recorder import Recorder
 from kubegate.recording.stage import RecorderStage, SessionStage
 from kubegate.store.engine import Store
 from kubegate.store.tables import events
+from kubegate.upstream.config import ConnectionConfig
 from kubegate.upstream.connection import Connection
 
 PROFILES = ("secret-values", "last-applied", "env-credentials", "credentials-in-text")

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from kubegate.config import ConnectionConfig
 from kubegate.sandbox.cluster import SandboxCluster
 from kubegate.upstream.bindings import (
     EXPIRES_AT,
@@ -26,6 +25,7 @@ from kubegate.upstream.bindings import (
     parse_rfc3339,
     rfc3339,
 )
+from kubegate.upstream.config import ConnectionConfig
 from kubegate.upstream.connection import Connection
 
 RBAC = "rbac.authorization.k8s.io"

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from kubegate.config import ConnectionConfig
 from kubegate.identity.model import Identity
 from kubegate.sandbox.envtest import write_service_account_volume
 from kubegate.tls import ensure_serving_cert
+from kubegate.upstream.config import ConnectionConfig
 from kubegate.upstream.connection import Connection
 from kubegate.upstream.credentials import CredentialError, Credentials
 from kubegate.upstream.eks import role_session_name

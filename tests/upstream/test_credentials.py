@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from kubegate.config import ConnectionConfig
 from kubegate.identity.model import Identity
 from kubegate.tls import ensure_serving_cert, server_ssl_context
+from kubegate.upstream.config import ConnectionConfig
 from kubegate.upstream.connection import Connection
 from kubegate.upstream.credentials import (
     ClientCertificate,

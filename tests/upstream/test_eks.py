@@ -20,8 +20,8 @@ from moto.sts.models import AssumedRole, sts_backends
 from yarl import URL
 
 import kubegate.upstream.eks as eks
-from kubegate.config import EKSAuth
 from kubegate.identity.model import Identity
+from kubegate.upstream.config import EKSAuth
 from kubegate.upstream.credentials import CredentialError
 from kubegate.upstream.eks import (
     CREDENTIAL_MARGIN_SECONDS,

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kubegate.config import ConnectionConfig
 from kubegate.sandbox.cluster import SandboxCluster
+from kubegate.upstream.config import ConnectionConfig
 from kubegate.upstream.connection import Connection
 from kubegate.upstream.credentials import ClientCertificate, ExecPlugin, StaticToken, TokenFile
 from kubegate.upstream.kubeconfig import KubeconfigError, load_kubeconfig

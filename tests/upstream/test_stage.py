@@ -9,7 +9,6 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
-from kubegate.config import ConnectionConfig
 from kubegate.flow import Flow
 from kubegate.identity.model import Identity
 from kubegate.kube.requestinfo import parse_request_info
@@ -19,6 +18,7 @@ from kubegate.recording.query import list_events
 from kubegate.recording.recorder import Recorder
 from kubegate.store.engine import Store
 from kubegate.upstream.bindings import BindingError, BindingSpec, Ensured
+from kubegate.upstream.config import ConnectionConfig
 from kubegate.upstream.connection import Connection
 from kubegate.upstream.credentials import CredentialError
 from kubegate.upstream.eks import role_session_name

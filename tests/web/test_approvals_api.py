@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from kubegate.approvals.config import ApprovalsConfig
 from kubegate.approvals.service import ApprovalService
-from kubegate.config import IdentityConfig
+from kubegate.identity.config import IdentityConfig
 from kubegate.identity.model import Identity
 from kubegate.kube.status import Refused
 from kubegate.store.engine import Store

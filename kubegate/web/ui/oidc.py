@@ -17,7 +17,8 @@ from urllib.parse import urlencode
 import aiohttp
 import jwt
 
-from kubegate.config import IssuerConfig, UIConfig
+from kubegate.config import UIConfig
+from kubegate.identity.config import IssuerConfig
 from kubegate.identity.model import AuthError, Identity
 from kubegate.identity.stage import TokenVerifier
 from kubegate.web.ui.pkce import s256

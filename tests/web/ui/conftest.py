@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from kubegate.approvals.config import ApprovalsConfig
 from kubegate.approvals.service import ApprovalService
-from kubegate.config import Config, IdentityConfig, UIConfig
+from kubegate.config import Config, UIConfig
+from kubegate.identity.config import IdentityConfig
 from kubegate.identity.model import Identity
 from kubegate.kube.status import Refused
 from kubegate.policy.engine import PolicyEngine

@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from kubegate.approvals.config import ApprovalsConfig
 from kubegate.approvals.service import ApprovalService
-from kubegate.config import Config, IdentityConfig, IssuerConfig, UIConfig
+from kubegate.config import Config, UIConfig
+from kubegate.identity.config import IdentityConfig, IssuerConfig
 from kubegate.identity.oidc import Verifier
 from kubegate.sandbox.issuer import DevIssuer
 from kubegate.store.engine import Store
