@@ -7,7 +7,8 @@ be recorded is withheld. The Kubernetes requests a call makes come between the t
 with its own request and response events. Arguments go through the widest masking the gateway knows
 (every profile, every detector) before they are stored: an apply manifest is masked as the objects it
 holds, so a Secret's value in it is never stored; every other string goes through credentials-in-text,
-as all recorded strings outside bodies do. The result is what the pipeline already masked.
+as all recorded strings outside bodies do. A result is stored as the client reads it, like a response body:
+it is made of what the pipeline already masked; an error's text goes through credentials-in-text.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def text_of(result: object) -> str:
 
 
 def _cut(text: str, limit: int) -> dict[str, Any]:
-    return {"text": text[:limit], "chars": len(text), "truncated": len(text) > limit}
+    return {"body": text[:limit], "chars": len(text), "truncated": len(text) > limit}
 
 
 class ToolCalls:
@@ -150,7 +151,11 @@ class ToolCalls:
         return Call(session_id, seq, call_id, tool)
 
     async def end(self, call: Call, text: str, error: bool) -> None:
-        """Record what the client is about to receive; ToolError when that cannot be done (it is withheld)."""
+        """Record what the client is about to receive; ToolError when that cannot be done (it is withheld).
+        A result is stored as a body is (what the pipeline masked, as the client reads it); an error's text
+        passes credentials-in-text first, as other messages do: it may quote an argument back."""
+        if error:
+            text = self.masker.scrub(text)
         data = {
             "call": call.id,
             "call_seq": call.seq,

@@ -415,7 +415,7 @@ def build_server(tools: Tools) -> MCPServer:
         try:
             docs = [d for d in yaml.safe_load_all(manifest) if d]
         except yaml.YAMLError as exc:
-            raise ToolError(f"kubegate could not read the manifest as YAML: {exc}") from exc
+            raise ToolError(f"kubegate could not read the manifest as YAML: {_yaml_problem(exc)}") from exc
         out = []
         for doc in docs:
             if not isinstance(doc, dict) or not doc.get("kind") or not doc.get("metadata", {}).get("name"):
@@ -535,6 +535,13 @@ def build_server(tools: Tools) -> MCPServer:
         return fit(text, tools.config.max_result_chars, "print less (| head, | tail)")
 
     return server
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong and where, without PyYAML's quote of the line: the line may hold a Secret's value."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "not valid YAML"
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(problem)
 
 
 def _listing(answer: Answer) -> str:

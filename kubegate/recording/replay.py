@@ -61,7 +61,7 @@ def tool_outcome(data: dict[str, Any]) -> str:
 
 
 def _tool_text(data: dict[str, Any]) -> str:
-    text = str(data.get("text", ""))
+    text = str(data.get("body", ""))
     if data.get("truncated"):
         text += f"\n[the result had {data.get('chars', 0)} characters; the rest was not stored]"
     return text
@@ -98,7 +98,7 @@ def summarize(event: dict[str, Any]) -> str:
     if kind == "tool_result":
         return (
             f"MCP tool {data.get('tool')} answered the client ({tool_outcome(data)}, {data.get('chars', 0)} "
-            f"characters): {_one_line(str(data.get('text', '')))}"
+            f"characters): {_one_line(str(data.get('body', '')))}"
         )
     if kind == "refusals":
         seen = "; ".join(f"{s.get('what')} ({s.get('count')}x)" for s in data.get("samples") or [])

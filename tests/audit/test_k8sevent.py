@@ -149,7 +149,7 @@ def test_an_mcp_tool_call_is_a_request_of_its_own_without_its_arguments_or_resul
         row(
             4,
             "tool_result",
-            {"call": FLOW, "call_seq": 1, "tool": "apply", "error": False, "pending": "ar-9", "text": "held"},
+            {"call": FLOW, "call_seq": 1, "tool": "apply", "error": False, "pending": "ar-9", "body": "held"},
         )
     )
     for event in (called, answered):

@@ -72,7 +72,7 @@ def _body(event: dict[str, Any]) -> str | None:
     if event["type"] == "tool_call":
         return tool_arguments(data)
     if event["type"] == "tool_result":
-        return str(data.get("text", ""))
+        return str(data.get("body", ""))
     return data.get("body") if event["type"] in BODY_TYPES and data.get("encoding") != "base64" else None
 
 
@@ -133,7 +133,7 @@ def tool_calls(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             call = running.pop(data["call_seq"])
             call["outcome"] = tool_outcome(data)
             call["badge"] = "pending" if data.get("pending") else "error" if data.get("error") else "ok"
-            call["result"] = str(data.get("text", ""))
+            call["result"] = str(data.get("body", ""))
             call["chars"] = data.get("chars", 0)
             call["truncated"] = bool(data.get("truncated"))
         elif kind == "request" or (kind == "refused" and "method" in data):
