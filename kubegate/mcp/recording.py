@@ -67,18 +67,33 @@ def masked_objects(text: str, masker: Masker) -> str:
     if not all(isinstance(d, dict) for d in docs):
         return MARKER
     profiles = sorted(masker.config.known())
-    masked = [
-        masker.mask_request_body(d, profiles, d.get("kind") if isinstance(d.get("kind"), str) else None) for d in docs
-    ]
+    try:
+        masked = [
+            masker.mask_request_body(d, profiles, d.get("kind") if isinstance(d.get("kind"), str) else None)
+            for d in docs
+        ]
+    except TypeError:  # a value JSON has no form for (!!binary): the apply cannot send it either
+        return MARKER
     return yaml.safe_dump_all(masked, sort_keys=False)
 
 
-def masked_arguments(tool: str, arguments: dict[str, Any], masker: Masker) -> dict[str, Any]:
+def _capped(value: Any, limit: int) -> Any:
+    if isinstance(value, str) and len(value) > limit:
+        return value[:limit] + f"\n[{len(value)} characters in all; the rest was not stored]"
+    if isinstance(value, list):
+        return [_capped(v, limit) for v in value]
+    if isinstance(value, dict):
+        return {k: _capped(v, limit) for k, v in value.items()}
+    return value
+
+
+def masked_arguments(tool: str, arguments: dict[str, Any], masker: Masker, limit: int) -> dict[str, Any]:
+    """The arguments as they may be stored: objects masked as objects, each string cut at `limit`."""
     out = dict(arguments)
     for name in OBJECT_ARGUMENTS.get(tool, ()):
         if isinstance(out.get(name), str):
             out[name] = masked_objects(out[name], masker)
-    return out
+    return {k: _capped(v, limit) for k, v in out.items()}
 
 
 def text_of(result: object) -> str:
@@ -137,7 +152,7 @@ class ToolCalls:
         data = {
             "call": call_id,
             "tool": tool,
-            "arguments": masked_arguments(tool, arguments, self.masker),
+            "arguments": masked_arguments(tool, arguments, self.masker, self.recorder.max_body_bytes),
             "mcp_session": caller.session_id,
             "client": caller.client,
         }

@@ -1,5 +1,6 @@
-"""An MCP session's recording, end to end: the SDK's own client against the gateway on the real cluster, then
-the recording read back the ways an auditor reads it (CLI, replay, export, UI) and the store searched."""
+"""An MCP session's recording: what of a tool call's arguments may be stored, then end to end, the SDK's own
+client against the gateway on the real cluster and the recording read back the ways an auditor reads it (CLI,
+replay, export, UI, verify), the store searched, and a store that cannot write."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ import pytest
 import yaml
 from aiohttp import web
 
+from kubegate.config import MaskingConfig
 from kubegate.identity.model import Identity
-from kubegate.masking.marker import MARKER
+from kubegate.masking.marker import MARKER, MARKER_B64
+from kubegate.masking.masker import Masker
+from kubegate.mcp.recording import masked_arguments
 from kubegate.web.ui.cookies import SESSION_COOKIE
 from kubegate.web.ui.pages import UI
 from tests.conftest import World
@@ -25,7 +29,40 @@ from tests.e2e.gateways import GatewayProcess
 from tests.e2e.test_no_secret_stored import store_bytes
 from tests.mcp.clients import call, mcp_session, tls
 
-pytestmark = pytest.mark.e2e
+E2E = pytest.mark.e2e
+
+
+MASKER = Masker(MaskingConfig())
+
+
+def test_a_manifest_is_stored_as_its_objects_masked_with_every_profile() -> None:
+    manifest = (
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {k: aHVudGVyMg==}\nstringData: {p: hunter2}\n---\n"
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  template:\n    spec:\n"
+        "      containers: [{name: c, env: [{name: DB_PASSWORD, value: hunter3}, {name: MODE, value: blue}]}]\n"
+    )
+    stored = masked_arguments("apply", {"manifest": manifest, "namespace": "shop"}, MASKER, 10_000)
+    secret, deployment = yaml.safe_load_all(stored["manifest"])
+    assert secret["stringData"] == {"p": MARKER} and secret["data"] == {"k": MARKER_B64}
+    [env] = [c["env"] for c in deployment["spec"]["template"]["spec"]["containers"]]
+    assert env == [{"name": "DB_PASSWORD", "value": MARKER}, {"name": "MODE", "value": "blue"}]
+    assert stored["namespace"] == "shop"
+    for unreadable in (
+        "kind: Secret\nstringData: {p: hunter2: x}",
+        "just hunter2",
+        "- a\n- hunter2",
+        "x: !!binary aGk=",
+    ):
+        assert masked_arguments("apply", {"manifest": unreadable}, MASKER, 10_000)["manifest"] == MARKER
+    assert masked_arguments("get", {"manifest": "hunter2"}, MASKER, 10_000) == {"manifest": "hunter2"}  # not apply's
+
+
+def test_a_long_argument_is_stored_cut() -> None:
+    stored = masked_arguments("exec", {"command": ["sh", "-c", "x" * 50], "pod": "p"}, MASKER, 10)
+    assert stored == {
+        "command": ["sh", "-c", "x" * 10 + "\n[50 characters in all; the rest was not stored]"],
+        "pod": "p",
+    }
 
 
 def events_of(world: World, user: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -72,6 +109,7 @@ def ready(gateway: GatewayProcess) -> int:
         return int(answer.status)
 
 
+@E2E
 async def test_each_tool_call_is_recorded_with_its_arguments_and_the_result_the_client_received(world: World) -> None:
     ns = world.namespace("mcprec")
     world.kubectl("create", "configmap", "cfg", "-n", ns, "--from-literal=mode=blue")
@@ -126,6 +164,7 @@ async def test_each_tool_call_is_recorded_with_its_arguments_and_the_result_the_
     assert verified.returncode == 0 and "audit chain OK" in verified.stdout, verified.stderr
 
 
+@E2E
 async def test_a_secret_in_apply_arguments_or_a_result_is_never_stored(world: World) -> None:
     ns = world.namespace("mcpleak")
     # Random and of no credential shape: only masking the manifest as objects can hide these.
@@ -174,6 +213,7 @@ def own_gateway(world: World, tmp_path: Path) -> Any:
         gw.stop()
 
 
+@E2E
 async def test_a_tool_call_the_recorder_cannot_record_does_not_run(world: World, own_gateway: GatewayProcess) -> None:
     marker = uuid.uuid4().hex[:12]
     token = world.token(f"ro-{marker}")

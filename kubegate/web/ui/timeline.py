@@ -10,6 +10,7 @@ from kubegate.recording.replay import parse_time, summarize, tool_arguments, too
 
 BODY_TYPES = frozenset({"request", "response", "chunk", "refused"})
 TOOL_TYPES = frozenset({"tool_call", "tool_result"})
+BODY_LABELS = {"tool_call": "Arguments", "tool_result": "Result the client received"}
 DECISION_TYPES = frozenset(
     {
         "access_request",
@@ -91,6 +92,7 @@ def entry(event: dict[str, Any], start: float) -> dict[str, Any]:
         "offset": parse_time(event["time"]) - start,
         "text": describe(event),
         "body": body,
+        "label": BODY_LABELS.get(event["type"], "Body"),
         "truncated": bool(data.get("truncated")),
     }
 
