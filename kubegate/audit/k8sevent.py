@@ -5,10 +5,9 @@ One request gives RequestReceived (the request event), then ResponseComplete (it
 or ResponseStarted and ResponseComplete for a stream (its response headers, then its end). An MCP tool call
 is a request of its own (`post /mcp`, the tool named in an annotation): RequestReceived when it was called,
 ResponseComplete when its result went to the client; the Kubernetes requests it made are exported as
-above, in the same session. kubegate's own
-findings ride in annotations: the decision and the rules that made it, the masks, the approval that let
-it through, the session and chain position, and the CI claims of the caller. Level is Metadata: bodies
-never leave the store this way.
+above, in the same session. kubegate's own findings ride in annotations: the decision and the rules that
+made it, the masks, the approval that let it through, the session and chain position, and the CI claims of
+the caller. Level is Metadata: bodies (and a tool call's arguments and result) never leave the store this way.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import yaml
 from mcp.server.mcpserver.exceptions import ToolError
 
 from kubegate.masking.marker import MARKER
+from kubegate.recording.recorder import MCP
 from kubegate.store.engine import StoreError
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from kubegate.recording.recorder import Recorder
 
 T = TypeVar("T")
-VIA = "mcp"
 OBJECT_ARGUMENTS = {"apply": ("manifest",)}
 """Arguments that carry Kubernetes objects as YAML or JSON: recorded masked as those objects."""
 
@@ -146,7 +146,7 @@ class ToolCalls:
             command=caller.command,
             user_agent=caller.user_agent,
             source=source,
-            via=VIA,
+            via=MCP,
         )
         call_id = uuid.uuid4().hex
         data = {

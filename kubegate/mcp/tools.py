@@ -25,6 +25,7 @@ from pydantic import Field
 from kubegate import __version__
 from kubegate.approvals.model import ResourceRef, Scope
 from kubegate.durations import parse_duration
+from kubegate.identity.model import AuthError
 from kubegate.identity.stage import bearer_token
 from kubegate.kube.status import Refused
 from kubegate.mcp import approvals
@@ -194,7 +195,10 @@ class Tools:
         if recorder is None:
             raise ToolError("kubegate's recorder is not running yet, so it runs no tool call; try again in a moment")
         caller = self.caller(ctx)
-        identity = await self.gateway.verifier.verify(caller.token)
+        try:
+            identity = await self.gateway.verifier.verify(caller.token)
+        except AuthError as exc:
+            raise ToolError(f"kubegate refused the token: {exc.reason}; sign in again") from exc
         connection = str(arguments.get("connection") or next(iter(self.gateway.connections), ""))
         client = getattr(ctx.request_context.request, "client", None)
         calls = ToolCalls(recorder, self.gateway.masker)

@@ -42,8 +42,9 @@ OUTCOMES = ("ok", "error", "refused", "denied", "pending")
 """A session's outcome is its last answer's: a `kubectl apply` that GETs (404) and then creates (201) is ok.
 `pending` while one of its requests waits for approval; the eventual answer replaces it."""
 
-VIA = ("mcp",)
-"""What can open a session besides a Kubernetes API request: an MCP session's tool call (`sessions.via`)."""
+MCP = "mcp"
+VIA = (MCP,)
+"""What can open a session besides a Kubernetes API request (`sessions.via`): an MCP session's tool call."""
 
 # Built once: constructing this statement (its CASEs) costs more than running it.
 TOUCH_SESSIONS = (
