@@ -173,7 +173,7 @@ async def test_a_held_call_returns_pending_and_the_identical_retry_runs_after_ap
         ],
     )
     try:
-        async with mcp_session(world, world.token("olga")) as session:
+        async with mcp_session(world, world.token(f"olga-{mode}")) as session:
             error, text = await call(session, "delete", resource="configmap", name="cfg", namespace=ns)
             pending = yaml.safe_load(text)["pending_approval"]
             assert not error and pending["approve_command"].startswith(
@@ -204,6 +204,13 @@ async def test_a_held_call_returns_pending_and_the_identical_retry_runs_after_ap
             error, text = await call(session, "delete", resource="configmap", name="cfg", namespace=ns)
             assert not error and "ConfigMap/cfg deleted" in text and "was approved" in text
             assert not world.control.exists(f"/api/v1/namespaces/{ns}/configmaps/cfg")
+        world.settle()
+        [recorded] = json.loads(world.cli("sessions", "list", "--user", f"sandbox:olga-{mode}", "-o", "json").stdout)[
+            "items"
+        ]
+        shown = json.loads(world.cli("sessions", "show", recorded["id"], "-o", "json").stdout)["events"]
+        deletes = [e["data"] for e in shown if e["type"] == "tool_result" and e["data"]["tool"] == "delete"]
+        assert [(d["pending"], d["error"]) for d in deletes] == [(pending["request_id"], False), ("", False)]
     finally:
         world.clear_policies("mcp-approval")
 
