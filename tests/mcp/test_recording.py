@@ -14,16 +14,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import yaml
 from aiohttp import web
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, TextContent
 
 from kubegate.config import MaskingConfig
 from kubegate.identity.model import Identity
 from kubegate.masking.marker import MARKER, MARKER_B64
 from kubegate.masking.masker import Masker
-from kubegate.mcp.recording import masked_arguments
+from kubegate.mcp.loopback import Caller
+from kubegate.mcp.recording import ToolCalls, masked_arguments
+from kubegate.recording.recorder import Recorder
+from kubegate.store.engine import Store
+from kubegate.store.tables import events
 from kubegate.web.ui.cookies import SESSION_COOKIE
 from kubegate.web.ui.pages import UI
+from tests.approvals.builders import AGENT
 from tests.conftest import World
 from tests.e2e.gateways import GatewayProcess
 from tests.e2e.test_no_secret_stored import store_bytes
@@ -63,6 +71,30 @@ def test_a_long_argument_is_stored_cut() -> None:
         "command": ["sh", "-c", "x" * 10 + "\n[50 characters in all; the rest was not stored]"],
         "pod": "p",
     }
+
+
+async def test_a_result_that_cannot_be_recorded_is_withheld(tmp_path: Path) -> None:
+    store = await Store.open(f"sqlite:///{tmp_path / 'kubegate.db'}")
+    recorder = Recorder(store)
+    caller = Caller(token="t", session_id="s1", client="agent", command="mcp get resource=pods")
+    ran = []
+
+    async def run() -> CallToolResult:
+        ran.append(True)
+        await recorder.close()  # the recorder goes away while the call runs
+        return CallToolResult(content=[TextContent(type="text", text="0 items")])
+
+    try:
+        with pytest.raises(ToolError, match="ran this tool call but cannot record its result, so it withholds"):
+            await ToolCalls(recorder, MASKER).around(AGENT, caller, "dev", "", "get", {"resource": "pods"}, run)
+        with pytest.raises(ToolError, match="cannot record this tool call, so it did not run it"):
+            await ToolCalls(recorder, MASKER).around(AGENT, caller, "dev", "", "get", {"resource": "pods"}, run)
+        assert ran == [True]
+        async with store.read() as conn:
+            recorded = (await conn.execute(sa.select(events.c.type).order_by(events.c.seq))).scalars().all()
+        assert recorded == ["session", "tool_call"]  # the call was recorded before it ran; its result never went out
+    finally:
+        await store.close()
 
 
 def events_of(world: World, user: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
