@@ -30,7 +30,8 @@ from kubegate.store.tables import chain_head, events, export_cursors, sessions
 
 log = logging.getLogger(__name__)
 _SESSION_COLUMNS = ("username", "groups", "claims", "connection", "user_agent", "source")
-_LATER_STAGES = frozenset({"response", "refused", "end"})
+_LATER_STAGES = {"response": "request_seq", "refused": "request_seq", "end": "request_seq", "tool_result": "call_seq"}
+"""Event types whose first stage may have been exported before, and the field naming its seq."""
 
 
 class ExportMetrics:
@@ -188,11 +189,11 @@ class Exporter:
         return len(rows)
 
     async def _recall_requests(self, conn: Any, rows: list[Row]) -> None:
-        """The request events, taken before the cursor, of later stages in this batch (after a restart)."""
+        """The request events (and tool calls), taken before the cursor, of later stages in this batch."""
         seqs = set()
         for row in rows:
             if row.type in _LATER_STAGES:
-                seq = orjson.loads(row.data).get("request_seq")
+                seq = orjson.loads(row.data).get(_LATER_STAGES[row.type])
                 if isinstance(seq, int) and seq < rows[0].seq:
                     seqs.add(seq)
         if seqs:

@@ -2,10 +2,12 @@
 audit log (Falco's k8saudit plugin, Datadog, Splunk) read kubegate's unchanged.
 
 One request gives RequestReceived (the request event), then ResponseComplete (its response, or the refusal),
-or ResponseStarted and ResponseComplete for a stream (its response headers, then its end). kubegate's own
-findings ride in annotations: the decision and the rules that made it, the masks, the approval that let
-it through, the session and chain position, and the CI claims of the caller. Level is Metadata: bodies
-never leave the store this way.
+or ResponseStarted and ResponseComplete for a stream (its response headers, then its end). An MCP tool call
+is a request of its own (`post /mcp`, the tool named in an annotation): RequestReceived when it was called,
+ResponseComplete when its result went to the client; the Kubernetes requests it made are exported as
+above, in the same session. kubegate's own findings ride in annotations: the decision and the rules that
+made it, the masks, the approval that let it through, the session and chain position, and the CI claims of
+the caller. Level is Metadata: bodies (and a tool call's arguments and result) never leave the store this way.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ PREFIX = "kubegate.dev/"
 EXPORTED = frozenset({"request", "response", "refused", "end", "grant_used"})
 """The event types a request's audit events are made from; session seals, stream chunks, retention notes
 and approval bookkeeping stay in kubegate's own record."""
+TOOL_EVENTS = frozenset({"tool_call", "tool_result"})
+MCP_URI = "/mcp"
 _REMEMBER = 10_000  # requests whose later stages may still come
 
 
@@ -59,11 +63,17 @@ class Converter:
         self._approvals: OrderedDict[str, str] = OrderedDict()
 
     def remember(self, row: Row) -> None:
-        """A request event read only to give a later stage its context (it was exported before)."""
-        self._request_context(row, orjson.loads(row.data))
+        """A request event (or tool call) read only to give a later stage its context (it was exported before)."""
+        data = orjson.loads(row.data)
+        if row.type == "tool_call":
+            self._tool_context(row, data)
+        else:
+            self._request_context(row, data)
 
     def convert(self, row: Row) -> dict[str, Any] | None:
         data = orjson.loads(row.data)
+        if row.type in TOOL_EVENTS:
+            return self._tool_event(row, data)
         if row.type == "grant_used":
             self._keep(self._approvals, str(data.get("flow", "")), str(data.get("request", "")))
             return None
@@ -84,6 +94,36 @@ class Converter:
             data.setdefault("status", ctx.get("code"))
         stream_opened = row.type == "response" and data.get("stream")
         return self._event(row, ctx, "ResponseStarted" if stream_opened else "ResponseComplete", data)
+
+    def _tool_context(self, row: Row, data: dict[str, Any]) -> dict[str, Any]:
+        ctx: dict[str, Any] = {
+            "flow": str(data.get("call", "")),
+            "uri": MCP_URI,
+            "verb": "post",
+            "info": {},
+            "received": row.ts,
+            "action": None,
+            "rules": [],
+            "masks": [],
+            "created": "",
+        }
+        self._keep(self._requests, ctx["flow"], ctx)
+        return ctx
+
+    def _tool_event(self, row: Row, data: dict[str, Any]) -> dict[str, Any]:
+        """A tool call as the request it is; its arguments and result stay in the store (level Metadata)."""
+        if row.type == "tool_call":
+            event = self._event(row, self._tool_context(row, data), "RequestReceived", None)
+        else:
+            ctx = self._requests.get(str(data.get("call", ""))) or self._tool_context(row, data)
+            event = self._event(row, ctx, "ResponseComplete", None)
+            event["responseStatus"] = {"metadata": {}, "code": 200}
+            outcome = "pending" if data.get("pending") else "error" if data.get("error") else "ok"
+            event["annotations"][f"{PREFIX}mcp-outcome"] = outcome
+            if data.get("pending"):
+                event["annotations"][f"{PREFIX}mcp-pending-request"] = str(data["pending"])
+        event["annotations"][f"{PREFIX}mcp-tool"] = str(data.get("tool", ""))
+        return event
 
     @staticmethod
     def _keep(store: OrderedDict[str, Any], key: str, value: Any) -> None:

@@ -30,15 +30,17 @@ from kubegate.cli.client import (
 from kubegate.cli.groups import command_group
 from kubegate.recording.asciicast import cast_from_events, play
 from kubegate.recording.query import describe_target
-from kubegate.recording.recorder import OUTCOMES
+from kubegate.recording.recorder import OUTCOMES, VIA
 from kubegate.recording.replay import parse_time, replay_steps, summarize
 
-sessions_app = command_group("Find, show, replay and export recorded kubectl sessions.")
+sessions_app = command_group("Find, show, replay and export recorded kubectl and MCP sessions.")
 
 
 Outcome = enum.StrEnum("Outcome", {name: name for name in OUTCOMES})  # type: ignore[misc]
 ExportFormat = enum.StrEnum("ExportFormat", {"jsonl": "jsonl", "asciicast": "asciicast"})
 OutcomeOpt = Annotated[Outcome | None, typer.Option(case_sensitive=False, help="sessions whose outcome is this")]
+Via = enum.StrEnum("Via", {name: name for name in VIA})  # type: ignore[misc]
+ViaOpt = Annotated[Via | None, typer.Option(case_sensitive=False, help="sessions opened this way (mcp: an MCP client)")]
 
 
 def _session_path(session_id: str, suffix: str = "") -> str:
@@ -63,6 +65,7 @@ def list_command(
     namespace: str | None = None,
     command: Annotated[str | None, typer.Option(help="text in the kubectl command")] = None,
     outcome: OutcomeOpt = None,
+    via: ViaOpt = None,
     since: Annotated[str | None, typer.Option(help="RFC 3339 time or a duration ago (2h)")] = None,
     until: str | None = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
@@ -80,6 +83,7 @@ def list_command(
         namespace=namespace,
         command=command,
         outcome=outcome,
+        via=via,
         since=since,
         until=until,
         limit=limit,
@@ -92,11 +96,12 @@ def list_command(
     more = page["metadata"]["continue"]
     if print_structured(page, output):
         return
-    table = Table("ID", "STARTED", "USER", "CONNECTION", "COMMAND", "TARGET", "REQUESTS", "OUTCOME", box=None)
+    table = Table("ID", "STARTED", "VIA", "USER", "CONNECTION", "COMMAND", "TARGET", "REQUESTS", "OUTCOME", box=None)
     for s in page["items"]:
         table.add_row(
             s["id"],
             s["started_at"][:19],
+            s.get("via") or "-",
             s["username"] or "(no identity)",
             s["connection"],
             s["command"] or "-",
@@ -130,6 +135,7 @@ def show_command(
     claims = ", ".join(f"{k}={v}" for k, v in sorted(session["claims"].items()))
     for label, value in (
         ("Session", session["id"]),
+        ("Via", session.get("via") or "kubernetes API"),
         ("User", session["username"] or "(no identity)"),
         ("Subject", session["subject"]),
         ("Issuer", session["issuer"]),
@@ -150,7 +156,7 @@ def show_command(
     start = parse_time(session["started_at"])
     for event in events:
         offset = parse_time(event["time"]) - start
-        typer.echo(f"{offset:>+10.3f}s  {event['seq']:>8}  {event['type']:<9} {summarize(event)}")
+        typer.echo(f"{offset:>+10.3f}s  {event['seq']:>8}  {event['type']:<11} {summarize(event)}")
 
 
 @sessions_app.command("replay")

@@ -16,6 +16,7 @@ from typing import Any
 from kubegate.approvals.model import AccessRequest
 from kubegate.approvals.service import ApprovalService
 from kubegate.identity.model import Identity
+from kubegate.mcp.recording import note_pending
 
 MAX_POLL_SECONDS = 2.0
 
@@ -31,6 +32,7 @@ SCOPE = (
 
 
 def pending_result(request: AccessRequest, server: str, next_step: str = RETRY) -> dict[str, Any]:
+    note_pending(request.id)  # the tool call's recorded result says it waits for this request
     return {
         "pending_approval": {
             "request_id": request.id,

@@ -38,6 +38,27 @@ class Caller:
     command: str = ""
     """The tool call, sent as Kubectl-Command: the recorded session names what the agent asked."""
 
+    @property
+    def kubectl_session(self) -> str:
+        """Sent as Kubectl-Session, so one MCP session is one recorded session; sessionless revisions send
+        none and get the identity's idle window, like curl."""
+        return f"mcp-{self.session_id}" if self.session_id else ""
+
+    @property
+    def user_agent(self) -> str:
+        return f"kubegate-mcp/{__version__} ({self.client or 'MCP client'})"
+
+    def headers(self) -> dict[str, str]:
+        """What every loopback request carries besides its own headers."""
+        headers = {
+            "Authorization": f"Bearer {self.token}",
+            "Kubectl-Command": self.command,
+            "User-Agent": self.user_agent,
+        }
+        if self.kubectl_session:
+            headers["Kubectl-Session"] = self.kubectl_session
+        return headers
+
 
 @dataclass
 class Answer:
@@ -113,14 +134,7 @@ class Loopback:
         target = f"{self.url}{K8S_PREFIX}{quote(connection, safe='')}{path}"
         if params:
             target += "?" + urlencode(params)
-        headers = {
-            "Authorization": f"Bearer {caller.token}",
-            "Accept": accept,
-            "Kubectl-Command": caller.command,
-            "User-Agent": f"kubegate-mcp/{__version__} ({caller.client or 'MCP client'})",
-        }
-        if caller.session_id:  # sessionless protocol revisions: the identity's idle window, like curl
-            headers["Kubectl-Session"] = f"mcp-{caller.session_id}"
+        headers = {**caller.headers(), "Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type
         async with self._client().request(method, target, data=body, headers=headers) as resp:
@@ -135,13 +149,7 @@ class Loopback:
     ) -> Exec:
         """A non-interactive exec over WebSocket (v5 channels, as kubectl speaks it): output and exit status."""
         target = f"{self.url}{K8S_PREFIX}{quote(connection, safe='')}{path}?{urlencode(query)}"
-        headers = {
-            "Authorization": f"Bearer {caller.token}",
-            "Kubectl-Command": caller.command,
-            "User-Agent": f"kubegate-mcp/{__version__} ({caller.client or 'MCP client'})",
-        }
-        if caller.session_id:
-            headers["Kubectl-Session"] = f"mcp-{caller.session_id}"
+        headers = caller.headers()
         out = Exec()
         try:
             async with (

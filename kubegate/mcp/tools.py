@@ -19,16 +19,19 @@ import orjson
 import yaml
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import CallToolResult, InputRequiredResult
 from pydantic import Field
 
 from kubegate import __version__
 from kubegate.approvals.model import ResourceRef, Scope
 from kubegate.durations import parse_duration
+from kubegate.identity.model import AuthError
 from kubegate.identity.stage import bearer_token
 from kubegate.kube.status import Refused
 from kubegate.mcp import approvals
 from kubegate.mcp.discovery import Discovery, Resource
 from kubegate.mcp.loopback import Answer, Caller, Loopback
+from kubegate.mcp.recording import OBJECT_ARGUMENTS, ToolCalls
 from kubegate.mcp.shaping import diff, dump, fit, items_that_fit, trimmed
 from kubegate.policy.explain import ExplainError, request_from_kubectl
 
@@ -52,13 +55,15 @@ ResourceName = Annotated[
 
 
 def call_line(tool: str, arguments: dict[str, Any]) -> str:
-    """The tool call as its recorded command line (`mcp get resource=pods namespace=shop`); long values by size."""
+    """The tool call as its recorded command line (`mcp get resource=pods namespace=shop`); long values and
+    manifests by size (a manifest's objects may hold secrets: the tool_call event keeps them masked)."""
     parts = [f"mcp {tool}"]
     for key, value in arguments.items():
         if value in ("", None, [], {}):
             continue
         text = value if isinstance(value, str) else orjson.dumps(value).decode()
-        parts.append(f"{key}={text}" if len(text) <= LONG_ARGUMENT else f"{key}=<{len(text)} characters>")
+        by_size = len(text) > LONG_ARGUMENT or key in OBJECT_ARGUMENTS.get(tool, ())
+        parts.append(f"{key}=<{len(text)} characters>" if by_size else f"{key}={text}")
     return "".join(c if " " <= c <= "~" else "?" for c in " ".join(parts))  # a header value: one ASCII line
 
 
@@ -184,10 +189,42 @@ class Tools:
     async def resource(self, ctx: Context, connection: str, name: str, api_version: str = "") -> Resource:
         return await self.discovery.resolve(self.caller(ctx), connection, name, api_version)
 
+    async def recorded(self, ctx: Context, tool: str, arguments: dict[str, Any], run: Callable[[], Awaitable[T]]) -> T:
+        """`run()` (the tool call), recorded in the caller's MCP session before it runs and after."""
+        recorder = self.gateway.recorder
+        if recorder is None:
+            raise ToolError("kubegate's recorder is not running yet, so it runs no tool call; try again in a moment")
+        caller = self.caller(ctx)
+        try:
+            identity = await self.gateway.verifier.verify(caller.token)
+        except AuthError as exc:
+            raise ToolError(f"kubegate refused the token: {exc.reason}; sign in again") from exc
+        connection = str(arguments.get("connection") or next(iter(self.gateway.connections), ""))
+        client = getattr(ctx.request_context.request, "client", None)
+        calls = ToolCalls(recorder, self.gateway.masker)
+        return await calls.around(identity, caller, connection, getattr(client, "host", ""), tool, arguments, run)
+
+
+class RecordedServer(MCPServer):
+    """The SDK's server, with every tool call recorded around the SDK's own handling of it (see recording)."""
+
+    def __init__(self, tools: Tools) -> None:
+        super().__init__(name="kubegate", version=__version__, instructions=INSTRUCTIONS)
+        self.tools = tools
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        if context is None:  # not a client's call (the SDK makes none such): nobody to record it for
+            raise ToolError("kubegate runs tool calls only for an MCP client's request")
+        return await self.tools.recorded(
+            context, name, arguments, lambda: super(RecordedServer, self).call_tool(name, arguments, context)
+        )
+
 
 def build_server(tools: Tools) -> MCPServer:
     """The MCP server with every tool; the write tools only when not read-only."""
-    server = MCPServer(name="kubegate", version=__version__, instructions=INSTRUCTIONS)
+    server = RecordedServer(tools)
 
     @server.tool()
     async def list_api_resources(ctx: Context, connection: Connection = "") -> str:
@@ -382,7 +419,7 @@ def build_server(tools: Tools) -> MCPServer:
         try:
             docs = [d for d in yaml.safe_load_all(manifest) if d]
         except yaml.YAMLError as exc:
-            raise ToolError(f"kubegate could not read the manifest as YAML: {exc}") from exc
+            raise ToolError(f"kubegate could not read the manifest as YAML: {_yaml_problem(exc)}") from exc
         out = []
         for doc in docs:
             if not isinstance(doc, dict) or not doc.get("kind") or not doc.get("metadata", {}).get("name"):
@@ -502,6 +539,13 @@ def build_server(tools: Tools) -> MCPServer:
         return fit(text, tools.config.max_result_chars, "print less (| head, | tail)")
 
     return server
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What is wrong and where, without PyYAML's quote of the line: the line may hold a Secret's value."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "not valid YAML"
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(problem)
 
 
 def _listing(answer: Answer) -> str:

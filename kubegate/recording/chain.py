@@ -36,6 +36,8 @@ SESSION_FIELDS = (
     "started_at",
 )
 """The session columns that never change after creation; a `session` event seals them."""
+SEALED_WHEN_SET = ("via",)
+"""Sealed too, but only when not empty: added later, so the seals of older sessions still verify."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +74,9 @@ def event_hash(ev: NewEvent, prev_hash: str) -> str:
 
 def session_seal(row: dict[str, object]) -> str:
     """The data of the `session` event that seals a session's identity fields into the chain."""
-    return canonical({name: row[name] for name in SESSION_FIELDS})
+    sealed = {name: row[name] for name in SESSION_FIELDS}
+    sealed.update({name: row[name] for name in SEALED_WHEN_SET if row.get(name)})
+    return canonical(sealed)
 
 
 # Built once: building and cache-keying these per commit cost more than running them (the writer's hot path).
@@ -242,7 +246,7 @@ async def _broken_link(conn: AsyncConnection, row: sa.Row[Any], expected_seq: in
 
 
 async def _check_sessions(conn: AsyncConnection, seals: dict[str, str], cutoff: float | None) -> ChainProblem | None:
-    cols = [sessions.c.id, *(sessions.c[name] for name in SESSION_FIELDS)]
+    cols = [sessions.c.id, *(sessions.c[name] for name in (*SESSION_FIELDS, *SEALED_WHEN_SET))]
     result = await conn.stream(sa.select(*cols).order_by(sessions.c.started_at, sessions.c.id))
     async for row in result:
         seal = seals.get(row.id)

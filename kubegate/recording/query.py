@@ -30,6 +30,7 @@ class SessionFilter:
     namespace: str | None = None
     command: str | None = None
     outcome: str | None = None
+    via: str | None = None
     since: float | None = None
     until: float | None = None
 
@@ -74,6 +75,8 @@ def _where(flt: SessionFilter) -> list[sa.ColumnElement[bool]]:
         where.append(sessions.c.command.like(_like(flt.command), escape="\\"))
     if flt.outcome:
         where.append(sessions.c.outcome == flt.outcome)
+    if flt.via:
+        where.append(sessions.c.via == flt.via)
     if flt.since is not None:
         where.append(sessions.c.ended_at >= flt.since)
     if flt.until is not None:
@@ -144,6 +147,7 @@ def session_dict(row: sa.Row[Any], target: dict[str, Any] | None = None) -> dict
         "ended_at": isotime(m["ended_at"]),
         "outcome": m["outcome"],
         "requests": m["requests"],
+        "via": m["via"],
         "target": target,
     }
 

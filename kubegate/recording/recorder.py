@@ -34,12 +34,17 @@ from kubegate.store.tables import chain_checkpoints, events, session_groups, ses
 
 if TYPE_CHECKING:
     from kubegate.flow import Flow
+    from kubegate.identity.model import Identity
 
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("ok", "error", "refused", "denied", "pending")
 """A session's outcome is its last answer's: a `kubectl apply` that GETs (404) and then creates (201) is ok.
 `pending` while one of its requests waits for approval; the eventual answer replaces it."""
+
+MCP = "mcp"
+VIA = (MCP,)
+"""What can open a session besides a Kubernetes API request (`sessions.via`): an MCP session's tool call."""
 
 # Built once: constructing this statement (its CASEs) costs more than running it.
 TOUCH_SESSIONS = (
@@ -162,12 +167,35 @@ class Recorder:
     def session_for(self, flow: Flow) -> str:
         """The session a request belongs to: its kubectl invocation, or for clients that send no
         Kubectl-Session, the identity's recent requests on that connection (an idle window)."""
+        return self.session(
+            flow.identity,
+            str(getattr(flow.connection, "name", "")),
+            flow.kubectl_session,
+            command=flow.kubectl_command,
+            user_agent=flow.request.headers.get("User-Agent", ""),
+            source=flow.request.remote or "",
+        )
+
+    def session(
+        self,
+        identity: Identity | None,
+        connection: str,
+        kubectl_session: str,
+        *,
+        command: str,
+        user_agent: str,
+        source: str,
+        via: str = "",
+    ) -> str:
+        """The session of `kubectl_session` (else of the identity's idle window on `connection`); a new
+        one takes the other fields. `via` names what opened it ("mcp"), for events recorded before any
+        request (an MCP tool call)."""
+        if via and via not in VIA:
+            raise ValueError(f"unknown session origin {via!r}")
         now = self.clock()
-        identity = flow.identity
         username = identity.username if identity else ""
-        connection = str(getattr(flow.connection, "name", ""))
         # A caller nobody identified gets no session of its own choosing: anyone could mint those.
-        kubectl_session = flow.kubectl_session[:_KUBECTL_SESSION_MAX] if identity else ""
+        kubectl_session = kubectl_session[:_KUBECTL_SESSION_MAX] if identity else ""
         key = ("kubectl", kubectl_session, username) if kubectl_session else ("window", username, connection)
         state = self._sessions.pop(key, None)
         if state is not None and (kubectl_session or now - state.last_seen <= self.idle_seconds):
@@ -187,13 +215,14 @@ class Recorder:
             "groups": list(identity.groups) if identity else [],
             "claims": dict(identity.claims) if identity else {},
             "connection": connection,
-            "command": self.scrub(flow.kubectl_command),
-            "user_agent": self.scrub(flow.request.headers.get("User-Agent", "")),
-            "source": flow.request.remote or "",
+            "command": self.scrub(command),
+            "user_agent": self.scrub(user_agent),
+            "source": source,
             "started_at": now,
             "ended_at": now,
             "outcome": "",
             "requests": 0,
+            "via": via,
         }
         self._sessions[key] = _SessionState(session_id, now)
         return session_id

@@ -9,6 +9,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
+SUMMARY_CHARS = 160  # of a tool call's arguments or result in a one-line summary
+
 
 @dataclass(frozen=True, slots=True)
 class Step:
@@ -39,6 +43,30 @@ def _status(status: dict[str, Any]) -> str:
     return f"{status.get('code', '?')} {status.get('reason', '')}: {status.get('message', '')}"
 
 
+def _one_line(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= SUMMARY_CHARS else flat[:SUMMARY_CHARS] + "..."
+
+
+def tool_arguments(data: dict[str, Any]) -> str:
+    """A tool call's arguments as they were recorded (masked), in one JSON line."""
+    return orjson.dumps(data.get("arguments") or {}, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def tool_outcome(data: dict[str, Any]) -> str:
+    """How a tool call ended, for the client: its result, an error, or a wait for an access request."""
+    if data.get("pending"):
+        return f"pending approval of access request {data['pending']}"
+    return "error" if data.get("error") else "result"
+
+
+def _tool_text(data: dict[str, Any]) -> str:
+    text = str(data.get("body", ""))
+    if data.get("truncated"):
+        text += f"\n[the result had {data.get('chars', 0)} characters; the rest was not stored]"
+    return text
+
+
 def summarize(event: dict[str, Any]) -> str:
     """One line for a timeline: what the event says, without bodies."""
     kind, data = event["type"], event.get("data") or {}
@@ -65,6 +93,13 @@ def summarize(event: dict[str, Any]) -> str:
         return prefix + _status(data.get("status") or {})
     if kind == "session":
         return f"{data.get('username') or '(no identity)'} started {data.get('command') or 'a session'}"
+    if kind == "tool_call":
+        return f"MCP tool {data.get('tool')} {_one_line(tool_arguments(data))}"
+    if kind == "tool_result":
+        return (
+            f"MCP tool {data.get('tool')} answered the client ({tool_outcome(data)}, {data.get('chars', 0)} "
+            f"characters): {_one_line(str(data.get('body', '')))}"
+        )
     if kind == "refusals":
         seen = "; ".join(f"{s.get('what')} ({s.get('count')}x)" for s in data.get("samples") or [])
         return f"{data.get('refusals')} more refusals of client {data.get('client')} counted, not recorded: {seen}" + (
@@ -90,6 +125,10 @@ def _render(event: dict[str, Any]) -> str:
     if kind == "refused":
         request = f"> {_request_line(data)}\n" if "method" in data else ""
         return f"{request}< refused {_status(data.get('status') or {})}\n"
+    if kind == "tool_call":
+        return f"mcp> {data.get('tool')} {tool_arguments(data)}\n"
+    if kind == "tool_result":
+        return f"mcp< {data.get('tool')}: {tool_outcome(data)}\n{_tool_text(data)}\n"
     return f"# {kind}: {summarize(event)}\n"
 
 

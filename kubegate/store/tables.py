@@ -30,6 +30,7 @@ sessions = sa.Table(
     sa.Column("ended_at", sa.Double, nullable=False),
     sa.Column("outcome", sa.String(16), nullable=False, server_default=""),
     sa.Column("requests", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("via", sa.String(16), nullable=False, server_default=""),  # "mcp": opened by an MCP session
     sa.Index("ix_sessions_started_at", "started_at", "id"),
     sa.Index("ix_sessions_username", "username"),
     sa.Index(

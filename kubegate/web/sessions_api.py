@@ -14,14 +14,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from kubegate.durations import parse_duration
 from kubegate.kube.status import Refused, status_response
 from kubegate.recording.query import BadQuery, SessionFilter, export_session, get_session, list_events, list_sessions
-from kubegate.recording.recorder import OUTCOMES
+from kubegate.recording.recorder import OUTCOMES, VIA
 from kubegate.store.engine import Store, StoreError, describe
 from kubegate.web.auth import Authorize
 
 StoreGetter = Callable[[], Store]
 READERS = {"auditor", "admin"}
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
-FILTERS = ("user", "group", "connection", "verb", "resource", "namespace", "command", "outcome")
+FILTERS = ("user", "group", "connection", "verb", "resource", "namespace", "command", "outcome", "via")
 
 
 def parse_time(value: str, *, now: float | None = None) -> float:
@@ -57,6 +57,8 @@ def _filter(request: web.Request) -> SessionFilter:
     values: dict[str, Any] = {name: q[name] for name in FILTERS if q.get(name)}
     if values.get("outcome", "ok") not in OUTCOMES:
         raise BadQuery(f"outcome must be one of {', '.join(OUTCOMES)}")
+    if values.get("via", "mcp") not in VIA:
+        raise BadQuery(f"via must be one of {', '.join(VIA)}")
     for name in ("since", "until"):
         if q.get(name):
             values[name] = parse_time(q[name])

@@ -23,7 +23,7 @@ from kubegate.audit.sinks import FileSink, S3Sink, SinkError, WebhookSink
 from kubegate.recording.recorder import Recorder
 from kubegate.store.engine import Store
 from kubegate.store.tables import events
-from tests.audit.builders import receiver, record_requests
+from tests.audit.builders import DEV, receiver, record_requests
 from tests.audit.schema import assert_audit_event
 
 
@@ -65,6 +65,29 @@ async def test_a_file_sink_gets_every_event_once_and_a_restart_resumes_at_the_cu
         assert_audit_event(event)
     assert [e["stage"] for e in lines[:2]] == ["RequestReceived", "ResponseComplete"]
     assert restarted.status() == {"state": "ok", "lag": 0}
+
+
+async def test_an_mcp_tool_call_is_exported_and_its_result_keeps_its_call_across_a_restart(
+    store: Store, tmp_path: Path
+) -> None:
+    config = SinkConfig(name="siem", type="file", path=tmp_path / "audit.jsonl")
+    recorder = Recorder(store)
+    sid = recorder.session(DEV, "dev", "mcp-s1", command="mcp get", user_agent="kubegate-mcp/1", source="", via="mcp")
+    seq = await recorder.record_event(sid, "tool_call", {"call": "c" * 32, "tool": "get"}, durable=True)
+    await drain(first := Exporter(store, FileSink(config)))
+    await first.release()
+    await recorder.record_event(
+        sid, "tool_result", {"call": "c" * 32, "call_seq": seq, "tool": "get", "body": "0 items"}, durable=True
+    )
+    await recorder.close()
+    await drain(Exporter(store, FileSink(config)))  # a new process: the call was exported by the first one
+    called, answered = [orjson.loads(line) for line in (tmp_path / "audit.jsonl").read_bytes().splitlines()]
+    for event in (called, answered):
+        assert_audit_event(event)
+    assert (called["stage"], answered["stage"]) == ("RequestReceived", "ResponseComplete")
+    assert answered["auditID"] == called["auditID"] and answered["requestURI"] == "/mcp"
+    assert answered["requestReceivedTimestamp"] == called["stageTimestamp"]  # its call, recalled from the store
+    assert answered["annotations"]["kubegate.dev/mcp-tool"] == "get" and "0 items" not in str(answered)
 
 
 async def test_a_sink_that_is_down_delays_nobody_shows_lag_then_gets_everything(store: Store) -> None:

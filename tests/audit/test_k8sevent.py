@@ -141,6 +141,32 @@ def test_a_refusal_and_a_stream_are_complete_events() -> None:
         assert_audit_event(event)
 
 
+def test_an_mcp_tool_call_is_a_request_of_its_own_without_its_arguments_or_result() -> None:
+    conv = Converter()
+    call = {"call": FLOW, "tool": "apply", "arguments": {"manifest": "kind: Secret"}, "mcp_session": "m1"}
+    called = conv.convert(row(1, "tool_call", call))
+    answered = conv.convert(
+        row(
+            4,
+            "tool_result",
+            {"call": FLOW, "call_seq": 1, "tool": "apply", "error": False, "pending": "ar-9", "body": "held"},
+        )
+    )
+    for event in (called, answered):
+        assert_audit_event(event)
+    assert called is not None and answered is not None
+    assert (called["stage"], answered["stage"]) == ("RequestReceived", "ResponseComplete")
+    assert called["auditID"] == answered["auditID"] and answered["verb"] == "post" and answered["requestURI"] == "/mcp"
+    assert answered["requestReceivedTimestamp"] == called["stageTimestamp"] != answered["stageTimestamp"]
+    assert answered["responseStatus"] == {"metadata": {}, "code": 200}
+    notes = answered["annotations"]
+    assert notes["kubegate.dev/event"] == "tool_result" and notes["kubegate.dev/mcp-tool"] == "apply"
+    assert notes["kubegate.dev/mcp-outcome"] == "pending" and notes["kubegate.dev/mcp-pending-request"] == "ar-9"
+    assert "Secret" not in orjson.dumps([called, answered]).decode() and "held" not in orjson.dumps(answered).decode()
+    failed = Converter().convert(row(5, "tool_result", {"call": "c2", "call_seq": 2, "tool": "get", "error": True}))
+    assert failed is not None and failed["annotations"]["kubegate.dev/mcp-outcome"] == "error"  # its call unseen
+
+
 def test_kubegate_bookkeeping_is_not_an_audit_event_and_a_session_that_is_gone_still_converts() -> None:
     conv = Converter()
     for type in ("session", "chunk", "retention", "approval", "binding"):

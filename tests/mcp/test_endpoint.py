@@ -4,52 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx2
 import pytest
 import yaml
-from mcp.client import ClientSession
-from mcp.client.streamable_http import streamable_http_client
 
 from kubegate.masking.marker import MARKER, MARKER_B64
 from kubegate.sandbox.envtest import GATEWAY_USER
 from tests.conftest import World
+from tests.mcp.clients import call, mcp_session, tls
 
 pytestmark = pytest.mark.e2e
 EXAMPLES = Path(__file__).parents[2] / "examples/policies"
 DISCOVERY = yaml.safe_load((EXAMPLES / "00-discovery.yaml").read_text())["policies"][0]
-
-
-def _tls(world: World) -> ssl.SSLContext:
-    assert world.env.gateway is not None and world.env.gateway.ca_file is not None
-    return ssl.create_default_context(cafile=str(world.env.gateway.ca_file))
-
-
-@asynccontextmanager
-async def mcp_session(world: World, token: str) -> AsyncIterator[ClientSession]:
-    assert world.env.gateway is not None
-    http = httpx2.AsyncClient(
-        verify=_tls(world), headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30, read=60)
-    )
-    async with (
-        http,
-        streamable_http_client(world.env.gateway.url + "/mcp", http_client=http) as (read, write),
-        ClientSession(read, write) as session,
-    ):
-        await session.initialize()
-        yield session
-
-
-async def call(session: ClientSession, tool: str, **arguments: Any) -> tuple[bool, str]:
-    result = await session.call_tool(tool, arguments)
-    return bool(result.is_error), "".join(getattr(c, "text", "") for c in result.content)
 
 
 def http_get(world: World, path: str, token: str | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -57,7 +27,7 @@ def http_get(world: World, path: str, token: str | None = None) -> tuple[int, di
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     req = urllib.request.Request(world.env.gateway.url + path, headers=headers)
     try:
-        with urllib.request.urlopen(req, context=_tls(world), timeout=30) as resp:
+        with urllib.request.urlopen(req, context=tls(world), timeout=30) as resp:
             return resp.status, dict(resp.headers), resp.read()
     except urllib.error.HTTPError as err:
         return err.code, dict(err.headers), err.read()
@@ -94,7 +64,7 @@ async def test_a_session_belongs_to_the_user_who_opened_it(world: World) -> None
         "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
     }
     listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
-    async with httpx2.AsyncClient(verify=_tls(world), timeout=30) as http:
+    async with httpx2.AsyncClient(verify=tls(world), timeout=30) as http:
         opened = await http.post(url, json=opening, headers={**accept, "Authorization": f"Bearer {world.token('pia')}"})
         assert opened.status_code == 200 and opened.headers["mcp-session-id"]
         assert opened.headers["content-type"].startswith("text/event-stream")  # answers come as SSE
@@ -179,9 +149,9 @@ async def test_a_deny_rule_refuses_the_tool_call_and_the_session_is_recorded(wor
     world.settle()
     listing = json.loads(world.cli("sessions", "list", "--user", "sandbox:noah", "--output", "json").stdout)
     [recorded] = listing["items"]
-    assert recorded["user_agent"].startswith("kubegate-mcp/") and recorded["command"].startswith(
-        "mcp apply manifest=kind: ConfigMap?apiVersion: v1?metadata: {name: x}? namespace=kube-system"
-    )
+    manifest = "kind: ConfigMap\napiVersion: v1\nmetadata: {name: x}\n"
+    assert recorded["user_agent"].startswith("kubegate-mcp/") and recorded["via"] == "mcp"
+    assert recorded["command"] == f"mcp apply manifest=<{len(manifest)} characters> namespace=kube-system"
     assert recorded["claims"]["repository"] == "acme/shop" and recorded["claims"]["run_id"] == "91"
     shown = json.dumps(json.loads(world.cli("sessions", "show", recorded["id"], "--output", "json").stdout))
     assert "kube-system-is-read-only" in shown and "/api/v1/namespaces/default/configmaps" in shown
@@ -203,7 +173,7 @@ async def test_a_held_call_returns_pending_and_the_identical_retry_runs_after_ap
         ],
     )
     try:
-        async with mcp_session(world, world.token("olga")) as session:
+        async with mcp_session(world, world.token(f"olga-{mode}")) as session:
             error, text = await call(session, "delete", resource="configmap", name="cfg", namespace=ns)
             pending = yaml.safe_load(text)["pending_approval"]
             assert not error and pending["approve_command"].startswith(
@@ -234,6 +204,13 @@ async def test_a_held_call_returns_pending_and_the_identical_retry_runs_after_ap
             error, text = await call(session, "delete", resource="configmap", name="cfg", namespace=ns)
             assert not error and "ConfigMap/cfg deleted" in text and "was approved" in text
             assert not world.control.exists(f"/api/v1/namespaces/{ns}/configmaps/cfg")
+        world.settle()
+        [recorded] = json.loads(world.cli("sessions", "list", "--user", f"sandbox:olga-{mode}", "-o", "json").stdout)[
+            "items"
+        ]
+        shown = json.loads(world.cli("sessions", "show", recorded["id"], "-o", "json").stdout)["events"]
+        deletes = [e["data"] for e in shown if e["type"] == "tool_result" and e["data"]["tool"] == "delete"]
+        assert [(d["pending"], d["error"]) for d in deletes] == [(pending["request_id"], False), ("", False)]
     finally:
         world.clear_policies("mcp-approval")
 

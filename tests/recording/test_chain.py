@@ -124,6 +124,29 @@ class TestTamperingInTheSqliteFile:
         assert report.problem is not None
         assert (report.problem.kind, report.problem.session_id) == ("session", sid)
 
+    @pytest.mark.parametrize("via", ["", "mcp"])
+    async def test_a_session_marked_or_unmarked_behind_kubegates_back_is_named(
+        self, recorder: Recorder, store: Store, make_flow: FlowFactory, via: str
+    ) -> None:
+        """`via` is sealed once set: an MCP session passed off as kubectl's, or the other way, shows."""
+        flow = make_flow(session="m")
+        sid = recorder.session(
+            flow.identity, "dev", "m", command="mcp get", user_agent="kubegate-mcp/1", source="10.0.0.9", via=via
+        )
+        await recorder.record_event(sid, "tool_call", {"tool": "get"}, durable=True)
+        assert (await _verify(store)).ok
+        with _sqlite(store) as db:
+            db.execute("UPDATE sessions SET via = ? WHERE id = ?", ("" if via else "mcp", sid))
+        report = await _verify(store)
+        assert report.problem is not None
+        assert (report.problem.kind, report.problem.session_id) == ("session", sid)
+
+
+def test_a_session_without_via_keeps_the_seal_it_had_before_via_existed() -> None:
+    row = {name: "x" for name in chain.SESSION_FIELDS}
+    assert chain.session_seal({**row, "via": ""}) == chain.canonical(row)
+    assert chain.session_seal({**row, "via": "mcp"}) == chain.canonical({**row, "via": "mcp"})
+
 
 async def test_edit_is_detected_on_every_backend(recorder: Recorder, store: Store, make_flow: FlowFactory) -> None:
     await _populate(recorder, make_flow)

@@ -111,6 +111,7 @@ async def test_list_filters(api: tuple[TestClient, dict]) -> None:
     assert await found(outcome="denied") == [ids["delete"]]
     assert await found(since="1h") == [ids["watch"], ids["delete"], ids["get"]]
     assert await found(until="2000-01-01T00:00:00Z") == []
+    assert await found(via="mcp") == []  # none of these came through MCP (tests/mcp has those that did)
 
 
 async def test_list_pages_with_continue_tokens(api: tuple[TestClient, dict]) -> None:
@@ -129,6 +130,7 @@ async def test_list_pages_with_continue_tokens(api: tuple[TestClient, dict]) -> 
         {"colour": "red"},
         {"since": "soon"},
         {"outcome": "bogus"},
+        {"via": "kubectl"},
     ):
         status, body = await _get(client, "/api/v1/sessions", **bad)
         assert status == 400 and body["reason"] == "BadRequest", bad

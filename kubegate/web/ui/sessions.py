@@ -12,13 +12,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from kubegate.recording.asciicast import CAST_KINDS, cast_from_events
 from kubegate.recording.query import BadQuery, SessionFilter, export_session, get_session, list_events, list_sessions
-from kubegate.recording.recorder import OUTCOMES
+from kubegate.recording.recorder import OUTCOMES, VIA
 from kubegate.recording.replay import parse_time
 from kubegate.store.engine import Store, StoreError, describe
 from kubegate.web.sessions_api import FILTERS, stream_jsonl
 from kubegate.web.sessions_api import parse_time as parse_when
 from kubegate.web.ui.pages import READERS, UI, Viewer, error_page, page, render
-from kubegate.web.ui.timeline import entry
+from kubegate.web.ui.timeline import entry, tool_calls
 
 PAGE_SIZES = (25, 50, 100, 200)
 EVENTS_PER_PAGE = 500
@@ -83,6 +83,7 @@ async def list_page(request: web.Request, viewer: Viewer) -> web.StreamResponse:
         limit=limit,
         page_sizes=PAGE_SIZES,
         outcomes=OUTCOMES,
+        vias=VIA,
     )
 
 
@@ -133,6 +134,7 @@ async def session_page(request: web.Request, viewer: Viewer) -> web.StreamRespon
         timeline=timeline,
         more_url=more_url,
         has_cast=has_cast,
+        tool_calls=tool_calls(events),
         claims=sorted(session["claims"].items()),
     )
 

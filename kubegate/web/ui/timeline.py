@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubegate.recording.replay import parse_time, summarize
+from kubegate.recording.replay import parse_time, summarize, tool_arguments, tool_outcome
 
 BODY_TYPES = frozenset({"request", "response", "chunk", "refused"})
+TOOL_TYPES = frozenset({"tool_call", "tool_result"})
+BODY_LABELS = {"tool_call": "Arguments", "tool_result": "Result the client received"}
 DECISION_TYPES = frozenset(
     {
         "access_request",
@@ -66,16 +68,81 @@ def describe(event: dict[str, Any]) -> str:
     return summarize(event)
 
 
+def _body(event: dict[str, Any]) -> str | None:
+    data = event.get("data") or {}
+    if event["type"] == "tool_call":
+        return tool_arguments(data)
+    if event["type"] == "tool_result":
+        return str(data.get("body", ""))
+    return data.get("body") if event["type"] in BODY_TYPES and data.get("encoding") != "base64" else None
+
+
+def _kind(kind: str) -> str:
+    return "decision" if kind in DECISION_TYPES else "tool" if kind in TOOL_TYPES else kind
+
+
 def entry(event: dict[str, Any], start: float) -> dict[str, Any]:
     data = event.get("data") or {}
-    body = data.get("body") if event["type"] in BODY_TYPES and data.get("encoding") != "base64" else None
+    body = _body(event)
     return {
         "seq": event["seq"],
         "type": event["type"],
-        "kind": "decision" if event["type"] in DECISION_TYPES else event["type"],
+        "kind": _kind(event["type"]),
         "time": event["time"],
         "offset": parse_time(event["time"]) - start,
         "text": describe(event),
         "body": body,
+        "label": BODY_LABELS.get(event["type"], "Body"),
         "truncated": bool(data.get("truncated")),
     }
+
+
+def _answer(event: dict[str, Any]) -> str:
+    data = event.get("data") or {}
+    if event["type"] == "refused":
+        status = data.get("status") or {}
+        return f"refused {status.get('code', '?')}: {status.get('message', '')}"
+    return str(data.get("status", "?"))
+
+
+def tool_calls(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each MCP tool call among `events` (chain order): its arguments, its result, and the Kubernetes
+    requests recorded while it ran (calls that overlap in time share those made meanwhile)."""
+    calls: list[dict[str, Any]] = []
+    running: dict[int, dict[str, Any]] = {}
+    requests: dict[int, dict[str, Any]] = {}
+    for event in events:
+        kind, data = event["type"], event.get("data") or {}
+        if kind == "tool_call":
+            call = {
+                "seq": event["seq"],
+                "time": event["time"],
+                "tool": data.get("tool", ""),
+                "arguments": [
+                    (k, v if isinstance(v, str) else tool_arguments({"arguments": v}))
+                    for k, v in sorted((data.get("arguments") or {}).items())
+                ],
+                "requests": [],
+                "outcome": "no result recorded",
+                "badge": "",
+                "result": None,
+                "chars": 0,
+                "truncated": False,
+            }
+            calls.append(call)
+            running[event["seq"]] = call
+        elif kind == "tool_result" and data.get("call_seq") in running:
+            call = running.pop(data["call_seq"])
+            call["outcome"] = tool_outcome(data)
+            call["badge"] = "pending" if data.get("pending") else "error" if data.get("error") else "ok"
+            call["result"] = str(data.get("body", ""))
+            call["chars"] = data.get("chars", 0)
+            call["truncated"] = bool(data.get("truncated"))
+        elif kind == "request" or (kind == "refused" and "method" in data):
+            made = {"line": summarize(event), "answer": _answer(event) if kind == "refused" else ""}
+            requests[event["seq"]] = made
+            for call in running.values():
+                call["requests"].append(made)
+        elif kind in ("response", "refused") and data.get("request_seq") in requests:
+            requests[data["request_seq"]]["answer"] = _answer(event)
+    return calls

@@ -8,8 +8,13 @@ import re
 from collections.abc import AsyncIterator
 
 import pytest
+from mcp_types import CallToolResult, TextContent
 
+from kubegate.config import MaskingConfig
 from kubegate.identity.model import Identity
+from kubegate.masking.masker import Masker
+from kubegate.mcp.loopback import Caller
+from kubegate.mcp.recording import ToolCalls
 from kubegate.recording.recorder import Recorder
 from kubegate.recording.stage import RecorderStage, SessionStage
 from kubegate.web.ui.sessions import session_filter
@@ -115,3 +120,38 @@ async def test_an_exec_session_has_a_player_and_an_asciicast(ui: UIHarness, reco
     assert cast.headers["Content-Disposition"] == f'attachment; filename="kubegate-session-{sid}.cast"'
     header, *events = (await cast.text()).splitlines()
     assert json.loads(header)["width"] == 100 and json.loads(events[-1])[1:] == ["o", "hi\r\n"]
+
+
+async def test_an_mcp_session_is_marked_and_its_page_shows_each_tool_call_with_its_requests(
+    ui: UIHarness, recorder: Recorder
+) -> None:
+    calls = ToolCalls(recorder, Masker(MaskingConfig()))
+    caller = Caller(token="t", session_id="s1", client="claude-code", command="mcp get resource=pods")
+    kubectl_id = await record(recorder, "k-plain")
+
+    async def one_call(tool: str, arguments: dict[str, object], path: str, answer: str) -> None:
+        async def run() -> CallToolResult:
+            await record(recorder, caller.kubectl_session, path=path)  # the loopback request, as the pipeline has it
+            return CallToolResult(content=[TextContent(type="text", text=answer)])
+
+        await calls.around(AGENT, caller, "dev", "10.0.0.9", tool, arguments, run)
+
+    await one_call("get", {"resource": "pods", "namespace": "a"}, "/api/v1/namespaces/a/pods", "0 items")
+    await one_call("get", {"resource": "configmaps", "namespace": "b"}, "/api/v1/namespaces/b/configmaps", "1 item")
+    await recorder.flush()
+    headers = ui.sign_in(AUDITOR)
+    _, listing = await ui.page("/ui/sessions", headers)
+    rows = {sid: row for sid, row in re.findall(r'<a href="/ui/sessions/([^"?/]+)">(.*?)</tr>', listing, re.S)}
+    [mcp_id] = [sid for sid in rows if sid != kubectl_id]
+    assert '<span class="badge via">mcp</span>' in rows[mcp_id] and "badge via" not in rows[kubectl_id]
+    _, only = await ui.page("/ui/sessions", headers, params={"via": "mcp"})
+    assert _session_links(only) == [mcp_id]
+    _, page = await ui.page(f"/ui/sessions/{mcp_id}", headers)
+    section = page.split('id="tools-heading"', 1)[1].split('id="timeline-heading"', 1)[0]
+    first, second = section.split('class="tool-call"')[1:]
+    assert "<dt>resource</dt><dd><code>pods</code></dd>" in first and "0 items</pre>" in first
+    assert "GET /api/v1/namespaces/a/pods" in first and "configmaps" not in first  # only the requests it made
+    assert "GET /api/v1/namespaces/b/configmaps" in second and "&rarr; <code>200</code>" in second
+    assert '<span class="badge ok">result</span>' in second
+    _, plain = await ui.page(f"/ui/sessions/{kubectl_id}", headers)
+    assert "Tool calls" not in plain and "the Kubernetes API" in plain
