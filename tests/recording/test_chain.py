@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from kubegate.recording import chain
 from kubegate.recording.recorder import Recorder
 from kubegate.store.engine import Store
-from tests.recording.conftest import FlowFactory
+from tests.recording.conftest import ALICE, FlowFactory
 
 
 async def _populate(recorder: Recorder, make_flow: FlowFactory, requests: int = 4) -> None:
@@ -129,9 +129,8 @@ class TestTamperingInTheSqliteFile:
         self, recorder: Recorder, store: Store, make_flow: FlowFactory, via: str
     ) -> None:
         """`via` is sealed once set: an MCP session passed off as kubectl's, or the other way, shows."""
-        flow = make_flow(session="m")
         sid = recorder.session(
-            flow.identity, "dev", "m", command="mcp get", user_agent="kubegate-mcp/1", source="10.0.0.9", via=via
+            ALICE, "dev", "m", command="mcp get", user_agent="kubegate-mcp/1", source="10.0.0.9", via=via
         )
         await recorder.record_event(sid, "tool_call", {"tool": "get"}, durable=True)
         assert (await _verify(store)).ok
