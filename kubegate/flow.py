@@ -13,19 +13,36 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from multidict import CIMultiDict
 
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from kubegate.approvals.model import Grant
     from kubegate.identity.model import Identity
     from kubegate.kube.portforward import Frame as SpdyFrame
     from kubegate.kube.requestinfo import RequestInfo
     from kubegate.kube.status import Refused
     from kubegate.policy.decision import Decision
     from kubegate.upstream.connection import Connection
+
+
+T = TypeVar("T")
+
+
+class FlowKey(Generic[T]):
+    """A typed place on a Flow for what one stage keeps between its own hooks (as aiohttp's AppKey types an
+    application's state). What other stages need to know is a typed Flow field instead."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"FlowKey({self.name!r})"
 
 
 @dataclass(slots=True)
@@ -75,8 +92,8 @@ class Flow:
     headers that will be sent upstream: already stripped of hop-by-hop, Authorization and
     Impersonate-* headers. `decision` is set by the policy stage; `warnings` go to the caller as
     `Warning` headers (set before the first byte); `upgrade` describes an admitted upgraded stream;
-    `retry_of` names the refused attempt this one repeats (kubectl's SPDY retry); `extras` is where a
-    stage keeps what only it and later stages need.
+    `retry_of` names the refused attempt this one repeats (kubectl's SPDY retry); `grant` is the
+    approval that let it through; `bytes_sent` counts the response body the caller got.
     """
 
     request: web.Request
@@ -104,7 +121,19 @@ class Flow:
     refusal: Refused | None = None
     error: str = ""
     warnings: list[str] = field(default_factory=list)
+    grant: Grant | None = None
+    bytes_sent: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
+    _kept: dict[FlowKey[Any], Any] = field(default_factory=dict, repr=False)
+
+    def keep(self, key: FlowKey[T], value: T) -> None:
+        self._kept[key] = value
+
+    def kept(self, key: FlowKey[T]) -> T | None:
+        return cast("T | None", self._kept.get(key))
+
+    def drop(self, key: FlowKey[T]) -> T | None:
+        return cast("T | None", self._kept.pop(key, None))
 
     @property
     def object(self) -> Any:

@@ -142,7 +142,7 @@ class ApprovalStage(Stage):
 
     async def _passed(self, flow: Flow, grant: Grant) -> None:
         """Let it through, telling the caller (a Warning kubectl prints) whose approval let it."""
-        flow.extras[self.name] = grant
+        flow.grant = grant
         request = await self.service.get(grant.request_id)
         by = (
             ", ".join(v.reviewer for v in request.votes)
@@ -156,7 +156,7 @@ class ApprovalStage(Stage):
 
     async def on_end(self, flow: Flow) -> None:
         """An upgrade that never opened (kubectl then retries exec over SPDY) did not use its approval."""
-        grant: Grant | None = flow.extras.get(self.name)
+        grant = flow.grant
         if grant is None or grant.kind != "once" or not flow.is_upgrade or flow.response_status == 101:
             return
         svc = self.service

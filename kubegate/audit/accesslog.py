@@ -4,7 +4,7 @@ The line says who (the verified username, never a token), through which connecti
 resource, namespace, name; never the query or a body, where tokens and masked values live), what
 policy decided and by which rule, what the caller got (status, duration, bytes sent) and which
 recorded session holds the rest. The stage is first in the pipeline, so its on_end runs last and
-sees every other stage's outcome; it reads what the recorder and approval stages left on the flow.
+sees every other stage's outcome.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ def access_record(flow: Flow, now: float) -> dict[str, Any]:
     info = flow.info
     decision = flow.decision
     refusal = flow.refusal
-    recorded = flow.extras.get("recorder")  # RecorderStage's record: session id and response bytes
-    grant = flow.extras.get("approval")
+    grant = flow.grant
     status = flow.response_status or (refusal.code if refusal is not None else 0)
     return {
         "time": datetime.datetime.fromtimestamp(now, datetime.UTC)
@@ -43,11 +42,11 @@ def access_record(flow: Flow, now: float) -> dict[str, Any]:
         "name": (info.name if info is not None else "") or _created_name(flow),
         "decision": decision.action if decision is not None else ("refused" if refusal is not None else ""),
         "rule": ",".join(decision.deciding_rules) if decision is not None else "",
-        "approval": getattr(grant, "request_id", "") or "",
+        "approval": grant.request_id if grant is not None else "",
         "status": status,
         "duration_ms": round((time.monotonic() - flow.started) * 1000, 3),
-        "bytes": int(getattr(recorded, "size", 0)),
-        "session": getattr(recorded, "session_id", "") or "",
+        "bytes": flow.bytes_sent,
+        "session": flow.session_id,
         "request_id": flow.id,
         **({"error": flow.error} if flow.error else {}),
     }

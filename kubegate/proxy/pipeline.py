@@ -189,6 +189,7 @@ class Pipeline:
         if not data:
             return
         await cls._prepare(flow, response)
+        flow.bytes_sent += len(data)
         await response.write(data)
 
     @staticmethod

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubegate.flow import Flow, Message, Stage
+from kubegate.flow import Flow, FlowKey, Message, Stage
 from kubegate.kube import portforward as pf
 from kubegate.kube.status import Refused
 from kubegate.kube.streams import requested_ports
@@ -50,6 +50,9 @@ class _FlowRecord:
     flusher: asyncio.Task[None] | None = None
 
 
+RECORD: FlowKey[_FlowRecord] = FlowKey("recorder")
+
+
 class RecorderStage(Stage):
     """Writes the request event and waits for its commit before the pipeline forwards (fail closed);
     then records the response as the client receives it: buffered up to max_body_bytes, or, for
@@ -84,12 +87,12 @@ class RecorderStage(Stage):
                 "try again or contact the kubegate operator",
                 reason="ServiceUnavailable",
             ) from exc
-        flow.extras[self.name] = _FlowRecord(session_id, seq)
+        flow.keep(RECORD, _FlowRecord(session_id, seq))
         if flow.upgrade is not None:
             flow.upgrade.recorded = True
 
     async def on_response(self, flow: Flow) -> None:
-        rec: _FlowRecord | None = flow.extras.get(self.name)
+        rec = flow.kept(RECORD)
         if rec is None:
             return
         rec.stream = is_stream(flow)
@@ -109,7 +112,7 @@ class RecorderStage(Stage):
             )
 
     async def on_chunk(self, flow: Flow, data: bytes) -> bytes:
-        rec: _FlowRecord | None = flow.extras.get(self.name)
+        rec = flow.kept(RECORD)
         if rec is None or not data:
             return data
         rec.size += len(data)
@@ -166,7 +169,7 @@ class RecorderStage(Stage):
         rec.flusher = asyncio.create_task(self._flush_every_second(flow, rec), name=f"record-stream-{flow.id}")
 
     async def on_message(self, flow: Flow, message: Message) -> list[Message]:
-        rec: _FlowRecord | None = flow.extras.get(self.name)
+        rec = flow.kept(RECORD)
         if rec is None or rec.upgraded is None:
             return [message]
         if not self.recorder.healthy:
@@ -181,7 +184,7 @@ class RecorderStage(Stage):
         return [message]
 
     async def on_stream_end(self, flow: Flow) -> list[Message]:
-        rec: _FlowRecord | None = flow.extras.get(self.name)
+        rec = flow.kept(RECORD)
         if rec is not None and rec.upgraded is not None:
             await self._stop_flusher(rec)
             rec.upgraded.finish()
@@ -216,7 +219,7 @@ class RecorderStage(Stage):
     async def on_end(self, flow: Flow) -> None:
         for done in self.anonymous.closed(self.recorder.clock()):  # any traffic closes due windows
             await self._record(done.session_id, "refusals", done.summary())
-        rec: _FlowRecord | None = flow.extras.get(self.name)
+        rec = flow.kept(RECORD)
         duration_ms = round((time.monotonic() - flow.started) * 1000, 3)
         if rec is not None:
             await self._stop_flusher(rec)

@@ -133,6 +133,4 @@ class UpstreamAccessStage(Stage):
         self.grants = grants
 
     async def on_request(self, flow: Flow) -> None:
-        ensured = await self.grants.ensure(flow, flow.decision)
-        if ensured is not None:
-            flow.extras[self.name] = ensured
+        await self.grants.ensure(flow, flow.decision)

@@ -61,8 +61,8 @@ async def test_a_served_request_is_one_json_line_with_its_decision_and_session()
     f.decision = Decision(
         "allow", (RuleMatch("devs-read", "allow", []), RuleMatch("log-all", "log", [])), "", masks=("secret-values",)
     )
-    f.extras["recorder"] = SimpleNamespace(session_id="s-42", size=1234)
-    f.extras["approval"] = SimpleNamespace(request_id="ar-7f3k")
+    f.session_id, f.bytes_sent = "s-42", 1234
+    f.grant = SimpleNamespace(request_id="ar-7f3k")  # type: ignore[assignment]
     f.response_status = 200
     await access.on_end(f)
     assert len(out.lines) == 1

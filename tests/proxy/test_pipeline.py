@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer, make_mocked_request
 from multidict import CIMultiDict
 
-from kubegate.flow import Flow, Message, Stage
+from kubegate.flow import Flow, FlowKey, Message, Stage
 from kubegate.identity.model import Identity
 from kubegate.identity.stage import AuthenticationStage
 from kubegate.kube.stage import RequestInfoStage
@@ -88,6 +88,9 @@ class Trace(Stage):
         self.log.append(f"{self.name}.end")
 
 
+BUFFER: FlowKey[bytearray] = FlowKey("upper")
+
+
 class Upper(Stage):
     """Holds the whole body and rewrites it, as masking does."""
 
@@ -95,16 +98,19 @@ class Upper(Stage):
 
     async def on_response(self, flow: Flow) -> None:
         flow.rewrites_body = True
-        flow.extras["buf"] = b""
+        flow.keep(BUFFER, bytearray())
 
     async def on_chunk(self, flow: Flow, data: bytes) -> bytes:
-        flow.extras["buf"] += data
+        buffer = flow.kept(BUFFER)
+        assert buffer is not None
+        buffer += data
         return b""
 
     async def on_eof(self, flow: Flow) -> bytes:
-        if b"refuse" in flow.extras["buf"]:
+        buffer = flow.drop(BUFFER) or bytearray()
+        if b"refuse" in buffer:
             raise Refused(502, "cannot rewrite this body")
-        return flow.extras["buf"].upper()
+        return bytes(buffer).upper()
 
 
 @pytest.fixture

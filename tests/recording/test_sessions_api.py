@@ -42,7 +42,7 @@ async def fill(recorder: Recorder, make_flow: FlowFactory) -> dict[str, str]:
     await stage.on_response(flow)
     await stage.on_chunk(flow, b'{"items":[]}')
     await stage.on_end(flow)
-    ids["get"] = flow.extras["recorder"].session_id
+    ids["get"] = flow.session_id
     denied = make_flow(
         "DELETE", "/api/v1/namespaces/prod", identity=BOB, session="k-del", command="kubectl delete", connection="prod"
     )
@@ -57,7 +57,7 @@ async def fill(recorder: Recorder, make_flow: FlowFactory) -> dict[str, str]:
     for i in range(3):
         await stage.on_chunk(watch, b'{"type":"ADDED","n":%d}\n' % i)
     await stage.on_end(watch)
-    ids["watch"] = watch.extras["recorder"].session_id
+    ids["watch"] = watch.session_id
     await recorder.flush()
     ids["delete"] = recorder.session_for(denied)
     return ids

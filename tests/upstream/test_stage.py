@@ -78,7 +78,6 @@ async def test_a_namespaced_role_binds_the_impersonated_user_in_the_request_name
     [(spec, identity, session)] = fake.asked
     assert (spec.kind, spec.namespace, spec.user, spec.role) == ("RoleBinding", "pr-1", "idp:alice", "view")
     assert (identity, session) == ("idp:alice", "ks-1")
-    assert f.extras["upstream-access"].spec == spec
 
 
 async def test_a_cluster_wide_rule_binds_cluster_wide_and_a_namespaced_one_never_does(conn: Connection) -> None:

@@ -46,7 +46,7 @@ async def record(
     await stage.on_chunk(flow, b'{"items": []}')
     await stage.on_end(flow)
     await recorder.flush()
-    return str(flow.extras["recorder"].session_id)
+    return flow.session_id
 
 
 def _session_links(html: str) -> list[str]:
