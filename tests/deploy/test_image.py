@@ -3,9 +3,9 @@ to its root file system, and serves real kubectl through the real cluster with i
 
 The image is cached in buildah's storage under a tag keyed by a hash of everything it is built from, and
 deploy/debian-base keeps its root file system in ~/.cache/kubegate-image, so only the first run on a machine
-builds (about a minute: the Debian base, then the wheel and its dependencies from PyPI); later runs take
-seconds. scripts/test installs buildah and mmdebstrap; without them the tier says why it did not run, and
-fails under CI.
+builds (about 100 s: the Debian base, then the wheel and its dependencies from PyPI, mostly downloads);
+later runs take seconds. scripts/test installs buildah and mmdebstrap; without them the tier says why it did
+not run, and fails under CI.
 """
 
 from __future__ import annotations
@@ -81,12 +81,11 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         tier_unavailable("image", f"{' and '.join(missing)} missing: apt-get install -y {' '.join(tools)}")
     if os.geteuid() != 0:
         tier_unavailable("image", "building with buildah and mmdebstrap as these tests do needs root")
-    base = (
-        BASE
-        or subprocess.run(
-            [str(ROOT / "deploy" / "debian-base")], check=True, capture_output=True, text=True, timeout=600
-        ).stdout.strip()
-    )
+    base = BASE
+    if not base:
+        made = subprocess.run([str(ROOT / "deploy" / "debian-base")], capture_output=True, text=True, timeout=600)
+        assert made.returncode == 0, f"deploy/debian-base failed ({made.returncode}):\n{made.stderr[-3000:]}"
+        base = made.stdout.strip()
     base_id = buildah("inspect", "--type", "image", "--format", "{{.FromImageID}}", base)
     tag = f"{REPOSITORY}:{_inputs_digest(base_id)}"
     if subprocess.run(["buildah", "inspect", "--type", "image", tag], capture_output=True).returncode != 0:
