@@ -3,7 +3,7 @@ to its root file system, and serves real kubectl through the real cluster with i
 
 The image is cached in buildah's storage under a tag keyed by a hash of everything it is built from, and
 deploy/debian-base keeps its root file system in ~/.cache/kubegate-image, so only the first run on a machine
-builds (about 100 s: the Debian base, then the wheel and its dependencies from PyPI, mostly downloads);
+builds (about 80 s: the Debian base, then the wheel and its dependencies from PyPI, mostly downloads);
 later runs take seconds. scripts/test installs buildah and mmdebstrap; without them the tier says why it did
 not run, and fails under CI.
 """
