@@ -271,11 +271,14 @@ class UpgradeBridge:
         self.wall = wall
         self._sessions: dict[str, aiohttp.ClientSession] = {}
 
-    def _client_session(self, flow: Flow) -> aiohttp.ClientSession:
-        """A client sharing the connection's pool and TLS, whose upgrades stop at any non-101 answer."""
+    async def _client_session(self, flow: Flow) -> aiohttp.ClientSession:
+        """A client sharing the connection's pool and TLS (a new one when the pool changed, as it does when
+        the cluster's CA rotates), whose upgrades stop at any non-101 answer."""
         conn = flow.connection
         session = self._sessions.get(conn.name)
         if session is None or session.closed or session.connector is not conn.session.connector:
+            if session is not None:
+                await session.close()  # it owns no connector: streams still open on the old pool go on
             session = self._sessions[conn.name] = aiohttp.ClientSession(
                 connector=conn.session.connector,
                 connector_owner=False,
@@ -338,7 +341,7 @@ class UpgradeBridge:
             headers.add(name, value)
         url = conn.client.url(flow.raw_path, flow.query_string)
         try:
-            return await self._client_session(flow).ws_connect(
+            return await (await self._client_session(flow)).ws_connect(
                 url,
                 protocols=upgrade.offered,
                 headers=headers,

@@ -16,10 +16,10 @@ from kubegate.upstream.credentials import (
     Credentials,
     StaticToken,
     TokenFile,
-    ssl_context_for,
 )
 from kubegate.upstream.impersonation import impersonation_headers
 from kubegate.upstream.kubeconfig import KubeconfigTarget, load_kubeconfig
+from kubegate.upstream.trust import Trust
 
 EKS_USER_PREFIX = "kubegate:"  # the access entry's username template is "kubegate:{{SessionName}}"
 IMPERSONATION_CACHE_MAX = 4096
@@ -92,13 +92,14 @@ class Connection:
         target = _target(config)
         self.credentials = target.credentials
         self.server = target.server.rstrip("/")
-        self.ssl = ssl_context_for(
+        self.trust = Trust(
             target.ca_file,
             target.ca_data,
             config.insecure_skip_tls_verify or target.insecure,
             self.credentials.client_cert(),
         )
         self._session: aiohttp.ClientSession | None = None
+        self._retired: list[aiohttp.ClientSession] = []
         self.client = UpstreamClient(self)
         # The verifier hands out one Identity object per cached token, so its impersonation headers are
         # built once per token, not per request. Keyed by id(); the entry holds the identity itself, so
@@ -107,8 +108,15 @@ class Connection:
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        """The pool; after the CA file changed, a new one. Requests under way on the old pool (watches, exec)
+        finish there and its idle connections close after the keep-alive; it is closed with the connection."""
+        if self.trust.refresh() and self._session is not None:
+            self._retired.append(self._session)
+            self._session = None
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(ssl=self.ssl, limit=0, keepalive_timeout=60, enable_cleanup_closed=True)
+            connector = aiohttp.TCPConnector(
+                ssl=self.trust.context, limit=0, keepalive_timeout=60, enable_cleanup_closed=True
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 auto_decompress=False,
@@ -148,6 +156,8 @@ class Connection:
         return identity.username
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in [*self._retired, self._session]:
+            if session is not None:
+                await session.close()
+        self._retired.clear()
         await self.credentials.close()

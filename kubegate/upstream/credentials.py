@@ -140,15 +140,19 @@ def _expiry_in_loop_time(stamp: str | None, now_loop: float) -> float:
 def ssl_context_for(
     ca_file: Path | None, ca_data: bytes | None, insecure: bool, client_cert: CertPair | None
 ) -> ssl.SSLContext:
-    """TLS to the upstream: its CA (file or kubeconfig data), optional client certificate."""
-    ctx = ssl.create_default_context()
+    """TLS to the upstream: its CA (file or kubeconfig data; then only that CA, as client-go trusts it, else
+    the system's), optional client certificate."""
     if insecure:
+        ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     elif ca_file is not None:
-        ctx.load_verify_locations(cafile=str(ca_file))
+        ctx = ssl.create_default_context(cafile=str(ca_file))
     elif ca_data is not None:
-        ctx.load_verify_locations(cadata=ca_data.decode())
+        # Only PEM's ASCII armour matters; a stray non-ASCII byte in a comment must not stop the load.
+        ctx = ssl.create_default_context(cadata=ca_data.decode("ascii", "ignore"))
+    else:
+        ctx = ssl.create_default_context()
     if client_cert is not None:
         _load_cert_chain(ctx, *client_cert)
     return ctx

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,16 +14,6 @@ from tests.conftest import KUBECTL, _envtest_or_skip, kubectl_env
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ROOT / "deploy" / "kubernetes" / "overlays"
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The image tests build an image (about 90 s on a fresh machine): they run on request only, and say so."""
-    if os.environ.get("KUBEGATE_IMAGE_TESTS") == "1":
-        return
-    image = [item for item in items if item.get_closest_marker("image")]
-    if image:
-        config.hook.pytest_deselected(items=image)
-        items[:] = [item for item in items if item not in image]
 
 
 class Cluster:

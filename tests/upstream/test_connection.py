@@ -10,8 +10,10 @@ import pytest
 from pydantic import ValidationError
 
 from kubegate.identity.model import Identity
+from kubegate.kube.status import Refused
 from kubegate.sandbox.envtest import write_service_account_volume
 from kubegate.tls import ensure_serving_cert
+from kubegate.upstream import trust
 from kubegate.upstream.config import ConnectionConfig
 from kubegate.upstream.connection import Connection
 from kubegate.upstream.credentials import CredentialError, Credentials
@@ -174,3 +176,36 @@ async def test_in_cluster_credentials_on_the_real_cluster_follow_token_rotation(
     assert rotated["username"] == itself["username"]
     credential = "authentication.kubernetes.io/credential-id"
     assert itself["extra"][credential] != rotated["extra"][credential], "the rotated token was not used"
+
+
+async def test_in_cluster_connection_follows_the_cluster_ca_as_the_kubelet_rotates_it(
+    world: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ca.crt rewritten in place in the service-account volume: the CA is read again after client-go's period
+    (not before), new connections trust the CA the file holds, and a CA taken out of it is trusted no more."""
+    control = world.control
+    namespace = world.namespace("incluster-ca")
+    control.apply(
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "kubegate", "namespace": namespace}}
+    )
+    token = control.service_account_token(namespace, "kubegate")
+    other_ca = ensure_serving_cert(tmp_path / "other", ["127.0.0.1"]).ca
+    volume = write_service_account_volume(tmp_path / "serviceaccount", token, other_ca, namespace)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(control.port))
+    conn = Connection(ConnectionConfig(name="envtest", auth={"in_cluster": {"directory": volume}}))
+    try:
+        with pytest.raises(Refused) as refused:
+            await _who(conn, None)
+        assert refused.value.code == 502
+        write_service_account_volume(volume, token, control.ca_file, namespace)
+        with pytest.raises(Refused):
+            await _who(conn, None)  # within the period: the file is not read again
+        monkeypatch.setattr(trust, "CA_RECHECK_SECONDS", 0.0)
+        assert (await _who(conn, None))["username"] == f"system:serviceaccount:{namespace}:kubegate"
+        write_service_account_volume(volume, token, other_ca, namespace)
+        with pytest.raises(Refused) as refused:
+            await _who(conn, None)
+        assert refused.value.code == 502
+    finally:
+        await conn.close()
