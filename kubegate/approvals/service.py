@@ -221,6 +221,9 @@ class ApprovalService:
     async def list(self, states: Sequence[str], limit: int) -> list[AccessRequest]:
         return await self.repo.list(states, limit)
 
+    async def pending_counts(self) -> dict[str, int]:
+        return await self.repo.pending_counts(self.clock())
+
     async def approve(self, request_id: str, reviewer: Identity, comment: str = "") -> AccessRequest:
         request = await self.repo.approve(
             request_id, reviewer, comment, self.clock(), self.config.grant_lifetime_seconds, self._on_change
