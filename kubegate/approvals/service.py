@@ -181,6 +181,7 @@ class ApprovalService:
             {
                 "flow": flow_id,
                 "request": request.id,
+                "requester": new.identity.username,  # a scope request has no session to say who asked
                 "action": "created" if created else "joined",
                 "mode": request.mode,
                 "fingerprint": request.fingerprint,
