@@ -27,11 +27,11 @@ def free_port() -> int:
 
 class GatewayProcess:
     """`kubegate serve` as its own process, on the world's cluster and issuer, with its own SQLite store
-    unless given a store URL (several replicas share one PostgreSQL); `approvals` is merged into the
-    config's approvals section."""
+    unless given a store URL (several replicas share one PostgreSQL); `config` replaces sections of the
+    world's kubegate.yaml."""
 
     def __init__(
-        self, world: World, root: Path, store_url: str | None = None, approvals: dict[str, Any] | None = None
+        self, world: World, root: Path, store_url: str | None = None, config: dict[str, Any] | None = None
     ) -> None:
         self.root = root
         self.connection = world.env.connection
@@ -43,7 +43,7 @@ class GatewayProcess:
         doc["state_dir"] = str(root / "state")
         doc["store"] = {"url": store_url or f"sqlite:///{self.db}"}
         doc["policy_dirs"] = []
-        doc["approvals"] = {**doc.get("approvals", {}), **(approvals or {})}
+        doc.update(config or {})
         self.config = root / "kubegate.yaml"
         self.config.write_text(yaml.safe_dump(doc))
         self.proc = subprocess.Popen(

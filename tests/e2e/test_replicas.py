@@ -24,16 +24,14 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 ONCALL = ("platform-oncall",)
 
 
-SLACK = {
-    "slack": {"signing_secret": SLACK_SECRET, "users": {"U0BOB": {"username": "sandbox:bob", "groups": list(ONCALL)}}}
-}
+SLACK = {"signing_secret": SLACK_SECRET, "users": {"U0BOB": {"username": "sandbox:bob", "groups": list(ONCALL)}}}
 
 
 @pytest.fixture
 def replicas(world: World, tmp_path: Path, pg_url: str) -> Iterator[tuple[GatewayProcess, GatewayProcess]]:
-    first = GatewayProcess(world, tmp_path / "a", pg_url, approvals=SLACK)
+    first = GatewayProcess(world, tmp_path / "a", pg_url, config={"approvals": {"slack": SLACK}})
     try:
-        second = GatewayProcess(world, tmp_path / "b", pg_url, approvals=SLACK)
+        second = GatewayProcess(world, tmp_path / "b", pg_url, config={"approvals": {"slack": SLACK}})
         try:
             yield first, second
         finally:
