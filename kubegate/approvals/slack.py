@@ -3,9 +3,9 @@
 Slack signs each request (HMAC-SHA256 of `v0:timestamp:body` with the app's signing secret); slack_sdk's
 SignatureVerifier checks it and refuses timestamps more than five minutes off. A signed request seen before
 is a replay and is refused too, by every replica: the signatures seen are kept in the store (replays.py)
-for as long as their timestamps are accepted, and a store that cannot say refuses the click. The clicking Slack user
-acts as the reviewer `approvals.slack.users` maps it to; the approval service then judges that reviewer
-exactly as it judges `kubegate requests approve`.
+for as long as their timestamps are accepted, and a click is refused while the store cannot say. The
+clicking Slack user acts as the reviewer `approvals.slack.users` maps it to; the approval service then
+judges that reviewer exactly as it judges `kubegate requests approve`.
 """
 
 from __future__ import annotations

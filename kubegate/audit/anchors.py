@@ -121,7 +121,8 @@ class WebhookAnchor:
 
     @property
     def where(self) -> str:
-        return f"the webhook anchor at {urlsplit(self.config.read_url or self.config.url).hostname}"
+        host = urlsplit(self.config.read_url or self.config.url).hostname
+        return f"the webhook anchor at {host}" if host else "the webhook anchor"
 
     @property
     def readable(self) -> bool:
