@@ -228,6 +228,7 @@ async def handle_readyz(request: web.Request) -> web.Response:
 
 
 async def handle_metrics(request: web.Request) -> web.Response:
+    await request.app[GATEWAY].metrics.refresh()
     body = generate_latest(request.app[GATEWAY].metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

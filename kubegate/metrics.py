@@ -1,6 +1,7 @@
 """Prometheus metrics: requests by connection, verb, resource and code; latency; open streams; policy
-decisions by deciding rule and action; masked responses by profile; the recorder's queue and losses;
-upstream latency; JWKS refreshes; access requests created and decided, and the time to a decision.
+decisions by deciding rule and action; masked responses and masked values by profile; the recorder's queue
+and losses; upstream latency; JWKS refreshes; access requests created, pending (read from the store, so
+every replica's are counted) and decided, and the time to a decision.
 
 Every label comes from a fixed set, never from what a caller wrote: a resource path or verb outside the
 known ones is counted as "other", so no client can grow the registry (one time series per label set).
@@ -8,6 +9,9 @@ known ones is counted as "other", so no client can grow the registry (one time s
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +25,7 @@ from kubegate.policy.kubectl import RESOURCE_TYPES
 from kubegate.policy.model import KNOWN_VERBS
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Awaitable, Callable, Iterator
 
     from kubegate.approvals.model import AccessRequest
     from kubegate.approvals.service import ApprovalService
@@ -81,6 +85,9 @@ VERBS = KNOWN_VERBS | {"unknown"}
 OTHER = "other"
 DEFAULT_DENY = "(no rule)"
 DECISION_OUTCOMES = frozenset({"approved", "denied", "expired", "revoked"})
+REQUEST_KINDS = ("request", "scope")
+SCRAPE_READ_TIMEOUT = 2.0  # a store read made for a scrape; longer, and the gauge says NaN (unknown)
+log = logging.getLogger(__name__)
 
 
 def labels(flow: Flow) -> tuple[str, str, str]:
@@ -139,6 +146,19 @@ class Metrics:
             ["profile"],
             registry=self.registry,
         )
+        self.masked_values = Counter(
+            "kubegate_masked_values",
+            "Values masked in responses, by masking profile (a response masked under several profiles counts "
+            "its values under each)",
+            ["profile"],
+            registry=self.registry,
+        )
+        self._refreshers: list[Callable[[], Awaitable[None]]] = []
+
+    async def refresh(self) -> None:
+        """Read what the store knows (for all replicas) into the gauges, before a scrape is rendered."""
+        for refresh in self._refreshers:
+            await refresh()
 
     def watch_approvals(self, service: ApprovalService) -> None:
         created = Counter("kubegate_approval_requests", "Access requests created", registry=self.registry)
@@ -161,6 +181,25 @@ class Metrics:
                 waited.observe(max(0.0, request.decided_at - request.created_at))
 
         service.observer = observe
+        pending = Gauge(
+            "kubegate_approvals_pending",
+            "Access requests waiting for a decision on any replica, by kind (read from the store when scraped)",
+            ["kind"],
+            registry=self.registry,
+        )
+
+        async def count_pending() -> None:
+            try:
+                counts = await asyncio.wait_for(service.pending_counts(), SCRAPE_READ_TIMEOUT)
+            except Exception as exc:  # a scrape must still answer; the gauge says it does not know
+                log.warning("cannot count pending access requests for /metrics: %s", type(exc).__name__)
+                for kind in REQUEST_KINDS:
+                    pending.labels(kind).set(math.nan)
+                return
+            for kind in REQUEST_KINDS:
+                pending.labels(kind).set(counts.get(kind, 0))
+
+        self._refreshers.append(count_pending)
 
     def watch_verifier(self, verifier: Verifier) -> None:
         """kubegate_jwks_refreshes_total{issuer, outcome}, read from the verifier when scraped (issuers come
@@ -237,6 +276,8 @@ class MetricsStage(Stage):
         if masking is not None and masking.mode != "pass" and flow.refusal is None:
             for profile in masking.profiles:
                 self._child(self._m.masked, profile).inc()
+                if masking.values > 0:
+                    self._child(self._m.masked_values, profile).inc(masking.values)
         if flow.extras.pop("metrics.stream", False):
             self._child(self._m.open_streams, flow.connection.name).dec()
         else:

@@ -1,7 +1,7 @@
 """OpenTelemetry traces: a span per request, a child span per stage hook and one per upstream call, exported
 over OTLP/HTTP when `tracing.otlp_endpoint` is set. The upstream span's W3C trace context goes to the
-cluster in `traceparent`, so kube-apiserver's own tracing joins the trace; a caller's `traceparent` is the
-parent of the request span. No span holds a token, a query string or a body.
+cluster in `traceparent` (in the form kube-apiserver parses, see level_one), so kube-apiserver's own tracing
+records it; a caller's `traceparent` is the parent of the request span. No span holds a token, a query string or a body.
 
 The SDK is imported only when tracing is configured (the `tracing` extra). Stage hooks are wrapped, not
 the pipeline: a wrapped stage keeps exactly the hooks it had, so chunks never pay for a span.
@@ -117,7 +117,7 @@ class UpstreamSpan(Stage):
         )
         flow.extras[UPSTREAM] = span
         carrier: dict[str, str] = {}
-        self.tracing.propagator.inject(carrier, context=trace.set_span_in_context(span))
+        self.tracing.propagator.inject(carrier, context=trace.set_span_in_context(level_one(span)))
         for key, value in carrier.items():
             flow.headers[key] = value
 
@@ -134,6 +134,18 @@ class UpstreamSpan(Stage):
         if span is not None:  # the call failed before an answer came
             span.set_status(Status(StatusCode.ERROR, flow.error or "no answer from the cluster"))
             span.end()
+
+
+def level_one(span: Any) -> Any:
+    """The span's context with only the sampled flag. The SDK also sets W3C Trace Context Level 2's
+    random-trace-id flag (flags 03) on traces it starts, and kube-apiserver's propagator (Go's
+    OpenTelemetry) refuses version-00 flags above 02 and so would drop the context of every request kubegate
+    starts the trace for (any kubectl, which sends none)."""
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    ctx = span.get_span_context()
+    flags = TraceFlags(ctx.trace_flags & TraceFlags.SAMPLED)
+    return NonRecordingSpan(SpanContext(ctx.trace_id, ctx.span_id, ctx.is_remote, flags, ctx.trace_state))
 
 
 def traced(stage: Stage, tracing: Tracing) -> Stage:

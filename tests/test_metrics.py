@@ -69,7 +69,7 @@ async def test_decisions_are_counted_by_deciding_rule_and_masked_responses_by_pr
     allowed.decision = Decision(
         "allow", (RuleMatch("devs", "allow", []), RuleMatch("audit", "log", [])), "", masks=("secret-values",)
     )
-    allowed.extras["masking"] = SimpleNamespace(profiles=("secret-values",), mode="json")
+    allowed.extras["masking"] = SimpleNamespace(profiles=("secret-values", "env-credentials"), mode="json", values=3)
     denied = _flow("DELETE", "/api/v1/namespaces/ns", status=0)
     denied.decision = Decision("deny", (), "no rule allows this")
     denied.refusal = Refused(403, "no")
@@ -80,6 +80,8 @@ async def test_decisions_are_counted_by_deciding_rule_and_masked_responses_by_pr
     assert value("kubegate_decisions_total", {"rule": "audit", "action": "allow"}) is None
     assert value("kubegate_decisions_total", {"rule": "(no rule)", "action": "deny"}) == 1
     assert value("kubegate_masked_responses_total", {"profile": "secret-values"}) == 2
+    assert value("kubegate_masked_values_total", {"profile": "secret-values"}) == 6  # each response's, added once
+    assert value("kubegate_masked_values_total", {"profile": "env-credentials"}) == 6
 
 
 async def test_upstream_latency_is_the_time_from_forwarding_to_the_answer() -> None:

@@ -121,6 +121,23 @@ async def test_a_request_is_a_trace_of_its_stages_and_upstream_call(world: dict[
     assert "good" not in str(world["spans"])  # the token is in no span
 
 
+async def test_a_trace_kubegate_starts_reaches_the_cluster_as_w3c_level_one(world: dict[str, Any]) -> None:
+    """kubectl sends no traceparent: kubegate's own root carries the SDK's random-trace-id flag, which
+    kube-apiserver's propagator refuses in a version-00 traceparent, so only the sampled flag goes upstream."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(world["gateway"].make_url("/api/v1/pods"), headers={"Authorization": "Bearer good"}) as resp,
+    ):
+        assert resp.status == 200
+        await resp.read()
+    await asyncio.to_thread(world["tracing"].shutdown)
+    spans = {s.name: s for s in world["spans"]}
+    root, upstream = spans["kubegate request"], spans["upstream GET"]
+    assert not root.parent_span_id and upstream.parent_span_id == root.span_id
+    sent = world["upstream"][0]["traceparent"]
+    assert sent == f"00-{upstream.trace_id.hex()}-{upstream.span_id.hex()}-01"
+
+
 async def test_a_refused_request_is_a_failed_span_and_never_reaches_the_cluster(world: dict[str, Any]) -> None:
     async with (
         aiohttp.ClientSession() as http,

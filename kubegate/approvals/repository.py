@@ -64,6 +64,16 @@ class ApprovalRepository:
             rows = (await conn.execute(query)).all()
             return [await self._complete(conn, row) for row in rows]
 
+    async def pending_counts(self, now: float) -> dict[str, int]:
+        """Pending requests not yet expired, by kind (request, scope): what every replica is waiting on."""
+        query = (
+            sa.select(access_requests.c.kind, sa.func.count())
+            .where(access_requests.c.state == "pending", access_requests.c.expires_at > now)
+            .group_by(access_requests.c.kind)
+        )
+        async with self.store.read() as conn:
+            return {kind: count for kind, count in (await conn.execute(query)).all()}
+
     async def _load(self, conn: AsyncConnection, request_id: str, *, lock: bool = False) -> AccessRequest | None:
         query = sa.select(access_requests).where(access_requests.c.id == request_id)
         if lock and self.store.dialect == "postgresql":

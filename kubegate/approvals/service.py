@@ -181,6 +181,7 @@ class ApprovalService:
             {
                 "flow": flow_id,
                 "request": request.id,
+                "requester": new.identity.username,  # a scope request has no session to say who asked
                 "action": "created" if created else "joined",
                 "mode": request.mode,
                 "fingerprint": request.fingerprint,
@@ -220,6 +221,9 @@ class ApprovalService:
 
     async def list(self, states: Sequence[str], limit: int) -> list[AccessRequest]:
         return await self.repo.list(states, limit)
+
+    async def pending_counts(self) -> dict[str, int]:
+        return await self.repo.pending_counts(self.clock())
 
     async def approve(self, request_id: str, reviewer: Identity, comment: str = "") -> AccessRequest:
         request = await self.repo.approve(

@@ -2,14 +2,15 @@
 
 Slack signs each request (HMAC-SHA256 of `v0:timestamp:body` with the app's signing secret); slack_sdk's
 SignatureVerifier checks it and refuses timestamps more than five minutes off. A signed request seen before
-is a replay and is refused too (per process: a replica that did not see the first one relies on the
-five-minute window, and deciding a request twice is refused by the service anyway). The clicking Slack user
-acts as the reviewer `approvals.slack.users` maps it to; the approval service then judges that reviewer
-exactly as it judges `kubegate requests approve`.
+is a replay and is refused too, by every replica: the signatures seen are kept in the store (replays.py)
+for as long as their timestamps are accepted, and a click is refused while the store cannot say. The
+clicking Slack user acts as the reviewer `approvals.slack.users` maps it to; the approval service then
+judges that reviewer exactly as it judges `kubegate requests approve`.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -17,17 +18,20 @@ from urllib.parse import parse_qs
 
 import orjson
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from kubegate.approvals.config import SlackConfig
+from kubegate.approvals.replays import first_sight
 from kubegate.identity.model import Identity
 from kubegate.kube.status import Refused
+from kubegate.store.engine import StoreError, describe
 
 if TYPE_CHECKING:
     from kubegate.approvals.service import ApprovalService
 
+log = logging.getLogger(__name__)
 SLACK_ISSUER = "https://slack.com"
-REPLAY_WINDOW = 300.0  # SignatureVerifier's own limit on the timestamp's age
-_SEEN_MAX = 10_000
+REPLAY_WINDOW = 300.0  # SignatureVerifier's own limit on the timestamp's distance from now
 
 
 class SlackInteractions:
@@ -40,26 +44,36 @@ class SlackInteractions:
         self.service = service
         self.clock = clock
         self.verifier = SignatureVerifier(config.secret())
-        self._seen: dict[str, float] = {}
 
-    def _problem(self, headers: Any, body: bytes) -> str | None:
+    async def _problem(self, headers: Any, body: bytes, service: ApprovalService) -> str | None:
         signature = headers.get("X-Slack-Signature", "")
+        stamp = headers.get("X-Slack-Request-Timestamp")
         try:
-            valid = self.verifier.is_valid(body, headers.get("X-Slack-Request-Timestamp"), signature)
+            valid = self.verifier.is_valid(body, stamp, signature)
         except ValueError:
             valid = False
         if not valid:
             return "the Slack signature is missing, does not verify, or is older than five minutes"
         now = self.clock()
-        self._seen = {s: t for s, t in self._seen.items() if t > now} if len(self._seen) >= _SEEN_MAX else self._seen
-        if signature in self._seen:
+        # Accepted while |now - timestamp| <= the window: remembered until the timestamp is that old.
+        keep_until = max(now, float(stamp)) + REPLAY_WINDOW
+        if not await first_sight(service.store, signature, now=now, keep_until=keep_until):
             return "this Slack request was received before: a replay"
-        self._seen[signature] = now + REPLAY_WINDOW
         return None
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
-        problem = self._problem(request.headers, body)
+        service = self.service()
+        if service is None:
+            return web.json_response({"error": "kubegate is starting"}, status=503)
+        try:
+            problem = await self._problem(request.headers, body, service)
+        except (StoreError, SQLAlchemyError, OSError) as exc:
+            log.error("cannot check a Slack interaction for a replay: %s", describe(exc))
+            return web.json_response(
+                {"error": "kubegate cannot check this Slack request for a replay (its store is unavailable)"},
+                status=503,
+            )
         if problem is not None:
             return web.json_response({"error": problem}, status=401)
         try:
@@ -76,9 +90,6 @@ class SlackInteractions:
                 f"Your Slack user {user} is not a kubegate reviewer (approvals.slack.users); "
                 f"use `kubegate requests {kind} {request_id}`."
             )
-        service = self.service()
-        if service is None:
-            return web.json_response({"error": "kubegate is starting"}, status=503)
         identity = Identity(
             issuer=SLACK_ISSUER, subject=user, username=reviewer.username, groups=tuple(reviewer.groups)
         )

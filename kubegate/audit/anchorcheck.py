@@ -45,6 +45,12 @@ def _describe(cp: Checkpoint) -> str:
     return f"checkpoint {cp.number} (signed {_when(cp.time)}, {cp.events} events)"
 
 
+async def delivered(conn: AsyncConnection, anchor: str) -> list[int]:
+    """The checkpoints this store says were written to `anchor`, in order."""
+    recorded = (await conn.execute(sa.select(chain_anchors.c.number, chain_anchors.c.delivered))).all()
+    return sorted(r.number for r in recorded if anchor in (r.delivered or []))
+
+
 async def check(
     conn: AsyncConnection, found: dict[int, bytes], keys: Keyring, *, anchor: str, where: str
 ) -> AnchorReport:
@@ -85,14 +91,13 @@ async def check(
         previous = digest(signed.document)
 
     head = (await conn.execute(sa.select(chain_head.c.seq).where(chain_head.c.id == 1))).scalar() or 0
-    recorded = (await conn.execute(sa.select(chain_anchors.c.number, chain_anchors.c.delivered))).all()
-    lost = sorted(r.number for r in recorded if anchor in (r.delivered or []) and r.number not in found)
+    lost = [number for number in await delivered(conn, anchor) if number not in found]
     if lost:
         return report(
             AnchorProblem(
                 "missing-anchor",
                 f"checkpoint {lost[0]} was written to {where} but is not "
-                "there: the anchor lost it or the wrong bucket or prefix is configured",
+                "there: the anchor lost it or kubegate is configured to read another place",
             )
         )
     if not checkpoints:

@@ -48,16 +48,26 @@ class S3AnchorConfig(Strict):
 
 
 class WebhookAnchorConfig(Strict):
-    """Each checkpoint is POSTed here (a transparency log, a SIEM, another team's store); `audit verify`
-    cannot read it back, so it is the receiver's copy for a human to compare."""
+    """Each checkpoint is POSTed to `url` (a transparency log, a SIEM, another team's store). With `read_url`,
+    `audit verify` reads them back: GET read_url with `{number}` replaced answers 200 with the very bytes
+    POSTed for that checkpoint, or 404 when the receiver has none (docs/audit.md, the receiver's contract)."""
 
     url: str = Field(repr=False)
     headers: dict[str, str] = Field(default={}, repr=False)
+    read_url: str | None = Field(default=None, repr=False, description="GET URL of one checkpoint, with {number}")
+    read_headers: dict[str, str] | None = Field(default=None, repr=False, description="for reads; default headers")
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
         return _http_url(value)
+
+    @field_validator("read_url")
+    @classmethod
+    def _read_url(cls, value: str | None) -> str | None:
+        if value is not None and "{number}" not in _http_url(value):
+            raise ValueError("must name the checkpoint with {number} (https://receiver.example/checkpoints/{number})")
+        return value
 
 
 class AnchorsConfig(Strict):

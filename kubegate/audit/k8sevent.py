@@ -8,6 +8,14 @@ ResponseComplete when its result went to the client; the Kubernetes requests it 
 above, in the same session. kubegate's own findings ride in annotations: the decision and the rules that
 made it, the masks, the approval that let it through, the session and chain position, and the CI claims of
 the caller. Level is Metadata: bodies (and a tool call's arguments and result) never leave the store this way.
+
+kubegate's own actions are events too, since a SIEM must see who let what through (and who was told no)
+next to the requests, and that records left the store on purpose: access requests asked for, approved,
+denied, revoked and expired, and what retention deleted. Each is one ResponseComplete event shaped like the
+admin API call that does it (`/api/v1/requests/{id}/approve` ...) on `accessrequests.kubegate.dev/{id}`,
+with the acting person as `user` (the reviewer, or the requester), or `system:kubegate` for what the gateway
+did itself (expiry, retention; no caller can be named `system:...`). Their auditID is derived from the
+event's hash, so a repeated export repeats it.
 """
 
 from __future__ import annotations
@@ -23,8 +31,8 @@ import orjson
 API_VERSION = "audit.k8s.io/v1"
 PREFIX = "kubegate.dev/"
 EXPORTED = frozenset({"request", "response", "refused", "end", "grant_used"})
-"""The event types a request's audit events are made from; session seals, stream chunks, retention notes
-and approval bookkeeping stay in kubegate's own record."""
+"""The event types a request's audit events are made from (for kubegate's own actions, see ACTIONS; for MCP
+tool calls, TOOL_EVENTS)."""
 TOOL_EVENTS = frozenset({"tool_call", "tool_result"})
 MCP_URI = "/mcp"
 _REMEMBER = 10_000  # requests whose later stages may still come
@@ -80,6 +88,8 @@ class Converter:
         if row.type == "request":
             ctx = self._request_context(row, data)
             return self._event(row, ctx, "RequestReceived", None)
+        if row.type in ACTIONS:
+            return _action(row, data)
         if row.type not in EXPORTED:
             return None
         known = self._requests.get(str(data.get("flow", "")))
@@ -236,3 +246,128 @@ def _status(data: dict[str, Any]) -> dict[str, Any]:
     if data.get("error"):
         out.update(status="Failure", message=str(data["error"]))
     return out
+
+
+GATEWAY_USER = "system:kubegate"
+ACCESS_REQUESTS = {"apiGroup": "kubegate.dev", "apiVersion": "v1", "resource": "accessrequests"}
+RECORDED_EVENTS = {"apiGroup": "kubegate.dev", "apiVersion": "v1", "resource": "events"}
+# recorded type -> verb, admin API path after /api/v1/requests/{id}, the outcome kubegate.dev/review names
+_REVIEWS = {
+    "approval": ("update", "/approve", "approved"),
+    "denial": ("update", "/deny", "denied"),
+    "grant_revoked": ("update", "/revoke", "revoked"),
+    "request_expired": ("update", "", "expired"),
+}
+ACTIONS = frozenset({"access_request", "retention", *_REVIEWS})
+"""kubegate's own actions that are exported (docs/audit.md says which types are not, and why)."""
+
+
+def _action(row: Row, data: dict[str, Any]) -> dict[str, Any] | None:
+    if row.type == "retention":
+        return _retention(row, data)
+    if row.type == "access_request":
+        return _asked(row, data) if data.get("action") == "created" else None
+    return _reviewed(row, data)
+
+
+def _action_event(row: Row, verb: str, uri: str, user: dict[str, Any], ref: dict[str, str]) -> dict[str, Any]:
+    return {
+        "kind": "Event",
+        "apiVersion": API_VERSION,
+        "level": "Metadata",
+        "auditID": audit_id(row.hash),
+        "stage": "ResponseComplete",
+        "requestURI": uri,
+        "verb": verb,
+        "user": user,
+        "objectRef": ref,
+        "responseStatus": {"metadata": {}, "code": 200},
+        "requestReceivedTimestamp": timestamp(row.ts),
+        "stageTimestamp": timestamp(row.ts),
+    }
+
+
+def _action_notes(row: Row, **more: Any) -> dict[str, str]:
+    session = row.session or {}
+    notes = {
+        f"{PREFIX}event": row.type,
+        f"{PREFIX}seq": str(row.seq),
+        f"{PREFIX}hash": row.hash,
+        f"{PREFIX}session": row.session_id or "",
+        f"{PREFIX}connection": session.get("connection", ""),
+        **{PREFIX + key.replace("_", "-"): "" if value is None else str(value) for key, value in more.items()},
+    }
+    return {k: v for k, v in notes.items() if v}
+
+
+def _requester(row: Row, data: dict[str, Any]) -> str:
+    return str((row.session or {}).get("username") or data.get("requester") or "")
+
+
+def _target(info: dict[str, Any]) -> str:
+    """`delete namespaces pr-42`, `get pods/log shop/web`: what the held request would do."""
+    if not info:
+        return ""
+    resource = "/".join(p for p in (info.get("resource"), info.get("subresource")) if p) or info.get("path", "")
+    namespace = info.get("namespace") if info.get("resource") != "namespaces" else ""  # a namespace's is itself
+    name = "/".join(p for p in (namespace, info.get("name")) if p)
+    return " ".join(p for p in (info.get("verb"), resource, name) if p)
+
+
+def _asked(row: Row, data: dict[str, Any]) -> dict[str, Any]:
+    session = row.session or {}
+    request_id = str(data.get("request", ""))
+    user: dict[str, Any] = {"username": _requester(row, data), "groups": list(session.get("groups") or [])}
+    event = _action_event(row, "create", "/api/v1/requests", user, {**ACCESS_REQUESTS, "name": request_id})
+    rules = ",".join(str(r.get("rule", "")) for r in data.get("rules") or [] if isinstance(r, dict))
+    event["annotations"] = _action_notes(
+        row,
+        approval=request_id,
+        review="requested",
+        rule=rules,
+        mode=data.get("mode"),
+        target=_target(data.get("info") or {}),
+        scope=orjson.dumps(data["scope"]).decode() if data.get("scope") else None,
+        reason=data.get("reason"),
+        expires=timestamp(data["expires_at"]) if isinstance(data.get("expires_at"), int | float) else None,
+    )
+    return event
+
+
+def _reviewed(row: Row, data: dict[str, Any]) -> dict[str, Any]:
+    verb, path, outcome = _REVIEWS[row.type]
+    request_id = str(data.get("request", ""))
+    actor = data.get("reviewer") or data.get("by")
+    user: dict[str, Any] = (
+        {"username": str(actor), "groups": [str(g) for g in data.get("groups") or []]}
+        if actor
+        else {"username": GATEWAY_USER}
+    )
+    ref = {**ACCESS_REQUESTS, "name": request_id, "subresource": "approval"}
+    event = _action_event(row, verb, f"/api/v1/requests/{request_id}{path}", user, ref)
+    complete = data.get("complete")
+    grant_expires = data.get("grant_expires_at")
+    event["annotations"] = _action_notes(
+        row,
+        approval=request_id,
+        review=outcome if complete is not False else "vote",  # one of several approvals a rule needs
+        requester=_requester(row, data),
+        comment=data.get("comment"),
+        reason=data.get("reason"),
+        grant_expires=timestamp(grant_expires) if isinstance(grant_expires, int | float) else None,
+    )
+    return event
+
+
+def _retention(row: Row, data: dict[str, Any]) -> dict[str, Any]:
+    event = _action_event(row, "deletecollection", "/kubegate/retention", {"username": GATEWAY_USER}, RECORDED_EVENTS)
+    cutoff = data.get("cutoff")
+    event["annotations"] = _action_notes(
+        row,
+        retention_through_seq=data.get("through_seq"),
+        retention_last_hash=data.get("last_hash"),
+        retention_cutoff=timestamp(cutoff) if isinstance(cutoff, int | float) else None,
+        retention_events_removed=data.get("events_removed"),
+        retention_sessions_removed=data.get("sessions_removed"),
+    )
+    return event

@@ -1,5 +1,6 @@
 """`kubegate audit verify`: walk the recorded hash chain and name the first event tampered with, then check
-the chain against the signed checkpoints on its S3 anchor; `kubegate audit keygen`: a new signing key."""
+the chain against the signed checkpoints read back from each anchor (S3, and the webhook when it has a
+read_url); `kubegate audit keygen`: a new signing key."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from kubegate.audit.anchorcheck import AnchorReport, check
-from kubegate.audit.anchors import AnchorError, S3Anchor
+from kubegate.audit.anchorcheck import AnchorReport, check, delivered
+from kubegate.audit.anchors import AnchorError, ReadableAnchor, S3Anchor, WebhookAnchor
 from kubegate.audit.config import AnchorsConfig, AuditConfig
 from kubegate.audit.export import Exporter
 from kubegate.audit.signing import Keyring, SigningError, generate
@@ -38,38 +39,56 @@ def _config(path: Path | None) -> Config:
 def _keyring(audit: AuditConfig) -> Keyring:
     paths = audit.signing.trusted_keys or ([audit.signing.key_file] if audit.signing.key_file else [])
     if not paths:
-        raise fail("audit.signing.trusted_keys: the S3 anchor is configured but no key to verify checkpoints with")
+        raise fail("audit.signing.trusted_keys: an anchor is configured but no key to verify checkpoints with")
     try:
         return Keyring.from_files(paths)
     except SigningError as exc:
         raise fail(f"audit.signing.trusted_keys: {exc}") from exc
 
 
-async def _verify(url: str, anchor: S3Anchor | None, keys: Keyring | None) -> tuple[ChainReport, AnchorReport | None]:
+def _readable_anchors(anchors: AnchorsConfig) -> list[ReadableAnchor]:
+    found: list[ReadableAnchor] = []
+    if anchors.s3 is not None:
+        found.append(S3Anchor(anchors.s3))
+    if anchors.webhook is not None:
+        webhook = WebhookAnchor(anchors.webhook)
+        if webhook.readable:
+            found.append(webhook)
+        else:
+            typer.echo("the webhook anchor is not read back: audit.anchors.webhook.read_url is not set", err=True)
+    return found
+
+
+async def _verify(
+    url: str, anchors: list[ReadableAnchor], keys: Keyring | None
+) -> tuple[ChainReport, list[tuple[ReadableAnchor, AnchorReport]]]:
     store = await Store.open(url, migrate=False)
     try:
         async with store.read() as conn:
             chain = await verify(conn)
-            if not chain.ok or anchor is None or keys is None:
-                return chain, None
-            found = await asyncio.to_thread(anchor.read_all)
-            return chain, await check(conn, found, keys, anchor=anchor.name, where=anchor.where)
+            if not chain.ok or keys is None:
+                return chain, []
+            reports = []
+            for anchor in anchors:
+                written = await delivered(conn, anchor.name)
+                found = await anchor.read_back(written[-1] if written else 0)
+                reports.append((anchor, await check(conn, found, keys, anchor=anchor.name, where=anchor.where)))
+            return chain, reports
     finally:
         await store.close()
 
 
 @audit_app.command("verify")
 def verify_command(config: ConfigOpt = None, store_url: StoreUrlOpt = None) -> None:
-    """Check every event's hash and link, then the chain against the signed checkpoints on the S3 anchor
-    (audit.anchors.s3); exit 1 naming an edit, a removal, a rewrite, a truncation or a missing anchor."""
+    """Check every event's hash and link, then the chain against the signed checkpoints read back from each
+    anchor (audit.anchors.s3; the webhook's read_url); exit 1 naming an edit, a removal, a rewrite, a
+    truncation or a missing anchor."""
     cfg = _config(config)
-    anchor, keys = None, None
-    if cfg.audit.anchors.s3 is not None:
-        keys = _keyring(cfg.audit)
-        anchor = S3Anchor(cfg.audit.anchors.s3)
+    anchors = _readable_anchors(cfg.audit.anchors)
+    keys = _keyring(cfg.audit) if anchors else None
     try:
         url = store_url or cfg.store_url
-        report, anchored = asyncio.run(_verify(url, anchor, keys))
+        report, anchored = asyncio.run(_verify(url, anchors, keys))
     except AnchorError as exc:
         raise fail(f"cannot read the checkpoints: {exc}") from exc
     except Exception as exc:  # any failure to read the chain must not look like a clean result
@@ -80,17 +99,19 @@ def verify_command(config: ConfigOpt = None, store_url: StoreUrlOpt = None) -> N
         typer.echo(f"audit chain BROKEN: {p.message}{where}", err=True)
         typer.echo(f"checked {report.events} events before the problem", err=True)
         raise typer.Exit(1)
-    if anchored is not None and anchored.problem is not None:
-        typer.echo(f"audit chain BROKEN ({anchored.problem.kind}): {anchored.problem.message}", err=True)
+    broken = [r.problem for _, r in anchored if r.problem is not None]
+    for problem in broken:
+        typer.echo(f"audit chain BROKEN ({problem.kind}): {problem.message}", err=True)
+    if broken:
         raise typer.Exit(1)
     span = f"events {report.first_seq}..{report.last_seq}" if report.events else "no events"
     typer.echo(f"audit chain OK: {report.events} events ({span}), head {report.head_hash}")
-    if anchored is not None and anchored.last is not None:
-        assert anchor is not None
-        typer.echo(
-            f"anchored: signed checkpoints 1..{anchored.checkpoints} on {anchor.where} match, the last "
-            f"through event {anchored.last.seq}; {anchored.unanchored} events since are not anchored yet"
-        )
+    for anchor, found in anchored:
+        if found.last is not None:
+            typer.echo(
+                f"anchored: signed checkpoints 1..{found.checkpoints} on {anchor.where} match, the last "
+                f"through event {found.last.seq}; {found.unanchored} events since are not anchored yet"
+            )
 
 
 @audit_app.command("export")

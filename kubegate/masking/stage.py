@@ -27,7 +27,7 @@ import orjson
 from kubegate.flow import Flow, Message, Stage
 from kubegate.kube.status import Refused
 from kubegate.masking import secretlist
-from kubegate.masking.cache import MaskedLines
+from kubegate.masking.cache import Masked, MaskedLines
 from kubegate.masking.config import UnknownProfile
 from kubegate.masking.marker import MARKER, MARKER_B64, MARKER_BYTES
 from kubegate.masking.masker import Masker, kind_for, mask_document
@@ -52,6 +52,8 @@ class MaskState:
     buffer: bytearray = field(default_factory=bytearray)
     text: TextMasker | None = None
     output: OutputMasks | None = None
+    values: int = 0
+    """Values masked so far (markers added): the metrics stage adds them once, when the flow ends."""
 
 
 class MaskingStage(Stage):
@@ -135,7 +137,9 @@ class MaskingStage(Stage):
             return data
         if state.mode == "text":
             assert state.text is not None
-            return state.text.feed(data)
+            out = state.text.feed(data)
+            state.values += _markers(out) - _markers(data)
+            return out
         state.buffer += data
         if state.mode == "json":
             return b""
@@ -145,10 +149,12 @@ class MaskingStage(Stage):
         lines = bytes(state.buffer[:cut])
         del state.buffer[:cut]
         context = (state.profiles, state.kind_hint)
-        return b"".join(
+        masked = [
             self.watch_events.get(context, line + b"\n", lambda doc: self._mask_line(state, doc))
             for line in lines.split(b"\n")[:-1]
-        )
+        ]
+        state.values += sum(hidden for _, hidden in masked)
+        return b"".join(out for out, _ in masked)
 
     async def on_eof(self, flow: Flow) -> bytes:
         state: MaskState | None = flow.extras.get(self.name)
@@ -156,10 +162,12 @@ class MaskingStage(Stage):
             return b""
         if state.mode == "text":
             assert state.text is not None
-            return state.text.flush()
+            out = state.text.flush()
+            state.values += _markers(out)
+            return out
         rest, state.buffer = state.buffer, bytearray()
-        masked = self._mask_line(state, rest)
-        hidden = _markers(masked) - _markers(rest)
+        masked, hidden = self._mask_line(state, rest)
+        state.values += hidden
         if hidden > 0:
             values = "value" if hidden == 1 else "values"
             flow.warnings.append(
@@ -167,16 +175,16 @@ class MaskingStage(Stage):
             )
         return masked
 
-    def _mask_line(self, state: MaskState, doc: bytes | bytearray) -> bytes:
-        """One JSON document (a whole body, or one watch event line), masked; the same bytes if
-        there was nothing to mask."""
+    def _mask_line(self, state: MaskState, doc: bytes | bytearray) -> Masked:
+        """One JSON document (a whole body, or one watch event line), masked, and how many values were
+        hidden (markers added, not those it held); the same bytes if there was nothing to mask."""
         if not doc or doc.isspace():
-            return bytes(doc)
+            return bytes(doc), 0
         newline = b"\n" if doc.endswith(b"\n") else b""
         if secretlist.applies(state.plan, doc):
             masked = secretlist.mask_secret_list(state.plan, doc)
             if masked is not None:
-                return masked + newline
+                return masked + newline, _markers(masked) - _markers(doc)
         try:
             loaded = orjson.loads(doc)
         except orjson.JSONDecodeError as exc:
@@ -187,11 +195,12 @@ class MaskingStage(Stage):
                 reason="BadGateway",
             ) from exc
         if not mask_document(state.plan, loaded, state.kind_hint):
-            return bytes(doc)
+            return bytes(doc), 0
         # orjson keeps every int64/uint64 exact; larger integers it reads as floats, which is what
         # kube-apiserver itself does with them (sigs.k8s.io/json falls back to float64), so it never
         # sends any.
-        return orjson.dumps(loaded) + newline
+        out = orjson.dumps(loaded)
+        return out + newline, _markers(out) - _markers(doc)
 
 
 def _markers(body: bytes | bytearray) -> int:

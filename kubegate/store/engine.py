@@ -32,7 +32,7 @@ from kubegate.store.tables import chain_head
 
 # The newest migration (kubegate/store/migrations/versions); tests/store/test_engine.py checks it
 # against Alembic's own view, so a new migration cannot be forgotten here.
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 MIGRATION_LOCK_KEY = 0x6B756265  # pg_advisory_xact_lock key: one replica migrates at a time
 SQLITE_BUSY_TIMEOUT_MS = 5000
 PG_CONNECT_TIMEOUT_S = 5.0

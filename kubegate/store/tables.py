@@ -223,3 +223,13 @@ export_cursors = sa.Table(
 )
 """The last event each export sink acknowledged: the events table is the outbox, this the cursor into it.
 `owner` holds the sink's lease until `lease_until`, so of several replicas one exports each sink at a time."""
+
+slack_replays = sa.Table(
+    "slack_replays",
+    metadata,
+    sa.Column("signature_digest", sa.String(64), primary_key=True),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Index("ix_slack_replays_expires_at", "expires_at"),
+)
+"""Slack interactions already acted on (sha256 of the signature), kept until Slack's five-minute window
+for their timestamp has passed: a replay to any replica finds its row."""

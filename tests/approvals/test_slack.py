@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,15 @@ from aiohttp.test_utils import TestServer
 
 from kubegate.approvals.config import SlackConfig
 from kubegate.approvals.notify import slack_message
+from kubegate.approvals.replays import first_sight
 from kubegate.approvals.service import ApprovalService
 from kubegate.approvals.slack import setup_routes
 from kubegate.config import load_config
 from kubegate.configbase import ConfigError
 from kubegate.kube.status import Refused
+from kubegate.store.engine import Store
 from tests.approvals.builders import SLACK_SECRET, approval_stage, cancel, held, slack_click, slack_signed
+from tests.approvals.conftest import ServiceFactory
 
 CONFIG = SlackConfig(
     signing_secret=SLACK_SECRET,
@@ -32,14 +36,22 @@ CONFIG = SlackConfig(
 )
 
 
-@pytest.fixture
-async def endpoint(service: ApprovalService) -> AsyncIterator[str]:
+@asynccontextmanager
+async def serving(service: ApprovalService) -> AsyncIterator[str]:
     app = web.Application()
     setup_routes(app, CONFIG, lambda: service)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    yield str(server.make_url("/slack/interactions"))
-    await server.close()
+    try:
+        yield str(server.make_url("/slack/interactions"))
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def endpoint(service: ApprovalService) -> AsyncIterator[str]:
+    async with serving(service) as url:
+        yield url
 
 
 async def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -75,6 +87,55 @@ async def test_forged_stale_and_replayed_clicks_decide_nothing(service: Approval
     assert decided is not None and decided.state == "denied" and decided.decision_reason == "denied in Slack by idp#bob"
     with pytest.raises(Refused, match="denied in Slack by idp#bob"):
         await asyncio.wait_for(task, 5)
+
+
+async def test_a_click_replayed_to_another_replica_is_refused_there(
+    service: ApprovalService, store_url: str, make_service: ServiceFactory
+) -> None:
+    """Two replicas, each with its own connection to one store: the second has never seen the click."""
+    other_store = await Store.open(store_url)
+    try:
+        other = make_service(other_store)
+        await other.start()
+        task, request_id = await held(approval_stage(service), service)
+        body = slack_click("deny", request_id)
+        headers = slack_signed(body)
+        async with serving(service) as first, serving(other) as second:
+            assert (await post(first, body, headers))[0] == 200
+            status, reply = await post(second, body, headers)
+            assert status == 401 and "replay" in reply["error"]
+            fresh = slack_signed(body, ts=int(time.time()) - 1)  # the same click, signed anew: not a replay
+            status, reply = await post(second, body, fresh)
+            assert status == 200 and reply["text"].startswith(f"kubegate did not deny {request_id}: ")
+        with pytest.raises(Refused):
+            await asyncio.wait_for(task, 5)
+    finally:
+        await other_store.close()
+
+
+async def test_seen_signatures_are_kept_for_the_window_and_then_forgotten(store: Store) -> None:
+    assert await first_sight(store, "v0=aa", now=1000.0, keep_until=1300.0)
+    assert not await first_sight(store, "v0=aa", now=1299.0, keep_until=1599.0)
+    assert await first_sight(store, "v0=bb", now=1301.0, keep_until=1601.0)  # removes aa's expired row
+    assert await first_sight(store, "v0=aa", now=1302.0, keep_until=1602.0)
+
+
+async def test_a_click_is_refused_when_the_store_cannot_say_whether_it_is_a_replay(
+    tmp_path: Path, make_service: ServiceFactory
+) -> None:
+    broken = await Store.open(f"sqlite:///{tmp_path / 'k.db'}")
+    try:
+        service = make_service(broken)
+        await service.start()
+        task, request_id = await held(approval_stage(service), service)
+        (tmp_path / "k.db").unlink()  # the store refuses writes to a removed file
+        body = slack_click("approve", request_id)
+        async with serving(service) as url:
+            status, reply = await post(url, body, slack_signed(body))
+        assert status == 503 and "cannot check this Slack request for a replay" in reply["error"]
+        await cancel(task)
+    finally:
+        await broken.close()
 
 
 async def test_a_slack_user_nobody_mapped_or_who_is_no_reviewer_decides_nothing(

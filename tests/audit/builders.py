@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
+import orjson
 import sqlalchemy as sa
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -143,3 +146,53 @@ async def record_requests(store: Store, n: int, *, recorder: Recorder | None = N
         )
     if own:
         await rec.close()
+
+
+@dataclass
+class CheckpointReceiver:
+    """A webhook anchor's receiver as docs/audit.md specifies it, on a thread of its own (so a CLI that runs
+    its own event loop can reach it): POST /checkpoints keeps a checkpoint under its number, GET
+    /checkpoints/{number} answers it, or 404. `held` is what it keeps, for tests to lose or replace."""
+
+    url: str = ""
+    held: dict[int, bytes] = field(default_factory=dict)
+    read_status: int = 200
+    reads: list[int] = field(default_factory=list)
+
+    @property
+    def read_url(self) -> str:
+        return self.url + "/{number}"
+
+
+@contextmanager
+def checkpoint_receiver() -> Iterator[CheckpointReceiver]:
+    state = CheckpointReceiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            state.held[orjson.loads(body)["checkpoint"]["number"]] = body
+            self.send_response(204)
+            self.end_headers()
+
+        def do_GET(self) -> None:
+            number = int(self.path.rsplit("/", 1)[1])
+            state.reads.append(number)
+            body = state.held.get(number) if state.read_status == 200 else b""
+            self.send_response(state.read_status if body is not None else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/checkpoints"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -29,6 +29,10 @@ def problems(tmp_path: Path, text: str) -> str:
             "audit.anchors.webhook.url: must be an",
         ),
         (
+            "audit: {anchors: {webhook: {url: 'https://r/x', read_url: 'https://r/x/1'}}, signing: {key_file: k}}",
+            "audit.anchors.webhook.read_url: must name the checkpoint with {number}",
+        ),
+        (
             "audit: {anchors: {s3: {bucket: b, object_lock_mode: NONE}}, signing: {key_file: k.pem}}",
             "audit.anchors.s3.object_lock_mode",
         ),

@@ -169,8 +169,10 @@ def test_an_mcp_tool_call_is_a_request_of_its_own_without_its_arguments_or_resul
 
 def test_kubegate_bookkeeping_is_not_an_audit_event_and_a_session_that_is_gone_still_converts() -> None:
     conv = Converter()
-    for type in ("session", "chunk", "retention", "approval", "binding"):
+    for type in ("session", "chunk", "binding", "grant_released", "stream", "port_forward"):
         assert conv.convert(row(1, type, {"flow": FLOW})) is None
+    joined = {"request": "ar-7f3k", "action": "joined", "flow": FLOW}  # a retry of a held request: its own event
+    assert conv.convert(row(1, "access_request", joined)) is None
     anonymous = conv.convert(row(2, "request", {**REQUEST, "decision": None}, session=None))
     assert anonymous is not None
     assert_audit_event(anonymous)
@@ -182,3 +184,125 @@ def test_the_schema_refuses_what_kubernetes_would_not_read(bad: dict[str, Any]) 
     event = Converter().convert(row(1, "request", REQUEST))
     assert event is not None
     assert not VALIDATOR.is_valid({**event, **bad})
+
+
+ASKED = {
+    "flow": FLOW,
+    "request": "ar-7f3k",
+    "requester": "gh#repo:acme/app",
+    "action": "created",
+    "mode": "wait",
+    "fingerprint": "f" * 64,
+    "rules": [{"rule": "prod-deletes", "groups": ["platform-oncall"], "users": [], "min_approvals": 2}],
+    "expires_at": 1_700_000_900.5,
+    "info": {"verb": "delete", "resource": "namespaces", "namespace": "pr-42", "name": "pr-42"},  # as parsed
+    "scope": None,
+    "reason": "",
+}
+
+
+def test_approval_decisions_and_retention_are_audit_events_of_who_did_them() -> None:
+    conv = Converter()
+    events = {
+        "asked": conv.convert(row(1, "access_request", ASKED)),
+        "vote": conv.convert(
+            row(2, "approval", {"request": "ar-7f3k", "reviewer": "idp#bob", "groups": ["oncall"], "complete": False})
+        ),
+        "approved": conv.convert(
+            row(
+                3,
+                "approval",
+                {
+                    "request": "ar-7f3k",
+                    "reviewer": "idp#eve",
+                    "groups": ["oncall"],
+                    "comment": "cleanup of a finished PR",
+                    "complete": True,
+                    "grant_expires_at": 1_700_001_000.0,
+                },
+            )
+        ),
+        "denied": conv.convert(row(4, "denial", {"request": "ar-9x", "reviewer": "idp#bob", "reason": "not now"})),
+        "revoked": conv.convert(row(5, "grant_revoked", {"request": "ar-7f3k", "by": "idp#root", "reason": "oops"})),
+        "expired": conv.convert(row(6, "request_expired", {"request": "ar-8y"}, session=None)),
+        "retention": conv.convert(
+            row(
+                7,
+                "retention",
+                {
+                    "through_seq": 41,
+                    "last_hash": "a" * 64,
+                    "cutoff": 1_690_000_000.0,
+                    "events_removed": 41,
+                    "sessions_removed": 3,
+                },
+                session=None,
+            )
+        ),
+    }
+    for event in events.values():
+        assert event is not None
+        assert_audit_event(event)
+        assert event["stage"] == "ResponseComplete" and event["responseStatus"] == {"metadata": {}, "code": 200}
+    e: dict[str, Any] = events  # type: ignore[assignment]
+    assert len({event["auditID"] for event in e.values()}) == len(e)  # each action its own audit event
+    assert (
+        Converter().convert(row(3, "approval", {"request": "ar-7f3k", "reviewer": "x"}))["auditID"]
+        == (  # type: ignore[index]
+            e["approved"]["auditID"]
+        )
+    )  # derived from the event's hash: a repeated export repeats it
+
+    asked = e["asked"]
+    assert (asked["verb"], asked["requestURI"]) == ("create", "/api/v1/requests")
+    assert asked["user"] == {"username": "gh#repo:acme/app", "groups": ["ci-agents"]}
+    assert asked["objectRef"] == {
+        "apiGroup": "kubegate.dev",
+        "apiVersion": "v1",
+        "resource": "accessrequests",
+        "name": "ar-7f3k",
+    }
+    assert asked["annotations"] == {
+        "kubegate.dev/event": "access_request",
+        "kubegate.dev/seq": "1",
+        "kubegate.dev/hash": f"{1:064x}",
+        "kubegate.dev/session": "s1",
+        "kubegate.dev/connection": "prod",
+        "kubegate.dev/approval": "ar-7f3k",
+        "kubegate.dev/review": "requested",
+        "kubegate.dev/rule": "prod-deletes",
+        "kubegate.dev/mode": "wait",
+        "kubegate.dev/target": "delete namespaces pr-42",
+        "kubegate.dev/expires": "2023-11-14T22:28:20.500000Z",
+    }
+
+    approved = e["approved"]
+    assert approved["user"] == {"username": "idp#eve", "groups": ["oncall"]}  # the reviewer, not the requester
+    assert (approved["verb"], approved["requestURI"]) == ("update", "/api/v1/requests/ar-7f3k/approve")
+    assert approved["objectRef"]["subresource"] == "approval"
+    notes = approved["annotations"]
+    assert notes["kubegate.dev/review"] == "approved" and notes["kubegate.dev/requester"] == "gh#repo:acme/app"
+    assert notes["kubegate.dev/comment"] == "cleanup of a finished PR"
+    assert notes["kubegate.dev/grant-expires"] == "2023-11-14T22:30:00.000000Z"
+    assert e["vote"]["annotations"]["kubegate.dev/review"] == "vote"  # one of two approvals the rule needs
+
+    denied = e["denied"]
+    assert denied["requestURI"] == "/api/v1/requests/ar-9x/deny" and denied["user"]["username"] == "idp#bob"
+    assert denied["annotations"]["kubegate.dev/review"] == "denied"
+    assert denied["annotations"]["kubegate.dev/reason"] == "not now"
+    assert (
+        e["revoked"]["user"]["username"] == "idp#root" and e["revoked"]["annotations"]["kubegate.dev/reason"] == "oops"
+    )
+    assert e["expired"]["user"] == {"username": "system:kubegate"}
+    assert e["expired"]["annotations"]["kubegate.dev/review"] == "expired"
+
+    retention = e["retention"]
+    assert (retention["verb"], retention["user"]) == ("deletecollection", {"username": "system:kubegate"})
+    assert retention["objectRef"] == {"apiGroup": "kubegate.dev", "apiVersion": "v1", "resource": "events"}
+    assert {k: v for k, v in retention["annotations"].items() if "retention" in k} == {
+        "kubegate.dev/retention-through-seq": "41",
+        "kubegate.dev/retention-last-hash": "a" * 64,
+        "kubegate.dev/retention-cutoff": "2023-07-22T04:26:40.000000Z",
+        "kubegate.dev/retention-events-removed": "41",
+        "kubegate.dev/retention-sessions-removed": "3",
+    }

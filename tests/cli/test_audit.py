@@ -15,6 +15,7 @@ from kubegate.cli import audit
 from kubegate.identity.model import Identity
 from kubegate.recording.recorder import Recorder
 from kubegate.store.engine import Store
+from tests.audit.builders import CheckpointReceiver, checkpoint_receiver
 
 
 async def _record(url: str, requests: int) -> None:
@@ -170,3 +171,98 @@ def test_an_anchor_with_no_key_to_check_it_is_a_config_error(db_path: Path, tmp_
     config.write_text(f"store: {{url: 'sqlite:///{db_path}'}}\naudit:\n  anchors: {{s3: {{bucket: b}}}}\n")
     code, out = verify("--config", str(config))
     assert code == 2 and "audit: anchors need signing.key_file" in out
+
+
+def _webhook_config(tmp_path: Path, db_path: Path, hook: CheckpointReceiver, rounds: int = 1) -> Path:
+    """A kubegate.yaml with a signing key and a webhook anchor that can be read back, and `rounds`
+    checkpoints of db_path's chain sent to it (each after one more request)."""
+    from kubegate.audit.anchoring import Anchoring
+    from kubegate.audit.anchors import WebhookAnchor
+    from kubegate.audit.signing import FileSigner
+    from kubegate.config import load_config
+
+    assert keygen(str(tmp_path / "keys" / "signing.pem"))[0] == 0
+    config = tmp_path / "kubegate.yaml"
+    config.write_text(
+        f"store: {{url: 'sqlite:///{db_path}'}}\naudit:\n  signing: {{key_file: keys/signing.pem, "
+        f"trusted_keys: [keys/signing.pem.pub]}}\n  anchors:\n    webhook: {{url: '{hook.url}', "
+        f"read_url: '{hook.read_url}'}}\n"
+    )
+    audit_config = load_config(config).audit
+    assert audit_config.anchors.webhook is not None and audit_config.signing.key_file is not None
+
+    async def checkpoints() -> None:
+        assert audit_config.anchors.webhook is not None and audit_config.signing.key_file is not None
+        for n in range(rounds):
+            if n:
+                await _record(f"sqlite:///{db_path}", 1)
+            store = await Store.open(f"sqlite:///{db_path}")
+            signer = FileSigner(audit_config.signing.key_file)
+            await Anchoring(store, signer, [WebhookAnchor(audit_config.anchors.webhook)], 60).round()
+            await store.close()
+
+    asyncio.run(checkpoints())
+    return config
+
+
+def test_the_webhook_anchor_is_read_back_and_a_rewrite_fails_against_it(db_path: Path, tmp_path: Path) -> None:
+    from tests.audit.builders import rewrite_chain
+
+    with checkpoint_receiver() as hook:
+        config = _webhook_config(tmp_path, db_path, hook, rounds=2)
+        code, out = verify("--config", str(config))
+        assert code == 0, out
+        assert (
+            "anchored: signed checkpoints 1..2 on the webhook anchor at 127.0.0.1 match, the last through event 7"
+            in out
+        )
+        assert sorted(set(hook.reads)) == list(range(1, 33))  # read on until a whole batch past 2 was missing
+
+        async def rewrite() -> None:
+            store = await Store.open(f"sqlite:///{db_path}")
+            await rewrite_chain(store, lambda data: data.replace("p2", "p9"))
+            await store.close()
+
+        asyncio.run(rewrite())
+        code, out = verify("--config", str(config))
+    assert code == 1 and "audit chain BROKEN (rewritten): the chain was rewritten: event 6 is not the one" in out
+
+
+def test_a_checkpoint_the_webhook_receiver_lost_or_replaced_is_named(db_path: Path, tmp_path: Path) -> None:
+    with checkpoint_receiver() as hook:
+        config = _webhook_config(tmp_path, db_path, hook, rounds=2)
+        first, second = hook.held[1], hook.held[2]
+        del hook.held[2]
+        code, out = verify("--config", str(config))
+        assert code == 1
+        assert (
+            "audit chain BROKEN (missing-anchor): checkpoint 2 was written to the webhook anchor at 127.0.0.1 "
+            "but is not there" in out
+        )
+        del hook.held[1]
+        hook.held[2] = second  # a gap: checkpoint 1 is gone and 2 is still there
+        code, out = verify("--config", str(config))
+        assert code == 1 and "checkpoint 1 missing from the webhook anchor at 127.0.0.1" in out
+        hook.held[1] = first.replace(b'"events":', b'"events": ')  # the same checkpoint, not the same bytes
+        code, out = verify("--config", str(config))
+        assert code == 1 and "does not follow checkpoint 1 there: an anchored checkpoint was replaced" in out
+        hook.held[1] = first.replace(b'"events":6', b'"events":5')  # what was signed, altered
+        code, out = verify("--config", str(config))
+        assert code == 1 and "audit chain BROKEN (signature): checkpoint 1 on the webhook anchor" in out
+
+
+def test_a_webhook_receiver_that_cannot_answer_is_not_a_pass(db_path: Path, tmp_path: Path) -> None:
+    with checkpoint_receiver() as hook:
+        config = _webhook_config(tmp_path, db_path, hook)
+        hook.read_status = 500
+        code, out = verify("--config", str(config))
+    assert code == 2 and "cannot read the checkpoints: the webhook anchor at 127.0.0.1: checkpoint" in out
+    assert "HTTP 500" in out
+
+
+def test_a_webhook_anchor_without_read_url_is_said_to_be_unchecked(db_path: Path, tmp_path: Path) -> None:
+    with checkpoint_receiver() as hook:
+        config = _webhook_config(tmp_path, db_path, hook)
+        config.write_text(config.read_text().replace(f", read_url: '{hook.read_url}'", ""))
+        code, out = verify("--config", str(config))
+    assert code == 0 and "the webhook anchor is not read back: audit.anchors.webhook.read_url is not set" in out

@@ -29,6 +29,7 @@ async def test_every_dashboard_query_names_a_served_metric(tmp_path: Path) -> No
         text = await (await client.get("/metrics")).text()
     assert "kubegate_recorder_commit_seconds_count 1.0" in text
     assert "kubegate_store_healthy 1.0" in text and "kubegate_recorder_queue_depth 0.0" in text
+    assert 'kubegate_approvals_pending{kind="request"} 0.0' in text  # read from the store for this scrape
     served = {m.group(1) for m in re.finditer(r"^# (?:HELP|TYPE) (kubegate_[a-z_]+)", text, re.MULTILINE)}
     served |= {m.group(1) for m in re.finditer(r"^(kubegate_[a-z_]+)", text, re.MULTILINE)}
     counters = {name + "_total" for name in served}  # a counter's HELP line may name it without _total

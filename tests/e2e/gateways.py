@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -26,9 +27,12 @@ def free_port() -> int:
 
 class GatewayProcess:
     """`kubegate serve` as its own process, on the world's cluster and issuer, with its own SQLite store
-    unless given a store URL (several replicas share one PostgreSQL)."""
+    unless given a store URL (several replicas share one PostgreSQL); `config` replaces sections of the
+    world's kubegate.yaml."""
 
-    def __init__(self, world: World, root: Path, store_url: str | None = None) -> None:
+    def __init__(
+        self, world: World, root: Path, store_url: str | None = None, config: dict[str, Any] | None = None
+    ) -> None:
         self.root = root
         self.connection = world.env.connection
         root.mkdir(parents=True, exist_ok=True)
@@ -39,6 +43,7 @@ class GatewayProcess:
         doc["state_dir"] = str(root / "state")
         doc["store"] = {"url": store_url or f"sqlite:///{self.db}"}
         doc["policy_dirs"] = []
+        doc.update(config or {})
         self.config = root / "kubegate.yaml"
         self.config.write_text(yaml.safe_dump(doc))
         self.proc = subprocess.Popen(

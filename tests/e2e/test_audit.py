@@ -1,5 +1,6 @@
-"""Audit outside the gateway, end to end through real kubectl: an access-log line per request, and the
-requests of a `kubectl apply` exported as audit.k8s.io/v1 Events carrying kubegate's decision."""
+"""Audit outside the gateway, end to end through real kubectl: an access-log line per request, the
+requests of a `kubectl apply` exported as audit.k8s.io/v1 Events carrying kubegate's decision, and the
+approval that let a held kubectl request through exported as the reviewer's own event."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from kubegate.audit.export import Exporter
 from kubegate.audit.sinks import FileSink
 from tests.audit.schema import assert_audit_event
 from tests.conftest import World
+from tests.e2e.test_approvals import _namespace, delete_namespace, pending_request, requests_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -81,21 +83,26 @@ def test_every_kubectl_request_is_one_access_log_line_without_the_token(world: W
     assert token not in orjson.dumps(lines.lines).decode()
 
 
-def test_a_kubectl_apply_is_exported_as_kubernetes_audit_events(world: World, tmp_path: Path) -> None:
-    name = f"exp-{uuid.uuid4().hex[:8]}"
-    token = world.token("carol", ("developers",))
-    apply(world, name, token)
-    sink = FileSink(SinkConfig(name=f"e2e-{name}", type="file", path=tmp_path / "audit.jsonl"))
-    exporter = Exporter(world.gateway.store, sink, batch_max=2000)
+def export(world: World, path: Path, name: str) -> list[dict[str, Any]]:
+    """Everything the world's store holds, through a new file sink, each Event checked against the schema."""
+    exporter = Exporter(world.gateway.store, FileSink(SinkConfig(name=name, type="file", path=path)), batch_max=2000)
 
     async def drain() -> None:
         while await exporter.step():
             pass
 
     world.call(drain())
-    exported = [orjson.loads(line) for line in (tmp_path / "audit.jsonl").read_bytes().splitlines()]
+    exported = [orjson.loads(line) for line in path.read_bytes().splitlines()]
     for event in exported:
         assert_audit_event(event)
+    return exported
+
+
+def test_a_kubectl_apply_is_exported_as_kubernetes_audit_events(world: World, tmp_path: Path) -> None:
+    name = f"exp-{uuid.uuid4().hex[:8]}"
+    token = world.token("carol", ("developers",))
+    apply(world, name, token)
+    exported = export(world, tmp_path / "audit.jsonl", f"e2e-{name}")
     ours = [e for e in exported if e.get("objectRef", {}).get("name") == name]
     created = [e for e in ours if e["verb"] == "create" and e["stage"] == "ResponseComplete"]
     assert len(created) == 1, ours
@@ -110,3 +117,34 @@ def test_a_kubectl_apply_is_exported_as_kubernetes_audit_events(world: World, tm
     received = [e for e in ours if e["auditID"] == event["auditID"] and e["stage"] == "RequestReceived"]
     assert len(received) == 1 and event["userAgent"].startswith("kubectl/")
     assert token not in (tmp_path / "audit.jsonl").read_text()
+
+
+def test_who_approved_a_held_kubectl_request_is_exported_as_their_own_audit_event(world: World, tmp_path: Path) -> None:
+    name = _namespace(world)
+    kubectl = delete_namespace(world, name)
+    try:
+        request = pending_request(world, f"namespaces {name}", kubectl)
+        approved = requests_cli(world, "approve", request["id"], "--comment", "cleanup of a finished PR")
+        assert approved.returncode == 0, approved.stderr
+        assert kubectl.communicate(timeout=60)[0] == f'namespace "{name}" deleted\n'
+    finally:
+        kubectl.kill()
+    world.settle()
+    exported = export(world, tmp_path / "audit.jsonl", f"e2e-{name}")
+    about = [e for e in exported if e["annotations"].get("kubegate.dev/approval") == request["id"]]
+    by_event = {e["annotations"]["kubegate.dev/event"]: e for e in about}
+    asked, decided = by_event["access_request"], by_event["approval"]
+    assert asked["user"]["username"] == "sandbox:alice" and asked["verb"] == "create"
+    assert asked["annotations"]["kubegate.dev/target"] == f"delete namespaces {name}"
+    assert decided["user"]["username"] == "sandbox:bob" and "platform-oncall" in decided["user"]["groups"]
+    assert decided["requestURI"] == f"/api/v1/requests/{request['id']}/approve"
+    assert decided["annotations"]["kubegate.dev/review"] == "approved"
+    assert decided["annotations"]["kubegate.dev/requester"] == "sandbox:alice"
+    assert decided["annotations"]["kubegate.dev/comment"] == "cleanup of a finished PR"
+    deleted = [
+        e
+        for e in about
+        if e["verb"] == "delete" and e["stage"] == "ResponseComplete" and e["objectRef"].get("name") == name
+    ]
+    assert len(deleted) == 1 and deleted[0]["responseStatus"]["code"] == 200  # the request it let through
+    assert deleted[0]["stageTimestamp"] > decided["stageTimestamp"]

@@ -146,3 +146,23 @@ def test_kubectl_is_told_what_was_masked(world: World, secret: tuple[str, str, s
     assert f"they read {MARKER}" in out.stderr
     plain = world.kubectl("get", "namespace", ns, "-o", "yaml")
     assert "kubegate masked" not in plain.stderr, "nothing masked, nothing said"
+
+
+def test_the_values_masked_are_counted_by_profile_in_the_metrics(world: World, secret: tuple[str, str, str]) -> None:
+    ns, name, _ = secret
+    world.kubectl("create", "secret", "generic", "two", "-n", ns, "--from-literal=a=x1", "--from-literal=b=x2")
+
+    def masked() -> float:
+        registry = world.gateway.metrics.registry
+        return registry.get_sample_value("kubegate_masked_values_total", {"profile": "secret-values"}) or 0.0
+
+    before = masked()
+    world.kubectl("get", "secret", name, "-n", ns, "-o", "json")
+    world.settle()
+    assert masked() - before == 1
+    world.kubectl("get", "secrets", "-n", ns, "-o", "json")  # one LIST: db's value and two's two values
+    world.settle()
+    assert masked() - before == 4
+    world.kubectl("get", "namespace", ns, "-o", "json")  # nothing to mask: nothing counted
+    world.settle()
+    assert masked() - before == 4

@@ -13,21 +13,21 @@ from kubegate.masking.stage import MaskingStage
 from tests.masking.builders import b64, event, exchange, flow, masker, secret
 
 
-def counting() -> tuple[list[bytes], Callable[[bytes], bytes]]:
+def counting() -> tuple[list[bytes], Callable[[bytes], tuple[bytes, int]]]:
     calls: list[bytes] = []
 
-    def mask(line: bytes) -> bytes:
+    def mask(line: bytes) -> tuple[bytes, int]:
         calls.append(line)
-        return line.upper()
+        return line.upper(), len(calls)
 
     return calls, mask
 
 
 def test_a_line_is_masked_once_per_context() -> None:
     cache, (calls, mask) = MaskedLines(), counting()
-    assert cache.get("a", b"x\n", mask) == b"X\n"
-    assert cache.get("a", b"x\n", mask) == b"X\n"
-    assert cache.get("b", b"x\n", mask) == b"X\n"
+    assert cache.get("a", b"x\n", mask) == (b"X\n", 1)
+    assert cache.get("a", b"x\n", mask) == (b"X\n", 1)  # with the count masking it once gave
+    assert cache.get("b", b"x\n", mask) == (b"X\n", 2)
     assert calls == [b"x\n", b"x\n"] and cache.hits == 1
 
 
@@ -50,11 +50,10 @@ def test_long_lines_are_not_kept() -> None:
 async def test_watchers_of_the_same_event_share_one_masking() -> None:
     stage = MaskingStage(masker())
     line = event("MODIFIED", secret("db", {"password": "hunter2"}))
-    outs = [
-        b"".join(await exchange(stage, flow("GET", "/api/v1/namespaces/default/secrets", "watch=true"), [line]))
-        for _ in range(3)
-    ]
+    watchers = [flow("GET", "/api/v1/namespaces/default/secrets", "watch=true") for _ in range(3)]
+    outs = [b"".join(await exchange(stage, watcher, [line])) for watcher in watchers]
     assert outs[0] == outs[1] == outs[2] and stage.watch_events.hits == 2
+    assert [w.extras["masking"].values for w in watchers] == [1, 1, 1]  # each watcher was shown one masked value
     assert orjson.loads(outs[0])["object"]["data"]["password"] == MARKER_B64
     unmasked = flow("GET", "/api/v1/namespaces/default/secrets", "watch=true", masks=("env-credentials",))
     other = b"".join(await exchange(stage, unmasked, [line]))

@@ -191,6 +191,26 @@ async def test_logs_with_a_pem_key_across_chunks() -> None:
     assert b"b3BlbnNzaC1rZXktdjEAAAAA" not in out and out.startswith(b"boot\n-----BEGIN OPENSSH PRIVATE KEY-----")
 
 
+async def test_the_values_masked_are_counted_per_response_in_every_mode() -> None:
+    """What kubegate_masked_values_total adds: the markers masking put in, not those upstream sent."""
+    whole = flow("GET", "/api/v1/namespaces/default/secrets/db")
+    body = orjson.dumps(secret("db", {"password": "hunter2", "user": "root"})) + b"\n"
+    await exchange(STAGE, whole, split(body, [7]))
+    assert whole.extras["masking"].values == 2
+    watch = flow("GET", "/api/v1/namespaces/default/secrets", query="watch=true")
+    events = event("ADDED", secret("a", {"password": "hunter2-a"})) + event("ADDED", secret("b", {"k": "x", "j": "y"}))
+    await exchange(STAGE, watch, split(events, [40, 100]))
+    assert watch.extras["masking"].values == 3
+    logs = flow("GET", "/api/v1/namespaces/default/pods/web/log", query="follow=true")
+    await exchange(
+        STAGE,
+        logs,
+        [b"key AKIAIOSF", b"ODNN7EXAMPLE and " + MARKER_BYTES + b"\n", b"again AKIAIOSFODNN7EXAMPLE"],
+        content_type="text/plain",
+    )
+    assert logs.extras["masking"].values == 2
+
+
 async def test_logs_pass_when_no_text_profile_applies() -> None:
     f = flow("GET", "/api/v1/namespaces/default/pods/web/log", masks=("secret-values",))
     assert await exchange(STAGE, f, [b"AKIAIOSFODNN7EXAMPLE\n"], content_type="text/plain") == [
