@@ -46,6 +46,15 @@ class FlowKey(Generic[T]):
 
 
 @dataclass(slots=True)
+class MaskReport:
+    """What the masking stage did to one response or stream, for the stages after it (metrics): the
+    profiles that applied and how many values they hid."""
+
+    profiles: tuple[str, ...]
+    values: int = 0
+
+
+@dataclass(slots=True)
 class Upgrade:
     """An upgraded stream: what the upgrade gate admitted, the subprotocol the cluster chose, whether a
     recording holds it (set by the recorder before forwarding: the bridge dials no stream without
@@ -93,7 +102,8 @@ class Flow:
     Impersonate-* headers. `decision` is set by the policy stage; `warnings` go to the caller as
     `Warning` headers (set before the first byte); `upgrade` describes an admitted upgraded stream;
     `retry_of` names the refused attempt this one repeats (kubectl's SPDY retry); `grant` is the
-    approval that let it through; `bytes_sent` counts the response body the caller got.
+    approval that let it through; `masked` says what masking hid; `bytes_sent` counts the response body
+    the caller got. What a stage keeps only for itself it keeps under a `FlowKey`.
     """
 
     request: web.Request
@@ -122,8 +132,8 @@ class Flow:
     error: str = ""
     warnings: list[str] = field(default_factory=list)
     grant: Grant | None = None
+    masked: MaskReport | None = None
     bytes_sent: int = 0
-    extras: dict[str, Any] = field(default_factory=dict)
     _kept: dict[FlowKey[Any], Any] = field(default_factory=dict, repr=False)
 
     def keep(self, key: FlowKey[T], value: T) -> None:

@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
-from kubegate.flow import Flow, Stage
+from kubegate.flow import Flow, FlowKey, Stage
 from kubegate.policy.kubectl import RESOURCE_TYPES
 from kubegate.policy.model import KNOWN_VERBS
 
@@ -242,6 +242,10 @@ class Metrics:
         recorder.on_commit = commit.observe
 
 
+STREAMING: FlowKey[bool] = FlowKey("metrics.stream")  # counted among the open streams until it ends
+UPSTREAM_STARTED: FlowKey[float] = FlowKey("upstream-latency")
+
+
 class MetricsStage(Stage):
     """First in the pipeline, so its on_end is last and counts refusals from every other stage."""
 
@@ -262,7 +266,7 @@ class MetricsStage(Stage):
 
     async def on_response(self, flow: Flow) -> None:
         if flow.is_stream:
-            flow.extras["metrics.stream"] = True
+            flow.keep(STREAMING, True)
             self._child(self._m.open_streams, flow.connection.name).inc()
 
     async def on_end(self, flow: Flow) -> None:
@@ -272,13 +276,13 @@ class MetricsStage(Stage):
         if decision is not None:
             for rule in decision.deciding_rules or (DEFAULT_DENY,):
                 self._child(self._m.decisions, rule, decision.action).inc()
-        masking = flow.extras.get("masking")
-        if masking is not None and masking.mode != "pass" and flow.refusal is None:
-            for profile in masking.profiles:
+        masked = flow.masked
+        if masked is not None and flow.refusal is None:
+            for profile in masked.profiles:
                 self._child(self._m.masked, profile).inc()
-                if masking.values > 0:
-                    self._child(self._m.masked_values, profile).inc(masking.values)
-        if flow.extras.pop("metrics.stream", False):
+                if masked.values > 0:
+                    self._child(self._m.masked_values, profile).inc(masked.values)
+        if flow.drop(STREAMING):
             self._child(self._m.open_streams, flow.connection.name).dec()
         else:
             self._child(self._m.latency, flow.connection.name, verb).observe(time.monotonic() - flow.started)
@@ -295,10 +299,10 @@ class UpstreamLatencyStage(Stage):
         self._children: dict[str, Any] = {}
 
     async def on_request(self, flow: Flow) -> None:
-        flow.extras[self.name] = time.monotonic()
+        flow.keep(UPSTREAM_STARTED, time.monotonic())
 
     async def on_response(self, flow: Flow) -> None:
-        started = flow.extras.pop(self.name, None)
+        started = flow.drop(UPSTREAM_STARTED)
         if started is not None:
             name = flow.connection.name
             child = self._children.get(name) or self._children.setdefault(name, self._m.upstream.labels(name))

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from kubegate.flow import Flow, Stage
+from kubegate.flow import Flow, FlowKey, Stage
 
 if TYPE_CHECKING:
     from kubegate.config import TracingConfig
 
 SPANNED = ("on_request", "on_response", "on_end")
 PASSED = ("on_chunk", "on_eof", "on_message", "on_stream_end", "close")
-ROOT = "tracing"
-UPSTREAM = "tracing.upstream"
+ROOT: FlowKey[Any] = FlowKey("tracing")  # the request's span
+UPSTREAM: FlowKey[Any] = FlowKey("tracing.upstream")  # the upstream call's span, until it answers
 
 
 class Tracing:
@@ -43,7 +43,7 @@ class Tracing:
     def context_of(self, flow: Flow) -> Any:
         from opentelemetry import trace
 
-        span = flow.extras.get(ROOT)
+        span = flow.kept(ROOT)
         return trace.set_span_in_context(span) if span is not None else None
 
     def shutdown(self) -> None:
@@ -63,21 +63,24 @@ class RequestSpan(Stage):
         from opentelemetry.trace import SpanKind
 
         parent = self.tracing.propagator.extract(dict(flow.request.headers))
-        flow.extras[ROOT] = self.tracing.tracer.start_span(
-            "kubegate request",
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes={
-                "http.request.method": flow.method,
-                "url.path": flow.raw_path,
-                "kubegate.connection": flow.connection.name,
-            },
+        flow.keep(
+            ROOT,
+            self.tracing.tracer.start_span(
+                "kubegate request",
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes={
+                    "http.request.method": flow.method,
+                    "url.path": flow.raw_path,
+                    "kubegate.connection": flow.connection.name,
+                },
+            ),
         )
 
     async def on_end(self, flow: Flow) -> None:
         from opentelemetry.trace import Status, StatusCode
 
-        span = flow.extras.get(ROOT)
+        span = flow.kept(ROOT)
         if span is None:
             return
         info, decision = flow.info, flow.decision
@@ -115,14 +118,14 @@ class UpstreamSpan(Stage):
             kind=SpanKind.CLIENT,
             attributes={"kubegate.connection": flow.connection.name},
         )
-        flow.extras[UPSTREAM] = span
+        flow.keep(UPSTREAM, span)
         carrier: dict[str, str] = {}
         self.tracing.propagator.inject(carrier, context=trace.set_span_in_context(level_one(span)))
         for key, value in carrier.items():
             flow.headers[key] = value
 
     async def on_response(self, flow: Flow) -> None:
-        span = flow.extras.pop(UPSTREAM, None)
+        span = flow.drop(UPSTREAM)
         if span is not None:
             span.set_attribute("http.response.status_code", flow.response_status)
             span.end()
@@ -130,7 +133,7 @@ class UpstreamSpan(Stage):
     async def on_end(self, flow: Flow) -> None:
         from opentelemetry.trace import Status, StatusCode
 
-        span = flow.extras.pop(UPSTREAM, None)
+        span = flow.drop(UPSTREAM)
         if span is not None:  # the call failed before an answer came
             span.set_status(Status(StatusCode.ERROR, flow.error or "no answer from the cluster"))
             span.end()

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
-from kubegate.flow import Flow
+from kubegate.flow import Flow, MaskReport
 from kubegate.kube.requestinfo import parse_request_info
 from kubegate.kube.status import Refused
 from kubegate.metrics import Metrics, MetricsStage
@@ -69,7 +69,7 @@ async def test_decisions_are_counted_by_deciding_rule_and_masked_responses_by_pr
     allowed.decision = Decision(
         "allow", (RuleMatch("devs", "allow", []), RuleMatch("audit", "log", [])), "", masks=("secret-values",)
     )
-    allowed.extras["masking"] = SimpleNamespace(profiles=("secret-values", "env-credentials"), mode="json", values=3)
+    allowed.masked = MaskReport(("secret-values", "env-credentials"), values=3)
     denied = _flow("DELETE", "/api/v1/namespaces/ns", status=0)
     denied.decision = Decision("deny", (), "no rule allows this")
     denied.refusal = Refused(403, "no")

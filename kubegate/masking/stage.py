@@ -24,7 +24,7 @@ from typing import Literal
 
 import orjson
 
-from kubegate.flow import Flow, Message, Stage
+from kubegate.flow import Flow, FlowKey, MaskReport, Message, Stage
 from kubegate.kube.status import Refused
 from kubegate.masking import secretlist
 from kubegate.masking.cache import Masked, MaskedLines
@@ -43,7 +43,7 @@ NO_BODY_STATUSES = frozenset({101, 204, 304})
 
 @dataclass(eq=False)
 class MaskState:
-    """What the stage keeps per flow in flow.extras["masking"]."""
+    """What the stage keeps per flow, under its key."""
 
     profiles: tuple[str, ...]
     plan: Plan
@@ -52,8 +52,11 @@ class MaskState:
     buffer: bytearray = field(default_factory=bytearray)
     text: TextMasker | None = None
     output: OutputMasks | None = None
-    values: int = 0
-    """Values masked so far (markers added): the metrics stage adds them once, when the flow ends."""
+    report: MaskReport = field(default_factory=lambda: MaskReport(()))
+    """Values masked so far (markers added): on the flow once anything is masked, for the metrics stage."""
+
+
+STATE: FlowKey[MaskState] = FlowKey("masking")
 
 
 class MaskingStage(Stage):
@@ -80,19 +83,20 @@ class MaskingStage(Stage):
         if not plan.masks_anything:
             return
         hint = kind_for(info.resource, info.subresource) if info is not None else None
-        flow.extras[self.name] = MaskState(profiles, plan, hint)
+        flow.keep(STATE, MaskState(profiles, plan, hint, report=MaskReport(profiles)))
         proxied = info is not None and (info.verb == "proxy" or info.subresource == "proxy")
         if plan.masks_objects and not proxied:
             flow.headers["Accept"] = json_only_accept(",".join(flow.headers.getall("Accept", [])))
         flow.headers["Accept-Encoding"] = "identity"
 
     async def on_response(self, flow: Flow) -> None:
-        state: MaskState | None = flow.extras.get(self.name)
+        state = flow.kept(STATE)
         if state is None:
             return
         upgrade = flow.upgrade
         if upgrade is not None and upgrade.subresource != "portforward" and state.plan.text:
             state.output = OutputMasks(state.plan.text)
+            flow.masked = state.report
             return
         if flow.response_status in NO_BODY_STATUSES or flow.method == "HEAD":
             return
@@ -122,23 +126,34 @@ class MaskingStage(Stage):
         if state.mode in ("lines", "text"):
             flow.warnings.append(f"kubegate masks values in this stream {_by(flow, state)}")
         flow.rewrites_body = state.mode != "pass"
+        if flow.rewrites_body:
+            flow.masked = state.report
 
     async def on_message(self, flow: Flow, message: Message) -> list[Message]:
-        state: MaskState | None = flow.extras.get(self.name)
-        return state.output.message(message) if state is not None and state.output is not None else [message]
+        state = flow.kept(STATE)
+        if state is None or state.output is None:
+            return [message]
+        out = state.output.message(message)
+        if not message.from_client:
+            state.report.values += sum(_markers(m.data) for m in out) - _markers(message.data)
+        return out
 
     async def on_stream_end(self, flow: Flow) -> list[Message]:
-        state: MaskState | None = flow.extras.get(self.name)
-        return state.output.flush() if state is not None and state.output is not None else []
+        state = flow.kept(STATE)
+        if state is None or state.output is None:
+            return []
+        tails = state.output.flush()
+        state.report.values += sum(_markers(m.data) for m in tails)
+        return tails
 
     async def on_chunk(self, flow: Flow, data: bytes) -> bytes:
-        state: MaskState | None = flow.extras.get(self.name)
+        state = flow.kept(STATE)
         if state is None or state.mode == "pass":
             return data
         if state.mode == "text":
             assert state.text is not None
             out = state.text.feed(data)
-            state.values += _markers(out) - _markers(data)
+            state.report.values += _markers(out) - _markers(data)
             return out
         state.buffer += data
         if state.mode == "json":
@@ -153,21 +168,21 @@ class MaskingStage(Stage):
             self.watch_events.get(context, line + b"\n", lambda doc: self._mask_line(state, doc))
             for line in lines.split(b"\n")[:-1]
         ]
-        state.values += sum(hidden for _, hidden in masked)
+        state.report.values += sum(hidden for _, hidden in masked)
         return b"".join(out for out, _ in masked)
 
     async def on_eof(self, flow: Flow) -> bytes:
-        state: MaskState | None = flow.extras.get(self.name)
+        state = flow.kept(STATE)
         if state is None or state.mode == "pass":
             return b""
         if state.mode == "text":
             assert state.text is not None
             out = state.text.flush()
-            state.values += _markers(out)
+            state.report.values += _markers(out)
             return out
         rest, state.buffer = state.buffer, bytearray()
         masked, hidden = self._mask_line(state, rest)
-        state.values += hidden
+        state.report.values += hidden
         if hidden > 0:
             values = "value" if hidden == 1 else "values"
             flow.warnings.append(

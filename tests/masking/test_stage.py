@@ -7,6 +7,8 @@ import gzip
 import orjson
 import pytest
 
+from kubegate.flow import Message, Upgrade
+from kubegate.kube import channels
 from kubegate.kube.status import Refused
 from kubegate.masking.marker import MARKER, MARKER_B64, MARKER_BYTES
 from kubegate.masking.stage import MaskingStage
@@ -196,11 +198,11 @@ async def test_the_values_masked_are_counted_per_response_in_every_mode() -> Non
     whole = flow("GET", "/api/v1/namespaces/default/secrets/db")
     body = orjson.dumps(secret("db", {"password": "hunter2", "user": "root"})) + b"\n"
     await exchange(STAGE, whole, split(body, [7]))
-    assert whole.extras["masking"].values == 2
+    assert whole.masked is not None and whole.masked.values == 2
     watch = flow("GET", "/api/v1/namespaces/default/secrets", query="watch=true")
     events = event("ADDED", secret("a", {"password": "hunter2-a"})) + event("ADDED", secret("b", {"k": "x", "j": "y"}))
     await exchange(STAGE, watch, split(events, [40, 100]))
-    assert watch.extras["masking"].values == 3
+    assert watch.masked is not None and watch.masked.values == 3
     logs = flow("GET", "/api/v1/namespaces/default/pods/web/log", query="follow=true")
     await exchange(
         STAGE,
@@ -208,7 +210,7 @@ async def test_the_values_masked_are_counted_per_response_in_every_mode() -> Non
         [b"key AKIAIOSF", b"ODNN7EXAMPLE and " + MARKER_BYTES + b"\n", b"again AKIAIOSFODNN7EXAMPLE"],
         content_type="text/plain",
     )
-    assert logs.extras["masking"].values == 2
+    assert logs.masked is not None and logs.masked.values == 2
 
 
 async def test_logs_pass_when_no_text_profile_applies() -> None:
@@ -224,3 +226,20 @@ async def test_configmap_values_under_all_profiles() -> None:
     f = flow("GET", "/api/v1/namespaces/default/configmaps/app", masks=ALL)
     data = orjson.loads(b"".join(await exchange(STAGE, f, [body])))["data"]
     assert data == {"app.env": f"SLACK={MARKER}\n", "db_password": MARKER}
+
+
+async def test_exec_output_is_masked_message_by_message_and_its_values_counted() -> None:
+    stage = MaskingStage(masker())
+    f = flow("GET", "/api/v1/namespaces/default/pods/p/exec", "command=env&stdout=true", masks=("credentials-in-text",))
+    f.upgrade = Upgrade("exec", (channels.V5,), protocol=channels.V5)
+    await stage.on_request(f)
+    f.response_status = 101
+    await stage.on_response(f)
+    out = await stage.on_message(f, Message(False, channels.STDOUT, b"password=hunter2", raw=b"\x01password=hunter2"))
+    out += await stage.on_message(f, Message(False, channels.STDOUT, b"hunter2\nok\n"))
+    out += await stage.on_stream_end(f)
+    shown = b"".join(m.data for m in out)
+    assert b"hunter2" not in shown and shown.endswith(b"\nok\n") and MARKER_BYTES in shown
+    assert f.masked is not None and f.masked.values == 1
+    typed = Message(True, channels.STDIN, b"password=hunter2hunter2\n", raw=b"\x00password=hunter2hunter2\n")
+    assert await stage.on_message(f, typed) == [typed], "stdin reaches the pod as typed"

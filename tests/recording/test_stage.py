@@ -19,7 +19,7 @@ from kubegate.masking.marker import MARKER, MARKER_B64
 from kubegate.policy.decision import Decision, RuleMatch
 from kubegate.recording.anonymous import AnonymousRefusals
 from kubegate.recording.recorder import Recorder
-from kubegate.recording.stage import RecorderStage
+from kubegate.recording.stage import RECORD, RecorderStage
 from kubegate.store.engine import Store
 from kubegate.store.tables import events, sessions
 from tests.recording.conftest import FlowFactory
@@ -188,7 +188,7 @@ async def test_fail_closed_when_the_database_directory_is_removed(sqlite_store: 
     with pytest.raises(Refused) as caught:
         await stage.on_request(flow)
     _assert_refused_503(caught.value, "is gone")
-    assert "recorder" not in flow.extras
+    assert flow.kept(RECORD) is None, "nothing recorded, so nothing to add to"
     await recorder.close()
 
 
