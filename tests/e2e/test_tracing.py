@@ -27,6 +27,7 @@ STAGES = (  # kubegate/app.py's pipeline, each with a span per request, response
     "access-log",
     "metrics",
     "authentication",
+    "session",
     "requestinfo",
     "upgrade",
     "body",
