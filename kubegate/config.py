@@ -10,8 +10,14 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from kubegate.approvals.config import ApprovalsConfig
 from kubegate.audit.config import AuditConfig
-from kubegate.configbase import ConfigError, Strict, format_validation_error, load_yaml, read_secret_file
-from kubegate.durations import parse_duration
+from kubegate.configbase import (
+    ConfigError,
+    PositiveDuration,
+    Strict,
+    format_validation_error,
+    load_yaml,
+    read_secret_file,
+)
 from kubegate.identity.config import IdentityConfig
 from kubegate.masking.config import MaskingConfig
 from kubegate.policy.engine import PolicyEngine, PolicySources
@@ -108,20 +114,13 @@ class UIConfig(Strict):
     session_secret_file: Path | None = Field(
         default=None, description="file holding session_secret (a mounted Secret), instead of session_secret"
     )
-    session_lifetime: str = "8h"
+    session_lifetime: PositiveDuration = Field(default="8h", validate_default=True)
     vendor_dir: Path | None = Field(
         default=None,
         description="node_modules holding htmx.org and "
         "asciinema-player; default: the copy in the installed package, else "
         "node_modules beside the kubegate source",
     )
-
-    @field_validator("session_lifetime")
-    @classmethod
-    def _lifetime(cls, v: str) -> str:
-        if parse_duration(v) <= 0:
-            raise ValueError("must be longer than zero")
-        return v
 
     @field_validator("scopes")
     @classmethod
@@ -135,10 +134,6 @@ class UIConfig(Strict):
         if self.session_secret is not None and self.session_secret_file is not None:
             raise ValueError("session_secret and session_secret_file are alternatives: choose one")
         return self
-
-    @property
-    def session_lifetime_seconds(self) -> float:
-        return parse_duration(self.session_lifetime)
 
     @property
     def secret(self) -> str | None:

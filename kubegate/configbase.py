@@ -4,15 +4,35 @@ a loaded config never changes), errors that name the file, field and problem, an
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from kubegate.durations import parse_duration
 
 
 class Strict(BaseModel):
     """The base of every config model."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError("must be a duration such as 30s, 10m, 1h or 90d, or a number of seconds")
+    return parse_duration(value)
+
+
+def _longer_than_zero(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError("must be longer than zero")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(_seconds)]
+"""Seconds, written in kubegate.yaml as 30s, 10m, 1h, 90d or a number; parsed once, when the file is read."""
+PositiveDuration = Annotated[float, BeforeValidator(_seconds), AfterValidator(_longer_than_zero)]
 
 
 class ConfigError(Exception):

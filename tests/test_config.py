@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from kubegate.config import load_config, parse_duration
+from kubegate.config import load_config
 from kubegate.configbase import ConfigError
+from kubegate.durations import parse_duration
 from kubegate.identity.config import IssuerConfig
 
 GOOD = """

@@ -8,21 +8,10 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from kubegate.configbase import Strict
-from kubegate.durations import parse_duration
+from kubegate.configbase import PositiveDuration, Strict
 
 if TYPE_CHECKING:
     from kubegate.policy.model import PolicyRule
-
-
-def _seconds(value: str | float) -> float:
-    return parse_duration(value)
-
-
-def _positive_duration(value: str | float) -> str | float:
-    if _seconds(value) <= 0:
-        raise ValueError("must be longer than zero")
-    return value
 
 
 class WebhookConfig(Strict):
@@ -83,25 +72,16 @@ class SlackConfig(Strict):
 class ApprovalsConfig(Strict):
     """Timeouts are durations (10m, 1h). `default_timeout` applies to review rules that set none."""
 
-    default_timeout: str | float = "10m"
-    grant_lifetime: str | float = "15m"
-    max_scope_duration: str | float = "8h"
+    default_timeout: PositiveDuration = Field(default="10m", validate_default=True)
+    grant_lifetime: PositiveDuration = Field(default="15m", validate_default=True)
+    max_scope_duration: PositiveDuration = Field(default="8h", validate_default=True)
     poll_interval: float = Field(default=0.5, gt=0, le=5)
     notifications: list[WebhookConfig] = []
-    retry_max_interval: str | float = "5m"
-    retry_give_up_after: str | float = "24h"
-    notification_retention: str | float = "7d"
+    retry_max_interval: PositiveDuration = Field(default="5m", validate_default=True)
+    retry_give_up_after: PositiveDuration = Field(default="24h", validate_default=True)
+    notification_retention: PositiveDuration = Field(default="7d", validate_default=True)
     slack: SlackConfig | None = None
     """How long a delivered (or given-up) notification stays in the outbox, for an operator to look at."""
-
-    _durations = field_validator(
-        "default_timeout",
-        "grant_lifetime",
-        "max_scope_duration",
-        "retry_max_interval",
-        "retry_give_up_after",
-        "notification_retention",
-    )(_positive_duration)
 
     @model_validator(mode="after")
     def _unique_names(self) -> ApprovalsConfig:
@@ -111,40 +91,16 @@ class ApprovalsConfig(Strict):
             raise ValueError(f"notification names must be unique: {', '.join(dupes)}")
         return self
 
-    @property
-    def default_timeout_seconds(self) -> float:
-        return _seconds(self.default_timeout)
-
     def timeout_for(self, rules: Iterable[PolicyRule | None]) -> float:
         """How long a held request waits: the shortest timeout among its review rules, where a rule that
         sets none (or is gone) counts as default_timeout. The gateway and `policy explain` both use this."""
         timeouts = [
-            rule.reviewers.timeout_seconds
+            rule.reviewers.timeout
             if rule is not None and rule.reviewers is not None and "timeout" in rule.reviewers.model_fields_set
-            else self.default_timeout_seconds
+            else self.default_timeout
             for rule in rules
         ]
-        return min(timeouts, default=self.default_timeout_seconds)
-
-    @property
-    def grant_lifetime_seconds(self) -> float:
-        return _seconds(self.grant_lifetime)
-
-    @property
-    def max_scope_seconds(self) -> float:
-        return _seconds(self.max_scope_duration)
-
-    @property
-    def retry_max_seconds(self) -> float:
-        return _seconds(self.retry_max_interval)
-
-    @property
-    def give_up_seconds(self) -> float:
-        return _seconds(self.retry_give_up_after)
-
-    @property
-    def notification_retention_seconds(self) -> float:
-        return _seconds(self.notification_retention)
+        return min(timeouts, default=self.default_timeout)
 
     def webhook(self, name: str) -> WebhookConfig | None:
         return next((w for w in self.notifications if w.name == name), None)

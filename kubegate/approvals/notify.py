@@ -200,7 +200,7 @@ class Notifier:
 
     async def prune(self) -> int:
         """Remove notifications finished (delivered or given up) longer ago than the retention."""
-        horizon = self.clock() - self.config.notification_retention_seconds
+        horizon = self.clock() - self.config.notification_retention
         outbox = notification_outbox.c
         async with self.store.write() as conn:
             done = await conn.execute(
@@ -238,7 +238,7 @@ class Notifier:
         attempts = row.attempts + 1
         if not error:
             values: dict[str, Any] = {"delivered_at": now, "attempts": attempts, "last_error": ""}
-        elif webhook is None or now - row.created_at >= self.config.give_up_seconds:
+        elif webhook is None or now - row.created_at >= self.config.retry_give_up_after:
             log.error(
                 "giving up on notification %d for access request %s via %s: %s",
                 row.id,
@@ -248,7 +248,7 @@ class Notifier:
             )
             values = {"failed_at": now, "attempts": attempts, "last_error": error}
         else:
-            delay = min(self.config.retry_max_seconds, 2.0**attempts)
+            delay = min(self.config.retry_max_interval, 2.0**attempts)
             log.warning(
                 "notification %d for access request %s via %s failed (attempt %d, next in %gs): %s",
                 row.id,

@@ -227,7 +227,7 @@ class ApprovalService:
 
     async def approve(self, request_id: str, reviewer: Identity, comment: str = "") -> AccessRequest:
         request = await self.repo.approve(
-            request_id, reviewer, comment, self.clock(), self.config.grant_lifetime_seconds, self._on_change
+            request_id, reviewer, comment, self.clock(), self.config.grant_lifetime, self._on_change
         )
         complete = request.state == "approved"
         if complete:
@@ -286,7 +286,7 @@ class ApprovalService:
                 + (f" (unknown: {', '.join(unknown)})" if unknown else ""),
                 reason="BadRequest",
             )
-        if not 0 < scope.duration <= self.config.max_scope_seconds:
+        if not 0 < scope.duration <= self.config.max_scope_duration:
             raise Refused(
                 400, f"--duration must be more than 0 and at most {self.config.max_scope_duration}", reason="BadRequest"
             )

@@ -109,7 +109,7 @@ class ApprovalStage(Stage):
                 f"{', '.join(names)}). Access request {request.id} is waiting; a reviewer approves it with: "
                 f"{request.approve_command(new.server)} -- then run the same command again (the approval "
                 f"lets the identical request through once within "
-                f"{_lifetime(svc.config.grant_lifetime_seconds)})",
+                f"{_lifetime(svc.config.grant_lifetime)})",
                 reason="Forbidden",
                 details={"name": request.id, "kind": "accessrequest"},
             )

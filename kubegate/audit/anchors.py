@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from kubegate.audit.config import S3AnchorConfig, WebhookAnchorConfig
-from kubegate.durations import parse_duration
 
 SEND_TIMEOUT = 10.0
 READ_BATCH = 16  # checkpoints a webhook read-back asks for at once
@@ -65,7 +64,7 @@ class S3Anchor:
         return f"{self.config.prefix}checkpoint-{number:012d}.json"
 
     async def put(self, number: int, document: str) -> None:
-        until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=parse_duration(self.config.retention))
+        until = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=self.config.retention)
         try:
             await asyncio.to_thread(
                 self.client.put_object,

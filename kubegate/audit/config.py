@@ -7,16 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from kubegate.configbase import Strict
-from kubegate.durations import parse_duration
+from kubegate.configbase import PositiveDuration, Strict
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
-
-
-def _duration(value: str | float) -> str | float:
-    if parse_duration(value) <= 0:
-        raise ValueError("must be longer than zero")
-    return value
 
 
 def _http_url(value: str) -> str:
@@ -39,12 +32,7 @@ class S3AnchorConfig(Strict):
     region: str | None = None
     endpoint_url: str | None = None
     object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = "COMPLIANCE"
-    retention: str | float = "400d"
-
-    @field_validator("retention")
-    @classmethod
-    def _retention(cls, value: str | float) -> str | float:
-        return _duration(value)
+    retention: PositiveDuration = Field(default="400d", validate_default=True)
 
 
 class WebhookAnchorConfig(Strict):
@@ -101,19 +89,15 @@ class SinkConfig(Strict):
 
 class ExportConfig(Strict):
     sinks: list[SinkConfig] = []
-    interval: str | float = "1s"
-    retry_max_interval: str | float = "1m"
-    lease: str | float = Field(
+    interval: PositiveDuration = Field(default="1s", validate_default=True)
+    retry_max_interval: PositiveDuration = Field(default="1m", validate_default=True)
+    lease: PositiveDuration = Field(
         default="30s",
+        validate_default=True,
         description="how long a replica holds a sink before another may "
         "take over; renewed every interval, so make it several intervals long",
     )
     lag_alarm: int = Field(default=10_000, gt=0, description="events behind at which /readyz reports the sink lagging")
-
-    @field_validator("interval", "retry_max_interval", "lease")
-    @classmethod
-    def _intervals(cls, value: str | float) -> str | float:
-        return _duration(value)
 
     @model_validator(mode="after")
     def _unique(self) -> ExportConfig:
@@ -132,14 +116,9 @@ class AccessLogConfig(Strict):
 class AuditConfig(Strict):
     signing: SigningConfig = SigningConfig()
     anchors: AnchorsConfig = AnchorsConfig()
-    checkpoint_interval: str | float = "5m"
+    checkpoint_interval: PositiveDuration = Field(default="5m", validate_default=True)
     export: ExportConfig = ExportConfig()
     access_log: AccessLogConfig = AccessLogConfig()
-
-    @field_validator("checkpoint_interval")
-    @classmethod
-    def _interval(cls, value: str | float) -> str | float:
-        return _duration(value)
 
     @model_validator(mode="after")
     def _anchors_need_a_key(self) -> AuditConfig:

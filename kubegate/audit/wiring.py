@@ -16,7 +16,6 @@ from kubegate.audit.export import Exporter, ExportMetrics
 from kubegate.audit.signing import FileSigner, SigningError
 from kubegate.audit.sinks import make_sink
 from kubegate.configbase import ConfigError
-from kubegate.durations import parse_duration
 from kubegate.store.engine import Store, describe
 
 log = logging.getLogger(__name__)
@@ -42,7 +41,7 @@ class AuditServices:
                 signer = FileSigner(config.signing.key_file)
             except SigningError as exc:
                 raise ConfigError(f"audit.signing.key_file: {exc}") from exc
-            services.anchoring = Anchoring(store, signer, anchors, parse_duration(config.checkpoint_interval))
+            services.anchoring = Anchoring(store, signer, anchors, config.checkpoint_interval)
         export = config.export
         metrics = ExportMetrics(registry)
         services.exporters = [
@@ -50,10 +49,10 @@ class AuditServices:
                 store,
                 make_sink(sink),
                 batch_max=sink.batch_max,
-                interval=parse_duration(export.interval),
-                retry_max_interval=parse_duration(export.retry_max_interval),
+                interval=export.interval,
+                retry_max_interval=export.retry_max_interval,
                 lag_alarm=export.lag_alarm,
-                lease_seconds=parse_duration(export.lease),
+                lease_seconds=export.lease,
                 metrics=metrics,
             )
             for sink in export.sinks

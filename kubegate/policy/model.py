@@ -11,8 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from kubegate.configbase import Strict
-from kubegate.durations import parse_duration
+from kubegate.configbase import PositiveDuration, Strict
 from kubegate.policy.cel import CelSyntaxError, parse_condition
 
 RESOURCE_VERBS = frozenset(
@@ -196,26 +195,15 @@ class Reviewers(Strict):
     users: list[NonEmpty] = []
     min_approvals: int = Field(default=1, ge=1, le=10)
     mode: Literal["wait", "async"] = "wait"
-    timeout: str | float = "15m"
+    timeout: PositiveDuration = Field(default="15m", validate_default=True)
 
     _lists = field_validator("groups", "users", mode="before")(_as_list)
-
-    @field_validator("timeout")
-    @classmethod
-    def _duration(cls, value: str | float) -> str | float:
-        if parse_duration(value) <= 0:
-            raise ValueError("must be longer than zero")
-        return value
 
     @model_validator(mode="after")
     def _someone(self) -> Reviewers:
         if not self.groups and not self.users:
             raise ValueError("name at least one reviewer group or user")
         return self
-
-    @property
-    def timeout_seconds(self) -> float:
-        return parse_duration(self.timeout)
 
 
 class PolicyRule(Strict):

@@ -292,5 +292,5 @@ def compile_rule(rule: PolicyRule, position: int = 0, source: str = "") -> Compi
     reviewers = None
     if rule.reviewers is not None:
         r = rule.reviewers
-        reviewers = ReviewerSpec(tuple(r.groups), tuple(r.users), r.min_approvals, r.mode, r.timeout_seconds)
+        reviewers = ReviewerSpec(tuple(r.groups), tuple(r.users), r.min_approvals, r.mode, r.timeout)
     return CompiledRule(position, rule, source, tuple(checks), reviewers)

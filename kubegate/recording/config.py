@@ -6,14 +6,13 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from kubegate.configbase import Strict
-from kubegate.durations import parse_duration
+from kubegate.configbase import Duration, Strict
 
 
 class StoreConfig(Strict):
     url: str = ""
     url_file: Path | None = Field(default=None, description="file holding the url (a mounted Secret), instead of url")
-    retention: str = "90d"
+    retention: Duration = Field(default="90d", validate_default=True)
     max_body_bytes: int = 65536
 
     @field_validator("url")
@@ -21,12 +20,6 @@ class StoreConfig(Strict):
     def _scheme(cls, v: str) -> str:
         if v and not v.startswith(("sqlite:", "postgresql:", "postgresql+asyncpg:", "postgres:")):
             raise ValueError("must be sqlite:///PATH or postgresql://...")
-        return v
-
-    @field_validator("retention")
-    @classmethod
-    def _retention(cls, v: str) -> str:
-        parse_duration(v)
         return v
 
     @model_validator(mode="after")

@@ -23,7 +23,6 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from kubegate.durations import parse_duration
 from kubegate.masking.config import MaskingConfig
 from kubegate.masking.masker import Masker
 from kubegate.masking.scrub import scrubbed
@@ -140,9 +139,7 @@ class Recorder:
 
     @classmethod
     def from_config(cls, store: Store, config: StoreConfig, **kwargs: Any) -> Recorder:
-        return cls(
-            store, max_body_bytes=config.max_body_bytes, retention_seconds=parse_duration(config.retention), **kwargs
-        )
+        return cls(store, max_body_bytes=config.max_body_bytes, retention_seconds=config.retention, **kwargs)
 
     async def start(self) -> None:
         """Start the writer and, when a retention is set, the retention loop."""

@@ -200,7 +200,7 @@ class TemporaryBindings:
         self, connection: Connection, ttl: float | None = None, *, clock: Callable[[], float] = time.time
     ) -> None:
         self.connection = connection
-        self.ttl = ttl if ttl is not None else connection.config.binding_ttl_seconds
+        self.ttl = ttl if ttl is not None else connection.config.binding_ttl
         self.renew_every = min(RENEW_EVERY_SECONDS, self.ttl / 2)
         self.clock = clock
         self._entries: dict[str, _Entry] = {}

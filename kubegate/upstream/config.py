@@ -7,8 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from kubegate.configbase import Strict
-from kubegate.durations import parse_duration
+from kubegate.configbase import PositiveDuration, Strict
 
 
 class KubeconfigAuth(Strict):
@@ -76,16 +75,9 @@ class ConnectionConfig(Strict):
     identity_mode: Literal["impersonation", "eks-session-name"] = "impersonation"
     pass_groups: bool = True
     request_timeout_seconds: float = Field(default=60, gt=0)
-    binding_ttl: str | float = Field(
-        default="1h", description="lifetime of a temporary RBAC binding, renewed while in use"
+    binding_ttl: PositiveDuration = Field(
+        default="1h", validate_default=True, description="lifetime of a temporary RBAC binding, renewed while in use"
     )
-
-    @field_validator("binding_ttl")
-    @classmethod
-    def _binding_ttl(cls, v: str | float) -> str | float:
-        if parse_duration(v) <= 0:
-            raise ValueError("must be longer than zero")
-        return v
 
     @model_validator(mode="after")
     def _server(self) -> ConnectionConfig:
@@ -105,7 +97,3 @@ class ConnectionConfig(Strict):
                 "as the RoleSessionName of that role"
             )
         return self
-
-    @property
-    def binding_ttl_seconds(self) -> float:
-        return parse_duration(self.binding_ttl)

@@ -11,7 +11,7 @@ from kubegate.config import Config
 
 def test_defaults() -> None:
     config = Config().approvals
-    assert (config.default_timeout_seconds, config.grant_lifetime_seconds) == (600, 900)
+    assert (config.default_timeout, config.grant_lifetime) == (600, 900)
     assert config.notifications == []
 
 

@@ -99,7 +99,7 @@ def test_single_values_read_as_lists_and_defaults() -> None:
     assert r.connections == ["dev"] and r.subjects.groups == ["sre"]
     assert r.subjects.claims == {"repository": ["acme/*"]}
     assert r.match.verbs == ["get"] and len(r.match.exec) == 1
-    assert r.reviewers is not None and r.reviewers.timeout_seconds == 900 and r.reviewers.mode == "wait"
+    assert r.reviewers is not None and r.reviewers.timeout == 900 and r.reviewers.mode == "wait"
     assert r.scope == "namespace"
 
 

@@ -67,11 +67,8 @@ def test_eks_session_name_mode_needs_an_eks_role(auth: dict[str, object]) -> Non
 
 
 def test_binding_ttl_defaults_to_an_hour_and_takes_durations() -> None:
-    assert ConnectionConfig(name="dev", server="https://x", auth={"token": "t"}).binding_ttl_seconds == 3600
-    assert (
-        ConnectionConfig(name="dev", server="https://x", auth={"token": "t"}, binding_ttl="15m").binding_ttl_seconds
-        == 900
-    )
+    assert ConnectionConfig(name="dev", server="https://x", auth={"token": "t"}).binding_ttl == 3600
+    assert ConnectionConfig(name="dev", server="https://x", auth={"token": "t"}, binding_ttl="15m").binding_ttl == 900
     for bad in ("0s", "soon"):
         with pytest.raises(ValidationError, match="binding_ttl"):
             ConnectionConfig(name="dev", server="https://x", auth={"token": "t"}, binding_ttl=bad)

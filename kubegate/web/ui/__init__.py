@@ -45,7 +45,7 @@ def build_ui(gateway: Gateway, config: Config, *, secure_cookies: bool = True) -
     issuer = issuers.get((ui_config.issuer or "").rstrip("/")) or next(iter(issuers.values()), None)
     codec = CookieCodec(
         load_secret(ui_config.secret, config.state_dir),
-        session_lifetime=ui_config.session_lifetime_seconds,
+        session_lifetime=ui_config.session_lifetime,
         secure=secure_cookies,
     )
     oidc = OIDCClient(ui_config, issuer, gateway.verifier) if issuer is not None else None
