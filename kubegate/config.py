@@ -16,6 +16,7 @@ from kubegate.configbase import (
     Strict,
     format_validation_error,
     load_yaml,
+    once_each,
     read_secret_file,
 )
 from kubegate.identity.config import IdentityConfig
@@ -187,10 +188,7 @@ class Config(Strict):
 
     @model_validator(mode="after")
     def _unique_connections(self) -> Config:
-        names = [c.name for c in self.connections]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"connection names must be unique: {', '.join(dupes)}")
+        once_each([c.name for c in self.connections], "connection names")
         return self
 
     @property

@@ -35,6 +35,13 @@ Duration = Annotated[float, BeforeValidator(_seconds)]
 PositiveDuration = Annotated[float, BeforeValidator(_seconds), AfterValidator(_longer_than_zero)]
 
 
+def once_each(names: list[str], what: str) -> None:
+    """Refuse a list whose entries share a name (a connection, an issuer, a sink): which one would win?"""
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"{what} must be unique: {', '.join(repeated)}")
+
+
 class ConfigError(Exception):
     """A config file kubegate cannot use; str() names the file, field and problem on each line."""
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from kubegate.configbase import PositiveDuration, Strict
+from kubegate.configbase import PositiveDuration, Strict, once_each
 
 if TYPE_CHECKING:
     from kubegate.policy.model import PolicyRule
@@ -85,10 +85,7 @@ class ApprovalsConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_names(self) -> ApprovalsConfig:
-        names = [w.name for w in self.notifications]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"notification names must be unique: {', '.join(dupes)}")
+        once_each([w.name for w in self.notifications], "notification names")
         return self
 
     def timeout_for(self, rules: Iterable[PolicyRule | None]) -> float:

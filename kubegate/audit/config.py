@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from kubegate.configbase import PositiveDuration, Strict
+from kubegate.configbase import PositiveDuration, Strict, once_each
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)]
 
@@ -101,10 +101,7 @@ class ExportConfig(Strict):
 
     @model_validator(mode="after")
     def _unique(self) -> ExportConfig:
-        names = [s.name for s in self.sinks]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"sink names must be unique: {', '.join(dupes)}")
+        once_each([s.name for s in self.sinks], "sink names")
         return self
 
 

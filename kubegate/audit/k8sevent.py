@@ -200,13 +200,7 @@ class Converter:
         return event
 
     def _annotations(self, row: Row, ctx: dict[str, Any], session: dict[str, Any]) -> dict[str, str]:
-        notes = {
-            f"{PREFIX}event": row.type,
-            f"{PREFIX}seq": str(row.seq),
-            f"{PREFIX}hash": row.hash,
-            f"{PREFIX}session": row.session_id or "",
-            f"{PREFIX}connection": session.get("connection", ""),
-        }
+        notes = _chain_notes(row, session)
         if ctx["action"]:
             notes[f"{PREFIX}decision"] = ctx["action"]
             notes["authorization.k8s.io/decision"] = "allow" if ctx["action"] == "allow" else "forbid"
@@ -287,14 +281,20 @@ def _action_event(row: Row, verb: str, uri: str, user: dict[str, Any], ref: dict
     }
 
 
-def _action_notes(row: Row, **more: Any) -> dict[str, str]:
-    session = row.session or {}
-    notes = {
+def _chain_notes(row: Row, session: dict[str, Any]) -> dict[str, str]:
+    """Where the event sits in kubegate's record: its type, chain position and hash, session and connection."""
+    return {
         f"{PREFIX}event": row.type,
         f"{PREFIX}seq": str(row.seq),
         f"{PREFIX}hash": row.hash,
         f"{PREFIX}session": row.session_id or "",
         f"{PREFIX}connection": session.get("connection", ""),
+    }
+
+
+def _action_notes(row: Row, **more: Any) -> dict[str, str]:
+    notes = {
+        **_chain_notes(row, row.session or {}),
         **{PREFIX + key.replace("_", "-"): "" if value is None else str(value) for key, value in more.items()},
     }
     return {k: v for k, v in notes.items() if v}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from kubegate.configbase import Strict
+from kubegate.configbase import Strict, once_each
 from kubegate.identity.model import RESERVED
 from kubegate.identity.urls import key_url_problem
 
@@ -66,10 +66,7 @@ class IdentityConfig(Strict):
 
     @model_validator(mode="after")
     def _unique_issuers(self) -> IdentityConfig:
-        urls = [i.url for i in self.issuers]
-        dupes = sorted({u for u in urls if urls.count(u) > 1})
-        if dupes:
-            raise ValueError(f"each issuer url may appear once: {', '.join(dupes)}")
+        once_each([i.url for i in self.issuers], "issuer urls")
         return self
 
     @model_validator(mode="after")

@@ -75,13 +75,11 @@ def pending(world: World, gateway: GatewayProcess, needle: str, held: subprocess
     raise AssertionError(f"replica {gateway.url} lists no access request for {needle}")
 
 
-def test_an_approval_given_through_one_replica_releases_kubectl_held_by_the_other(
-    world: World, replicas: tuple[GatewayProcess, GatewayProcess], tmp_path: Path
-) -> None:
-    first, second = replicas
+def held_delete(world: World, gateway: GatewayProcess, tmp_path: Path) -> tuple[str, subprocess.Popen[str]]:
+    """alice's `kubectl delete namespace` through `gateway`, which a review rule holds."""
     name = f"e2e-replica-{uuid.uuid4().hex[:8]}"
     world.kubectl("create", "namespace", name)
-    kubeconfig = first.kubeconfig(tmp_path / "alice.kubeconfig", world.token("alice", ("developers",)))
+    kubeconfig = gateway.kubeconfig(tmp_path / "alice.kubeconfig", world.token("alice", ("developers",)))
     kubectl = subprocess.Popen(
         [KUBECTL, f"--kubeconfig={kubeconfig}", "delete", "namespace", name, "--wait=false"],
         stdout=subprocess.PIPE,
@@ -89,6 +87,14 @@ def test_an_approval_given_through_one_replica_releases_kubectl_held_by_the_othe
         text=True,
         env=kubectl_env(),
     )
+    return name, kubectl
+
+
+def test_an_approval_given_through_one_replica_releases_kubectl_held_by_the_other(
+    world: World, replicas: tuple[GatewayProcess, GatewayProcess], tmp_path: Path
+) -> None:
+    first, second = replicas
+    name, kubectl = held_delete(world, first, tmp_path)
     try:
         request = pending(world, second, f"namespaces {name}", kubectl)
         assert kubectl.poll() is None
@@ -121,16 +127,7 @@ def test_a_slack_click_approves_through_one_replica_and_its_replay_to_the_other_
     world: World, replicas: tuple[GatewayProcess, GatewayProcess], tmp_path: Path
 ) -> None:
     first, second = replicas
-    name = f"e2e-replica-{uuid.uuid4().hex[:8]}"
-    world.kubectl("create", "namespace", name)
-    kubeconfig = first.kubeconfig(tmp_path / "alice.kubeconfig", world.token("alice", ("developers",)))
-    kubectl = subprocess.Popen(
-        [KUBECTL, f"--kubeconfig={kubeconfig}", "delete", "namespace", name, "--wait=false"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=kubectl_env(),
-    )
+    name, kubectl = held_delete(world, first, tmp_path)
     try:
         request = pending(world, first, f"namespaces {name}", kubectl)
         body = slack_click("approve", request["id"])

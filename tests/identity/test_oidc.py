@@ -411,7 +411,7 @@ async def test_refusals_are_not_cached(issuer: DevIssuer, make_verifier: Any) ->
 
 async def test_issuer_listed_twice_is_a_config_error(issuer: DevIssuer) -> None:
     twice = IssuerConfig(url=issuer.url, audience="kubegate")
-    with pytest.raises(ValueError, match="each issuer url may appear once"):
+    with pytest.raises(ValueError, match="issuer urls must be unique"):
         IdentityConfig(issuers=[twice, twice])
 
 
