@@ -27,13 +27,12 @@ from pydantic import AnyHttpUrl
 from kubegate.identity.model import AuthError
 from kubegate.identity.stage import bearer_token
 from kubegate.mcp.asgi import run_asgi
+from kubegate.mcp.routes import PATH
 from kubegate.mcp.tools import Tools, build_server
 
 if TYPE_CHECKING:
     from kubegate.app import Gateway
 
-PATH = "/mcp"
-METADATA = "/.well-known/oauth-protected-resource"
 HINT = "send `Authorization: Bearer <token>` with a token from one of kubegate's issuers (see the metadata URL)"
 
 
@@ -114,12 +113,3 @@ class Endpoint:
             self._stop.set()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._task, 10)
-
-
-def setup_routes(app: web.Application, gateway: Gateway) -> Endpoint:
-    endpoint = Endpoint(gateway)
-    for method in ("GET", "POST", "DELETE"):
-        app.router.add_route(method, PATH, endpoint.handle)
-    app.router.add_get(METADATA, endpoint.handle_metadata)
-    app.router.add_get(METADATA + PATH, endpoint.handle_metadata)
-    return endpoint
