@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,7 @@ class Figures:
     commit_ms: float
     lock_waits: float  # share of samples in which some backend waited on a lock
     busy: float  # mean backends active per sample
+    locks: str  # the lock wait events seen, most frequent first (transactionid: a row another transaction holds)
 
 
 async def metrics(http: aiohttp.ClientSession, base: str) -> dict[str, float]:
@@ -70,18 +72,23 @@ async def metrics(http: aiohttp.ClientSession, base: str) -> dict[str, float]:
     return {m.group(1): float(m.group(2)) for m in METRIC.finditer(text)}
 
 
-async def sample(pg: asyncpg.Connection, database: str, stop: asyncio.Event) -> tuple[float, float]:
+async def sample(pg: asyncpg.Connection, database: str, stop: asyncio.Event) -> tuple[float, float, str]:
+    """Share of samples with a lock wait, mean active backends, and which locks were waited for."""
     waits = samples = active = 0
+    kinds: Counter[str] = Counter()
     while not stop.is_set():
         rows = await pg.fetch(
-            "SELECT wait_event_type, state FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            "SELECT wait_event_type, wait_event, state FROM pg_stat_activity "
+            "WHERE datname = $1 AND pid <> pg_backend_pid()",
             database,
         )
         samples += 1
-        waits += any(r["wait_event_type"] == "Lock" for r in rows)
+        locked = [r["wait_event"] for r in rows if r["wait_event_type"] == "Lock"]
+        waits += bool(locked)
+        kinds.update(locked)
         active += sum(r["state"] == "active" for r in rows)
         await asyncio.sleep(0.01)
-    return waits / max(1, samples), active / max(1, samples)
+    return waits / max(1, samples), active / max(1, samples), ", ".join(f"{k} {n}" for k, n in kinds.most_common(3))
 
 
 async def measure(
@@ -101,7 +108,7 @@ async def measure(
             *(run_load(api + POD_PATH, token, per, args.seconds, workdir, args.tool) for api, _ in replicas)
         )
         stop.set()
-        lock_waits, busy = await sampler
+        lock_waits, busy, locks = await sampler
         xact1 = await pg.fetchval("SELECT xact_commit FROM pg_stat_database WHERE datname = $1", database)
         events1 = await pg.fetchval("SELECT count(*) FROM events")
         after = [await metrics(http, base) for _, base in replicas]
@@ -124,6 +131,7 @@ async def measure(
         / max(1, delta("kubegate_recorder_commit_seconds_count")),
         lock_waits=lock_waits,
         busy=busy,
+        locks=locks or "none",
     )
 
 
@@ -211,14 +219,15 @@ def report(results: list[Figures], args: argparse.Namespace) -> str:
         "",
         "| replicas | req/s (sum) | vs 1 replica | p50 ms | p99 ms (worst) | errors | PostgreSQL commits | "
         "recorder commits | events | events per commit | commit ms (mean) | samples with a lock wait | "
-        "active backends (mean) |",
-        "|" + " --- |" * 13,
+        "active backends (mean) | lock waits seen (samples) |",
+        "|" + " --- |" * 14,
     ]
     for f in results:
         lines.append(
             f"| {f.replicas} | {f.rps:,.0f} | {f.rps / one:.2f}x | {f.p50:.2f} | {f.p99:.1f} | {f.errors} | "
             f"{f.xact_commits:,} | {f.recorder_commits:,.0f} | {f.events:,} | "
-            f"{f.events / max(1, f.recorder_commits):.1f} | {f.commit_ms:.2f} | {f.lock_waits:.1%} | {f.busy:.2f} |"
+            f"{f.events / max(1, f.recorder_commits):.1f} | {f.commit_ms:.2f} | {f.lock_waits:.1%} | "
+            f"{f.busy:.2f} | {f.locks} |"
         )
     return "\n".join(lines)
 
