@@ -53,6 +53,13 @@ def kubeconfig(
         typer.echo("kubegate kubeconfig: choose a token source: --github-actions, --from-env or --from-file", err=True)
         raise typer.Exit(2)
     user: dict[str, object]
+    if token_file is not None and from_file is not None:
+        typer.echo(
+            "kubegate kubeconfig: --token-file copies a token from --github-actions or --from-env; a token that "
+            f"is in a file already needs no copy: use --from-file {from_file} alone",
+            err=True,
+        )
+        raise typer.Exit(2)
     if token_file is not None:
         code = token_plugin.main([*source, "--write-file", str(token_file)])
         if code:

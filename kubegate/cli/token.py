@@ -308,15 +308,21 @@ def keep_fresh(args: argparse.Namespace, expiry: dt.datetime | None) -> int:
             continue
         try:
             value, source = _fetch(args)
-            expiry = token_expiry(value, source) or expiry
+            fresh = token_expiry(value, source)
+            if not path.exists():  # removed while the token was fetched: stop, do not bring it back
+                return 0
             write_token_file(path, value)
-            due = rewrite_at(expiry, time.time())
         except TokenSourceError as exc:
             if time.time() >= expiry.timestamp():
                 print(f"kubegate token: {exc}; the token in {path} has expired", file=sys.stderr)
                 return 1
             print(f"kubegate token: {exc}; retrying", file=sys.stderr)
             due = time.time() + WAKE_EVERY
+            continue
+        if fresh is None:
+            print("kubegate token: the new token has no exp; nothing to keep fresh", file=sys.stderr)
+            return 0
+        expiry, due = fresh, rewrite_at(fresh, time.time())
 
 
 def main(argv: list[str]) -> int:

@@ -168,3 +168,20 @@ def test_keep_fresh_replaces_the_token_and_kubectl_uses_each_new_one(world: Worl
         if refresher.poll() is None:
             refresher.kill()
             refresher.wait()
+
+
+def test_a_token_file_copies_no_token_that_is_in_a_file_already(tmp_path: Path) -> None:
+    proc = kubegate(
+        "kubeconfig",
+        "--server",
+        "https://k",
+        "--connection",
+        "c",
+        "--from-file",
+        str(tmp_path / "job-token"),
+        "--token-file",
+        str(tmp_path / "copy"),
+    )
+    assert proc.returncode == 2
+    assert f"use --from-file {tmp_path / 'job-token'} alone" in proc.stderr
+    assert not (tmp_path / "copy").exists()
