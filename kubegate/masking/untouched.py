@@ -6,7 +6,10 @@ templates, TokenRequest, a field rule's kind), named by the body or by the reque
 last-applied annotation, or (3) a text detector finding a credential in a string. Each leaves a trace
 in the raw bytes: a kind is a JSON string, so its value starts with `"Kind`; the annotation's key is
 its literal bytes; and every match of a built-in detector contains one of its triggers (detectors.py),
-which a search of the lower-cased bytes finds. JSON escapes are what could hide a trace (`\\u0053ecret`,
+which a search of the lower-cased bytes finds. Text detectors read values, never keys, so a trigger
+inside a key (`"secretName":`, `"automountServiceAccountToken":`) proves nothing and is skipped: a
+trigger holds no quote or backslash, so it lies inside one string, whose closing quote is the next one
+not escaped, and a key's closing quote is followed by a colon. JSON escapes are what could hide a trace (`\\u0053ecret`,
 `:\\/\\/`), so a body holding `\\u` or `\\/` always takes the full path; the other escapes decode to a
 quote, a backslash or a control character, which no kind name or trigger contains. User detectors
 promise no trigger, so a plan that scans text with one always takes the full path too.
@@ -42,4 +45,19 @@ def untouched(plan: Plan, body: bytes | bytearray, kind_hint: str | None) -> boo
         return False
     if _traces(plan.kinds).find_matches_as_indexes(body):
         return False
-    return not (plan.scan_text_fields and _TRIGGERS.find_matches_as_indexes(body.lower()))
+    if not plan.scan_text_fields:
+        return True
+    return all(_in_key(body, start) for _, start, _ in _TRIGGERS.find_matches_as_indexes(body.lower()))
+
+
+def _in_key(body: bytes | bytearray, at: int) -> bool:
+    """Whether the string holding body[at] is an object key (its closing quote is followed by a colon)."""
+    end = body.find(b'"', at)
+    while end > 0:
+        backslashes = 0
+        while end > backslashes and body[end - 1 - backslashes] == 0x5C:  # odd run of backslashes: escaped
+            backslashes += 1
+        if backslashes % 2 == 0:
+            break
+        end = body.find(b'"', end + 1)
+    return end > 0 and body[end + 1 : end + 65].lstrip(b" \t\r\n").startswith(b":")

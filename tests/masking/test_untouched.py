@@ -85,6 +85,9 @@ STRINGS = st.one_of(
             "Secret",
             "\u00e9t\u00e9 <b> & \u2028",
             "kubectl.kubernetes.io/last-applied-configuration",
+            'token" : "x',  # a quote inside a string: a key's end is the next quote that is not escaped
+            "password\\",
+            '\\"secret=abc',
         ]
     ),
     st.text(max_size=12),
@@ -143,6 +146,8 @@ def spell(doc: Any, how: str) -> bytes:
         return json.dumps(doc, ensure_ascii=True).encode()
     if how == "letters":  # a hostile upstream: letters too, so `"kind":"\\u0053ecret"` is a Secret
         return _letters_escaped(doc).encode()
+    if how == "spaced":  # whitespace between a key and its colon
+        return json.dumps(doc, ensure_ascii=False, indent=1, separators=(",", " \n : ")).encode()
     return json.dumps(doc, ensure_ascii=False).replace("/", "\\/").encode()  # "/" only occurs inside strings
 
 
@@ -158,7 +163,7 @@ def _letters_escaped(node: Any) -> str:
 
 
 @SETTINGS
-@given(documents(), st.sampled_from(["orjson", "ascii", "letters", "slashes"]))
+@given(documents(), st.sampled_from(["orjson", "ascii", "letters", "slashes", "spaced"]))
 def test_what_the_pre_check_lets_through_the_full_path_leaves_alone(doc: Any, how: str) -> None:
     body = spell(doc, how)
     assert orjson.loads(body) == doc
@@ -188,7 +193,14 @@ def test_bodies_no_mask_touches_take_the_fast_path() -> None:
     (with the default config: a user detector joins credentials-in-text and has no trigger)."""
     services = {"kind": "ServiceList", "apiVersion": "v1", "metadata": {}, "items": [SERVICE, SERVICE]}
     namespace = {"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "team-a"}, "spec": {}}
-    for doc in (SERVICE, services, namespace, {"type": "MODIFIED", "object": SERVICE}):
+    account = {  # triggers in keys only: text detectors read values
+        "kind": "ServiceAccount",
+        "apiVersion": "v1",
+        "metadata": {"name": "builder"},
+        "secrets": [],
+        "automountServiceAccountToken": False,
+    }
+    for doc in (SERVICE, services, namespace, account, {"type": "MODIFIED", "object": SERVICE}):
         assert untouched(DEFAULT.plan(ALL), orjson.dumps(doc), None), doc
     assert untouched(MASKER.plan(["secret-values"]), orjson.dumps(SERVICE), "Service")
 
@@ -200,6 +212,8 @@ def test_bodies_no_mask_touches_take_the_fast_path() -> None:
         pytest.param(ALL, {**SERVICE, "kind": "SecretList"}, None, id="a masked kind in the body"),
         pytest.param(["env-credentials"], {**SERVICE, "kind": "Deployment"}, None, id="pod templates"),
         pytest.param(ALL, {**SERVICE, "spec": {"x": "token=abc"}}, None, id="a trigger"),
+        pytest.param(ALL, {**SERVICE, "spec": {"token": "token=abc"}}, None, id="a trigger in a key and a value"),
+        pytest.param(ALL, {**SERVICE, "spec": {"x": 'token\\" : x'}}, None, id="a colon after an escaped quote"),
         pytest.param(ALL, {**SERVICE, "spec": {"x": "é"}}, None, id="an escape"),
         pytest.param(
             ["secret-values"],
