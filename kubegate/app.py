@@ -29,6 +29,7 @@ from kubegate.kube.status import Refused, status_response
 from kubegate.masking.masker import Masker
 from kubegate.masking.stage import MaskingStage
 from kubegate.masking.writeback import WriteBack
+from kubegate.mcp import routes as mcp_routes
 from kubegate.mcp.loopback import Loopback
 from kubegate.metrics import Metrics, MetricsStage, UpstreamLatencyStage
 from kubegate.policy.engine import PolicyEngine
@@ -269,9 +270,7 @@ def build_app(config: Config) -> web.Application:
     setup_ui(app, gateway, config)
     mcp = None
     if config.mcp.enabled:
-        from kubegate.mcp import endpoint  # the MCP SDK costs half a second to import: only when served
-
-        mcp = endpoint.setup_routes(app, gateway)
+        mcp = mcp_routes.setup_routes(app, gateway)  # the MCP SDK loads on the first /mcp request
 
     async def lifecycle(app: web.Application) -> Any:
         await gateway.start()

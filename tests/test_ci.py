@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,12 +68,12 @@ def run_action(inputs: dict[str, str], env: dict[str, str], tmp_path: Path) -> s
     for step in action["runs"]["steps"]:
         assert "${{" not in step["run"], "inputs reach scripts as env, never pasted into the code"
         if "if" in step:
-            cond = re.fullmatch(r"inputs\.(\w+) == '([^']*)'", step["if"])
+            cond = re.fullmatch(r"inputs\.([\w-]+) == '([^']*)'", step["if"])
             assert cond is not None, step["if"]
             if values[cond.group(1)] != cond.group(2):
                 continue
         step_env = {
-            k: re.sub(r"\$\{\{ inputs\.(\w+) \}\}", lambda m: values[m.group(1)], v)
+            k: re.sub(r"\$\{\{ inputs\.([\w-]+) \}\}", lambda m: values[m.group(1)], v)
             for k, v in (step.get("env") or {}).items()
         }
         done = subprocess.run(
@@ -117,9 +118,59 @@ def test_the_action_writes_a_kubeconfig_for_the_job_and_kubectl_works(
         ran = subprocess.run(command, env=job, capture_output=True, text=True, timeout=60)
         assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip() == f"configmap/{name}"
-    assert seen == ["kubegate"]  # the action's check fetched the token; every kubectl call used the cache
+    assert seen == ["kubegate"]  # the action's check fetched the token; kubectl read it from the token file
     who = sandbox_world.cli("sessions", "list", "--user", f"sandbox:{JOB_SUB}", "-o", "json").stdout
     assert f'"name": "{name}"' in who
+    user = yaml.safe_load(Path(exported["KUBECONFIG"]).read_text())["users"][0]["user"]
+    assert user == {"tokenFile": str(tmp_path / "kubegate" / "token")}
+    stop_refresher(tmp_path / "kubegate")
+
+
+def stop_refresher(directory: Path) -> None:
+    """The action's background `kubegate token --keep-fresh` is running; removing its file stops it."""
+    pid = int((directory / "token-refresh.pid").read_text())
+    assert alive(pid)
+    (directory / "token").unlink()
+    deadline = time.monotonic() + 20
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(pid), "the refresher did not stop when its file was removed"
+    assert (directory / "token-refresh.log").read_text() == ""
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_the_action_can_run_the_plugin_per_call_instead(
+    sandbox_world: World, token_service: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    gateway = sandbox_world.env.gateway
+    assert gateway is not None and gateway.ca_file is not None
+    url, _ = token_service
+    env = ci_env(tmp_path, ACTIONS_ID_TOKEN_REQUEST_URL=url, ACTIONS_ID_TOKEN_REQUEST_TOKEN="runtime-token")
+    inputs = {"server": gateway.url, "connection": sandbox_world.env.connection, "install": "false"}
+    done = run_action({**inputs, "ca": gateway.ca_file.read_text(), "token-file": "false"}, env, tmp_path)
+    assert done.returncode == 0, done.stderr
+    kubeconfig = tmp_path / "kubegate" / "kubeconfig"
+    assert yaml.safe_load(kubeconfig.read_text())["users"][0]["user"]["exec"]["args"][-3:] == [
+        "--github-actions",
+        "--audience",
+        "kubegate",
+    ]
+    assert not (tmp_path / "kubegate" / "token").exists()
+    ran = subprocess.run(
+        [KUBECTL, f"--kubeconfig={kubeconfig}", "get", "namespaces", "-o", "name"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert ran.returncode == 0, ran.stderr
 
 
 def test_the_action_fails_early_in_a_job_without_id_token_permission(sandbox_world: World, tmp_path: Path) -> None:
@@ -147,6 +198,7 @@ def test_the_gitlab_job_in_the_docs_runs(sandbox_world: World, tmp_path: Path) -
         **{**job["variables"], "KUBEGATE_URL": gateway.url, "KUBEGATE_CONNECTION": sandbox_world.env.connection},
         KUBEGATE_CA_FILE=str(gateway.ca_file),
         CI_PROJECT_DIR=str(tmp_path),
+        TMPDIR=str(tmp_path),
         KUBEGATE_ID_TOKEN=sandbox_world.env.issuer.mint(
             "project_path:acme/app:ref_type:branch:ref:main", ["developers"], audience=audience
         ),

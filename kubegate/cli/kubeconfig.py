@@ -1,7 +1,8 @@
 """`kubegate kubeconfig`: a kubeconfig for a CI job or a person, pointing kubectl at kubegate.
 
 Its token flags are `kubegate token`'s own (--github-actions, --from-env, --from-file, --audience), which
-it writes into the kubeconfig's exec plugin."""
+it writes into the kubeconfig's exec plugin; with --token-file the kubeconfig's user reads a file instead
+(`tokenFile`), which this command fills now, so a CI job's kubectl calls start no plugin process."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Annotated
 import typer
 import yaml
 
+from kubegate.cli import token as token_plugin
 from kubegate.cli.invocation import kubegate_command
 
 
@@ -29,19 +31,50 @@ def kubeconfig(
     from_file: Annotated[
         Path | None, typer.Option("--from-file", metavar="PATH", help="Read the token from this file")
     ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            metavar="PATH",
+            help="Write the token to this private file now and have kubectl read it (tokenFile) instead of "
+            "running `kubegate token` on every call; keep it fresh with `kubegate token ... --write-file PATH "
+            "--keep-fresh &`",
+        ),
+    ] = None,
 ) -> None:
-    """Write a kubeconfig whose user gets its OIDC token through `kubegate token`."""
-    argv = kubegate_command()
-    args = [*argv[1:], "token"]
+    """Write a kubeconfig whose user gets its OIDC token through `kubegate token` (or a token file)."""
     if github_actions:
-        args += ["--github-actions", "--audience", audience]
+        source = ["--github-actions", "--audience", audience]
     elif from_env:
-        args += ["--from-env", from_env]
+        source = ["--from-env", from_env]
     elif from_file:
-        args += ["--from-file", str(from_file.resolve())]
+        source = ["--from-file", str(from_file.resolve())]
     else:
         typer.echo("kubegate kubeconfig: choose a token source: --github-actions, --from-env or --from-file", err=True)
         raise typer.Exit(2)
+    user: dict[str, object]
+    if token_file is not None and from_file is not None:
+        typer.echo(
+            "kubegate kubeconfig: --token-file copies a token from --github-actions or --from-env; a token that "
+            f"is in a file already needs no copy: use --from-file {from_file} alone",
+            err=True,
+        )
+        raise typer.Exit(2)
+    if token_file is not None:
+        code = token_plugin.main([*source, "--write-file", str(token_file)])
+        if code:
+            raise typer.Exit(code)
+        user = {"tokenFile": str(token_file.resolve())}
+    else:
+        argv = kubegate_command()
+        user = {
+            "exec": {
+                "apiVersion": "client.authentication.k8s.io/v1",
+                "command": argv[0],
+                "args": [*argv[1:], "token", *source],
+                "interactiveMode": "Never",
+            }
+        }
     cluster: dict[str, object] = {"server": f"{server.rstrip('/')}/k8s/{connection}"}
     if ca is not None:
         cluster["certificate-authority"] = str(ca.resolve())
@@ -53,19 +86,7 @@ def kubeconfig(
         "kind": "Config",
         "current-context": "kubegate",
         "clusters": [{"name": "kubegate", "cluster": cluster}],
-        "users": [
-            {
-                "name": "kubegate",
-                "user": {
-                    "exec": {
-                        "apiVersion": "client.authentication.k8s.io/v1",
-                        "command": argv[0],
-                        "args": args,
-                        "interactiveMode": "Never",
-                    }
-                },
-            }
-        ],
+        "users": [{"name": "kubegate", "user": user}],
         "contexts": [{"name": "kubegate", "context": context}],
     }
     text = yaml.safe_dump(doc, sort_keys=False)

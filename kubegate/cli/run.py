@@ -3,7 +3,7 @@ access request it is held on (id, what, who can approve, the approve command) on
 
 A request held for approval (`mode: wait`) gives kubectl nothing to print until a reviewer decides; in a
 CI log that looks like a hang. The wrapper asks kubegate's admin API, as the same identity (the
-kubeconfig's own token or exec plugin), for the caller's pending requests once a second.
+kubeconfig's own token, token file or exec plugin), for the caller's pending requests once a second.
 """
 
 from __future__ import annotations
@@ -66,9 +66,17 @@ def gateway_client(path: Path) -> tuple[AdminClient, dict[str, object]]:
     server = str(cluster.get("server", ""))
     if "/k8s/" not in server:
         raise KubeconfigError(f"its server {server!r} is not a kubegate connection URL (https://HOST/k8s/NAME)")
-    token = user.get("token") or (_exec_token(user["exec"]) if user.get("exec") else "")
+    token = user.get("token") or ""
+    if not token and user.get("tokenFile"):
+        token_file = path.parent / str(user["tokenFile"])  # relative to the kubeconfig, as kubectl reads it
+        try:
+            token = token_file.read_text().strip()
+        except OSError as exc:
+            raise KubeconfigError(f"cannot read its token file {token_file}: {exc.strerror}") from None
+    if not token and user.get("exec"):
+        token = _exec_token(user["exec"])
     if not token:
-        raise KubeconfigError("its user has neither a token nor an exec plugin")
+        raise KubeconfigError("its user has neither a token, a token file nor an exec plugin")
     ca = cluster.get("certificate-authority")
     return AdminClient(server.split("/k8s/")[0], token, Path(ca) if ca else None), jwt_claims(token) or {}
 

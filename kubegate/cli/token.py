@@ -3,7 +3,10 @@
 kubectl runs it once per invocation, so it must be fast: it parses its flags with argparse and imports
 only the standard library (`kubegate token` never loads typer, the store or the policy). Tokens fetched
 over the network (GitHub Actions, the development issuer) are cached per source and audience until
-shortly before they expire (kubegate.cli.tokencache). The token appears only in the ExecCredential.
+shortly before they expire (kubegate.cli.tokencache). The token appears only in the ExecCredential,
+or, with --write-file, in a private file that kubectl reads as the kubeconfig's `tokenFile`: a CI job then
+starts no process per kubectl call (client-go re-reads the file every minute and after a 401), and
+--keep-fresh rewrites the file before the token expires.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import datetime as dt
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +31,11 @@ if TYPE_CHECKING:
 EXEC_API_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
 HTTP_TIMEOUT = 30
 HELP = "Print an ExecCredential for kubectl (use as the kubeconfig user's exec plugin)."
+# client-go keeps a tokenFile's token for up to a minute before reading the file again, so a token in the
+# file is replaced while it still has this long to live (or half its lifetime, for shorter tokens).
+REWRITE_BEFORE = 120.0
+# How often --keep-fresh wakes: to notice that its file was removed (its signal to stop) and to retry.
+WAKE_EVERY = 5.0
 
 
 class TokenSourceError(Exception):
@@ -162,6 +171,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--audience", default="kubegate", help="Token audience (default: kubegate).")
     p.add_argument("--lifetime", default="1h", help="Lifetime (with --dev-issuer; default: 1h).")
     p.add_argument(
+        "--write-file",
+        metavar="PATH",
+        type=Path,
+        help="Write the bare token to this private file (a kubeconfig's tokenFile) instead of printing it.",
+    )
+    p.add_argument(
+        "--keep-fresh",
+        action="store_true",
+        help="With --write-file: keep running and rewrite the file before the token expires; "
+        "stops when the file is removed.",
+    )
+    p.add_argument(
         "--no-cache",
         action="store_true",
         help=f"Always fetch a fresh token (default: reuse one cached in {tokencache.cache_dir()}).",
@@ -247,17 +268,85 @@ def read_token(args: argparse.Namespace) -> tuple[str, dt.datetime | None]:
     return value, expiry
 
 
+def write_token_file(path: Path, token: str) -> None:
+    """Replace the file atomically, private to the user: kubectl never reads half a token."""
+    import tempfile
+
+    path = path.resolve()
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # created 0600
+    except OSError as exc:
+        raise TokenSourceError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(token)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise TokenSourceError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def rewrite_at(expiry: dt.datetime, now: float) -> float:
+    """When a token with this expiry, just written, is to be replaced (epoch seconds)."""
+    left = expiry.timestamp() - now
+    return expiry.timestamp() - min(REWRITE_BEFORE, left / 2)
+
+
+def keep_fresh(args: argparse.Namespace, expiry: dt.datetime | None) -> int:
+    """Rewrite --write-file with a freshly fetched token before each one expires, until the file is gone.
+    A failed fetch is retried until the token in the file expires; then it fails, saying why."""
+    path: Path = args.write_file
+    if expiry is None:
+        print("kubegate token: the token has no exp; nothing to keep fresh", file=sys.stderr)
+        return 0
+    due = rewrite_at(expiry, time.time())
+    while True:
+        time.sleep(max(0.0, min(WAKE_EVERY, due - time.time())))
+        if not path.exists():
+            return 0
+        if time.time() < due:
+            continue
+        try:
+            value, source = _fetch(args)
+            fresh = token_expiry(value, source)
+            if not path.exists():  # removed while the token was fetched: stop, do not bring it back
+                return 0
+            write_token_file(path, value)
+        except TokenSourceError as exc:
+            if time.time() >= expiry.timestamp():
+                print(f"kubegate token: {exc}; the token in {path} has expired", file=sys.stderr)
+                return 1
+            print(f"kubegate token: {exc}; retrying", file=sys.stderr)
+            due = time.time() + WAKE_EVERY
+            continue
+        if fresh is None:
+            print("kubegate token: the new token has no exp; nothing to keep fresh", file=sys.stderr)
+            return 0
+        expiry, due = fresh, rewrite_at(fresh, time.time())
+
+
 def main(argv: list[str]) -> int:
     """Run the plugin; the exit code for the process."""
     args = parser().parse_args(argv)
     api_version = requested_api_version()
+    if args.keep_fresh and not (args.write_file and (args.github_actions or args.dev_issuer)):
+        print(
+            "kubegate token: --keep-fresh needs --write-file and a source that can fetch a new token "
+            "(--github-actions or --dev-issuer)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         value, expiry = read_token(args)
+        if args.write_file is not None:
+            write_token_file(args.write_file, value)
     except TokenSourceError as exc:
         print(f"kubegate token: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(exec_credential(value, expiry, api_version)))
-    return 0
+    if args.write_file is None:
+        print(json.dumps(exec_credential(value, expiry, api_version)))
+        return 0
+    return keep_fresh(args, expiry) if args.keep_fresh else 0
 
 
 def register(app: typer.Typer) -> None:

@@ -97,8 +97,10 @@ def _minimal(words: list[str]) -> list[str]:
     return sorted(w for w in set(words) if not any(o != w and w.startswith(o) for o in words))
 
 
-# Any trigger, or a PEM block's start, in lower-cased text: one search instead of a find per trigger.
-TRIGGER_PATTERN = _factored(_minimal([t.decode() for t in TRIGGERS] + ["-----begin"]))
+# Every trigger and a PEM block's start, lower-cased: a text with none of them holds nothing to mask.
+TRIGGER_WORDS: tuple[bytes, ...] = (*TRIGGERS, b"-----begin")
+# Any of them in lower-cased text: one search instead of a find per trigger.
+TRIGGER_PATTERN = _factored(_minimal([t.decode() for t in TRIGGER_WORDS]))
 TRIGGER_SEARCH_TEXT = re.compile(TRIGGER_PATTERN).search
 TRIGGER_SEARCH_BYTES = re.compile(TRIGGER_PATTERN.encode()).search
 

@@ -3,7 +3,8 @@
 On the way up it asks for an uncompressed JSON body (see negotiation.py). On the way down:
 - a JSON document is held whole and masked at the end (a LIST is one document; the pipeline sends
   headers with the first byte, so a body that cannot be masked still becomes a clean Status);
-  a SecretList, the largest body masking sees, takes a typed fast path (secretlist.py);
+  a body that no mask can touch (untouched.py) is only checked to be JSON and sent as it came; a
+  SecretList, the largest body masking sees, takes a typed fast path (secretlist.py);
 - a watch stream is masked event by event: each complete line goes out as soon as it is masked
   (an event fanned out to many watchers is masked once, see cache.py);
 - text (pods/log, `logs -f`) flows through the streaming text detectors, and so do the stdout and
@@ -20,7 +21,7 @@ kubectl's discovery and protobuf OpenAPI keep working under any mask.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 
@@ -35,6 +36,7 @@ from kubegate.masking.negotiation import classify, json_only_accept
 from kubegate.masking.plan import Plan
 from kubegate.masking.streams import OutputMasks
 from kubegate.masking.text import TextMasker
+from kubegate.masking.untouched import untouched
 
 Mode = Literal["pass", "json", "lines", "text"]
 _MARKERS = (MARKER_BYTES, MARKER_B64.encode())
@@ -196,19 +198,14 @@ class MaskingStage(Stage):
         if not doc or doc.isspace():
             return bytes(doc), 0
         newline = b"\n" if doc.endswith(b"\n") else b""
+        if untouched(state.plan, doc, state.kind_hint):
+            _valid_json(state, doc)  # what no mask touches is still refused when it is not JSON
+            return bytes(doc), 0
         if secretlist.applies(state.plan, doc):
             masked = secretlist.mask_secret_list(state.plan, doc)
             if masked is not None:
                 return masked + newline, _markers(masked) - _markers(doc)
-        try:
-            loaded = orjson.loads(doc)
-        except orjson.JSONDecodeError as exc:
-            raise Refused(
-                502,
-                "kubegate could not mask this response (it is not valid JSON), so it was not "
-                f"sent; the masks {', '.join(state.profiles)} apply to this request.",
-                reason="BadGateway",
-            ) from exc
+        loaded = _valid_json(state, doc)
         if not mask_document(state.plan, loaded, state.kind_hint):
             return bytes(doc), 0
         # orjson keeps every int64/uint64 exact; larger integers it reads as floats, which is what
@@ -216,6 +213,18 @@ class MaskingStage(Stage):
         # sends any.
         out = orjson.dumps(loaded)
         return out + newline, _markers(out) - _markers(doc)
+
+
+def _valid_json(state: MaskState, doc: bytes | bytearray) -> Any:
+    try:
+        return orjson.loads(doc)
+    except orjson.JSONDecodeError as exc:
+        raise Refused(
+            502,
+            "kubegate could not mask this response (it is not valid JSON), so it was not "
+            f"sent; the masks {', '.join(state.profiles)} apply to this request.",
+            reason="BadGateway",
+        ) from exc
 
 
 def _markers(body: bytes | bytearray) -> int:

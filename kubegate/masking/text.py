@@ -35,8 +35,8 @@ class TextRules:
     detectors: tuple[Detector, ...]
     pem: bool
     triggered: bool = field(init=False, compare=False)  # every detector is a built-in: its matches hold a trigger
-    # Strings that hold a trigger yet nothing to mask, seen lately: the same names ("secret-values" in every
-    # decision recorded, a volume's "token" path in every pod) would otherwise run every detector each time.
+    # Strings with nothing to mask, seen lately: the same names ("secret-values" in every decision recorded,
+    # a volume's "token" path in every pod) would otherwise be searched, or run every detector, each time.
     # Only clean strings are kept, so the cache never holds a credential.
     clean: dict[str, None] = field(default_factory=dict, init=False, compare=False, repr=False)
 
@@ -47,16 +47,19 @@ class TextRules:
         return bool(self.detectors) or self.pem
 
     def mask(self, value: str) -> str:
-        # Most strings masking scans (every string of every object) end here, after one regex search:
-        # no trigger and no PEM block, so no built-in detector can match. str.lower() lowers at least the
-        # ASCII letters bytes.lower() would, so it finds every trigger the byte scanner would.
-        if (self.triggered and TRIGGER_SEARCH_TEXT(value.lower()) is None) or value in self.clean:
+        # Most strings masking scans (every string of every object) are ones it saw lately (the same names,
+        # paths and images in every object of a list, every event of a watch): a dictionary lookup. The
+        # others end after one regex search when they hold no trigger and no PEM block, so no built-in
+        # detector can match. str.lower() lowers at least the ASCII letters bytes.lower() would, so it finds
+        # every trigger the byte scanner would.
+        if value in self.clean:
             return value
-        raw = value.encode()
-        masker = self.stream()
-        out = masker.feed(raw) + masker.flush()
-        if out != raw:
-            return out.decode(errors="replace")
+        if not self.triggered or TRIGGER_SEARCH_TEXT(value.lower()) is not None:
+            raw = value.encode()
+            masker = self.stream()
+            out = masker.feed(raw) + masker.flush()
+            if out != raw:
+                return out.decode(errors="replace")
         if len(value) <= CLEAN_MAX_CHARS:
             if len(self.clean) >= CLEAN_MAX:
                 self.clean.clear()

@@ -27,13 +27,12 @@ from pydantic import AnyHttpUrl
 from kubegate.identity.model import AuthError
 from kubegate.identity.stage import bearer_token
 from kubegate.mcp.asgi import run_asgi
+from kubegate.mcp.routes import PATH
 from kubegate.mcp.tools import Tools, build_server
 
 if TYPE_CHECKING:
     from kubegate.app import Gateway
 
-PATH = "/mcp"
-METADATA = "/.well-known/oauth-protected-resource"
 HINT = "send `Authorization: Bearer <token>` with a token from one of kubegate's issuers (see the metadata URL)"
 
 
@@ -100,26 +99,25 @@ class Endpoint:
     async def handle_metadata(self, request: web.Request) -> web.Response:
         return web.Response(content_type="application/json", body=self.metadata().model_dump_json(exclude_none=True))
 
-    async def _serve(self) -> None:
+    async def _serve(self, started: asyncio.Event) -> None:
         async with self.manager.run():
+            started.set()
             await self._stop.wait()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """The session manager's task group lives in its own task: anyio scopes must enter and exit in one."""
-        self._task = asyncio.create_task(self._serve(), name="mcp-sessions")
+        """The session manager's task group lives in its own task (anyio scopes must enter and exit in one);
+        requests are handed to it only once it runs: the first one may come at once (the SDK loads lazily)."""
+        started = asyncio.Event()
+        self._task = asyncio.create_task(self._serve(started), name="mcp-sessions")
+        waiting = asyncio.ensure_future(started.wait())
+        await asyncio.wait({self._task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if self._task.done():
+            self._task.result()  # it failed to start: say why
         try:
             yield
         finally:
             self._stop.set()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._task, 10)
-
-
-def setup_routes(app: web.Application, gateway: Gateway) -> Endpoint:
-    endpoint = Endpoint(gateway)
-    for method in ("GET", "POST", "DELETE"):
-        app.router.add_route(method, PATH, endpoint.handle)
-    app.router.add_get(METADATA, endpoint.handle_metadata)
-    app.router.add_get(METADATA + PATH, endpoint.handle_metadata)
-    return endpoint

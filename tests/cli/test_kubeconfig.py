@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -92,3 +93,95 @@ def test_github_actions_kubeconfig_and_a_missing_source(tmp_path: Path) -> None:
     assert unwritable.stderr == (
         f"kubegate kubeconfig: cannot write {tmp_path / 'no' / 'kc'}: No such file or directory\n"
     )
+
+
+def whoami(kubeconfig: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [KUBECTL, f"--kubeconfig={kubeconfig}", "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def test_a_token_file_kubeconfig_runs_no_plugin_and_every_call_is_authenticated(world: World, tmp_path: Path) -> None:
+    """CI mode: the token is written once; kubectl reads it as tokenFile, and kubegate still verifies it."""
+    assert world.env.gateway is not None
+    out, token_file = tmp_path / "kubeconfig", tmp_path / "token"
+    env = {**kubectl_env(), "CI_OIDC_TOKEN": world.token("ci-file", ("developers",))}
+    where = ["--server", world.env.gateway.url, "--connection", world.env.connection]
+    source = ["--ca", str(world.env.gateway.ca_file), "--from-env", "CI_OIDC_TOKEN"]
+    files = ["--token-file", str(token_file), "--file", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "kubegate", "kubeconfig", *where, *source, *files],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert yaml.safe_load(out.read_text())["users"][0]["user"] == {"tokenFile": str(token_file)}
+    assert token_file.read_text() == env["CI_OIDC_TOKEN"]
+    assert oct(token_file.stat().st_mode & 0o777) == "0o600"
+    del env["CI_OIDC_TOKEN"]  # kubectl needs nothing but the file now
+    mark = world.control.audit_mark()
+    who = whoami(out, env)
+    assert who.returncode == 0, who.stderr
+    assert who.stdout == "sandbox:ci-file"
+    reviews = world.served("/apis/authentication.k8s.io/v1/selfsubjectreviews", mark)
+    assert reviews and all((e.impersonated or {}).get("username") == "sandbox:ci-file" for e in reviews)
+    token_file.write_text("not-a-token")  # kubegate verifies the file's content on every call
+    refused = whoami(out, env)
+    assert refused.returncode != 0
+    assert "Unauthorized" in refused.stderr or "must be logged in" in refused.stderr, refused.stderr
+
+
+def test_keep_fresh_replaces_the_token_and_kubectl_uses_each_new_one(world: World, tmp_path: Path) -> None:
+    issuer = world.env.issuer
+    out, token_file = tmp_path / "kubeconfig", tmp_path / "token"
+    source = ["--dev-issuer", issuer.url, "--ca", str(issuer.ca_file), "--sub", "ci-fresh", "--group", "developers"]
+    fresh = ["--lifetime", "4s", "--write-file", str(token_file), "--keep-fresh"]
+    refresher = subprocess.Popen(
+        [sys.executable, "-m", "kubegate", "token", *source, *fresh],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        world.env.write_kubeconfig(out, sub="ci-fresh")
+        doc = yaml.safe_load(out.read_text())
+        doc["users"][0]["user"] = {"tokenFile": str(token_file)}
+        out.write_text(yaml.safe_dump(doc))
+        tokens: list[str] = []
+        deadline = time.monotonic() + 30
+        while len(tokens) < 3 and time.monotonic() < deadline:
+            if token_file.exists() and token_file.read_text() not in tokens:
+                tokens.append(token_file.read_text())
+                who = whoami(out, kubectl_env())
+                assert (who.returncode, who.stdout) == (0, "sandbox:ci-fresh"), who.stderr
+            time.sleep(0.05)
+        assert len(tokens) == 3, "the refresher did not replace the token twice"
+        token_file.unlink()
+        assert refresher.wait(timeout=20) == 0, refresher.stderr.read() if refresher.stderr else ""
+    finally:
+        if refresher.poll() is None:
+            refresher.kill()
+            refresher.wait()
+
+
+def test_a_token_file_copies_no_token_that_is_in_a_file_already(tmp_path: Path) -> None:
+    proc = kubegate(
+        "kubeconfig",
+        "--server",
+        "https://k",
+        "--connection",
+        "c",
+        "--from-file",
+        str(tmp_path / "job-token"),
+        "--token-file",
+        str(tmp_path / "copy"),
+    )
+    assert proc.returncode == 2
+    assert f"use --from-file {tmp_path / 'job-token'} alone" in proc.stderr
+    assert not (tmp_path / "copy").exists()

@@ -303,3 +303,70 @@ def test_plugin_help_lists_its_flags() -> None:
     result = run(["token", "--help"])
     assert result.exit_code == 0
     assert "--github-actions" in result.stdout and "--no-cache" in result.stdout
+
+
+def test_write_file_writes_the_bare_token_privately_and_prints_nothing(tmp_path: Path) -> None:
+    value = unsigned_jwt(sub="alice", exp=FUTURE)
+    target = tmp_path / "token"
+    target.write_text("an older token")
+    result = run(["token", "--from-env", "T", "--write-file", str(target)], env={"T": value})
+    assert result.exit_code == 0, result.stderr
+    assert (result.stdout, result.stderr) == ("", "")
+    assert target.read_text() == value
+    assert oct(target.stat().st_mode & 0o777) == "0o600"
+    assert [p.name for p in tmp_path.iterdir()] == ["token"]  # no temporary file left beside it
+
+
+def test_write_file_into_a_missing_directory_fails_without_the_token(tmp_path: Path) -> None:
+    value = unsigned_jwt(sub="alice", exp=FUTURE)
+    result = run(["token", "--from-env", "T", "--write-file", str(tmp_path / "no" / "token")], env={"T": value})
+    assert result.exit_code == 1
+    assert f"cannot write {tmp_path / 'no' / 'token'}" in result.stderr
+    assert value not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    "args", [["--from-env", "T", "--write-file", "f"], ["--dev-issuer", "https://x", "--sub", "a"]]
+)
+def test_keep_fresh_needs_a_file_and_a_source_that_fetches(args: list[str]) -> None:
+    result = run(["token", *args, "--keep-fresh"], env={"T": unsigned_jwt(exp=FUTURE)})
+    assert result.exit_code == 2
+    assert "--keep-fresh needs --write-file and a source that can fetch a new token" in result.stderr
+
+
+def test_a_token_is_rewritten_while_kubectl_can_still_use_it() -> None:
+    now = 1_000_000.0
+    hour = dt.datetime.fromtimestamp(now + 3600, dt.UTC)
+    assert token.rewrite_at(hour, now) == now + 3600 - token.REWRITE_BEFORE  # client-go re-reads within a minute
+    short = dt.datetime.fromtimestamp(now + 10, dt.UTC)
+    assert token.rewrite_at(short, now) == now + 5  # short tokens: at half their life
+
+
+async def test_keep_fresh_rewrites_the_file_before_expiry_and_stops_when_it_is_removed(
+    issuer: DevIssuer, tmp_path: Path
+) -> None:
+    target = tmp_path / "token"
+    argv = [sys.executable, "-m", "kubegate", "token", "--dev-issuer", issuer.url, "--ca", str(issuer.ca_file)]
+    argv += ["--sub", "ci", "--lifetime", "4s", "--write-file", str(target), "--keep-fresh"]
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        seen: list[str] = []
+        for _ in range(200):  # each token lives 4 s and is replaced after 2: three within ~6 s
+            if target.exists() and target.read_text() not in seen:
+                seen.append(target.read_text())
+            if len(seen) == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert len(seen) == 3
+        exps = [tokencache.jwt_claims(v)["exp"] for v in seen]  # type: ignore[index]
+        assert exps == sorted(exps) and len(set(exps)) == 3
+        assert oct(target.stat().st_mode & 0o777) == "0o600"
+        target.unlink()
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=20)
+        assert proc.returncode == 0, err
+        assert out == b""
+        assert not any(v.encode() in err for v in seen)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
