@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
@@ -26,8 +26,9 @@ from pydantic import AnyHttpUrl
 
 from kubegate.identity.model import AuthError
 from kubegate.identity.stage import bearer_token
-from kubegate.mcp.asgi import run_asgi
+from kubegate.mcp.asgi import Message, run_asgi
 from kubegate.mcp.tools import Tools, build_server
+from kubegate.mcp.workers import Workers, came_from_a_worker
 
 if TYPE_CHECKING:
     from kubegate.app import Gateway
@@ -48,6 +49,8 @@ class Endpoint:
         self.manager: StreamableHTTPSessionManager = server.session_manager
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.workers: Workers | None = None
+        """Set in a worker of `kubegate serve --workers N` (share_sessions): sessions are shared with the others."""
 
     def resource_url(self) -> str:
         return self.gateway.base_url + PATH
@@ -95,7 +98,33 @@ class Endpoint:
                 claims={"iss": identity.issuer},
             )
         )
-        return await run_asgi(self.manager.handle_request, request, {"user": user})
+        session_id = request.headers.get("Mcp-Session-Id")
+        if self.workers is not None and session_id and not came_from_a_worker(request):
+            owner = self.workers.owner(session_id)
+            if owner is not None and owner != self.workers.name:
+                forwarded = await self.workers.forward(request, owner)
+                if forwarded is not None:
+                    return forwarded
+        app = self.manager.handle_request if self.workers is None or session_id else self._claiming
+        return await run_asgi(app, request, {"user": user})
+
+    async def _claiming(
+        self, scope: Any, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
+    ) -> None:
+        """A request that opens a session: its owner is recorded before the client can learn the id."""
+
+        async def claim(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] < 400 and self.workers is not None:
+                for key, value in message.get("headers", []):
+                    if key.lower() == b"mcp-session-id":
+                        self.workers.claim(value.decode("latin-1"))
+            await send(message)
+
+        await self.manager.handle_request(scope, receive, claim)
+
+    def live_sessions(self) -> Collection[str]:
+        """The ids of the sessions the SDK holds now (it has no public list of them)."""
+        return self.manager._server_instances.keys()
 
     async def handle_metadata(self, request: web.Request) -> web.Response:
         return web.Response(content_type="application/json", body=self.metadata().model_dump_json(exclude_none=True))
@@ -116,8 +145,12 @@ class Endpoint:
                 await asyncio.wait_for(self._task, 10)
 
 
+ENDPOINT = web.AppKey("mcp_endpoint", Endpoint)
+
+
 def setup_routes(app: web.Application, gateway: Gateway) -> Endpoint:
     endpoint = Endpoint(gateway)
+    app[ENDPOINT] = endpoint
     for method in ("GET", "POST", "DELETE"):
         app.router.add_route(method, PATH, endpoint.handle)
     app.router.add_get(METADATA, endpoint.handle_metadata)
