@@ -39,6 +39,15 @@ HOP_BY_HOP = frozenset(
 # Content-Length too on the request: the client library sets it for the body it sends (the same bytes).
 REQUEST_DROPPED = HOP_BY_HOP | {"content-length"}
 MAX_UNIX_PATH = 107
+UNANSWERED = {
+    "jsonrpc": "2.0",
+    "id": None,
+    "error": {
+        "code": -32603,
+        "message": "kubegate: the worker that holds this MCP session took the request and gave no answer; "
+        "check whether the call ran before repeating it",
+    },
+}
 
 
 def directory(state_dir: Path) -> Path:
@@ -166,7 +175,7 @@ class Workers:
                     request.method,
                     f"http://worker-{owner}{request.rel_url}",
                     headers=headers,
-                    data=body,
+                    data=body or None,
                     allow_redirects=False,
                     skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
                 )
@@ -176,6 +185,9 @@ class Workers:
                 if SESSION_ID.fullmatch(session_id):
                     (self.sessions / session_id).unlink(missing_ok=True)
                 return None
+            except aiohttp.ClientError as exc:  # it took the request and gave no answer: it may have run
+                log.warning("kubegate worker %s gave no answer to a forwarded MCP request: %s", owner, exc)
+                return web.json_response(UNANSWERED, status=502)
             self.counted()
             async with answer:
                 response = web.StreamResponse(status=answer.status, reason=answer.reason)

@@ -249,3 +249,35 @@ async def test_an_unknown_session_gets_404_and_the_owner_authenticates_forwarded
             assert (await http.post(two_workers.url + "/mcp", json=listing, headers=eve)).status_code == 404
             own = await http.post(two_workers.url + "/mcp", json=listing, headers={**headers, **session})
             assert own.status_code == 200 and '"name":"get"' in own.text.replace(" ", "")
+
+
+@pytest.mark.e2e
+async def test_one_process_opens_no_socket_and_the_sweep_sees_the_sdks_sessions(world: World) -> None:
+    """The sweep reads which sessions the SDK holds; this catches an SDK that keeps them elsewhere."""
+    from kubegate.mcp.endpoint import ENDPOINT
+
+    gateway = world.env.gateway
+    assert gateway is not None and gateway.workers is None
+    assert not (world.env.config.state_dir / "workers").exists()
+    endpoint = gateway.runner.app[ENDPOINT]
+    opening = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": CLIENT},
+    }
+    headers = {**ACCEPT, "Authorization": f"Bearer {world.token('pia')}"}
+    verify = ssl.create_default_context(cafile=str(gateway.ca_file))
+    async with httpx2.AsyncClient(verify=verify, timeout=30) as http:
+        opened = await http.post(gateway.url + "/mcp", json=opening, headers=headers)
+        sid = opened.headers["mcp-session-id"]
+        assert sid in endpoint.live_sessions()
+        ended = await http.delete(
+            gateway.url + "/mcp", headers={**headers, "Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"}
+        )
+        assert ended.status_code == 200
+    for _ in range(100):  # the SDK forgets it once its handler returns, which can be after the client read 200
+        if sid not in endpoint.live_sessions():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the SDK still holds the deleted session: {list(endpoint.live_sessions())}")
