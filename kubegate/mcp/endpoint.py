@@ -4,14 +4,16 @@ kubegate is an OAuth resource server here, as MCP's authorization spec has it: e
 token is verified by the same verifier kubectl's requests meet (issuer, audience, expiry), a missing or bad
 token gets 401 with `WWW-Authenticate` naming the metadata URL, and an MCP session belongs to the user who
 opened it: the verified identity goes to the SDK as its authenticated user, and the SDK's session manager
-answers another principal's request for that session as if the session did not exist.
+answers another principal's request for that session as if the session did not exist. Under
+`kubegate serve --workers N`, a request for a session another worker holds is passed to that worker, which
+handles it as any other (kubegate.mcp.workers).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -109,7 +111,10 @@ class Endpoint:
         return await run_asgi(app, request, {"user": user})
 
     async def _claiming(
-        self, scope: Any, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
     ) -> None:
         """A request that opens a session: its owner is recorded before the client can learn the id."""
 

@@ -148,6 +148,29 @@ async def test_a_session_whose_owner_is_gone_is_forgotten(tmp_path: Path) -> Non
     assert seen == [None] and two.owner(SESSION) is None
 
 
+async def test_an_owner_that_takes_a_request_and_drops_it_gets_a_502_that_says_so(tmp_path: Path) -> None:
+    workers = Workers(tmp_path, lambda: (), name="1")
+
+    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        return await workers.forward(request, "2") or web.Response(status=404)
+
+    owner = await asyncio.start_unix_server(drop, path=str(workers.socket_of("2")))
+    app = web.Application()
+    app.router.add_post("/mcp", forward)
+    async with (
+        owner,
+        served(app) as url,
+        aiohttp.ClientSession() as client,
+        client.post(url + "/mcp", headers={"Mcp-Session-Id": SESSION}, data=b"{}") as answer,
+    ):
+        assert answer.status == 502
+        assert "took the request and gave no answer" in (await answer.json())["error"]["message"]
+
+
 @pytest.fixture
 def two_workers(world: World, tmp_path: Path) -> Iterator[GatewayProcess]:
     gateway = GatewayProcess(world, tmp_path, workers=2)
