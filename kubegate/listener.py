@@ -11,6 +11,7 @@ from aiohttp import web
 from kubegate.app import GATEWAY, build_app
 from kubegate.config import Config
 from kubegate.mcp.loopback import Loopback
+from kubegate.mcp.workers import Workers, share_sessions
 from kubegate.tls import ensure_serving_cert, server_ssl_context
 
 log = logging.getLogger(__name__)
@@ -21,9 +22,12 @@ class Listening:
     runner: web.AppRunner
     url: str
     ca_file: Path | None
+    workers: Workers | None = None
 
     async def stop(self) -> None:
         await self.runner.cleanup()
+        if self.workers is not None:
+            await self.workers.stop()
 
 
 def tls_files(config: Config) -> tuple[Path, Path, Path | None]:
@@ -41,11 +45,13 @@ async def start_gateway(config: Config, *, reuse_port: bool = False) -> Listenin
     """Build, start and bind kubegate; port 0 picks a free port (the URL says which).
 
     reuse_port binds with SO_REUSEPORT, so several worker processes share one port and the kernel
-    spreads new connections across them (`kubegate serve --workers N`)."""
+    spreads new connections across them (`kubegate serve --workers N`); such workers also share their
+    MCP sessions (kubegate.mcp.workers), from before the port takes connections."""
     config.state_dir.mkdir(parents=True, exist_ok=True)
     cert, key, ca = tls_files(config)
     runner = web.AppRunner(build_app(config), handler_cancellation=True, access_log=None)
     await runner.setup()
+    workers = await share_sessions(runner, config.state_dir) if reuse_port and config.mcp.enabled else None
     site = web.TCPSite(
         runner,
         config.listen.host,
@@ -70,4 +76,4 @@ async def start_gateway(config: Config, *, reuse_port: bool = False) -> Listenin
             "listen.external_url to the URL clients reach kubegate at",
             url,
         )
-    return Listening(runner, url, ca)
+    return Listening(runner, url, ca, workers)

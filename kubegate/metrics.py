@@ -153,6 +153,11 @@ class Metrics:
             ["profile"],
             registry=self.registry,
         )
+        self.mcp_forwarded = Counter(
+            "kubegate_mcp_forwarded_requests",
+            "MCP requests this worker passed to the worker holding their session (serve --workers N)",
+            registry=self.registry,
+        )
         self._refreshers: list[Callable[[], Awaitable[None]]] = []
 
     async def refresh(self) -> None:

@@ -4,7 +4,8 @@ With `--workers N` the gateway runs as N processes sharing one port (SO_REUSEPOR
 spreads connections across them), which uses more than one core. Each worker is a full gateway,
 like a replica: its own token cache, policy reload, recorder and metrics. The store keeps them
 consistent (the hash chain is appended under the store's write lock, kubectl sessions are shared
-through the store, approvals are re-read from it). Per worker: /metrics counts only the requests
+through the store, approvals are re-read from it), and an MCP session opened on one worker is reached from
+every other (kubegate.mcp.workers). Per worker: /metrics counts only the requests
 that worker served, and a client without Kubectl-Session headers may get one session per worker.
 """
 
@@ -121,7 +122,9 @@ def run_workers(config: Config, workers: int) -> int:
     """Start the workers one after another (the first one migrates the store and makes the TLS files),
     then supervise: a signal stops them all; a worker that dies on its own stops the rest (exit code 1)."""
     from kubegate.listener import tls_files
+    from kubegate.mcp.workers import reset
 
+    reset(config.state_dir)
     reservation, listen = _reserve_port(config.listen)
     config = config.model_copy(update={"listen": listen})
     pids: list[int] = []

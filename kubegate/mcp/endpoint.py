@@ -4,15 +4,17 @@ kubegate is an OAuth resource server here, as MCP's authorization spec has it: e
 token is verified by the same verifier kubectl's requests meet (issuer, audience, expiry), a missing or bad
 token gets 401 with `WWW-Authenticate` naming the metadata URL, and an MCP session belongs to the user who
 opened it: the verified identity goes to the SDK as its authenticated user, and the SDK's session manager
-answers another principal's request for that session as if the session did not exist.
+answers another principal's request for that session as if the session did not exist. Under
+`kubegate serve --workers N`, a request for a session another worker holds is passed to that worker, which
+handles it as any other (kubegate.mcp.workers).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, MutableMapping
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
@@ -26,9 +28,10 @@ from pydantic import AnyHttpUrl
 
 from kubegate.identity.model import AuthError
 from kubegate.identity.stage import bearer_token
-from kubegate.mcp.asgi import run_asgi
+from kubegate.mcp.asgi import Message, run_asgi
 from kubegate.mcp.routes import PATH
 from kubegate.mcp.tools import Tools, build_server
+from kubegate.mcp.workers import Workers, came_from_a_worker
 
 if TYPE_CHECKING:
     from kubegate.app import Gateway
@@ -47,6 +50,8 @@ class Endpoint:
         self.manager: StreamableHTTPSessionManager = server.session_manager
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.workers: Workers | None = None
+        """Set in a worker of `kubegate serve --workers N` (share_sessions): sessions are shared with the others."""
 
     def resource_url(self) -> str:
         return self.gateway.base_url + PATH
@@ -94,7 +99,36 @@ class Endpoint:
                 claims={"iss": identity.issuer},
             )
         )
-        return await run_asgi(self.manager.handle_request, request, {"user": user})
+        session_id = request.headers.get("Mcp-Session-Id")
+        if self.workers is not None and session_id and not came_from_a_worker(request):
+            owner = self.workers.owner(session_id)
+            if owner is not None and owner != self.workers.name:
+                forwarded = await self.workers.forward(request, owner)
+                if forwarded is not None:
+                    return forwarded
+        app = self.manager.handle_request if self.workers is None or session_id else self._claiming
+        return await run_asgi(app, request, {"user": user})
+
+    async def _claiming(
+        self,
+        scope: MutableMapping[str, Any],
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:
+        """A request that opens a session: its owner is recorded before the client can learn the id."""
+
+        async def claim(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] < 400 and self.workers is not None:
+                for key, value in message.get("headers", []):
+                    if key.lower() == b"mcp-session-id":
+                        self.workers.claim(value.decode("latin-1"))
+            await send(message)
+
+        await self.manager.handle_request(scope, receive, claim)
+
+    def live_sessions(self) -> Collection[str]:
+        """The ids of the sessions the SDK holds now (it has no public list of them)."""
+        return self.manager._server_instances.keys()
 
     async def handle_metadata(self, request: web.Request) -> web.Response:
         return web.Response(content_type="application/json", body=self.metadata().model_dump_json(exclude_none=True))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -18,6 +18,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from kubegate.app import Gateway
     from kubegate.mcp.endpoint import Endpoint
+    from kubegate.mcp.workers import Workers
 
 PATH = "/mcp"
 METADATA = "/.well-known/oauth-protected-resource"
@@ -26,6 +27,8 @@ METADATA = "/.well-known/oauth-protected-resource"
 class LazyEndpoint:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self.workers: Workers | None = None
+        """Set in a worker of `kubegate serve --workers N` (share_sessions): sessions are shared with the others."""
         self._endpoint: Endpoint | None = None
         self._lock = asyncio.Lock()
         self._running = contextlib.AsyncExitStack()
@@ -36,9 +39,14 @@ class LazyEndpoint:
             if self._endpoint is None:
                 module = await asyncio.to_thread(importlib.import_module, "kubegate.mcp.endpoint")
                 endpoint: Endpoint = module.Endpoint(self.gateway)
+                endpoint.workers = self.workers
                 await self._running.enter_async_context(endpoint.running())
                 self._endpoint = endpoint
         return self._endpoint
+
+    def live_sessions(self) -> Collection[str]:
+        """The sessions this process holds: none before the SDK is loaded."""
+        return self._endpoint.live_sessions() if self._endpoint is not None else ()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         return await (await self.endpoint()).handle(request)
@@ -55,8 +63,12 @@ class LazyEndpoint:
             await self._running.aclose()
 
 
+MCP = web.AppKey("mcp", LazyEndpoint)
+
+
 def setup_routes(app: web.Application, gateway: Gateway) -> LazyEndpoint:
     endpoint = LazyEndpoint(gateway)
+    app[MCP] = endpoint
     for method in ("GET", "POST", "DELETE"):
         app.router.add_route(method, PATH, endpoint.handle)
     app.router.add_get(METADATA, endpoint.handle_metadata)

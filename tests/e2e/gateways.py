@@ -28,10 +28,15 @@ def free_port() -> int:
 class GatewayProcess:
     """`kubegate serve` as its own process, on the world's cluster and issuer, with its own SQLite store
     unless given a store URL (several replicas share one PostgreSQL); `config` replaces sections of the
-    world's kubegate.yaml."""
+    world's kubegate.yaml; `workers` runs `serve --workers N` (ready once every worker has its socket)."""
 
     def __init__(
-        self, world: World, root: Path, store_url: str | None = None, config: dict[str, Any] | None = None
+        self,
+        world: World,
+        root: Path,
+        store_url: str | None = None,
+        config: dict[str, Any] | None = None,
+        workers: int = 1,
     ) -> None:
         self.root = root
         self.connection = world.env.connection
@@ -47,7 +52,7 @@ class GatewayProcess:
         self.config = root / "kubegate.yaml"
         self.config.write_text(yaml.safe_dump(doc))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kubegate", "serve", "--config", str(self.config)],
+            [sys.executable, "-m", "kubegate", "serve", "--config", str(self.config), "--workers", str(workers)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -61,7 +66,7 @@ class GatewayProcess:
                 try:
                     self.ctx = ssl.create_default_context(cafile=str(ca))
                     with urllib.request.urlopen(self.url + "/readyz", context=self.ctx, timeout=2) as r:
-                        if r.status == 200:
+                        if r.status == 200 and (workers == 1 or len(self.worker_sockets()) == workers):
                             return
                 except (OSError, urllib.error.URLError):
                     pass
@@ -69,6 +74,23 @@ class GatewayProcess:
                 raise AssertionError(f"gateway exited: {self.proc.stderr.read() if self.proc.stderr else ''}")
             time.sleep(0.2)
         raise AssertionError("gateway did not become ready")
+
+    def worker_sockets(self) -> list[Path]:
+        """Each worker's private socket (kubegate.mcp.workers), by name."""
+        return sorted((self.root / "state" / "workers").glob("*.sock"))
+
+    def cli(self, world: World, *args: str, sub: str = "audrey", groups: tuple[str, ...] = ("auditors",)) -> str:
+        """`kubegate ...` against this gateway's admin API; its standard output."""
+        auth = ["--server", self.url, "--token", world.token(sub, groups), "--ca", str(self.ca_file)]
+        done = subprocess.run(
+            [sys.executable, "-m", "kubegate", *args, *auth],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
 
     def get(self, path: str, token: str) -> tuple[int, dict]:
         req = urllib.request.Request(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -40,33 +39,10 @@ def replicas(world: World, tmp_path: Path, pg_url: str) -> Iterator[tuple[Gatewa
         first.stop()
 
 
-def cli(world: World, gateway: GatewayProcess, *args: str, sub: str, groups: tuple[str, ...]) -> Any:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kubegate",
-            *args,
-            "--server",
-            gateway.url,
-            "--token",
-            world.token(sub, groups),
-            "--ca",
-            str(gateway.ca_file),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 def pending(world: World, gateway: GatewayProcess, needle: str, held: subprocess.Popen[str]) -> dict[str, Any]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        items = json.loads(cli(world, gateway, "requests", "list", "-o", "json", sub="bob", groups=ONCALL))["items"]
+        items = json.loads(gateway.cli(world, "requests", "list", "-o", "json", sub="bob", groups=ONCALL))["items"]
         found = [r for r in items if needle in r["description"]]
         if found:
             return found[0]
@@ -98,7 +74,7 @@ def test_an_approval_given_through_one_replica_releases_kubectl_held_by_the_othe
     try:
         request = pending(world, second, f"namespaces {name}", kubectl)
         assert kubectl.poll() is None
-        out = cli(world, second, "requests", "approve", request["id"], sub="bob", groups=ONCALL)
+        out = second.cli(world, "requests", "approve", request["id"], sub="bob", groups=ONCALL)
         assert f"access request {request['id']} approved" in out
         stdout, stderr = kubectl.communicate(timeout=60)
         assert kubectl.returncode == 0, stderr
@@ -107,7 +83,7 @@ def test_an_approval_given_through_one_replica_releases_kubectl_held_by_the_othe
         kubectl.kill()
     # The session replica A recorded reads the same through replica B, approval included.
     session = json.loads(
-        cli(world, second, "sessions", "show", request["session_id"], "-o", "json", sub="audrey", groups=("auditors",))
+        second.cli(world, "sessions", "show", request["session_id"], "-o", "json", sub="audrey", groups=("auditors",))
     )
     assert session["session"]["username"] == "sandbox:alice" and session["session"]["command"] == "kubectl delete"
     kinds = [e["type"] for e in session["events"]]
