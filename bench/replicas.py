@@ -22,7 +22,6 @@ import datetime as dt
 import os
 import re
 import statistics
-import sys
 import tempfile
 import uuid
 from collections import Counter
@@ -40,7 +39,7 @@ from bench.fixtures import POD_PATH, write_fixtures
 from bench.loadgen import Load, run_load, wrk_path
 from bench.processes import Process, free_port
 from bench.report import append, machine
-from bench.targets import gateway_config, start_kubegate
+from bench.targets import gateway_config, start_events_upstream, start_kubegate
 from kubegate.sandbox.issuer import DevIssuer
 from kubegate.tls import ensure_serving_cert
 
@@ -153,21 +152,7 @@ async def run(args: argparse.Namespace) -> str:
         issuer = DevIssuer(workdir / "issuer")
         results: list[Figures] = []
         try:
-            events, match = await Process.start(
-                "bench.upstream",
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.upstream",
-                    "--root",
-                    str(root),
-                    "--cert",
-                    str(certs.cert),
-                    "--key",
-                    str(certs.key),
-                ],
-                r"listening (\d+)",
-            )
+            events, match = await start_events_upstream(root, certs.cert, certs.key)
             processes.append(events)
             upstream = f"https://127.0.0.1:{match.group(1)}"
             if nginx.nginx_path() is not None:

@@ -49,7 +49,14 @@ from bench.report import (
     at_most_ratio,
     render,
 )
-from bench.targets import UPSTREAM_TOKEN, Target, gateway_config, start_kubectl_proxy, start_kubegate
+from bench.targets import (
+    UPSTREAM_TOKEN,
+    Target,
+    gateway_config,
+    start_events_upstream,
+    start_kubectl_proxy,
+    start_kubegate,
+)
 from kubegate.sandbox.issuer import DevIssuer
 from kubegate.tls import ensure_serving_cert
 
@@ -147,21 +154,7 @@ async def world(settings: Settings, workdir: Path) -> AsyncIterator[World]:
     processes: list[Process] = []
     issuer = DevIssuer(workdir / "issuer")
     try:
-        events, match = await Process.start(
-            "bench.upstream",
-            [
-                sys.executable,
-                "-m",
-                "bench.upstream",
-                "--root",
-                str(root),
-                "--cert",
-                str(certs.cert),
-                "--key",
-                str(certs.key),
-            ],
-            r"listening (\d+)",
-        )
+        events, match = await start_events_upstream(root, certs.cert, certs.key)
         processes.append(events)
         events_port = int(match.group(1))
         if use_nginx:

@@ -8,6 +8,7 @@ and kubegate with the full pipeline (`kubegate serve`, policy + recording to SQL
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -69,6 +70,12 @@ def write_kubeconfig(path: Path, server: str, ca: Path) -> Path:
     path.write_text(yaml.safe_dump(doc))
     path.chmod(0o600)
     return path
+
+
+async def start_events_upstream(root: Path, cert: Path, key: Path) -> tuple[Process, re.Match[str]]:
+    """bench/upstream.py serving the fixtures in `root` (and watch events) over TLS; its port is match group 1."""
+    command = [sys.executable, "-m", "bench.upstream", "--root", str(root), "--cert", str(cert), "--key", str(key)]
+    return await Process.start("bench.upstream", command, r"listening (\d+)")
 
 
 async def start_kubectl_proxy(workdir: Path, upstream: str, ca: Path) -> Target:

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-from aiohttp.test_utils import make_mocked_request
-from multidict import CIMultiDict
-
-from kubegate.flow import Flow, FlowKey, Message
-
-
-def _flow() -> Flow:
-    return Flow(
-        request=make_mocked_request("GET", "/"),
-        connection=None,  # type: ignore[arg-type]
-        method="GET",
-        raw_path="/",
-        query_string="",
-        headers=CIMultiDict(),
-    )
+from kubegate.flow import FlowKey, Message
+from tests.flows import bare_flow
 
 
 def test_each_key_keeps_its_own_value_until_dropped() -> None:
-    flow, first, second = _flow(), FlowKey[int]("same-name"), FlowKey[int]("same-name")
+    flow, first, second = bare_flow(), FlowKey[int]("same-name"), FlowKey[int]("same-name")
     flow.keep(first, 1)
     assert flow.kept(first) == 1 and flow.kept(second) is None, "keys are told apart by identity, not by name"
     assert flow.drop(first) == 1 and flow.kept(first) is None and flow.drop(first) is None

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer, make_mocked_request
+from aiohttp.test_utils import TestServer
 from multidict import CIMultiDict
 
 from kubegate.flow import Flow, FlowKey, Message, Stage
@@ -22,6 +22,7 @@ from kubegate.proxy.headers import upstream_request_headers
 from kubegate.proxy.pipeline import Pipeline
 from kubegate.upstream.config import ConnectionConfig
 from kubegate.upstream.connection import Connection
+from tests.flows import bare_flow
 
 
 class Upstream:
@@ -282,21 +283,10 @@ class Relay(Stage):
         return held
 
 
-def _flow() -> Flow:
-    return Flow(
-        request=make_mocked_request("GET", "/"),
-        connection=None,  # type: ignore[arg-type]
-        method="GET",
-        raw_path="/",
-        query_string="",
-        headers=CIMultiDict(),
-    )
-
-
 async def test_stream_messages_take_the_request_and_response_ways_and_held_ones_pass_only_later_stages() -> None:
     log: list[str] = []
     pipeline = Pipeline([Relay("a", log), Relay("b", log, holds=True), Relay("c", log)])
-    flow = _flow()
+    flow = bare_flow()
     [up] = await pipeline.message(flow, Message(True, 0, b"in:"))
     assert up.data == b"in:abc" and up.raw is None and log == ["a.client", "b.client", "c.client"]
     log.clear()
