@@ -393,7 +393,7 @@ class UpgradeBridge:
             async for msg in src:
                 if msg.type in (WSMsgType.BINARY, WSMsgType.TEXT):
                     for out in await p.hooks.message(p.flow, p.codec.decode(msg.data, from_client)):
-                        await self._send(p.upstream if out.from_client else p.client, [p.codec.encode(out)])
+                        await self._deliver(p, out)
                 elif msg.type == WSMsgType.PING:
                     await dst.ping(msg.data)
                 elif msg.type == WSMsgType.PONG:
@@ -416,7 +416,12 @@ class UpgradeBridge:
             return
         p.ending = True
         for out in await p.hooks.stream_end(p.flow):
-            await self._send(p.upstream if out.from_client else p.client, [p.codec.encode(out)])
+            await self._deliver(p, out)
+
+    async def _deliver(self, p: _Pumps, message: Message) -> None:
+        if not message.from_client:
+            p.flow.bytes_sent += len(message.data)
+        await self._send(p.upstream if message.from_client else p.client, [p.codec.encode(message)])
 
     async def _farewell(self, p: _Pumps, text: str, ended_by: str) -> None:
         """kubegate ends the stream itself: the stages' tails first, then the reason, in the protocol's words."""

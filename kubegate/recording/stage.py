@@ -247,7 +247,7 @@ class RecorderStage(Stage):
                     "flow": flow.id,
                     "request_seq": rec.request_seq,
                     "duration_ms": duration_ms,
-                    "bytes": rec.size,
+                    "bytes": rec.size if rec.upgraded is None else rec.upgraded.bytes_out,
                     "chunks": rec.chunks,
                     "error": flow.error,
                     **({"upgrade": _summary(flow, rec.upgraded)} if rec.upgraded is not None else {}),

@@ -254,6 +254,8 @@ async def test_v5_exec_is_bridged_masked_and_recorded(fake: dict[str, Any]) -> N
     recorded = "".join(t for _, c, t in cast if c == "o")
     assert recorded == f"hello\npassword={MARKER}\nok\n" and PASSWORD not in str(rec.events)
     assert "".join(t for _, c, t in cast if c == "i") == "hello\nsecret\n"
+    [end] = await rec.settled("end")
+    assert end["bytes"] == len(recorded.encode()), "the end counts what the client received"
 
 
 async def test_base64_framing_crosses_intact(fake: dict[str, Any]) -> None:
