@@ -18,11 +18,11 @@ from kubegate.config import TracingConfig
 from kubegate.flow import Flow, Stage
 from kubegate.identity.stage import AuthenticationStage
 from kubegate.kube.stage import RequestInfoStage
-from kubegate.proxy.headers import upstream_request_headers
 from kubegate.proxy.pipeline import Pipeline
 from kubegate.tracing import Tracing
 from kubegate.upstream.config import ConnectionConfig
 from kubegate.upstream.connection import Connection
+from tests.flows import flow_of
 from tests.proxy.test_pipeline import FakeVerifier
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -74,16 +74,7 @@ async def world() -> AsyncIterator[dict[str, Any]]:
     )
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        path, _, query = request.raw_path.partition("?")
-        flow = Flow(
-            request=request,
-            connection=conn,
-            method=request.method,
-            raw_path=path,
-            query_string=query,
-            headers=upstream_request_headers(request.headers),
-            body=await request.read(),
-        )
+        flow = await flow_of(request, conn)
         return await pipeline.run(flow)
 
     gateway_app = web.Application()

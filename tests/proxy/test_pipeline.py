@@ -18,11 +18,10 @@ from kubegate.identity.model import Identity
 from kubegate.identity.stage import AuthenticationStage
 from kubegate.kube.stage import RequestInfoStage
 from kubegate.kube.status import Refused
-from kubegate.proxy.headers import upstream_request_headers
 from kubegate.proxy.pipeline import Pipeline
 from kubegate.upstream.config import ConnectionConfig
 from kubegate.upstream.connection import Connection
-from tests.flows import bare_flow
+from tests.flows import bare_flow, flow_of
 
 
 class Upstream:
@@ -132,16 +131,7 @@ async def gateway(server: TestServer, stages: list[Stage]) -> tuple[TestServer, 
     pipeline = Pipeline([AuthenticationStage(FakeVerifier()), RequestInfoStage(), *stages])
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        path, _, query = request.raw_path.partition("?")
-        flow = Flow(
-            request=request,
-            connection=conn,
-            method=request.method,
-            raw_path=path,
-            query_string=query,
-            headers=upstream_request_headers(request.headers),
-            body=await request.read(),
-        )
+        flow = await flow_of(request, conn)
         return await pipeline.run(flow)
 
     app = web.Application()

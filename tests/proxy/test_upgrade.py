@@ -39,7 +39,6 @@ from kubegate.masking.masker import Masker
 from kubegate.masking.stage import MaskingStage
 from kubegate.policy.decision import Decision
 from kubegate.proxy.config import StreamsConfig
-from kubegate.proxy.headers import upstream_request_headers
 from kubegate.proxy.pipeline import Pipeline
 from kubegate.proxy.upgrade import MAX_REMEMBERED, UpgradeBridge, UpgradeGate
 from kubegate.recording.stage import RecorderStage, SessionStage
@@ -47,6 +46,7 @@ from kubegate.sandbox.envtest import GATEWAY_USER
 from kubegate.upstream.config import ConnectionConfig
 from kubegate.upstream.connection import Connection
 from tests.conftest import World
+from tests.flows import flow_of
 
 EXEC = "/api/v1/namespaces/ns/pods/p/exec?command=sh&stdin=true&stdout=true"
 PASSWORD = "hunter2hunter2"
@@ -183,17 +183,7 @@ async def fake() -> AsyncIterator[dict[str, Any]]:
     chosen = {"pipeline": "full"}
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        path, _, query = request.raw_path.partition("?")
-        upgrade = "Upgrade" in request.headers
-        flow = Flow(
-            request=request,
-            connection=conn,
-            method=request.method,
-            raw_path=path,
-            query_string=query,
-            headers=upstream_request_headers(request.headers),
-            is_upgrade=upgrade,
-        )
+        flow = await flow_of(request, conn)
         return await pipelines[chosen["pipeline"]].run(flow)
 
     front = web.Application()

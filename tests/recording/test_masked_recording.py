@@ -27,7 +27,6 @@ from kubegate.masking.config import MaskingConfig
 from kubegate.masking.masker import Masker
 from kubegate.masking.stage import MaskingStage
 from kubegate.policy.decision import Decision
-from kubegate.proxy.headers import upstream_request_headers
 from kubegate.proxy.pipeline import Pipeline
 from kubegate.recording.recorder import Recorder
 from kubegate.recording.stage import RecorderStage, SessionStage
@@ -35,6 +34,7 @@ from kubegate.store.engine import Store
 from kubegate.store.tables import events
 from kubegate.upstream.config import ConnectionConfig
 from kubegate.upstream.connection import Connection
+from tests.flows import flow_of
 
 PROFILES = ("secret-values", "last-applied", "env-credentials", "credentials-in-text")
 secrets = st.text(alphabet=string.ascii_letters + string.digits + "+/=_-", min_size=12, max_size=40)
@@ -116,16 +116,7 @@ async def run_once(values: list[str], cut: int, root: Path) -> tuple[bytes, byte
     )
 
     async def handle(request: web.Request) -> web.StreamResponse:
-        path, _, query = request.raw_path.partition("?")
-        flow = Flow(
-            request=request,
-            connection=conn,
-            method=request.method,
-            raw_path=path,
-            query_string=query,
-            headers=upstream_request_headers(request.headers),
-            body=await request.read(),
-        )
+        flow = await flow_of(request, conn)
         return await pipeline.run(flow)
 
     gw_app = web.Application()
