@@ -457,10 +457,9 @@ class UpgradeBridge:
 
     async def _expire_at(self, p: _Pumps, delay: float) -> None:
         await asyncio.sleep(delay)
-        kind = "portforward" if p.upgrade.subresource == "portforward" else p.upgrade.subresource
         await self._farewell(
             p,
-            f"kubegate closed this {kind} session: your token expired at "
+            f"kubegate closed this {p.upgrade.subresource} session: your token expired at "
             f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(self.wall()))}; get a new token and run "
             "the command again",
             "token expiry",

@@ -139,7 +139,7 @@ class RecorderStage(Stage):
         masks = flow.decision.masks if flow.decision is not None else ()
         data: dict[str, Any] = {
             "flow": flow.id,
-            "kind": "portforward" if upgrade.subresource == "portforward" else upgrade.subresource,
+            "kind": upgrade.subresource,
             "protocol": upgrade.protocol,
             "namespace": info.namespace,
             "pod": info.name,
@@ -156,7 +156,7 @@ class RecorderStage(Stage):
                 rec.upgraded = LegacyForwardRecord(data["ports"], self.recorder.clock)
         else:
             text = self.masker.plan(masks).text if masks else None
-            rec.upgraded = CastRecord(upgrade.subresource, text.stream() if text else None, self.recorder.clock)
+            rec.upgraded = CastRecord(text.stream() if text else None, self.recorder.clock)
         try:
             await self.recorder.record_event(rec.session_id, "stream", data, durable=True)
         except StoreError as exc:
@@ -343,4 +343,4 @@ class RecorderStage(Stage):
 def _summary(flow: Flow, stream: StreamRecord) -> dict[str, Any]:
     upgrade = flow.upgrade
     assert upgrade is not None
-    return {"protocol": upgrade.protocol, "kind": stream.kind, "ended_by": upgrade.ended_by, **stream.summary()}
+    return {"protocol": upgrade.protocol, "kind": upgrade.subresource, "ended_by": upgrade.ended_by, **stream.summary()}

@@ -23,8 +23,6 @@ from kubegate.recording.asciicast import CastBuilder
 class StreamRecord:
     """Bytes each way; subclasses add what their kind of stream is made of."""
 
-    kind = "stream"
-
     def __init__(self) -> None:
         self.bytes_in = 0
         self.bytes_out = 0
@@ -47,9 +45,8 @@ class StreamRecord:
 class CastRecord(StreamRecord):
     """exec and attach as asciicast, with the command's exit code and status."""
 
-    def __init__(self, kind: str, stdin: TextMasker | None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, stdin: TextMasker | None, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
-        self.kind = kind
         self.cast = CastBuilder(clock)
         self._stdin = stdin
         self.exit_code: int | None = None
@@ -85,8 +82,6 @@ class CastRecord(StreamRecord):
 class TunnelRecord(StreamRecord):
     """Port-forward through the SPDY tunnel: each forwarded connection recorded as it ends."""
 
-    kind = "portforward"
-
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.clock = clock
@@ -120,8 +115,6 @@ class TunnelRecord(StreamRecord):
 class LegacyForwardRecord(StreamRecord):
     """Port-forward over channels: one connection per port; the pod's first message on each channel
     names the port."""
-
-    kind = "portforward"
 
     def __init__(self, ports: list[int], clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()

@@ -18,7 +18,7 @@ SECRET = "hunter2hunter2"
 
 def test_exec_becomes_asciicast_with_stdin_scrubbed_and_the_exit_code() -> None:
     text = Masker(MaskingConfig()).plan(("credentials-in-text",)).text
-    record = CastRecord("exec", text.stream())
+    record = CastRecord(text.stream())
     record.add(Message(True, channels.STDIN, f"password={SECRET}".encode()))
     record.add(Message(True, channels.STDIN, b"\n"))
     record.add(Message(True, channels.RESIZE, b'{"Width":100,"Height":30}'))
