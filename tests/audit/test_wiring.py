@@ -59,7 +59,8 @@ async def test_readyz_shows_anchoring_and_each_sink(tmp_path: Path) -> None:
                 while True:
                     checks = (await (await client.get("/readyz")).json())["checks"]
                     export = checks["export"]
-                    down_failed = export["down"]["state"] == "failing"  # lagging until its first attempt fails
+                    down = export["down"]
+                    down_failed = down["state"] == "failing" and down["lag"] == 5  # lagging until an attempt fails
                     if export["file"]["lag"] == 0 and down_failed and "problems" in checks["anchoring"]:
                         break
                     await asyncio.sleep(0.02)
