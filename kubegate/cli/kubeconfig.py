@@ -13,8 +13,8 @@ from typing import Annotated
 import typer
 import yaml
 
-from kubegate.cli import token as token_plugin
-from kubegate.cli.invocation import kubegate_command
+from kubegate.cli import token as token_command
+from kubegate.cli.invocation import token_plugin
 
 
 def kubeconfig(
@@ -61,20 +61,12 @@ def kubeconfig(
         )
         raise typer.Exit(2)
     if token_file is not None:
-        code = token_plugin.main([*source, "--write-file", str(token_file)])
+        code = token_command.main([*source, "--write-file", str(token_file)])
         if code:
             raise typer.Exit(code)
         user = {"tokenFile": str(token_file.resolve())}
     else:
-        argv = kubegate_command()
-        user = {
-            "exec": {
-                "apiVersion": "client.authentication.k8s.io/v1",
-                "command": argv[0],
-                "args": [*argv[1:], "token", *source],
-                "interactiveMode": "Never",
-            }
-        }
+        user = {"exec": token_plugin(source)}
     cluster: dict[str, object] = {"server": f"{server.rstrip('/')}/k8s/{connection}"}
     if ca is not None:
         cluster["certificate-authority"] = str(ca.resolve())

@@ -38,7 +38,7 @@ def build_app() -> typer.Typer:
 
 def main() -> None:
     if sys.argv[1:2] == ["token"]:
-        from kubegate.cli.token import main as token_main
+        from kubegate.cli.plugin import main as token_main
 
         sys.exit(token_main(sys.argv[2:]))
     build_app()()

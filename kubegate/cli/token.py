@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubegate.cli import tokencache
+from kubegate.cli.execcredential import exec_credential, requested_api_version
 from kubegate.durations import parse_duration
 
 if TYPE_CHECKING:
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
     import typer
 
-EXEC_API_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
 HTTP_TIMEOUT = 30
 HELP = "Print an ExecCredential for kubectl (use as the kubeconfig user's exec plugin)."
 # client-go keeps a tokenFile's token for up to a minute before reading the file again, so a token in the
@@ -66,23 +66,6 @@ def token_expiry(token: str, source: str) -> dt.datetime | None:
     if expiry <= dt.datetime.now(dt.UTC):
         raise TokenSourceError(f"the token from {source} expired at {expiry:%Y-%m-%dT%H:%M:%SZ}: get a fresh one")
     return expiry
-
-
-def exec_credential(token: str, expiry: dt.datetime | None, api_version: str) -> dict[str, Any]:
-    status: dict[str, str] = {"token": token}
-    if expiry is not None:
-        status["expirationTimestamp"] = expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"apiVersion": api_version, "kind": "ExecCredential", "spec": {}, "status": status}
-
-
-def requested_api_version() -> str:
-    """The ExecCredential version kubectl asked for in KUBERNETES_EXEC_INFO (v1 if absent or unknown)."""
-    try:
-        info = json.loads(os.environ.get("KUBERNETES_EXEC_INFO", "{}"))
-    except ValueError:
-        return EXEC_API_VERSIONS[0]
-    version = info.get("apiVersion") if isinstance(info, dict) else None
-    return version if version in EXEC_API_VERSIONS else EXEC_API_VERSIONS[0]
 
 
 def _fetch_json(request: urllib.request.Request, what: str, ca: Path | None = None) -> dict[str, Any]:
@@ -157,7 +140,7 @@ def dev_issuer_token(
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kubegate token", description=HELP)
+    p = argparse.ArgumentParser(prog="kubegate token", description=HELP, allow_abbrev=False)  # see plugin.py
     p.add_argument("--from-env", metavar="VAR", help="Read the token from this environment variable.")
     p.add_argument("--from-file", metavar="PATH", type=Path, help="Read the token from this file.")
     p.add_argument("--github-actions", action="store_true", help="Request the GitHub Actions job's OIDC token.")
@@ -208,27 +191,9 @@ def _fetch(args: argparse.Namespace) -> tuple[str, str]:
     )
 
 
-def _cache_key(args: argparse.Namespace) -> str:
-    """Per source and audience; for GitHub Actions also per job (its token request URL), so a runner's
-    cache never hands one job's token to the next."""
-    source = (
-        ["github-actions", os.environ.get("ACTIONS_ID_TOKEN_REQUEST_URL", "")]
-        if args.github_actions
-        else [
-            "dev-issuer",
-            args.dev_issuer,
-            args.sub,
-            *sorted(args.group),
-            *sorted(args.claim),
-            args.lifetime,
-            str(args.ca),
-        ]
-    )
-    return tokencache.cache_key([*source, args.audience])
-
-
-def read_token(args: argparse.Namespace) -> tuple[str, dt.datetime | None]:
-    """The token from exactly one source, with its expiry; network tokens come from the cache if fresh."""
+def read_token(args: argparse.Namespace, key: str) -> tuple[str, dt.datetime | None]:
+    """The token from exactly one source, with its expiry; network tokens come from the cache (file `key`,
+    tokencache.argv_key) if fresh."""
     chosen = [
         name
         for name, on in (
@@ -257,7 +222,6 @@ def read_token(args: argparse.Namespace) -> tuple[str, dt.datetime | None]:
         if not value:
             raise TokenSourceError(f"{args.from_file} is empty")
         return value, token_expiry(value, str(args.from_file))
-    key = _cache_key(args)
     cached = None if args.no_cache else tokencache.load(key)
     if cached is not None:
         return cached[0], dt.datetime.fromtimestamp(cached[1], dt.UTC)
@@ -337,14 +301,14 @@ def main(argv: list[str]) -> int:
         )
         return 2
     try:
-        value, expiry = read_token(args)
+        value, expiry = read_token(args, tokencache.argv_key(argv))
         if args.write_file is not None:
             write_token_file(args.write_file, value)
     except TokenSourceError as exc:
         print(f"kubegate token: {exc}", file=sys.stderr)
         return 1
     if args.write_file is None:
-        print(json.dumps(exec_credential(value, expiry, api_version)))
+        print(exec_credential(value, expiry.timestamp() if expiry is not None else None, api_version))
         return 0
     return keep_fresh(args, expiry) if args.keep_fresh else 0
 

@@ -1,38 +1,50 @@
 """Tokens the credential plugin fetched over the network, kept per source and audience in the user's cache
 directory, so the kubectl calls of one CI job ask the token service once, not once per call.
 
-Standard library only: this runs on every kubectl invocation. Files are private (0700 directory, 0600
-file) and hold only the token and its expiry; nothing here logs or prints a token.
+Standard library only, and the cheapest of it (no pathlib, base64 only to read a JWT): this runs on every
+kubectl invocation (kubegate.cli.plugin). Files are private (0700 directory, 0600 file) and hold only the
+token and its expiry; nothing here logs or prints a token.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import os
 import time
-from pathlib import Path
 
 # A cached token is used only while it has at least this many seconds left, so kubectl never gets a token
 # that expires during the call; a fresh one is fetched instead.
 REFRESH_BEFORE = 60.0
 
 
-def cache_dir() -> Path:
+def cache_dir() -> str:
     """$XDG_CACHE_HOME/kubegate/tokens (~/.cache/kubegate/tokens by default)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "kubegate" / "tokens"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "kubegate", "tokens")
 
 
-def cache_key(parts: list[str]) -> str:
-    """A file name for one token source: everything that decides which token it would hand out."""
+def argv_key(argv: list[str]) -> str:
+    """The cache file for `kubegate token ARGV`: its flags name the source and audience, and a GitHub Actions
+    job's token request URL is added, so a runner's cache never hands one job's token to the next. The same
+    source spelled differently is only a cache miss. Flags that decide how the token is handed out, not
+    which token it is (--no-cache, --write-file PATH, --keep-fresh), are left out."""
+    parts = ["exec"]
+    args = iter(argv)
+    for arg in args:
+        if arg == "--write-file":
+            next(args, None)
+        elif arg not in ("--no-cache", "--keep-fresh") and not arg.startswith("--write-file="):
+            parts.append(arg)
+    parts.append(os.environ.get("ACTIONS_ID_TOKEN_REQUEST_URL", ""))
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
 
 
 def jwt_claims(token: str) -> dict[str, object] | None:
     """The unverified payload of a JWT, or None if the token is not one (kubegate verifies, not the plugin)."""
+    import base64  # here: a cached token is handed out without reading it
+    import binascii
+
     parts = token.split(".")
     if len(parts) != 3:
         return None
@@ -46,7 +58,8 @@ def jwt_claims(token: str) -> dict[str, object] | None:
 def load(key: str, now: float | None = None) -> tuple[str, float] | None:
     """The cached token and its exp if it still has REFRESH_BEFORE seconds to live; None otherwise."""
     try:
-        entry = json.loads((cache_dir() / f"{key}.json").read_text())
+        with open(os.path.join(cache_dir(), f"{key}.json")) as file:
+            entry = json.load(file)
         token, exp = entry["token"], entry["exp"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -63,14 +76,15 @@ def store(key: str, token: str, exp: float) -> None:
 
     directory = cache_dir()
     try:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        directory.chmod(0o700)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")  # mkstemp creates it 0600
     except OSError:
         return
     try:
         with os.fdopen(fd, "w") as out:
             json.dump({"token": token, "exp": exp}, out)
-        os.replace(tmp, directory / f"{key}.json")
+        os.replace(tmp, os.path.join(directory, f"{key}.json"))
     except OSError:
-        Path(tmp).unlink(missing_ok=True)
+        if os.path.exists(tmp):
+            os.unlink(tmp)

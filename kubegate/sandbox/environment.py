@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from kubegate.cli.invocation import kubegate_command
+from kubegate.cli.invocation import token_plugin
 from kubegate.config import Config, load_config
 from kubegate.listener import Listening, start_gateway
 from kubegate.sandbox.cluster import SandboxCluster
@@ -93,21 +93,12 @@ class Environment:
         if token is not None:
             user: dict[str, Any] = {"token": token}
         else:
-            argv = kubegate_command()
-            args = [*argv[1:], "token", "--dev-issuer", self.issuer.url, "--ca", str(self.issuer.ca_file), "--sub", sub]
+            args = ["--dev-issuer", self.issuer.url, "--ca", str(self.issuer.ca_file), "--sub", sub]
             for g in groups:
                 args += ["--group", g]
             for k, v in (claims or {}).items():
                 args += ["--claim", f"{k}={v}"]
-            user = {
-                "exec": {
-                    "apiVersion": "client.authentication.k8s.io/v1",
-                    "command": argv[0],
-                    "args": args,
-                    "interactiveMode": "Never",
-                    "provideClusterInfo": False,
-                }
-            }
+            user = {"exec": token_plugin(args)}
         doc = {
             "apiVersion": "v1",
             "kind": "Config",

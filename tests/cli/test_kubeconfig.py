@@ -42,7 +42,7 @@ def test_a_ci_kubeconfig_reads_the_token_from_the_environment_and_kubectl_works(
     assert doc["clusters"][0]["cluster"]["server"] == f"{world.env.gateway.url}/k8s/{connection}"
     assert doc["contexts"][0]["context"]["namespace"] == "kube-public"
     user = doc["users"][0]["user"]["exec"]
-    assert user["args"][-3:] == ["token", "--from-env", "CI_OIDC_TOKEN"]
+    assert user["args"][-2:] == ["--from-env", "CI_OIDC_TOKEN"]
     assert oct(out.stat().st_mode & 0o777) == "0o600"
     env = {**kubectl_env(), "CI_OIDC_TOKEN": world.token("ci-job", ("developers",))}
     mark = world.control.audit_mark()
@@ -75,7 +75,7 @@ def test_github_actions_kubeconfig_and_a_missing_source(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0
     args = yaml.safe_load(proc.stdout)["users"][0]["user"]["exec"]["args"]
-    assert args[-4:] == ["token", "--github-actions", "--audience", "kubegate-prod"]
+    assert args[-3:] == ["--github-actions", "--audience", "kubegate-prod"]
     missing = kubegate("kubeconfig", "--server", "https://k", "--connection", "c")
     assert missing.returncode == 2 and "choose a token source" in missing.stderr
     unwritable = kubegate(

@@ -276,7 +276,7 @@ async def test_a_token_close_to_expiry_is_fetched_again(actions_service: tuple[s
     url, seen = actions_service
     env = {"ACTIONS_ID_TOKEN_REQUEST_URL": url, "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "runtime-token"}
     credential(await run_async(["token", "--github-actions"], env))
-    [entry] = (tokencache.cache_dir()).iterdir()
+    [entry] = Path(tokencache.cache_dir()).iterdir()
     entry.write_text(json.dumps({"token": "stale", "exp": dt.datetime.now(dt.UTC).timestamp() + 30}))
     cred = credential(await run_async(["token", "--github-actions"], env))
     assert len(seen) == 2 and cred["status"]["token"] != "stale"
