@@ -250,7 +250,8 @@ class Side:
             return []
         exec_user = self.env.write_kubeconfig(job / "plugin-kubeconfig", sub="ci").read_text()
         user = yaml.safe_load(exec_user)["users"][0]["user"]["exec"]
-        return [user["command"], *user["args"], "--write-file", str(job / "token")]
+        env = [f"{e['name']}={e['value']}" for e in user.get("env", [])]
+        return ["env", *env, user["command"], *user["args"], "--write-file", str(job / "token")]
 
 
 async def kubectl(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
@@ -290,7 +291,9 @@ async def run_job(side: Side, verbose: bool) -> Job:
     objs = manifest(side.env.cluster.node)
     manifest_file = job_dir / "manifest.yaml"
     manifest_file.write_text(yaml.safe_dump_all(objs))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
+    # An installed kubegate's bytecode is compiled by pip; a PYTHONDONTWRITEBYTECODE in this environment
+    # would have every plugin call compile its modules again.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE") and k != "PYTHONDONTWRITEBYTECODE"}
     env.update(
         HOME=str(job_dir / "home"),
         XDG_CACHE_HOME=str(job_dir / "cache"),
