@@ -31,7 +31,7 @@ def mask_fields(plan: Plan, obj: dict[str, Any], kind: str | None, seen: set[str
     if isinstance(meta, dict):
         annotations = meta.get("annotations")
         if isinstance(annotations, dict) and isinstance(annotations.get(LAST_APPLIED), str):
-            changed |= _last_applied(plan, annotations, kind, seen)
+            changed |= mask_last_applied(plan, annotations, kind, seen)
     if plan.scan_text_fields:
         changed |= scan_strings(plan, obj, seen)
     return changed
@@ -165,7 +165,7 @@ def _pod_spec(plan: Plan, spec: dict[str, Any], seen: set[str] | None) -> bool:
     return changed
 
 
-def _last_applied(plan: Plan, annotations: dict[str, Any], kind: str | None, seen: set[str] | None) -> bool:
+def mask_last_applied(plan: Plan, annotations: dict[str, Any], kind: str | None, seen: set[str] | None) -> bool:
     """The annotation is the applied object as JSON: mask it with the same rules and write it back
     as JSON rather than replacing it with the marker. `kubectl apply` parses it for its three-way
     merge: with the marker it would fail; with masked values and every key intact, a key removed

@@ -32,13 +32,20 @@ import orjson
 from msgspec import UNSET, Raw, UnsetType
 
 from kubegate.masking.detectors import TRIGGER_WORDS
-from kubegate.masking.fields import mask_fields, scan_strings
+from kubegate.masking.fields import LAST_APPLIED, SA_TOKEN_TYPE, mask_last_applied, scan_strings
+from kubegate.masking.marker import MARKER, MARKER_B64, MARKER_BYTES
 from kubegate.masking.plan import Plan
 from kubegate.masking.untouched import in_key
 
 SECRET = "Secret"
 LIST_PREFIXES = (b'{"kind":"SecretList"', b'{"apiVersion":"v1","kind":"SecretList"')
 NONE = Raw()  # an absent raw field: no JSON value is empty, so it is never one that was sent
+_NULL = Raw(b"null")
+_MARKER_B64_BYTES = MARKER_B64.encode()
+# Strings masking writes or the decoder fixes, so the text detectors must leave them as they are.
+_UNSCANNED = (SECRET, MARKER, MARKER_B64)
+_VALUE_MAPS = (("data", MARKER_B64), ("stringData", MARKER))
+_EMPTY: dict[str, Any] = {}
 # What in raw (lower-cased) bytes may let a built-in detector change a string: a trigger, or an
 # escape that could spell one.
 _MAY_CHANGE = ahocorasick_rs.BytesAhoCorasick([*TRIGGER_WORDS, b"\\u", b"\\/"])
@@ -99,27 +106,126 @@ def applies(plan: Plan, doc: bytes | bytearray) -> bool:
     return doc.startswith(LIST_PREFIXES) and not plan.rules_for(SECRET)
 
 
-def mask_secret_list(plan: Plan, doc: bytes | bytearray) -> bytes | None:
-    """The masked list; None when the body is not exactly a SecretList this module models."""
+def mask_secret_list(plan: Plan, doc: bytes | bytearray) -> tuple[bytes, int] | None:
+    """The masked list and how many values it hid (markers added, not those it held); None when the
+    body is not exactly a SecretList this module models."""
+    if plan.scan_text_fields and any(plan.text.mask(s) != s for s in _UNSCANNED):
+        return None
     try:
         secrets = _decoder.decode(doc)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
     items = secrets.items or ()
-    if plan.scan_text_fields and not _scan_raw(plan, items):
-        return None
-    for secret in items:
-        mask_fields(plan, _view(secret), SECRET)
-    return _encoder.encode(secrets)
+    replaced: list[Raw] = []
+    added = sum(_mask_secret(plan, secret, replaced) for secret in items)
+    if plan.scan_text_fields:
+        scanned = _scan_raw(plan, items)
+        if scanned is None:
+            return None
+        added += scanned
+    if replaced:
+        added -= _markers(b"\0".join(replaced))  # a marker is never split: no NUL in it
+    return _encoder.encode(secrets), added
 
 
-def _scan_raw(plan: Plan, items: Sequence[_Secret]) -> bool:
+def _mask_secret(plan: Plan, secret: _Secret, replaced: list[Raw]) -> int:
+    """What mask_fields does to a Secret, on the decoded struct (raw fields aside, see _scan_raw):
+    returns the markers it added, and appends each raw value it replaced to `replaced`."""
+    added = 0
+    data, string_data = secret.data, secret.stringData
+    if plan.secret_values:
+        if data:
+            added += _hide_all(data, MARKER_B64, replaced)
+        if string_data:
+            added += _hide_all(string_data, MARKER, replaced)
+    elif plan.serviceaccount_tokens and secret.type == SA_TOKEN_TYPE:
+        if data:
+            added += _hide(data, "token", MARKER_B64, replaced)
+        if string_data:
+            added += _hide(string_data, "token", MARKER, replaced)
+    meta = secret.metadata
+    annotations = meta.annotations if meta else None
+    text = plan.text.mask if plan.scan_text_fields else None
+    if annotations:
+        applied = annotations.get(LAST_APPLIED)
+        if applied is not None and _mask_applied(plan, annotations, applied):
+            added += _str_markers(annotations[LAST_APPLIED]) - _str_markers(applied)
+        if text is not None:
+            for key, value in annotations.items():
+                masked = value if key == LAST_APPLIED else text(value)
+                if masked != value:
+                    annotations[key] = masked
+                    added += _str_markers(masked) - _str_markers(value)
+    if text is not None and isinstance(secret.type, str):
+        masked = text(secret.type)
+        if masked != secret.type:
+            added += _str_markers(masked) - _str_markers(secret.type)
+            secret.type = masked
+    return added
+
+
+def _mask_applied(plan: Plan, annotations: dict[str, str], applied: str) -> bool:
+    """mask_last_applied for the annotation of a Secret, without scanning the values it has just
+    replaced by markers (mask_secret_list checked the detectors leave markers alone). Anything but a
+    Secret's JSON takes mask_last_applied itself."""
+    inner = plan.annotation_plan
+    try:
+        doc = orjson.loads(applied)
+    except orjson.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict) or doc.get("kind", SECRET) != SECRET or not inner.touches(SECRET):
+        return mask_last_applied(plan, annotations, SECRET, None)
+    changed = False
+    hidden: dict[str, Any] = {}  # maps whose values are all markers or null now: nothing left to scan
+    if inner.secret_values:
+        for key, marker in _VALUE_MAPS:
+            values = doc.get(key)
+            if isinstance(values, dict):
+                for name, value in values.items():
+                    if value is not None and value != marker:
+                        values[name] = marker
+                        changed = True
+                hidden[key] = values
+    elif inner.serviceaccount_tokens and doc.get("type") == SA_TOKEN_TYPE:
+        for key, marker in _VALUE_MAPS:
+            values = doc.get(key)
+            if isinstance(values, dict) and values.get("token") not in (None, marker):
+                values["token"] = marker
+                changed = True
+    if inner.scan_text_fields:
+        doc.update(dict.fromkeys(hidden, _EMPTY))  # in place: the keys keep their order
+        changed |= scan_strings(inner, doc, None)
+        doc.update(hidden)
+    if changed:
+        annotations[LAST_APPLIED] = orjson.dumps(doc).decode() + ("\n" if applied.endswith("\n") else "")
+    return changed
+
+
+def _hide_all(values: dict[str, Any], marker: str, replaced: list[Raw]) -> int:
+    """Every value becomes the marker, except null, which masking leaves as it is."""
+    if _NULL in values.values():
+        return sum(_hide(values, key, marker, replaced) for key in list(values))
+    replaced += values.values()
+    for key in values:
+        values[key] = marker
+    return len(values)
+
+
+def _hide(values: dict[str, Any], key: str, marker: str, replaced: list[Raw]) -> int:
+    value = values.get(key)
+    if value is None or value == _NULL:
+        return 0
+    replaced.append(value)
+    values[key] = marker
+    return 1
+
+
+def _scan_raw(plan: Plan, items: Sequence[_Secret]) -> int | None:
     """Run the text detectors over the raw fields of the Secrets whose bytes may hold something they
-    change; False when a change cannot be written back here (a user detector rewriting the kind)."""
-    if plan.text.mask(SECRET) != SECRET:
-        return False
+    change; the markers that added, or None when a raw field cannot be decoded as the general path does."""
     parts: list[Raw] = []
     ends: list[int] = []  # ends[i]: how many parts Secrets 0..i have
+    unhidden = not plan.secret_values  # with secret-values, only nulls are left raw in data and stringData
     for secret in items:
         parts.append(secret.apiVersion)
         meta = secret.metadata
@@ -127,50 +233,61 @@ def _scan_raw(plan: Plan, items: Sequence[_Secret]) -> bool:
             fields = msgspec.structs.astuple(meta)
             for part in _SCANNED_META:
                 parts += fields[part]
+        if unhidden:
+            for values in (secret.data, secret.stringData):
+                if values:
+                    parts += (v for v in values.values() if isinstance(v, Raw))
         ends.append(len(parts))
     if plan.text.triggered:
         joined = b",".join(parts)  # a separator no key follows: a value's closing quote never meets a colon
         found = [at for _, at, _ in _MAY_CHANGE.find_matches_as_indexes(joined.lower()) if not in_key(joined, at)]
         if not found:
-            return True
+            return 0
         starts = list(accumulate((len(p) + 1 for p in parts), initial=0))
         touched: Sequence[int] = sorted({bisect_right(ends, bisect_right(starts, at) - 1) for at in found})
     else:
         touched = range(len(items))
-    return all(_scan_secret(plan, items[i]) for i in touched)
+    added = 0
+    for i in touched:
+        scanned = _scan_secret(plan, items[i])
+        if scanned is None:
+            return None
+        added += scanned
+    return added
 
 
-def _scan_secret(plan: Plan, secret: _Secret) -> bool:
+def _scan_secret(plan: Plan, secret: _Secret) -> int | None:
     """The general path's string scan over one Secret's raw fields, each decoded under its own key
     (so a label keyed like the last-applied annotation is skipped as it is there); a field it changes
-    is written back as the JSON orjson would send. False for a field orjson cannot decode."""
+    is written back as the JSON orjson would send. None for a field orjson cannot decode."""
     targets: list[tuple[Any, str]] = [(secret, "apiVersion")]
     if secret.metadata:
         targets += [(secret.metadata, name) for part in _SCANNED_META for name in _META_FIELDS[part]]
+    for values in (secret.data, secret.stringData):
+        if values:
+            targets += [(values, key) for key, value in values.items() if isinstance(value, Raw)]
+    added = 0
     for obj, name in targets:
-        raw = getattr(obj, name)
+        raw = obj[name] if isinstance(obj, dict) else getattr(obj, name)
         if not raw:
             continue
         try:
             box = {name: orjson.loads(memoryview(raw))}
         except orjson.JSONDecodeError:
-            return False
+            return None
         if scan_strings(plan, box, None):
-            setattr(obj, name, Raw(orjson.dumps(box[name])))
-    return True
+            new = orjson.dumps(box[name])
+            added += _markers(new) - _markers(bytes(raw))
+            if isinstance(obj, dict):
+                obj[name] = Raw(new)
+            else:
+                setattr(obj, name, Raw(new))
+    return added
 
 
-def _view(secret: _Secret) -> dict[str, Any]:
-    """The parts of a Secret masking reads, as the dict mask_fields expects. The values are the
-    struct's own dicts, so what mask_fields replaces in them is what gets encoded."""
-    view: dict[str, Any] = {}
-    if secret.data:
-        view["data"] = secret.data
-    if secret.stringData:
-        view["stringData"] = secret.stringData
-    if isinstance(secret.type, str):
-        view["type"] = secret.type
-    meta = secret.metadata
-    if meta and meta.annotations:
-        view["metadata"] = {"annotations": meta.annotations}
-    return view
+def _markers(raw: bytes) -> int:
+    return raw.count(MARKER_BYTES) + raw.count(_MARKER_B64_BYTES)
+
+
+def _str_markers(value: str) -> int:
+    return value.count(MARKER) + value.count(MARKER_B64)

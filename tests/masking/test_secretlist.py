@@ -28,6 +28,8 @@ PLANS = [
     ("serviceaccount-tokens", "last-applied"),
     ALL,
     ("env-credentials", "configmap-keys"),
+    ("credentials-in-text",),
+    ("serviceaccount-tokens", "credentials-in-text"),
 ]
 SA_TOKEN = "kubernetes.io/service-account-token"
 # What the text detectors react to, in the metadata fields they read: a name, a label value.
@@ -40,6 +42,8 @@ CREDENTIALS = [
     "tkt-1234",
     "default-token-x7k2p",
     "Secret",
+    MARKER,
+    f"was {MARKER}",
 ]
 
 keys = st.text(string.ascii_letters + string.digits + "-._", min_size=1, max_size=12)
@@ -48,8 +52,12 @@ texts = st.text(max_size=30)
 names = st.one_of(st.text(string.ascii_lowercase, min_size=1, max_size=8), st.sampled_from(CREDENTIALS))
 values = st.one_of(texts, st.sampled_from(CREDENTIALS))
 label_keys = st.one_of(keys, st.sampled_from(["secret-type", "token", "api_key", LAST_APPLIED]))
-data_maps = st.dictionaries(keys, st.binary(max_size=40).map(b64), max_size=4)
-string_maps = st.dictionaries(keys, texts, max_size=3)
+# Base64 can spell an AWS key id; a value may be null (which masking leaves as it is).
+data_values = st.one_of(
+    st.binary(max_size=40).map(b64), st.sampled_from(["aAKIAABCDEFGHIJKLMNOPaaa", MARKER_B64]), st.none()
+)
+data_maps = st.dictionaries(keys, data_values, max_size=4)
+string_maps = st.dictionaries(keys, st.one_of(values, st.none()), max_size=3)
 
 
 @st.composite
@@ -139,9 +147,21 @@ def test_masks_exactly_what_the_general_path_masks(
     body = orjson.dumps(doc)
     plan = config.plan(profiles)
     assert applies(plan, body)
-    masked = mask_secret_list(plan, body)
-    assert masked is not None
+    out = mask_secret_list(plan, body)
+    assert out is not None
+    masked, hidden = out
     assert orjson.loads(masked) == general(plan, doc)
+    assert hidden == markers(masked) - markers(body)  # what the stage would count on the bytes
+
+
+def markers(body: bytes) -> int:
+    return body.count(MARKER.encode()) + body.count(MARKER_B64.encode())
+
+
+def fast(plan: Plan, body: bytes) -> bytes:
+    out = mask_secret_list(plan, body)
+    assert out is not None
+    return out[0]
 
 
 def test_credentials_in_metadata_fields_are_masked() -> None:
@@ -161,7 +181,7 @@ def test_credentials_in_metadata_fields_are_masked() -> None:
         "type": "Opaque",
     }
     doc = {"kind": "SecretList", "apiVersion": "v1", "metadata": {"continue": "xoxb-1234567890ab"}, "items": [item]}
-    masked = orjson.loads(mask_secret_list(plan, orjson.dumps(doc)) or b"")
+    masked = orjson.loads(fast(plan, orjson.dumps(doc)))
     assert masked == general(plan, doc)
     assert b"xoxb-1234567890ab" not in orjson.dumps(masked["items"]) and b"AKIA" not in orjson.dumps(masked)
     assert masked["items"][0]["metadata"]["labels"]["token"] == "plain"
@@ -174,7 +194,7 @@ def test_a_credential_spelled_with_escapes_is_masked() -> None:
         b'"labels":{"url":"https:\\/\\/u:pw@host"}},"type":"Opaque"}]}'
     )
     plan = MASKER.plan(ALL)
-    masked = orjson.loads(mask_secret_list(plan, body) or b"")
+    masked = orjson.loads(fast(plan, body))
     assert masked == general(plan, orjson.loads(body))
     assert masked["items"][0]["metadata"]["name"] == MARKER
 
@@ -188,13 +208,13 @@ def test_unmasked_bytes_are_kept_as_sent() -> None:
         b'"managedFields":[{"manager":"kubectl","time":"2026-01-01T00:00:00Z","fieldsV1":{"f:data":{}}}]},'
         b'"immutable":true,"data":{"password":"aHVudGVyMg=="},"type":"Opaque"}]}'
     )
-    masked = mask_secret_list(MASKER.plan(("secret-values",)), body)
+    masked = fast(MASKER.plan(("secret-values",)), body)
     assert masked == body.replace(b"aHVudGVyMg==", MARKER_B64.encode())
 
 
 def test_a_masked_list_keeps_keys_and_hides_values() -> None:
     doc = secret_list([secret("db", {"password": "hunter2", "user": "admin"}, last_applied=True)])
-    masked = orjson.loads(mask_secret_list(MASKER.plan(ALL), orjson.dumps(doc)) or b"")
+    masked = orjson.loads(fast(MASKER.plan(ALL), orjson.dumps(doc)))
     item = masked["items"][0]
     assert item["data"] == {"password": MARKER_B64, "user": MARKER_B64}
     applied = orjson.loads(item["metadata"]["annotations"][LAST_APPLIED])
@@ -230,3 +250,22 @@ def test_only_secret_lists_and_plans_without_secret_field_rules_apply() -> None:
     ruled = masker(field_rules=[{"name": "secret-labels", "kind": "Secret", "path": "metadata.labels.owner"}])
     assert not applies(ruled.plan(("secret-values", "secret-labels")), b'{"kind":"SecretList","items":[]}')
     assert applies(ruled.plan(("secret-values",)), b'{"kind":"SecretList","items":[]}')
+
+
+def test_values_no_field_profile_hides_are_scanned_as_text() -> None:
+    """Without secret-values, data and stringData values are strings like any other for
+    credentials-in-text (base64 can spell an AWS key id)."""
+    plan = MASKER.plan(("credentials-in-text",))
+    item = {"metadata": {"name": "db"}, "data": {"a": "aAKIAABCDEFGHIJKLMNOPaaa"}, "stringData": {"p": "token=abc123"}}
+    doc = {"kind": "SecretList", "apiVersion": "v1", "metadata": {}, "items": [item]}
+    masked = orjson.loads(fast(plan, orjson.dumps(doc)))
+    assert masked == general(plan, doc)
+    assert masked["items"][0]["data"] == {"a": f"a{MARKER}aaa"}
+
+
+def test_null_values_stay_null() -> None:
+    doc = secret_list([{"metadata": {"name": "db"}, "data": {"a": None, "b": "aGk="}, "stringData": {"c": None}}])
+    plan = MASKER.plan(ALL)
+    masked = orjson.loads(fast(plan, orjson.dumps(doc)))
+    assert masked == general(plan, doc)
+    assert masked["items"][0]["data"] == {"a": None, "b": MARKER_B64}
