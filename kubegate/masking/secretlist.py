@@ -3,10 +3,11 @@
 A LIST of thousands of Secrets is tens of megabytes of JSON. Decoding all of it into Python objects
 and encoding it again costs more than the masking (orjson loads alone is ~100 ms for 27 MB). Here
 msgspec decodes the list into structs that mirror core/v1 Secret and ObjectMeta field for field,
-keeping every value that is never masked as raw JSON bytes; only `data`, `stringData`, `type` and
-the annotations become Python values. The masking itself is the same code as everywhere
-(`mask_fields`, on a small dict that shares those values), and encoding writes the raw bytes back
-unchanged, in kube-apiserver's field order.
+keeping every value that is never masked as raw JSON bytes; only the keys of `data` and
+`stringData`, `type` and the annotations become Python values. The masking is mask_fields written
+out for these structs (the last-applied annotation and any string it decodes go through the same
+fields.py code), and encoding writes the raw bytes back unchanged, in kube-apiserver's field order.
+It also counts the markers it adds, so the stage need not count them over the whole body.
 
 credentials-in-text reads every string of a Secret, so the raw metadata fields are read too, at the
 cost of one byte search over all of them: a built-in detector only ever changes a string holding one of
@@ -116,7 +117,9 @@ def mask_secret_list(plan: Plan, doc: bytes | bytearray) -> tuple[bytes, int] | 
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
     items = secrets.items or ()
-    replaced: list[Raw] = []
+    # Markers the body held are not added ones; a body without any (all but a re-sent masked one)
+    # spares counting them in every value replaced.
+    replaced: list[Raw] | None = [] if _markers(doc) else None
     added = sum(_mask_secret(plan, secret, replaced) for secret in items)
     if plan.scan_text_fields:
         scanned = _scan_raw(plan, items)
@@ -128,10 +131,12 @@ def mask_secret_list(plan: Plan, doc: bytes | bytearray) -> tuple[bytes, int] | 
     return _encoder.encode(secrets), added
 
 
-def _mask_secret(plan: Plan, secret: _Secret, replaced: list[Raw]) -> int:
+def _mask_secret(plan: Plan, secret: _Secret, replaced: list[Raw] | None) -> int:
     """What mask_fields does to a Secret, on the decoded struct (raw fields aside, see _scan_raw):
-    returns the markers it added, and appends each raw value it replaced to `replaced`."""
+    returns the markers it added, and appends each raw value it replaced to `replaced` (None: the
+    body holds no marker, so nothing replaced held one)."""
     added = 0
+    held = _str_markers if replaced is not None else _no_markers
     data, string_data = secret.data, secret.stringData
     if plan.secret_values:
         if data:
@@ -149,17 +154,17 @@ def _mask_secret(plan: Plan, secret: _Secret, replaced: list[Raw]) -> int:
     if annotations:
         applied = annotations.get(LAST_APPLIED)
         if applied is not None and _mask_applied(plan, annotations, applied):
-            added += _str_markers(annotations[LAST_APPLIED]) - _str_markers(applied)
+            added += _str_markers(annotations[LAST_APPLIED]) - held(applied)
         if text is not None:
             for key, value in annotations.items():
                 masked = value if key == LAST_APPLIED else text(value)
                 if masked != value:
                     annotations[key] = masked
-                    added += _str_markers(masked) - _str_markers(value)
+                    added += _str_markers(masked) - held(value)
     if text is not None and isinstance(secret.type, str):
         masked = text(secret.type)
         if masked != secret.type:
-            added += _str_markers(masked) - _str_markers(secret.type)
+            added += _str_markers(masked) - held(secret.type)
             secret.type = masked
     return added
 
@@ -201,21 +206,23 @@ def _mask_applied(plan: Plan, annotations: dict[str, str], applied: str) -> bool
     return changed
 
 
-def _hide_all(values: dict[str, Any], marker: str, replaced: list[Raw]) -> int:
+def _hide_all(values: dict[str, Any], marker: str, replaced: list[Raw] | None) -> int:
     """Every value becomes the marker, except null, which masking leaves as it is."""
     if _NULL in values.values():
         return sum(_hide(values, key, marker, replaced) for key in list(values))
-    replaced += values.values()
+    if replaced is not None:
+        replaced += values.values()
     for key in values:
         values[key] = marker
     return len(values)
 
 
-def _hide(values: dict[str, Any], key: str, marker: str, replaced: list[Raw]) -> int:
+def _hide(values: dict[str, Any], key: str, marker: str, replaced: list[Raw] | None) -> int:
     value = values.get(key)
     if value is None or value == _NULL:
         return 0
-    replaced.append(value)
+    if replaced is not None:
+        replaced.append(value)
     values[key] = marker
     return 1
 
@@ -285,9 +292,13 @@ def _scan_secret(plan: Plan, secret: _Secret) -> int | None:
     return added
 
 
-def _markers(raw: bytes) -> int:
+def _markers(raw: bytes | bytearray) -> int:
     return raw.count(MARKER_BYTES) + raw.count(_MARKER_B64_BYTES)
 
 
 def _str_markers(value: str) -> int:
     return value.count(MARKER) + value.count(MARKER_B64)
+
+
+def _no_markers(value: str) -> int:
+    return 0
