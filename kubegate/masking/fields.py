@@ -31,13 +31,13 @@ def mask_fields(plan: Plan, obj: dict[str, Any], kind: str | None, seen: set[str
     if isinstance(meta, dict):
         annotations = meta.get("annotations")
         if isinstance(annotations, dict) and isinstance(annotations.get(LAST_APPLIED), str):
-            changed |= _last_applied(plan, annotations, kind, seen)
+            changed |= mask_last_applied(plan, annotations, kind, seen)
     if plan.scan_text_fields:
-        changed |= _scan_strings(plan, obj, seen)
+        changed |= scan_strings(plan, obj, seen)
     return changed
 
 
-def _scan_strings(plan: Plan, node: dict[str, Any] | list[Any], seen: set[str] | None) -> bool:
+def scan_strings(plan: Plan, node: dict[str, Any] | list[Any], seen: set[str] | None) -> bool:
     """credentials-in-text reads every string value of every object: annotations, labels, CRD fields, a
     Status message. The last-applied annotation is left to its own masking (it must stay JSON), and
     managedFields hold field names, not values. (The hottest loop of masking: one call per container.)"""
@@ -55,7 +55,7 @@ def _scan_strings(plan: Plan, node: dict[str, Any] | list[Any], seen: set[str] |
             node[key] = masked  # type: ignore[index]  # replaces a value: the dict keeps its size
             changed = True
         elif isinstance(value, dict | list) and key != "managedFields":
-            changed |= _scan_strings(plan, value, seen)
+            changed |= scan_strings(plan, value, seen)
     return changed
 
 
@@ -165,7 +165,7 @@ def _pod_spec(plan: Plan, spec: dict[str, Any], seen: set[str] | None) -> bool:
     return changed
 
 
-def _last_applied(plan: Plan, annotations: dict[str, Any], kind: str | None, seen: set[str] | None) -> bool:
+def mask_last_applied(plan: Plan, annotations: dict[str, Any], kind: str | None, seen: set[str] | None) -> bool:
     """The annotation is the applied object as JSON: mask it with the same rules and write it back
     as JSON rather than replacing it with the marker. `kubectl apply` parses it for its three-way
     merge: with the marker it would fail; with masked values and every key intact, a key removed
@@ -184,7 +184,7 @@ def _last_applied(plan: Plan, annotations: dict[str, Any], kind: str | None, see
     doc_kind = doc.get("kind") if isinstance(doc.get("kind"), str) else kind
     changed = doc_kind is not None and inner.touches(doc_kind) and _by_kind(inner, doc, doc_kind, seen)
     if inner.scan_text_fields:
-        changed |= _scan_strings(inner, doc, seen)
+        changed |= scan_strings(inner, doc, seen)
     if not changed:
         return False
     annotations[LAST_APPLIED] = orjson.dumps(doc).decode() + ("\n" if raw.endswith("\n") else "")

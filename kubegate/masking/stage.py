@@ -202,9 +202,9 @@ class MaskingStage(Stage):
             _valid_json(state, doc)  # what no mask touches is still refused when it is not JSON
             return bytes(doc), 0
         if secretlist.applies(state.plan, doc):
-            masked = secretlist.mask_secret_list(state.plan, doc)
-            if masked is not None:
-                return masked + newline, _markers(masked) - _markers(doc)
+            fast = secretlist.mask_secret_list(state.plan, doc)
+            if fast is not None:
+                return fast[0] + newline, fast[1]
         loaded = _valid_json(state, doc)
         if not mask_document(state.plan, loaded, state.kind_hint):
             return bytes(doc), 0

@@ -47,10 +47,10 @@ def untouched(plan: Plan, body: bytes | bytearray, kind_hint: str | None) -> boo
         return False
     if not plan.scan_text_fields:
         return True
-    return all(_in_key(body, start) for _, start, _ in _TRIGGERS.find_matches_as_indexes(body.lower()))
+    return all(in_key(body, start) for _, start, _ in _TRIGGERS.find_matches_as_indexes(body.lower()))
 
 
-def _in_key(body: bytes | bytearray, at: int) -> bool:
+def in_key(body: bytes | bytearray, at: int) -> bool:
     """Whether the string holding body[at] is an object key (its closing quote is followed by a colon)."""
     end = body.find(b'"', at)
     while end > 0:

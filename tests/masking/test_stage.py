@@ -84,11 +84,23 @@ async def test_secret_list_and_cluster_wide_table() -> None:
     f = flow("GET", "/api/v1/secrets", masks=("secret-values",))
     out = b"".join(await exchange(STAGE, f, split(body, range(0, len(body), 997))))
     assert b"pw-" not in out and out.count(MARKER_B64.encode()) == 50
+    assert f.masked is not None and f.masked.values == 50
 
     tbl = orjson.dumps(table([(["db", "Opaque"], secret("db", {"k": "hunter2"}, kind=False))]))
     f = flow("GET", "/api/v1/secrets", query="includeObject=Object", accept=KUBECTL_TABLE)
     out = b"".join(await exchange(STAGE, f, [tbl]))
     assert b64("hunter2").encode() not in out and orjson.loads(out)["rows"][0]["cells"] == ["db", "Opaque"]
+
+
+async def test_a_secret_list_counts_the_markers_it_added_not_those_it_held() -> None:
+    """The SecretList fast path counts what it hides itself (the stage counts markers for the rest)."""
+    held = secret("held", {"a": "x"})
+    held["data"]["a"] = MARKER_B64
+    body = orjson.dumps(secret_list([secret("db", {"password": "pw", "user": "u"}, last_applied=True), held]))
+    f = flow("GET", "/api/v1/secrets")
+    out = b"".join(await exchange(STAGE, f, [body]))
+    assert out.count(MARKER_B64.encode()) == 5  # two values, the two in the annotation, the one held
+    assert f.masked is not None and f.masked.values == 4
 
 
 async def test_token_request_response() -> None:
