@@ -62,6 +62,19 @@ _KUBECTL_SESSION_MAX = 128
 _KUBECTL_SESSION_INDEX_WHERE = sa.text("kubectl_session <> ''")
 """Literal, not a bound parameter: PostgreSQL cannot match a parameter to the partial index once it
 switches a prepared statement to a generic plan (after five executions)."""
+# Also built once, with the row as parameters: every kubectl invocation opens a session, and building these
+# per session (and SQLAlchemy's cache key for each) was most of that commit's time.
+_INSERT_SESSION = sa.insert(sessions)
+_INSERT_KUBECTL_SESSION = {
+    name: insert(sessions).on_conflict_do_nothing(
+        index_elements=["kubectl_session", "username"], index_where=_KUBECTL_SESSION_INDEX_WHERE
+    )
+    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
+_KUBECTL_SESSION_ID = sa.select(sessions.c.id).where(
+    sessions.c.kubectl_session == sa.bindparam("b_kubectl_session"), sessions.c.username == sa.bindparam("b_username")
+)
+_INSERT_SESSION_GROUPS = sa.insert(session_groups)
 
 
 @dataclass(slots=True)
@@ -421,24 +434,17 @@ class _BatchWrite:
 def _insert_session(conn: Connection, dialect: str, row: dict[str, Any]) -> str:
     """Insert a session; for a kubectl session another replica may have inserted first: use theirs."""
     if not row["kubectl_session"]:
-        conn.execute(sa.insert(sessions), row)
+        conn.execute(_INSERT_SESSION, row)
     else:
-        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(sessions)
-        conn.execute(
-            insert.values(row).on_conflict_do_nothing(
-                index_elements=["kubectl_session", "username"], index_where=_KUBECTL_SESSION_INDEX_WHERE
-            )
-        )
+        conn.execute(_INSERT_KUBECTL_SESSION[dialect], row)
         existing = conn.execute(
-            sa.select(sessions.c.id).where(
-                sessions.c.kubectl_session == row["kubectl_session"], sessions.c.username == row["username"]
-            )
+            _KUBECTL_SESSION_ID, {"b_kubectl_session": row["kubectl_session"], "b_username": row["username"]}
         ).one()
         if existing.id != row["id"]:
             return str(existing.id)
     if row["groups"]:
         conn.execute(
-            sa.insert(session_groups), [{"session_id": row["id"], "name": g} for g in dict.fromkeys(row["groups"])]
+            _INSERT_SESSION_GROUPS, [{"session_id": row["id"], "name": g} for g in dict.fromkeys(row["groups"])]
         )
     return str(row["id"])
 
