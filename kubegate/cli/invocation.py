@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import kubegate
-
-EXEC_API_VERSION = "client.authentication.k8s.io/v1"
+from kubegate.cli.execcredential import EXEC_API_VERSIONS
 
 
 def kubegate_command() -> list[str]:
@@ -29,7 +28,7 @@ def token_plugin(args: list[str]) -> dict[str, Any]:
     """
     package_root = Path(kubegate.__file__).resolve().parent.parent
     return {
-        "apiVersion": EXEC_API_VERSION,
+        "apiVersion": EXEC_API_VERSIONS[0],
         "command": sys.executable,
         "args": ["-S", "-P", "-c", "from kubegate.cli.plugin import run; run()", *args],
         "env": [{"name": "PYTHONPATH", "value": str(package_root)}],
