@@ -34,7 +34,7 @@ from msgspec import UNSET, Raw, UnsetType
 
 from kubegate.masking.detectors import TRIGGER_WORDS
 from kubegate.masking.fields import LAST_APPLIED, SA_TOKEN_TYPE, mask_last_applied, scan_strings
-from kubegate.masking.marker import MARKER, MARKER_B64, MARKER_BYTES
+from kubegate.masking.marker import MARKER, MARKER_B64, markers_in
 from kubegate.masking.plan import Plan
 from kubegate.masking.untouched import in_key
 
@@ -42,7 +42,6 @@ SECRET = "Secret"
 LIST_PREFIXES = (b'{"kind":"SecretList"', b'{"apiVersion":"v1","kind":"SecretList"')
 NONE = Raw()  # an absent raw field: no JSON value is empty, so it is never one that was sent
 _NULL = Raw(b"null")
-_MARKER_B64_BYTES = MARKER_B64.encode()
 # Strings masking writes or the decoder fixes, so the text detectors must leave them as they are.
 _UNSCANNED = (SECRET, MARKER, MARKER_B64)
 _VALUE_MAPS = (("data", MARKER_B64), ("stringData", MARKER))
@@ -119,7 +118,7 @@ def mask_secret_list(plan: Plan, doc: bytes | bytearray) -> tuple[bytes, int] | 
     items = secrets.items or ()
     # Markers the body held are not added ones; a body without any (all but a re-sent masked one)
     # spares counting them in every value replaced.
-    replaced: list[Raw] | None = [] if _markers(doc) else None
+    replaced: list[Raw] | None = [] if markers_in(doc) else None
     added = sum(_mask_secret(plan, secret, replaced) for secret in items)
     if plan.scan_text_fields:
         scanned = _scan_raw(plan, items)
@@ -127,7 +126,7 @@ def mask_secret_list(plan: Plan, doc: bytes | bytearray) -> tuple[bytes, int] | 
             return None
         added += scanned
     if replaced:
-        added -= _markers(b"\0".join(replaced))  # a marker is never split: no NUL in it
+        added -= markers_in(b"\0".join(replaced))  # a marker is never split: no NUL in it
     return _encoder.encode(secrets), added
 
 
@@ -284,16 +283,12 @@ def _scan_secret(plan: Plan, secret: _Secret) -> int | None:
             return None
         if scan_strings(plan, box, None):
             new = orjson.dumps(box[name])
-            added += _markers(new) - _markers(bytes(raw))
+            added += markers_in(new) - markers_in(bytes(raw))
             if isinstance(obj, dict):
                 obj[name] = Raw(new)
             else:
                 setattr(obj, name, Raw(new))
     return added
-
-
-def _markers(raw: bytes | bytearray) -> int:
-    return raw.count(MARKER_BYTES) + raw.count(_MARKER_B64_BYTES)
 
 
 def _str_markers(value: str) -> int:

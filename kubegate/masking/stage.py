@@ -30,7 +30,7 @@ from kubegate.kube.status import Refused
 from kubegate.masking import secretlist
 from kubegate.masking.cache import Masked, MaskedLines
 from kubegate.masking.config import UnknownProfile
-from kubegate.masking.marker import MARKER, MARKER_B64, MARKER_BYTES
+from kubegate.masking.marker import MARKER, markers_in
 from kubegate.masking.masker import Masker, kind_for, mask_document
 from kubegate.masking.negotiation import classify, json_only_accept
 from kubegate.masking.plan import Plan
@@ -39,7 +39,6 @@ from kubegate.masking.text import TextMasker
 from kubegate.masking.untouched import untouched
 
 Mode = Literal["pass", "json", "lines", "text"]
-_MARKERS = (MARKER_BYTES, MARKER_B64.encode())
 NO_BODY_STATUSES = frozenset({101, 204, 304})
 
 
@@ -137,7 +136,7 @@ class MaskingStage(Stage):
             return [message]
         out = state.output.message(message)
         if not message.from_client:
-            state.report.values += sum(_markers(m.data) for m in out) - _markers(message.data)
+            state.report.values += sum(markers_in(m.data) for m in out) - markers_in(message.data)
         return out
 
     async def on_stream_end(self, flow: Flow) -> list[Message]:
@@ -145,7 +144,7 @@ class MaskingStage(Stage):
         if state is None or state.output is None:
             return []
         tails = state.output.flush()
-        state.report.values += sum(_markers(m.data) for m in tails)
+        state.report.values += sum(markers_in(m.data) for m in tails)
         return tails
 
     async def on_chunk(self, flow: Flow, data: bytes) -> bytes:
@@ -155,7 +154,7 @@ class MaskingStage(Stage):
         if state.mode == "text":
             assert state.text is not None
             out = state.text.feed(data)
-            state.report.values += _markers(out) - _markers(data)
+            state.report.values += markers_in(out) - markers_in(data)
             return out
         state.buffer += data
         if state.mode == "json":
@@ -180,7 +179,7 @@ class MaskingStage(Stage):
         if state.mode == "text":
             assert state.text is not None
             out = state.text.flush()
-            state.report.values += _markers(out)
+            state.report.values += markers_in(out)
             return out
         rest, state.buffer = state.buffer, bytearray()
         masked, hidden = self._mask_line(state, rest)
@@ -212,7 +211,7 @@ class MaskingStage(Stage):
         # kube-apiserver itself does with them (sigs.k8s.io/json falls back to float64), so it never
         # sends any.
         out = orjson.dumps(loaded)
-        return out + newline, _markers(out) - _markers(doc)
+        return out + newline, markers_in(out) - markers_in(doc)
 
 
 def _valid_json(state: MaskState, doc: bytes | bytearray) -> Any:
@@ -225,10 +224,6 @@ def _valid_json(state: MaskState, doc: bytes | bytearray) -> Any:
             f"sent; the masks {', '.join(state.profiles)} apply to this request.",
             reason="BadGateway",
         ) from exc
-
-
-def _markers(body: bytes | bytearray) -> int:
-    return sum(body.count(m) for m in _MARKERS)
 
 
 def _by(flow: Flow, state: MaskState) -> str:
