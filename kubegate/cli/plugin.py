@@ -16,7 +16,7 @@ from kubegate.cli.execcredential import exec_credential, requested_api_version
 
 # Flags whose answer is not a cached token: they go to the full command (kubegate.cli.token's parser
 # accepts no abbreviations, so these spellings are the only ones).
-NOT_CACHED = frozenset({"-h", "--help", "--no-cache", "--write-file", "--keep-fresh", "--from-env", "--from-file"})
+NOT_CACHED = tokencache.HANDING_OUT | {"-h", "--help", "--from-env", "--from-file"}
 
 
 def main(argv: list[str]) -> int:

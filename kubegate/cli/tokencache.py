@@ -24,17 +24,20 @@ def cache_dir() -> str:
     return os.path.join(base, "kubegate", "tokens")
 
 
+# `kubegate token` flags that decide how the token is handed out, not which token it is; --write-file takes a value.
+HANDING_OUT = frozenset({"--no-cache", "--write-file", "--keep-fresh"})
+
+
 def argv_key(argv: list[str]) -> str:
     """The cache file for `kubegate token ARGV`: its flags name the source and audience, and a GitHub Actions
     job's token request URL is added, so a runner's cache never hands one job's token to the next. The same
-    source spelled differently is only a cache miss. Flags that decide how the token is handed out, not
-    which token it is (--no-cache, --write-file PATH, --keep-fresh), are left out."""
+    source spelled differently is only a cache miss. HANDING_OUT flags are left out."""
     parts = ["exec"]
     args = iter(argv)
     for arg in args:
         if arg == "--write-file":
             next(args, None)
-        elif arg not in ("--no-cache", "--keep-fresh") and not arg.startswith("--write-file="):
+        elif arg.partition("=")[0] not in HANDING_OUT:
             parts.append(arg)
     parts.append(os.environ.get("ACTIONS_ID_TOKEN_REQUEST_URL", ""))
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:32]
